@@ -1,0 +1,81 @@
+"""`studio`: the command line. With no command it opens the Textual app on the workspace.
+
+Every command lives in its own module under `studio/commands/` with `register(subparsers)`; this
+file discovers them, so adding a command touches no shared file. Command modules import their
+heavy dependencies (torch, duckdb work, openai) inside their handlers, never at module level.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from pathlib import Path
+
+from curation.errors import StudioError
+
+from . import __version__
+
+
+def command_modules() -> list:
+    import studio.commands as pkg
+
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    return [importlib.import_module(f"studio.commands.{n}") for n in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands._common import add_workspace_option
+
+    parser = argparse.ArgumentParser(
+        prog="studio",
+        description="Curate instruction data and fine-tune a model from the terminal. "
+        "With no command, opens the studio on the workspace.",
+    )
+    parser.add_argument("--version", action="version", version=f"studio {__version__}")
+    add_workspace_option(parser, top_level=True)
+    parser.add_argument("--serve", action="store_true", help="serve the studio to a browser on 127.0.0.1 instead of this terminal")
+    parser.add_argument("--port", type=int, default=8566, help="port for --serve (default 8566)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in command_modules():
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            from .commands._common import workspace_path
+
+            return run_app(workspace_path(args), serve=args.serve, port=args.port)
+        result = args.func(args)
+        return int(result or 0)
+    except StudioError as exc:
+        from curation.safe_text import visible
+
+        print(f"studio: error: {visible(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("studio: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def run_app(workspace: Path, *, serve: bool = False, port: int = 8566) -> int:
+    if serve:
+        from .serve_web import serve_in_browser
+
+        return serve_in_browser(workspace, port=port)
+    from .app import StudioApp
+
+    app = StudioApp(workspace)
+    app.run()
+    return int(app.return_code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

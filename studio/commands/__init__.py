@@ -1,0 +1,1 @@
+"""One module per `studio` command; `studio.cli` discovers them (modules starting with _ are helpers)."""

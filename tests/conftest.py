@@ -1,0 +1,36 @@
+"""Shared fixtures. Everything runs in temporary folders; nothing touches the user's workspace."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = ROOT / "sample_data"
+
+
+@pytest.fixture(autouse=True)
+def _isolate_env(monkeypatch, tmp_path):
+    # No test may reach a real key, a real workspace or the user's HF cache.
+    monkeypatch.delenv("STUDIO_WORKSPACE", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def ws_path(tmp_path) -> Path:
+    return tmp_path / "ws"
+
+
+@pytest.fixture
+def ws(ws_path):
+    from curation.workspace import open_workspace
+
+    w = open_workspace(ws_path)
+    yield w
+    w.close()

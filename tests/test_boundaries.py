@@ -1,0 +1,47 @@
+"""design.md's import directions: curation and training never import the UI; training never
+imports curation or duckdb. Checked two ways: import-linter over the source, and real imports in
+a fresh interpreter (which also catch imports done inside functions at import time)."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+import sys
+
+from tests.conftest import ROOT
+
+
+def _loaded_after(stmt: str) -> set[str]:
+    code = f"import sys; {stmt}; print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_import_linter_contracts_hold():
+    proc = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_curation_loads_no_ui_or_trainer():
+    import pkgutil
+
+    import curation
+
+    mods = [f"curation.{m.name}" for m in pkgutil.walk_packages(curation.__path__) if not m.ispkg]
+    loaded = _loaded_after("; ".join(f"import {m}" for m in mods))
+    assert not loaded & {"textual", "studio", "training", "torch", "transformers"}, loaded
+
+
+def test_training_loads_no_curation_or_duckdb():
+    import pkgutil
+
+    import training
+
+    mods = [f"training.{m.name}" for m in pkgutil.walk_packages(training.__path__, ) if not m.ispkg and not m.name.startswith("__")]
+    loaded = _loaded_after("; ".join(f"import {m}" for m in mods) or "import training")
+    assert not loaded & {"textual", "studio", "curation", "duckdb"}, loaded
+
+
+def test_first_screen_imports_no_heavy_ml():
+    loaded = _loaded_after("import studio.app, studio.cli")
+    assert not loaded & {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets"}, loaded
