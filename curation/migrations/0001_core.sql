@@ -1,5 +1,6 @@
 -- The workspace's core: samples, their versions, the audit log of operations, imports and jobs.
 -- Later features add tables in their own numbered migrations; a shipped migration never changes.
+-- AT is a reserved word in DuckDB 2.0 (time travel): the `"at"` columns must be quoted in every query.
 
 CREATE SEQUENCE sample_id_seq START 1;
 CREATE SEQUENCE op_id_seq START 1;
@@ -10,7 +11,7 @@ CREATE SEQUENCE job_id_seq START 1;
 CREATE TABLE operations (
     id BIGINT PRIMARY KEY,
     kind TEXT NOT NULL,
-    at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    "at" TIMESTAMP NOT NULL DEFAULT current_timestamp,
     reason TEXT,
     sample_count BIGINT NOT NULL DEFAULT 0,
     details JSON,
@@ -35,7 +36,7 @@ CREATE TABLE imports (
     rows BIGINT NOT NULL,
     rejected BIGINT NOT NULL DEFAULT 0,
     op_id BIGINT NOT NULL,
-    at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    "at" TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
 -- The canonical sample. kind 'chat': optional system prompt plus user/assistant turns in
@@ -79,7 +80,7 @@ CREATE TABLE sample_versions (
     messages JSON,
     text TEXT,
     op_id BIGINT,
-    at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    "at" TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
 -- Long work (import, dedup, quality, augment, export) with its progress and outcome.
