@@ -1,0 +1,326 @@
+"""Review: approve, reject, edit and undo, each one operation in the audit log.
+
+Every change here lands in one transaction with its `operations` row and one `op_samples` row per
+sample it changed (old and new status, old and new version), so the log says exactly what
+happened and undo knows what to put back.
+
+Undo reverts the most recent operations that are not yet undone, newest first (a stack: an older
+operation is never undone under a newer one). Undo is itself an operation (kind 'undo'); each
+reverted operation gets `undone_by` set to it. How an operation is undone:
+
+1. `UNDO_HANDLERS[kind]`: a function `fn(ws, op)` registered by the module that makes that kind
+   (`op` is an `Operation`; the function runs inside the undo transaction). Built in: 'status',
+   'edit', 'import'.
+2. else `op.details["undo_handler"] = "curation.module:function"`: the same kind of function,
+   imported by name, so an operation recorded by a module the current process has not imported
+   (a dedup run from another command) can still be undone. Only `curation.` modules are accepted.
+3. else `op.details["undo"]`, a declarative recipe, any of:
+   - `"restore_status": true`: put back `op_samples.old_status` for the op's samples;
+   - `"delete_created_samples": true`: delete the samples the op created (its `op_samples` rows
+     with `old_status` NULL) with their versions, flags, cluster memberships and signatures;
+   - `"delete_by_op": ["quality_flags", "dup_clusters", ...]`: delete the rows of those tables
+     whose `op_id` column is this op (tables must have an `op_id` column);
+   - `"clear_sample_columns": ["duplicate_of", "cluster_id"]`: set those columns of the op's
+     samples (`op_samples`) back to NULL.
+An operation with none of these cannot be undone: undo stops there with a clear error rather
+than skip it and revert older work out of order.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Sequence
+
+import duckdb
+
+from .errors import NotFound, StudioError
+from .samples import STATUSES, Message, Sample, from_row, validate
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One row of the audit log."""
+
+    id: int
+    kind: str
+    at: Any
+    reason: str | None
+    sample_count: int
+    details: dict[str, Any]
+    undone_by: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "at": str(self.at), "reason": self.reason,
+                "sample_count": self.sample_count, "details": self.details, "undone_by": self.undone_by}
+
+
+UndoHandler = Callable[[Any, Operation], None]
+UNDO_HANDLERS: dict[str, UndoHandler] = {}
+
+_OP_COLS = 'id, kind, "at", reason, sample_count, details, undone_by'
+
+
+def _op(row: tuple) -> Operation:
+    details = row[5]
+    if isinstance(details, str):
+        details = json.loads(details) if details else {}
+    return Operation(int(row[0]), row[1], row[2], row[3], int(row[4]), details or {}, row[6])
+
+
+# -- status --------------------------------------------------------------------------------------
+def _unique_ids(ids: Iterable[int]) -> list[int]:
+    return sorted({int(i) for i in ids})
+
+
+def _check_exist(con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
+    found = con.execute("SELECT count(*) FROM samples WHERE id IN (SELECT unnest(?))", [ids]).fetchone()[0]
+    if found != len(ids):
+        missing = [r[0] for r in con.execute(
+            "SELECT i FROM (SELECT unnest(?) AS i) WHERE i NOT IN (SELECT id FROM samples) ORDER BY i LIMIT 10", [ids]
+        ).fetchall()]
+        more = "" if len(ids) - found <= len(missing) else f" and {len(ids) - found - len(missing)} more"
+        raise NotFound(f"no sample with id {', '.join(map(str, missing))}{more}; nothing was changed. "
+                       f"`studio stats` shows the id range.")
+
+
+def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -> int:
+    """Give every sample in `ids` the status `status` ('pending', 'approved', 'rejected') as one
+    operation; returns its id. Samples that already have that status are left out of `op_samples`.
+    Unknown ids raise NotFound and change nothing."""
+    if status not in STATUSES:
+        raise StudioError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}.")
+    id_list = _unique_ids(ids)
+    if not id_list:
+        raise StudioError("no samples selected: name ids (e.g. 12 15 20-30) or a filter.")
+    with ws.transaction() as con:
+        _check_exist(con, id_list)
+        op_id = ws.record_operation("status", reason=reason, details={"status": status, "requested": len(id_list)})
+        con.execute(
+            """INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
+               SELECT ?, id, status, ?, version, version FROM samples
+               WHERE id IN (SELECT unnest(?)) AND status <> ?""",
+            [op_id, status, id_list, status],
+        )
+        changed = con.execute("SELECT count(*) FROM op_samples WHERE op_id = ?", [op_id]).fetchone()[0]
+        con.execute("UPDATE operations SET sample_count = ? WHERE id = ?", [changed, op_id])
+        con.execute("UPDATE samples SET status = ? WHERE id IN (SELECT unnest(?)) AND status <> ?", [status, id_list, status])
+    return op_id
+
+
+def approve(ws, ids: Iterable[int], reason: str | None = None) -> int:
+    return set_status(ws, ids, "approved", reason)
+
+
+def reject(ws, ids: Iterable[int], reason: str | None = None) -> int:
+    return set_status(ws, ids, "rejected", reason)
+
+
+def _undo_status(ws, op: Operation) -> None:
+    ws.con.execute(
+        """UPDATE samples SET status = x.old_status FROM op_samples x
+           WHERE x.op_id = ? AND x.sample_id = samples.id AND x.old_status IS NOT NULL""",
+        [op.id],
+    )
+
+
+# -- edit ----------------------------------------------------------------------------------------
+_UNSET: Any = object()
+
+
+def _as_messages(messages: Sequence[Any]) -> tuple[Message, ...]:
+    out = []
+    for i, m in enumerate(messages):
+        if isinstance(m, Message):
+            out.append(m)
+        elif isinstance(m, dict) and set(m) <= {"role", "content"}:
+            out.append(Message(m.get("role"), m.get("content")))  # type: ignore[arg-type]
+        else:
+            raise StudioError(f"messages[{i}]: expected {{role, content}}, got {m!r:.80}")
+    return tuple(out)
+
+
+def _current(con: duckdb.DuckDBPyConnection, sample_id: int) -> tuple[Sample, dict[str, Any]]:
+    cols = ["id", "kind", "system", "messages", "text", "version", "status", "source_file", "source_row",
+            "source_id", "lang", "tags", "parent_id", "operation", "lineage"]
+    row = con.execute(f"SELECT {', '.join(cols)} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
+    if row is None:
+        raise NotFound(f"no sample with id {sample_id} in this workspace.")
+    d = dict(zip(cols, row))
+    return from_row(d), d
+
+
+def _write_content(con: duckdb.DuckDBPyConnection, sample_id: int, s: Sample, version: int) -> None:
+    con.execute(
+        """UPDATE samples SET system = ?, messages = ?, text = ?, instruction = ?, answer = ?, lang = ?,
+           content_hash = ?, version = ? WHERE id = ?""",
+        [s.system, s.messages_json(), s.text, s.instruction, s.answer, s.detected_lang(), s.content_hash(),
+         version, int(sample_id)],
+    )
+
+
+def edit(ws, sample_id: int, *, system: Any = _UNSET, messages: Any = _UNSET, text: Any = _UNSET,
+         reason: str | None = None) -> int | None:
+    """Change a sample's content as one operation; returns its id, or None when nothing changed.
+    The previous content is kept in `sample_versions`; `version` goes up by one; instruction,
+    answer, lang and content_hash are recomputed. Invalid content raises StudioError naming each
+    problem's field (`messages[1].role: ...`) and changes nothing."""
+    con = ws.con
+    old, row = _current(con, sample_id)
+    new = old
+    if system is not _UNSET:
+        new = replace(new, system=system if system != "" else None)
+    if messages is not _UNSET:
+        new = replace(new, messages=_as_messages(messages or ()))
+    if text is not _UNSET:
+        new = replace(new, text=text)
+    new = replace(new, lang=None)  # detect the language of the new content
+    problems = validate(new)
+    if problems:
+        raise StudioError(f"sample {sample_id} not changed: " + "; ".join(f"{p.field}: {p.message}" for p in problems))
+    if new.content_hash() == old.content_hash():
+        return None
+    v = int(row["version"])
+    with ws.transaction():
+        op_id = ws.record_operation("edit", reason=reason, sample_count=1,
+                                    details={"sample_id": int(sample_id), "from_version": v, "to_version": v + 1})
+        con.execute(
+            """INSERT INTO sample_versions (sample_id, version, system, messages, text, op_id)
+               SELECT id, version, system, messages, text, ? FROM samples WHERE id = ?""",
+            [op_id, int(sample_id)],
+        )
+        _write_content(con, sample_id, new, v + 1)
+        con.execute(
+            "INSERT INTO op_samples VALUES (?, ?, ?, ?, ?, ?)",
+            [op_id, int(sample_id), row["status"], row["status"], v, v + 1],
+        )
+    return op_id
+
+
+def _undo_edit(ws, op: Operation) -> None:
+    con = ws.con
+    for sample_id, old_v, new_v in con.execute(
+        "SELECT sample_id, old_version, new_version FROM op_samples WHERE op_id = ?", [op.id]
+    ).fetchall():
+        current, row = _current(con, sample_id)
+        if int(row["version"]) != new_v:
+            raise StudioError(f"cannot undo edit {op.id}: sample {sample_id} is at version {row['version']}, not {new_v}.")
+        prev = con.execute(
+            "SELECT system, messages, text FROM sample_versions WHERE sample_id = ? AND version = ?", [sample_id, old_v]
+        ).fetchone()
+        if prev is None:
+            raise StudioError(f"cannot undo edit {op.id}: version {old_v} of sample {sample_id} is missing.")
+        restored = replace(current, system=prev[0], text=prev[2], lang=None,
+                           messages=_as_messages(json.loads(prev[1]) if prev[1] else ()))
+        _write_content(con, sample_id, restored, old_v)
+        con.execute("DELETE FROM sample_versions WHERE sample_id = ? AND version = ?", [sample_id, old_v])
+
+
+# -- import and generic recipes --------------------------------------------------------------------
+def _delete_samples(con: duckdb.DuckDBPyConnection, where_ids_sql: str, params: list[Any]) -> int:
+    """Delete samples (and rows that hang off them) whose ids the subquery selects."""
+    ids = [r[0] for r in con.execute(where_ids_sql, params).fetchall()]
+    if not ids:
+        return 0
+    for table in ("sample_versions", "quality_flags", "dup_members", "minhash_signatures"):
+        con.execute(f"DELETE FROM {table} WHERE sample_id IN (SELECT unnest(?))", [ids])
+    con.execute("DELETE FROM samples WHERE id IN (SELECT unnest(?))", [ids])
+    return len(ids)
+
+
+def _undo_import(ws, op: Operation) -> None:
+    con = ws.con
+    import_ids = [r[0] for r in con.execute("SELECT id FROM imports WHERE op_id = ?", [op.id]).fetchall()]
+    if not import_ids and op.details.get("import_id") is not None:
+        import_ids = [int(op.details["import_id"])]
+    _delete_samples(con, "SELECT id FROM samples WHERE import_id IN (SELECT unnest(?))", [import_ids])
+    con.execute("DELETE FROM imports WHERE id IN (SELECT unnest(?))", [import_ids])
+
+
+def _tables_with_op_id(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.columns WHERE column_name = 'op_id' AND table_schema = 'main'"
+    ).fetchall()} - {"op_samples", "imports"}
+
+
+def _undo_recipe(ws, op: Operation, recipe: dict[str, Any]) -> None:
+    con = ws.con
+    if recipe.get("delete_created_samples"):
+        _delete_samples(con, "SELECT sample_id FROM op_samples WHERE op_id = ? AND old_status IS NULL", [op.id])
+    if recipe.get("restore_status"):
+        _undo_status(ws, op)
+    allowed = _tables_with_op_id(con)
+    for table in recipe.get("delete_by_op") or ():
+        if table not in allowed:
+            raise StudioError(f"cannot undo operation {op.id}: table {table!r} has no op_id column.")
+        con.execute(f'DELETE FROM "{table}" WHERE op_id = ?', [op.id])
+    columns = recipe.get("clear_sample_columns") or ()
+    if columns:
+        known = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'samples'").fetchall()}
+        bad = [c for c in columns if c not in known or c in ("id", "kind", "status", "content_hash", "version")]
+        if bad:
+            raise StudioError(f"cannot undo operation {op.id}: cannot clear sample columns {bad}.")
+        sets = ", ".join(f'"{c}" = NULL' for c in columns)
+        con.execute(f"UPDATE samples SET {sets} WHERE id IN (SELECT sample_id FROM op_samples WHERE op_id = ?)", [op.id])
+
+
+UNDO_HANDLERS.update({"status": _undo_status, "edit": _undo_edit, "import": _undo_import})
+
+
+def _handler_for(op: Operation) -> Callable[[Any], None] | None:
+    fn = UNDO_HANDLERS.get(op.kind)
+    if fn is not None:
+        return lambda ws: fn(ws, op)
+    dotted = op.details.get("undo_handler")
+    if isinstance(dotted, str):
+        module, _, name = dotted.partition(":")
+        if not module.startswith("curation.") or not name:
+            raise StudioError(f"operation {op.id}: undo_handler {dotted!r} must be 'curation.module:function'.")
+        fn2 = getattr(importlib.import_module(module), name)
+        return lambda ws: fn2(ws, op)
+    recipe = op.details.get("undo")
+    if isinstance(recipe, dict) and recipe:
+        return lambda ws: _undo_recipe(ws, op, recipe)
+    return None
+
+
+def undoable(con: duckdb.DuckDBPyConnection, n: int = 1) -> list[Operation]:
+    """The next `n` operations undo would revert, newest first."""
+    rows = con.execute(
+        f"SELECT {_OP_COLS} FROM operations WHERE undone_by IS NULL AND kind <> 'undo' ORDER BY id DESC LIMIT ?", [int(n)]
+    ).fetchall()
+    return [_op(r) for r in rows]
+
+
+def undo(ws, n: int = 1, reason: str | None = None) -> list[int]:
+    """Revert the last `n` operations not yet undone, newest first, in one transaction; returns the
+    ids undone (empty when there is nothing to undo). Records an operation of kind 'undo'."""
+    if n < 1:
+        raise StudioError(f"undo count must be at least 1, got {n}.")
+    ops = undoable(ws.con, n)
+    if not ops:
+        return []
+    handlers = []
+    for op in ops:
+        h = _handler_for(op)
+        if h is None:
+            raise StudioError(
+                f"operation {op.id} ({op.kind}) cannot be undone: it recorded no way to revert it. "
+                f"Nothing was undone; `studio history` lists the operations."
+            )
+        handlers.append(h)
+    with ws.transaction() as con:
+        undo_id = ws.record_operation(
+            "undo", reason=reason, sample_count=sum(o.sample_count for o in ops),
+            details={"undid": [o.id for o in ops], "kinds": [o.kind for o in ops]},
+        )
+        for op, h in zip(ops, handlers):
+            h(ws)
+            con.execute("UPDATE operations SET undone_by = ? WHERE id = ?", [undo_id, op.id])
+    return [o.id for o in ops]
+
+
+def history(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[Operation]:
+    """The latest operations, newest first."""
+    return [_op(r) for r in con.execute(f"SELECT {_OP_COLS} FROM operations ORDER BY id DESC LIMIT ?", [int(limit)]).fetchall()]
