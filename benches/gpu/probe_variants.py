@@ -1,0 +1,193 @@
+"""Probe: the seed's TRL + PEFT recipe (copied from shared/bench/seed_recipe_baseline.py) with
+knobs added to find where its time goes: --profile prints the top CUDA kernels and CPU time of a
+few steps; --no-upcast skips prepare_model_for_kbit_training's fp32 upcast; --dropout, --attn.
+Used for the first measurements in benches/gpu/NOTES.md; the studio's own benchmark is
+benches/gpu/train_bench.py.
+
+Weights cannot be downloaded on the device machine, so the model is built from the
+architecture's config with random weights: throughput and memory do not depend on
+weight values. Data are random token ids, packed to max_length like the seed's
+`packing=True`.
+
+usage: python gpu_baseline.py --arch 7b --mode lora|qlora|full --steps 20 --out result.json
+"""
+import argparse, json, os, time, tempfile, shutil
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+ARCHS = {
+    # Qwen2.5 family shapes (from their public config.json files)
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "14b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
+                num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+}
+
+
+def make_tokenizer(vocab_size):
+    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(64)} | {"<pad>": 64, "<eos>": 65}, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    t = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    return t
+
+
+class Timer(TrainerCallback):
+    def __init__(self, warmup):
+        self.warmup, self.t0, self.n, self.losses = warmup, None, 0, []
+
+    def on_step_end(self, args, state, control, **kw):
+        torch.cuda.synchronize()
+        if state.global_step == self.warmup:
+            self.t0 = time.perf_counter()
+        elif state.global_step > self.warmup:
+            self.n += 1
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.losses.append(logs["loss"])
+
+
+class Prof(TrainerCallback):
+    """Profile two optimizer steps after warm-up; print top kernels and CPU/GPU totals."""
+    def __init__(self, warmup):
+        self.warmup, self.p = warmup, None
+
+    def on_step_begin(self, args, state, control, **kw):
+        if state.global_step == self.warmup + 1 and self.p is None:
+            from torch.profiler import profile, ProfilerActivity
+            self.p = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+            self.p.__enter__()
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.p is not None and state.global_step == self.warmup + 3:
+            torch.cuda.synchronize()
+            self.p.__exit__(None, None, None)
+            ka = self.p.key_averages()
+            print(ka.table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
+            tot_cuda = sum(e.self_device_time_total for e in ka) / 1e3
+            print(f"PROFILE total self CUDA ms over 2 optimizer steps: {tot_cuda:.1f}")
+            self.p = False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="7b")
+    ap.add_argument("--mode", default="lora")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--bs", type=int, default=2)
+    ap.add_argument("--ga", type=int, default=4)
+    ap.add_argument("--gc", type=int, default=-1, help="gradient checkpointing: -1 library default, 0 off, 1 on")
+    ap.add_argument("--liger", action="store_true")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--no-upcast", action="store_true")
+    ap.add_argument("--dropout", type=float, default=0.05)
+    ap.add_argument("--attn", default=None)
+    a = ap.parse_args()
+
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from trl import SFTTrainer, SFTConfig
+    from datasets import Dataset
+    import trl, peft, transformers, datasets
+
+    cfg = AutoConfig.for_model("qwen2", **ARCHS[a.arch], max_position_embeddings=32768)
+    tok = make_tokenizer(cfg.vocab_size)
+    t_load = time.perf_counter()
+    if a.mode == "qlora":
+        from transformers import BitsAndBytesConfig
+        tmp = tempfile.mkdtemp(dir="/tmp")
+        with torch.device("cuda"):
+            m = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        m.save_pretrained(tmp)
+        del m
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                 bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=torch.bfloat16, device_map={"": 0})
+        shutil.rmtree(tmp)
+        if a.no_upcast:
+            model.enable_input_require_grads()
+        else:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=a.gc != 0)
+    else:
+        with torch.device("cuda"):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, **({"attn_implementation": a.attn} if a.attn else {}))
+    t_load = time.perf_counter() - t_load
+    weights_gb = torch.cuda.memory_allocated() / 2**30
+
+    if a.mode in ("lora", "qlora"):
+        peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=a.dropout,
+                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                 bias="none", task_type="CAUSAL_LM")
+        model = get_peft_model(model, peft_config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+
+    n_rows = (a.steps + a.warmup + 2) * a.bs * a.ga
+    g = torch.Generator().manual_seed(0)
+    # rows of ~300 tokens so that packing has work to do, as instruction data would
+    rows = [{"input_ids": torch.randint(100, cfg.vocab_size, (int(torch.randint(100, 500, (1,), generator=g)),), generator=g).tolist()}
+            for _ in range(n_rows * 4)]
+    ds = Dataset.from_list(rows)
+
+    kw = dict(output_dir="/tmp/bl-out", max_steps=a.steps + a.warmup, per_device_train_batch_size=a.bs,
+              gradient_accumulation_steps=a.ga, learning_rate=2e-4, logging_steps=1, packing=True,
+              bf16=True, report_to=[], save_strategy="no", dataloader_num_workers=0)
+    import inspect
+    params = inspect.signature(SFTConfig.__init__).parameters
+    kw["max_length" if "max_length" in params else "max_seq_length"] = a.seq
+    if a.gc != -1:
+        kw["gradient_checkpointing"] = bool(a.gc)
+    if a.liger:
+        kw["use_liger_kernel"] = True
+    args = SFTConfig(**kw)
+    timer = Timer(a.warmup)
+    cbs = [timer]
+    if a.profile:
+        cbs.append(Prof(a.warmup))
+    trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=ds, args=args, callbacks=cbs)
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    trainer.train()
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - timer.t0
+    tokens = timer.n * a.bs * a.ga * a.seq
+    res = dict(arch=a.arch, mode=a.mode, seq=a.seq, bs=a.bs, ga=a.ga, liger=a.liger,
+               gradient_checkpointing=args.gradient_checkpointing, padding_free=getattr(args, "padding_free", None),
+               attn=getattr(model.config, "_attn_implementation", None),
+               steps_timed=timer.n, seconds=dt, tokens_per_s=tokens / dt,
+               peak_alloc_gb=torch.cuda.max_memory_allocated() / 2**30,
+               peak_reserved_gb=torch.cuda.max_memory_reserved() / 2**30,
+               weights_gb=weights_gb, load_s=t_load, trainable=trainable, total_params=total,
+               losses=timer.losses[:3] + timer.losses[-3:],
+               versions=dict(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
+                             trl=trl.__version__, datasets=datasets.__version__),
+               gpu=torch.cuda.get_device_name())
+    # model FLOPs per token, 6N for full training; frozen-base LoRA needs no weight grads: ~4N
+    N = sum(ARCHS_param_count(cfg))
+    flops_per_tok = (6 if a.mode == "full" else 4) * N
+    res["model_tflops"] = flops_per_tok * res["tokens_per_s"] / 1e12
+    print(json.dumps(res))
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+
+
+def ARCHS_param_count(cfg):
+    h, i, L, v = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
+    kvh = cfg.num_key_value_heads * (h // cfg.num_attention_heads)
+    per_layer = h * h * 2 + h * kvh * 2 + 3 * h * i  # q,o + k,v + mlp (non-embedding matmul params)
+    yield per_layer * L
+    yield h * v  # lm_head matmul (embedding lookup is not a matmul)
+
+
+if __name__ == "__main__":
+    main()
