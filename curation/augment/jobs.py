@@ -1,0 +1,613 @@
+"""Augment jobs: plan the requests, estimate, send what the cache lacks, land the answers.
+
+    spec = Spec(op="rewrite", ids=[1, 2, 3], n=3, max_cost=0.50)
+    est = estimate(ws, spec)              # dry run: no request, no write, no key needed
+    job = AugmentJob(kind="augment:rewrite", on_progress=print_fn)
+    result = run(ws, spec, job)           # blocks; job.cancel() from another thread stops it
+    result = resume(ws, result.job_id)    # the same requests; answered ones come from the cache
+
+Threads: `run` runs an asyncio loop in the calling thread (the studio calls it from a worker
+thread; never from a thread that already runs a loop). Every database write happens in that
+thread, through one cursor of the workspace, in a small transaction per answer: the answer goes
+into the cache together with the samples it yields, so a kill -9 loses no answered request and a
+rerun applies nothing twice.
+
+Budget: `max_cost` reserves each request's worst case before it is sent (see cost.Budget); the
+job stops before the next request could take it past the limit.
+
+After the requests: new samples go through duplicate and quality checks against the whole
+workspace (curation.dedup.check_incremental, curation.quality.run_quality, when present), and with
+`reject_below` they are judged and those scoring below are rejected through curation.review.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .. import samples as samples_mod
+from ..errors import Cancelled, NotFound, StudioError
+from ..jobs import Job
+from ..store import insert_samples
+from . import cache, cost as cost_mod, ops, providers, selection
+from .client import ProviderClient, Reply
+from .templates import OPERATIONS, TemplateSet
+
+DEFAULT_N = {"rewrite": 3, "answers": 2, "reverse": 1, "judge": 1}
+CANCEL_GRACE_S = 5.0  # after cancel, wait this long for requests in flight (they are paid for)
+
+
+@dataclass
+class Spec:
+    """What to augment and how. `ids` wins over the filter (status/lang/source/limit)."""
+
+    op: str
+    ids: list[int] | None = None
+    status: str | None = None
+    lang: str | None = None
+    source: str | None = None
+    limit: int | None = None
+    include_generated: bool | None = None   # default: only judge looks at generated samples
+    n: int | None = None                    # paraphrases / answers / instructions per sample
+    provider: str | None = None             # a name in studio.yaml; None: the first, else OPENAI_* env
+    model: str | None = None
+    concurrency: int | None = None
+    max_cost: float | None = None           # USD; the job stops before passing it
+    reject_below: float | None = None       # judge generated samples, reject those scoring below
+    temperature: float | None = None
+    checks: bool = True                     # run dedup and quality checks on generated samples
+
+    def resolved_n(self) -> int:
+        n = DEFAULT_N[self.op] if self.n is None else int(self.n)
+        if self.op == "judge":
+            return 1
+        if not 1 <= n <= 50:
+            raise StudioError(f"--n {n}: choose between 1 and 50.")
+        return n
+
+
+@dataclass
+class AugmentJob(Job):
+    """A `curation.jobs.Job` (done/total/message, cancel) plus what an augment screen shows."""
+
+    job_id: int | None = None
+    provider: str = ""
+    model: str = ""
+    sent: int = 0                 # requests answered by the server in this run (ok or not)
+    cached: int = 0               # requests answered from the cache
+    failed: int = 0
+    produced: int = 0             # new samples landed
+    judged: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0              # spent in this run, from the servers' usage
+    reserved_usd: float = 0.0     # held for requests in flight
+    stop_reason: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def summary(self) -> str:
+        return (f"{self.tokens:,} tok  ${self.usd:.4f}  cached {self.cached}  failed {self.failed}"
+                f"  new {self.produced}" + (f"  judged {self.judged}" if self.judged else ""))
+
+
+@dataclass
+class Result:
+    job_id: int
+    op: str
+    state: str                    # done, cancelled (by the user or the budget: see stop_reason)
+    stop_reason: str | None
+    provider: str
+    model: str
+    requests: int
+    sent: int
+    cached: int
+    failed: int
+    failures: dict[str, int]      # reason -> count
+    new_sample_ids: list[int]
+    judged: int
+    rejected_ids: list[int]
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float
+    estimate: dict[str, Any]
+    checks: dict[str, str]        # dedup/quality: 'ran', 'missing' (module not there yet), 'skipped'
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- planning ---------------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    spec: Spec
+    provider: providers.Provider
+    ids: list[int]
+    samples: dict[int, selection.SampleView]
+    requests: list[ops.Request]
+    skipped: int
+    cached: dict[str, cache.CachedAnswer]
+    applied: set[str]
+    estimate: cost_mod.Estimate = field(default_factory=cost_mod.Estimate)
+
+
+def _plan(ws: Any, con: Any, spec: Spec, ids: list[int] | None = None) -> _Plan:
+    if spec.op not in OPERATIONS:
+        raise StudioError(f"unknown augment operation {spec.op!r}; choose one of {', '.join(OPERATIONS)}.")
+    provider = providers.resolve(ws.read_config(), spec.provider, spec.model, spec.concurrency)
+    if ids is None:
+        include = spec.include_generated if spec.include_generated is not None else spec.op == "judge"
+        ids = selection.select_ids(con, ids=spec.ids, status=spec.status, lang=spec.lang, source=spec.source,
+                                   limit=spec.limit, include_generated=include)
+    views = selection.load(con, ids)
+    reqs, skipped = ops.build_requests(spec.op, views, n=spec.resolved_n(), provider=provider,
+                                       templates=TemplateSet(ws.root), temperature=spec.temperature)
+    keys = [r.key for r in reqs]
+    plan = _Plan(spec, provider, ids, {v.id: v for v in views}, reqs, skipped,
+                 cache.lookup(con, keys), cache.applied_keys(con, keys))
+    est = plan.estimate
+    est.requests, est.skipped, est.priced = len(reqs), skipped, provider.priced
+    for r in reqs:
+        if r.key in plan.cached:
+            est.cached += 1
+            continue
+        est.to_send += 1
+        est.input_tokens += r.est_prompt_tokens
+        est.output_tokens += r.expected_completion_tokens
+        est.output_tokens_max += r.max_tokens
+    est.usd = provider.cost(est.input_tokens, est.output_tokens)
+    est.usd_max = provider.cost(est.input_tokens, est.output_tokens_max)
+    return plan
+
+
+def estimate(ws: Any, spec: Spec) -> cost_mod.Estimate:
+    """The dry run: which requests the job needs, how many the cache already answers, and the
+    expected tokens and dollars of the rest. Sends nothing, writes nothing, needs no key."""
+    return _plan(ws, ws.cursor(), spec).estimate
+
+
+# -- running ------------------------------------------------------------------------------------------
+class _Runner:
+    def __init__(self, ws: Any, con: Any, plan: _Plan, job: AugmentJob, job_id: int, budget: cost_mod.Budget,
+                 client_options: dict[str, Any]):
+        self.ws, self.con, self.plan, self.job, self.job_id = ws, con, plan, job, job_id
+        self.p = plan.provider
+        self.budget = budget
+        self.client_options = client_options
+        self.failures: Counter[str] = Counter()
+        self.new_ids: list[int] = []
+        self.judged_ids: list[int] = []
+        self.previous_scores: list[list[Any]] = []
+        self._last_db_progress = 0.0
+        self.error: BaseException | None = None
+
+    # DB writes: all in this (the loop's) thread, through self.con, one small transaction each.
+    def _usage(self, *, requests: int = 0, cached: int = 0, failed: int = 0, pt: int = 0, ct: int = 0, usd: float = 0.0) -> None:
+        self.con.execute(
+            """INSERT INTO llm_usage (job_id, provider, model, requests, cached, failed, prompt_tokens, completion_tokens, cost_usd)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (job_id, provider, model) DO UPDATE SET
+                 requests = llm_usage.requests + excluded.requests, cached = llm_usage.cached + excluded.cached,
+                 failed = llm_usage.failed + excluded.failed,
+                 prompt_tokens = llm_usage.prompt_tokens + excluded.prompt_tokens,
+                 completion_tokens = llm_usage.completion_tokens + excluded.completion_tokens,
+                 cost_usd = llm_usage.cost_usd + excluded.cost_usd""",
+            [self.job_id, self.p.name, self.p.model, requests, cached, failed, pt, ct, usd],
+        )
+
+    def _land(self, req: ops.Request, value: Any) -> None:
+        """Turn a parsed answer into samples (or a judge score). Inside the caller's transaction."""
+        parent = self.plan.samples[req.sample_id]
+        if req.op == "judge":
+            score, reason = value
+            prev = self.con.execute("SELECT judge_score, judge_reason FROM samples WHERE id = ?", [parent.id]).fetchone()
+            if prev and prev[0] is not None:
+                self.previous_scores.append([parent.id, prev[0], prev[1]])
+            self.con.execute("UPDATE samples SET judge_score = ?, judge_reason = ? WHERE id = ?", [float(score), reason, parent.id])
+            self.con.execute("INSERT INTO augment_outputs (request_key, sample_id, parent_id, job_id, checked) VALUES (?, ?, ?, ?, TRUE)",
+                             [req.key, parent.id, parent.id, self.job_id])
+            self.judged_ids.append(parent.id)
+            self.job.judged += 1
+            return
+        lineage_base = {"job_id": self.job_id, "provider": self.p.name, "model": self.p.model,
+                        "template": req.template, "request_key": req.key, "variant": req.variant}
+        msgs = [dict(m) for m in parent.messages]
+        made: list[samples_mod.Sample] = []
+        if req.op == "rewrite":
+            for i, para in enumerate(value):
+                first_user = next(j for j, m in enumerate(msgs) if m["role"] == "user")
+                new_msgs = [dict(m) for m in msgs]
+                new_msgs[first_user]["content"] = para
+                made.append(self._sample(parent, parent.system, new_msgs, {**lineage_base, "index": i}))
+        elif req.op == "answers":
+            new_msgs = [dict(m) for m in msgs[:-1]] + [{"role": "assistant", "content": value}]
+            made.append(self._sample(parent, parent.system, new_msgs, lineage_base))
+        elif req.op == "reverse":
+            body = parent.answer if parent.kind == "chat" else parent.text
+            made.append(self._sample(parent, None, [{"role": "user", "content": value}, {"role": "assistant", "content": body}], lineage_base))
+        ids = insert_samples(self.con, made)
+        self.con.execute(
+            """INSERT INTO augment_outputs (request_key, sample_id, parent_id, job_id)
+               SELECT ?, unnest(?), ?, ?""", [req.key, ids, parent.id, self.job_id])
+        self.new_ids.extend(ids)
+        self.job.produced += len(ids)
+
+    def _sample(self, parent: selection.SampleView, system: str | None, msgs: list[dict[str, str]], lineage: dict[str, Any]) -> samples_mod.Sample:
+        return samples_mod.Sample(
+            kind="chat", system=system, messages=tuple(samples_mod.Message(m["role"], m["content"]) for m in msgs),
+            lang=parent.lang or None, tags=parent.tags, parent_id=parent.id, operation=f"augment:{self.plan.spec.op}",
+            lineage=lineage)
+
+    def apply_cached(self, req: ops.Request, ans: cache.CachedAnswer) -> None:
+        with self.ws.transaction(self.con):
+            if req.key not in self.plan.applied:
+                try:
+                    self._land(req, ops.parse(req, ans.content, self.plan.samples[req.sample_id]))
+                except ops.Unusable as exc:  # parsing is deterministic; only a changed parser gets here
+                    cache.record_failure(self.con, job_id=self.job_id, key=req.key, sample_id=req.sample_id,
+                                         reason=exc.reason, detail=exc.detail, attempts=0)
+                    self.failures[exc.reason] += 1
+                    self.job.failed += 1
+                self.plan.applied.add(req.key)
+            self._usage(cached=1)
+        self.job.cached += 1
+        self._progress()
+
+    def on_reply(self, req: ops.Request, reply: Reply, usd: float) -> None:
+        job = self.job
+        pt = reply.prompt_tokens if reply.usage_reported else req.est_prompt_tokens
+        ct = reply.completion_tokens if reply.usage_reported else cost_mod.count_tokens(reply.content)
+        if reply.reason in ("timeout", "connection") or (reply.reason or "").startswith("http_"):
+            pt = ct = 0  # nothing billed as far as we can tell
+        job.sent += 1 if reply.reason not in ("timeout", "connection") else 0
+        job.prompt_tokens += pt
+        job.completion_tokens += ct
+        job.usd += usd
+        value: Any = None
+        failure: tuple[str, str] | None = None
+        if reply.ok:
+            try:
+                value = ops.parse(req, reply.content or "", self.plan.samples[req.sample_id])
+            except ops.Unusable as exc:
+                failure = (exc.reason, exc.detail)
+        else:
+            failure = (reply.reason or "failed", reply.detail)
+        with self.ws.transaction(self.con):
+            if failure is None:
+                cache.store(self.con, key=req.key, provider=self.p.name, base_url=self.p.base_url, model=str(self.p.model),
+                            operation=req.op, template=req.template, request={"messages": req.messages, "params": req.params},
+                            content=reply.content or "", finish_reason=reply.finish_reason, prompt_tokens=pt,
+                            completion_tokens=ct, cost_usd=usd, latency_s=reply.latency_s, job_id=self.job_id)
+                if req.key not in self.plan.applied:
+                    self._land(req, value)
+                    self.plan.applied.add(req.key)
+            else:
+                cache.record_failure(self.con, job_id=self.job_id, key=req.key, sample_id=req.sample_id,
+                                     reason=failure[0], detail=failure[1], attempts=reply.attempts)
+            self._usage(requests=1, failed=int(failure is not None), pt=pt, ct=ct, usd=usd)
+        if failure is not None:
+            self.failures[failure[0]] += 1
+            job.failed += 1
+        self._progress()
+
+    def _progress(self) -> None:
+        job = self.job
+        job.reserved_usd = self.budget.reserved
+        try:
+            job.advance(1, job.summary())
+        except Cancelled:
+            pass  # the dispatcher sees job.cancelled and stops sending
+        now = time.monotonic()
+        if now - self._last_db_progress >= 1.0 or job.done == job.total:
+            self._last_db_progress = now
+            self.con.execute("UPDATE jobs SET done = ?, message = ? WHERE id = ?", [job.done, job.summary(), self.job_id])
+
+    def worst_cost(self, req: ops.Request) -> float:
+        return self.p.cost(int(req.est_prompt_tokens * cost_mod.Budget.PROMPT_MARGIN) + 1, req.max_tokens)
+
+    async def send_all(self, reqs: list[ops.Request]) -> None:
+        job = self.job
+        client = ProviderClient(self.p, **self.client_options)
+        slots = asyncio.Semaphore(max(1, int(self.p.concurrency)))
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(req: ops.Request, reserved: float) -> None:
+            try:
+                reply = await client.complete(req.messages, req.params,
+                                              tokens=req.est_prompt_tokens + req.expected_completion_tokens)
+                if reply.usage_reported:
+                    usd = self.p.cost(reply.prompt_tokens, reply.completion_tokens)
+                elif reply.ok:
+                    usd = self.p.cost(req.est_prompt_tokens, cost_mod.count_tokens(reply.content))
+                else:
+                    usd = 0.0
+                self.budget.settle(reserved, usd)
+                self.on_reply(req, reply, usd)
+            except asyncio.CancelledError:
+                self.budget.settle(reserved, 0.0)
+                raise
+            except BaseException as exc:  # a bug or a database error: stop the job, keep the traceback
+                self.error = self.error or exc
+            finally:
+                slots.release()
+
+        async def acquire_slot() -> bool:
+            while True:
+                if job.cancelled or self.error:
+                    return False
+                try:
+                    await asyncio.wait_for(slots.acquire(), timeout=0.1)
+                    return True
+                except asyncio.TimeoutError:
+                    continue
+
+        try:
+            for req in reqs:
+                if not await acquire_slot():
+                    job.stop_reason = job.stop_reason or ("cancelled" if job.cancelled else "error")
+                    break
+                reserve = self.worst_cost(req)
+                while not self.budget.try_reserve(reserve):
+                    if not tasks:
+                        job.stop_reason = "budget"
+                        break
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if job.stop_reason == "budget":
+                    slots.release()
+                    break
+                job.reserved_usd = self.budget.reserved
+                task = asyncio.create_task(one(req, reserve))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            deadline: float | None = None
+            while tasks:
+                await asyncio.wait(tasks, timeout=0.1)
+                if job.cancelled and job.stop_reason is None:
+                    job.stop_reason = "cancelled"
+                if job.cancelled:
+                    deadline = deadline or time.monotonic() + CANCEL_GRACE_S
+                    if time.monotonic() > deadline:
+                        for t in tasks:
+                            t.cancel()
+                        await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await client.aclose()
+
+
+def _start_job_row(con: Any, spec: Spec, plan: _Plan) -> int:
+    job_id = int(con.execute("SELECT nextval('job_id_seq')").fetchone()[0])
+    con.execute("INSERT INTO jobs (id, kind, state, total, pid) VALUES (?, ?, 'running', ?, ?)",
+                [job_id, f"augment:{spec.op}", len(plan.requests), os.getpid()])
+    name = None if plan.provider.name == providers.ENV_PROVIDER else plan.provider.name
+    stored = {**asdict(spec), "ids": plan.ids, "provider": name, "model": plan.provider.model}
+    con.execute("INSERT INTO augment_jobs (job_id, operation, spec) VALUES (?, ?, ?)",
+                [job_id, spec.op, json.dumps(stored, ensure_ascii=False)])
+    return job_id
+
+
+def run(ws: Any, spec: Spec, job: AugmentJob | None = None, *, resume_job_id: int | None = None,
+        client_options: dict[str, Any] | None = None, budget: cost_mod.Budget | None = None) -> Result:
+    """Run an augment job to the end, a cancel, or the budget; returns its Result. Answers already
+    in the cache are applied without a request. See the module docstring for threads."""
+    job = job or AugmentJob(kind=f"augment:{spec.op}")
+    con = ws.cursor()
+    ids = None
+    if resume_job_id is not None:
+        ids = _stored_spec(con, resume_job_id)["ids"]
+    plan = _plan(ws, con, spec, ids)
+    p = plan.provider
+    if spec.max_cost is not None and not p.priced:
+        raise StudioError(f"--max-cost needs prices: provider {p.name!r} has no input_usd_per_mtok/output_usd_per_mtok. "
+                          f"Set them with `studio providers add ... --input-price X --output-price Y --replace`.")
+    if any(r.key not in plan.cached for r in plan.requests):
+        p.api_key()  # a missing key is a clear error now, not a failure per request later
+    budget = budget or cost_mod.Budget(spec.max_cost)
+    if resume_job_id is None:
+        job_id = _start_job_row(con, spec, plan)
+    else:
+        job_id = resume_job_id
+        con.execute("UPDATE jobs SET state = 'running', pid = ?, total = ?, finished_at = NULL WHERE id = ?",
+                    [os.getpid(), len(plan.requests), job_id])
+    job.job_id, job.provider, job.model = job_id, p.name, str(p.model)
+    job.set_total(len(plan.requests))
+    runner = _Runner(ws, con, plan, job, job_id, budget, client_options or {})
+    state = "failed"
+    try:
+        to_send = []
+        for req in plan.requests:
+            if req.key in plan.cached:
+                runner.apply_cached(req, plan.cached[req.key])
+            else:
+                to_send.append(req)
+        if to_send and not job.cancelled:
+            _run_loop(runner.send_all(to_send))
+        if runner.error:
+            raise runner.error
+        if job.cancelled and not job.stop_reason:
+            job.stop_reason = "cancelled"
+        checks = _post_process(ws, con, runner, spec)
+        state = "done" if job.stop_reason is None else "cancelled"
+    finally:
+        if state == "failed":
+            con.execute("UPDATE jobs SET state = 'failed', finished_at = current_timestamp, message = ? WHERE id = ?",
+                        [job.summary(), job_id])
+    result = Result(
+        job_id=job_id, op=spec.op, state=state, stop_reason=job.stop_reason, provider=p.name, model=str(p.model),
+        requests=len(plan.requests), sent=job.sent, cached=job.cached, failed=job.failed,
+        failures=dict(runner.failures), new_sample_ids=sorted(set(runner.new_ids) | set(checks.pop("_landed_before", []))),
+        judged=job.judged, rejected_ids=checks.pop("_rejected", []), prompt_tokens=job.prompt_tokens,
+        completion_tokens=job.completion_tokens, usd=job.usd, estimate=plan.estimate.as_dict(), checks=checks)
+    con.execute("UPDATE jobs SET state = ?, finished_at = current_timestamp, done = ?, message = ?, result = ? WHERE id = ?",
+                [state, job.done, job.summary(), json.dumps({k: v for k, v in result.as_dict().items() if k != "new_sample_ids"}
+                                                              | {"new_samples": len(result.new_sample_ids)}), job_id])
+    return result
+
+
+def _run_loop(coro: Any) -> None:
+    """Run the coroutine on a fresh event loop in this thread (the studio calls from a worker)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _post_process(ws: Any, con: Any, runner: _Runner, spec: Spec) -> dict[str, Any]:
+    """Record the operation, run dedup/quality on the job's unchecked new samples (including
+    those a killed earlier run landed), and the judge gate."""
+    job_id = runner.job_id
+    checks: dict[str, Any] = {}
+    if spec.op == "judge":
+        if runner.judged_ids:
+            with ws.transaction(con):
+                ws.record_operation("augment:judge", reason=f"augment job {job_id}", con=con,
+                                    sample_count=len(runner.judged_ids),
+                                    details={"job_id": job_id, "judged": runner.judged_ids,
+                                             "previous": runner.previous_scores,
+                                             "undo_handler": "curation.augment.jobs:undo_augment"})
+        return checks
+    unchecked = [int(r[0]) for r in con.execute(
+        "SELECT sample_id FROM augment_outputs WHERE job_id = ? AND NOT checked ORDER BY sample_id", [job_id]).fetchall()]
+    checks["_landed_before"] = [i for i in unchecked if i not in set(runner.new_ids)]
+    if unchecked:
+        with ws.transaction(con):
+            op_id = ws.record_operation(f"augment:{spec.op}", reason=f"augment job {job_id}", con=con,
+                                        sample_count=len(unchecked),
+                                        details={"job_id": job_id, "undo_handler": "curation.augment.jobs:undo_augment"})
+            con.execute("""INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
+                           SELECT ?, id, NULL, status, NULL, version FROM samples WHERE id IN (SELECT unnest(?))""",
+                        [op_id, unchecked])
+    if spec.checks and unchecked:
+        checks["dedup"] = _call_hook("curation.dedup", "check_incremental", ws, unchecked)
+        checks["quality"] = _call_hook("curation.quality", "run_quality", ws, unchecked)
+    else:
+        checks["dedup"] = checks["quality"] = "skipped"
+    con.execute("UPDATE augment_outputs SET checked = TRUE WHERE job_id = ? AND sample_id IN (SELECT unnest(?))", [job_id, unchecked])
+    if spec.reject_below is not None and runner.job.stop_reason is None:
+        checks["_rejected"] = _judge_gate(ws, con, runner, spec, unchecked)
+    return checks
+
+
+def _call_hook(module: str, name: str, ws: Any, ids: list[int]) -> str:
+    """Call another part's check on the new samples if that part exists in this install."""
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return "missing"
+    fn(ws, sample_ids=ids)
+    return "ran"
+
+
+def _judge_gate(ws: Any, con: Any, runner: _Runner, spec: Spec, new_ids: list[int]) -> list[int]:
+    """Judge the generated samples (same provider, same budget, same job counters) and reject
+    those scoring below `reject_below`."""
+    if not new_ids:
+        return []
+    gate_spec = Spec(op="judge", ids=new_ids, provider=spec.provider, model=spec.model, concurrency=spec.concurrency,
+                     max_cost=spec.max_cost, checks=False)
+    job = runner.job
+    total_before, done_before = job.total, job.done
+    gate_plan = _plan(ws, con, gate_spec, new_ids)
+    job.total = (total_before or 0) + len(gate_plan.requests)
+    gate = _Runner(ws, con, gate_plan, job, runner.job_id, runner.budget, runner.client_options)
+    to_send = []
+    for req in gate_plan.requests:
+        if req.key in gate_plan.cached:
+            gate.apply_cached(req, gate_plan.cached[req.key])
+        else:
+            to_send.append(req)
+    if to_send:
+        _run_loop(gate.send_all(to_send))
+    if gate.error:
+        raise gate.error
+    runner.failures.update({f"judge:{k}": v for k, v in gate.failures.items()})
+    low = [int(r[0]) for r in con.execute(
+        "SELECT id FROM samples WHERE id IN (SELECT unnest(?)) AND judge_score < ? AND status <> 'rejected' ORDER BY id",
+        [new_ids, float(spec.reject_below)]).fetchall()]
+    del done_before
+    if low:
+        from ..review import set_status
+
+        set_status(ws, low, "rejected", reason=f"augment job {runner.job_id}: judge score below {spec.reject_below:g}")
+    return low
+
+
+def undo_augment(ws: Any, op: Any) -> None:
+    """Undo handler (curation.review): delete the samples an augment operation created, or put
+    back the judge scores it replaced; forget the outputs so a rerun lands them again."""
+    con = ws.con
+    job_id = op.details.get("job_id")
+    if op.kind == "augment:judge":
+        judged = op.details.get("judged") or []
+        con.execute("UPDATE samples SET judge_score = NULL, judge_reason = NULL WHERE id IN (SELECT unnest(?))", [judged])
+        for sid, score, reason in op.details.get("previous") or []:
+            con.execute("UPDATE samples SET judge_score = ?, judge_reason = ? WHERE id = ?", [score, reason, sid])
+        con.execute("DELETE FROM augment_outputs WHERE job_id = ? AND sample_id IN (SELECT unnest(?))", [job_id, judged])
+        return
+    ids = [r[0] for r in con.execute("SELECT sample_id FROM op_samples WHERE op_id = ? AND old_status IS NULL", [op.id]).fetchall()]
+    if not ids:
+        return
+    for table in ("sample_versions", "quality_flags", "dup_members", "minhash_signatures"):
+        con.execute(f"DELETE FROM {table} WHERE sample_id IN (SELECT unnest(?))", [ids])
+    con.execute("DELETE FROM augment_outputs WHERE sample_id IN (SELECT unnest(?))", [ids])
+    con.execute("DELETE FROM samples WHERE id IN (SELECT unnest(?))", [ids])
+
+
+# -- resume -----------------------------------------------------------------------------------------
+def _stored_spec(con: Any, job_id: int) -> dict[str, Any]:
+    row = con.execute("SELECT spec FROM augment_jobs WHERE job_id = ?", [int(job_id)]).fetchone()
+    if not row:
+        raise NotFound(f"no augment job {job_id}; `studio augment jobs` lists them.")
+    return json.loads(row[0])
+
+
+def last_unfinished(ws: Any) -> int | None:
+    row = ws.cursor().execute(
+        """SELECT j.id FROM jobs j JOIN augment_jobs a ON a.job_id = j.id
+           WHERE j.state <> 'done' ORDER BY j.id DESC LIMIT 1""").fetchone()
+    return None if row is None else int(row[0])
+
+
+def resume(ws: Any, job_id: int | None = None, job: AugmentJob | None = None, *, max_cost: float | None = None,
+           concurrency: int | None = None, client_options: dict[str, Any] | None = None) -> Result:
+    """Run a stopped, cancelled or killed job again: the same samples, operation, parameters and
+    provider. Answered requests come from the cache; only the rest are sent."""
+    if job_id is None:
+        job_id = last_unfinished(ws)
+        if job_id is None:
+            raise StudioError("no unfinished augment job to resume; `studio augment jobs` lists them.")
+    stored = _stored_spec(ws.cursor(), job_id)
+    fields_ = {k: v for k, v in stored.items() if k in Spec.__dataclass_fields__}
+    spec = Spec(**fields_)
+    if max_cost is not None:
+        spec.max_cost = max_cost
+    if concurrency is not None:
+        spec.concurrency = concurrency
+    job = job or AugmentJob(kind=f"augment:{spec.op}")
+    return run(ws, spec, job, resume_job_id=job_id, client_options=client_options)
+
+
+def list_jobs(ws: Any, limit: int = 20) -> list[dict[str, Any]]:
+    rows = ws.cursor().execute(
+        """SELECT j.id, j.kind, j.state, j.done, j.total, j.message, j.started_at, j.finished_at,
+                  coalesce(sum(u.cost_usd), 0), coalesce(sum(u.prompt_tokens + u.completion_tokens), 0)
+           FROM jobs j JOIN augment_jobs a ON a.job_id = j.id LEFT JOIN llm_usage u ON u.job_id = j.id
+           GROUP BY ALL ORDER BY j.id DESC LIMIT ?""", [int(limit)]).fetchall()
+    keys = ["id", "kind", "state", "done", "total", "message", "started_at", "finished_at", "usd", "tokens"]
+    return [dict(zip(keys, r)) for r in rows]
+
+
+def usage_by_provider(ws: Any) -> list[dict[str, Any]]:
+    rows = ws.cursor().execute(
+        """SELECT provider, model, sum(requests), sum(cached), sum(failed), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)
+           FROM llm_usage GROUP BY provider, model ORDER BY provider, model""").fetchall()
+    keys = ["provider", "model", "requests", "cached", "failed", "prompt_tokens", "completion_tokens", "usd"]
+    return [dict(zip(keys, r)) for r in rows]
