@@ -1,0 +1,30 @@
+"""`studio undo [N]`: revert the last N operations (status changes, edits, imports, ...)."""
+from __future__ import annotations
+
+from ._common import add_command
+
+
+def register(sub):
+    p = add_command(sub, "undo", "revert the last N operations not yet undone (default 1)", json_flag=True)
+    p.add_argument("n", nargs="?", type=int, default=1, metavar="N")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from curation import review
+
+    from ._common import open_ws, out, out_json
+
+    with open_ws(args) as ws:
+        pending = {o.id: o for o in review.undoable(ws.con, args.n)}
+        undone = review.undo(ws, args.n)
+    if args.json:
+        out_json({"undone": [pending[i].as_dict() for i in undone]})
+    elif not undone:
+        out("nothing to undo.")
+    else:
+        for i in undone:
+            o = pending[i]
+            out(f"undid operation {o.id}: {o.kind}, {o.sample_count:,} sample{'s' if o.sample_count != 1 else ''}"
+                + (f" ({o.reason})" if o.reason else ""))
+    return 0
