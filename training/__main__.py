@@ -1,0 +1,32 @@
+"""`python -m training run RUN_DIR [--resume]`: train a run directory in this process.
+
+This is the command `training.runs.launch` detaches and the SSH helper starts on a GPU box; it
+needs only this package and the split directory named in RUN_DIR/config.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="train RUN_DIR (config.yaml) here, writing status.json and metrics.jsonl")
+    p.add_argument("run_dir")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    args = parser.parse_args(argv)
+
+    from .errors import TrainingError
+    from .runs import execute
+
+    try:
+        status = execute(args.run_dir, resume=args.resume)
+    except TrainingError as exc:
+        print(f"training: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0 if status.get("state") in ("done", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""The one training config: every knob of a run, documented, with the seed article's defaults.
+
+Layers, later ones win: the defaults here (= the seed's recipe) < a named preset
+(`training/presets/NAME.yaml`, a partial YAML) < the user's `--config FILE` (partial too; it may name
+`preset:` itself) < `--set key.path=value` overrides < the CLI flags (`--base`, `--method`).
+
+Errors name the field, its file:line when it came from a file, and the fix. Keys people paste from
+the seed's TRL snippet (`max_seq_length`, `tokenizer`, `num_train_epochs`, ...) get a pointer to
+this config's name for them and, where TRL renamed them, say so.
+"""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+TINY = "tiny"
+TINY_NOTE = "tiny: an UNTRAINED random-weight model built here, for demos and tests; its answers mean nothing"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class DataConfig(_Section):
+    """What to train on and how samples become token sequences."""
+
+    split: str = ""
+    """Split directory (manifest.json + train.jsonl/val.jsonl) or one JSONL/JSON file
+    (alpaca, messages, sharegpt or {"text"} rows). Set by `studio train SPLIT`."""
+    kind: Literal["sft", "text"] = "sft"
+    """sft: instruction/chat samples through the chat template; text: raw text for continued
+    pretraining (every token trained, EOS appended)."""
+    max_length: int = Field(1024, gt=0)
+    """Tokens per training sequence. Longer samples are cut (see `studio train --plan`); memory
+    grows with it. The seed's `max_seq_length=1024` (renamed `max_length` in trl>=0.20)."""
+    packing: bool = True
+    """Pack several samples into one max_length sequence (TRL best-fit packing). Samples do not
+    attend to each other: position ids restart per sample (padding-free)."""
+    assistant_only_loss: bool = True
+    """Train on the assistant's tokens only; system/user/template tokens get label -100. The
+    assistant turn's end token (EOS) is trained, so the model learns to stop."""
+    val_fraction_if_missing: float = Field(0.0, ge=0.0, lt=1.0)
+    """For a single file without validation rows: hold out this fraction for eval (0 = no eval)."""
+
+
+class LoraSection(_Section):
+    """LoRA adapter shape (ignored by method full)."""
+
+    r: int = Field(16, gt=0)
+    """Rank of the low-rank update. 8-16 fits most tasks (seed); 32-64 for continued pretraining."""
+    alpha: int = Field(32, gt=0)
+    """Scaling: the update is multiplied by alpha/r (alpha/sqrt(r) with use_rslora). Seed: 2*r."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter's input; 0.05 is the seed's robust default against overfitting."""
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Linear layers that get an adapter. Add gate_proj/up_proj/down_proj to adapt the MLP too."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA: scale by alpha/sqrt(r) so higher ranks keep learning."""
+    use_dora: bool = False
+    """DoRA: learn a magnitude vector besides the direction; a little better, slower per step."""
+
+
+class QuantConfig(_Section):
+    """4-bit loading for method qlora (bitsandbytes)."""
+
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    """4-bit data type; nf4 (normal float) is QLoRA's choice for normally distributed weights."""
+    double_quant: bool = True
+    """Quantise the quantisation constants too: saves about 0.4 bit a parameter."""
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """dtype of the matmuls on dequantised weights; auto = the run's precision."""
+
+
+class TrainSection(_Section):
+    """Optimisation and bookkeeping."""
+
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate. LoRA: 1e-4..2e-4 (seed); full fine-tuning wants ~10x lower."""
+    epochs: float = Field(3.0, gt=0)
+    """Passes over the training split (seed: 3). Watch eval_loss for overfitting."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps; -1 = run all epochs."""
+    micro_batch_size: int = Field(2, gt=0)
+    """Sequences per forward pass per device (the seed's per_device_train_batch_size)."""
+    grad_accum: int = Field(4, gt=0)
+    """Micro-batches summed before each optimizer step; effective batch = micro_batch_size * grad_accum."""
+    lr_scheduler: str = "linear"
+    """transformers scheduler name (linear, cosine, constant_with_warmup, ...)."""
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of the steps spent warming the learning rate up from 0."""
+    weight_decay: float = Field(0.0, ge=0.0)
+    """AdamW weight decay."""
+    logging_steps: int = Field(10, gt=0)
+    """Write a metrics line (loss, lr, grad norm, tokens/s) every N optimizer steps (seed: 10)."""
+    eval_steps: int = Field(50, gt=0)
+    """Compute eval_loss on the validation split every N steps, and always at the end."""
+    save_steps: int = Field(100, gt=0)
+    """Write a resumable checkpoint every N steps (and one at the end)."""
+    save_total_limit: int = Field(2, gt=0)
+    """Keep only the newest N checkpoints."""
+    seed: int = 42
+    """Seed for weights init (tiny), data order and dropout: same seed, same run."""
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in backward: much less memory, ~30% slower (seed remedy 3)."""
+    attn_implementation: str = "sdpa"
+    """Attention kernel: sdpa (PyTorch), eager, or flash_attention_2 if installed."""
+
+
+class TinyShape(_Section):
+    """Shape of the built-in `tiny` base model (random weights, Llama-style)."""
+
+    hidden_size: int = Field(64, gt=0)
+    """Width of the residual stream."""
+    num_layers: int = Field(2, gt=0)
+    """Transformer blocks."""
+    num_heads: int = Field(4, gt=0)
+    """Attention heads (hidden_size must divide by it)."""
+    intermediate_size: int = Field(128, gt=0)
+    """MLP width."""
+    vocab_size: int = Field(512, ge=300)
+    """BPE vocabulary trained on the split's text (ids for special tokens included)."""
+
+
+class DebugConfig(_Section):
+    """Hooks for tests and demos; leave empty for real runs."""
+
+    simulated_gpu_tokens: int | None = None
+    """Raise torch.OutOfMemoryError at the first step when micro_batch_size * max_length exceeds
+    this (halved with gradient checkpointing, quartered with qlora): exercises the OOM remedies on CPU."""
+    fail_after_step: int | None = None
+    """Raise an error after this optimizer step, as a crash would (tests resume)."""
+    step_sleep_s: float = 0.0
+    """Sleep this long after each step (tests cancel and live tailing)."""
+
+
+class TrainConfig(_Section):
+    """A training run, complete: base model, method, data, adapter, optimisation."""
+
+    base: str = TINY
+    """Base model: a hub id (Qwen/Qwen2.5-7B-Instruct), a local folder with config.json, or
+    `tiny` (built here, untrained: for demos and tests)."""
+    method: Literal["full", "lora", "qlora"] = "lora"
+    """full: all weights train (most memory); lora: a small adapter on a 16-bit base; qlora: the
+    adapter on a 4-bit base (about 3x less memory for the weights)."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    quant: QuantConfig = Field(default_factory=QuantConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    tiny: TinyShape = Field(default_factory=TinyShape)
+    debug: DebugConfig = Field(default_factory=DebugConfig)
+    oom_retry: bool = False
+    """On CUDA out-of-memory, start a new run with the next remedy applied (smaller batch,
+    shorter length, gradient checkpointing, QLoRA)."""
+    preset: str | None = None
+    """Preset this config was built on (informational; applied before the file's own keys)."""
+
+    @field_validator("base")
+    @classmethod
+    def _base_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must be a hub id, a local model folder or 'tiny'")
+        return v
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TrainConfig":
+        if self.tiny.hidden_size % self.tiny.num_heads:
+            raise ValueError(f"tiny.hidden_size ({self.tiny.hidden_size}) must divide by tiny.num_heads ({self.tiny.num_heads})")
+        return self
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.base == TINY
+
+    @property
+    def uses_adapter(self) -> bool:
+        return self.method in ("lora", "qlora")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self, reproduce: str | None = None) -> str:
+        """The config as YAML; `reproduce` (the exact command) becomes the first line."""
+        head = f"# reproduce: {reproduce}\n" if reproduce else ""
+        if self.is_tiny:
+            head += f"# base {TINY_NOTE}\n"
+        return head + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# Keys pasted from the seed's LoraConfig/SFTConfig snippet, and where they live here.
+PASTED_KEYS = {
+    "max_seq_length": "data.max_length (renamed to max_length in trl>=0.20)",
+    "max_length": "data.max_length",
+    "tokenizer": "nothing: the tokenizer comes from `base` (trl>=0.20 calls it processing_class)",
+    "processing_class": "nothing: the tokenizer comes from `base`",
+    "model_name": "base",
+    "model_name_or_path": "base",
+    "model": "base",
+    "num_train_epochs": "train.epochs",
+    "per_device_train_batch_size": "train.micro_batch_size",
+    "gradient_accumulation_steps": "train.grad_accum",
+    "learning_rate": "train.learning_rate",
+    "logging_steps": "train.logging_steps",
+    "eval_steps": "train.eval_steps",
+    "save_steps": "train.save_steps",
+    "packing": "data.packing",
+    "output_dir": "nothing: each run gets WORKSPACE/runs/RUN_ID",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "r": "lora.r",
+    "target_modules": "lora.target_modules",
+    "bias": "nothing: adapters are trained without bias",
+    "task_type": "nothing: always CAUSAL_LM",
+    "torch_dtype": "train.precision (trl>=0.20 / transformers 5 call it dtype)",
+    "bf16": "train.precision: bf16",
+    "fp16": "train.precision: fp16",
+    "gradient_checkpointing": "train.gradient_checkpointing",
+    "load_in_4bit": "method: qlora",
+    "bnb_4bit_quant_type": "quant.quant_type",
+    "bnb_4bit_use_double_quant": "quant.double_quant",
+    "bnb_4bit_compute_dtype": "quant.compute_dtype",
+    "seed": "train.seed",
+    "lr": "train.learning_rate",
+    "epochs": "train.epochs",
+    "batch_size": "train.micro_batch_size",
+}
+
+
+# ---------------------------------------------------------------- layered loading
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("training.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_text(name: str) -> str:
+    entry = resources.files("training.presets").joinpath(f"{name}.yaml")
+    if not entry.is_file():
+        raise ConfigError(f"preset {name!r} does not exist; presets: {', '.join(preset_names())}")
+    return entry.read_text(encoding="utf-8")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map each dotted key path in a YAML mapping to its 1-based line, for file:line errors."""
+    lines: dict[str, int] = {}
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(n: Any, prefix: str) -> None:
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                path = f"{prefix}{k.value}"
+                lines[path] = k.start_mark.line + 1
+                walk(v, path + ".")
+
+    walk(node, "")
+    return lines
+
+
+class _Layer:
+    """One partial config: its mapping and where it came from (for error messages)."""
+
+    def __init__(self, data: dict[str, Any], origin: str, text: str | None = None):
+        self.data = data
+        self.origin = origin
+        self.lines = _key_lines(text) if text else {}
+
+    def where(self, path: str) -> str:
+        line = self.lines.get(path)
+        return f"{self.origin}:{line}" if line else self.origin
+
+
+def _parse_yaml(text: str, origin: str) -> _Layer:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{origin}:{mark.line + 1}" if mark else origin
+        raise ConfigError(f"{at}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: a config must be a YAML mapping of keys to values, got {type(data).__name__}")
+    return _Layer(data, origin, text)
+
+
+def _merge(into: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    for k, v in layer.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = copy.deepcopy(v)
+    return into
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {path}: {p} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key.path=value` with the value read as YAML (`3`, `true`, `[q_proj, v_proj]`, `2e-4`)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lora.r=8")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _looks_float(value):  # YAML 1.1 reads 2e-4 as a string
+        value = float(value)
+    return key, value
+
+
+def _looks_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _describe_error(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("greater_than", "greater_than_equal") and ctx.get(next(iter(ctx), "")) in (0, 0.0) and isinstance(value, int):
+        return f"must be a positive integer, got {value!r}" if kind == "greater_than" else f"must be 0 or more, got {value!r}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {value!r}"
+    msg = err["msg"]
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    msg = msg.replace("input should be", "must be").replace("value error, ", "")
+    return f"{msg}, got {value!r}" if "got" not in msg and kind != "missing" else msg
+
+
+def _unknown_key_hint(path: str, model: type[BaseModel]) -> str:
+    leaf = path.split(".")[-1]
+    if leaf in PASTED_KEYS and PASTED_KEYS[leaf] != path:
+        hint = PASTED_KEYS[leaf]
+        return "not set here: " + hint[len("nothing: "):] if hint.startswith("nothing: ") else f"use {hint}"
+    section = model
+    for p in path.split(".")[:-1]:
+        f = section.model_fields.get(p)
+        if f is None or not (isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)):
+            break
+        section = f.annotation
+    return "known keys here: " + ", ".join(section.model_fields)
+
+
+def build_config(layers: list[_Layer]) -> TrainConfig:
+    """Merge partial layers over the defaults and validate, naming file:line and field on error."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _merge(merged, layer.data)
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"])
+            origin = next((lay.where(path) for lay in reversed(layers) if _has_path(lay.data, path)), "config")
+            text = _describe_error(err)
+            if err["type"] == "extra_forbidden":
+                text += f" ({_unknown_key_hint(path, TrainConfig)})"
+            problems.append(f"{origin}: {path or 'config'}: {text}")
+        raise ConfigError("invalid training config:\n  " + "\n  ".join(problems)) from None
+
+
+def _has_path(data: dict[str, Any], path: str) -> bool:
+    node: Any = data
+    for p in path.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return False
+        node = node[p]
+    return True
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> TrainConfig:
+    """The config for a run: defaults < preset < file (its own `preset:` applies first) < overrides.
+
+    `overrides` is a list of `key.path=value` strings (the CLI's --set) or a dict of dotted keys.
+    Raises ConfigError with file:line: field and the fix.
+    """
+    layers: list[_Layer] = []
+    file_layer = None
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        text = p.read_text(encoding="utf-8")
+        file_layer = _parse_yaml(text, str(p))
+        file_layer.data.pop("_comment", None)
+    preset = preset or (file_layer.data.get("preset") if file_layer else None)
+    if preset:
+        pl = _parse_yaml(_preset_text(preset), f"preset {preset}")
+        pl.data["preset"] = preset
+        layers.append(pl)
+    if file_layer:
+        layers.append(file_layer)
+    if overrides:
+        items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
+        data: dict[str, Any] = {}
+        for key, value in items:
+            _set_path(data, key, value)
+        layers.append(_Layer(data, "--set"))
+    return build_config(layers)
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """A run directory's saved config.yaml (complete, so no preset is applied again)."""
+    p = Path(run_dir) / "config.yaml"
+    if not p.is_file():
+        raise ConfigError(f"{p} does not exist: not a run directory")
+    layer = _parse_yaml(p.read_text(encoding="utf-8"), str(p))
+    return build_config([layer])
+
+
+def save_config(cfg: TrainConfig, path: str | Path, reproduce: str | None = None) -> None:
+    Path(path).write_text(cfg.to_yaml(reproduce), encoding="utf-8")
+
+
+def with_changes(cfg: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
+    """A copy with dotted-key changes applied and validated (used by OOM remedies and sweeps)."""
+    data = cfg.to_dict()
+    for key, value in changes.items():
+        _set_path(data, key, value)
+    return build_config([_Layer(data, "changes")])

@@ -1,0 +1,523 @@
+"""Generate with a finished run: its base, its adapter, or both side by side.
+
+`studio chat`, the studio's Playground, `studio serve` and `studio merge` all load runs through
+here, so a run is read the same way everywhere: `describe_run` finds the base and the adapter from
+the run directory (docs/contracts.md), `load_session` loads ONE base with the adapters of one or
+more runs (PEFT adapter names = run names), and a `ChatSession` generates with the tokenizer's
+chat template (ChatML when the tokenizer has none), whole or streamed token by token.
+
+The base answer comes from the same weights with the adapter switched off (PEFT's
+`disable_adapter()`), so a side-by-side comparison never loads the base twice. A session holds a
+lock around generation: switching adapters is model-wide state, so two requests must not
+interleave.
+
+Errors a user can cause raise `RunUnusable` (a ValueError whose message says what and what to do);
+the studio turns it into its own clean error.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+BASE = None  # pass adapter=BASE (None) to generate with the adapters switched off
+
+# Used when the tokenizer has no chat template (a pretrained-only base): the same ChatML that
+# Qwen's templates produce, so a prompt looks the same as in training.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class RunUnusable(ValueError):
+    """A run directory (or a set of runs) cannot be loaded as asked; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------- runs on disk
+
+@dataclass(frozen=True)
+class RunModel:
+    """What a finished run holds, read from its directory without loading any weights."""
+
+    run_dir: Path
+    name: str  # the run directory's name: the adapter's name in a session and in `serve`
+    base: str  # the base as the user named it (hub id, path, or a built-in such as `tiny`)
+    base_path: str  # what `from_pretrained` loads for the base
+    method: str  # lora | qlora | full
+    adapter_dir: Path | None  # PEFT adapter (lora, qlora)
+    model_dir: Path | None  # full fine-tune weights
+    config: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def read_run_config(run_dir: Path) -> dict:
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise RunUnusable(f"{run_dir}: no config.yaml; is this a run directory? (runs live in WORKSPACE/runs/RUN_ID/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise RunUnusable(f"{path}: not valid YAML ({exc}); fix or recreate the run") from exc
+    if not isinstance(data, dict):
+        raise RunUnusable(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _config_base(config: dict) -> str | None:
+    for key in ("base_model", "model", "base", "model_name_or_path"):
+        value = config.get(key)
+        if isinstance(value, dict):
+            value = value.get("name") or value.get("id") or value.get("path")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _config_method(config: dict) -> str:
+    method = config.get("method") or config.get("finetune") or "lora"
+    if isinstance(method, dict):
+        method = method.get("name", "lora")
+    return str(method).lower()
+
+
+def resolve_base_path(base: str, run_dir: Path, config: dict) -> str:
+    """Where the base's weights are: a local folder (absolute, or relative to the run) or a hub id.
+
+    The trainer's built-in tiny base is written into a folder it records in the config; we look
+    for that first so a tiny run loads offline.
+    """
+    for key in ("base_path", "tiny_path", "base_dir"):
+        value = config.get(key)
+        if isinstance(value, str) and value:
+            candidate = Path(value) if Path(value).is_absolute() else run_dir / value
+            if candidate.exists():
+                return str(candidate)
+    candidate = Path(base).expanduser()
+    if candidate.is_absolute() and candidate.exists():
+        return str(candidate)
+    if (run_dir / base).exists():
+        return str(run_dir / base)
+    return base
+
+
+def describe_run(run_dir: Path | str) -> RunModel:
+    """Read a run directory: its base, method and where the adapter (or full model) is."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunUnusable(f"{run_dir}: no such run directory; `studio runs` lists the runs of a workspace")
+    config = read_run_config(run_dir)
+    method = _config_method(config)
+    adapter_dir = run_dir / "adapter"
+    model_dir = run_dir / "model"
+    has_adapter = (adapter_dir / "adapter_config.json").is_file()
+    has_model = (model_dir / "config.json").is_file()
+    if not has_adapter and not has_model:
+        state = _run_state(run_dir)
+        hint = f" (its state is {state!r})" if state else ""
+        raise RunUnusable(
+            f"{run_dir}: no adapter/ or model/ yet{hint}; wait for the run to finish "
+            f"or use a checkpoint folder under {run_dir / 'checkpoints'}")
+    base = _config_base(config)
+    if base is None and has_adapter:
+        base = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get(
+            "base_model_name_or_path")
+    if not base:
+        raise RunUnusable(f"{run_dir / 'config.yaml'}: no base model named (key `base_model`); add it")
+    return RunModel(
+        run_dir=run_dir, name=run_dir.name, base=base, base_path=resolve_base_path(base, run_dir, config),
+        method="full" if has_model and not has_adapter else method,
+        adapter_dir=adapter_dir if has_adapter else None, model_dir=model_dir if has_model and not has_adapter else None,
+        config=config,
+    )
+
+
+def _run_state(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("state")
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved at `path`, with a chat template (ChatML when it has none).
+
+    A tokenizer saved as a plain `PreTrainedTokenizerFast` is loaded as that class: AutoTokenizer
+    would follow the model config's type (e.g. qwen2) and swap the pre-tokenizer, changing ids.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    cls = None
+    config_file = path / "tokenizer_config.json"
+    if config_file.is_file():
+        cls = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
+    if cls in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _has_tokenizer(folder: Path | None) -> bool:
+    return bool(folder) and any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+
+
+def pick_device(device: str | None = None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str, dtype: str | None = None):
+    """bf16 on a GPU that has it, else fp16 on GPU; fp32 on CPU (CPU half precision is slow and lossy)."""
+    import torch
+
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    if dtype:
+        if dtype not in names:
+            raise RunUnusable(f"unknown dtype {dtype!r}; use bf16, fp16 or fp32")
+        return names[dtype]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_base_model(base_path: str, *, device: str, dtype: Any, quantize_4bit: bool = False):
+    """The base model in `dtype` on `device`, or in 4-bit (QLoRA's nf4) when asked; ready for generate."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if quantize_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    except OSError as exc:
+        raise RunUnusable(
+            f"cannot load the base model {base_path!r}: {exc}. Download it (or point the run's "
+            f"config `base_model` at a local folder) and try again") from exc
+    if not quantize_4bit:
+        model.to(device)
+    model.eval()
+    return model
+
+
+def load_session(runs: Path | str | list, *, device: str | None = None, dtype: str | None = None,
+                 quantize_4bit: bool | None = None) -> "ChatSession":
+    """Load one base and the adapters of `runs` (all must share that base).
+
+    `quantize_4bit=None` loads the base in 4-bit only for QLoRA runs on a GPU (as they were
+    trained); on a CPU everything loads in fp32.
+    """
+    from peft import PeftModel
+
+    run_list = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    if not run_list:
+        raise RunUnusable("name at least one run")
+    described = [describe_run(r) for r in run_list]
+    names = [d.name for d in described]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RunUnusable(f"two runs share the name {duplicates[0]!r}; adapters are named by run, rename one folder")
+    device = pick_device(device)
+    torch_dtype = pick_dtype(device, dtype)
+    first = described[0]
+
+    if first.method == "full":
+        if len(described) > 1:
+            raise RunUnusable(
+                f"{first.run_dir}: a full fine-tune is a whole model, not an adapter; load it alone")
+        tokenizer = load_tokenizer(first.model_dir if _has_tokenizer(first.model_dir) else first.base_path)
+        tuned = load_base_model(str(first.model_dir), device=device, dtype=torch_dtype)
+        return ChatSession(model=tuned, tokenizer=tokenizer, base=first.base, runs=described, device=device,
+                           base_loader=lambda: load_base_model(first.base_path, device=device, dtype=torch_dtype))
+
+    mixed = [d for d in described if d.base_path != first.base_path or d.method == "full"]
+    if mixed:
+        other = mixed[0]
+        raise RunUnusable(
+            f"runs {first.name!r} and {other.name!r} have different bases ({first.base!r} vs "
+            f"{other.base!r}{', a full fine-tune' if other.method == 'full' else ''}); one session holds ONE base: "
+            f"load them separately")
+    if quantize_4bit is None:
+        quantize_4bit = device.startswith("cuda") and first.method == "qlora"
+    tokenizer = load_tokenizer(first.adapter_dir if _has_tokenizer(first.adapter_dir) else first.base_path)
+    base_model = load_base_model(first.base_path, device=device, dtype=torch_dtype, quantize_4bit=quantize_4bit)
+    model = PeftModel.from_pretrained(base_model, str(first.adapter_dir), adapter_name=first.name)
+    for other in described[1:]:
+        model.load_adapter(str(other.adapter_dir), adapter_name=other.name)
+    model.set_adapter(first.name)
+    model.eval()
+    return ChatSession(model=model, tokenizer=tokenizer, base=first.base, runs=described, device=device)
+
+
+# --------------------------------------------------------------------------- generation
+
+@dataclass
+class Completion:
+    """One answer: its text and the counts an OpenAI-style `usage` block needs."""
+
+    text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"  # stop (EOS or a stop string) | length (hit max_new_tokens)
+
+
+class Stream:
+    """Text pieces of one answer as they are generated; `completion` is filled once iteration ends.
+
+    Closing the iterator early (a client went away) stops the generation at the next token.
+    """
+
+    def __init__(self, pieces: Iterator[str]):
+        self._pieces = pieces
+        self.completion = Completion()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def close(self) -> None:
+        self._pieces.close()  # type: ignore[attr-defined]
+
+
+class ChatSession:
+    """One loaded base with named adapters; generates under a lock (adapter switching is global)."""
+
+    def __init__(self, *, model: Any, tokenizer: Any, base: str, runs: list[RunModel], device: str,
+                 base_loader: Any = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.base = base
+        self.runs = runs
+        self.device = device
+        self.lock = threading.Lock()
+        self._base_loader = base_loader  # full fine-tunes: the base is a second model, loaded when first asked
+        self._base_model = None
+
+    @property
+    def adapters(self) -> list[str]:
+        return [r.name for r in self.runs]
+
+    @property
+    def default_adapter(self) -> str:
+        return self.runs[0].name
+
+    @property
+    def is_peft(self) -> bool:
+        return self._base_loader is None
+
+    # -- prompts
+
+    def prompt_text(self, messages: list[dict]) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": m["role"], "content": m.get("content") or ""} for m in messages],
+            tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, messages: list[dict]):
+        # The template already holds any BOS it wants; adding special tokens again would double it.
+        enc = self.tokenizer(self.prompt_text(messages), add_special_tokens=False, return_tensors="pt")
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    def _eos_ids(self) -> list[int]:
+        ids: set[int] = set()
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (self.tokenizer.eos_token_id, gen_eos):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, (list, tuple)):
+                ids.update(v for v in value if isinstance(v, int))
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end != self.tokenizer.unk_token_id and im_end >= 0:
+            ids.add(im_end)
+        return sorted(ids)
+
+    # -- model selection
+
+    def _check_adapter(self, adapter: str | None) -> None:
+        if adapter is not None and adapter not in self.adapters:
+            raise RunUnusable(f"no adapter named {adapter!r}; loaded: {', '.join(self.adapters)}")
+
+    def _generation_target(self, adapter: str | None):
+        """(model, context manager) that generates as `adapter` (None: the base)."""
+        import contextlib
+
+        if not self.is_peft:
+            if adapter is None:
+                if self._base_model is None:
+                    self._base_model = self._base_loader()
+                return self._base_model, contextlib.nullcontext()
+            return self.model, contextlib.nullcontext()
+        if adapter is None:
+            return self.model, self.model.disable_adapter()
+        self.model.set_adapter(adapter)
+        return self.model, contextlib.nullcontext()
+
+    def _gen_kwargs(self, *, max_new_tokens: int, temperature: float, top_p: float, stop: list[str] | None) -> dict:
+        kwargs: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "eos_token_id": self._eos_ids(),
+                                  "pad_token_id": self.tokenizer.pad_token_id}
+        if temperature and temperature > 0:
+            kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        return kwargs
+
+    def _finish(self, text: str, new_ids: list[int], max_new_tokens: int, stop: list[str] | None,
+                prompt_tokens: int) -> Completion:
+        reason = "length" if len(new_ids) >= max_new_tokens else "stop"
+        if new_ids and new_ids[-1] in self._eos_ids():
+            reason = "stop"
+        for s in stop or []:
+            cut = text.find(s)
+            if cut >= 0:
+                text, reason = text[:cut], "stop"
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(new_ids), finish_reason=reason)
+
+    # -- generate
+
+    def generate(self, messages: list[dict], *, adapter: str | None = BASE, max_new_tokens: int = 256,
+                 temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
+                 stop: list[str] | None = None) -> Completion:
+        """The whole answer of `adapter` (None: the base) to a chat."""
+        import torch
+
+        self._check_adapter(adapter)
+        input_ids, attention_mask = self.prompt_ids(messages)
+        kwargs = self._gen_kwargs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop)
+        with self.lock:
+            model, ctx = self._generation_target(adapter)
+            if seed is not None:
+                torch.manual_seed(seed)
+            with ctx, torch.no_grad():
+                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        new_ids = out[0, input_ids.shape[1]:].tolist()
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        return self._finish(text, new_ids, max_new_tokens, stop, input_ids.shape[1])
+
+    def stream(self, messages: list[dict], *, adapter: str | None = BASE, max_new_tokens: int = 256,
+               temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
+               stop: list[str] | None = None) -> Stream:
+        """Like `generate`, but yields text pieces as tokens arrive (for the UI and SSE)."""
+        self._check_adapter(adapter)
+        stream = Stream(iter(()))
+        stream._pieces = self._stream_pieces(stream, messages, adapter=adapter, max_new_tokens=max_new_tokens,
+                                             temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+        return stream
+
+    def _stream_pieces(self, stream: Stream, messages, *, adapter, max_new_tokens, temperature, top_p, seed,
+                       stop) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        cancel = threading.Event()
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw):
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        input_ids, attention_mask = self.prompt_ids(messages)
+        kwargs = self._gen_kwargs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        result: dict[str, Any] = {}
+
+        with self.lock:
+            model, ctx = self._generation_target(adapter)
+            if seed is not None:
+                torch.manual_seed(seed)
+
+            def work() -> None:
+                try:
+                    with ctx, torch.no_grad():
+                        result["out"] = model.generate(
+                            input_ids=input_ids, attention_mask=attention_mask, streamer=streamer,
+                            stopping_criteria=StoppingCriteriaList([_Cancelled()]), **kwargs)
+                except BaseException as exc:  # surfaced in the consumer's thread below
+                    result["error"] = exc
+                    streamer.end()
+
+            thread = threading.Thread(target=work, name="generate", daemon=True)
+            thread.start()
+            sent = ""  # text already yielded; held back while it may be the start of a stop string
+            full = ""
+            try:
+                for piece in streamer:
+                    full += piece
+                    visible = _shown_part(full, stop)
+                    if visible is None:  # a stop string appeared: stop here
+                        cancel.set()
+                        break
+                    if len(visible) > len(sent):
+                        yield visible[len(sent):]
+                        sent = visible
+            finally:
+                cancel.set()
+                # Drain so the worker never blocks on a full queue, then wait for it.
+                for _ in streamer:
+                    pass
+                thread.join()
+        if "error" in result:
+            raise result["error"]
+        new_ids = result["out"][0, input_ids.shape[1]:].tolist() if "out" in result else []
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        stream.completion = self._finish(text, new_ids, max_new_tokens, stop, input_ids.shape[1])
+        final = stream.completion.text
+        if final.startswith(sent) and len(final) > len(sent):
+            yield final[len(sent):]
+
+
+def _shown_part(text: str, stop: list[str] | None) -> str | None:
+    """The part of `text` safe to show now: a tail that may begin a stop string is held back.
+    None when a stop string has appeared."""
+    if not stop:
+        return text
+    for s in stop:
+        if s and s in text:
+            return None
+    hold = 0
+    for s in stop:
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return text[: len(text) - hold]
+
+
+# --------------------------------------------------------------------------- side by side
+
+def chat_pair(session: ChatSession, messages: list[dict], *, adapter: str | None = None,
+              **gen: Any) -> tuple[str, str]:
+    """(base answer, adapter answer) to the same chat; `adapter` defaults to the session's first run.
+
+    Pass `seed=` for reproducible sampling: both answers then start from the same random state.
+    """
+    adapter = adapter or session.default_adapter
+    base_text = session.generate(messages, adapter=BASE, **gen).text
+    tuned_text = session.generate(messages, adapter=adapter, **gen).text
+    return base_text, tuned_text
+
+
+def chat_pair_stream(session: ChatSession, messages: list[dict], *, adapter: str | None = None,
+                     **gen: Any) -> Iterator[tuple[str, str]]:
+    """Yield ("base", piece) ... then ("adapter", piece) ... as tokens arrive (one model: in turn)."""
+    adapter = adapter or session.default_adapter
+    for side, name in (("base", BASE), ("adapter", adapter)):
+        for piece in session.stream(messages, adapter=name, **gen):
+            yield side, piece

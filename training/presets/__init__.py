@@ -1,0 +1,1 @@
+"""Named presets: partial YAML configs merged over training.config's defaults (`--preset NAME`)."""

@@ -1,0 +1,289 @@
+"""The recipe: setup (base model, tokenizer, data, adapter) -> train -> save, on TRL's SFTTrainer.
+
+Features: full / LoRA / QLoRA (nf4, double quant) with rsLoRA and DoRA; hub id, local folder or the
+built-in untrained `tiny` base; our own tokenisation (data.py) with loss on assistant tokens only;
+TRL best-fit packing without attention across samples; eval loss every eval_steps and at the end;
+resumable checkpoints; metrics.jsonl + status.json through a TrainerCallback (metrics.py).
+
+Raises: DataError / ConfigError for user problems, torch.OutOfMemoryError for CUDA OOM (runs.py
+turns it into status `failed` with remedies), anything else is a bug.
+
+Chat / merge / serve load a finished run with `load_for_inference(run_dir)`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import TrainConfig, load_run_config
+from .data import SplitData, build_datasets, ensure_chat_template, load_split
+from .errors import ConfigError, TrainingError
+
+BASE_DIR = "base"        # RUN_DIR/base: the tiny model (only for base: tiny)
+ADAPTER_DIR = "adapter"  # RUN_DIR/adapter: the final PEFT adapter (+ tokenizer)
+MODEL_DIR = "model"      # RUN_DIR/model: the final full fine-tuned model (+ tokenizer)
+CHECKPOINT_DIR = "checkpoints"
+
+
+def device_kind() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """bf16 / fp16 / fp32: `auto` picks bf16 on a GPU that has it, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    p = cfg.train.precision
+    if p != "auto":
+        if p in ("bf16", "fp16") and not torch.cuda.is_available():
+            return "fp32"  # trl 1.16 enables bf16 by default and fails on CPU; mixed precision needs a GPU here
+        return p
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def base_path(run_dir: str | Path, cfg: TrainConfig | None = None) -> str:
+    """Where the run's base model loads from: RUN_DIR/base for `tiny`, else the hub id / folder."""
+    cfg = cfg or load_run_config(run_dir)
+    return str(Path(run_dir) / BASE_DIR) if cfg.is_tiny else cfg.base
+
+
+def prepare_base(run_dir: str | Path, cfg: TrainConfig, split: SplitData | None = None) -> str:
+    """Make sure the base model is loadable; builds the tiny one into RUN_DIR/base on first use."""
+    if not cfg.is_tiny:
+        return cfg.base
+    from .tiny import ensure_tiny_base
+
+    split = split or load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
+    return str(ensure_tiny_base(Path(run_dir) / BASE_DIR, split.all_texts(), cfg.tiny, seed=cfg.train.seed,
+                                max_positions=max(4096, cfg.data.max_length)))
+
+
+def load_tokenizer(path: str):
+    """The tokenizer of a base model, with a ChatML template when it has none and a pad token."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        if Path(path, "UNTRAINED.txt").is_file():  # tiny: never let AutoTokenizer swap the pre-tokenizer
+            tok = PreTrainedTokenizerFast.from_pretrained(path)
+        else:
+            tok = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise ConfigError(f"base {path!r}: cannot load its tokenizer ({_first_line(exc)}); give a hub id that is "
+                          "downloaded or reachable, a local folder with tokenizer files, or 'tiny'") from None
+    ensure_chat_template(tok)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def load_model(path: str, cfg: TrainConfig, precision: str, *, quantized: bool | None = None):
+    """AutoModelForCausalLM in the run's dtype; 4-bit nf4 (bitsandbytes) when method is qlora."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quantized = cfg.method == "qlora" if quantized is None else quantized
+    dtype = _dtype(precision)
+    kw: dict[str, Any] = {"dtype": dtype, "attn_implementation": cfg.train.attn_implementation}
+    if quantized:
+        from transformers import BitsAndBytesConfig
+
+        compute = precision if cfg.quant.compute_dtype == "auto" else cfg.quant.compute_dtype
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
+            bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=_dtype(compute))
+        # bitsandbytes 0.50 quantises on the CPU too (so CI runs this path)
+        kw["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kw)
+    except OSError as exc:
+        raise ConfigError(f"base {path!r}: cannot load the model ({_first_line(exc)}); give a hub id that is "
+                          "downloaded or reachable, a local folder with config.json and weights, or 'tiny'") from None
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), use_rslora=cfg.lora.use_rslora,
+                      use_dora=cfg.lora.use_dora, bias="none", task_type="CAUSAL_LM")
+
+
+def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool):
+    from trl import SFTConfig
+
+    on_cpu = device_kind() == "cpu"
+    return SFTConfig(
+        output_dir=str(run_dir / CHECKPOINT_DIR),
+        num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
+        per_device_train_batch_size=cfg.train.micro_batch_size, per_device_eval_batch_size=cfg.train.micro_batch_size,
+        gradient_accumulation_steps=cfg.train.grad_accum, learning_rate=cfg.train.learning_rate,
+        lr_scheduler_type=cfg.train.lr_scheduler, warmup_steps=cfg.train.warmup_ratio,
+        weight_decay=cfg.train.weight_decay,
+        logging_steps=cfg.train.logging_steps,
+        eval_strategy="steps" if has_eval else "no", eval_steps=cfg.train.eval_steps,
+        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=cfg.train.save_total_limit,
+        seed=cfg.train.seed, data_seed=cfg.train.seed,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=on_cpu,
+        gradient_checkpointing=cfg.train.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.train.gradient_checkpointing else None,
+        max_length=cfg.data.max_length, packing=cfg.data.packing,
+        report_to=[], dataloader_num_workers=0, disable_tqdm=True, save_only_model=False,
+        dataset_kwargs={},  # our dataset is already tokenised: TRL only builds no labels and packs
+    )
+
+
+class CancelFlag:
+    """Set by SIGTERM (runs.cancel); checked at every step end so the run stops with a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., None], resume_from: str | None = None,
+          cancel: CancelFlag | None = None, tokens_offset: int = 0) -> dict[str, Any]:
+    """Run the recipe in this process; returns a summary (final step, eval_loss, cancelled)."""
+    import torch
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+
+    from .metrics import MFU_FORMULA, MetricsWriter, count_matmul_params, make_callback
+
+    run_dir = Path(run_dir)
+    split = load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
+    path = prepare_base(run_dir, cfg, split)
+    precision = resolve_precision(cfg)
+    tokenizer = load_tokenizer(path)
+    train_ds, eval_ds = build_datasets(tokenizer, cfg, split)
+    model = load_model(path, cfg, precision)
+    model.config.use_cache = False
+    if cfg.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    matmul = count_matmul_params(model)
+
+    args = sft_args(cfg, run_dir, precision, eval_ds is not None)
+    debug = cfg.debug
+
+    def step_hook(step: int) -> None:
+        if debug.step_sleep_s:
+            import time
+
+            time.sleep(debug.step_sleep_s)
+        if debug.fail_after_step is not None and step >= debug.fail_after_step:
+            raise RuntimeError(f"debug.fail_after_step={debug.fail_after_step}: simulated crash after step {step}")
+
+    class Control(TrainerCallback):
+        """Simulated OOM (debug) and cancel: stop at the step's end with a checkpoint."""
+
+        def on_step_begin(self, args, state, control, **kw):
+            limit = debug.simulated_gpu_tokens
+            if limit is not None:
+                need = cfg.train.micro_batch_size * cfg.data.max_length
+                need /= 2 if cfg.train.gradient_checkpointing else 1
+                need /= 4 if cfg.method == "qlora" else 1
+                if need > limit:
+                    raise torch.OutOfMemoryError(
+                        f"CUDA out of memory (simulated by debug.simulated_gpu_tokens={limit}: this step needs "
+                        f"{need:g} token units)")
+
+        def on_step_end(self, args, state, control, **kw):
+            if cancel is not None and cancel.requested:
+                control.should_save = True
+                control.should_training_stop = True
+
+    metrics_cb = make_callback(run_dir, method=cfg.method, matmul_params=matmul, on_status=on_status,
+                               tokens_offset=tokens_offset, step_hook=step_hook)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.uses_adapter else None,
+                         callbacks=[Control(), metrics_cb])
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    if resume_from is None:
+        MetricsWriter(run_dir).append({
+            "event": "start", "base": cfg.base, "untrained": cfg.is_tiny, "method": cfg.method,
+            "precision": precision, "device": device_kind(), "trainable_params": trainable, "total_params": total,
+            "matmul_params": matmul, "train_sequences": len(train_ds), "eval_sequences": len(eval_ds or []),
+            "mfu_formula": MFU_FORMULA})
+    on_status(trainable_params=trainable, total_params=total, precision=precision, device=device_kind())
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    cancelled = bool(cancel and cancel.requested)
+    eval_loss = None
+    if eval_ds is not None and not cancelled:
+        last_eval_step = trainer.state.global_step % cfg.train.eval_steps == 0
+        metrics = trainer.evaluate() if not last_eval_step else None  # the step's own eval already ran
+        eval_loss = (metrics or {}).get("eval_loss")
+    if not cancelled:
+        save_final(trainer, tokenizer, run_dir, cfg)
+    return {"step": trainer.state.global_step, "max_steps": trainer.state.max_steps,
+            "train_loss": result.training_loss, "eval_loss": eval_loss, "cancelled": cancelled}
+
+
+def save_final(trainer: Any, tokenizer: Any, run_dir: Path, cfg: TrainConfig) -> Path:
+    """The adapter (lora/qlora) into RUN_DIR/adapter, or the whole model into RUN_DIR/model, with the tokenizer."""
+    out = run_dir / (ADAPTER_DIR if cfg.uses_adapter else MODEL_DIR)
+    trainer.model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    (out / "run.json").write_text(json.dumps({"base": cfg.base, "base_path": base_path(run_dir, cfg),
+                                              "method": cfg.method, "untrained_base": cfg.is_tiny}, indent=1) + "\n",
+                                  encoding="utf-8")
+    return out
+
+
+def load_for_inference(run_dir: str | Path, *, quantized: bool = False, precision: str | None = None,
+                       adapter: bool = True):
+    """(model, tokenizer) of a finished run, ready for `generate`: the base with the run's adapter
+    (a PeftModel; call `.merge_and_unload()` to merge), or the full fine-tuned model.
+
+    The base loads in 16/32-bit unless `quantized` (merging into a 4-bit base drifts: design.md).
+    `adapter=False` gives the plain base model, for side-by-side chat.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    precision = precision or resolve_precision(cfg)
+    if cfg.method == "full" and adapter:
+        final = run_dir / MODEL_DIR
+        if not final.is_dir():
+            raise TrainingError(f"{run_dir.name}: no {MODEL_DIR}/ yet: the run has not finished")
+        return load_model(str(final), cfg, precision, quantized=False), load_tokenizer(str(final))
+    path = base_path(run_dir, cfg)
+    tok_path = str(run_dir / ADAPTER_DIR) if (run_dir / ADAPTER_DIR / "tokenizer_config.json").is_file() else path
+    model = load_model(path, cfg, precision, quantized=quantized)
+    tokenizer = load_tokenizer(tok_path)
+    if adapter:
+        from peft import PeftModel
+
+        if not (run_dir / ADAPTER_DIR).is_dir():
+            raise TrainingError(f"{run_dir.name}: no {ADAPTER_DIR}/ yet: the run has not finished")
+        model = PeftModel.from_pretrained(model, str(run_dir / ADAPTER_DIR))
+    model.eval()
+    return model, tokenizer
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    ck = Path(run_dir) / CHECKPOINT_DIR
+    found = [p for p in ck.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None
+
+
+def checkpoint_step(path: str | Path) -> int:
+    return int(Path(path).name.split("-")[-1])
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,366 @@
+"""Run directories (docs/contracts.md): create, launch detached, execute, list, cancel, resume.
+
+A run is `WORKSPACE/runs/RUN_ID/` with config.yaml (first line: the reproduce command),
+status.json (rewritten atomically), metrics.jsonl (append-only), train.log, checkpoints/, adapter/.
+`launch(run_dir)` starts `python -m training run RUN_DIR` in a new session with its output in
+train.log, so closing the terminal (SIGHUP to the old session) does not stop it. Only the training
+process writes status.json while it lives; `cancel` sends it SIGTERM and it stops at the next
+step's end with a checkpoint, so a cancelled run can be resumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import TrainConfig, load_run_config, save_config, with_changes
+from .errors import RunNotFound, TrainingError
+
+STATUS_FILE = "status.json"
+LOG_FILE = "train.log"
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- status.json
+
+def read_status(run_dir: str | Path) -> dict[str, Any]:
+    p = Path(run_dir) / STATUS_FILE
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError:
+        return {"state": "failed", "error": f"{p} is not valid JSON"}
+
+
+def write_status(run_dir: str | Path, **changes: Any) -> dict[str, Any]:
+    """Read-modify-write status.json atomically (tmp file + os.replace): readers never see half a file."""
+    p = Path(run_dir) / STATUS_FILE
+    status = read_status(run_dir)
+    status.update(changes)
+    status["updated_at"] = _now()
+    tmp = p.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(status, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
+    return status
+
+
+class StatusWriter:
+    """The training process's status updates; `throttle=True` ones are written at most once a second."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._last = 0.0
+        self._pending: dict[str, Any] = {}
+
+    def __call__(self, throttle: bool = False, **fields: Any) -> None:
+        self._pending.update(fields)
+        now = time.monotonic()
+        if throttle and now - self._last < 1.0:
+            return
+        write_status(self.run_dir, **self._pending)
+        self._pending = {}
+        self._last = now
+
+    def flush(self) -> None:
+        if self._pending:
+            write_status(self.run_dir, **self._pending)
+            self._pending = {}
+
+
+# ---------------------------------------------------------------- create / launch
+
+def new_run_id(cfg: TrainConfig, name: str | None = None) -> str:
+    if name:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}", name):
+            raise TrainingError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (max 80)")
+        return name
+    base = re.sub(r"[^A-Za-z0-9.]+", "-", cfg.base.split("/")[-1]).strip("-").lower()[:24] or "model"
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{base}-{cfg.method}"
+
+
+def create_run(runs_dir: str | Path, cfg: TrainConfig, *, name: str | None = None, reproduce: str | None = None,
+               host: str | None = None) -> Path:
+    """Make RUN_DIR with config.yaml (reproduce line first) and status `queued`; returns RUN_DIR.
+
+    The split path is stored absolute, so the run can be started from any working directory.
+    """
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.data.split and Path(cfg.data.split).exists():
+        cfg = with_changes(cfg, {"data.split": str(Path(cfg.data.split).resolve())})
+    run_id = new_run_id(cfg, name)
+    run_dir = runs_dir / run_id
+    n = 1
+    while not name and run_dir.exists():
+        n += 1
+        run_dir = runs_dir / f"{run_id}-{n}"
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise TrainingError(f"run {run_dir.name} already exists in {runs_dir}; pick another --name or "
+                            f"resume it with: studio train --resume {run_dir.name}") from None
+    save_config(cfg, run_dir / "config.yaml", reproduce or f"python -m training run {run_dir}")
+    write_status(run_dir, state="queued", pid=None, host=host or socket.gethostname(), step=0, max_steps=None,
+                 epoch=0, last_checkpoint=None, error=None, remedy=None, started_at=None, base=cfg.base,
+                 method=cfg.method, untrained=cfg.is_tiny, metrics_generation=0)
+    return run_dir
+
+
+def launch(run_dir: str | Path, *, resume: bool = False, python: str | None = None) -> int:
+    """Start `python -m training run RUN_DIR [--resume]` detached (new session, output -> train.log); its pid."""
+    run_dir = Path(run_dir).resolve()
+    if not (run_dir / "config.yaml").is_file():
+        raise RunNotFound(f"{run_dir}: not a run directory (no config.yaml)")
+    cmd = [python or sys.executable, "-m", "training", "run", str(run_dir)] + (["--resume"] if resume else [])
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    write_status(run_dir, state="queued", host=socket.gethostname())
+    with open(run_dir / LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(cmd, cwd=str(run_dir), stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env, close_fds=True)
+    write_status(run_dir, pid=proc.pid)  # the child needs seconds of imports before it writes "running"
+    return proc.pid
+
+
+# ---------------------------------------------------------------- execute (the run's own process)
+
+def execute(run_dir: str | Path, *, resume: bool = False,
+            relaunch: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+    """Train the run in this process and leave a final status; returns the final status.
+
+    CUDA OOM -> state failed, `error`, `remedy` (the seed's remedies, in order); with the config's
+    `oom_retry`, a sibling run RUN_ID-oomN with the next remedy applied is created and started with
+    `relaunch` (default: launch detached); its id is in status `next_run`.
+    """
+    import torch
+
+    from . import metrics
+    from .recipe import CancelFlag, checkpoint_step, last_checkpoint, train
+
+    run_dir = Path(run_dir).resolve()
+    cfg = load_run_config(run_dir)
+    status = StatusWriter(run_dir)
+    prior = read_status(run_dir)
+    resume_from, offset = None, 0
+    if resume:
+        ck = last_checkpoint(run_dir)
+        if ck is None:
+            raise TrainingError(f"{run_dir.name}: no checkpoint to resume from (checkpoints are written every "
+                                f"train.save_steps={cfg.train.save_steps} steps); start a new run instead")
+        step = checkpoint_step(ck)
+        metrics.truncate_after(run_dir, step)
+        metrics.MetricsWriter(run_dir).append({"event": "resume", "from_step": step, "time": round(time.time(), 3)})
+        offset = int(metrics.last_value(run_dir, "tokens_seen", at_or_before=step) or 0)
+        resume_from = str(ck)
+        status(metrics_generation=int(prior.get("metrics_generation") or 0) + 1, resumed_from=step)
+    status(state="running", pid=os.getpid(), host=socket.gethostname(), error=None, remedy=None,
+           started_at=prior.get("started_at") or _now(), finished_at=None)
+
+    cancel = CancelFlag()
+    started = {"training": False}
+
+    def on_term(signum, frame):
+        cancel.requested = True
+        if not started["training"]:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+
+    def status_and_mark(**fields: Any) -> None:
+        if fields.get("state") == "running":
+            started["training"] = True
+        status(**fields)
+
+    try:
+        result = train(run_dir, cfg, on_status=status_and_mark, resume_from=resume_from, cancel=cancel,
+                       tokens_offset=offset)
+        status.flush()
+        state = "cancelled" if result["cancelled"] else "done"
+        final = write_status(run_dir, state=state, step=result["step"], max_steps=result["max_steps"],
+                             finished_at=_now(), **({"eval_loss": result["eval_loss"]} if result["eval_loss"] is not None else {}))
+        print(f"run {run_dir.name}: {state} at step {result['step']}", flush=True)
+        return final
+    except torch.OutOfMemoryError as exc:
+        status.flush()
+        return _on_oom(run_dir, cfg, exc, relaunch)
+    except KeyboardInterrupt:
+        status.flush()
+        return write_status(run_dir, state="cancelled", finished_at=_now())
+    except TrainingError as exc:
+        status.flush()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return write_status(run_dir, state="failed", error=str(exc), finished_at=_now())
+    except Exception as exc:  # a bug or a library failure: keep the traceback in train.log
+        status.flush()
+        traceback.print_exc()
+        return write_status(run_dir, state="failed", error=f"{type(exc).__name__}: {exc}".strip()[:2000],
+                            finished_at=_now())
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _on_oom(run_dir: Path, cfg: TrainConfig, exc: BaseException, relaunch: Callable[[Path], Any] | None) -> dict[str, Any]:
+    from .oom import remedies
+
+    found = remedies(cfg)
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
+    final = write_status(run_dir, state="failed", error=f"CUDA out of memory: {msg}", finished_at=_now(),
+                         remedy=[r.to_dict() for r in found])
+    print(f"run {run_dir.name}: CUDA out of memory. Remedies, in order: " +
+          "; ".join(f"{r.name} ({r.why})" for r in found), file=sys.stderr, flush=True)
+    if cfg.oom_retry and found:
+        child_cfg = with_changes(cfg, found[0].changes)
+        stem = re.sub(r"-oom\d+$", "", run_dir.name)
+        m = re.search(r"-oom(\d+)$", run_dir.name)
+        child_name = f"{stem}-oom{int(m.group(1)) + 1 if m else 1}"
+        sets = " ".join(f"--set {k}={v}" for k, v in found[0].changes.items())
+        child = create_run(run_dir.parent, child_cfg, name=child_name,
+                           reproduce=f"{_reproduce_line(run_dir)} {sets}".strip())
+        write_status(child, retry_of=run_dir.name, applied_remedy=found[0].to_dict())
+        final = write_status(run_dir, next_run=child.name)
+        (relaunch or launch)(child)
+    return final
+
+
+def _reproduce_line(run_dir: Path) -> str:
+    first = (run_dir / "config.yaml").read_text(encoding="utf-8").splitlines()[0]
+    return first[len("# reproduce: "):] if first.startswith("# reproduce: ") else ""
+
+
+# ---------------------------------------------------------------- list / cancel / resume
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child of this process stays a zombie until reaped: not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def effective_status(run_dir: str | Path) -> dict[str, Any]:
+    """status.json, except that a queued/running run whose process is gone on this host reads as failed."""
+    st = read_status(run_dir)
+    if st.get("state") in ("queued", "running") and st.get("host") == socket.gethostname() and st.get("pid") \
+            and not pid_alive(st["pid"]):
+        st = dict(st, state="failed", error=f"process {st['pid']} ended without a final status (killed?); "
+                                             f"see {LOG_FILE}; resume with: studio train --resume {Path(run_dir).name}")
+    return st
+
+
+def run_info(run_dir: str | Path) -> dict[str, Any]:
+    """One row of `studio runs`: id, state, step/max, last loss, last eval loss, base, method, started."""
+    from .metrics import metric_points, read_metrics
+
+    run_dir = Path(run_dir)
+    st = effective_status(run_dir)
+    loss = eval_loss = None
+    for r in metric_points(read_metrics(run_dir)[0]):
+        loss = r.get("loss", loss)
+        eval_loss = r.get("eval_loss", eval_loss)
+    return {"id": run_dir.name, "path": str(run_dir), "state": st.get("state", "queued"), "step": st.get("step"),
+            "max_steps": st.get("max_steps"), "loss": loss, "eval_loss": eval_loss, "base": st.get("base"),
+            "method": st.get("method"), "untrained": bool(st.get("untrained")), "started_at": st.get("started_at"),
+            "host": st.get("host"), "error": st.get("error"), "next_run": st.get("next_run")}
+
+
+def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """Every run under runs_dir, oldest first (by creation time of status.json's directory)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    dirs = [d for d in runs_dir.iterdir() if (d / "config.yaml").is_file()]
+    dirs.sort(key=lambda d: (read_status(d).get("started_at") or "9", d.stat().st_mtime, d.name))
+    return [run_info(d) for d in dirs]
+
+
+def find_run(runs_dir: str | Path, ref: str) -> Path:
+    """A run by id, unique id prefix, or path."""
+    p = Path(ref)
+    if (p / "config.yaml").is_file():
+        return p
+    runs_dir = Path(runs_dir)
+    if (runs_dir / ref / "config.yaml").is_file():
+        return runs_dir / ref
+    matches = sorted(d for d in runs_dir.glob(f"{ref}*") if (d / "config.yaml").is_file()) if runs_dir.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise RunNotFound(f"run {ref!r} is ambiguous: {', '.join(m.name for m in matches[:5])}")
+    raise RunNotFound(f"no run {ref!r} in {runs_dir}; list them with: studio runs")
+
+
+def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> dict[str, Any]:
+    """SIGTERM the run's process group; it stops at the next step end (with a checkpoint) and writes
+    `cancelled`. A run whose process is already gone is marked cancelled here. Returns the status."""
+    run_dir = Path(run_dir)
+    st = read_status(run_dir)
+    if st.get("state") in FINAL_STATES:
+        return st
+    if st.get("host") not in (None, socket.gethostname()):
+        raise TrainingError(f"run {run_dir.name} runs on {st.get('host')}; cancel it there (or through the remote helper)")
+    pid = st.get("pid")
+    if pid and pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        st = read_status(run_dir)
+        if not pid_alive(pid) and st.get("state") not in FINAL_STATES:
+            st = write_status(run_dir, state="cancelled", finished_at=_now())
+        return st
+    return write_status(run_dir, state="cancelled", finished_at=_now())
+
+
+def resume(run_dir: str | Path, *, foreground: bool = False) -> dict[str, Any] | int:
+    """Continue a stopped run from its last checkpoint: detached (returns pid) or here (final status)."""
+    from .recipe import last_checkpoint
+
+    run_dir = Path(run_dir)
+    st = effective_status(run_dir)
+    if st.get("state") in ("queued", "running"):
+        raise TrainingError(f"run {run_dir.name} is still {st['state']} (pid {st.get('pid')}); cancel it first")
+    if st.get("state") == "done":
+        raise TrainingError(f"run {run_dir.name} is done; start a new run to train further")
+    if last_checkpoint(run_dir) is None:
+        raise TrainingError(f"run {run_dir.name} has no checkpoint to resume from; start it again as a new run")
+    if foreground:
+        return execute(run_dir, resume=True)
+    return launch(run_dir, resume=True)
+
+
+def wait(run_dir: str | Path, timeout_s: float = 600, poll_s: float = 0.2) -> dict[str, Any]:
+    """Poll until the run reaches a final state (or its process is gone); returns the status."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        st = effective_status(run_dir)
+        if st.get("state") in FINAL_STATES or time.monotonic() > deadline:
+            return st
+        time.sleep(poll_s)

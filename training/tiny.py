@@ -1,0 +1,75 @@
+"""The built-in `tiny` base model: a small Llama-style model with random weights and a BPE
+tokenizer trained on the split's own text in well under a second.
+
+No hub download is possible on CI or in demos, yet the whole path (templating, packing, LoRA,
+QLoRA, checkpoints, adapters, chat, merge) must run for real. The model is UNTRAINED: it is
+labelled so in the run's config, status and metrics header; its answers mean nothing.
+
+It is built once per run into `RUN_DIR/base/` (tokenizer + weights, seeded), so the adapter in
+`RUN_DIR/adapter/` always reloads onto the very weights it was trained on.
+Design note (measured): load the tokenizer with PreTrainedTokenizerFast, not AutoTokenizer with a
+model_type, which can swap in another pre-tokenizer and change the ids.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from .data import chatml_template
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_WORDS = ["system", "user", "assistant", "\n"]
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on `texts`, with ChatML special tokens and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(texts) + CHAT_WORDS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"])
+    fast.chat_template = chatml_template("<|im_end|>")
+    return fast
+
+
+def build_model(tokenizer: Any, shape: Any, *, seed: int = 42, max_positions: int = 4096):
+    """A randomly initialised LlamaForCausalLM sized by `shape` (config.TinyShape), seeded."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_heads, max_position_embeddings=max_positions,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def ensure_tiny_base(out_dir: str | Path, texts: Iterable[str], shape: Any, *, seed: int = 42,
+                     max_positions: int = 4096) -> Path:
+    """Build the tiny tokenizer + model into `out_dir` unless it is already there; return the path."""
+    out = Path(out_dir)
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    tmp = out.with_name(out.name + ".building")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(texts, shape.vocab_size)
+    model = build_model(tok, shape, seed=seed, max_positions=max_positions)
+    tok.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    (tmp / "UNTRAINED.txt").write_text("This base model has random weights: it was built by training/tiny.py for "
+                                       "demos and tests. Its answers mean nothing.\n", encoding="utf-8")
+    tmp.rename(out)
+    return out
