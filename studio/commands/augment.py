@@ -1,0 +1,198 @@
+"""`studio augment rewrite|answers|reverse|judge|resume|jobs`: LLM augmentation from the command line.
+
+    studio augment rewrite 1-50 --n 3 --dry-run        # what it would send and cost; sends nothing
+    studio augment answers --status approved --n 2 --max-cost 1.50 --reject-below 3
+    studio augment resume                              # the last unfinished job, from where it stopped
+
+Progress (requests, tokens, USD) goes to stderr. Ctrl-C stops sending, waits briefly for requests in
+flight and keeps every answer received; `studio augment resume` carries on.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from ._common import CliProgress, add_command, add_workspace_option, open_ws, out, out_json
+
+OPS = {
+    "rewrite": "rewrite instructions into N paraphrases that keep their meaning (new samples, same answers)",
+    "answers": "write N alternative answers per sample (new samples, same instructions)",
+    "reverse": "write the instruction that an answer or raw text answers (new samples)",
+    "judge": "score samples 1-5 on the judge template's rubric, with a short reason",
+}
+
+
+def register(sub) -> None:
+    p = add_command(sub, "augment", "augment samples with an LLM: rewrite, answers, reverse, judge")
+    actions = p.add_subparsers(dest="augment_op", metavar="OPERATION", required=True)
+    for op, help_ in OPS.items():
+        a = actions.add_parser(op, help=help_, description=help_ + ". Without ids or filters: every sample not rejected, "
+                               "not a duplicate" + ("" if op == "judge" else ", not itself generated") + ".")
+        add_workspace_option(a)
+        a.add_argument("ids", nargs="*", metavar="IDS", help="sample ids or ranges (12 15 20-30)")
+        a.add_argument("--status", choices=("pending", "approved", "rejected", "all"))
+        a.add_argument("--lang", metavar="CODE", help="only samples in this language (zh, en, ...)")
+        a.add_argument("--source", metavar="FILE", help="only samples imported from this file")
+        a.add_argument("--limit", type=int, metavar="N", help="at most N samples")
+        a.add_argument("--include-generated", action="store_true", help="also samples augmentation produced")
+        if op != "judge":
+            a.add_argument("--n", type=int, metavar="N", help=f"outputs per sample (default {_default_n(op)})")
+            a.add_argument("--reject-below", type=float, metavar="S",
+                           help="judge the new samples and reject those scoring below S (e.g. 3)")
+        a.add_argument("--temperature", type=float)
+        _common_run_options(a)
+        a.set_defaults(func=_run, op=op)
+    r = actions.add_parser("resume", help="run a stopped or killed job again; answered requests are not resent")
+    add_workspace_option(r)
+    r.add_argument("job", nargs="?", type=int, help="job id (default: the last unfinished augment job)")
+    r.add_argument("--max-cost", type=float, metavar="USD", help="a new budget for this run")
+    r.add_argument("--concurrency", type=int, metavar="C")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.set_defaults(func=_resume)
+    j = actions.add_parser("jobs", help="list augment jobs with their tokens and cost")
+    add_workspace_option(j)
+    j.add_argument("--json", action="store_true")
+    j.set_defaults(func=_jobs)
+
+
+def _default_n(op: str) -> int:
+    from curation.augment.jobs import DEFAULT_N
+
+    return DEFAULT_N[op]
+
+
+def _common_run_options(a: argparse.ArgumentParser) -> None:
+    a.add_argument("--provider", metavar="NAME", help="provider from studio.yaml (default: the first; none: OPENAI_* env)")
+    a.add_argument("--model", metavar="M", help="model (overrides the provider's)")
+    a.add_argument("--concurrency", type=int, metavar="C", help="requests in flight (overrides the provider's)")
+    a.add_argument("--max-cost", type=float, metavar="USD", help="stop before the job would spend more than this")
+    a.add_argument("--dry-run", action="store_true", help="estimate requests, tokens and cost; send nothing")
+    a.add_argument("--no-checks", action="store_true", help="skip duplicate and quality checks of the new samples")
+    a.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    from curation.augment.jobs import Spec
+
+    from ._select import parse_ids
+
+    return Spec(op=args.op, ids=parse_ids(args.ids) or None, status=args.status, lang=args.lang, source=args.source,
+                limit=args.limit, include_generated=True if args.include_generated else None,
+                n=getattr(args, "n", None), provider=args.provider, model=args.model, concurrency=args.concurrency,
+                max_cost=args.max_cost, reject_below=getattr(args, "reject_below", None), temperature=args.temperature,
+                checks=not args.no_checks)
+
+
+def _print_estimate(est: Any, provider: str, model: str) -> None:
+    out(f"dry run: {est.requests:,} requests ({est.cached:,} answered in the cache, {est.to_send:,} to send)"
+        + (f", {est.skipped:,} samples skipped (operation does not apply)" if est.skipped else ""))
+    out(f"  provider {provider}, model {model}")
+    out(f"  tokens: ~{est.input_tokens:,} in, ~{est.output_tokens:,} out expected (at most {est.output_tokens_max:,})")
+    if est.priced:
+        out(f"  cost: ~${est.usd:.4f} expected, at most ${est.usd_max:.4f}")
+    else:
+        out("  cost: unknown (the provider has no prices; set --input-price/--output-price with `studio providers add`)")
+    out(f"  tokens counted by {est.tokenizer}")
+
+
+def _with_cancel_on_sigint(job: Any, fn: Any) -> Any:
+    """First Ctrl-C: cancel the job gracefully (answers so far are kept). Second: interrupt."""
+    if not hasattr(signal, "SIGINT") or sys.platform == "win32":
+        return fn()
+
+    def handler(signum: int, frame: Any) -> None:
+        if job.cancelled:
+            raise KeyboardInterrupt
+        sys.stderr.write("\nstudio: stopping after the requests in flight (Ctrl-C again to quit now)\n")
+        job.cancel()
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        return fn()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _report(result: Any, as_json: bool) -> int:
+    if as_json:
+        out_json(result.as_dict())
+    else:
+        verb = {"done": "finished", "cancelled": "stopped"}.get(result.state, result.state)
+        why = {"budget": " (the next request could pass --max-cost)", "cancelled": " (cancelled)"}.get(result.stop_reason or "", "")
+        out(f"augment {result.op} job {result.job_id} {verb}{why}: {result.requests:,} requests, {result.sent:,} sent, "
+            f"{result.cached:,} from the cache, {result.failed:,} failed")
+        out(f"  {result.prompt_tokens + result.completion_tokens:,} tokens ({result.prompt_tokens:,} in, "
+            f"{result.completion_tokens:,} out), ${result.usd:.4f} ({result.provider}, {result.model})")
+        if result.new_sample_ids:
+            ids = result.new_sample_ids
+            out(f"  {len(ids):,} new pending samples: ids {ids[0]}-{ids[-1]}" if len(ids) > 1 else f"  1 new pending sample: id {ids[0]}")
+        if result.judged:
+            out(f"  {result.judged:,} samples judged")
+        if result.rejected_ids:
+            out(f"  {len(result.rejected_ids):,} generated samples rejected by the judge gate")
+        if result.failures:
+            out("  failures: " + ", ".join(f"{k} {v}" for k, v in sorted(result.failures.items())))
+        for name, state in sorted(result.checks.items()):
+            if state == "missing":
+                out(f"  {name} check not available in this install: run it later on the new samples")
+        if result.state != "done":
+            out(f"  resume with: studio augment resume {result.job_id}")
+    return 0 if result.state == "done" else 3
+
+
+def _run(args: argparse.Namespace) -> int:
+    from curation.augment import jobs
+
+    spec = _spec(args)
+    with open_ws(args) as ws:
+        if args.dry_run:
+            est = jobs.estimate(ws, spec)
+            from curation.augment.providers import resolve
+
+            p = resolve(ws.read_config(), spec.provider, spec.model, spec.concurrency)
+            if args.json:
+                out_json({"dry_run": True, "provider": p.name, "model": p.model, **est.as_dict()})
+            else:
+                _print_estimate(est, p.name, str(p.model))
+            return 0
+        progress = CliProgress(f"augment {spec.op}", quiet=args.json)
+        job = jobs.AugmentJob(kind=f"augment:{spec.op}", on_progress=progress)
+        try:
+            result = _with_cancel_on_sigint(job, lambda: jobs.run(ws, spec, job))
+        finally:
+            progress.finish()
+        return _report(result, args.json)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from curation.augment import jobs
+
+    with open_ws(args) as ws:
+        progress = CliProgress("augment resume", quiet=args.json)
+        job = jobs.AugmentJob(kind="augment:resume", on_progress=progress)
+        try:
+            result = _with_cancel_on_sigint(job, lambda: jobs.resume(ws, args.job, job, max_cost=args.max_cost,
+                                                                     concurrency=args.concurrency))
+        finally:
+            progress.finish()
+        return _report(result, args.json)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from curation.augment import jobs
+
+    with open_ws(args) as ws:
+        rows = jobs.list_jobs(ws)
+        usage = jobs.usage_by_provider(ws)
+    if args.json:
+        out_json({"jobs": rows, "by_provider": usage})
+        return 0
+    if not rows:
+        out("no augment jobs yet")
+    for r in rows:
+        out(f"job {r['id']} {r['kind']} {r['state']}: {r['done']}/{r['total']}  {int(r['tokens']):,} tokens  ${float(r['usd']):.4f}")
+    for u in usage:
+        out(f"{u['provider']} ({u['model']}): {int(u['requests']):,} requests, {int(u['prompt_tokens']) + int(u['completion_tokens']):,} tokens, ${float(u['usd']):.4f}")
+    return 0
