@@ -107,6 +107,8 @@ def known_hosts_path(spec: HostSpec) -> Path:
 def _ssh_config_paths(spec: HostSpec) -> list[str]:
     path = spec.ssh_config or os.environ.get("STUDIO_SSH_CONFIG")
     if path:
+        if not Path(path).expanduser().is_file():
+            raise RemoteError(f"SSH config {path} does not exist; fix STUDIO_SSH_CONFIG or unset it to use ~/.ssh/config")
         return [str(Path(path).expanduser())]
     default = Path("~/.ssh/config").expanduser()
     return [str(default)] if default.is_file() else []

@@ -34,10 +34,8 @@ class BlobUpload:
     resumed_from: int
     """Size of the partial file found on the remote (0: started fresh)."""
     remote_path: str
-
-    @property
-    def skipped(self) -> bool:
-        return self.sent == 0 and self.resumed_from == 0
+    skipped: bool = False
+    """The blob was already on the remote under its hash: nothing was sent."""
 
 
 def file_sha256(path: Path) -> str:
@@ -75,7 +73,7 @@ async def put_blob(remote, local: Path | bytes, *, sha256: str | None = None,
     await sftp.makedirs(remote.blobs, exist_ok=True)
     final = posixpath.join(remote.blobs, sha)
     if await _size(sftp, final) == size:
-        return BlobUpload(sha, size, 0, 0, final)
+        return BlobUpload(sha, size, 0, 0, final, skipped=True)
     part = final + ".part"
     have = await _size(sftp, part) or 0
     if have > size:

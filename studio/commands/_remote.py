@@ -1,0 +1,111 @@
+"""What the remote commands share: host options, running a coroutine with clean errors, and the
+terminal view of a mirrored metrics stream. `studio train --host` calls `launch_and_follow`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from curation.errors import NotFound, StudioError
+
+from ._common import out, workspace_path
+
+
+def add_host_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("remote host")
+    g.add_argument("--python", metavar="PATH", help="the remote interpreter that has torch "
+                   "(default $STUDIO_REMOTE_PYTHON, else python3)")
+    g.add_argument("--remote-root", metavar="DIR", help="the studio's folder on the remote "
+                   "(default $STUDIO_REMOTE_ROOT, else ~/.finetune-studio)")
+    g.add_argument("--known-hosts", metavar="FILE", help="known_hosts file to check the host key against "
+                   "(default $STUDIO_KNOWN_HOSTS, else ~/.ssh/known_hosts)")
+    g.add_argument("--identity", "-i", metavar="KEY", help="private key file (default: ~/.ssh/config, the agent, ~/.ssh/id_*)")
+
+
+def host_spec(args: argparse.Namespace, host: str | None = None):
+    from training.remote import parse_host
+
+    return call(lambda: parse_host(host or args.host, python=getattr(args, "python", None),
+                                   root=getattr(args, "remote_root", None),
+                                   known_hosts=getattr(args, "known_hosts", None),
+                                   identity=getattr(args, "identity", None)))
+
+
+def call(fn):
+    """fn() with the trainer's user errors shown as the studio's (training cannot import them)."""
+    from training.errors import TrainingError
+
+    try:
+        return fn()
+    except TrainingError as exc:
+        raise StudioError(str(exc)) from None
+
+
+def run_async(coro) -> Any:
+    return call(lambda: asyncio.run(coro))
+
+
+def run_dir_of(args: argparse.Namespace, run: str) -> Path:
+    """RUN is a run id under WORKSPACE/runs/ or a path to a run directory."""
+    path = Path(run)
+    if path.is_dir() and (path / "config.yaml").exists():
+        return path
+    candidate = workspace_path(args) / "runs" / run
+    if not candidate.is_dir():
+        raise NotFound(f"run {run!r} not found in {candidate.parent}; `studio runs` lists runs")
+    return candidate
+
+
+def format_row(row: dict[str, Any], max_steps: int | None = None) -> str:
+    parts = []
+    if "step" in row:
+        parts.append(f"step {row['step']}" + (f"/{max_steps}" if max_steps else ""))
+    for key, label, fmt in (("loss", "loss", ".4f"), ("eval_loss", "eval_loss", ".4f"),
+                            ("learning_rate", "lr", ".2e"), ("grad_norm", "grad", ".3f"),
+                            ("tokens_per_s", "tok/s", ",.0f")):
+        value = row.get(key)
+        if isinstance(value, (int, float)):
+            parts.append(f"{label} {value:{fmt}}")
+    return "  ".join(parts)
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        text = format_row(row)
+        if text:
+            out(text)
+
+
+def follow_in_terminal(run_dir: Path, *, quiet: bool = False) -> int:
+    """Mirror and print until the run ends. Ctrl-C detaches (the run goes on); a dropped
+    connection says how to resume. Exit status: 0 done, 1 failed/cancelled, 130 detached."""
+    from training.remote import require_remote, stream_metrics
+
+    remote = call(lambda: require_remote(run_dir))
+    try:
+        result = run_async(stream_metrics(run_dir, on_lines=None if quiet else print_rows))
+    except KeyboardInterrupt:
+        out(f"detached: {run_dir.name} goes on at {remote.host.target}; `studio attach {run_dir.name}` resumes")
+        return 130
+    out(f"{run_dir.name}: {result.state} ({result.offset} bytes of metrics mirrored in {run_dir})")
+    return 0 if result.state == "done" else 1
+
+
+def launch_and_follow(args: argparse.Namespace, run_dir: Path, *, detach: bool = False) -> int:
+    """`studio train ... --host HOST`: upload, start detached, then follow unless --detach."""
+    from training.remote import launch_remote
+
+    spec = host_spec(args)
+
+    def report(rel: str, blob) -> None:
+        how = "already there" if blob.skipped else (f"resumed at {blob.resumed_from:,} B" if blob.resumed_from else "sent")
+        out(f"  {rel}: {blob.size:,} B, {how} (sha256 {blob.sha256[:12]})")
+
+    out(f"uploading to {spec.target} ...")
+    run = run_async(launch_remote(run_dir, spec, on_upload=report))
+    out(f"started {run.run_id} on {spec.target}:{run.remote_dir} (pid {run.pid}); it runs detached")
+    if detach:
+        out(f"`studio attach {run.run_id}` follows it")
+        return 0
+    return follow_in_terminal(run_dir)

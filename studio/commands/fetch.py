@@ -1,0 +1,35 @@
+"""`studio fetch RUN`: bring a remote run's results into its local mirror.
+
+The rest of metrics.jsonl, status.json, train.log and the adapter (or model/ for full
+fine-tuning), so chat, merge and serve work on this machine.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_command, out
+from ._remote import run_async, run_dir_of
+
+
+def register(sub) -> None:
+    p = add_command(sub, "fetch", "copy a remote run's adapter, metrics and status into the local mirror")
+    p.add_argument("run", metavar="RUN", help="run id (under WORKSPACE/runs/) or run directory")
+    p.set_defaults(func=cmd_fetch)
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from training.remote import fetch_run, read_remote
+
+    run_dir = run_dir_of(args, args.run)
+    fetched = run_async(fetch_run(run_dir))
+    state = "unknown"
+    status = run_dir / "status.json"
+    if status.exists():
+        import json
+
+        state = json.loads(status.read_text(encoding="utf-8")).get("state", state)
+    remote = read_remote(run_dir)
+    out(f"fetched {', '.join(fetched)} from {remote.host.target} into {run_dir} (state {state})")
+    if "adapter/" not in fetched and "model/" not in fetched:
+        out("no adapter yet: the run has not saved one (it is written at the end)")
+    return 0
