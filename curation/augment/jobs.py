@@ -502,7 +502,15 @@ def _call_hook(module: str, name: str, ws: Any, ids: list[int]) -> str:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return "missing"
-    fn(ws, sample_ids=ids)
+    try:
+        fn(ws, sample_ids=ids)
+    except StudioError as exc:
+        return f"failed: {exc}"
+    except Exception as exc:  # another part's bug must not lose this job's landed samples
+        import logging
+
+        logging.getLogger(__name__).exception("%s.%s failed on %d new samples", module, name, len(ids))
+        return f"failed: {type(exc).__name__}: {exc}"
     return "ran"
 
 

@@ -137,6 +137,8 @@ def _report(result: Any, as_json: bool) -> int:
         for name, state in sorted(result.checks.items()):
             if state == "missing":
                 out(f"  {name} check not available in this install: run it later on the new samples")
+            elif state.startswith("failed"):
+                out(f"  {name} check of the new samples {state}; run it again with `studio {name}`")
         if result.state != "done":
             out(f"  resume with: studio augment resume {result.job_id}")
     return 0 if result.state == "done" else 3
