@@ -70,15 +70,16 @@ def prepare_base(run_dir: str | Path, cfg: TrainConfig, split: SplitData | None 
                                 max_positions=max(4096, cfg.data.max_length)))
 
 
-def load_tokenizer(path: str):
-    """The tokenizer of a base model, with a ChatML template when it has none and a pad token."""
+def load_tokenizer(path: str, *, local_only: bool = False):
+    """The tokenizer of a base model, with a ChatML template when it has none and a pad token.
+    `local_only`: never reach the hub (the planner must answer at once, offline too)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     try:
         if Path(path, "UNTRAINED.txt").is_file():  # tiny: never let AutoTokenizer swap the pre-tokenizer
             tok = PreTrainedTokenizerFast.from_pretrained(path)
         else:
-            tok = AutoTokenizer.from_pretrained(path)
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
     except OSError as exc:
         raise ConfigError(f"base {path!r}: cannot load its tokenizer ({_first_line(exc)}); give a hub id that is "
                           "downloaded or reachable, a local folder with tokenizer files, or 'tiny'") from None
@@ -171,6 +172,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
     tokenizer = load_tokenizer(path)
     train_ds, eval_ds = build_datasets(tokenizer, cfg, split)
     model = load_model(path, cfg, precision)
+    # Required for packing, not just memory: transformers 5 derives the per-sample attention mask from
+    # position_ids only when no KV cache exists; with use_cache on, packed samples attend to each other.
     model.config.use_cache = False
     if cfg.method == "qlora":
         from peft import prepare_model_for_kbit_training

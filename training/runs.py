@@ -114,7 +114,9 @@ def create_run(runs_dir: str | Path, cfg: TrainConfig, *, name: str | None = Non
     except FileExistsError:
         raise TrainingError(f"run {run_dir.name} already exists in {runs_dir}; pick another --name or "
                             f"resume it with: studio train --resume {run_dir.name}") from None
-    save_config(cfg, run_dir / "config.yaml", reproduce or f"python -m training run {run_dir}")
+    config_path = run_dir / "config.yaml"
+    line = (reproduce or f"studio train {cfg.data.split} --config {{config}}").replace("{config}", str(config_path))
+    save_config(cfg, config_path, line)
     write_status(run_dir, state="queued", pid=None, host=host or socket.gethostname(), step=0, max_steps=None,
                  epoch=0, last_checkpoint=None, error=None, remedy=None, started_at=None, base=cfg.base,
                  method=cfg.method, untrained=cfg.is_tiny, metrics_generation=0)

@@ -1,0 +1,333 @@
+"""`studio train SPLIT --plan`: what a run will need and what will go wrong, before it starts.
+
+- Peak GPU memory per method for the config's length and batch (formula below), the method that
+  fits `--gpu-mem`, compared with the seed article's hardware table.
+- Token lengths of the split (histogram), how many samples max_length cuts.
+- The "model never stops" check: every trained assistant turn must contain the EOS token after
+  templating, or the model never learns to end its answer.
+- Optimizer steps for the run.
+
+Memory formula (bytes; N = all parameters, N_e = embedding + output head, N_m = N - N_e,
+P = LoRA parameters = sum over adapted Linear layers of r*(in+out); t = micro_batch * max_length
+tokens; L layers, h hidden, i MLP width, V vocabulary):
+  weights  full/lora: 2N (bf16);  qlora: 0.516*N_m (nf4 + double quant) + 4*N_e (kept, upcast to
+           fp32 by prepare_model_for_kbit_training)
+  training full: 2N grads + 8N AdamW m,v (fp32) ;  lora/qlora: 16P (fp32 weights, grads, m, v)
+  activations (bf16, per token per layer about 6h + 4i values, +2h with LoRA dropout):
+           without checkpointing 2*t*L*(6h+4i+2h) ;  with: 2*t*L*h (layer inputs) + one layer's
+  logits   4*t*V (fp32 logits for the loss)
+  overhead 0.75 GB CUDA context + 5% allocator slack
+Calibrated on the measured H100 runs in design.md (Qwen2.5-7B shapes, 1024 x 2, packing): LoRA
+15.5 GB, QLoRA 9.2 GB, LoRA without checkpointing 26.3 GB.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+GB = 1024**3
+
+# Public config.json shapes, so plans work offline.
+SHAPES: dict[str, dict[str, Any]] = {
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                       num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "qwen2.5-14b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
+                        num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+    "qwen2.5-32b": dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40,
+                        num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+    "qwen2.5-72b": dict(hidden_size=8192, intermediate_size=29568, num_hidden_layers=80, num_attention_heads=64,
+                        num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+    "llama-3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                       num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    "llama-3-70b": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
+                        num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    "llama-2-13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+                        num_key_value_heads=40, vocab_size=32000, tie_word_embeddings=False),
+}
+
+# The seed article's "minimum GPU memory" table (GB), for comparison.
+SEED_TABLE = {("7B", "qlora"): 8, ("7B", "lora"): 24, ("7B", "full"): 80, ("13B", "qlora"): 16,
+              ("13B", "lora"): 40, ("70B", "qlora"): 48}
+
+
+def shape_key(base: str) -> str | None:
+    """'Qwen/Qwen2.5-7B-Instruct' -> 'qwen2.5-7b'; 'meta-llama/Meta-Llama-3-8B' -> 'llama-3-8b'."""
+    name = base.split("/")[-1].lower()
+    name = re.sub(r"-(instruct|chat|base|hf)\b.*$", "", name)
+    name = name.replace("meta-llama-3.1", "llama-3").replace("meta-llama-3", "llama-3").replace("llama-3.1", "llama-3")
+    return name if name in SHAPES else None
+
+
+@dataclass
+class Shape:
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    tie_word_embeddings: bool = False
+    source: str = ""
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        h, kv = self.hidden_size, self.num_key_value_heads * self.head_dim
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, self.intermediate_size), "up_proj": (h, self.intermediate_size),
+                "down_proj": (self.intermediate_size, h)}
+
+    def params(self) -> tuple[int, int]:
+        """(layer matmul parameters, embedding + head parameters)."""
+        per_layer = sum(a * b for a, b in self.linear_shapes().values()) + 2 * self.hidden_size
+        emb = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        return per_layer * self.num_hidden_layers + self.hidden_size, emb
+
+
+def resolve_shape(cfg: Any, overrides: dict[str, Any] | None = None) -> Shape:
+    """Model shape from (in order): overrides, the built-in table, AutoConfig (local folder or cache)."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if cfg.is_tiny:
+        t = cfg.tiny
+        return Shape(t.hidden_size, t.intermediate_size, t.num_layers, t.num_heads, t.num_heads, t.vocab_size,
+                     False, "tiny (built-in, untrained)")
+    key = shape_key(cfg.base)
+    if key:
+        return Shape(**{**SHAPES[key], **overrides}, source=f"built-in table ({key})")
+    try:
+        from transformers import AutoConfig
+
+        ac = AutoConfig.from_pretrained(cfg.base, local_files_only=True)
+        tc = ac.get_text_config() if hasattr(ac, "get_text_config") else ac
+        d = dict(hidden_size=tc.hidden_size, intermediate_size=tc.intermediate_size,
+                 num_hidden_layers=tc.num_hidden_layers, num_attention_heads=tc.num_attention_heads,
+                 num_key_value_heads=getattr(tc, "num_key_value_heads", None) or tc.num_attention_heads,
+                 vocab_size=tc.vocab_size, tie_word_embeddings=bool(getattr(tc, "tie_word_embeddings", False)))
+        return Shape(**{**d, **overrides}, source=f"AutoConfig({cfg.base})")
+    except Exception as exc:  # offline, gated, unknown architecture
+        needed = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"}
+        if needed <= set(overrides):
+            overrides.setdefault("num_key_value_heads", overrides["num_attention_heads"])
+            return Shape(**overrides, source="--shape overrides")
+        raise ConfigError(
+            f"base {cfg.base!r}: its config is not available here ({str(exc).splitlines()[0][:120]}); built-in "
+            f"shapes: {', '.join(SHAPES)}. Give --params 7 (billions) or --shape hidden_size=...,"
+            "intermediate_size=...,num_hidden_layers=...,num_attention_heads=...,vocab_size=...") from None
+
+
+def shape_from_params(billions: float) -> Shape:
+    """The built-in shape nearest in size to `billions` parameters (for --params)."""
+    best = min(SHAPES, key=lambda k: abs(math.log(sum(Shape(**SHAPES[k]).params()) / 1e9 / billions)))
+    return Shape(**SHAPES[best], source=f"nearest built-in shape to {billions}B ({best})")
+
+
+@dataclass
+class MemoryEstimate:
+    method: str
+    weights_gb: float
+    trainable_params: int
+    optimizer_gb: float
+    activations_gb: float
+    logits_gb: float
+    overhead_gb: float
+    total_gb: float
+
+
+def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradient_checkpointing: bool | None = None,
+                    micro_batch: int | None = None, max_length: int | None = None) -> MemoryEstimate:
+    method = method or cfg.method
+    gc = cfg.train.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
+    t = (micro_batch or cfg.train.micro_batch_size) * (max_length or cfg.data.max_length)
+    n_m, n_e = shape.params()
+    n = n_m + n_e
+    h, i, L, V = shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers, shape.vocab_size
+    if method == "qlora":
+        weights = 0.516 * n_m + 4 * n_e
+    else:
+        weights = 2 * n
+    lin = shape.linear_shapes()
+    lora_p = sum(cfg.lora.r * (a + b) for name, (a, b) in lin.items() if name in cfg.lora.target_modules) * L
+    if method == "full":
+        trainable, optim = n, 10 * n
+    else:
+        trainable, optim = lora_p, 16 * lora_p
+    per_layer = 6 * h + 4 * i + (2 * h if method != "full" and cfg.lora.dropout > 0 else 0)
+    acts = 2 * t * L * h + 2 * t * per_layer if gc else 2 * t * L * per_layer
+    logits = 4 * t * V
+    subtotal = weights + optim + acts + logits
+    overhead = 0.75 * GB + 0.05 * subtotal
+    return MemoryEstimate(method, weights / GB, int(trainable), optim / GB, acts / GB, logits / GB, overhead / GB,
+                          (subtotal + overhead) / GB)
+
+
+def fitting_method(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
+    """Which methods fit `gpu_mem_gb`; the recommendation prefers lora, then qlora, then full."""
+    est = {m: estimate_memory(shape, cfg, m) for m in ("full", "lora", "qlora")}
+    fits = {m: e.total_gb <= gpu_mem_gb for m, e in est.items()}
+    rec = next((m for m in ("lora", "qlora", "full") if fits[m]), None)
+    hint = None
+    if rec is None:
+        alt = estimate_memory(shape, cfg, "qlora", gradient_checkpointing=True, micro_batch=1)
+        hint = (f"nothing fits {gpu_mem_gb:g} GB; qlora with micro-batch 1 and gradient checkpointing needs "
+                f"{alt.total_gb:.1f} GB" + ("" if alt.total_gb <= gpu_mem_gb else "; shorten data.max_length too"))
+    return {"gpu_mem_gb": gpu_mem_gb, "fits": fits, "recommended": rec, "hint": hint}
+
+
+def length_report(tokenised: list[Any], max_length: int, bins: int = 10) -> dict[str, Any]:
+    lengths = [t.full_length for t in tokenised]
+    if not lengths:
+        return {"count": 0, "histogram": [], "cut": 0}
+    top = max(max(lengths), max_length)
+    width = max(1, math.ceil(top / bins))
+    hist = [0] * bins
+    for n in lengths:
+        hist[min(bins - 1, (n - 1) // width)] += 1
+    s = sorted(lengths)
+    return {"count": len(lengths), "min": s[0], "median": s[len(s) // 2], "p95": s[min(len(s) - 1, int(len(s) * 0.95))],
+            "max": s[-1], "total_tokens": sum(lengths), "cut": sum(n > max_length for n in lengths),
+            "histogram": [{"from": b * width + 1, "to": (b + 1) * width, "count": c} for b, c in enumerate(hist)]}
+
+
+def eos_report(tokenised: list[Any], stop_ids: set[int], tokenizer: Any) -> dict[str, Any]:
+    from .data import turn_stops
+
+    turns = [turn for t in tokenised for turn in t.turn_ends]
+    bad = [i for i, turn in enumerate(turns) if not turn_stops(turn, stop_ids)]
+    example = tokenizer.decode(turns[bad[0]][-8:]) if bad else None
+    return {"turns": len(turns), "without_eos": len(bad), "ok": not bad,
+            "eos_tokens": [tokenizer.convert_ids_to_tokens(i) for i in sorted(stop_ids)], "example_end": example}
+
+
+def steps_report(tokenised: list[Any], cfg: Any) -> dict[str, Any]:
+    n = len(tokenised)
+    if cfg.data.packing:
+        total = sum(min(t.full_length, cfg.data.max_length) for t in tokenised)
+        seqs = max(1, math.ceil(total / cfg.data.max_length)) if n else 0
+    else:
+        seqs = n
+    per_step = cfg.train.micro_batch_size * cfg.train.grad_accum
+    per_epoch = max(1, math.ceil(seqs / per_step)) if seqs else 0
+    total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else math.ceil(per_epoch * cfg.train.epochs)
+    return {"sequences": seqs, "sequences_per_step": per_step, "steps_per_epoch": per_epoch, "steps": total_steps}
+
+
+def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dict[str, Any] | None = None,
+              params_b: float | None = None, tokenizer: Any = None) -> dict[str, Any]:
+    """The whole plan as a dict (the CLI prints it as text or --json)."""
+    from .data import ensure_chat_template, eos_ids, load_split, tokenise_all
+
+    split = load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
+    notes: list[str] = []
+    if params_b is not None:
+        shape = shape_from_params(params_b)
+    else:
+        shape = resolve_shape(cfg, shape_overrides)
+    if tokenizer is None:
+        tokenizer = _plan_tokenizer(cfg, split, notes)
+    extra_stops: set[int] = set()
+    if tokenizer is not None:
+        ensure_chat_template(tokenizer)
+        for tok in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
+            tid = tokenizer.convert_tokens_to_ids(tok) if tok in tokenizer.get_vocab() else None
+            if tid is not None and tok != "<|endoftext|>":
+                extra_stops.add(tid)
+        tk = tokenise_all(tokenizer, split.train, kind=cfg.data.kind, assistant_only=cfg.data.assistant_only_loss,
+                          max_length=cfg.data.max_length)
+        lengths = length_report(tk, cfg.data.max_length)
+        eos = eos_report(tk, eos_ids(tokenizer, extra_stops), tokenizer)
+        steps = steps_report(tk, cfg)
+    else:
+        lengths, eos, steps = {"count": len(split.train), "note": "tokenizer unavailable"}, None, None
+    mem = {m: asdict(estimate_memory(shape, cfg, m)) for m in ("full", "lora", "qlora")}
+    n_m, n_e = shape.params()
+    plan = {
+        "base": cfg.base, "untrained": cfg.is_tiny, "method": cfg.method, "split": split.source,
+        "samples": {"train": len(split.train), "val": len(split.val)},
+        "shape": asdict(shape), "params_b": round((n_m + n_e) / 1e9, 3),
+        "max_length": cfg.data.max_length, "micro_batch_size": cfg.train.micro_batch_size,
+        "gradient_checkpointing": cfg.train.gradient_checkpointing,
+        "memory_gb": mem, "memory_formula": __doc__.split("Memory formula")[1].split("Calibrated")[0].strip(),
+        "seed_table_gb": {f"{k[0]} {k[1]}": v for k, v in SEED_TABLE.items()},
+        "lengths": lengths, "eos": eos, "steps": steps, "notes": notes,
+    }
+    if gpu_mem_gb is not None:
+        plan["fit"] = fitting_method(shape, cfg, gpu_mem_gb)
+    return plan
+
+
+def _plan_tokenizer(cfg: Any, split: Any, notes: list[str]):
+    if cfg.is_tiny:
+        from .tiny import build_tokenizer
+
+        return build_tokenizer(split.all_texts(), cfg.tiny.vocab_size)
+    try:
+        from .recipe import load_tokenizer
+
+        return load_tokenizer(cfg.base, local_only=True)
+    except Exception:
+        notes.append(f"the tokenizer of {cfg.base} is not downloaded here: no length histogram, EOS check or step "
+                     "count; run --plan where the model is downloaded (memory needs only the shape)")
+        return None
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """The plan as text for the terminal."""
+    out = []
+    b = plan["base"] + (" (UNTRAINED tiny model: demo only)" if plan["untrained"] else "")
+    out.append(f"base {b}: {plan['params_b']}B parameters, shape from {plan['shape']['source']}")
+    out.append(f"split {plan['split']}: {plan['samples']['train']} train, {plan['samples']['val']} val samples")
+    out.append(f"\nestimated peak GPU memory (max_length {plan['max_length']}, micro-batch {plan['micro_batch_size']}, "
+               f"gradient checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}):")
+    out.append("  method   weights  optimizer  activations  logits  overhead   total")
+    for m, e in plan["memory_gb"].items():
+        mark = " <- this run" if m == plan["method"] else ""
+        out.append(f"  {m:<7} {e['weights_gb']:8.2f} {e['optimizer_gb']:10.2f} {e['activations_gb']:12.2f} "
+                   f"{e['logits_gb']:7.2f} {e['overhead_gb']:9.2f} {e['total_gb']:7.2f} GB{mark}")
+    out.append("  seed article's table: " + ", ".join(f"{k} {v} GB" for k, v in plan["seed_table_gb"].items()))
+    if "fit" in plan:
+        f = plan["fit"]
+        fits = ", ".join(m for m, ok in f["fits"].items() if ok) or "none"
+        out.append(f"  fits in {f['gpu_mem_gb']:g} GB: {fits}; recommended: {f['recommended'] or '-'}")
+        if f["hint"]:
+            out.append(f"  {f['hint']}")
+    ln = plan["lengths"]
+    if ln.get("histogram"):
+        out.append(f"\ntoken lengths: min {ln['min']}, median {ln['median']}, p95 {ln['p95']}, max {ln['max']}; "
+                   f"{ln['cut']} of {ln['count']} samples longer than max_length {plan['max_length']} get cut")
+        peak = max(h["count"] for h in ln["histogram"]) or 1
+        for h in ln["histogram"]:
+            out.append(f"  {h['from']:>6}-{h['to']:<6} {'#' * round(30 * h['count'] / peak):<30} {h['count']}")
+    eos = plan["eos"]
+    if eos:
+        if eos["ok"]:
+            out.append(f"\nEOS check: all {eos['turns']} assistant turns end with {', '.join(eos['eos_tokens'])}: the "
+                       "model learns to stop")
+        else:
+            out.append(f"\nEOS check FAILED: {eos['without_eos']} of {eos['turns']} assistant turns have no EOS "
+                       f"({', '.join(eos['eos_tokens'])}) among their trained tokens (one ends {eos['example_end']!r}). "
+                       "The model will never learn to stop: fix the chat template so each assistant turn ends with "
+                       "the EOS token")
+    if plan["steps"]:
+        s = plan["steps"]
+        out.append(f"\nsteps: {s['sequences']} sequences, {s['sequences_per_step']} per step, "
+                   f"{s['steps_per_epoch']} per epoch, {s['steps']} in all")
+    for n in plan["notes"]:
+        out.append(f"note: {n}")
+    return "\n".join(out)
+
+
+def plan_json(plan: dict[str, Any]) -> str:
+    return json.dumps(plan, ensure_ascii=False, indent=2)
