@@ -35,7 +35,12 @@ def host_env(sshd, tmp_path, monkeypatch):  # noqa: F811
     ssh_config = tmp_path / "ssh_config"   # keeps the user's ~/.ssh/config out of the tests
     ssh_config.write_text("")
     monkeypatch.setenv("STUDIO_SSH_CONFIG", str(ssh_config))
-    return root
+    yield root
+    for pid_file in root.glob("runs/*/remote.pid"):   # no trainer outlives its test
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
 
 def studio(*args: str) -> int:
@@ -191,20 +196,24 @@ def _wait(pred, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_remote_run_survives_the_client_and_reattaches_without_gap(sshd, host_env, tmp_path):  # noqa: F811
-    from training.remote import fetch_run, launch_remote, list_remote_runs, read_remote
+def test_remote_run_survives_the_client_and_reattaches_without_gap(sshd, host_env, tmp_path, capsys):  # noqa: F811
+    from training.remote import read_remote
 
     ws = tmp_path / "ws"
     split = _split(tmp_path / "split")
-    run_dir = _local_run(ws, split, "r1", sshd.target, **{"train.max_steps": 40, "debug.step_sleep_s": 0.1})
-    uploads = []
-    run = asyncio.run(launch_remote(run_dir, sshd.target, on_upload=lambda rel, b: uploads.append((rel, b.skipped))))
+    sets = ["--set", "train.max_steps=40", "--set", "debug.step_sleep_s=0.1", "--set", "train.save_steps=1000",
+            "--set", "train.eval_steps=1000"]
+    assert studio("train", str(split), "-w", str(ws), "--preset", "tiny-demo", *sets, "--name", "r1",
+                  "--host", sshd.target, "--detach") == 0
+    text = capsys.readouterr().out
+    assert "split/train.jsonl" in text and "sent" in text and "runs detached" in text
+    run_dir = ws / "runs" / "r1"
+    run = read_remote(run_dir)
     remote_dir = host_env / "runs" / "r1"
-    assert run.remote_dir == str(remote_dir) and read_remote(run_dir).pid == run.pid
-    assert sorted(uploads) == [("split/train.jsonl", False), ("split/val.jsonl", False)]
+    assert run.remote_dir == str(remote_dir) and run.pid
     assert (remote_dir / "split" / "train.jsonl").resolve().parent == host_env / "blobs"
-    assert "data:\n  split: " + str(remote_dir / "split") in (remote_dir / "config.yaml").read_text()
-    assert (remote_dir / "config.yaml").read_text().startswith("# reproduce:")
+    remote_config = (remote_dir / "config.yaml").read_text()
+    assert remote_config.startswith("# reproduce:") and f"split: {remote_dir / 'split'}" in remote_config
 
     # the streaming client, as a user runs it; killed hard once a few steps arrived
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -224,41 +233,61 @@ def test_remote_run_survives_the_client_and_reattaches_without_gap(sshd, host_en
     _wait(lambda: (remote_dir / "metrics.jsonl").stat().st_size > cut_at + 200, 60, "the remote run to keep writing")
     assert local_metrics.stat().st_size == cut_at
 
-    rows = asyncio.run(list_remote_runs(sshd.target))
-    assert [r["run_id"] for r in rows] == ["r1"] and rows[0]["state"] == "running" and rows[0]["alive"]
+    assert studio("runs", "--host", sshd.target) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].split()[:2] == ["r1", "running"]
 
     # reattach: resumes from the mirror's size and follows to the end
-    from studio.cli import main
-
-    assert main(["attach", "r1", "-w", str(ws), "--quiet"]) == 0
+    assert studio("attach", "r1", "-w", str(ws)) == 0
+    printed = capsys.readouterr().out
     assert local_metrics.read_bytes() == (remote_dir / "metrics.jsonl").read_bytes()
-    steps = [json.loads(line)["step"] for line in local_metrics.read_text().splitlines() if "loss" in json.loads(line)]
+    points = [json.loads(line) for line in local_metrics.read_text().splitlines()]
+    steps = [p["step"] for p in points if "loss" in p]
     assert steps == list(range(1, 41))
+    first_printed = int(printed.split("step ", 1)[1].split()[0])
+    assert 4 <= first_printed < 40 and "step 40 " in printed   # only what the mirror lacked
     assert json.loads((run_dir / "status.json").read_text())["state"] == "done"
 
-    fetched = asyncio.run(fetch_run(run_dir))
-    assert "adapter/" in fetched
+    assert studio("fetch", "r1", "-w", str(ws)) == 0
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         assert (run_dir / "adapter" / name).read_bytes() == (remote_dir / "adapter" / name).read_bytes()
+    capsys.readouterr()
 
-    # a second launch of the same split sends no data again
-    run2 = _local_run(ws, split, "r2", sshd.target, **{"train.max_steps": 1})
-    again = []
-    asyncio.run(launch_remote(run2, sshd.target, on_upload=lambda rel, b: again.append(b.skipped)))
-    assert again == [True, True]
+    # a second run of the same split sends no data again
+    assert studio("train", str(split), "-w", str(ws), "--preset", "tiny-demo", "--set", "train.max_steps=1",
+                  "--name", "r2", "--host", sshd.target, "--detach") == 0
+    text = capsys.readouterr().out
+    assert text.count("already there") == 2 and " sent " not in text
 
 
 def test_cancel_a_remote_run(sshd, host_env, tmp_path, capsys):  # noqa: F811
-    from training.remote import cancel_remote, launch_remote, remote_status
+    from training.remote import launch_remote, remote_status, stream_metrics
 
     ws = tmp_path / "ws"
     run_dir = _local_run(ws, _split(tmp_path / "split"), "c1", sshd.target,
                          **{"train.max_steps": 500, "debug.step_sleep_s": 0.2})
     run = asyncio.run(launch_remote(run_dir, sshd.target))
+
+    # the Train screen's way to watch: rows to a callback until its stop event is set
+    async def watch():
+        stop, rows = asyncio.Event(), []
+
+        def on_lines(batch):
+            rows.extend(batch)
+            if sum("loss" in r for r in rows) >= 3:
+                stop.set()
+
+        return await stream_metrics(run_dir, on_lines=on_lines, stop=stop, poll_s=0.2), rows
+
+    result, rows = asyncio.run(asyncio.wait_for(watch(), 120))
+    assert result.state == "running" and result.lines == len(rows)
+    assert [r["step"] for r in rows if "loss" in r][:3] == [1, 2, 3]
     remote_dir = host_env / "runs" / "c1"
-    _wait(lambda: _metric_lines(remote_dir / "metrics.jsonl") >= 3, 120, "the run to start training")
-    report = asyncio.run(cancel_remote(run_dir))
-    assert report["signalled"] and not report["killed"]
+    local = (run_dir / "metrics.jsonl").read_bytes()
+    assert len(local) == result.offset and (remote_dir / "metrics.jsonl").read_bytes().startswith(local)
+    assert studio("cancel", "c1", "-w", str(ws)) == 0
+    assert "c1: cancelled" in capsys.readouterr().out
     after = asyncio.run(remote_status(run_dir))
     assert after["state"] == "cancelled" and after["pid"] == run.pid and not after["alive"]
     assert json.loads((run_dir / "status.json").read_text())["state"] == "cancelled"
+    assert after["step"] < 500

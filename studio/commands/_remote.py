@@ -109,3 +109,42 @@ def launch_and_follow(args: argparse.Namespace, run_dir: Path, *, detach: bool =
         out(f"`studio attach {run.run_id}` follows it")
         return 0
     return follow_in_terminal(run_dir)
+
+
+def print_remote_runs(args: argparse.Namespace) -> int:
+    """`studio runs --host HOST`: the runs in the studio's folder on that box."""
+    from training.remote import list_remote_runs
+
+    spec = host_spec(args)
+    rows = run_async(list_remote_runs(spec))
+    if getattr(args, "json", False):
+        from ._common import out_json
+
+        out_json([{k: v for k, v in r.items() if k != "status"} for r in rows])
+        return 0
+    if not rows:
+        out(f"no runs on {spec.target} yet; start one with: studio train SPLIT --host {spec.target}")
+        return 0
+    out(f"{'id':<40} {'state':<10} {'step':>11} {'loss':>8}  {'pid':>8}  adapter")
+    for r in rows:
+        step = f"{r['step'] or 0}/{r['max_steps'] or '?'}"
+        loss = f"{r['loss']:.4f}" if isinstance(r["loss"], (int, float)) else "-"
+        pid = (f"{r['pid']}" + ("" if r["alive"] else " gone")) if r["pid"] else "-"
+        out(f"{r['run_id']:<40} {r['state']:<10} {step:>11} {loss:>8}  {pid:>8}  {'yes' if r['has_adapter'] else '-'}")
+    return 0
+
+
+def cancel_if_remote(args: argparse.Namespace, run_dir: Path) -> dict[str, Any] | None:
+    """`studio cancel RUN` for a run started with --host: SIGTERM on the box, mirror refreshed.
+    None when RUN is a local run."""
+    from training.remote import cancel_remote, read_remote
+
+    remote = call(lambda: read_remote(run_dir))
+    if remote is None:
+        return None
+    report = run_async(cancel_remote(run_dir))
+    import json
+
+    status_file = run_dir / "status.json"
+    status = json.loads(status_file.read_text(encoding="utf-8")) if status_file.exists() else {}
+    return {**status, "state": report.get("state") or status.get("state"), "remote": report}
