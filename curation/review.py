@@ -36,6 +36,7 @@ import duckdb
 
 from .errors import NotFound, StudioError
 from .samples import STATUSES, Message, Sample, from_row, validate
+from .store import SEARCH_TEXT_SQL
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,10 @@ def _unique_ids(ids: Iterable[int]) -> list[int]:
     return sorted({int(i) for i in ids})
 
 
-def _check_exist(con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
-    found = con.execute("SELECT count(*) FROM samples WHERE id IN (SELECT unnest(?))", [ids]).fetchone()[0]
-    if found != len(ids):
-        missing = [r[0] for r in con.execute(
-            "SELECT i FROM (SELECT unnest(?) AS i) WHERE i NOT IN (SELECT id FROM samples) ORDER BY i LIMIT 10", [ids]
-        ).fetchall()]
-        more = "" if len(ids) - found <= len(missing) else f" and {len(ids) - found - len(missing)} more"
-        raise NotFound(f"no sample with id {', '.join(map(str, missing))}{more}; nothing was changed. "
-                       f"`studio stats` shows the id range.")
+def _missing(ids: list[int], found: set[int]) -> NotFound:
+    missing = [i for i in ids if i not in found]
+    shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return NotFound(f"no sample with id {shown}; nothing was changed. `studio stats` shows the id range.")
 
 
 def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -> int:
@@ -94,17 +90,24 @@ def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -
     if not id_list:
         raise StudioError("no samples selected: name ids (e.g. 12 15 20-30) or a filter.")
     with ws.transaction() as con:
-        _check_exist(con, id_list)
-        op_id = ws.record_operation("status", reason=reason, details={"status": status, "requested": len(id_list)})
-        con.execute(
-            """INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
-               SELECT ?, id, status, ?, version, version FROM samples
-               WHERE id IN (SELECT unnest(?)) AND status <> ?""",
-            [op_id, status, id_list, status],
-        )
-        changed = con.execute("SELECT count(*) FROM op_samples WHERE op_id = ?", [op_id]).fetchone()[0]
-        con.execute("UPDATE operations SET sample_count = ? WHERE id = ?", [changed, op_id])
-        con.execute("UPDATE samples SET status = ? WHERE id IN (SELECT unnest(?)) AND status <> ?", [status, id_list, status])
+        # One scan reads what exists and what changes; the audit rows then go in from lists and
+        # the UPDATE touches only the samples that change (benches/workspace_bench.py).
+        current = con.execute(
+            "SELECT id, status, version FROM samples WHERE id IN (SELECT unnest(?))", [id_list]
+        ).fetchall()
+        if len(current) != len(id_list):
+            raise _missing(id_list, {r[0] for r in current})
+        changing = [r for r in current if r[1] != status]
+        op_id = ws.record_operation("status", reason=reason, sample_count=len(changing),
+                                    details={"status": status, "requested": len(id_list)})
+        if changing:
+            changed_ids = [r[0] for r in changing]
+            con.execute(
+                """INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
+                   SELECT ?, unnest(?), unnest(?), ?, unnest(?), unnest(?)""",
+                [op_id, changed_ids, [r[1] for r in changing], status, [r[2] for r in changing], [r[2] for r in changing]],
+            )
+            con.execute("UPDATE samples SET status = ? WHERE id IN (SELECT unnest(?))", [status, changed_ids])
     return op_id
 
 
@@ -157,6 +160,7 @@ def _write_content(con: duckdb.DuckDBPyConnection, sample_id: int, s: Sample, ve
         [s.system, s.messages_json(), s.text, s.instruction, s.answer, s.detected_lang(), s.content_hash(),
          version, int(sample_id)],
     )
+    con.execute(f"UPDATE samples SET search_text = {SEARCH_TEXT_SQL} WHERE id = ?", [int(sample_id)])
 
 
 def edit(ws, sample_id: int, *, system: Any = _UNSET, messages: Any = _UNSET, text: Any = _UNSET,

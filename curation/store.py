@@ -31,6 +31,9 @@ _COLUMNS = [
     ("content_hash", pa.string()),
 ]
 SCHEMA = pa.schema(_COLUMNS)
+# samples.search_text (migration 0005): what browse's case-insensitive search scans. Every writer of
+# instruction / answer / text sets it with this expression (lowercased by DuckDB, like the needle).
+SEARCH_TEXT_SQL = "lower(concat_ws(chr(10), instruction, answer, text))"
 
 
 def to_arrow(samples: Sequence[Sample]) -> pa.Table:
@@ -69,8 +72,8 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, *, import_id: 
             con.execute(f"SELECT max(nextval('sample_id_seq')) FROM range({n - 1})")
         cols = ", ".join(name for name, _ in _COLUMNS)
         con.execute(
-            f"""INSERT INTO samples (id, {cols}, status, import_id)
-                SELECT ? + _ord, {cols}, ?, ? FROM _incoming""",
+            f"""INSERT INTO samples (id, {cols}, status, import_id, search_text)
+                SELECT ? + _ord, {cols}, ?, ?, {SEARCH_TEXT_SQL} FROM _incoming""",
             [first, status, import_id],
         )
     finally:

@@ -118,3 +118,33 @@ def test_get_sample_detail_and_missing(ws):
     assert d.versions == () and d.cluster is None
     with pytest.raises(NotFound, match="no sample with id 999"):
         browse.get_sample(ws.con, 999)
+
+
+def test_sparse_matches_page_past_the_id_window(ws):
+    # matches 700 ids apart: the first try (a window of ids next to the cursor) holds too few,
+    # the page must still be complete and in order, both ways.
+    with ws.transaction():
+        ids = store.insert_samples(ws.con, [chat(f"q{i}", f"a{i}") for i in range(3000)])
+    sparse = ids[::700]
+    ws.con.execute("UPDATE samples SET status = 'approved' WHERE id = ANY(?)", [sparse])
+    flt = Filter(status="approved")
+    assert [r.id for r in browse.page(ws.con, flt, limit=3)] == sparse[:3]
+    assert [r.id for r in browse.page(ws.con, flt, after_id=sparse[0], limit=3)] == sparse[1:4]
+    assert [r.id for r in browse.page(ws.con, flt, before_id=sparse[-1], limit=3)] == sparse[-4:-1]
+    assert [r.id for r in browse.page(ws.con, Filter(), before_id=ids[2000], limit=5)] == ids[1995:2000]
+    assert browse.page(ws.con, flt, after_id=sparse[-1]) == []
+
+
+def test_search_text_is_kept_current_and_null_rows_still_match(ws):
+    from curation import review
+
+    with ws.transaction():
+        a, b = store.insert_samples(ws.con, [chat("Straße İstanbul", "x"), chat("other", "Answer")])
+    assert browse.ids(ws.con, Filter(search="STRASSE")) == []
+    assert browse.ids(ws.con, Filter(search="straße")) == [a]
+    assert browse.ids(ws.con, Filter(search="İSTANBUL")) == [a]
+    ws.con.execute("UPDATE samples SET search_text = NULL WHERE id = ?", [b])  # written by some other path
+    assert browse.ids(ws.con, Filter(search="answer")) == [b]
+    review.edit(ws, a, messages=[{"role": "user", "content": "new words"}, {"role": "assistant", "content": "y"}])
+    assert browse.ids(ws.con, Filter(search="straße")) == []
+    assert browse.ids(ws.con, Filter(search="NEW WORDS")) == [a]
