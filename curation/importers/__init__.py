@@ -1,0 +1,9 @@
+"""Importers: alpaca, sharegpt, messages and raw-text rows from JSON, JSONL, CSV, Parquet and
+`datasets.save_to_disk` folders into the workspace. Call `import_paths`; one module per format."""
+from __future__ import annotations
+
+from .core import FORMATS, ROW_FORMATS, detect_row_format, import_paths
+from .report import FileResult, ImportReport, RowProblem, format_problems
+
+__all__ = ["FORMATS", "ROW_FORMATS", "FileResult", "ImportReport", "RowProblem", "detect_row_format",
+           "format_problems", "import_paths"]

@@ -1,0 +1,253 @@
+"""The containers rows come in: JSON arrays, JSON Lines (also when named .json), CSV/TSV, Parquet
+and `datasets.save_to_disk` folders. Each yields `RawRecord`s (the decoded row plus where it was);
+the row formats (alpaca.py, sharegpt.py, ...) turn records into samples.
+
+A problem that stops a file from being read at all (a JSON array cut off in the middle, an empty
+file, a file that is not Parquet) raises `FileProblem`; a bad row is a `RawRecord` with a problem.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..samples import Problem
+from . import fields
+from .report import RowProblem
+
+
+@dataclass
+class RawRecord:
+    line: int                  # where the row starts in the file (1-based); the row number for Parquet/Arrow
+    row: int                   # what the sample keeps as source_row
+    value: Any                 # the decoded row (a dict when usable)
+    raw: str                   # the row as text, for the rejects file
+    element: int | None = None  # 1-based index in a JSON array
+    problem: Problem | None = None
+
+
+class FileProblem(Exception):
+    def __init__(self, problem: RowProblem):
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+CONTAINERS = ("json", "jsonl", "csv", "parquet", "hf")
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def container_for(path: Path, text_head: bytes) -> str | None:
+    """The container by extension, then by content for unknown extensions."""
+    if path.is_dir():
+        return "hf"
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if text_head.startswith(b"PAR1"):
+        return "parquet"
+    head = text_head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:1] in (b"{", b"["):
+        return "json"
+    return None
+
+
+def _row_problem(line: str) -> Problem | None:
+    nul = line.find("\x00")
+    if nul >= 0:
+        return Problem("json", f"raw NUL byte at column {nul + 1}: the file looks binary or UTF-16 without a byte-order mark (try --encoding utf-16)")
+    return None
+
+
+def _object_problem(value: Any) -> Problem | None:
+    if not isinstance(value, dict):
+        return Problem("row", f"expected a JSON object, got {fields.type_name(value)}")
+    return None
+
+
+def iter_json(text: str, display: str) -> Iterator[RawRecord]:
+    """A JSON array (rows numbered by element), a single object, or JSON Lines."""
+    start = _WS.match(text).end()
+    if start == len(text):
+        raise FileProblem(RowProblem(display, 1, "file", "is empty: no rows to import"))
+    if text[start] == "[":
+        yield from _iter_array(text, start, display)
+        return
+    if text[start] == "{":
+        try:
+            value = json.loads(text, strict=False)
+        except json.JSONDecodeError:
+            pass  # JSON Lines (or broken): read line by line below for a precise line number
+        else:
+            line = text.count("\n", 0, start) + 1
+            yield RawRecord(line, line, value, text.strip(), problem=_row_problem(text))
+            return
+    yield from iter_jsonl(text, display)
+
+
+def iter_jsonl(text: str, display: str) -> Iterator[RawRecord]:
+    any_row = False
+    decoder = json.JSONDecoder(strict=False)  # raw tabs/control characters inside strings are kept
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit in a string
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line.strip():
+            continue
+        any_row = True
+        problem = _row_problem(line)
+        value = None
+        if problem is None:
+            try:
+                value, end = decoder.raw_decode(line, _WS.match(line).end())
+                if line[end:].strip():
+                    problem = Problem("json", f"extra data after the JSON value at column {end + 1} (one JSON object per line)")
+            except json.JSONDecodeError as exc:
+                problem = Problem("json", f"not valid JSON: {exc.msg} at column {exc.colno}")
+        if problem is None:
+            problem = _object_problem(value)
+        yield RawRecord(lineno, lineno, value if problem is None else None, line, problem=problem)
+    if not any_row:
+        raise FileProblem(RowProblem(display, 1, "file", "is empty (only blank lines): no rows to import"))
+
+
+def _iter_array(text: str, pos: int, display: str) -> Iterator[RawRecord]:
+    decoder = json.JSONDecoder(strict=False)
+    line = text.count("\n", 0, pos) + 1
+    last = pos
+    pos = _WS.match(text, pos + 1).end()
+    element = 0
+    if text.startswith("]", pos):
+        raise FileProblem(RowProblem(display, line, "file", "is an empty JSON array: no rows to import"))
+    while True:
+        line += text.count("\n", last, pos)
+        last = pos
+        if pos >= len(text):
+            raise FileProblem(RowProblem(display, line, "json", f"file ends inside the array after element {element} (truncated?)"))
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise FileProblem(RowProblem(display, exc.lineno, "json", f"not valid JSON: {exc.msg} at column {exc.colno} (in element {element + 1})")) from None
+        element += 1
+        raw = text[pos:end]
+        problem = _row_problem(raw) or _object_problem(value)
+        yield RawRecord(line, element, value if problem is None else None, raw, element=element, problem=problem)
+        pos = _WS.match(text, end).end()
+        if text.startswith(",", pos):
+            pos = _WS.match(text, pos + 1).end()
+            continue
+        if text.startswith("]", pos):
+            rest = _WS.match(text, pos + 1).end()
+            if rest != len(text):
+                at = text.count("\n", 0, rest) + 1
+                raise FileProblem(RowProblem(display, at, "json", "extra data after the closing ] of the array"))
+            return
+        at = text.count("\n", 0, pos) + 1
+        what = "the file ends" if pos >= len(text) else f"found {text[pos]!r}"
+        raise FileProblem(RowProblem(display, at, "json", f"expected ',' or ']' after element {element}, {what} (truncated?)"))
+
+
+JSON_CELLS = ("messages", "conversations", "history", "tags")
+
+
+def iter_csv(text: str, display: str, delimiter: str) -> Iterator[RawRecord]:
+    if not text.strip():
+        raise FileProblem(RowProblem(display, 1, "file", "is empty: no rows to import"))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise FileProblem(RowProblem(display, reader.line_num, "csv", str(exc))) from None
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        raise FileProblem(RowProblem(display, 1, "header", f"repeats a column name: {header}"))
+    prev = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise FileProblem(RowProblem(display, reader.line_num, "csv", f"{exc}")) from None
+        line, prev = prev + 1, reader.line_num
+        if not cells or all(not c.strip() for c in cells):
+            continue
+        raw = delimiter.join(cells)
+        if len(cells) != len(header):
+            yield RawRecord(line, line, None, raw, problem=Problem("row", f"has {len(cells)} fields, the header has {len(header)}"))
+            continue
+        rec: dict[str, Any] = {}
+        problem = _row_problem(raw)
+        for name, cell in zip(header, cells):
+            if name in JSON_CELLS and cell.strip().startswith("["):
+                try:
+                    rec[name] = json.loads(cell, strict=False)
+                except json.JSONDecodeError as exc:
+                    problem = problem or Problem(name, f"holds a list that is not valid JSON: {exc.msg}")
+            else:
+                rec[name] = cell
+        yield RawRecord(line, line, None if problem else rec, raw, problem=problem)
+    if prev <= 1:
+        raise FileProblem(RowProblem(display, 1, "file", "has a header but no rows"))
+
+
+def _table_rows(batches: Iterator[Any], display: str) -> Iterator[RawRecord]:
+    row = 0
+    for batch in batches:
+        for rec in batch.to_pylist():
+            row += 1
+            yield RawRecord(row, row, rec, json.dumps(rec, ensure_ascii=False, default=str))
+    if row == 0:
+        raise FileProblem(RowProblem(display, 1, "file", "has no rows"))
+
+
+def iter_parquet(path: Path, display: str) -> Iterator[RawRecord]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise FileProblem(RowProblem(display, 1, "file", f"not a readable Parquet file: {exc}")) from None
+    yield from _table_rows(pf.iter_batches(batch_size=4096), display)
+
+
+def hf_data_files(folder: Path) -> list[Path]:
+    """The .arrow files of a `datasets.save_to_disk` folder, in order (all splits of a DatasetDict)."""
+    dict_file = folder / "dataset_dict.json"
+    if dict_file.is_file():
+        splits = json.loads(dict_file.read_text(encoding="utf-8")).get("splits", [])
+        return [f for split in splits for f in hf_data_files(folder / split)]
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    return [folder / d["filename"] for d in state.get("_data_files", [])]
+
+
+def iter_hf(folder: Path, display: str) -> Iterator[RawRecord]:
+    """Read the Arrow stream files `save_to_disk` writes with pyarrow directly: no `datasets`
+    import (1-2 s), same rows as `datasets.load_from_disk`."""
+    import pyarrow as pa
+
+    def batches() -> Iterator[Any]:
+        for f in hf_data_files(folder):
+            try:
+                with pa.memory_map(str(f)) as source:
+                    try:
+                        reader = pa.ipc.open_stream(source)
+                    except pa.ArrowInvalid:
+                        reader = pa.ipc.open_file(source)
+                    yield from (reader.get_batch(i) for i in range(reader.num_record_batches)) if isinstance(reader, pa.ipc.RecordBatchFileReader) else reader
+            except (pa.ArrowException, OSError, KeyError) as exc:
+                raise FileProblem(RowProblem(display, 1, "file", f"cannot read {f.name}: {exc}")) from None
+
+    try:
+        yield from _table_rows(batches(), display)
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise FileProblem(RowProblem(display, 1, "file", f"not a datasets save_to_disk folder: {exc}")) from None
