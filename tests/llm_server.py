@@ -234,3 +234,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 def start(latency: float = 0.0) -> FakeLLM:
     return FakeLLM(latency=latency).start()
+
+
+if __name__ == "__main__":  # `python -m tests.llm_server --latency 0.2`: serve in its own process
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", type=float, default=0.0)
+    a = ap.parse_args()
+    server = FakeLLM(latency=a.latency).start()
+    print(server.base_url, flush=True)
+    try:
+        sys.stdin.read()  # serve until stdin closes (the parent exits or closes the pipe)
+    finally:
+        server.stop()

@@ -30,12 +30,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import samples as samples_mod
-from ..errors import Cancelled, NotFound, StudioError
+from ..errors import NotFound, StudioError
 from ..jobs import Job
-from ..store import insert_samples
 from . import cache, cost as cost_mod, ops, providers, selection
 from .client import ProviderClient, Reply
+from .landing import Lander, Outcome, WriterThread
 from .templates import OPERATIONS, TemplateSet
 
 DEFAULT_N = {"rewrite": 3, "answers": 2, "reverse": 1, "judge": 1}
@@ -175,148 +174,84 @@ def estimate(ws: Any, spec: Spec) -> cost_mod.Estimate:
 
 # -- running ------------------------------------------------------------------------------------------
 class _Runner:
+    """Sends a plan's requests from an event loop; a writer thread lands the outcomes."""
+
     def __init__(self, ws: Any, con: Any, plan: _Plan, job: AugmentJob, job_id: int, budget: cost_mod.Budget,
                  client_options: dict[str, Any]):
-        self.ws, self.con, self.plan, self.job, self.job_id = ws, con, plan, job, job_id
+        self.plan, self.job, self.job_id = plan, job, job_id
         self.p = plan.provider
         self.budget = budget
         self.client_options = client_options
-        self.failures: Counter[str] = Counter()
-        self.new_ids: list[int] = []
-        self.judged_ids: list[int] = []
-        self.previous_scores: list[list[Any]] = []
-        self._last_db_progress = 0.0
+        self.lander = Lander(ws, con, job=job, job_id=job_id, provider=self.p, op=plan.spec.op,
+                             samples=plan.samples, applied=plan.applied)
         self.error: BaseException | None = None
 
-    # DB writes: all in this (the loop's) thread, through self.con, one small transaction each.
-    def _usage(self, *, requests: int = 0, cached: int = 0, failed: int = 0, pt: int = 0, ct: int = 0, usd: float = 0.0) -> None:
-        self.con.execute(
-            """INSERT INTO llm_usage (job_id, provider, model, requests, cached, failed, prompt_tokens, completion_tokens, cost_usd)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (job_id, provider, model) DO UPDATE SET
-                 requests = llm_usage.requests + excluded.requests, cached = llm_usage.cached + excluded.cached,
-                 failed = llm_usage.failed + excluded.failed,
-                 prompt_tokens = llm_usage.prompt_tokens + excluded.prompt_tokens,
-                 completion_tokens = llm_usage.completion_tokens + excluded.completion_tokens,
-                 cost_usd = llm_usage.cost_usd + excluded.cost_usd""",
-            [self.job_id, self.p.name, self.p.model, requests, cached, failed, pt, ct, usd],
-        )
+    # what the lander produced, for the result and the post-processing
+    @property
+    def new_ids(self) -> list[int]:
+        return self.lander.new_ids
 
-    def _land(self, req: ops.Request, value: Any) -> None:
-        """Turn a parsed answer into samples (or a judge score). Inside the caller's transaction."""
-        parent = self.plan.samples[req.sample_id]
-        if req.op == "judge":
-            score, reason = value
-            prev = self.con.execute("SELECT judge_score, judge_reason FROM samples WHERE id = ?", [parent.id]).fetchone()
-            if prev and prev[0] is not None:
-                self.previous_scores.append([parent.id, prev[0], prev[1]])
-            self.con.execute("UPDATE samples SET judge_score = ?, judge_reason = ? WHERE id = ?", [float(score), reason, parent.id])
-            self.con.execute("INSERT INTO augment_outputs (request_key, sample_id, parent_id, job_id, checked) VALUES (?, ?, ?, ?, TRUE)",
-                             [req.key, parent.id, parent.id, self.job_id])
-            self.judged_ids.append(parent.id)
-            self.job.judged += 1
-            return
-        lineage_base = {"job_id": self.job_id, "provider": self.p.name, "model": self.p.model,
-                        "template": req.template, "request_key": req.key, "variant": req.variant}
-        msgs = [dict(m) for m in parent.messages]
-        made: list[samples_mod.Sample] = []
-        if req.op == "rewrite":
-            for i, para in enumerate(value):
-                first_user = next(j for j, m in enumerate(msgs) if m["role"] == "user")
-                new_msgs = [dict(m) for m in msgs]
-                new_msgs[first_user]["content"] = para
-                made.append(self._sample(parent, parent.system, new_msgs, {**lineage_base, "index": i}))
-        elif req.op == "answers":
-            new_msgs = [dict(m) for m in msgs[:-1]] + [{"role": "assistant", "content": value}]
-            made.append(self._sample(parent, parent.system, new_msgs, lineage_base))
-        elif req.op == "reverse":
-            body = parent.answer if parent.kind == "chat" else parent.text
-            made.append(self._sample(parent, None, [{"role": "user", "content": value}, {"role": "assistant", "content": body}], lineage_base))
-        ids = insert_samples(self.con, made)
-        self.con.execute(
-            """INSERT INTO augment_outputs (request_key, sample_id, parent_id, job_id)
-               SELECT ?, unnest(?), ?, ?""", [req.key, ids, parent.id, self.job_id])
-        self.new_ids.extend(ids)
-        self.job.produced += len(ids)
+    @property
+    def judged_ids(self) -> list[int]:
+        return self.lander.judged_ids
 
-    def _sample(self, parent: selection.SampleView, system: str | None, msgs: list[dict[str, str]], lineage: dict[str, Any]) -> samples_mod.Sample:
-        return samples_mod.Sample(
-            kind="chat", system=system, messages=tuple(samples_mod.Message(m["role"], m["content"]) for m in msgs),
-            lang=parent.lang or None, tags=parent.tags, parent_id=parent.id, operation=f"augment:{self.plan.spec.op}",
-            lineage=lineage)
+    @property
+    def failures(self) -> Counter[str]:
+        return self.lander.failures
 
-    def apply_cached(self, req: ops.Request, ans: cache.CachedAnswer) -> None:
-        with self.ws.transaction(self.con):
+    def apply_cached(self) -> list[ops.Request]:
+        """Land answers already in the cache (in batches, in this thread); return the requests to send."""
+        to_send, batch = [], []
+        for req in self.plan.requests:
+            ans = self.plan.cached.get(req.key)
+            if ans is None:
+                to_send.append(req)
+                continue
+            o = Outcome(req, from_cache=True, content=ans.content)
             if req.key not in self.plan.applied:
                 try:
-                    self._land(req, ops.parse(req, ans.content, self.plan.samples[req.sample_id]))
+                    o.value = ops.parse(req, ans.content, self.plan.samples[req.sample_id])
                 except ops.Unusable as exc:  # parsing is deterministic; only a changed parser gets here
-                    cache.record_failure(self.con, job_id=self.job_id, key=req.key, sample_id=req.sample_id,
-                                         reason=exc.reason, detail=exc.detail, attempts=0)
-                    self.failures[exc.reason] += 1
-                    self.job.failed += 1
-                self.plan.applied.add(req.key)
-            self._usage(cached=1)
-        self.job.cached += 1
-        self._progress()
+                    o.failure = (exc.reason, exc.detail, 0)
+            batch.append(o)
+            if len(batch) >= 500:
+                self.lander.write(batch)
+                batch = []
+        if batch:
+            self.lander.write(batch)
+        return to_send
 
-    def on_reply(self, req: ops.Request, reply: Reply, usd: float) -> None:
+    def outcome(self, req: ops.Request, reply: Reply, usd: float) -> Outcome:
         job = self.job
-        pt = reply.prompt_tokens if reply.usage_reported else req.est_prompt_tokens
-        ct = reply.completion_tokens if reply.usage_reported else cost_mod.count_tokens(reply.content)
-        if reply.reason in ("timeout", "connection") or (reply.reason or "").startswith("http_"):
-            pt = ct = 0  # nothing billed as far as we can tell
-        job.sent += 1 if reply.reason not in ("timeout", "connection") else 0
+        billed = reply.reason not in ("timeout", "connection") and not (reply.reason or "").startswith("http_")
+        pt = (reply.prompt_tokens if reply.usage_reported else req.est_prompt_tokens) if billed else 0
+        ct = (reply.completion_tokens if reply.usage_reported else cost_mod.count_tokens(reply.content)) if billed else 0
+        job.sent += 1 if billed else 0
         job.prompt_tokens += pt
         job.completion_tokens += ct
         job.usd += usd
-        value: Any = None
-        failure: tuple[str, str] | None = None
+        o = Outcome(req, content=reply.content, finish_reason=reply.finish_reason, prompt_tokens=pt,
+                    completion_tokens=ct, usd=usd, latency_s=reply.latency_s, sent=True)
         if reply.ok:
             try:
-                value = ops.parse(req, reply.content or "", self.plan.samples[req.sample_id])
+                o.value = ops.parse(req, reply.content or "", self.plan.samples[req.sample_id])
             except ops.Unusable as exc:
-                failure = (exc.reason, exc.detail)
+                o.failure = (exc.reason, exc.detail, reply.attempts)
         else:
-            failure = (reply.reason or "failed", reply.detail)
-        with self.ws.transaction(self.con):
-            if failure is None:
-                cache.store(self.con, key=req.key, provider=self.p.name, base_url=self.p.base_url, model=str(self.p.model),
-                            operation=req.op, template=req.template, request={"messages": req.messages, "params": req.params},
-                            content=reply.content or "", finish_reason=reply.finish_reason, prompt_tokens=pt,
-                            completion_tokens=ct, cost_usd=usd, latency_s=reply.latency_s, job_id=self.job_id)
-                if req.key not in self.plan.applied:
-                    self._land(req, value)
-                    self.plan.applied.add(req.key)
-            else:
-                cache.record_failure(self.con, job_id=self.job_id, key=req.key, sample_id=req.sample_id,
-                                     reason=failure[0], detail=failure[1], attempts=reply.attempts)
-            self._usage(requests=1, failed=int(failure is not None), pt=pt, ct=ct, usd=usd)
-        if failure is not None:
-            self.failures[failure[0]] += 1
-            job.failed += 1
-        self._progress()
-
-    def _progress(self) -> None:
-        job = self.job
-        job.reserved_usd = self.budget.reserved
-        try:
-            job.advance(1, job.summary())
-        except Cancelled:
-            pass  # the dispatcher sees job.cancelled and stops sending
-        now = time.monotonic()
-        if now - self._last_db_progress >= 1.0 or job.done == job.total:
-            self._last_db_progress = now
-            self.con.execute("UPDATE jobs SET done = ?, message = ? WHERE id = ?", [job.done, job.summary(), self.job_id])
+            o.failure = (reply.reason or "failed", reply.detail, reply.attempts)
+        return o
 
     def worst_cost(self, req: ops.Request) -> float:
         return self.p.cost(int(req.est_prompt_tokens * cost_mod.Budget.PROMPT_MARGIN) + 1, req.max_tokens)
 
-    async def send_all(self, reqs: list[ops.Request]) -> None:
+    async def send_all(self, reqs: list[ops.Request], writer: WriterThread) -> None:
         job = self.job
         client = ProviderClient(self.p, **self.client_options)
         slots = asyncio.Semaphore(max(1, int(self.p.concurrency)))
         tasks: set[asyncio.Task[None]] = set()
+
+        def failed() -> bool:
+            return bool(self.error or writer.error)
 
         async def one(req: ops.Request, reserved: float) -> None:
             try:
@@ -329,18 +264,19 @@ class _Runner:
                 else:
                     usd = 0.0
                 self.budget.settle(reserved, usd)
-                self.on_reply(req, reply, usd)
+                job.reserved_usd = self.budget.reserved
+                writer.submit(self.outcome(req, reply, usd))
             except asyncio.CancelledError:
                 self.budget.settle(reserved, 0.0)
                 raise
-            except BaseException as exc:  # a bug or a database error: stop the job, keep the traceback
+            except BaseException as exc:  # a bug: stop the job, keep the traceback
                 self.error = self.error or exc
             finally:
                 slots.release()
 
         async def acquire_slot() -> bool:
             while True:
-                if job.cancelled or self.error:
+                if job.cancelled or failed():
                     return False
                 try:
                     await asyncio.wait_for(slots.acquire(), timeout=0.1)
@@ -379,6 +315,19 @@ class _Runner:
                         await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             await client.aclose()
+
+    def execute(self) -> None:
+        """Cached answers first, then the rest through the loop and the writer thread."""
+        to_send = self.apply_cached()
+        if to_send and not self.job.cancelled:
+            writer = WriterThread(self.lander.write)
+            try:
+                _run_loop(self.send_all(to_send, writer))
+            finally:
+                writer.close()
+            self.error = self.error or writer.error
+        if self.error:
+            raise self.error
 
 
 def _start_job_row(con: Any, spec: Spec, plan: _Plan) -> int:
@@ -420,16 +369,7 @@ def run(ws: Any, spec: Spec, job: AugmentJob | None = None, *, resume_job_id: in
     runner = _Runner(ws, con, plan, job, job_id, budget, client_options or {})
     state = "failed"
     try:
-        to_send = []
-        for req in plan.requests:
-            if req.key in plan.cached:
-                runner.apply_cached(req, plan.cached[req.key])
-            else:
-                to_send.append(req)
-        if to_send and not job.cancelled:
-            _run_loop(runner.send_all(to_send))
-        if runner.error:
-            raise runner.error
+        runner.execute()
         if job.cancelled and not job.stop_reason:
             job.stop_reason = "cancelled"
         checks = _post_process(ws, con, runner, spec)
@@ -471,7 +411,7 @@ def _post_process(ws: Any, con: Any, runner: _Runner, spec: Spec) -> dict[str, A
                 ws.record_operation("augment:judge", reason=f"augment job {job_id}", con=con,
                                     sample_count=len(runner.judged_ids),
                                     details={"job_id": job_id, "judged": runner.judged_ids,
-                                             "previous": runner.previous_scores,
+                                             "previous": runner.lander.previous_scores,
                                              "undo_handler": "curation.augment.jobs:undo_augment"})
         return checks
     unchecked = [int(r[0]) for r in con.execute(
@@ -522,25 +462,15 @@ def _judge_gate(ws: Any, con: Any, runner: _Runner, spec: Spec, new_ids: list[in
     gate_spec = Spec(op="judge", ids=new_ids, provider=spec.provider, model=spec.model, concurrency=spec.concurrency,
                      max_cost=spec.max_cost, checks=False)
     job = runner.job
-    total_before, done_before = job.total, job.done
+    total_before = job.total
     gate_plan = _plan(ws, con, gate_spec, new_ids)
     job.total = (total_before or 0) + len(gate_plan.requests)
     gate = _Runner(ws, con, gate_plan, job, runner.job_id, runner.budget, runner.client_options)
-    to_send = []
-    for req in gate_plan.requests:
-        if req.key in gate_plan.cached:
-            gate.apply_cached(req, gate_plan.cached[req.key])
-        else:
-            to_send.append(req)
-    if to_send:
-        _run_loop(gate.send_all(to_send))
-    if gate.error:
-        raise gate.error
+    gate.execute()
     runner.failures.update({f"judge:{k}": v for k, v in gate.failures.items()})
     low = [int(r[0]) for r in con.execute(
         "SELECT id FROM samples WHERE id IN (SELECT unnest(?)) AND judge_score < ? AND status <> 'rejected' ORDER BY id",
         [new_ids, float(spec.reject_below)]).fetchall()]
-    del done_before
     if low:
         from ..review import set_status
 

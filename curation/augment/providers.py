@@ -69,7 +69,9 @@ class Provider:
 
     def public_dict(self) -> dict[str, Any]:
         """What goes into studio.yaml and lineage: everything here is safe to share."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        out["api_key_env"] = self.api_key_env or ""  # '' (no key) must not fall back to the default
+        return out
 
 
 _FIELDS = {f.name for f in fields(Provider)}
