@@ -77,6 +77,7 @@ def main() -> int:
     args = ap.parse_args()
     n = args.rows
     rng = random.Random(0)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         ws = open_workspace(Path(tmp) / "ws")
         t = time.perf_counter()
@@ -140,6 +141,7 @@ def main() -> int:
         "# Workspace engine at scale",
         "",
         f"Machine: {os.cpu_count()}-core CPU, no GPU ({platform.machine()}, Python {platform.python_version()}), shared with other work;",
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares these cores: medians, not minima).",
         f"{n:,} generated samples (60% pending, 30% approved, 10% rejected; 5% flagged; 2% duplicates); generation {gen_s:.1f} s.",
         "",
         f"Command: `.venv/bin/python benches/workspace_bench.py --rows {n}`",
