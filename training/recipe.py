@@ -229,9 +229,11 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
     cancelled = bool(cancel and cancel.requested)
     eval_loss = None
     if eval_ds is not None and not cancelled:
-        last_eval_step = trainer.state.global_step % cfg.train.eval_steps == 0
-        metrics = trainer.evaluate() if not last_eval_step else None  # the step's own eval already ran
-        eval_loss = (metrics or {}).get("eval_loss")
+        step = trainer.state.global_step
+        done = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == step]
+        # transformers may already have evaluated at the last step (eval_steps divides it, or its own
+        # end-of-training eval); evaluate only when the final step has no eval_loss yet
+        eval_loss = done[-1] if done else trainer.evaluate().get("eval_loss")
     if not cancelled:
         save_final(trainer, tokenizer, run_dir, cfg)
     return {"step": trainer.state.global_step, "max_steps": trainer.state.max_steps,

@@ -1,0 +1,156 @@
+"""Real trl/peft training of the tiny model on CPU: loss, eval, resume, adapters, QLoRA, OOM, detach."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.training_fixtures import tiny_config, write_split
+from training import runs
+from training.metrics import metric_points, read_metrics
+
+
+@pytest.fixture
+def split(tmp_path):
+    return write_split(tmp_path / "splits" / "v1", n_train=12, n_val=4)
+
+
+def _points(run_dir):
+    return metric_points(read_metrics(run_dir)[0])
+
+
+def test_lora_run_loss_goes_down_with_eval_and_adapter(tmp_path, split):
+    cfg = tiny_config(split, **{"train.max_steps": 30, "train.learning_rate": 1e-2})
+    run = runs.create_run(tmp_path / "runs", cfg, name="r1")
+    st = runs.execute(run)
+    assert st["state"] == "done" and st["step"] == 30 and st["untrained"] is True
+    recs = read_metrics(run)[0]
+    assert recs[0]["event"] == "start" and recs[0]["untrained"] is True and "mfu_formula" in recs[0]
+    losses = [p["loss"] for p in _points(run) if "loss" in p]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1
+    evals = [p for p in _points(run) if "eval_loss" in p]
+    assert [e["step"] for e in evals] == [10, 20, 30]  # every eval_steps, the last one at the end
+    assert all(p["tokens_seen"] > 0 for p in _points(run) if "loss" in p)
+    assert (run / "adapter" / "adapter_config.json").is_file() and (run / "base" / "UNTRAINED.txt").is_file()
+    assert st["last_checkpoint"] == "checkpoints/checkpoint-30"
+    info = runs.list_runs(tmp_path / "runs")[0]
+    assert (info["id"], info["state"], info["method"], info["loss"]) == ("r1", "done", "lora", losses[-1])
+    assert info["eval_loss"] == evals[-1]["eval_loss"]
+
+
+def test_reloaded_adapter_gives_the_same_logits(tmp_path, split):
+    import torch
+
+    from training.recipe import load_for_inference
+
+    run = runs.create_run(tmp_path / "runs", tiny_config(split, **{"train.max_steps": 6, "train.learning_rate": 2e-2,
+                                                                     "lora.use_rslora": True}), name="r")
+    assert runs.execute(run)["state"] == "done"
+    model, tok = load_for_inference(run)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Say hello."}], tokenize=False, add_generation_prompt=True)
+    ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        tuned = model(input_ids=ids).logits
+        with model.disable_adapter():
+            base_logits = model(input_ids=ids).logits
+    again, _ = load_for_inference(run)
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids=ids).logits, tuned)
+    assert not torch.allclose(tuned, base_logits, atol=1e-4)  # the adapter changed something
+    merged = again.merge_and_unload()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, tuned, atol=1e-5, rtol=1e-4)
+
+
+def test_resume_continues_at_the_checkpoint_without_gap_or_duplicate(tmp_path, split):
+    cfg = tiny_config(split, **{"train.max_steps": 20, "train.save_steps": 10, "debug.fail_after_step": 15})
+    run = runs.create_run(tmp_path / "runs", cfg, name="r")
+    st = runs.execute(run)
+    assert st["state"] == "failed" and "simulated crash after step 15" in st["error"]
+    assert [p["step"] for p in _points(run) if "loss" in p] == list(range(1, 15))  # died before logging 15
+    tokens_at_10 = next(p["tokens_seen"] for p in _points(run) if p["step"] == 10 and "loss" in p)
+    # the crash hook is in the saved config: clear it as a user would fix the cause, then resume
+    text = (run / "config.yaml").read_text().replace("fail_after_step: 15", "fail_after_step: null")
+    (run / "config.yaml").write_text(text)
+    st = runs.resume(run, foreground=True)
+    assert st["state"] == "done" and st["step"] == 20 and st["resumed_from"] == 10 and st["metrics_generation"] == 1
+    loss_steps = [p["step"] for p in _points(run) if "loss" in p]
+    assert loss_steps == list(range(1, 21))
+    after = [p for p in _points(run) if p["step"] == 11 and "loss" in p][0]
+    assert after["tokens_seen"] > tokens_at_10
+    assert [e["step"] for e in _points(run) if "eval_loss" in e] == [10, 20]
+    with pytest.raises(runs.TrainingError, match="is done"):
+        runs.resume(run)
+
+
+def test_qlora_trains_on_cpu(tmp_path, split):
+    cfg = tiny_config(split, **{"method": "qlora", "train.max_steps": 8, "train.learning_rate": 1e-2,
+                                "lora.use_dora": False})
+    run = runs.create_run(tmp_path / "runs", cfg, name="q")
+    st = runs.execute(run)
+    assert st["state"] == "done", st.get("error")
+    losses = [p["loss"] for p in _points(run) if "loss" in p]
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    adapter_cfg = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert adapter_cfg["r"] == 8 and sorted(adapter_cfg["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+
+
+def test_oom_remedies_in_the_seed_order():
+    from training.config import load_config
+    from training.oom import remedies
+
+    cfg = load_config(overrides={"train.micro_batch_size": 4, "data.max_length": 2048,
+                                 "train.gradient_checkpointing": False})
+    assert [r.name for r in remedies(cfg)] == ["smaller batch", "shorter length", "gradient checkpointing", "qlora"]
+    assert remedies(cfg)[0].changes == {"train.micro_batch_size": 2, "train.grad_accum": 8}
+    done = load_config(overrides={"train.micro_batch_size": 1, "data.max_length": 256, "method": "qlora"})
+    assert remedies(done) == []
+
+
+def test_injected_oom_fails_with_remedy_and_retries_with_the_next(tmp_path, split):
+    # 2 x 128 tokens > 128: the simulated card is too small until the batch halves
+    cfg = tiny_config(split, **{"train.max_steps": 3, "debug.simulated_gpu_tokens": 128, "oom_retry": True})
+    run = runs.create_run(tmp_path / "runs", cfg, name="big")
+    started = []
+    st = runs.execute(run, relaunch=lambda child: started.append(runs.execute(child)))
+    assert st["state"] == "failed" and "out of memory" in st["error"]
+    # max_length 128 is already short: that remedy is skipped
+    assert [r["name"] for r in st["remedy"]] == ["smaller batch", "gradient checkpointing", "qlora"]
+    assert st["next_run"] == "big-oom1"
+    child = tmp_path / "runs" / "big-oom1"
+    assert started and started[0]["state"] == "done"
+    assert runs.read_status(child)["applied_remedy"]["name"] == "smaller batch"
+    from training.config import load_run_config
+
+    assert load_run_config(child).train.micro_batch_size == 1 and load_run_config(child).train.grad_accum == 2
+    assert "--set train.micro_batch_size=1" in (child / "config.yaml").read_text().splitlines()[0]
+
+
+def test_detached_run_survives_its_parent_and_cancel_leaves_a_resumable_run(tmp_path, split):
+    cfg = tiny_config(split, **{"train.max_steps": 4})
+    run = runs.create_run(tmp_path / "runs", cfg, name="bg")
+    slow = runs.create_run(tmp_path / "runs", tiny_config(split, **{"train.max_steps": 200, "train.save_steps": 1000,
+                                                                     "debug.step_sleep_s": 0.2}), name="slow")
+    code = ("import sys; from training.runs import launch; "
+            "print(launch(sys.argv[1])); print(launch(sys.argv[2]))")
+    parent = subprocess.run([sys.executable, "-c", code, str(run), str(slow)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert parent.returncode == 0, parent.stderr  # the parent is gone now
+    pid, slow_pid = (int(x) for x in parent.stdout.split())
+    st = runs.wait(run, timeout_s=240)
+    assert st["state"] == "done", (run / "train.log").read_text()[-2000:]
+    assert st["pid"] == pid and (run / "adapter").is_dir()
+    # cancel: SIGTERM, the run stops at a step end with a checkpoint
+    import time
+
+    deadline = time.monotonic() + 120
+    while runs.read_status(slow).get("step", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    st = runs.cancel(slow, wait_s=60)
+    assert st["state"] == "cancelled", (slow / "train.log").read_text()[-2000:]
+    assert not runs.pid_alive(slow_pid)
+    assert runs.read_status(slow)["last_checkpoint"].startswith("checkpoints/checkpoint-")
