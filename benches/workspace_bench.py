@@ -112,6 +112,21 @@ def main() -> int:
         flip = iter(["approved", "rejected"] * 50)
         add("set_status of 10k random ids (+ operation + 10k op_samples)", timed(lambda: set10k(next(flip)), 8), 100)
 
+        add("undo of the last 10k status change", timed(lambda: (set10k(next(flip)), review.undo(ws)), 4)
+            - timed(lambda: set10k(next(flip)), 4))
+        from curation import export
+
+        k = [0]
+
+        def export_once() -> None:
+            k[0] += 1
+            export.export_split(ws, f"s{k[0]}", val=0.1, seed=42)
+
+        t = time.perf_counter()
+        export_once()
+        exported = sum(export.preview_counts(con, 0.1, 42, "approved")[p] for p in ("train", "val"))
+        add(f"export_split of {exported:,} approved samples (messages, val 0.1)", (time.perf_counter() - t) * 1000)
+
         # Side by side: the query shapes the engine did not choose, same data, same run.
         needle = "Question 123456:"
         alt = {}
