@@ -457,8 +457,10 @@ class ChatSession:
             thread.start()
             sent = ""  # text already yielded; held back while it may be the start of a stop string
             full = ""
+            pieces = iter(streamer)
+            exhausted = False
             try:
-                for piece in streamer:
+                for piece in pieces:
                     full += piece
                     visible = _shown_part(full, stop)
                     if visible is None:  # a stop string appeared: stop here
@@ -467,11 +469,15 @@ class ChatSession:
                     if len(visible) > len(sent):
                         yield visible[len(sent):]
                         sent = visible
+                else:
+                    exhausted = True
             finally:
                 cancel.set()
-                # Drain so the worker never blocks on a full queue, then wait for it.
-                for _ in streamer:
-                    pass
+                # Drain to the end signal so the worker finishes, then wait for it. (Iterating a
+                # TextIteratorStreamer again after its end signal would block forever.)
+                if not exhausted:
+                    for _ in pieces:
+                        pass
                 thread.join()
         if "error" in result:
             raise result["error"]
