@@ -8,7 +8,7 @@ each problem by file:line. Its columns must equal what the Python path stores fo
 """
 from __future__ import annotations
 
-import os
+import logging
 import re
 
 import duckdb
@@ -21,6 +21,7 @@ from .fields import ID_KEYS, WHITESPACE_CLASS
 # RE2 spells code points \x{1680}, not \u1680.
 _SQL_WHITESPACE = re.sub(r"\\[ux]([0-9a-f]{2,4})", r"\\x{\1}", WHITESPACE_CLASS)
 
+log = logging.getLogger(__name__)
 MAX_OBJECT_BYTES = 16 * 1024 * 1024  # a longer row fails read_json: the Python path takes the file
 
 # lang.detect in SQL, same character classes (RE2 spells code points \x{...}).
@@ -180,8 +181,7 @@ def rows_if_fast(cur: duckdb.DuckDBPyConnection, path: str, json_format: str, ma
     try:
         rows, doubtful = cur.execute(check_query(json_format, mapping), [path]).fetchall()[0]
     except duckdb.Error as exc:
-        if os.environ.get("STUDIO_DEBUG_FAST_PATH"):
-            print("fast path declined:", exc)
+        log.debug("fast path declined %s: %s", path, exc)
         return None  # a parse error, a row too long, not an object: the Python path says where
     return int(rows) if rows and not doubtful else None
 
