@@ -1,0 +1,489 @@
+"""Quality flags for instruction data: rules that measure a sample and mark it when the measure
+crosses a threshold. Flags only mark; a person or a bulk action decides what happens.
+
+The rules live in `curation/rules/default.yaml` (the user may pass their own file: each rule has
+id, enabled, threshold, description). What each rule measures is built in (`RULES` below): the
+file chooses which run and where their thresholds sit. Every checked sample's measured value is
+stored for every numeric rule (`quality_values`), flagged or not, so `preview` can say how many
+samples another threshold would flag and `distribution` can draw the histogram, both without
+re-reading any text.
+
+Lengths count CJK characters one by one and other text in words ("units"), so a Chinese answer
+of 20 characters and an English answer of 20 words weigh alike. Code blocks are excluded where
+they would mislead (markup, placeholders, language), and an instruction that asks for a
+translation or a reply in a named language is never flagged for a language mismatch.
+
+`run_quality` is one undoable operation (kind 'quality'): it replaces the flags and values of the
+samples it checks and saves the old ones in `quality_undo`.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from . import lang
+from .errors import NotFound, StudioError
+from .jobs import Job, null_job
+
+CHUNK = 4000
+UNDO_HANDLER = "curation.quality:undo_operation"
+
+# -- measuring helpers ----------------------------------------------------------------------------
+_CJK = lang.CJK_RE
+_WORD = re.compile(r"[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
+_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_MOJIBAKE = re.compile(
+    "\ufffd|[\u00c2-\u00f4][\u0080-\u00bf\u2013\u2014\u2018\u2019\u201a\u201c\u201d\u201e\u2020\u2021\u2022"
+    "\u2026\u2030\u2039\u203a\u20ac\u2122\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc]"
+    "|[\u00e4-\u00e9][\u00b8-\u00bf\u0080-\u00a0\u2013\u2014\u201c\u201d\u2018\u2019\u20ac\u2026][\u0080-\u00bf\u00a1-\u00bf\u2018-\u203a\u20ac]?"
+)
+_MARKUP = re.compile(
+    r"</?(?:div|span|p|br|hr|a|b|i|u|em|strong|td|tr|th|table|tbody|thead|li|ul|ol|img|script|style|font|center|h[1-6])\b[^>]*>"
+    r"|&(?:nbsp|amp|lt|gt|quot|apos|#\d{2,5}|#x[0-9a-f]{2,4});", re.I)
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
+_REFUSAL = re.compile(
+    r"\bas an ai(?: language model| assistant| model)?\b|\bi(?: am|'m) (?:sorry|afraid),? but i (?:can(?:'|no)t|am unable|won't)"
+    r"|\bi (?:cannot|can't|am unable to|won't) (?:help|assist|provide|comply|fulfill)\b"
+    r"|作为一个?(?:ai|人工智能|语言模型|AI)|作为(?:ai|AI)(?:助手|语言模型)|(?:很)?抱歉[,，]?\s*(?:我)?(?:无法|不能)(?:提供|回答|帮助|协助|完成)"
+    r"|我(?:无法|不能)(?:提供|回答|协助|帮助)(?:这|此|该)", re.I)
+_PLACEHOLDER = re.compile(
+    r"\bTODO\b|\bTBD\b|\bFIXME\b|lorem ipsum|\[(?:INSERT|YOUR|ADD|PLACEHOLDER)[^\]]*\]|<(?:INSERT|YOUR)[^>]*>|\{\{[^}]*\}\}"
+    r"|待补充|待完善|待填写|此处填写|在此(?:处)?填写|（略）|\(略\)|此处省略", re.I)
+_TRANSLATE = re.compile(
+    r"translat|翻译|译成|译为|译作|(?:into|in|to) (?:english|chinese|mandarin|japanese|korean|french|german|spanish)"
+    r"|用(?:英|中|日|韩|法|德)文|用(?:英|汉|日|韩)语|(?:英|中)文(?:回答|回复|写)|english version|中文版", re.I)
+_END_OK = set(".!?。！？…\"'”’)）]】」』>`*~:;|-_=+#0123456789")
+_CONNECTORS = {"and", "or", "but", "the", "a", "an", "to", "of", "with", "because", "which", "that", "for", "in", "is", "are"}
+_DANGLING = set(",，、:：;；(（[【-–—&/\\")
+
+
+def units(text: str) -> int:
+    """CJK characters plus words: the length measure for bilingual text."""
+    if not text:
+        return 0
+    return len(_CJK.findall(text)) + len(_WORD.findall(text))
+
+
+def _strip_code(text: str) -> str:
+    return _INLINE_CODE.sub(" ", _FENCE.sub(" ", text))
+
+
+def _dup_fraction(items: Sequence[Any]) -> float:
+    if not items:
+        return 0.0
+    return 1.0 - len(set(items)) / len(items)
+
+
+def _ngrams(seq: Sequence[str], n: int) -> list[tuple[str, ...]] | list[str]:
+    if isinstance(seq, str):
+        return [seq[i:i + n] for i in range(len(seq) - n + 1)]
+    return [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+
+
+@dataclass(frozen=True)
+class Measure:
+    value: float
+    detail: str
+
+
+def _m_too_short(ins: str, ans: str, t: float) -> Measure:
+    u = units(ans)
+    return Measure(u, "empty answer" if not ans.strip() else f"answer is {u} unit{'s' if u != 1 else ''} long (minimum {t:g})")
+
+
+def _m_equals(ins: str, ans: str, t: float) -> Measure:
+    from .normalize import normalize
+    from .shingles import jaccard, shingle_set
+
+    a, b = normalize(ins), normalize(ans)
+    if not a or not b:
+        return Measure(0.0, "")
+    sim = 1.0 if a == b else jaccard(shingle_set(a, 2), shingle_set(b, 2))
+    return Measure(round(sim, 4), f"answer is {sim:.0%} the same as the instruction")
+
+
+def _m_char_rep(ins: str, ans: str, t: float) -> Measure:
+    s = "".join(ans.split())
+    if len(s) < 20:
+        return Measure(0.0, "")
+    v = _dup_fraction(_ngrams(s, 5))
+    return Measure(round(v, 4), f"{v:.0%} of 5-character grams repeat")
+
+
+def _m_word_rep(ins: str, ans: str, t: float) -> Measure:
+    toks = _TOKEN.findall(ans.lower())
+    if len(toks) < 15:
+        return Measure(0.0, "")
+    v = _dup_fraction(_ngrams(toks, 3))
+    return Measure(round(v, 4), f"{v:.0%} of 3-word grams repeat")
+
+
+def _m_line_rep(ins: str, ans: str, t: float) -> Measure:
+    lines = [ln.strip() for ln in _FENCE.sub("", ans).splitlines() if len(ln.strip()) > 3]
+    if len(lines) < 3:
+        return Measure(0.0, "")
+    v = _dup_fraction(lines)
+    return Measure(round(v, 4), f"{v:.0%} of lines repeat")
+
+
+def _m_mojibake(ins: str, ans: str, t: float) -> Measure:
+    hits = _MOJIBAKE.findall(ins) + _MOJIBAKE.findall(ans)
+    return Measure(len(hits), f"{len(hits)} garbled sequence(s), e.g. {hits[0]!r}" if hits else "")
+
+
+def _m_markup(ins: str, ans: str, t: float) -> Measure:
+    hits = _MARKUP.findall(_strip_code(ans))
+    return Measure(len(hits), f"{len(hits)} HTML tag(s)/entities outside code, e.g. {hits[0]!r}" if hits else "")
+
+
+def _m_truncated(ins: str, ans: str, t: float) -> Measure:
+    s = ans.rstrip()
+    if not s:
+        return Measure(0.0, "")
+    if s.count("```") % 2 == 1:
+        return Measure(1.0, "code fence left open")
+    last = s[-1]
+    if last in _DANGLING:
+        return Measure(1.0, f"ends with {last!r}")
+    words = _WORD.findall(s[-40:].lower())
+    if units(s) >= 5 and words and s[-1].isalpha() and words[-1] in _CONNECTORS:
+        return Measure(1.0, f"ends on {words[-1]!r}: …{s[-20:]!r}")
+    if units(s) >= 40 and last not in _END_OK:
+        tail = s.splitlines()[-1].lstrip()
+        # A list item, table row or heading may end without punctuation.
+        if not re.match(r"(?:[-*+]|\d+[.)、]|#+|\|)\s*", tail) and (_CJK.match(last) or last.isalpha()):
+            return Measure(1.0, f"ends mid-sentence: …{s[-20:]!r}")
+    return Measure(0.0, "")
+
+
+def _m_url_only(ins: str, ans: str, t: float) -> Measure:
+    s = ans.strip()
+    if s and _URL.sub("", s).strip(" \n\t.,;:!?<>()[]\"'") == "":
+        return Measure(1.0, "answer is only a link")
+    return Measure(0.0, "")
+
+
+def _m_refusal(ins: str, ans: str, t: float) -> Measure:
+    m = _REFUSAL.search(ans)
+    return Measure(1.0, f"refusal: {m.group(0)!r}") if m else Measure(0.0, "")
+
+
+def _m_placeholder(ins: str, ans: str, t: float) -> Measure:
+    hits = _PLACEHOLDER.findall(_strip_code(ins)) + _PLACEHOLDER.findall(_strip_code(ans))
+    return Measure(len(hits), f"placeholder {hits[0]!r}" if hits else "")
+
+
+def _script(text: str) -> str:
+    code = lang.detect(text)
+    return "cjk" if lang.is_cjk(code) else code
+
+
+def _m_language(ins: str, ans: str, t: float) -> Measure:
+    if not ins.strip() or not ans.strip() or _TRANSLATE.search(ins):
+        return Measure(0.0, "")
+    prose = _strip_code(ans)
+    if units(prose) < 4:  # mostly code or a number: nothing to compare
+        return Measure(0.0, "")
+    a, b = _script(ins), _script(prose)
+    if a and b and a != b and "other" not in (a, b):
+        return Measure(1.0, f"instruction is {lang.detect(ins)}, answer is {lang.detect(prose)}")
+    return Measure(0.0, "")
+
+
+def _m_too_long(ins: str, ans: str, t: float, whole: str = "") -> Measure:
+    text = whole or (ins + "\n" + ans)
+    est = len(_CJK.findall(text)) + 1.3 * len(_WORD.findall(text))
+    return Measure(round(est), f"about {est:,.0f} tokens (limit {t:g})")
+
+
+@dataclass(frozen=True)
+class RuleDef:
+    """What a rule measures and which side of the threshold flags."""
+
+    measure: Callable[..., Measure]
+    flag_below: bool = False  # True: flag when value < threshold; else when value >= threshold
+    numeric: bool = True      # False: a yes/no check (value 0 or 1); its values are not stored
+    whole_sample: bool = False
+
+
+RULES: dict[str, RuleDef] = {
+    "answer_too_short": RuleDef(_m_too_short, flag_below=True),
+    "answer_equals_instruction": RuleDef(_m_equals),
+    "char_repetition": RuleDef(_m_char_rep),
+    "word_repetition": RuleDef(_m_word_rep),
+    "line_repetition": RuleDef(_m_line_rep),
+    "mojibake": RuleDef(_m_mojibake),
+    "markup_debris": RuleDef(_m_markup),
+    "truncated_answer": RuleDef(_m_truncated, numeric=False),
+    "url_only_answer": RuleDef(_m_url_only, numeric=False),
+    "refusal": RuleDef(_m_refusal, numeric=False),
+    "placeholder": RuleDef(_m_placeholder),
+    "language_mismatch": RuleDef(_m_language, numeric=False),
+    "too_long": RuleDef(_m_too_long, whole_sample=True),
+}
+
+
+# -- rules file ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    enabled: bool
+    threshold: float
+    description: str = ""
+
+    @property
+    def definition(self) -> RuleDef:
+        return RULES[self.id]
+
+    def flags(self, value: float) -> bool:
+        return value < self.threshold if self.definition.flag_below else value >= self.threshold
+
+
+def default_rules_path() -> Path:
+    return Path(str(resources.files("curation") / "rules" / "default.yaml"))
+
+
+def load_rules(path: str | Path | None = None) -> list[Rule]:
+    """Rules from a YAML file (default: curation/rules/default.yaml). Errors name the file, the
+    line and the field (`rules.yaml:12: rules[3].threshold: ...`)."""
+    import yaml
+
+    path = Path(path) if path is not None else default_rules_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StudioError(f"{path}: cannot read the rules file ({exc.strerror or exc}). Pass an existing file with --rules.") from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise StudioError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}. Fix the file.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise StudioError(f"{path}:1: rules: expected a top-level 'rules:' list of rules (see {default_rules_path().name}).")
+    nodes = []
+    for k, v in root.value:
+        if k.value == "rules":
+            nodes = v.value
+    out: list[Rule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(data["rules"]):
+        line = nodes[i].start_mark.line + 1 if i < len(nodes) else 1
+        where = f"{path}:{line}: rules[{i}]"
+
+        def field_line(name: str) -> str:
+            node = nodes[i] if i < len(nodes) else None
+            if node is not None and hasattr(node, "value") and isinstance(node.value, list):
+                for k, v in node.value:
+                    if getattr(k, "value", None) == name:
+                        return f"{path}:{v.start_mark.line + 1}: rules[{i}].{name}"
+            return f"{where}.{name}"
+
+        if not isinstance(item, dict):
+            raise StudioError(f"{where}: expected a mapping with id, enabled, threshold, description.")
+        unknown = set(item) - {"id", "enabled", "threshold", "description"}
+        if unknown:
+            raise StudioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; a rule has id, enabled, threshold, description.")
+        rid = item.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise StudioError(f"{field_line('id')}: missing or not a string. Known rules: {', '.join(RULES)}.")
+        if rid not in RULES:
+            raise StudioError(f"{field_line('id')}: unknown rule {rid!r}. Known rules: {', '.join(RULES)}.")
+        if rid in seen:
+            raise StudioError(f"{field_line('id')}: rule {rid!r} appears twice.")
+        seen.add(rid)
+        enabled = item.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise StudioError(f"{field_line('enabled')}: expected true or false, got {enabled!r}.")
+        thr = item.get("threshold")
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)):
+            raise StudioError(f"{field_line('threshold')}: expected a number, got {thr!r}.")
+        desc = item.get("description", "")
+        if not isinstance(desc, str):
+            raise StudioError(f"{field_line('description')}: expected text, got {desc!r}.")
+        out.append(Rule(rid, enabled, float(thr), desc))
+    return out
+
+
+def _resolve_rules(rules: str | Path | Sequence[Rule] | None) -> list[Rule]:
+    if rules is None or isinstance(rules, (str, Path)):
+        return load_rules(rules)
+    return list(rules)
+
+
+# -- measuring (pure: runs in worker processes too) ------------------------------------------------
+def measure_sample(rules: Sequence[Rule], instruction: str, answer: str, whole: str = "") -> list[tuple[str, float, bool, str]]:
+    """(rule id, value, flagged, detail) for each enabled rule."""
+    out = []
+    for r in rules:
+        if not r.enabled:
+            continue
+        d = r.definition
+        m = d.measure(instruction, answer, r.threshold, whole) if d.whole_sample else d.measure(instruction, answer, r.threshold)
+        out.append((r.id, float(m.value), r.flags(m.value), m.detail))
+    return out
+
+
+def _measure_chunk(rules: Sequence[Rule], ids: Sequence[int], ins: Sequence[str | None], ans: Sequence[str | None],
+                   whole: Sequence[str | None]) -> tuple[dict[str, list], dict[str, list]]:
+    values: dict[str, list] = {"sample_id": [], "rule_id": [], "value": []}
+    flags: dict[str, list] = {"sample_id": [], "rule_id": [], "value": [], "threshold": [], "detail": []}
+    thresholds = {r.id: r.threshold for r in rules}
+    for sid, i, a, w in zip(ids, ins, ans, whole):
+        for rid, value, flagged, detail in measure_sample(rules, i or "", a or "", w or ""):
+            if RULES[rid].numeric:
+                values["sample_id"].append(sid)
+                values["rule_id"].append(rid)
+                values["value"].append(value)
+            if flagged:
+                flags["sample_id"].append(sid)
+                flags["rule_id"].append(rid)
+                flags["value"].append(value)
+                flags["threshold"].append(thresholds[rid])
+                flags["detail"].append(detail)
+    return values, flags
+
+
+# -- public API ---------------------------------------------------------------------------------
+@dataclass
+class QualityReport:
+    op_id: int | None
+    samples: int = 0
+    flagged_samples: int = 0
+    flags: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    rules_file: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_ids: Iterable[int] | None = None,
+                job: Job | None = None, workers: int | None = None) -> QualityReport:
+    """Check samples (all, or `sample_ids`) against the rules and replace their flags and values.
+    One undoable operation of kind 'quality'."""
+    from .dedup import _worker_count, _Workers
+
+    rule_list = _resolve_rules(rules)
+    job = job or null_job("quality")
+    started = time.monotonic()
+    con = ws.con
+    only = None if sample_ids is None else sorted({int(i) for i in sample_ids})
+    where, args = ("TRUE", []) if only is None else ("id IN (SELECT unnest(?))", [only])
+    total = int(con.execute(f"SELECT count(*) FROM samples WHERE {where}", args).fetchall()[0][0])
+    job.set_total(total)
+    sql = (f"SELECT id, coalesce(instruction, ''), coalesce(answer, text, ''), "
+           f"concat_ws(chr(10), system, array_to_string(json_extract_string(messages, '$[*].content'), chr(10)), text) "
+           f"FROM samples WHERE {where} ORDER BY id")
+    value_parts: list[pa.Table] = []
+    flag_parts: list[pa.Table] = []
+    sizes: list[int] = []
+
+    def tasks() -> Iterator[tuple]:
+        for batch in con.sql(sql, params=args).to_arrow_reader(CHUNK):
+            cols = [c.to_pylist() for c in batch.columns]
+            sizes.append(len(cols[0]))
+            yield (rule_list, *cols)
+
+    with _Workers(_worker_count(workers, total)) as pool:
+        for values, flags in pool.stream(_measure_chunk, tasks(), job):
+            value_parts.append(pa.table(values, schema=pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), ("value", pa.float64())])))
+            flag_parts.append(pa.table(flags, schema=pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), ("value", pa.float64()),
+                                                               ("threshold", pa.float64()), ("detail", pa.string())])))
+            job.advance(sizes.pop(0) if sizes else 0)
+    job.check()
+    vals = pa.concat_tables(value_parts) if value_parts else None
+    flg = pa.concat_tables(flag_parts) if flag_parts else None
+    report = QualityReport(op_id=None, samples=total, rules_file=str(rules) if isinstance(rules, (str, Path)) else None)
+    with ws.transaction() as c:
+        op_id = ws.record_operation("quality", sample_count=total, details={
+            "rules": [asdict(r) for r in rule_list], "undo_handler": UNDO_HANDLER,
+            "sample_ids": None if only is None else (only if len(only) <= 1000 else f"{len(only)} ids"),
+            "undo_note": "deletes this op's quality_flags/quality_values and restores the rows saved in quality_undo"})
+        scope = "TRUE" if only is None else "sample_id IN (SELECT unnest(?))"
+        c.execute(f"INSERT INTO quality_undo SELECT ?, sample_id, rule_id, value, threshold, detail, op_id, TRUE "
+                  f"FROM quality_flags WHERE {scope}", [op_id, *args])
+        c.execute(f"INSERT INTO quality_undo SELECT ?, sample_id, rule_id, value, NULL, NULL, op_id, FALSE "
+                  f"FROM quality_values WHERE {scope}", [op_id, *args])
+        c.execute(f"DELETE FROM quality_flags WHERE {scope}", args)
+        c.execute(f"DELETE FROM quality_values WHERE {scope}", args)
+        if vals is not None and vals.num_rows:
+            c.register("_qv", vals)
+            try:
+                c.execute("INSERT INTO quality_values SELECT sample_id, rule_id, value, ? FROM _qv", [op_id])
+            finally:
+                c.unregister("_qv")
+        if flg is not None and flg.num_rows:
+            c.register("_qf", flg)
+            try:
+                c.execute("INSERT INTO quality_flags SELECT sample_id, rule_id, value, threshold, detail, ? FROM _qf", [op_id])
+            finally:
+                c.unregister("_qf")
+    if flg is not None and flg.num_rows:
+        ids = flg.column("sample_id").to_numpy()
+        report.flags = int(ids.size)
+        report.flagged_samples = int(np.unique(ids).size)
+        rids, counts = np.unique(np.array(flg.column("rule_id").to_pylist(), dtype=object).astype(str), return_counts=True)
+        report.by_rule = {str(r): int(n) for r, n in zip(rids, counts)}
+    report.op_id = op_id
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _rule_def(rule_id: str) -> RuleDef:
+    if rule_id not in RULES:
+        raise NotFound(f"unknown quality rule {rule_id!r}. Known rules: {', '.join(RULES)}.")
+    d = RULES[rule_id]
+    if not d.numeric:
+        raise StudioError(f"rule {rule_id!r} is a yes/no check: it has no threshold to preview.")
+    return d
+
+
+def preview(con, rule_id: str, threshold: float) -> int:
+    """How many samples `rule_id` would flag at `threshold`, from the values the last run stored."""
+    d = _rule_def(rule_id)
+    op = "<" if d.flag_below else ">="
+    return int(con.execute(
+        f"SELECT count(DISTINCT v.sample_id) FROM quality_values v JOIN samples s ON s.id = v.sample_id "
+        f"WHERE v.rule_id = ? AND v.value {op} ?", [rule_id, float(threshold)]).fetchall()[0][0])
+
+
+def distribution(con, rule_id: str, bins: int = 20) -> list[tuple[float, float, int]]:
+    """Histogram of the stored values of a rule: (low, high, count) per bin."""
+    _rule_def(rule_id)
+    vals = con.execute("SELECT v.value FROM quality_values v JOIN samples s ON s.id = v.sample_id "
+                       "WHERE v.rule_id = ? AND v.value IS NOT NULL", [rule_id]).fetchnumpy()["value"]
+    vals = np.asarray(vals, dtype=np.float64)
+    if vals.size == 0:
+        return []
+    counts, edges = np.histogram(vals, bins=max(1, int(bins)))
+    return [(float(edges[i]), float(edges[i + 1]), int(counts[i])) for i in range(counts.size)]
+
+
+def flags_of(con, sample_id: int) -> list[dict[str, Any]]:
+    """The flags of one sample (rule, value, threshold, detail)."""
+    return [{"rule_id": r, "value": v, "threshold": t, "detail": d} for r, v, t, d in con.execute(
+        "SELECT rule_id, value, threshold, detail FROM quality_flags WHERE sample_id = ? ORDER BY rule_id", [int(sample_id)]).fetchall()]
+
+
+def undo_operation(ws, op) -> None:
+    """Undo handler for 'quality' operations: drop this op's flags and values, restore the saved ones."""
+    con = ws.con
+    op_id = op.id if hasattr(op, "id") else int(op)
+    con.execute("DELETE FROM quality_flags WHERE op_id = ?", [op_id])
+    con.execute("DELETE FROM quality_values WHERE op_id = ?", [op_id])
+    con.execute("INSERT INTO quality_flags SELECT sample_id, rule_id, value, threshold, detail, flag_op_id "
+                "FROM quality_undo WHERE op_id = ? AND is_flag", [op_id])
+    con.execute("INSERT INTO quality_values SELECT sample_id, rule_id, value, flag_op_id "
+                "FROM quality_undo WHERE op_id = ? AND NOT is_flag", [op_id])

@@ -1,0 +1,55 @@
+"""`studio dedup`: find exact and near duplicates, group them into clusters, pick keepers.
+
+Non-keepers get duplicate_of = keeper and leave every split; nothing is deleted. One undoable
+operation (`studio undo`). Ctrl-C cancels and leaves the workspace as it was."""
+from __future__ import annotations
+
+from ._common import add_command, make_job, open_ws, out, out_json
+
+
+def register(sub):
+    p = add_command(sub, "dedup", "find exact and near duplicates and choose a keeper for each cluster", json_flag=True)
+    p.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity for near duplicates (default 0.8)")
+    p.add_argument("--fields", choices=("sample", "instruction", "answer"), default="sample",
+                   help="what to compare: the whole sample (system and all turns, default), the instruction or the answer")
+    p.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
+    p.add_argument("--shingle", type=int, default=3, help="shingle size: CJK characters / words (default 3)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="keep LSH candidates without checking their exact Jaccard (faster, a few false positives)")
+    p.add_argument("--incremental", action="store_true",
+                   help="only check samples not hashed yet against the stored signatures (after an import)")
+    p.add_argument("--limit", type=int, default=None, help="with --json: list at most this many clusters")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from curation import dedup
+    from curation.errors import Cancelled
+
+    job, progress = make_job("dedup", quiet=args.quiet or args.json)
+    with open_ws(args) as ws:
+        try:
+            if args.incremental:
+                report = dedup.check_incremental(ws, job=job, threshold=args.threshold, fields=args.fields,
+                                                 num_perm=args.num_perm, shingle=args.shingle, verify=args.verify)
+            else:
+                report = dedup.find_duplicates(ws, threshold=args.threshold, fields=args.fields, num_perm=args.num_perm,
+                                               shingle=args.shingle, verify=args.verify, job=job)
+        except KeyboardInterrupt:
+            progress.finish()
+            raise Cancelled("dedup cancelled; the workspace is unchanged") from None
+        finally:
+            progress.finish()
+        if args.json:
+            out_json({"report": report.as_dict(), "clusters": dedup.list_clusters(ws.con, limit=args.limit)})
+            return 0
+        kind = "incremental check" if report.incremental else "dedup"
+        out(f"{kind}: {report.samples:,} samples, {report.signatures_computed:,} hashed "
+            f"({report.signatures_reused:,} signatures reused), {report.candidate_pairs:,} candidate pairs, "
+            f"{report.verified_pairs:,} at or above {args.threshold}")
+        out(f"{report.clusters:,} clusters ({report.exact_clusters:,} exact, {report.near_clusters:,} near), "
+            f"{report.duplicates:,} samples marked duplicate"
+            + (f", {report.joined_existing:,} joined existing clusters" if report.incremental else "")
+            + f" in {report.seconds:.1f}s (operation {report.op_id}; `studio undo` reverts it)")
+    return 0

@@ -1,0 +1,25 @@
+"""`studio keeper CLUSTER SAMPLE`: choose which member of a duplicate cluster survives.
+
+The choice is a reviewer's: later dedup runs keep it. One undoable operation."""
+from __future__ import annotations
+
+from ._common import add_command, open_ws, out
+
+
+def register(sub):
+    p = add_command(sub, "keeper", "choose the keeper of a duplicate cluster")
+    p.add_argument("cluster", type=int, help="cluster id (from `studio dedup --json`)")
+    p.add_argument("sample", type=int, help="sample id of the member to keep")
+    p.add_argument("--reason", help="why (kept in the history)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from curation import dedup
+
+    with open_ws(args) as ws:
+        op_id = dedup.set_keeper(ws, args.cluster, args.sample, reason=args.reason)
+        size = ws.con.execute("SELECT size FROM dup_clusters WHERE id = ?", [args.cluster]).fetchall()[0][0]
+    out(f"cluster {args.cluster}: keeping sample {args.sample}; the other {size - 1} are duplicates of it "
+        f"(operation {op_id}; `studio undo` reverts it)")
+    return 0

@@ -1,0 +1,63 @@
+"""`studio quality`: mark samples with the quality rules they break (flags only mark).
+
+--preview RULE=THRESHOLD says how many samples that threshold would flag, from the values the
+last run stored, without changing anything."""
+from __future__ import annotations
+
+from ._common import add_command, make_job, open_ws, out, out_json
+
+
+def register(sub):
+    p = add_command(sub, "quality", "flag samples that break quality rules", json_flag=True)
+    p.add_argument("--rules", metavar="FILE", help="rules YAML (default: the built-in curation/rules/default.yaml)")
+    p.add_argument("--preview", metavar="RULE=THRESHOLD", action="append", default=[],
+                   help="count what a threshold would flag, without running the rules (repeatable)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def _parse_preview(text: str) -> tuple[str, float]:
+    from curation.errors import StudioError
+
+    rule, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return rule.strip(), float(value)
+    except ValueError:
+        raise StudioError(f"--preview {text!r}: expected RULE=THRESHOLD, e.g. --preview answer_too_short=5") from None
+
+
+def run(args) -> int:
+    from curation import quality
+    from curation.errors import Cancelled
+
+    with open_ws(args) as ws:
+        if args.preview:
+            rows = []
+            for item in args.preview:
+                rule, thr = _parse_preview(item)
+                rows.append({"rule_id": rule, "threshold": thr, "would_flag": quality.preview(ws.con, rule, thr)})
+            if args.json:
+                out_json(rows)
+            else:
+                for r in rows:
+                    out(f"{r['rule_id']} at {r['threshold']:g}: {r['would_flag']:,} samples would be flagged")
+            return 0
+        rules = quality.load_rules(args.rules)  # errors before any work
+        job, progress = make_job("quality", quiet=args.quiet or args.json)
+        try:
+            report = quality.run_quality(ws, rules=rules, job=job)
+        except KeyboardInterrupt:
+            raise Cancelled("quality check cancelled; the workspace is unchanged") from None
+        finally:
+            progress.finish()
+        report.rules_file = args.rules
+        if args.json:
+            out_json(report.as_dict())
+            return 0
+        out(f"checked {report.samples:,} samples: {report.flagged_samples:,} flagged ({report.flags:,} flags) "
+            f"in {report.seconds:.1f}s (operation {report.op_id}; `studio undo` reverts it)")
+        for rid, n in sorted(report.by_rule.items(), key=lambda kv: -kv[1]):
+            out(f"  {rid:<28} {n:,}")
+    return 0
