@@ -56,7 +56,7 @@ def build_base(folder: Path, *, seed: int = 0, with_template: bool = True) -> Pa
     return folder
 
 
-def build_adapter(base: Path, folder: Path, *, seed: int = 1, r: int = 8, scale: float = 0.5) -> Path:
+def build_adapter(base: Path, folder: Path, *, seed: int = 1, r: int = 8, scale: float = 0.1) -> Path:
     """Save a LoRA adapter for `base` into `folder` whose weights move the outputs."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -81,6 +81,6 @@ def make_run(runs_dir: Path, name: str, base: Path, *, seed: int = 1, method: st
     run.mkdir(parents=True, exist_ok=True)
     build_adapter(base, run / "adapter", seed=seed)
     (run / "config.yaml").write_text(
-        f"# reproduce: studio train fixture\nmodel: {base}\nmethod: {method}\n", encoding="utf-8")
+        f"# reproduce: studio train fixture\nbase: {base}\nmethod: {method}\n", encoding="utf-8")
     (run / "status.json").write_text(json.dumps({"state": "done"}), encoding="utf-8")
     return run

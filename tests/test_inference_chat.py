@@ -118,7 +118,7 @@ def test_unusable_runs_say_what_to_do(tmp_path, tiny):
 
     with pytest.raises(RunUnusable, match="no config.yaml"):
         describe_run(tmp_path)
-    (tmp_path / "config.yaml").write_text("base_model: x\n")
+    (tmp_path / "config.yaml").write_text("base: x\n")
     (tmp_path / "status.json").write_text('{"state": "running"}')
     with pytest.raises(RunUnusable, match="'running'.*wait for the run to finish"):
         describe_run(tmp_path)

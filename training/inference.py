@@ -11,28 +11,24 @@ The base answer comes from the same weights with the adapter switched off (PEFT'
 lock around generation: switching adapters is model-wide state, so two requests must not
 interleave.
 
-Errors a user can cause raise `RunUnusable` (a ValueError whose message says what and what to do);
-the studio turns it into its own clean error.
+Errors a user can cause raise `RunUnusable` (a `TrainingError`: the message says what and what to
+do); the studio turns it into its own clean error.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .config import TINY
+from .errors import TrainingError
+
 BASE = None  # pass adapter=BASE (None) to generate with the adapters switched off
 
-# Used when the tokenizer has no chat template (a pretrained-only base): the same ChatML that
-# Qwen's templates produce, so a prompt looks the same as in training.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-class RunUnusable(ValueError):
+class RunUnusable(TrainingError):
     """A run directory (or a set of runs) cannot be loaded as asked; the message says why and what to do."""
 
 
@@ -44,94 +40,43 @@ class RunModel:
 
     run_dir: Path
     name: str  # the run directory's name: the adapter's name in a session and in `serve`
-    base: str  # the base as the user named it (hub id, path, or a built-in such as `tiny`)
-    base_path: str  # what `from_pretrained` loads for the base
+    base: str  # the base as the config names it (hub id, folder, or `tiny`)
+    base_path: str  # what `from_pretrained` loads for the base (RUN_DIR/base for tiny)
     method: str  # lora | qlora | full
     adapter_dir: Path | None  # PEFT adapter (lora, qlora)
     model_dir: Path | None  # full fine-tune weights
-    config: dict = field(default_factory=dict, compare=False, repr=False)
+    config: Any = field(default=None, compare=False, repr=False)  # training.config.TrainConfig
 
-
-def read_run_config(run_dir: Path) -> dict:
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise RunUnusable(f"{run_dir}: no config.yaml; is this a run directory? (runs live in WORKSPACE/runs/RUN_ID/)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RunUnusable(f"{path}: not valid YAML ({exc}); fix or recreate the run") from exc
-    if not isinstance(data, dict):
-        raise RunUnusable(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    return data
-
-
-def _config_base(config: dict) -> str | None:
-    for key in ("base_model", "model", "base", "model_name_or_path"):
-        value = config.get(key)
-        if isinstance(value, dict):
-            value = value.get("name") or value.get("id") or value.get("path")
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _config_method(config: dict) -> str:
-    method = config.get("method") or config.get("finetune") or "lora"
-    if isinstance(method, dict):
-        method = method.get("name", "lora")
-    return str(method).lower()
-
-
-def resolve_base_path(base: str, run_dir: Path, config: dict) -> str:
-    """Where the base's weights are: a local folder (absolute, or relative to the run) or a hub id.
-
-    The trainer's built-in tiny base is written into a folder it records in the config; we look
-    for that first so a tiny run loads offline.
-    """
-    for key in ("base_path", "tiny_path", "base_dir"):
-        value = config.get(key)
-        if isinstance(value, str) and value:
-            candidate = Path(value) if Path(value).is_absolute() else run_dir / value
-            if candidate.exists():
-                return str(candidate)
-    candidate = Path(base).expanduser()
-    if candidate.is_absolute() and candidate.exists():
-        return str(candidate)
-    if (run_dir / base).exists():
-        return str(run_dir / base)
-    return base
+    @property
+    def untrained_base(self) -> bool:
+        return self.base == TINY
 
 
 def describe_run(run_dir: Path | str) -> RunModel:
     """Read a run directory: its base, method and where the adapter (or full model) is."""
+    from .config import load_run_config
+    from .recipe import ADAPTER_DIR, MODEL_DIR, base_path
+
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunUnusable(f"{run_dir}: no such run directory; `studio runs` lists the runs of a workspace")
-    config = read_run_config(run_dir)
-    method = _config_method(config)
-    adapter_dir = run_dir / "adapter"
-    model_dir = run_dir / "model"
+    if not (run_dir / "config.yaml").is_file():
+        raise RunUnusable(f"{run_dir}: no config.yaml; is this a run directory? (runs live in WORKSPACE/runs/RUN_ID/; "
+                          f"`studio runs` lists them)")
+    config = load_run_config(run_dir)
+    adapter_dir = run_dir / ADAPTER_DIR
+    model_dir = run_dir / MODEL_DIR
     has_adapter = (adapter_dir / "adapter_config.json").is_file()
     has_model = (model_dir / "config.json").is_file()
     if not has_adapter and not has_model:
         state = _run_state(run_dir)
         hint = f" (its state is {state!r})" if state else ""
         raise RunUnusable(
-            f"{run_dir}: no adapter/ or model/ yet{hint}; wait for the run to finish "
-            f"or use a checkpoint folder under {run_dir / 'checkpoints'}")
-    base = _config_base(config)
-    if base is None and has_adapter:
-        base = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get(
-            "base_model_name_or_path")
-    if not base:
-        raise RunUnusable(f"{run_dir / 'config.yaml'}: no base model named (key `base_model`); add it")
+            f"{run_dir}: no {ADAPTER_DIR}/ or {MODEL_DIR}/ yet{hint}; wait for the run to finish "
+            f"(or resume it: studio train --resume {run_dir.name})")
+    full = config.method == "full" or not has_adapter
     return RunModel(
-        run_dir=run_dir, name=run_dir.name, base=base, base_path=resolve_base_path(base, run_dir, config),
-        method="full" if has_model and not has_adapter else method,
-        adapter_dir=adapter_dir if has_adapter else None, model_dir=model_dir if has_model and not has_adapter else None,
-        config=config,
+        run_dir=run_dir, name=run_dir.name, base=config.base, base_path=base_path(run_dir, config),
+        method="full" if full else config.method,
+        adapter_dir=None if full else adapter_dir, model_dir=model_dir if full else None, config=config,
     )
 
 
@@ -140,6 +85,19 @@ def _run_state(run_dir: Path) -> str | None:
         return json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("state")
     except (OSError, ValueError):
         return None
+
+
+def base_identity(run: RunModel) -> str:
+    """What makes two runs' bases the same. A hub id or folder is itself; the built-in tiny base is
+    rebuilt per run (RUN_DIR/base), so two tiny runs share a base when its files are identical
+    (same seed, same split text)."""
+    if not run.untrained_base:
+        return str(Path(run.base_path).resolve()) if Path(run.base_path).exists() else run.base_path
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        f = Path(run.base_path) / name
+        digest.update(name.encode() + (f.read_bytes() if f.is_file() else b"-"))
+    return "tiny:" + digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- loading
@@ -157,12 +115,13 @@ def load_tokenizer(path: str | Path):
     config_file = path / "tokenizer_config.json"
     if config_file.is_file():
         cls = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
-    if cls in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+    if cls in ("PreTrainedTokenizerFast", "TokenizersBackend") or (path / "UNTRAINED.txt").is_file():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
     else:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = CHATML_TEMPLATE
+    from .data import ensure_chat_template
+
+    ensure_chat_template(tokenizer)  # the same ChatML fallback the trainer used
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -249,7 +208,8 @@ def load_session(runs: Path | str | list, *, device: str | None = None, dtype: s
         return ChatSession(model=tuned, tokenizer=tokenizer, base=first.base, runs=described, device=device,
                            base_loader=lambda: load_base_model(first.base_path, device=device, dtype=torch_dtype))
 
-    mixed = [d for d in described if d.base_path != first.base_path or d.method == "full"]
+    identity = base_identity(first)
+    mixed = [d for d in described if d.method == "full" or base_identity(d) != identity]
     if mixed:
         other = mixed[0]
         raise RunUnusable(
