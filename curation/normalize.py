@@ -31,6 +31,8 @@ _PUNCT = str.maketrans({
 _FAST = {chr(k): (v or "") for k, v in _PUNCT.items()}
 _FAST.update({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)})
 _FAST_RE = re.compile("[" + re.escape("".join(_FAST)) + "]")
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK_SPACE = re.compile(f" (?=[{_CJK}])|(?<=[{_CJK}]) ")
 
 
 def _fast_sub(match: re.Match[str]) -> str:
@@ -38,7 +40,8 @@ def _fast_sub(match: re.Match[str]) -> str:
 
 
 def normalize(text: str | None) -> str:
-    """NFKC, CJK punctuation to ASCII, casefold, whitespace collapsed to single spaces, trimmed."""
+    """NFKC, CJK punctuation to ASCII, casefold, whitespace collapsed to single spaces (none next
+    to a CJK character), trimmed."""
     if not text:
         return ""
     if not text.isascii():
@@ -46,7 +49,9 @@ def normalize(text: str | None) -> str:
         if not unicodedata.is_normalized("NFKC", text):
             text = unicodedata.normalize("NFKC", text).translate(_PUNCT)
     # str.split() splits on every Unicode whitespace, like \s, at a third of re.sub's cost.
-    return " ".join(text.casefold().split())
+    text = " ".join(text.casefold().split())
+    # Chinese puts no spaces between words: a space next to a CJK character carries no meaning.
+    return _CJK_SPACE.sub("", text) if not text.isascii() else text
 
 
 def exact_key(normalized: str) -> int:

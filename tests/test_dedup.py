@@ -1,0 +1,353 @@
+"""Dedup stories: import samples, find exact and near duplicates in Chinese, English and mixed
+text, pick keepers by the policy, let a reviewer override, survive re-runs, check new imports
+incrementally, undo, cancel. Everything runs on a real DuckDB workspace in tmp_path."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from curation import dedup, review, store
+from curation.errors import Cancelled, NotFound, StudioError
+from curation.jobs import Job
+from curation.normalize import exact_key, normalize
+from curation.samples import chat
+from curation.shingles import shingle_hashes, shingle_set, shingles, signatures
+
+ZH_Q = "请介绍一下快速排序算法的原理和时间复杂度。"
+ZH_A = ("快速排序是一种分治算法，它先选择一个基准元素，然后把数组分成两部分，左边的元素都比基准小，右边的元素都比基准大，"
+        "接着递归地排序这两部分。平均时间复杂度是O(n log n)，最坏情况下是O(n^2)，空间复杂度一般是O(log n)。")
+EN_Q = "Explain how quicksort works and what its time complexity is."
+EN_A = ("Quicksort is a divide and conquer algorithm. It picks a pivot element, partitions the array so that smaller "
+        "elements go to the left and larger elements go to the right, and then recursively sorts both parts. The "
+        "average running time is O(n log n), the worst case is O(n^2), and it sorts in place with little extra memory.")
+MIX_Q = "用 Python 实现 binary search，并解释它的 time complexity。"
+MIX_A = ("二分查找 binary search 要求数组已经排好序。每次比较中间元素 middle element，如果目标更小就在左半部分继续查找，"
+         "否则在右半部分查找。每一步把搜索范围减半，所以 time complexity 是 O(log n)，空间复杂度是 O(1)。")
+
+NEAR = {
+    "zh": ((ZH_Q, ZH_A), (ZH_Q, ZH_A.replace("接着递归地排序", "然后递归地排序") + "希望对你有帮助！")),
+    "en": ((EN_Q, EN_A), (EN_Q, EN_A.replace("little extra memory", "very little extra memory") + " Hope this helps!")),
+    "mixed": ((MIX_Q, MIX_A), (MIX_Q.replace("，", ", "), MIX_A.replace("每次比较", "每一次比较"))),
+}
+OTHER = {
+    "zh": "快速排序的原理很简单：随便挑一个数当基准，小的放前面大的放后面，再对两边重复同样的过程，直到每段只剩一个数为止。",
+    "en": "Pick any element as the pivot. Move everything smaller before it and everything bigger after it. Repeat on both "
+          "sides until each side has one element. On average it needs n log n comparisons.",
+    "mixed": "Binary search 的思路：先看中间那个数 middle，目标比它小就去左边找，比它大就去右边找，直到找到或者范围为空。"
+             "因为每次 search range 缩小一半，所以很快。",
+}
+
+
+def add(ws, *samples):
+    with ws.transaction():
+        return store.insert_samples(ws.con, list(samples))
+
+
+def clusters(ws):
+    return dedup.list_clusters(ws.con)
+
+
+def member_ids(c):
+    return sorted(m["sample_id"] for m in c["members"])
+
+
+# -- normalisation and shingles ---------------------------------------------------------------------
+def test_normalize_folds_width_case_whitespace_and_chinese_punctuation():
+    assert normalize("Ｈｅｌｌｏ，　世界！  “你好”（测试）。") == normalize('hello, 世界! "你好"(测试).')
+    assert normalize("A\u200bB\t C\n\nD") == "ab c d"
+    assert normalize("你好， 请 介绍 Python") == "你好,请介绍python"
+    assert exact_key(normalize("你好，世界。")) == exact_key(normalize("你好,世界."))
+    assert exact_key(normalize("你好世界")) != exact_key(normalize("你好,世界"))
+
+
+def test_shingles_split_cjk_runs_into_characters_and_other_runs_into_words():
+    assert shingles(normalize("请把这段话 translate into English，谢谢！")) == [
+        "请把这", "把这段", "这段话", "translate into english", "谢谢"]
+    assert shingles("hello world again and again", 2) == ["hello world", "world again", "again and", "and again"]
+    assert shingles("你好") == ["你好"]
+
+
+@pytest.mark.parametrize("text", [ZH_A, EN_A, MIX_A, "a", "", "!!!", "emoji 😀 and 𠀀𠀁 ext-b"])
+def test_bulk_shingle_hashes_match_the_reference_shingles(text):
+    t = normalize(text)
+    h, off = shingle_hashes([t, "x y", t])
+    assert off[1] - off[0] == len(shingles(t))
+    assert len(np.unique(h[off[0]:off[1]])) == len(set(shingles(t)))
+    assert np.array_equal(h[off[0]:off[1]], h[off[2]:off[3]])
+
+
+def test_signatures_equal_datasketch_minhash_bit_for_bit():
+    from datasketch import MinHash
+
+    texts = [normalize(t) for t in (ZH_A, EN_A, MIX_A, "short", "")]
+    h, off = shingle_hashes(texts)
+    sigs = signatures(h, off, 128, block=64)  # small blocks exercise the block loop
+    for i in range(len(texts)):
+        m = MinHash(num_perm=128, hashfunc=lambda x: x)
+        m.update_batch([int(v) for v in h[off[i]:off[i + 1]]])
+        assert np.array_equal(m.hashvalues, sigs[i])
+
+
+def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+    rng = np.random.default_rng(0)
+    base = [normalize(t) for t in (ZH_A, EN_A, MIX_A, OTHER["zh"], OTHER["en"])]
+    texts = []
+    for t in base:
+        texts.append(t)
+        for _ in range(3):  # variants: drop a few random characters
+            cut = rng.integers(0, len(t) - 5, 2)
+            texts.append(t[:cut[0]] + t[cut[0] + 2:])
+    h, off = shingle_hashes(texts)
+    sigs = signatures(h, off, 128)
+    bands, rows = dedup.lsh_params(0.8, 128)
+    lsh = MinHashLSH(num_perm=128, params=(bands, rows))
+    with lsh.insertion_session() as session:
+        for i, s in enumerate(sigs):
+            session.insert(i, LeanMinHash(seed=1, hashvalues=s, scheme="affine32"))
+    expected = set()
+    for i, s in enumerate(sigs):
+        for j in lsh.query(LeanMinHash(seed=1, hashvalues=s, scheme="affine32")):
+            if i < j:
+                expected.add((i, j))
+    a, b = dedup.candidate_pairs(sigs, 0.8, 128)
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse import coo_matrix
+
+    def comps(pairs):
+        pa_, pb_ = zip(*pairs) if pairs else ((), ())
+        g = coo_matrix((np.ones(len(pa_)), (pa_, pb_)), shape=(len(texts), len(texts)))
+        return connected_components(g, directed=False)[1].tolist()
+
+    # Every pair we emit shares a band (so MinHashLSH emits it too), and both give the same groups
+    # (we emit star+chain pairs per bucket instead of all pairs).
+    assert set(zip(a.tolist(), b.tolist())) <= expected
+    assert comps(list(zip(a.tolist(), b.tolist()))) == comps(sorted(expected))
+    assert len(expected) > 0
+
+
+# -- finding duplicates -------------------------------------------------------------------------
+@pytest.mark.parametrize("lang", ["zh", "en", "mixed"])
+def test_near_duplicates_are_found_and_hard_negatives_kept_apart(ws, lang):
+    (q1, a1), (q2, a2) = NEAR[lang]
+    ids = add(ws, chat(q1, a1, source_id="orig"), chat("something unrelated entirely", "完全无关的回答内容，和排序没有关系。"),
+              chat(q2, a2, source_id="copy"), chat(q1, OTHER[lang], source_id="same-question-other-answer"))
+    report = dedup.find_duplicates(ws)
+    cs = clusters(ws)
+    assert len(cs) == 1, cs
+    c = cs[0]
+    assert c["method"] == "near"
+    assert member_ids(c) == [ids[0], ids[2]]
+    sims = {m["sample_id"]: m["similarity"] for m in c["members"]}
+    exact = dedup._jaccard_chunk([q1 + "\n" + a1, q2 + "\n" + a2], np.array([0]), np.array([1]), 3)[0]
+    assert sims[c["keeper_id"]] == 1.0
+    assert min(sims.values()) == pytest.approx(exact, abs=1e-4) and exact >= 0.8
+    assert report.duplicates == 1
+    dup = [i for i in (ids[0], ids[2]) if i != c["keeper_id"]][0]
+    assert ws.con.execute("SELECT duplicate_of FROM samples WHERE id = ?", [dup]).fetchall()[0][0] == c["keeper_id"]
+    assert ws.count() == 4  # nothing deleted
+
+
+def test_exact_duplicates_across_fullwidth_punctuation_and_whitespace(ws):
+    ids = add(ws, chat("你好，请介绍一下你自己。", "我是一个乐于助人的助手！"),
+              chat("你好,请介绍一下你自己.", "我是一个乐于助人的助手!"),
+              chat("  你好，  请介绍一下你自己。", "我是一个乐于助人的助手！\n"),
+              chat("ＨＥＬＬＯ　world", "Hi   THERE"), chat("hello world", "hi there"))
+    dedup.find_duplicates(ws)
+    cs = sorted(clusters(ws), key=lambda c: c["keeper_id"])
+    assert [member_ids(c) for c in cs] == [ids[:3], ids[3:]]
+    assert all(c["method"] == "exact" for c in cs)
+    assert all(m["similarity"] == 1.0 for c in cs for m in c["members"])
+
+
+def test_fields_instruction_only_and_answer_only(ws):
+    ids = add(ws, chat(EN_Q, "Answer one is about sorting things quickly."), chat(EN_Q, "完全不同的第二个回答。"),
+              chat("Question A?", ZH_A), chat("Question B, different?", ZH_A))
+    dedup.find_duplicates(ws, fields="instruction")
+    assert [member_ids(c) for c in clusters(ws)] == [ids[:2]]
+    dedup.find_duplicates(ws, fields="answer")
+    assert [member_ids(c) for c in clusters(ws)] == [ids[2:]]
+    assert clusters(ws)[0]["fields"] == "answer"
+
+
+def test_bad_parameters_are_user_errors(ws):
+    with pytest.raises(StudioError, match="threshold"):
+        dedup.find_duplicates(ws, threshold=1.5)
+    with pytest.raises(StudioError, match="fields"):
+        dedup.find_duplicates(ws, fields="everything")
+
+
+# -- keeper policy ------------------------------------------------------------------------------
+def test_keeper_policy_step_by_step(ws):
+    # Three near duplicates; answers of increasing length (ids 1 < 2 < 3).
+    a, b, c = add(ws, chat(EN_Q, EN_A), chat(EN_Q, EN_A + " Really."), chat(EN_Q, EN_A + " Really, truly."))
+
+    def keeper():
+        dedup.find_duplicates(ws)
+        (cl,) = clusters(ws)
+        assert member_ids(cl) == [a, b, c]
+        return cl["keeper_id"], cl["keeper_chosen_by"]
+
+    assert keeper() == (c, "policy")                      # 4. the longer answer
+    ws.con.execute("UPDATE samples SET judge_score = 9 WHERE id = ?", [a])
+    assert keeper() == (a, "policy")                      # 3b. higher judge score beats length
+    ws.con.execute("INSERT INTO quality_flags (sample_id, rule_id, value, threshold) VALUES (?, 'mojibake', 1, 1)", [a])
+    assert keeper() == (c, "policy")                      # 3a. fewer flags beats judge score
+    review.approve(ws, [b])
+    assert keeper() == (b, "policy")                      # 2. approved beats quality
+    review.reject(ws, [c])
+    assert keeper() == (b, "policy")
+    dedup.set_keeper(ws, clusters(ws)[0]["cluster_id"], a)
+    assert keeper() == (a, "reviewer")                    # 1. a reviewer's choice beats everything
+    for s in (b, c):
+        assert ws.con.execute("SELECT duplicate_of FROM samples WHERE id = ?", [s]).fetchall()[0][0] == a
+
+
+def test_earlier_import_wins_a_tie(ws):
+    ids = add(ws, chat("同一个问题？", "同一个回答。"), chat("同一个问题?", "同一个回答."))
+    dedup.find_duplicates(ws)
+    assert clusters(ws)[0]["keeper_id"] == ids[0]
+
+
+def test_reviewer_choice_survives_rerun_and_undo_restores_each_step(ws):
+    ids = add(ws, chat(ZH_Q, ZH_A), chat(*NEAR["zh"][1]))
+    dedup.find_duplicates(ws)
+    (c,) = clusters(ws)
+    policy_keeper = c["keeper_id"]
+    other = [i for i in ids if i != policy_keeper][0]
+    dedup.set_keeper(ws, c["cluster_id"], other)
+    (c2,) = clusters(ws)
+    assert (c2["keeper_id"], c2["keeper_chosen_by"], c2["resolved"]) == (other, "reviewer", True)
+    sims = {m["sample_id"]: m["similarity"] for m in c2["members"]}
+    assert sims[other] == 1.0 and sims[policy_keeper] < 1.0
+    dedup.find_duplicates(ws, threshold=0.75)  # a re-run with other settings keeps the choice
+    (c3,) = clusters(ws)
+    assert (c3["keeper_id"], c3["keeper_chosen_by"]) == (other, "reviewer")
+    review.undo(ws)  # the re-run
+    assert clusters(ws) == [c2]
+    review.undo(ws)  # the keeper choice
+    assert clusters(ws) == [c]
+    assert ws.con.execute("SELECT duplicate_of FROM samples WHERE id = ?", [other]).fetchall()[0][0] == policy_keeper
+    review.undo(ws)  # the first run
+    assert clusters(ws) == []
+    assert ws.con.execute("SELECT count(*) FROM samples WHERE cluster_id IS NOT NULL OR duplicate_of IS NOT NULL").fetchall()[0][0] == 0
+
+
+def test_set_keeper_errors(ws):
+    ids = add(ws, chat("q", "same answer here"), chat("q", "same answer here"), chat("other", "thing"))
+    dedup.find_duplicates(ws)
+    cid = clusters(ws)[0]["cluster_id"]
+    with pytest.raises(NotFound, match="no duplicate cluster 999"):
+        dedup.set_keeper(ws, 999, ids[0])
+    with pytest.raises(StudioError, match=f"sample {ids[2]} is not in cluster {cid}"):
+        dedup.set_keeper(ws, cid, ids[2])
+
+
+# -- incremental --------------------------------------------------------------------------------
+def test_incremental_hashes_only_new_samples_and_joins_the_right_cluster(ws):
+    first = add(ws, chat(ZH_Q, ZH_A), chat(*NEAR["zh"][1]), chat(EN_Q, EN_A), chat(MIX_Q, MIX_A))
+    dedup.find_duplicates(ws)
+    (zh_cluster,) = clusters(ws)
+    stored = ws.con.execute("SELECT count(*) FROM minhash_signatures").fetchall()[0][0]
+    assert stored == 4
+    new = add(ws, chat(ZH_Q, ZH_A + "如有疑问，欢迎继续提问。"),           # joins the Chinese cluster
+              chat(EN_Q, EN_A.replace("little extra", "hardly any extra")),  # pairs with an unclustered old sample
+              chat("全新的问题，与其他样本无关。", "全新的回答，内容完全不同，也不会重复。"))
+    report = dedup.check_incremental(ws)
+    assert report.signatures_computed == 3 and report.signatures_reused == 4
+    assert ws.con.execute("SELECT count(*) FROM minhash_signatures").fetchall()[0][0] == 7
+    assert report.joined_existing == 1
+    rows = dict((r[0], r[1:]) for r in ws.con.execute("SELECT id, cluster_id, duplicate_of FROM samples").fetchall())
+    assert rows[new[0]] == (zh_cluster["cluster_id"], zh_cluster["keeper_id"])
+    assert rows[new[2]] == (None, None)
+    en_cluster = rows[new[1]][0]
+    assert en_cluster is not None and rows[first[2]][0] == en_cluster
+    by_id = {c["cluster_id"]: c for c in clusters(ws)}
+    assert by_id[zh_cluster["cluster_id"]]["size"] == 3
+    assert member_ids(by_id[en_cluster]) == [first[2], new[1]]
+    # Nothing new: nothing to hash, nothing changes.
+    again = dedup.check_incremental(ws)
+    assert again.signatures_computed == 0 and again.duplicates == 0
+    # Undo the incremental check: the joined cluster shrinks back, the new cluster goes.
+    review.undo(ws)
+    review.undo(ws)
+    assert [member_ids(c) for c in clusters(ws)] == [member_ids(zh_cluster)]
+    assert ws.con.execute("SELECT count(*) FROM samples WHERE id IN (SELECT unnest(?)) AND cluster_id IS NOT NULL",
+                          [new]).fetchall()[0][0] == 0
+
+
+def test_edited_sample_gets_a_fresh_signature(ws):
+    ids = add(ws, chat(EN_Q, EN_A), chat("unrelated", "text that is not like the other one at all"))
+    dedup.find_duplicates(ws)
+    assert clusters(ws) == []
+    review.edit(ws, ids[1], messages=[{"role": "user", "content": EN_Q}, {"role": "assistant", "content": EN_A + " Indeed."}])
+    report = dedup.find_duplicates(ws)
+    assert report.signatures_computed == 1 and report.signatures_reused == 1
+    assert member_ids(clusters(ws)[0]) == ids
+
+
+# -- processes, cancel, CLI -----------------------------------------------------------------------
+def test_worker_pool_gives_the_same_clusters(ws):
+    from tests._dedup_data import generate
+
+    rows = generate(150, seed=3)
+    add(ws, *[chat(i, a) for i, a, _ in rows])
+    dedup.find_duplicates(ws, workers=1)
+    one = [(c["keeper_id"], member_ids(c)) for c in clusters(ws)]
+    ws.con.execute("DELETE FROM minhash_signatures")
+    old_chunk = dedup.CHUNK
+    dedup.CHUNK = 64  # several tasks per worker
+    try:
+        report = dedup.find_duplicates(ws, workers=2)
+    finally:
+        dedup.CHUNK = old_chunk
+    assert report.signatures_computed == len(rows)
+    assert [(c["keeper_id"], member_ids(c)) for c in clusters(ws)] == one and one
+
+
+def test_cancelled_run_leaves_the_workspace_as_it_was(ws):
+    add(ws, *[chat(f"question {i}", "the same answer every time") for i in range(50)])
+    ops_before = ws.con.execute("SELECT count(*) FROM operations").fetchall()[0][0]
+    job = Job(kind="dedup")
+    job.on_progress = lambda j: j.cancel() if j.done else None
+    job.min_interval = 0
+    with pytest.raises(Cancelled):
+        dedup.find_duplicates(ws, job=job)
+    assert clusters(ws) == []
+    assert ws.con.execute("SELECT count(*) FROM minhash_signatures").fetchall()[0][0] == 0
+    assert ws.con.execute("SELECT count(*) FROM operations").fetchall()[0][0] == ops_before
+
+
+def test_accuracy_against_exact_jaccard(ws):
+    from tests._dedup_data import generate, pair_scores, truth_clusters
+
+    rows = generate(400, seed=11)
+    ids = add(ws, *[chat(i, a) for i, a, _ in rows])
+    dedup.find_duplicates(ws)
+    cl = dict(ws.con.execute("SELECT id, cluster_id FROM samples").fetchall())
+    truth = truth_clusters([i + "\n" + a for i, a, _ in rows], [f for *_, f in rows], 0.8, 3)
+    precision, recall, f1 = pair_scores([cl[i] for i in ids], truth)
+    assert sum(t is not None for t in truth) > 100  # the set really has planted duplicates
+    assert f1 >= 0.95, (precision, recall, f1)
+
+
+def test_cli_dedup_json_and_keeper(ws_path, capsys):
+    from curation.workspace import open_workspace
+    from studio.cli import main
+
+    with open_workspace(ws_path) as w:
+        ids = add(w, chat(ZH_Q, ZH_A, source_id="row-1"), chat(*NEAR["zh"][1], source_id="row-2"))
+    assert main(["dedup", "-w", str(ws_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (c,) = data["clusters"]
+    assert {m["source_id"] for m in c["members"]} == {"row-1", "row-2"}
+    assert data["report"]["duplicates"] == 1
+    other = [i for i in ids if i != c["keeper_id"]][0]
+    assert main(["keeper", str(c["cluster_id"]), str(other), "-w", str(ws_path)]) == 0
+    assert f"keeping sample {other}" in capsys.readouterr().out
+    assert main(["keeper", "12345", str(other), "-w", str(ws_path)]) == 2
+    assert "no duplicate cluster 12345" in capsys.readouterr().err
+    assert main(["dedup", "-w", str(ws_path), "--threshold", "2"]) == 2
