@@ -96,7 +96,7 @@ class Measure:
 
 
 def _m_too_short(ins: str, ans: str, t: float) -> Measure:
-    u = units(ans)
+    u = units(_URL.sub(" link ", ans))  # a link is one unit, not its path's words
     return Measure(u, "empty answer" if not ans.strip() else f"answer is {u} unit{'s' if u != 1 else ''} long (minimum {t:g})")
 
 
