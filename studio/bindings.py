@@ -1,0 +1,110 @@
+"""The one registry of the studio's actions: it feeds every screen's key bindings, the help screen
+(`?`/F1) and the command palette, so a key is defined once and shown the same everywhere.
+
+An `Action` names a Textual action (`action` is the method suffix on the screen or app, e.g.
+"approve" -> `action_approve`), the keys that trigger it, a description, and its scope: "app"
+actions work on every screen, other scopes are screen names. Each binding carries the action's
+`id`, so a user keymap (`keymap` in the settings file, `{"review.approve": "y"}`) remaps it through
+Textual's `App.set_keymap`.
+
+Adding a screen: write `studio/screens/NAME.py` with a `Screen` subclass whose
+`BINDINGS = bindings_for("NAME")`, add one `ScreenEntry` to `SCREENS` and its actions to `ACTIONS`.
+The app, the help screen and the palette pick it up from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str            # stable id, used by the keymap and the palette: "review.approve"
+    keys: str          # Textual key names, comma separated: "a" or "down,j"
+    action: str        # Textual action string run on the screen (or app for scope "app")
+    description: str   # shown in the footer, the help screen and the palette
+    scope: str         # "app" or a screen name
+    show: bool = True  # shown in the footer (the help screen lists every action regardless)
+    priority: bool = False  # run even when a focused widget (an Input) would take the key
+
+
+@dataclass(frozen=True)
+class ScreenEntry:
+    name: str          # mode name and action scope: "review"
+    title: str         # shown in the header and the palette: "Review"
+    key: str           # key that switches to it from anywhere: "2"
+    module: str        # imported on first switch, so heavy screens cost nothing at start
+    cls: str           # the Screen subclass in that module
+    description: str
+
+
+SCREENS: list[ScreenEntry] = [
+    ScreenEntry("home", "Home", "1", "studio.screens.home", "HomeScreen", "The workspace at a glance: counts, flags, jobs, runs"),
+    ScreenEntry("review", "Review", "2", "studio.screens.review", "ReviewScreen", "Walk the samples: approve, reject, edit, undo"),
+]
+
+
+ACTIONS: list[Action] = [
+    # -- everywhere ---------------------------------------------------------------------------
+    Action("app.help", "question_mark,f1", "app.show_help", "Keys and actions", "app"),
+    Action("app.palette", "ctrl+p", "app.command_palette", "Command palette", "app", show=False),
+    Action("app.theme", "ctrl+t", "app.pick_theme", "Change theme", "app", show=False),
+    Action("app.quit", "ctrl+q", "app.quit", "Quit", "app", priority=True),
+    Action("app.quit_q", "q", "app.quit", "Quit", "app", show=False),
+    # -- home ---------------------------------------------------------------------------------
+    Action("home.refresh", "ctrl+r", "refresh_stats", "Refresh", "home"),
+    # -- review -------------------------------------------------------------------------------
+    Action("review.approve", "a", "approve", "Approve", "review"),
+    Action("review.reject", "r", "reject", "Reject", "review"),
+    Action("review.edit", "e", "edit", "Edit", "review"),
+    Action("review.edit_external", "E", "edit_external", "Edit in $EDITOR", "review", show=False),
+    Action("review.undo", "u", "undo", "Undo", "review"),
+    Action("review.next", "down,j", "cursor_down", "Next sample", "review", show=False),
+    Action("review.previous", "up,k", "cursor_up", "Previous sample", "review", show=False),
+    Action("review.page_down", "pagedown", "page_down", "Page down", "review", show=False),
+    Action("review.page_up", "pageup", "page_up", "Page up", "review", show=False),
+    Action("review.first", "home,g", "first", "First sample", "review", show=False),
+    Action("review.last", "end,G", "last", "Last sample", "review", show=False),
+    Action("review.search", "slash", "search", "Search", "review"),
+    Action("review.filter", "f", "filter", "Filter", "review"),
+    Action("review.clear_filter", "x", "clear_filter", "Clear filter and search", "review", show=False),
+    Action("review.toggle_select", "space", "toggle_select", "Select / unselect", "review", show=False),
+    Action("review.select_range", "v", "select_range", "Select range to here", "review", show=False),
+    Action("review.select_all", "asterisk", "select_all", "Select all matching the filter", "review", show=False),
+    Action("review.bulk_approve", "A", "bulk_approve", "Approve selected (or all matching)", "review", show=False),
+    Action("review.bulk_reject", "R", "bulk_reject", "Reject selected (or all matching)", "review", show=False),
+    Action("review.reload", "ctrl+r", "reload", "Reload", "review", show=False),
+]
+
+
+def screen_actions() -> list[Action]:
+    """One app action per screen: its key switches to it."""
+    return [
+        Action(f"screen.{s.name}", s.key, f"app.switch_to('{s.name}')", f"Go to {s.title}", "app", show=False)
+        for s in SCREENS
+    ]
+
+
+def all_actions() -> list[Action]:
+    return ACTIONS + screen_actions()
+
+
+def bindings_for(scope: str) -> list[Binding]:
+    """Textual bindings for a scope ("app" or a screen name), each with its action's id."""
+    return [
+        Binding(a.keys, a.action.removeprefix("app.") if scope == "app" else a.action, a.description,
+                show=a.show, id=a.id, priority=a.priority)
+        for a in all_actions() if a.scope == scope
+    ]
+
+
+def key_display(keys: str) -> str:
+    """How a key list reads to a person: "question_mark,f1" -> "? / F1"."""
+    names = {"question_mark": "?", "slash": "/", "asterisk": "*", "space": "Space", "pagedown": "PgDn",
+             "pageup": "PgUp", "down": "↓", "up": "↑"}
+    out = []
+    for k in keys.split(","):
+        k = k.strip()
+        out.append(names.get(k, k.upper() if k.startswith("f") and k[1:].isdigit() else k.replace("ctrl+", "Ctrl+")))
+    return " / ".join(out)
