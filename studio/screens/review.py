@@ -55,6 +55,7 @@ class ReviewScreen(Screen):
         super().__init__()
         self.initial_filter = flt or browse.Filter()
         self.select_all_matching = False   # `*`: the bulk action covers the whole filter
+        self._deferred: list[str] = []     # decisions asked for before the first row arrived
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,6 +104,8 @@ class ReviewScreen(Screen):
             self.query_one(SampleView).show(None)
         else:
             self._load_detail(event.row.id)
+            while self._deferred:  # e.g. "Review: Approve" from the palette on a fresh screen
+                self._set_current(self._deferred.pop(0))
 
     @work(thread=True, exclusive=True, group="sample-detail")
     def _load_detail(self, sample_id: int) -> None:
@@ -159,6 +162,8 @@ class ReviewScreen(Screen):
 
         row = self.list.current
         if row is None:
+            if not self.list.loaded:
+                self._deferred.append(status)
             return
         old = row.status
         self.list.update_status([row.id], status)

@@ -75,6 +75,7 @@ class SampleList(ScrollView, can_focus=True, inherit_bindings=False):
         self._requested: set[int] = set()
         self._generation = 0                 # bumps on each filter change; stale pages are dropped
         self._lines: dict[tuple, Strip] = {}
+        self.loaded = False                  # the first count has arrived
         self.id_width = 1                    # digits of the largest id: the id column's width
 
     # -- data ---------------------------------------------------------------------------------
@@ -109,6 +110,7 @@ class SampleList(ScrollView, can_focus=True, inherit_bindings=False):
         if generation != self._generation:
             return
         self.total = total
+        self.loaded = True
         self.id_width = id_width
         self.cursor = min(self.cursor, max(0, total - 1))
         self.virtual_size = Size(self.size.width, total)
