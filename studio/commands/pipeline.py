@@ -1,0 +1,78 @@
+"""`studio pipeline FILE`: train a two-stage pipeline (continued pretraining, then SFT) from one YAML.
+
+The file format and why stage 2 starts from stage 1's MERGED model are in training/pipeline.py.
+Stage splits may be split names of this workspace or paths (relative to the file). The stages run
+one after another in this process; each is an ordinary run, linked by pipeline.json.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from ._common import add_command, out, out_json, workspace_path
+
+
+def register(sub) -> None:
+    p = add_command(sub, "pipeline", "train a two-stage pipeline (continued pretraining -> SFT) from one YAML file",
+                    json_flag=True, epilog="example: studio pipeline domain.yaml (format: training/pipeline.py)")
+    p.add_argument("file", type=Path, metavar="FILE", help="pipeline YAML: name, base, stages: [...]")
+    p.add_argument("--merge-dtype", choices=("bf16", "fp16", "fp32"),
+                   help="dtype of the merged model between stages (default: the base's own)")
+    p.add_argument("--check", action="store_true", help="validate the file and print the stages; train nothing")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.pipeline import load_pipeline, run_pipeline, stage_config
+
+    from .train import call
+
+    splits = workspace_path(args) / "splits"
+
+    def resolve(ref: str) -> str:
+        p = Path(ref)
+        if not p.is_absolute() and not p.exists() and (splits / ref).is_dir():
+            return str((splits / ref).resolve())
+        return str(p if p.is_absolute() else (args.file.parent / p).resolve())
+
+    pipeline = call(lambda: load_pipeline(args.file, resolve_split=resolve))
+    if args.check:
+        rows = []
+        for i, stage in enumerate(pipeline.stages):
+            cfg = call(lambda i=i: stage_config(pipeline, i, base_override="(stage before, merged)" if i else None))
+            rows.append({"stage": i + 1, "run": pipeline.run_id(i), "split": stage.split, "kind": cfg.data.kind,
+                         "base": cfg.base, "method": cfg.method, "rank": cfg.lora.r, "replay": stage.replay})
+        if args.json:
+            out_json(rows)
+        else:
+            for r in rows:
+                out(f"stage {r['stage']} {r['run']}: {r['kind']} on {r['split']}, {r['method']} r={r['rank']}, "
+                    f"base {r['base']}" + (f", replay {r['replay']}" if r["replay"] else ""))
+        return 0
+    ws = f" -w {shlex.quote(str(args.workspace))}" if getattr(args, "workspace", None) else ""
+
+    def progress(i, run_dir, status) -> None:
+        if not args.json:
+            ev = status.get("eval_loss")
+            out(f"stage {i + 1} {run_dir.name}: {status.get('state')}"
+                + (f", eval_loss {ev:.4f}" if isinstance(ev, float) else ""))
+
+    import contextlib
+    import sys
+
+    # The trainer prints its own progress on stdout; with --json stdout must hold only the JSON.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        rows = call(lambda: run_pipeline(pipeline, workspace_path(args) / "runs", execute=None,
+                                         reproduce=f"studio{ws} pipeline {shlex.quote(str(args.file))}",
+                                         merge_dtype=args.merge_dtype, on_stage=progress))
+    if args.json:
+        out_json({"pipeline": pipeline.name, "stages": rows})
+    else:
+        for r in rows:
+            if r.get("merged"):
+                out(f"  merged {r['run']} into {r['merged']} (max logit diff {r['merge_max_abs_diff']:.2g}); "
+                    f"the next stage trains a new adapter on it")
+            if r.get("stopped"):
+                out(f"  {r['stopped']}")
+    return 0 if rows and all(r["state"] == "done" for r in rows) and len(rows) == len(pipeline.stages) else 1

@@ -1,0 +1,88 @@
+"""`studio sweep SPLIT --r 8,16,32 --lr 2e-4,1e-4,5e-5 --epochs 1,2,3`: a grid of runs, ranked.
+
+Each point is an ordinary run (SWEEP-r16-lr2e-4-e3) trained one after another in this process;
+the table at the end orders them by final validation loss, best marked with *. The rest of the
+config comes from --preset / --config / --set as in `studio train`. Ctrl-C stops the sweep; the
+runs already finished stay (and `studio runs` lists them).
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from datetime import datetime
+
+from curation.errors import StudioError
+
+from ._common import add_command, out, out_json, workspace_path
+
+
+def _list(kind):
+    def parse(text: str):
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {kind.__name__}s") from None
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        return values
+    return parse
+
+
+def register(sub) -> None:
+    p = add_command(sub, "sweep", "train a grid of runs over rank / learning rate / epochs and rank by eval loss",
+                    json_flag=True, epilog="example: studio sweep v1 --r 8,16,32 --lr 2e-4,1e-4,5e-5 --epochs 1,2,3")
+    p.add_argument("split", metavar="SPLIT", help="split name in WORKSPACE/splits, or a path (needs validation rows)")
+    p.add_argument("--r", type=_list(int), metavar="R,...", help="LoRA ranks (alpha follows 2*r)")
+    p.add_argument("--lr", type=_list(float), metavar="LR,...", help="learning rates")
+    p.add_argument("--epochs", type=_list(float), metavar="E,...", help="epochs")
+    p.add_argument("--name", metavar="NAME", help="sweep name, the prefix of its run ids (default: sweep-TIME)")
+    p.add_argument("--config", metavar="FILE", help="YAML config for everything the grid does not set")
+    p.add_argument("--preset", metavar="NAME", help="named preset (seed, tiny-demo, ...)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key for every run (repeatable)")
+    p.add_argument("--base", metavar="MODEL", help="hub id, local model folder, or tiny")
+    p.add_argument("--method", choices=("lora", "qlora", "full"))
+    p.add_argument("--dry-run", action="store_true", help="list the runs the grid makes; train nothing")
+    p.set_defaults(func=run, plan=False, gpu_mem=None, oom_retry=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.sweep import format_table, plan_sweep, run_sweep
+
+    from .train import build_config, call, resolve_split
+
+    split = resolve_split(args)
+    cfg = build_config(args, split)
+    name = args.name or f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    points = call(lambda: plan_sweep(name, r=args.r, lr=args.lr, epochs=args.epochs))
+    if cfg.method == "full" and args.r:
+        raise StudioError("--r sets the LoRA rank, but --method full trains no adapter; drop --r or use lora/qlora")
+    if args.dry_run:
+        if args.json:
+            out_json([{"run": p.name, "changes": p.changes} for p in points])
+        else:
+            for p in points:
+                out(f"{p.name}  " + " ".join(f"{k}={v}" for k, v in p.changes.items()))
+        return 0
+    ws = f" -w {shlex.quote(str(args.workspace))}" if getattr(args, "workspace", None) else ""
+    reproduce = f"studio{ws} train {shlex.quote(args.split)} --config {{config}}"
+
+    def progress(point, run_dir, status) -> None:
+        if not args.json:
+            ev = status.get("eval_loss")
+            out(f"  {run_dir.name}: {status.get('state')}" + (f", eval_loss {ev:.4f}" if isinstance(ev, float) else ""))
+
+    if not args.json:
+        out(f"sweep {name}: {len(points)} runs, one after another")
+    import contextlib
+    import sys
+
+    # The trainer prints its own progress on stdout; with --json stdout must hold only the JSON.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        rows = call(lambda: run_sweep(workspace_path(args) / "runs", cfg, points, sweep=name, reproduce=reproduce,
+                                      on_run=progress))
+    if args.json:
+        out_json({"sweep": name, "ranking": rows})
+    else:
+        out(format_table(rows))
+    return 0 if rows and rows[0]["best"] else 1
