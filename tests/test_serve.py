@@ -153,3 +153,29 @@ def test_api_key_when_required(server):
         assert len(good.models.list().data) == 3
     finally:
         server.api_key = None
+
+
+def test_the_augmentation_client_works_against_serve(server):
+    """curation's ProviderClient (AsyncOpenAI, concurrent requests) reads serve's answers and usage."""
+    import asyncio
+
+    from curation.augment.client import ProviderClient
+    from curation.augment.providers import Provider
+
+    provider = Provider(name="local", base_url=server.url, model="run-b", api_key_env="", concurrency=4,
+                        timeout_s=60, max_attempts=1)
+
+    async def ask_four():
+        client = ProviderClient(provider)
+        try:
+            return await asyncio.gather(*(client.complete(CHAT, {"temperature": 0, "max_tokens": 8}) for _ in range(4)))
+        finally:
+            await client.aclose()
+
+    replies = asyncio.run(ask_four())
+    expected = server.session.generate(CHAT, adapter="run-b", max_new_tokens=8, temperature=0)
+    for reply in replies:
+        assert reply.ok, reply
+        assert reply.content == expected.text and reply.usage_reported
+        assert (reply.prompt_tokens, reply.completion_tokens) == (expected.prompt_tokens, expected.completion_tokens)
+        assert reply.finish_reason == expected.finish_reason
