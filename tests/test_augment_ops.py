@@ -95,6 +95,8 @@ def test_dry_run_estimates_and_sends_nothing(ws, fake, monkeypatch):
     assert est.requests == 3 and est.to_send == 3 and est.input_tokens > 100
     assert 0 < est.usd < est.usd_max
     assert est.usd == (est.input_tokens * 2.0 + est.output_tokens * 8.0) / 1e6
+    gated = estimate(ws, Spec(op="rewrite", n=3, reject_below=3))
+    assert gated.gate_requests == 9 and gated.usd > est.usd
     ws.close()
     assert main(["augment", "rewrite", "--dry-run", "--json", "-w", str(ws.root)]) == 0
     assert fake.total_requests() == 0

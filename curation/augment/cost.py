@@ -43,6 +43,7 @@ class Estimate:
     usd_max: float = 0.0          # cost if every reply ran to max_tokens
     priced: bool = True           # False: the provider has no prices, dollars are 0
     skipped: int = 0              # selected samples the operation does not apply to
+    gate_requests: int = 0        # with reject_below: judge requests for the new samples (included above)
     tokenizer: str = TOKENIZER
 
     def as_dict(self) -> dict[str, Any]:

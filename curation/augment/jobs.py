@@ -161,6 +161,14 @@ def _plan(ws: Any, con: Any, spec: Spec, ids: list[int] | None = None) -> _Plan:
         est.input_tokens += r.est_prompt_tokens
         est.output_tokens += r.expected_completion_tokens
         est.output_tokens_max += r.max_tokens
+    if spec.reject_below is not None and spec.op != "judge":
+        # the gate judges every new sample: the judge template (~250 tokens) plus the sample, 48 out
+        per_req = spec.resolved_n() if spec.op == "rewrite" else 1
+        new = [r for r in reqs if r.key not in plan.cached]
+        est.gate_requests = per_req * len(new)
+        est.input_tokens += sum(per_req * (250 + r.est_prompt_tokens // 2 + r.expected_completion_tokens // per_req) for r in new)
+        est.output_tokens += 48 * est.gate_requests
+        est.output_tokens_max += 256 * est.gate_requests
     est.usd = provider.cost(est.input_tokens, est.output_tokens)
     est.usd_max = provider.cost(est.input_tokens, est.output_tokens_max)
     return plan
@@ -380,12 +388,12 @@ def run(ws: Any, spec: Spec, job: AugmentJob | None = None, *, resume_job_id: in
                         [job.summary(), job_id])
     result = Result(
         job_id=job_id, op=spec.op, state=state, stop_reason=job.stop_reason, provider=p.name, model=str(p.model),
-        requests=len(plan.requests), sent=job.sent, cached=job.cached, failed=job.failed,
+        requests=job.total or len(plan.requests), sent=job.sent, cached=job.cached, failed=job.failed,
         failures=dict(runner.failures), new_sample_ids=sorted(set(runner.new_ids) | set(checks.pop("_landed_before", []))),
         judged=job.judged, rejected_ids=checks.pop("_rejected", []), prompt_tokens=job.prompt_tokens,
         completion_tokens=job.completion_tokens, usd=job.usd, estimate=plan.estimate.as_dict(), checks=checks)
-    con.execute("UPDATE jobs SET state = ?, finished_at = current_timestamp, done = ?, message = ?, result = ? WHERE id = ?",
-                [state, job.done, job.summary(), json.dumps({k: v for k, v in result.as_dict().items() if k != "new_sample_ids"}
+    con.execute("UPDATE jobs SET state = ?, finished_at = current_timestamp, done = ?, total = ?, message = ?, result = ? WHERE id = ?",
+                [state, job.done, job.total, job.summary(), json.dumps({k: v for k, v in result.as_dict().items() if k != "new_sample_ids"}
                                                               | {"new_samples": len(result.new_sample_ids)}), job_id])
     return result
 

@@ -89,6 +89,8 @@ def _print_estimate(est: Any, provider: str, model: str) -> None:
     out(f"dry run: {est.requests:,} requests ({est.cached:,} answered in the cache, {est.to_send:,} to send)"
         + (f", {est.skipped:,} samples skipped (operation does not apply)" if est.skipped else ""))
     out(f"  provider {provider}, model {model}")
+    if est.gate_requests:
+        out(f"  includes ~{est.gate_requests:,} judge requests for the new samples (--reject-below)")
     out(f"  tokens: ~{est.input_tokens:,} in, ~{est.output_tokens:,} out expected (at most {est.output_tokens_max:,})")
     if est.priced:
         out(f"  cost: ~${est.usd:.4f} expected, at most ${est.usd_max:.4f}")
