@@ -57,7 +57,7 @@ DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
 DEFAULT_SHINGLE = sh.DEFAULT_SHINGLE
 CHUNK = 4000            # samples per worker task (a few MB of text)
-PAIR_CHUNK = 20000      # candidate pairs per verification task
+PAIR_CHUNK = 10000      # candidate pairs per verification task
 POOL_MIN = 20000        # below this many samples to hash, work in this process (spawning costs ~0.5 s)
 UNDO_HANDLER = "curation.dedup:undo_operation"
 _STATUS_RANK = {"approved": 0, "pending": 1, "rejected": 2}
@@ -124,8 +124,11 @@ def _hash_chunk(texts: Sequence[str], shingle: int, num_perm: int) -> tuple[np.n
 
 def _jaccard_chunk(texts: Sequence[str], left: np.ndarray, right: np.ndarray, shingle: int) -> np.ndarray:
     """Exact Jaccard of text pairs (indices into `texts`)."""
-    hashes, offsets = sh.shingle_hashes([norm.normalize(t) for t in texts], shingle)
-    sets = [np.unique(hashes[offsets[i]:offsets[i + 1]]) for i in range(len(texts))]
+    sets = []
+    # Shingle in slices: shingle_hashes holds ~60 bytes per character of its input at its peak.
+    for s in range(0, len(texts), 2000):
+        hashes, offsets = sh.shingle_hashes([norm.normalize(t) for t in texts[s:s + 2000]], shingle)
+        sets.extend(np.unique(hashes[offsets[i]:offsets[i + 1]]) for i in range(offsets.size - 1))
     return np.fromiter((sh.jaccard(sets[a], sets[b]) for a, b in zip(left, right)), dtype=np.float64, count=len(left))
 
 
@@ -338,21 +341,34 @@ def _compute_missing(ws, params: DedupParams, job: Job, workers: int | None, onl
             hash_parts.append(batch.column(1))
             yield (batch.column(2).to_pylist(), params.shingle, params.num_perm)
 
-    keys, sigs, counts = [], [], []
+    # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
+    # concatenate would hold them twice.
+    keys = np.zeros(todo, np.int64)
+    sigs = np.empty((todo, params.num_perm), np.uint32)
+    counts = np.zeros(todo, np.int32)
+    done = 0
     for k, s, c in pool.stream(_hash_chunk, tasks(), job):
-        keys.append(k)
-        sigs.append(s)
-        counts.append(c)
+        if done + k.size > todo:  # samples added meanwhile (another thread): grow
+            extra = done + k.size - todo
+            keys = np.concatenate([keys, np.zeros(extra, np.int64)])
+            sigs = np.concatenate([sigs, np.empty((extra, params.num_perm), np.uint32)])
+            counts = np.concatenate([counts, np.zeros(extra, np.int32)])
+            todo += extra
+        keys[done:done + k.size] = k
+        sigs[done:done + k.size] = s
+        counts[done:done + k.size] = c
+        done += k.size
         job.advance(len(k))
-    if not keys:
-        return _Sigs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, params.num_perm), np.uint32),
-                     np.zeros(0, np.int32), np.zeros(0, dtype=bool), pa.array([], pa.string()))
-    ids = np.concatenate(ids_parts)
-    return _Sigs(ids, np.concatenate(keys), np.concatenate(sigs), np.concatenate(counts),
-                 np.ones(ids.size, dtype=bool), pa.concat_arrays([h for h in hash_parts]))
+    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
+    hashes = pa.concat_arrays(hash_parts) if hash_parts else pa.array([], pa.string())
+    return _Sigs(ids, keys[:done], sigs[:done], counts[:done], np.ones(done, dtype=bool), hashes)
 
 
 def _merge(a: _Sigs, b: _Sigs) -> _Sigs:
+    if a.ids.size == 0:
+        return b
+    if b.ids.size == 0:
+        return a
     ids = np.concatenate([a.ids, b.ids])
     order = np.argsort(ids, kind="stable")
     return _Sigs(ids[order], np.concatenate([a.keys, b.keys])[order], np.concatenate([a.sigs, b.sigs])[order],
@@ -538,9 +554,11 @@ def _store_signatures(con, params: DedupParams, data: _Sigs) -> None:
     ids = data.ids[new]
     con.execute("DELETE FROM minhash_signatures WHERE params = ? AND sample_id IN (SELECT unnest(?))",
                 [params.signature_key, ids.tolist()])
-    sigs = np.ascontiguousarray(data.sigs[new])
+    sigs = data.sigs if new.size == data.ids.size else data.sigs[new]
+    sigs = np.ascontiguousarray(sigs)  # no copy when already contiguous
     width = params.num_perm * 4
-    blob = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), new.size, [None, pa.py_buffer(sigs.tobytes())])
+    # Zero-copy: Arrow wraps the numpy buffer as fixed-size binary values; DuckDB stores BLOBs.
+    blob = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), new.size, [None, pa.py_buffer(sigs)])
     tbl = pa.table({"sample_id": ids, "content_hash": data.hashes, "exact_key": data.keys[new],
                     "shingles": data.counts[new], "signature": blob})
     con.register("_sigs", tbl)
