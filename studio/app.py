@@ -33,6 +33,7 @@ from . import settings as settings_mod
 from .bindings import SCREENS, all_actions, bindings_for
 from .palette import StudioCommands
 
+SWITCH_INTERVAL_S = 0.0005
 HEAVY_MODULES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai")
 
 
@@ -78,6 +79,10 @@ class StudioApp(App):
 
     # -- start and stop -------------------------------------------------------------------------
     def on_mount(self) -> None:
+        # A worker thread running Python code (quality rules, tokenising) holds the GIL for the
+        # interpreter's switch interval (5 ms) each time the UI thread wants it back, several
+        # times per key press: a shorter interval keeps key presses smooth during such jobs.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self._settings.theme in self.available_themes:
             self.theme = self._settings.theme
         if self._settings.keymap:

@@ -43,7 +43,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message: str):  # raise instead of printing usage and exiting
+        raise ValueError(message)
+
+
+def _app_only_args(argv: list[str] | None) -> argparse.Namespace | None:
+    """The top-level options when argv names no command (plain `studio [-w DIR] [--serve]`), so
+    opening the app skips importing every command module (some import pyarrow or numpy: 0.4 s).
+    None when argv has a command, help or anything else: the full parser handles those."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    quick = _QuietParser(add_help=False)
+    add_workspace_option_top(quick)
+    quick.add_argument("--serve", action="store_true")
+    quick.add_argument("--port", type=int, default=8566)
+    try:
+        ns, rest = quick.parse_known_args(args)
+    except ValueError:  # e.g. --port abc: the full parser reports it
+        return None
+    return None if rest else ns
+
+
+def add_workspace_option_top(parser: argparse.ArgumentParser) -> None:
+    from .commands._common import add_workspace_option
+
+    add_workspace_option(parser, top_level=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quick = _app_only_args(argv)
+    if quick is not None:
+        from .commands._common import workspace_path
+
+        try:
+            return run_app(workspace_path(quick), serve=quick.serve, port=quick.port)
+        except StudioError as exc:
+            from curation.safe_text import visible
+
+            print(f"studio: error: {visible(str(exc))}", file=sys.stderr)
+            return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -94,11 +94,14 @@ class SampleView(VerticalScroll):
     SampleView > Static { width: 100%; }
     """
 
+    shown: SampleDetail | None = None  # the sample on display (tests and benches read it)
+
     def compose(self):
         yield Static(Text("No sample selected.", style="dim"), id="sample-detail")
 
     def show(self, detail: SampleDetail | None) -> None:
         body = self.query_one("#sample-detail", Static)
+        self.shown = detail
         if detail is None:
             body.update(Text("No sample matches.", style="dim"))
         else:
