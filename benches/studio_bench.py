@@ -207,7 +207,7 @@ def main() -> None:
         print(f"| `j` to next sample rendered, p95, {label} | {p95(xs) * 1000:.1f} ms | 50 ms | {p95(xs) / 0.05:.2f} |")
     print(f"| busy p95 / idle p95 | {p95(busy) / p95(idle):.2f}x | | |")
     print(f"| `G` (jump to the last of {app_results['total']:,}) to that sample shown | {app_results['jump_end_s'] * 1000:.0f} ms | | |")
-    print(f"\n{len(idle)} presses each.")
+    print(f"\n{len(idle)} presses each. Load average at the end (2 cores): {open('/proc/loadavg').read().split()[0]}.")
 
 
 if __name__ == "__main__":
