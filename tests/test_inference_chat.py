@@ -57,7 +57,8 @@ def test_chat_pair_base_and_adapter_differ_and_base_is_the_plain_model(session, 
     base_text, tuned_text = chat_pair(session, MESSAGES, max_new_tokens=12, temperature=0)
     assert base_text != tuned_text
     # The base answer is what the base alone says: the adapter was really switched off.
-    plain = AutoModelForCausalLM.from_pretrained(tiny[0], dtype=torch.float32).eval()
+    plain = AutoModelForCausalLM.from_pretrained(tiny[0], dtype=next(session.model.parameters()).dtype)
+    plain = plain.to(session.device).eval()
     ids, mask = session.prompt_ids(MESSAGES)
     with torch.no_grad():
         out = plain.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,

@@ -385,7 +385,7 @@ class ChatSession:
     def _stream_pieces(self, stream: Stream, messages, *, adapter, max_new_tokens, temperature, top_p, seed,
                        stop) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
         cancel = threading.Event()
 
@@ -395,7 +395,7 @@ class ChatSession:
 
         input_ids, attention_mask = self.prompt_ids(messages)
         kwargs = self._gen_kwargs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = TokenStreamer(self.tokenizer)
         result: dict[str, Any] = {}
 
         with self.lock:
@@ -433,8 +433,8 @@ class ChatSession:
                     exhausted = True
             finally:
                 cancel.set()
-                # Drain to the end signal so the worker finishes, then wait for it. (Iterating a
-                # TextIteratorStreamer again after its end signal would block forever.)
+                # Drain to the end signal so the worker finishes, then wait for it. (Iterating the
+                # streamer again after its end signal would block forever.)
                 if not exhausted:
                     for _ in pieces:
                         pass
@@ -447,6 +447,52 @@ class ChatSession:
         final = stream.completion.text
         if final.startswith(sent) and len(final) > len(sent):
             yield final[len(sent):]
+
+
+class TokenStreamer:
+    """A transformers streamer that yields text as soon as each token decodes to whole characters.
+
+    transformers' TextIteratorStreamer holds text back until a space or newline, so byte-level or
+    CJK output without spaces arrives in one piece at the end. This uses the incremental
+    detokenisation of TGI/vLLM instead: decode a small window of recent ids, emit what grew, and
+    wait while the tail is an incomplete UTF-8 sequence (U+FFFD).
+    """
+
+    _END = object()
+
+    def __init__(self, tokenizer: Any):
+        import queue
+
+        self.tokenizer = tokenizer
+        self.queue: Any = queue.Queue()
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+        self._prompt_skipped = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_skipped:  # generate() first hands over the prompt
+            self._prompt_skipped = True
+            return
+        self.ids.extend(int(v) for v in value.reshape(-1).tolist())
+        decode = self.tokenizer.decode
+        prefix = decode(self.ids[self.prefix_offset:self.read_offset], skip_special_tokens=True)
+        text = decode(self.ids[self.prefix_offset:], skip_special_tokens=True)
+        if len(text) > len(prefix) and not text.endswith("\ufffd"):
+            self.queue.put(text[len(prefix):])
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+
+    def end(self) -> None:
+        self.queue.put(self._END)
+
+    def __iter__(self) -> "TokenStreamer":
+        return self
+
+    def __next__(self) -> str:
+        item = self.queue.get()
+        if item is self._END:
+            raise StopIteration
+        return item
 
 
 def _shown_part(text: str, stop: list[str] | None) -> str | None:
