@@ -81,3 +81,49 @@ def test_trained_runs_share_the_tiny_base_and_load_in_one_session(workspace):
 def test_serve_refuses_non_loopback_without_a_key(workspace, capsys):
     code, _, err = _studio(workspace, "serve", "r1", "--host", "0.0.0.0", capsys=capsys)
     assert code == 2 and "STUDIO_SERVE_API_KEY" in err
+
+
+def test_qlora_run_chats_and_merges_into_a_full_precision_base(workspace, tmp_path):
+    """A QLoRA adapter (trained on the 4-bit base) merges into the base reloaded in fp32, never 4-bit."""
+    from training import runs
+    from training.inference import load_session
+    from training.merge import merge_run
+
+    split = workspace / "splits" / "v1"
+    run = runs.create_run(workspace / "runs", tiny_config(split, **{"train.max_steps": 3, "method": "qlora"}),
+                          name="q1")
+    assert runs.execute(run)["state"] == "done"
+    result = merge_run(run, tmp_path / "q-merged", dtype="fp32", device="cpu")
+    assert result.ok and result.max_abs_diff < 1e-4
+    session = load_session(run, device="cpu")  # on a CPU the base loads unquantised
+    assert not getattr(session.model.base_model.model, "is_loaded_in_4bit", False)
+    assert session.generate([{"role": "user", "content": "What is ice?"}], adapter="q1", max_new_tokens=3,
+                            temperature=0).completion_tokens >= 1
+
+
+def test_studio_serve_command_answers_openai_clients(workspace):
+    """The real `studio serve` process: prints its URL, answers the openai client, stops on SIGINT."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    openai = pytest.importorskip("openai")
+    from tests.conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "-w", str(workspace), "serve", "r1", "r2",
+                             "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("serving tiny, r1, r2 at http://127.0.0.1:"), first
+        url = first.split(" at ")[1].strip()
+        client = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list()] == ["tiny", "r1", "r2"]
+        resp = client.chat.completions.create(model="r2", messages=[{"role": "user", "content": "What is ice?"}],
+                                              max_tokens=5, temperature=0)
+        assert resp.usage.completion_tokens >= 1 and resp.choices[0].finish_reason in ("stop", "length")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

@@ -106,6 +106,23 @@ def test_sweep_trains_every_point_and_ranks_by_eval_loss(tmp_path, capsys):
     assert lines[-1] == f"* best by final eval loss: {rows[0]['run']}"
 
 
+def test_sweep_with_replay_mixes_every_run(tmp_path, capsys):
+    from studio.cli import main
+    from training.config import load_run_config
+    from training.data import load_split
+
+    ws = tmp_path / "ws"
+    write_split(ws / "splits" / "v1", n_train=12, n_val=4)
+    general = _general(tmp_path / "general.jsonl", 20)
+    code = main(["-w", str(ws), "sweep", "v1", "--preset", "tiny-demo", "--r", "4,8", "--set", "train.max_steps=2",
+                 "--name", "rs", "--replay", str(general), "--replay-fraction", "0.5", "--json"])
+    rows = json.loads(capsys.readouterr().out)["ranking"]
+    assert code == 0 and len(rows) == 2
+    for r in rows:
+        cfg = load_run_config(ws / "runs" / r["run"])
+        assert len(load_split(cfg.data.split).train) == 18 and "# replay: 6 rows" in (ws / "runs" / r["run"] / "config.yaml").read_text()
+
+
 def test_sweep_without_validation_rows_refuses(tmp_path, capsys):
     from studio.cli import main
 

@@ -77,9 +77,12 @@ def check_has_validation(cfg: TrainConfig) -> int:
 
 def run_sweep(runs_dir: str | Path, cfg: TrainConfig, points: list[SweepPoint], *, sweep: str,
               reproduce: str | None = None, execute: Callable[[Path], dict] | None = None,
-              on_run: Callable[[SweepPoint, Path, dict], None] | None = None) -> list[dict[str, Any]]:
-    """Create and train each point's run in turn (a failed run does not stop the sweep); returns `rank(...)`."""
+              on_run: Callable[[SweepPoint, Path, dict], None] | None = None,
+              replay: tuple[str | Path, float] | None = None) -> list[dict[str, Any]]:
+    """Create and train each point's run in turn (a failed run does not stop the sweep); returns `rank(...)`.
+    `replay` = (general-data file, fraction) mixes the same replay rows into every run (training/replay.py)."""
     from . import runs
+    from .replay import apply_replay
 
     execute = execute or runs.execute
     check_has_validation(cfg)
@@ -94,6 +97,8 @@ def run_sweep(runs_dir: str | Path, cfg: TrainConfig, points: list[SweepPoint], 
         line = f"{reproduce} {sets}".strip() if reproduce else None
         run_dir = runs.create_run(runs_dir, point_cfg, name=point.name, reproduce=line)
         run_dirs.append(run_dir)
+        if replay:
+            apply_replay(run_dir, replay[0], replay[1])
         _record(runs_dir, sweep, points, run_dirs)
         status = execute(run_dir)
         if on_run:

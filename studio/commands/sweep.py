@@ -42,6 +42,9 @@ def register(sub) -> None:
                    help="override one config key for every run (repeatable)")
     p.add_argument("--base", metavar="MODEL", help="hub id, local model folder, or tiny")
     p.add_argument("--method", choices=("lora", "qlora", "full"))
+    p.add_argument("--replay", metavar="FILE", help="general-data JSONL mixed into every run against forgetting")
+    p.add_argument("--replay-fraction", type=float, default=0.1, metavar="F",
+                   help="with --replay: general rows per training row (default 0.1)")
     p.add_argument("--dry-run", action="store_true", help="list the runs the grid makes; train nothing")
     p.set_defaults(func=run, plan=False, gpu_mem=None, oom_retry=False)
 
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     # The trainer prints its own progress on stdout; with --json stdout must hold only the JSON.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         rows = call(lambda: run_sweep(workspace_path(args) / "runs", cfg, points, sweep=name, reproduce=reproduce,
-                                      on_run=progress))
+                                      on_run=progress,
+                                      replay=(args.replay, args.replay_fraction) if args.replay else None))
     if args.json:
         out_json({"sweep": name, "ranking": rows})
     else:
