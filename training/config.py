@@ -76,6 +76,10 @@ class QuantConfig(_Section):
     """Quantise the quantisation constants too: saves about 0.4 bit a parameter."""
     compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """dtype of the matmuls on dequantised weights; auto = the run's precision."""
+    upcast_fp32: bool = True
+    """Cast the non-quantised weights (embeddings, output head, norms) to fp32, as PEFT's
+    prepare_model_for_kbit_training does (the seed's path). False keeps them in the compute dtype:
+    about 2 GB less at 7B (the lean preset)."""
 
 
 class TrainSection(_Section):
@@ -111,8 +115,23 @@ class TrainSection(_Section):
     """auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU."""
     gradient_checkpointing: bool = True
     """Recompute activations in backward: much less memory, ~30% slower (seed remedy 3)."""
-    attn_implementation: str = "sdpa"
-    """Attention kernel: sdpa (PyTorch), eager, or flash_attention_2 if installed."""
+    attn_implementation: str = "auto"
+    """Attention kernel. auto: flex_attention on a CUDA GPU (packed samples get a block-diagonal
+    mask; the seed's sdpa path pays ~1.7 ms of CPU per call in cuDNN set-up, benches/gpu/NOTES.md),
+    sdpa elsewhere. Or name one: sdpa, eager, flex_attention, flash_attention_2 (if installed)."""
+    liger_kernel: Literal["auto", "on", "off"] = "auto"
+    """Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE, linear+cross-entropy without fp32
+    logits): less memory and fewer passes. auto/on: used on a CUDA GPU when liger-kernel is
+    installed (pip install liger-kernel), skipped elsewhere; off: never."""
+    compile_layers: bool = False
+    """torch.compile each decoder layer (regional compilation, dynamic shapes) on a GPU: fewer
+    kernel launches; costs a minute of compilation at start."""
+    devices: int = Field(1, gt=0)
+    """GPUs on this machine to train on. >1 starts one process per GPU (torchrun) with DDP: each
+    GPU holds the model and trains on its own micro-batches; LoRA gradients are tiny to sync."""
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """With devices > 1: ddp (each GPU holds the whole model: fastest when it fits) or fsdp (the
+    weights are sharded across GPUs: for models too large for one card)."""
 
 
 class TinyShape(_Section):

@@ -41,6 +41,11 @@ MFU_FORMULA = ("mfu = k*N*tokens_per_s / peak_flops; k=6 (full) or 4 (lora/qlora
                "gradients); N = Linear (matmul) parameters incl. output head")
 
 
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a multi-GPU (torchrun) run."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def flops_per_token(matmul_params: int, method: str) -> float:
     return (6 if method == "full" else 4) * matmul_params
 
@@ -73,6 +78,8 @@ class MetricsWriter:
         self.path = Path(run_dir) / METRICS_FILE
 
     def append(self, record: dict[str, Any]) -> None:
+        if not is_main_process():
+            return  # under torchrun every GPU runs the callbacks; one writer keeps each step once
         record = {k: v for k, v in record.items() if v is not None}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")

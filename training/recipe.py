@@ -100,7 +100,10 @@ def load_model(path: str, cfg: TrainConfig, precision: str, *, quantized: bool |
 
     quantized = cfg.method == "qlora" if quantized is None else quantized
     dtype = _dtype(precision)
-    kw: dict[str, Any] = {"dtype": dtype, "attn_implementation": cfg.train.attn_implementation}
+    from .speed import resolve_attention
+
+    kw: dict[str, Any] = {"dtype": dtype,
+                          "attn_implementation": resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)}
     if quantized:
         from transformers import BitsAndBytesConfig
 
@@ -109,7 +112,7 @@ def load_model(path: str, cfg: TrainConfig, precision: str, *, quantized: bool |
             load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
             bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=_dtype(compute))
         # bitsandbytes 0.50 quantises on the CPU too (so CI runs this path)
-        kw["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+        kw["device_map"] = {"": local_rank()} if torch.cuda.is_available() else {"": "cpu"}
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kw)
     except OSError as exc:
@@ -125,11 +128,27 @@ def lora_config(cfg: TrainConfig):
                       use_dora=cfg.lora.use_dora, bias="none", task_type="CAUSAL_LM")
 
 
-def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool):
+def local_rank() -> int:
+    """This process's GPU under torchrun (LOCAL_RANK), 0 otherwise."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool, overrides: dict[str, Any] | None = None):
     from trl import SFTConfig
 
+    from .speed import resolve_liger
+
     on_cpu = device_kind() == "cpu"
-    return SFTConfig(
+    extra: dict[str, Any] = {"use_liger_kernel": resolve_liger(cfg.train.liger_kernel)}
+    if cfg.train.devices > 1 and cfg.train.distributed == "fsdp":
+        # Shard weights, grads and optimizer state across the GPUs (accelerate's FSDP through the
+        # Trainer). use_orig_params lets frozen base weights and trainable LoRA weights share a unit.
+        extra["fsdp"] = "full_shard auto_wrap"
+        extra["fsdp_config"] = {"use_orig_params": True, "activation_checkpointing": cfg.train.gradient_checkpointing}
+    elif cfg.train.devices > 1:
+        extra["ddp_find_unused_parameters"] = False
+    extra.update(overrides or {})
+    return SFTConfig(**{**dict(
         output_dir=str(run_dir / CHECKPOINT_DIR),
         num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
         per_device_train_batch_size=cfg.train.micro_batch_size, per_device_eval_batch_size=cfg.train.micro_batch_size,
@@ -146,7 +165,21 @@ def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool):
         max_length=cfg.data.max_length, packing=cfg.data.packing,
         report_to=[], dataloader_num_workers=0, disable_tqdm=True, save_only_model=False,
         dataset_kwargs={},  # our dataset is already tokenised: TRL only builds no labels and packs
-    )
+    ), **extra})
+
+
+def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None = None) -> tuple[Any, dict[str, Any]]:
+    """The speed and memory choices applied to a loaded base (training/speed.py): QLoRA prep with
+    or without the fp32 upcast, regional compilation. Returns the model and what was used."""
+    from . import speed
+
+    if cfg.method == "qlora":
+        model = speed.prepare_quantized(model, upcast_fp32=cfg.quant.upcast_fp32,
+                                        gradient_checkpointing=cfg.train.gradient_checkpointing)
+    compiled = speed.compile_layers(model) if (cfg.train.compile_layers if compile_layers is None else compile_layers) else 0
+    attn = getattr(model.config, "_attn_implementation", None) or cfg.train.attn_implementation
+    return model, speed.describe(attn, speed.resolve_liger(cfg.train.liger_kernel), compiled,
+                                 cfg.train.gradient_checkpointing)
 
 
 class CancelFlag:
@@ -175,10 +208,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
     # Required for packing, not just memory: transformers 5 derives the per-sample attention mask from
     # position_ids only when no KV cache exists; with use_cache on, packed samples attend to each other.
     model.config.use_cache = False
-    if cfg.method == "qlora":
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    model, used = prepare_model(model, cfg)
     matmul = count_matmul_params(model)
 
     args = sft_args(cfg, run_dir, precision, eval_ds is not None)
@@ -223,7 +253,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
             "event": "start", "base": cfg.base, "untrained": cfg.is_tiny, "method": cfg.method,
             "precision": precision, "device": device_kind(), "trainable_params": trainable, "total_params": total,
             "matmul_params": matmul, "train_sequences": len(train_ds), "eval_sequences": len(eval_ds or []),
-            "mfu_formula": MFU_FORMULA})
+            "mfu_formula": MFU_FORMULA, "speed": used})
     on_status(trainable_params=trainable, total_params=total, precision=precision, device=device_kind())
     result = trainer.train(resume_from_checkpoint=resume_from)
     cancelled = bool(cancel and cancel.requested)

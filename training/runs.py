@@ -51,6 +51,8 @@ def write_status(run_dir: str | Path, **changes: Any) -> dict[str, Any]:
     """Read-modify-write status.json atomically (tmp file + os.replace): readers never see half a file."""
     p = Path(run_dir) / STATUS_FILE
     status = read_status(run_dir)
+    if os.environ.get("RANK", "0") != "0":
+        return status  # multi-GPU: only rank 0 writes the run's status
     status.update(changes)
     status["updated_at"] = _now()
     tmp = p.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
@@ -123,12 +125,22 @@ def create_run(runs_dir: str | Path, cfg: TrainConfig, *, name: str | None = Non
     return run_dir
 
 
+def launch_command(run_dir: str | Path, *, resume: bool = False, python: str | None = None) -> list[str]:
+    """`python -m training run RUN_DIR`; with train.devices > 1, the same under torchrun (one
+    process per GPU; the Trainer picks DDP or FSDP up from torchrun's environment)."""
+    cmd = [python or sys.executable, "-m", "training", "run", str(run_dir)] + (["--resume"] if resume else [])
+    devices = load_run_config(run_dir).train.devices
+    if devices > 1:
+        cmd[1:3] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "training"]
+    return cmd
+
+
 def launch(run_dir: str | Path, *, resume: bool = False, python: str | None = None) -> int:
     """Start `python -m training run RUN_DIR [--resume]` detached (new session, output -> train.log); its pid."""
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "config.yaml").is_file():
         raise RunNotFound(f"{run_dir}: not a run directory (no config.yaml)")
-    cmd = [python or sys.executable, "-m", "training", "run", str(run_dir)] + (["--resume"] if resume else [])
+    cmd = launch_command(run_dir, resume=resume, python=python)
     env = dict(os.environ)
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -101,6 +101,7 @@ def main():
     cfg = AutoConfig.for_model("qwen2", **ARCHS[a.arch], max_position_embeddings=32768)
     tok = make_tokenizer(cfg.vocab_size)
     t_load = time.perf_counter()
+    torch.manual_seed(0)  # same random weights as benches/gpu/train_bench.py's studio side
     if a.mode == "qlora":
         from transformers import BitsAndBytesConfig
         tmp = tempfile.mkdtemp(dir="/tmp")
@@ -168,7 +169,7 @@ def main():
                peak_alloc_gb=torch.cuda.max_memory_allocated() / 2**30,
                peak_reserved_gb=torch.cuda.max_memory_reserved() / 2**30,
                weights_gb=weights_gb, load_s=t_load, trainable=trainable, total_params=total,
-               losses=timer.losses[:3] + timer.losses[-3:],
+               losses=timer.losses[:3] + timer.losses[-3:], all_losses=timer.losses,
                versions=dict(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
                              trl=trl.__version__, datasets=datasets.__version__),
                gpu=torch.cuda.get_device_name())

@@ -1,0 +1,192 @@
+"""The seed's recipe beside the studio's trainer presets: same shapes, same data, one run, one card.
+
+Shapes: Qwen2.5-7B (or 14B) with random weights (speed and memory do not depend on the values),
+sequence 1024, micro-batch 2, grad-accum 4, LoRA r=16 on q/k/v/o as the seed. Data: the seed
+baseline script's rows of 100-500 random token ids, packed to 1024.
+
+The seed side runs `probe_variants.py` (shared/bench/seed_recipe_baseline.py plus knobs left at
+their defaults, seeded weights and full loss lists);
+the studio side builds its trainer from a named preset through the same functions `studio train`
+uses (training.recipe + training.speed), in a fresh process per variant so peak memory is clean.
+
+    python benches/gpu/train_bench.py --seed-script PATH --variants seed-lora,fast --steps 50 --out DIR
+
+Prints a markdown table (tokens/s, peak GB, MFU, first losses, ratios vs the seed) and writes
+DIR/bench.json. Tokens/s counts packed tokens: steps x micro-batch x grad-accum x 1024.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+
+# variant -> (runner, preset or seed mode, arch)
+VARIANTS = {
+    "seed-lora": ("seed", "lora", "7b"),
+    "seed-qlora": ("seed", "qlora", "7b"),
+    "seed-qlora-14b": ("seed", "qlora", "14b"),
+    "fast": ("studio", "fast", "7b"),
+    "fast-compiled": ("studio", "fast+compile", "7b"),
+    "lean": ("studio", "lean", "7b"),
+    "lean-14b": ("studio", "lean", "14b"),
+}
+
+
+def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, out: Path) -> dict:
+    res = out / f"seed-{mode}-{arch}.json"
+    cmd = [sys.executable, seed_script, "--arch", arch, "--mode", mode, "--steps", str(steps),
+           "--warmup", str(warmup), "--out", str(res)]
+    subprocess.run(cmd, check=True, stdout=open(out / f"seed-{mode}-{arch}.log", "w"), stderr=subprocess.STDOUT)
+    d = json.loads(res.read_text())
+    return {"tokens_per_s": d["tokens_per_s"], "peak_gb": d["peak_alloc_gb"], "losses": d.get("all_losses") or d["losses"],
+            "model_tflops": d["model_tflops"], "gpu": d["gpu"]}
+
+
+def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: str) -> None:
+    """In a fresh process: the studio's trainer from `preset` on the random model and rows."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
+    from trl import SFTTrainer
+
+    sys.path.insert(0, str(HERE))
+    from probe_variants import ARCHS, ARCHS_param_count, make_tokenizer  # the seed script's shapes and tokenizer
+
+    from training import recipe, speed
+    from training.config import load_config
+
+    compile_layers = preset.endswith("+compile")
+    cfg = load_config(preset=preset.split("+")[0])
+    precision = "bf16"
+    attn = speed.resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)
+    shape = AutoConfig.for_model("qwen2", **ARCHS[arch], max_position_embeddings=32768)
+    tok = make_tokenizer(shape.vocab_size)
+    tmp = None
+    torch.manual_seed(0)
+    if cfg.method == "qlora":
+        tmp = tempfile.mkdtemp(dir="/tmp")
+        with torch.device("cuda"):
+            m = AutoModelForCausalLM.from_config(shape, dtype=torch.bfloat16)
+        m.save_pretrained(tmp)
+        del m
+        torch.cuda.empty_cache()
+        cfg.train.attn_implementation = attn
+        model = recipe.load_model(tmp, cfg, precision)
+        shutil.rmtree(tmp)
+    else:
+        with torch.device("cuda"):
+            model = AutoModelForCausalLM.from_config(shape, dtype=torch.bfloat16, attn_implementation=attn)
+    model.config.use_cache = False
+    torch.cuda.reset_peak_memory_stats()
+    model, used = recipe.prepare_model(model, cfg, compile_layers=compile_layers)
+
+    n_rows = (steps + warmup + 2) * cfg.train.micro_batch_size * cfg.train.grad_accum
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(100, shape.vocab_size, (int(torch.randint(100, 500, (1,), generator=g)),), generator=g).tolist()}
+            for _ in range(n_rows * 4)]
+    from datasets import Dataset
+
+    ds = Dataset.from_list(rows)
+    run_dir = Path(tempfile.mkdtemp(dir="/tmp"))
+    args = recipe.sft_args(cfg, run_dir, precision, has_eval=False, overrides=dict(
+        max_steps=steps + warmup, logging_steps=1, save_strategy="no"))
+
+    class Timer(TrainerCallback):
+        t0, n, losses = None, 0, []
+
+        def on_step_end(self, a, state, control, **kw):
+            torch.cuda.synchronize()
+            if state.global_step == warmup:
+                Timer.t0 = time.perf_counter()
+            elif state.global_step > warmup:
+                Timer.n += 1
+
+        def on_log(self, a, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                Timer.losses.append(logs["loss"])
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         peft_config=recipe.lora_config(cfg), callbacks=[Timer()])
+    trainer.train()
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - Timer.t0
+    tps = Timer.n * cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.data.max_length / dt
+    n = sum(ARCHS_param_count(shape))
+    res = {"tokens_per_s": tps, "peak_gb": torch.cuda.max_memory_allocated() / 2**30, "losses": Timer.losses,
+           "model_tflops": 4 * n * tps / 1e12, "gpu": torch.cuda.get_device_name(), "used": used,
+           "config": {"gradient_checkpointing": cfg.train.gradient_checkpointing, "method": cfg.method,
+                      "lora_dropout": cfg.lora.dropout, "upcast_fp32": cfg.quant.upcast_fp32}}
+    Path(out_json).write_text(json.dumps(res))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default="seed-lora,fast")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--seed-script", default=str(HERE / "probe_variants.py"),
+                    help="the seed recipe; probe_variants.py is shared/bench/seed_recipe_baseline.py with "
+                         "seeded weights, full loss lists and extra knobs left at the seed's defaults")
+    ap.add_argument("--out", default="bench-out")
+    ap.add_argument("--child", nargs=4, metavar=("PRESET", "ARCH", "STEPS", "OUT"))
+    a = ap.parse_args()
+    if a.child:
+        preset, arch, steps, out_json = a.child
+        run_studio_child(preset, arch, int(steps), a.warmup, out_json)
+        return
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in a.variants.split(","):
+        runner, what, arch = VARIANTS[name]
+        steps = a.steps if arch == "7b" else max(8, a.steps // 3)
+        t = time.time()
+        try:
+            if runner == "seed":
+                results[name] = run_seed(what, arch, steps, a.warmup, a.seed_script, out)
+            else:
+                js = out / f"{name}.json"
+                subprocess.run([sys.executable, __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)],
+                               check=True, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+                results[name] = json.loads(js.read_text())
+        except subprocess.CalledProcessError as exc:
+            results[name] = {"error": f"exit {exc.returncode}; see {name}.log"}
+        results[name]["wall_s"] = round(time.time() - t, 1)
+        print(name, json.dumps({k: v for k, v in results[name].items() if k not in ("losses", "all_losses")}), flush=True)
+    (out / "bench.json").write_text(json.dumps(results, indent=1))
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    base = {"7b-lora": results.get("seed-lora"), "7b-qlora": results.get("seed-qlora"), "14b-qlora": results.get("seed-qlora-14b")}
+    pair = {"fast": "7b-lora", "fast-compiled": "7b-lora", "lean": "7b-qlora", "lean-14b": "14b-qlora",
+            "seed-lora": "7b-lora", "seed-qlora": "7b-qlora", "seed-qlora-14b": "14b-qlora"}
+    print("\n| variant | card | tokens/s | x seed | peak GB | model TFLOP/s | mean loss | loss vs seed |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"| {name} | | {r['error']} | | | | | |")
+            continue
+        b = base.get(pair.get(name, ""))
+        ratio = f"{r['tokens_per_s'] / b['tokens_per_s']:.2f}" if b and "tokens_per_s" in b else ""
+        mean = sum(r["losses"]) / max(1, len(r["losses"]))
+        dl = ""
+        if b and b.get("losses"):
+            k = min(len(b["losses"]), len(r["losses"]))
+            bm = sum(b["losses"][:k]) / k
+            dl = f"{100 * (sum(r['losses'][:k]) / k - bm) / bm:+.2f}%"
+        print(f"| {name} | {r.get('gpu', '')} | {r['tokens_per_s']:,.0f} | {ratio} | {r['peak_gb']:.2f} | "
+              f"{r['model_tflops']:.0f} | {mean:.3f} | {dl} |")
+
+
+if __name__ == "__main__":
+    main()
