@@ -39,6 +39,8 @@ VARIANTS = {
     "fast-compiled": ("studio", "fast+compile", "7b"),
     "lean": ("studio", "lean", "7b"),
     "lean-14b": ("studio", "lean", "14b"),
+    "fast-1gpu": ("studio", "fast", "7b"),
+    "fast-2gpu": ("torchrun2", "fast", "7b"),
 }
 
 
@@ -64,6 +66,9 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     from training import recipe, speed
     from training.config import load_config
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # under torchrun: one process per GPU, DDP through the Trainer
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     compile_layers = preset.endswith("+compile")
     cfg = load_config(preset=preset.split("+")[0])
     precision = "bf16"
@@ -119,7 +124,9 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     trainer.train()
     torch.cuda.synchronize()
     dt = time.perf_counter() - Timer.t0
-    tps = Timer.n * cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.data.max_length / dt
+    tps = world * Timer.n * cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.data.max_length / dt
+    if os.environ.get("RANK", "0") != "0":
+        return
     n = sum(ARCHS_param_count(shape))
     res = {"tokens_per_s": tps, "peak_gb": torch.cuda.max_memory_allocated() / 2**30, "losses": Timer.losses,
            "model_tflops": 4 * n * tps / 1e12, "gpu": torch.cuda.get_device_name(), "used": used,
@@ -151,7 +158,13 @@ def main() -> None:
         steps = a.steps if arch == "7b" else max(8, a.steps // 3)
         t = time.time()
         try:
-            if runner == "seed":
+            if runner == "torchrun2":
+                js = out / f"{name}.json"
+                subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)],
+                               check=True, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+                results[name] = json.loads(js.read_text())
+            elif runner == "seed":
                 results[name] = run_seed(what, arch, steps, a.warmup, a.seed_script, out)
             else:
                 js = out / f"{name}.json"
@@ -168,6 +181,9 @@ def main() -> None:
 
 def print_table(results: dict) -> None:
     base = {"7b-lora": results.get("seed-lora"), "7b-qlora": results.get("seed-qlora"), "14b-qlora": results.get("seed-qlora-14b")}
+    if "fast-1gpu" in results and "fast-2gpu" in results and "tokens_per_s" in results["fast-2gpu"]:
+        eff = results["fast-2gpu"]["tokens_per_s"] / (2 * results["fast-1gpu"]["tokens_per_s"])
+        print(f"\ntwo-GPU scaling efficiency (2-GPU tokens/s over twice one GPU's): {eff:.3f}")
     pair = {"fast": "7b-lora", "fast-compiled": "7b-lora", "lean": "7b-qlora", "lean-14b": "14b-qlora",
             "seed-lora": "7b-lora", "seed-qlora": "7b-qlora", "seed-qlora-14b": "14b-qlora"}
     print("\n| variant | card | tokens/s | x seed | peak GB | model TFLOP/s | mean loss | loss vs seed |")
