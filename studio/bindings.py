@@ -42,6 +42,10 @@ class ScreenEntry:
 SCREENS: list[ScreenEntry] = [
     ScreenEntry("home", "Home", "1", "studio.screens.home", "HomeScreen", "The workspace at a glance: counts, flags, jobs, runs"),
     ScreenEntry("review", "Review", "2", "studio.screens.review", "ReviewScreen", "Walk the samples: approve, reject, edit, undo"),
+    ScreenEntry("duplicates", "Duplicates", "3", "studio.screens.duplicates", "DuplicatesScreen", "Duplicate clusters side by side: pick the keeper, run dedup"),
+    ScreenEntry("quality", "Quality", "4", "studio.screens.quality", "QualityScreen", "Quality flags by rule: move a threshold, preview, apply"),
+    ScreenEntry("export", "Export", "5", "studio.screens.export", "ExportScreen", "Freeze a train/validation split"),
+    ScreenEntry("import", "Import", "6", "studio.screens.import_", "ImportScreen", "Import files into the workspace"),
 ]
 
 
@@ -75,6 +79,28 @@ ACTIONS: list[Action] = [
     Action("review.bulk_approve", "A", "bulk_approve", "Approve selected (or all matching)", "review", show=False),
     Action("review.bulk_reject", "R", "bulk_reject", "Reject selected (or all matching)", "review", show=False),
     Action("review.reload", "ctrl+r", "reload", "Reload", "review", show=False),
+    # -- duplicates ---------------------------------------------------------------------------
+    Action("duplicates.keep", "k", "keep", "Keep this member", "duplicates"),
+    Action("duplicates.next", "n", "next_cluster", "Next cluster", "duplicates"),
+    Action("duplicates.previous", "p", "previous_cluster", "Previous cluster", "duplicates"),
+    Action("duplicates.find", "d", "find_duplicates", "Find duplicates", "duplicates"),
+    Action("duplicates.undo", "u", "undo", "Undo", "duplicates"),
+    Action("duplicates.review", "o", "open_review", "Open cluster in Review", "duplicates"),
+    Action("duplicates.reload", "ctrl+r", "reload", "Reload", "duplicates", show=False),
+    # -- quality ------------------------------------------------------------------------------
+    Action("quality.up", "right,plus", "threshold(1)", "Raise threshold", "quality", show=False),
+    Action("quality.down", "left,minus", "threshold(-1)", "Lower threshold", "quality", show=False),
+    Action("quality.apply", "enter", "apply", "Apply threshold / open in Review", "quality"),
+    Action("quality.type", "t", "type_threshold", "Type a threshold", "quality"),
+    Action("quality.review", "o", "open_review", "Open flagged in Review", "quality"),
+    Action("quality.run", "r", "run_quality", "Run quality", "quality"),
+    Action("quality.undo", "u", "undo", "Undo", "quality"),
+    Action("quality.reload", "ctrl+r", "reload", "Reload", "quality", show=False),
+    # -- export -------------------------------------------------------------------------------
+    Action("export.export", "ctrl+s", "export", "Export split", "export", priority=True),
+    Action("export.reload", "ctrl+r", "reload", "Reload", "export", show=False),
+    # -- import -------------------------------------------------------------------------------
+    Action("import.import", "ctrl+s", "run_import", "Import", "import", priority=True),
 ]
 
 
@@ -102,7 +128,8 @@ def bindings_for(scope: str) -> list[Binding]:
 def key_display(keys: str) -> str:
     """How a key list reads to a person: "question_mark,f1" -> "? / F1"."""
     names = {"question_mark": "?", "slash": "/", "asterisk": "*", "space": "Space", "pagedown": "PgDn",
-             "pageup": "PgUp", "down": "↓", "up": "↑"}
+             "pageup": "PgUp", "down": "↓", "up": "↑", "left": "←", "right": "→", "plus": "+", "minus": "-",
+             "enter": "Enter"}
     out = []
     for k in keys.split(","):
         k = k.strip()
