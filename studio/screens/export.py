@@ -208,8 +208,9 @@ class ExportScreen(Screen):
         result.update(Text(f"exporting {s.name}…", style="dim"))
 
         def done(out: Any) -> None:
-            if isinstance(out, StudioError):
-                result.update(Text(visible(str(out)), style="bold red"))
+            if isinstance(out, StudioError):  # the engine words it for the CLI: name this form's fields
+                message = str(out).replace("Pass --force", "Tick 'replace' (force)").replace("--include", "include")
+                result.update(Text(visible(message), style="bold red"))
             else:
                 c = out.counts
                 result.update(Text(f"wrote splits/{visible(s.name, single_line=True)}: {c['train']:,} train, "
