@@ -68,3 +68,10 @@ def test_merge_refuses_to_overwrite_and_full_runs(run, tmp_path):
     with pytest.raises(RunUnusable, match="already exists"):
         merge_run(run, out, dtype="fp32", device="cpu")
     assert (out / "x").read_text() == "keep me"
+
+
+def test_training_merge_module_prints_the_check(run, tmp_path):
+    from training.merge import main
+
+    assert main([str(run), "--out", str(tmp_path / "cli-merged"), "--dtype", "fp32", "--device", "cpu"]) == 0
+    assert (tmp_path / "cli-merged" / "merged.json").is_file()

@@ -179,3 +179,15 @@ def test_the_augmentation_client_works_against_serve(server):
         assert reply.content == expected.text and reply.usage_reported
         assert (reply.prompt_tokens, reply.completion_tokens) == (expected.prompt_tokens, expected.completion_tokens)
         assert reply.finish_reason == expected.finish_reason
+
+
+def test_training_serve_module_runs_without_the_studio_and_errors_cleanly(tmp_path):
+    """`python -m training.serve` (a GPU box has only the training package): a bad run dir is one line, exit 2."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "training.serve", str(tmp_path / "missing")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no config.yaml" in proc.stderr and "Traceback" not in proc.stderr

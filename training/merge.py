@@ -110,3 +110,30 @@ def merge_run(run_dir: str | Path, out_dir: str | Path | None = None, *, dtype: 
         shutil.rmtree(out)
     tmp.rename(out)
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training.merge RUN_DIR [--out DIR] [--dtype bf16|fp16|fp32]` on a box without the studio."""
+    import argparse
+    import sys
+
+    from .errors import TrainingError
+
+    ap = argparse.ArgumentParser(prog="python -m training.merge", description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--out")
+    ap.add_argument("--dtype", choices=("bf16", "fp16", "fp32"))
+    ap.add_argument("--device")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        result = merge_run(args.run, args.out, dtype=args.dtype, device=args.device, overwrite=args.force)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_dict(), indent=1))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -316,3 +316,42 @@ def _usage(done: Any) -> dict:
 def make_server(session: ChatSession, host: str = "127.0.0.1", port: int = 8000, **kw: Any) -> ModelServer:
     """A server ready for `serve_forever()` (port 0 picks a free port: see `.url`)."""
     return ModelServer(session, host, port, **kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training.serve RUN_DIR... [--host H] [--port P]`: the same server on a GPU box that
+    has only this package (no studio); set STUDIO_SERVE_API_KEY to require a key."""
+    import argparse
+    import os
+
+    from .errors import TrainingError
+    from .inference import load_session
+
+    ap = argparse.ArgumentParser(prog="python -m training.serve", description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="run directories (their adapters must share one base)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--base-name")
+    ap.add_argument("--device")
+    args = ap.parse_args(argv)
+    api_key = os.environ.get("STUDIO_SERVE_API_KEY") or None
+    try:
+        if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+            raise TrainingError(f"--host {args.host} exposes the model to the network; set STUDIO_SERVE_API_KEY first")
+        server = make_server(load_session(args.runs, device=args.device), args.host, args.port,
+                             base_name=args.base_name, api_key=api_key)
+    except (TrainingError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"serving {', '.join(server.model_names)} at {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
