@@ -127,3 +127,14 @@ def test_unusable_runs_say_what_to_do(tmp_path, tiny):
     foreign = make_run(tmp_path / "runs", "foreign", other_base)
     with pytest.raises(RunUnusable, match="different bases"):
         load_session([tiny[1], foreign])
+
+
+def test_missing_base_is_a_clear_error(tmp_path):
+    from training.inference import RunUnusable, load_session
+
+    run = tmp_path / "runs" / "r"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    (run / "config.yaml").write_text(f"base: {tmp_path / 'no-such-model'}\n")
+    with pytest.raises(RunUnusable, match="Download the base"):
+        load_session(run)

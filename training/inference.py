@@ -115,10 +115,14 @@ def load_tokenizer(path: str | Path):
     config_file = path / "tokenizer_config.json"
     if config_file.is_file():
         cls = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
-    if cls in ("PreTrainedTokenizerFast", "TokenizersBackend") or (path / "UNTRAINED.txt").is_file():
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    try:
+        if cls in ("PreTrainedTokenizerFast", "TokenizersBackend") or (path / "UNTRAINED.txt").is_file():
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except OSError as exc:
+        raise RunUnusable(f"cannot load the tokenizer of {str(path)!r}: {str(exc).strip().splitlines()[0]}. "
+                          f"Download the base (or point the run's config `base` at a local folder) and try again") from None
     from .data import ensure_chat_template
 
     ensure_chat_template(tokenizer)  # the same ChatML fallback the trainer used
@@ -268,6 +272,9 @@ class ChatSession:
         self.runs = runs
         self.device = device
         self.lock = threading.Lock()
+        # Encoding may reset the Rust tokenizer's padding/truncation state, which raises "Already
+        # borrowed" when two threads do it at once (serve parses requests concurrently).
+        self._tokenizer_lock = threading.Lock()
         self._base_loader = base_loader  # full fine-tunes: the base is a second model, loaded when first asked
         self._base_model = None
 
@@ -292,7 +299,9 @@ class ChatSession:
 
     def prompt_ids(self, messages: list[dict]):
         # The template already holds any BOS it wants; adding special tokens again would double it.
-        enc = self.tokenizer(self.prompt_text(messages), add_special_tokens=False, return_tensors="pt")
+        text = self.prompt_text(messages)
+        with self._tokenizer_lock:
+            enc = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     def _eos_ids(self) -> list[int]:
