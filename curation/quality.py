@@ -59,7 +59,7 @@ _PLACEHOLDER = re.compile(
     r"\bTODO\b|\bTBD\b|\bFIXME\b|lorem ipsum|\[(?:INSERT|YOUR|ADD|PLACEHOLDER)[^\]]*\]|<(?:INSERT|YOUR)[^>]*>|\{\{[^}]*\}\}"
     r"|待补充|待完善|待填写|此处填写|在此(?:处)?填写|（略）|\(略\)|此处省略", re.I)
 _TRANSLATE = re.compile(
-    r"translat|翻译|译成|译为|译作|(?:into|in|to) (?:english|chinese|mandarin|japanese|korean|french|german|spanish)"
+    r"translat|翻译|译成|译为|译作|[英中日韩法德俄]译[英中日韩法德俄]|(?:into|in|to) (?:english|chinese|mandarin|japanese|korean|french|german|spanish)"
     r"|用(?:英|中|日|韩|法|德)文|用(?:英|汉|日|韩)语|(?:英|中)文(?:回答|回复|写)|english version|中文版", re.I)
 _END_OK = set(".!?。！？…\"'”’)）]】」』>`*~:;|-_=+#0123456789")
 _CONNECTORS = {"and", "or", "but", "the", "a", "an", "to", "of", "with", "because", "which", "that", "for", "in", "is", "are"}

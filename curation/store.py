@@ -65,7 +65,7 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, *, import_id: 
     table = table.append_column("_ord", pa.array(range(table.num_rows), type=pa.int64()))
     con.register("_incoming", table)
     try:
-        first = con.execute("SELECT nextval('sample_id_seq')").fetchone()[0]
+        first = con.execute("SELECT nextval('sample_id_seq')").fetchall()[0][0]
         # Reserve the whole id range: ids stay contiguous and in row order.
         n = table.num_rows
         if n > 1:

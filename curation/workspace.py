@@ -4,6 +4,9 @@ DuckDB locks its file exclusively: while one process has it open, no other can o
 read-only. So one process owns a workspace at a time; `open_workspace` turns DuckDB's lock error
 into a `WorkspaceLocked` that names the holder and says what to do.
 
+DuckDB 2.0: a `fetchone()` leaves its result open, and a later `con.register()` / `con.sql()` on
+that connection then fails with "unfinished result". Fetch with `fetchall()` here.
+
 Threads: a DuckDB connection must not be used from two threads at once. Code running in a worker
 thread takes its own cursor with `ws.cursor()` (cursors share the database and see each other's
 committed writes).
@@ -163,7 +166,7 @@ class Workspace:
         """Append one operation to the audit log and return its id. Call inside the transaction
         that makes the change, so the change and its record land together."""
         con = con or self.con
-        op_id = con.execute("SELECT nextval('op_id_seq')").fetchone()[0]
+        op_id = con.execute("SELECT nextval('op_id_seq')").fetchall()[0][0]
         con.execute(
             "INSERT INTO operations (id, kind, reason, sample_count, details) VALUES (?, ?, ?, ?, ?)",
             [op_id, kind, reason, sample_count, json.dumps(details or {}, ensure_ascii=False)],
@@ -171,7 +174,7 @@ class Workspace:
         return int(op_id)
 
     def last_operation_id(self) -> int | None:
-        row = self.con.execute("SELECT max(id) FROM operations").fetchone()
+        row = self.con.execute("SELECT max(id) FROM operations").fetchall()[0]
         return None if row[0] is None else int(row[0])
 
     # -- settings ---------------------------------------------------------------------------
@@ -197,10 +200,10 @@ class Workspace:
 
     # -- small queries used everywhere --------------------------------------------------------
     def schema_version(self) -> int:
-        return int(self.con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0])
+        return int(self.con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0][0])
 
     def count(self, where: str = "TRUE", params: Iterable[Any] = ()) -> int:
-        return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {where}", list(params)).fetchone()[0])
+        return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {where}", list(params)).fetchall()[0][0])
 
 
 def _connect(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

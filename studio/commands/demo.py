@@ -1,0 +1,65 @@
+"""`studio demo`: build a demo workspace from sample_data/ (import, duplicates, quality flags) and
+open the studio on it. The README's first command runs this; a workspace that already holds
+samples is opened as it is, so a second run starts at once and keeps what you did."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._common import add_command, make_job, workspace_path
+
+DEMO_FILES = ("alpaca_mixed.json", "sharegpt_chat.jsonl", "raw_text.jsonl")
+
+
+def register(sub) -> None:
+    p = add_command(sub, "demo", "build a demo workspace from sample_data/ and open the studio on it")
+    p.add_argument("--data", type=Path, default=None, help="folder with the sample files (default: the project's sample_data/)")
+    p.add_argument("--no-open", action="store_true", help="build the workspace, do not open the studio")
+    p.set_defaults(func=run)
+
+
+def sample_data_dir() -> Path:
+    return Path(__file__).resolve().parent.parent.parent / "sample_data"
+
+
+def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
+    """Import the sample files, find duplicates and flag quality problems; returns what happened."""
+    from curation.dedup import find_duplicates
+    from curation.errors import StudioError
+    from curation.importers import import_paths
+    from curation.quality import run_quality
+
+    files = [data / name for name in DEMO_FILES if (data / name).exists()]
+    if not files:
+        raise StudioError(f"no sample files in {data} (expected {', '.join(DEMO_FILES)}); pass --data DIR")
+    job, progress = make_job("import", quiet=quiet)
+    report = import_paths(ws, files, job=job)
+    progress.finish()
+    job, progress = make_job("dedup", quiet=quiet)
+    dedup = find_duplicates(ws, job=job)
+    progress.finish()
+    job, progress = make_job("quality", quiet=quiet)
+    quality = run_quality(ws, job=job)
+    progress.finish()
+    return {"import": report, "dedup": dedup, "quality": quality}
+
+
+def run(args: argparse.Namespace) -> int:
+    from curation.workspace import open_workspace
+
+    from ..cli import run_app
+
+    path = workspace_path(args)
+    ws = open_workspace(path)
+    try:
+        if ws.count() == 0:
+            print(f"studio: building the demo workspace {path} from sample_data/ ...", file=sys.stderr)
+            build_demo(ws, args.data or sample_data_dir())
+        total = ws.count()
+    finally:
+        ws.close()  # DuckDB's file lock: the app opens the workspace itself
+    print(f"studio: {path} holds {total:,} samples", file=sys.stderr)
+    if args.no_open:
+        return 0
+    return run_app(path, serve=getattr(args, "serve", False))
