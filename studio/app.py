@@ -170,14 +170,16 @@ class StudioApp(App):
             self.notify(f"could not save the theme to {settings_mod.settings_path()}: {exc}", severity="warning")
 
     # -- long work ------------------------------------------------------------------------------
-    def run_job(self, kind: str, fn: Callable[[Any], Any], on_done: Callable[[Any], None] | None = None) -> None:
+    def run_job(self, kind: str, fn: Callable[[Any], Any], on_done: Callable[[Any], None] | None = None,
+                job: Any = None) -> None:
         """Run `fn(job)` (a curation function taking a `curation.jobs.Job`) in a thread worker; the
         JobProgress widget on every screen shows its progress; Escape on it cancels. `on_done`
-        gets the result on the UI thread. StudioErrors become notifications."""
+        gets the result on the UI thread. StudioErrors become notifications. `job`: a Job (or
+        subclass, e.g. an AugmentJob with its own counters) to use instead of a plain one."""
         from curation.jobs import Job
 
         self._job_ids += 1
-        job = Job(kind=kind)
+        job = job if job is not None else Job(kind=kind)
         self.jobs[self._job_ids] = job
         job_id = self._job_ids
 

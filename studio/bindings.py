@@ -46,6 +46,9 @@ SCREENS: list[ScreenEntry] = [
     ScreenEntry("quality", "Quality", "4", "studio.screens.quality", "QualityScreen", "Quality flags by rule: move a threshold, preview, apply"),
     ScreenEntry("export", "Export", "5", "studio.screens.export", "ExportScreen", "Freeze a train/validation split"),
     ScreenEntry("import", "Import", "6", "studio.screens.import_", "ImportScreen", "Import files into the workspace"),
+    ScreenEntry("augment", "Augment", "7", "studio.screens.augment", "AugmentScreen", "LLM augmentation: dry-run cost, launch, progress, cancel"),
+    ScreenEntry("train", "Train", "8", "studio.screens.train", "TrainScreen", "Plan and launch training runs (here or over SSH), live loss curves, cancel"),
+    ScreenEntry("playground", "Playground", "9", "studio.screens.playground", "PlaygroundScreen", "Ask a finished run: base and adapter answers side by side"),
 ]
 
 
@@ -101,6 +104,19 @@ ACTIONS: list[Action] = [
     Action("export.reload", "ctrl+r", "reload", "Reload", "export", show=False),
     # -- import -------------------------------------------------------------------------------
     Action("import.import", "ctrl+s", "run_import", "Import", "import", priority=True),
+    # -- train --------------------------------------------------------------------------------
+    Action("train.launch", "ctrl+s", "launch", "Launch run", "train", priority=True),
+    Action("train.plan", "p", "plan", "Plan", "train"),
+    Action("train.cancel", "c", "cancel_run", "Cancel run", "train"),
+    Action("train.reload", "ctrl+r", "reload", "Reload runs", "train", show=False),
+    # -- playground ---------------------------------------------------------------------------
+    Action("playground.reload", "ctrl+r", "reload", "Reload runs", "playground", show=False),
+    Action("playground.stop", "escape", "stop", "Stop answering", "playground"),
+    # -- augment ------------------------------------------------------------------------------
+    Action("augment.launch", "ctrl+s", "launch", "Launch job", "augment", priority=True),
+    Action("augment.cancel", "escape,c", "cancel", "Cancel job", "augment"),
+    Action("augment.review", "o", "open_review", "Review pending", "augment"),
+    Action("augment.reload", "ctrl+r", "reload", "Reload", "augment", show=False),
 ]
 
 
