@@ -1,0 +1,483 @@
+"""Train: configure a run on a split, see its plan, launch it (here or on an SSH host), and watch
+every run's curve live.
+
+The form is `studio train`'s arguments as fields: preset, split, base, method and the seed's knobs
+(r, alpha, lr, epochs, micro-batch, grad-accum, max length), `--set KEY=VALUE` for the rest, and
+the host. It builds an argparse Namespace and hands it to studio/commands/train.py's own helpers
+(`resolve_split`, `build_config`, `reproduce_line`), so the screen can do nothing the CLI cannot and
+writes the same config.yaml. `p` shows `make_plan` (memory vs the seed's table, lengths, EOS
+check, steps) in a worker; Ctrl+S creates the run and launches it detached (`training.runs.launch`)
+or uploads and starts it on the host (`training.remote.launch_remote`), then mirrors its metrics
+(`stream_metrics`) so the local run directory grows like a local run's.
+
+The runs list re-reads WS/runs every RUNS_REFRESH_S. The chart follows the selected run's
+metrics.jsonl by byte offset (`read_metrics`, once a second in a worker), so it holds exactly the
+file's metric points; a run started before the studio opened is followed the same way (for a
+remote run with `remote.json`, selecting it starts mirroring again). `c` cancels the selected run.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, ContentSwitcher, DataTable, Footer, Header, Input, Label, Select, Static
+
+from curation.errors import StudioError
+from curation.safe_text import visible
+
+from ..bindings import bindings_for
+from ..widgets.job_progress import JobProgress
+from ..widgets.loss_chart import LossChart
+
+FOLLOW_S = 1.0
+RUNS_REFRESH_S = 2.0
+FINAL = ("done", "failed", "cancelled")
+
+# (field id, label, config key, input type); each becomes `--set KEY=VALUE` (base and method: the flags)
+KNOBS = [
+    ("r", "r", "lora.r", "integer"),
+    ("alpha", "alpha", "lora.alpha", "integer"),
+    ("lr", "lr", "train.learning_rate", "number"),
+    ("epochs", "epochs", "train.epochs", "number"),
+    ("micro", "micro-batch", "train.micro_batch_size", "integer"),
+    ("accum", "grad-accum", "train.grad_accum", "integer"),
+    ("maxlen", "max length", "data.max_length", "integer"),
+]
+
+
+def preset_values(preset: str) -> dict[str, str]:
+    """The form's field values for a preset (the config defaults are the seed's recipe)."""
+    from training.config import load_config
+
+    from ..commands.train import call
+
+    cfg = call(lambda: load_config(preset=preset))
+    values = {"base": cfg.base, "method": cfg.method}
+    for fid, _label, key, _type in KNOBS:
+        section, name = key.split(".")
+        values[fid] = f"{getattr(getattr(cfg, section), name):g}"
+    return values
+
+
+def train_args(ws_root: Path, form: dict[str, str]) -> argparse.Namespace:
+    """The `studio train` arguments the form stands for."""
+    if not form.get("split"):
+        raise StudioError("split: choose a split (export one on the Export screen, key 5)")
+    sets = [f"{key}={form[fid]}" for fid, _l, key, _t in KNOBS if form.get(fid, "").strip()]
+    try:
+        sets += shlex.split(form.get("sets", ""))
+    except ValueError as exc:
+        raise StudioError(f"--set: {exc}; write KEY=VALUE pairs separated by spaces, e.g. train.max_steps=50") from None
+    bad = [s for s in sets if "=" not in s]
+    if bad:
+        raise StudioError(f"--set: {bad[0]!r} is not KEY=VALUE, e.g. train.max_steps=50")
+    host = form.get("host", "").strip()
+    return argparse.Namespace(
+        split=form["split"], workspace=str(ws_root), sets=sets, base=form.get("base") or None,
+        method=form.get("method") or None, oom_retry=False, config=None, preset=form.get("preset") or None,
+        name=None, host=None if host in ("", "local") else host, python=None, remote_root=None, known_hosts=None,
+        identity=None, plan=False, gpu_mem=None, params=None, shape=None, json=False)
+
+
+def config_for(args: argparse.Namespace):
+    from ..commands.train import build_config, resolve_split
+
+    return build_config(args, resolve_split(args))
+
+
+def runs_table_rows(rows: list[dict[str, Any]], remotes: dict[str, str]) -> list[tuple]:
+    out = []
+    for r in rows:
+        step = f"{r.get('step') or 0}/{r.get('max_steps') or '?'}"
+        loss = f"{r['loss']:.4f}" if isinstance(r.get("loss"), (int, float)) else "-"
+        ev = f"{r['eval_loss']:.4f}" if isinstance(r.get("eval_loss"), (int, float)) else "-"
+        state = str(r.get("state"))
+        style = {"running": "bold yellow", "done": "green", "failed": "bold red", "cancelled": "dim"}.get(state, "")
+        name = visible(r["id"], single_line=True) + (" (UNTRAINED)" if r.get("untrained") else "")
+        out.append((r["id"], (Text(name), Text(state, style=style), step, loss, ev,
+                              Text(visible(remotes.get(r["id"], "local"), single_line=True)))))
+    return out
+
+
+class TrainScreen(Screen):
+    BINDINGS = bindings_for("train")
+    DEFAULT_CSS = """
+    #tr-main { height: 1fr; }
+    #tr-form { width: 38; border: round $primary 50%; padding: 0 1; }
+    #tr-grid { grid-size: 2; grid-columns: 11 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
+    #tr-grid Label { padding: 0; }
+    #tr-buttons { height: auto; margin-top: 1; }
+    #tr-buttons Button { margin-right: 1; }
+    #tr-right { width: 1fr; }
+    #tr-runs { height: 8; border: round $primary 30%; }
+    #tr-view { height: 1fr; border: round $primary 30%; }
+    #tr-plan { height: 1fr; }
+    #tr-message { height: auto; max-height: 4; padding: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: str | None = None   # run id shown in the chart
+        self._offset = 0
+        self._generation: Any = None
+        self._run_ids: list[str] = []
+        self._streaming: set[str] = set()    # remote runs being mirrored by this screen
+        self._remotes: dict[str, str] = {}   # run id -> host target, for runs with remote.json
+
+    def compose(self) -> ComposeResult:
+        from training.config import preset_names
+
+        presets = preset_names()
+        yield Header()
+        with Horizontal(id="tr-main"):
+            with VerticalScroll(id="tr-form"):
+                with Grid(id="tr-grid"):
+                    yield Label("preset")
+                    yield Select([(p, p) for p in presets], value="seed" if "seed" in presets else presets[0], id="tr-preset",
+                                 allow_blank=False, compact=True)
+                    yield Label("split")
+                    yield Select([], id="tr-split", prompt="(no splits)", compact=True)
+                    yield Label("base")
+                    yield Input("", id="tr-base", compact=True)
+                    yield Label("method")
+                    yield Select([(m, m) for m in ("lora", "qlora", "full")], value="lora", id="tr-method",
+                                 allow_blank=False, compact=True)
+                    for fid, label, _key, kind in KNOBS:
+                        yield Label(label)
+                        yield Input("", id=f"tr-{fid}", type=kind, compact=True)
+                    yield Label("--set")
+                    yield Input("", id="tr-sets", placeholder="train.max_steps=50 …", compact=True)
+                    yield Label("host")
+                    yield Input("", id="tr-host", placeholder="local (or gpu1, me@host:22)", compact=True)
+                with Horizontal(id="tr-buttons"):
+                    yield Button("Plan (p)", id="tr-plan-go", compact=True)
+                    yield Button("Launch (Ctrl+S)", id="tr-go", variant="primary", compact=True)
+            with Vertical(id="tr-right"):
+                table = DataTable(id="tr-runs", cursor_type="row", zebra_stripes=False)
+                yield table
+                with ContentSwitcher(initial="tr-chart", id="tr-view"):
+                    yield LossChart(id="tr-chart")
+                    yield VerticalScroll(Static("", id="tr-plan-text"), id="tr-plan")
+        yield Static("", id="tr-message")
+        yield JobProgress()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#tr-form").border_title = "New run"
+        self.query_one("#tr-runs").border_title = "Runs"
+        self.query_one("#tr-view").border_title = "Curve"
+        table = self.query_one("#tr-runs", DataTable)
+        table.add_columns("run", "state", "step", "loss", "eval", "where")
+        self._fill_from_preset(str(self.query_one("#tr-preset", Select).value))
+        self._load_splits()
+        self.action_reload()
+        self.set_interval(RUNS_REFRESH_S, self.action_reload)
+        self.set_interval(FOLLOW_S, self._follow)
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted:
+            self._load_splits()
+            self.action_reload()
+
+    def message(self, text: str, style: str = "") -> None:
+        self.query_one("#tr-message", Static).update(Text(visible(text), style=style))
+
+    # -- the form -------------------------------------------------------------------------------
+    @on(Select.Changed, "#tr-preset")
+    def _preset_changed(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self._fill_from_preset(str(event.value))
+
+    def _fill_from_preset(self, preset: str) -> None:
+        try:
+            values = preset_values(preset)
+        except StudioError as exc:
+            self.message(str(exc), "bold red")
+            return
+        self.query_one("#tr-base", Input).value = values["base"]
+        self.query_one("#tr-method", Select).value = values["method"]
+        for fid, *_ in KNOBS:
+            self.query_one(f"#tr-{fid}", Input).value = values[fid]
+
+    def form(self) -> dict[str, str]:
+        split = self.query_one("#tr-split", Select).value
+        values = {"preset": str(self.query_one("#tr-preset", Select).value),
+                  "split": "" if split is Select.NULL else str(split),
+                  "method": str(self.query_one("#tr-method", Select).value)}
+        for fid in ["base", "sets", "host"] + [k[0] for k in KNOBS]:
+            values[fid] = self.query_one(f"#tr-{fid}", Input).value.strip()
+        return values
+
+    @work(thread=True, exclusive=True, group="tr-splits")
+    def _load_splits(self) -> None:
+        from curation.export import list_splits
+
+        names = [s["name"] for s in list_splits(self.app.engine.ws)]
+        self.app.call_from_thread(self._show_splits, names)
+
+    def _show_splits(self, names: list[str]) -> None:
+        box = self.query_one("#tr-split", Select)
+        current = box.value
+        box.set_options([(visible(n, single_line=True), n) for n in names])
+        if current in names:
+            box.value = current
+        elif names:
+            box.value = names[-1]
+
+    # -- plan -----------------------------------------------------------------------------------
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "tr-go":
+            self.action_launch()
+        elif event.button.id == "tr-plan-go":
+            self.action_plan()
+
+    def action_plan(self) -> None:
+        try:
+            args = train_args(self.app.engine.ws.root, self.form())
+        except StudioError as exc:
+            self.message(str(exc), "bold red")
+            return
+        self.query_one("#tr-plan-text", Static).update(Text("planning… (tokenising the split)", style="dim"))
+        self.query_one("#tr-view", ContentSwitcher).current = "tr-plan"
+        self.query_one("#tr-view").border_title = "Plan (select a run for its curve)"
+        self._plan(args)
+
+    @work(thread=True, exclusive=True, group="tr-plan")
+    def _plan(self, args: argparse.Namespace) -> None:
+        from training.plan import format_plan, make_plan
+
+        from ..commands.train import call
+
+        try:
+            cfg = config_for(args)
+            text = Text(visible(format_plan(call(lambda: make_plan(cfg)))))
+        except StudioError as exc:
+            text = Text(visible(str(exc)), style="bold red")
+        self.app.call_from_thread(self.query_one("#tr-plan-text", Static).update, text)
+
+    # -- launch ---------------------------------------------------------------------------------
+    def action_launch(self) -> None:
+        try:
+            args = train_args(self.app.engine.ws.root, self.form())
+        except StudioError as exc:
+            self.message(str(exc), "bold red")
+            return
+        where = args.host or "here"
+        self.message(f"starting a run on {args.split} ({where})…", "dim")
+        if args.host:
+            self._launch_remote(args)
+        else:
+            self._launch_local(args)
+
+    @work(thread=True, group="tr-launch")
+    def _launch_local(self, args: argparse.Namespace) -> None:
+        from training import runs
+
+        from ..commands.train import call, reproduce_line
+
+        try:
+            cfg = config_for(args)
+            run_dir = call(lambda: runs.create_run(self._runs_dir(), cfg, name=args.name,
+                                                   reproduce=reproduce_line(args)))
+            pid = call(lambda: runs.launch(run_dir))
+        except StudioError as exc:
+            self.app.call_from_thread(self.message, str(exc), "bold red")
+            return
+        self.app.call_from_thread(self._started, run_dir.name,
+                                  f"started {run_dir.name} (pid {pid}), detached: it goes on if the studio closes")
+
+    @work(group="tr-launch")
+    async def _launch_remote(self, args: argparse.Namespace) -> None:
+        from training import runs
+        from training.errors import TrainingError
+        from training.remote import launch_remote
+
+        from ..commands._remote import host_spec
+        from ..commands.train import call, reproduce_line
+
+        try:
+            spec = host_spec(args)
+            cfg = config_for(args)
+            run_dir = call(lambda: runs.create_run(self._runs_dir(), cfg, name=args.name,
+                                                   reproduce=reproduce_line(args) + f" --host {shlex.quote(args.host)}",
+                                                   host=args.host))
+            self.message(f"uploading {run_dir.name} to {spec.target}…", "dim")
+            run = await launch_remote(run_dir, spec)
+        except (StudioError, TrainingError) as exc:
+            self.message(str(exc), "bold red")
+            return
+        self._remotes[run_dir.name] = spec.target
+        self._started(run_dir.name, f"started {run.run_id} on {spec.target}:{run.remote_dir} (pid {run.pid}); "
+                                    "mirroring its metrics here")
+        self._stream(run_dir)
+
+    def _started(self, run_id: str, text: str) -> None:
+        self.message(text, "bold green")
+        self.notify(text, title="train")
+        self.select_run(run_id)
+        self.action_reload()
+
+    @work(group="tr-stream")
+    async def _stream(self, run_dir: Path) -> None:
+        """Mirror a remote run's metrics into its local directory until it ends (the chart reads
+        the mirror like any run). A dropped connection is reported; selecting the run again resumes."""
+        from training.errors import TrainingError
+        from training.remote import stream_metrics
+
+        if run_dir.name in self._streaming:
+            return
+        self._streaming.add(run_dir.name)
+        try:
+            result = await stream_metrics(run_dir)
+            self.notify(f"{run_dir.name}: {result.state}", title="remote run")
+        except TrainingError as exc:
+            self.message(f"{run_dir.name}: {exc} (select the run again to resume mirroring)", "bold red")
+        finally:
+            self._streaming.discard(run_dir.name)
+
+    def _runs_dir(self) -> Path:
+        return self.app.engine.ws.runs_dir
+
+    # -- runs list ------------------------------------------------------------------------------
+    def action_reload(self) -> None:
+        self._list_runs()
+
+    @work(thread=True, exclusive=True, group="tr-runs")
+    def _list_runs(self) -> None:
+        from training.runs import list_runs
+
+        rows = list_runs(self._runs_dir())
+        remotes = {}
+        for r in rows:
+            remote_json = Path(r["path"]) / "remote.json"
+            if remote_json.is_file():
+                remotes[r["id"]] = str(r.get("host") or "remote")
+        self.app.call_from_thread(self._show_runs, rows, remotes)
+
+    def _show_runs(self, rows: list[dict[str, Any]], remotes: dict[str, str]) -> None:
+        self._remotes.update(remotes)
+        self._states = {r["id"]: r.get("state") for r in rows}
+        table = self.query_one("#tr-runs", DataTable)
+        data = runs_table_rows(rows, self._remotes)
+        ids = [rid for rid, _ in data]
+        if ids == self._run_ids:
+            for rid, cells in data:
+                for col, value in zip(table.columns, cells):
+                    table.update_cell(rid, col, value)
+        else:
+            table.clear()
+            for rid, cells in data:
+                table.add_row(*cells, key=rid)
+            self._run_ids = ids
+            if self.selected in ids:
+                table.move_cursor(row=ids.index(self.selected), animate=False)
+        if self.selected is None and ids:
+            self.select_run(ids[-1])
+
+    @on(DataTable.RowHighlighted, "#tr-runs")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value != self.selected:
+            self.select_run(str(event.row_key.value))
+
+    @on(DataTable.RowSelected, "#tr-runs")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.select_run(str(event.row_key.value), force=True)
+
+    # -- the chart ------------------------------------------------------------------------------
+    def select_run(self, run_id: str, force: bool = False) -> None:
+        """Show `run_id`'s curve (from its metrics.jsonl, read again from the start)."""
+        view = self.query_one("#tr-view", ContentSwitcher)
+        view.current = "tr-chart"
+        view.border_title = f"Curve: {visible(run_id, single_line=True)}"
+        if run_id != self.selected or force:
+            self.selected = run_id
+            self._offset = 0
+            self._generation = None
+            self.query_one("#tr-chart", LossChart).reset(run_id)
+        table = self.query_one("#tr-runs", DataTable)
+        if run_id in self._run_ids and table.cursor_row != self._run_ids.index(run_id):
+            table.move_cursor(row=self._run_ids.index(run_id), animate=False)
+        run_dir = self._runs_dir() / run_id
+        if (run_dir / "remote.json").is_file() and run_id not in self._streaming \
+                and getattr(self, "_states", {}).get(run_id) not in FINAL:
+            self._stream(run_dir)  # reattach: keep the mirror growing
+        self._follow()
+
+    def _follow(self) -> None:
+        if self.selected is not None:
+            self._read_metrics(self.selected, self._offset)
+
+    @work(thread=True, exclusive=True, group="tr-follow")
+    def _read_metrics(self, run_id: str, offset: int) -> None:
+        from training.metrics import metric_points, read_metrics
+        from training.runs import read_status
+
+        run_dir = self._runs_dir() / run_id
+        generation = read_status(run_dir).get("metrics_generation")
+        records, new_offset = read_metrics(run_dir, offset)
+        restarted = new_offset < offset  # the file was cut (resume): read_metrics started at 0
+        self.app.call_from_thread(self._got_metrics, run_id, offset, new_offset, metric_points(records),
+                                  generation, restarted)
+
+    def _got_metrics(self, run_id: str, offset: int, new_offset: int, points: list[dict[str, Any]],
+                     generation: Any, restarted: bool) -> None:
+        if run_id != self.selected or offset != self._offset:
+            return  # a late answer for another run, or for an offset already read
+        chart = self.query_one("#tr-chart", LossChart)
+        if restarted or (self._generation is not None and generation != self._generation and offset):
+            # A resume cut the file: start over from 0 on the next read.
+            chart.reset(run_id)
+            self._offset = 0
+            self._generation = generation
+            return
+        self._generation = generation
+        self._offset = new_offset
+        chart.extend(points)
+
+    # -- cancel ---------------------------------------------------------------------------------
+    def action_cancel_run(self) -> None:
+        from .dialogs import ConfirmScreen
+
+        run_id = self.selected
+        if run_id is None:
+            self.message("select a run to cancel", "yellow")
+            return
+        state = getattr(self, "_states", {}).get(run_id)
+        if state in FINAL:
+            self.message(f"{run_id} is already {state}", "yellow")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._cancel(run_id)
+
+        self.app.push_screen(ConfirmScreen(f"Cancel run {visible(run_id, single_line=True)}? It stops at the next "
+                                           "step with a checkpoint (resumable with studio train --resume)."), answer)
+
+    @work(group="tr-cancel")
+    async def _cancel(self, run_id: str) -> None:
+        import asyncio
+
+        from training import runs
+        from training.errors import TrainingError
+        from training.remote import cancel_remote
+
+        run_dir = self._runs_dir() / run_id
+        try:
+            if (run_dir / "remote.json").is_file():
+                await cancel_remote(run_dir)
+            else:
+                await asyncio.to_thread(runs.cancel, run_dir, wait_s=5.0)
+        except TrainingError as exc:
+            self.message(str(exc), "bold red")
+            return
+        self.message(f"cancel sent to {run_id}", "bold yellow")
+        self.action_reload()
