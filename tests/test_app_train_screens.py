@@ -15,6 +15,8 @@ from curation.safe_text import visible
 from studio.app import StudioApp
 from studio.widgets.loss_chart import LossChart
 from tests._studio_ws import make_workspace
+from tests.sshd import sshd  # noqa: F401  (fixture)
+from tests.test_remote import host_env  # noqa: F401  (fixture)
 from tests.test_app_review import plain
 from tests.training_fixtures import tiny_config, write_split
 
@@ -177,6 +179,36 @@ async def test_cancel_needs_a_confirmation(train_ws):
             await until(pilot, lambda: state_of(run_dir) == "cancelled", timeout=60)
     finally:
         runs.cancel(run_dir, wait_s=5)
+
+
+@pytest.mark.ssh
+async def test_launch_on_a_remote_host_and_follow_the_mirror(train_ws, sshd, host_env):  # noqa: F811
+    """Host = a real sshd on 127.0.0.1: the run is uploaded and started there; the screen mirrors
+    its metrics into the local run directory and the chart follows the mirror to the end."""
+    app = StudioApp(train_ws, screen="train")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await pick(pilot, "#tr-preset", "tiny-demo")
+        screen.query_one("#tr-sets", Input).value = "train.max_steps=6 train.eval_steps=3 train.save_steps=1000"
+        screen.query_one("#tr-host", Input).value = sshd.target
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: any((train_ws / "runs").glob("*/remote.json")), timeout=120)
+        run_id = next((train_ws / "runs").glob("*/remote.json")).parent.name
+        await pilot.pause()
+        assert screen.selected == run_id
+        local, remote = train_ws / "runs" / run_id, host_env / "runs" / run_id
+        chart = screen.query_one("#tr-chart", LossChart)
+
+        def mirrored() -> bool:
+            return (state_of(local) == "done" and bool(chart.points) and chart.points == points_of(local)
+                    and (local / "metrics.jsonl").read_bytes() == (remote / "metrics.jsonl").read_bytes())
+
+        await until(pilot, mirrored)
+        assert [p["step"] for p in chart.points if "loss" in p] == [1, 2, 3, 4, 5, 6]
+        await pilot.pause(2.5)
+        row = [c.plain if hasattr(c, "plain") else str(c) for c in screen.query_one("#tr-runs").get_row(run_id)]
+        assert row[5] == sshd.target
 
 
 @pytest.fixture(scope="module")

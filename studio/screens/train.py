@@ -18,6 +18,7 @@ remote run with `remote.json`, selecting it starts mirroring again). `c` cancels
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ class TrainScreen(Screen):
     BINDINGS = bindings_for("train")
     DEFAULT_CSS = """
     #tr-main { height: 1fr; }
-    #tr-form { width: 38; border: round $primary 50%; padding: 0 1; }
+    #tr-form { width: 36; border: round $primary 50%; padding: 0 1; }
     #tr-grid { grid-size: 2; grid-columns: 11 1fr; grid-rows: 1; grid-gutter: 0 1; height: auto; }
     #tr-grid Label { padding: 0; }
     #tr-buttons { height: auto; margin-top: 1; }
@@ -316,8 +317,7 @@ class TrainScreen(Screen):
             return
         self._remotes[run_dir.name] = spec.target
         self._started(run_dir.name, f"started {run.run_id} on {spec.target}:{run.remote_dir} (pid {run.pid}); "
-                                    "mirroring its metrics here")
-        self._stream(run_dir)
+                                    "mirroring its metrics here")  # select_run starts the mirror
 
     def _started(self, run_id: str, text: str) -> None:
         self.message(text, "bold green")
@@ -359,7 +359,10 @@ class TrainScreen(Screen):
         for r in rows:
             remote_json = Path(r["path"]) / "remote.json"
             if remote_json.is_file():
-                remotes[r["id"]] = str(r.get("host") or "remote")
+                try:
+                    remotes[r["id"]] = str(json.loads(remote_json.read_text(encoding="utf-8"))["host"]["target"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    remotes[r["id"]] = "remote"
         self.app.call_from_thread(self._show_runs, rows, remotes)
 
     def _show_runs(self, rows: list[dict[str, Any]], remotes: dict[str, str]) -> None:
