@@ -37,7 +37,7 @@ from .client import ProviderClient, Reply
 from .landing import Lander, Outcome, WriterThread
 from .templates import OPERATIONS, TemplateSet
 
-DEFAULT_N = {"rewrite": 3, "answers": 2, "reverse": 1, "judge": 1}
+from .defaults import DEFAULT_N  # noqa: E402  (kept light for the CLI)
 CANCEL_GRACE_S = 5.0  # after cancel, wait this long for requests in flight (they are paid for)
 
 

@@ -58,7 +58,7 @@ def register(sub) -> None:
 
 
 def _default_n(op: str) -> int:
-    from curation.augment.jobs import DEFAULT_N
+    from curation.augment.defaults import DEFAULT_N
 
     return DEFAULT_N[op]
 
