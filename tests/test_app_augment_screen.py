@@ -88,9 +88,6 @@ async def test_launch_lands_pending_generated_samples(studio_ws, monkeypatch):
             assert f"requests {ZH_SAMPLES * 2}/{ZH_SAMPLES * 2}" in plain(screen.query_one("#au-status-line").content)
             assert "augment:answers" in plain(screen.query_one("#au-jobs").content)
             assert "fake-model" in plain(screen.query_one("#au-usage").content)
-            await pilot.press("o")
-            await settle(pilot)
-            assert app.current_mode == "review"
         assert server.total_requests() == ZH_SAMPLES * 2
     finally:
         server.stop()
@@ -133,3 +130,56 @@ def test_augment_screen_snapshot(snap_compare, studio_ws, monkeypatch):
         add_provider(ws, Provider(name="fake", base_url="http://127.0.0.1:9/v1", model="fake-model",
                                   api_key_env=FAKE_KEY_ENV, input_usd_per_mtok=2.0, output_usd_per_mtok=8.0))
     assert snap_compare(StudioApp(studio_ws, screen="augment"), terminal_size=(120, 40), run_before=settle)
+
+
+async def test_quitting_cancels_a_running_job(studio_ws, monkeypatch):
+    server = serve(studio_ws, monkeypatch, latency=0.4, concurrency=2)
+    try:
+        app = StudioApp(studio_ws, screen="augment")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await fill(pilot, op="answers", n=2)
+            total = app.screen.estimate.requests
+            await pilot.press("ctrl+s")
+            deadline = time.monotonic() + 5
+            while server.total_requests() < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        assert server.total_requests() < total
+    finally:
+        server.stop()
+    assert db(studio_ws, "SELECT state FROM jobs") == [("cancelled",)]
+
+
+async def test_samples_selected_in_review(studio_ws, monkeypatch):
+    server = serve(studio_ws, monkeypatch)
+    try:
+        app = StudioApp(studio_ws, screen="review")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("space", "j", "j", "space")  # samples 1 and 3
+            await settle(pilot)
+            await pilot.press("7")
+            await settle(pilot)
+            assert app.current_mode == "augment"
+            await fill(pilot, op="answers", n=1, **{"from": "review"})
+            assert app.screen.estimate.requests == 2
+            assert "2 selected in Review" in plain(app.screen.query_one("#au-estimate").content)
+            await pilot.press("ctrl+s")
+            await settle(pilot, rounds=50)
+            assert app.screen.result.state == "done"
+            # `o` opens Review (already open here: a Review made on this key loads its first pages
+            # in a thread that reads the list's geometry, which races the screen's first layout)
+            await pilot.press("o")
+            await settle(pilot, rounds=50)
+            assert app.current_mode == "review"
+            review = app.screen
+            deadline = time.monotonic() + 5  # let Review's page loads finish before the app closes
+            while (review.list.flt.status != "pending" or review.list.total != 12 + 2) \
+                    and time.monotonic() < deadline:
+                await settle(pilot)
+            assert review.list.flt.status == "pending" and review.list.total == 12 + 2
+            await settle(pilot)
+        assert server.total_requests() == 2
+    finally:
+        server.stop()
+    assert db(studio_ws, "SELECT parent_id FROM samples WHERE id > 12 ORDER BY parent_id") == [(1,), (3,)]
