@@ -88,6 +88,10 @@ async def test_launch_lands_pending_generated_samples(studio_ws, monkeypatch):
             assert f"requests {ZH_SAMPLES * 2}/{ZH_SAMPLES * 2}" in plain(screen.query_one("#au-status-line").content)
             assert "augment:answers" in plain(screen.query_one("#au-jobs").content)
             assert "fake-model" in plain(screen.query_one("#au-usage").content)
+            await pilot.press("1")  # Home lists the augment job beside the other jobs
+            await settle(pilot)
+            activity = plain(app.screen.query_one("#home-activity").content)
+            assert f"job {screen.result.job_id} augment:answers" in activity and "done" in activity
         assert server.total_requests() == ZH_SAMPLES * 2
     finally:
         server.stop()
