@@ -266,7 +266,8 @@ def finished_demo_run(ws) -> None:
     runs.write_status(run_dir, state="done", step=30, max_steps=30, host="fixed-host", started_at="2026-01-01T00:00:00+00:00")
 
 
-def test_train_screen_snapshot(snap_compare, train_ws):
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_train_screen_snapshot(snap_compare, train_ws, size):
     finished_demo_run(train_ws)
 
     async def ready(pilot):
@@ -274,4 +275,4 @@ def test_train_screen_snapshot(snap_compare, train_ws):
         await until(pilot, lambda: len(pilot.app.screen.query_one("#tr-chart", LossChart).points) == 33, timeout=20)
         await pilot.pause()
 
-    assert snap_compare(StudioApp(train_ws, screen="train"), terminal_size=(120, 40), run_before=ready)
+    assert snap_compare(StudioApp(train_ws, screen="train"), terminal_size=size, run_before=ready)

@@ -26,7 +26,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, DataTable, Footer, Header, Input, Label, Select, Static
 
@@ -120,6 +120,7 @@ class TrainScreen(Screen):
     #tr-runs { height: 8; border: round $primary 30%; }
     #tr-view { height: 1fr; border: round $primary 30%; }
     #tr-plan { height: 1fr; }
+    #tr-plan-text { width: auto; }
     #tr-message { height: auto; max-height: 4; padding: 0 1; }
     """
 
@@ -159,13 +160,13 @@ class TrainScreen(Screen):
                     yield Input("", id="tr-host", placeholder="local (or gpu1, me@host:22)", compact=True)
                 with Horizontal(id="tr-buttons"):
                     yield Button("Plan (p)", id="tr-plan-go", compact=True)
-                    yield Button("Launch (Ctrl+S)", id="tr-go", variant="primary", compact=True)
+                    yield Button("Launch (^S)", id="tr-go", variant="primary", compact=True)
             with Vertical(id="tr-right"):
                 table = DataTable(id="tr-runs", cursor_type="row", zebra_stripes=False)
                 yield table
                 with ContentSwitcher(initial="tr-chart", id="tr-view"):
                     yield LossChart(id="tr-chart")
-                    yield VerticalScroll(Static("", id="tr-plan-text"), id="tr-plan")
+                    yield ScrollableContainer(Static("", id="tr-plan-text"), id="tr-plan")
         yield Static("", id="tr-message")
         yield JobProgress()
         yield Footer()
@@ -259,7 +260,7 @@ class TrainScreen(Screen):
 
         try:
             cfg = config_for(args)
-            text = Text(visible(format_plan(call(lambda: make_plan(cfg)))))
+            text = Text(visible(format_plan(call(lambda: make_plan(cfg)))), no_wrap=True)  # tables: scroll, not wrap
         except StudioError as exc:
             text = Text(visible(str(exc)), style="bold red")
         self.app.call_from_thread(self.query_one("#tr-plan-text", Static).update, text)
