@@ -187,3 +187,21 @@ async def test_samples_selected_in_review(studio_ws, monkeypatch):
     finally:
         server.stop()
     assert db(studio_ws, "SELECT parent_id FROM samples WHERE id > 12 ORDER BY parent_id") == [(1,), (3,)]
+
+
+async def test_a_missing_key_is_said_where_the_user_looks_and_nothing_is_sent(studio_ws, monkeypatch):
+    server = serve(studio_ws, monkeypatch)
+    monkeypatch.delenv(FAKE_KEY_ENV)
+    try:
+        app = StudioApp(studio_ws, screen="augment")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await fill(pilot, op="judge", limit=2)
+            assert app.screen.estimate.requests == 2  # the dry run needs no key
+            await pilot.press("ctrl+s")
+            await settle(pilot, rounds=50)
+            message = plain(app.screen.query_one("#au-result").content)
+            assert FAKE_KEY_ENV in message and "not set" in message and app.screen.job is None
+        assert server.total_requests() == 0
+    finally:
+        server.stop()
