@@ -149,6 +149,16 @@ class StudioApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_cancel_jobs(self) -> None:
+        """Cancel every running job (import, dedup, quality, export, augment): each stops at its
+        next safe point and leaves the workspace as the job's own contract says."""
+        if not self.jobs:
+            self.notify("no job is running")
+            return
+        for job in list(self.jobs.values()):
+            job.cancel()
+        self.notify(f"cancelling {len(self.jobs)} job(s)")
+
     def action_pick_theme(self) -> None:
         self.search_themes()
 

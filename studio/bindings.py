@@ -59,6 +59,7 @@ ACTIONS: list[Action] = [
     Action("app.theme", "ctrl+t", "app.pick_theme", "Change theme", "app", show=False),
     Action("app.quit", "ctrl+q", "app.quit", "Quit", "app", priority=True),
     Action("app.quit_q", "q", "app.quit", "Quit", "app", show=False),
+    Action("app.cancel_jobs", "ctrl+x", "app.cancel_jobs", "Cancel running jobs", "app", show=False, priority=True),
     # -- home ---------------------------------------------------------------------------------
     Action("home.refresh", "ctrl+r", "refresh_stats", "Refresh", "home"),
     # -- review -------------------------------------------------------------------------------

@@ -144,7 +144,13 @@ class SampleList(ScrollView, can_focus=True, inherit_bindings=False):
     @work(thread=True, group="sample-pages")
     def _fetch(self, generation: int, flt: browse.Filter, page: int) -> None:
         # A fast scroll asks for many pages; skip those the view has left before this ran.
-        if generation != self._generation or not self._near_view(page):
+        try:
+            near = self._near_view(page)
+        except LookupError:
+            # Textual's reactives look up the active app; while the app shuts down (a screen made
+            # and closed at once) that lookup fails in a worker thread. Nothing is left to show.
+            return
+        if generation != self._generation or not near:
             self.app.call_from_thread(self._requested.discard, page)
             return
         rows = browse.page_at(self.engine.reader(), flt, page * PAGE_SIZE, PAGE_SIZE)
