@@ -315,7 +315,18 @@ def load_rules(path: str | Path | None = None) -> list[Rule]:
     return out
 
 
-def _resolve_rules(rules: str | Path | Sequence[Rule] | None) -> list[Rule]:
+WORKSPACE_RULES = "rules.yaml"  # WORKSPACE/rules.yaml: the workspace's own thresholds (the Quality screen writes it)
+
+
+def workspace_rules_path(ws) -> Path:
+    """The rules a workspace uses: WORKSPACE/rules.yaml when it exists, else the built-in file."""
+    own = Path(ws.root) / WORKSPACE_RULES
+    return own if own.is_file() else default_rules_path()
+
+
+def _resolve_rules(rules: str | Path | Sequence[Rule] | None, ws=None) -> list[Rule]:
+    if rules is None and ws is not None:
+        rules = workspace_rules_path(ws)
     if rules is None or isinstance(rules, (str, Path)):
         return load_rules(rules)
     return list(rules)
@@ -375,7 +386,7 @@ def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_
     One undoable operation of kind 'quality'."""
     from .dedup import _worker_count, _Workers
 
-    rule_list = _resolve_rules(rules)
+    rule_list = _resolve_rules(rules, ws)
     job = job or null_job("quality")
     started = time.monotonic()
     con = ws.con

@@ -9,7 +9,7 @@ from ._common import add_command, make_job, open_ws, out, out_json
 
 def register(sub):
     p = add_command(sub, "quality", "flag samples that break quality rules", json_flag=True)
-    p.add_argument("--rules", metavar="FILE", help="rules YAML (default: the built-in curation/rules/default.yaml)")
+    p.add_argument("--rules", metavar="FILE", help="rules YAML (default: WORKSPACE/rules.yaml when it exists, else the built-in curation/rules/default.yaml)")
     p.add_argument("--preview", metavar="RULE=THRESHOLD", action="append", default=[],
                    help="count what a threshold would flag, without running the rules (repeatable)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -44,7 +44,8 @@ def run(args) -> int:
                 for r in rows:
                     out(f"{r['rule_id']} at {r['threshold']:g}: {r['would_flag']:,} samples would be flagged")
             return 0
-        rules = quality.load_rules(args.rules)  # errors before any work
+        rules_file = args.rules or quality.workspace_rules_path(ws)
+        rules = quality.load_rules(rules_file)  # errors before any work
         job, progress = make_job("quality", quiet=args.quiet or args.json)
         try:
             report = quality.run_quality(ws, rules=rules, job=job)
@@ -52,7 +53,7 @@ def run(args) -> int:
             raise Cancelled("quality check cancelled; the workspace is unchanged") from None
         finally:
             progress.finish()
-        report.rules_file = args.rules
+        report.rules_file = str(rules_file)
         if args.json:
             out_json(report.as_dict())
             return 0

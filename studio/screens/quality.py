@@ -33,7 +33,7 @@ from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
 from ._curation import open_review, run_engine_job
 
-RULES_FILE = "rules.yaml"  # in the workspace folder; absent: the built-in rules
+RULES_FILE = quality.WORKSPACE_RULES  # in the workspace folder; absent: the built-in rules
 BINS = 12                  # histogram rows: fits an 80x24 terminal
 
 

@@ -34,8 +34,10 @@ def render_detail(d: SampleDetail) -> Group:
             src.append(f":{d.source_row}")
     if d.source_id:
         src.append(f"  id {visible(d.source_id, single_line=True)}")
-    if d.parent_id is not None or d.operation:
+    if d.parent_id is not None:
         src.append(f"  from #{d.parent_id} by {visible(d.operation or '?', single_line=True)}")
+    elif d.operation:
+        src.append(f"  by {visible(d.operation, single_line=True)}")
     if src.plain:
         parts.append(src)
     parts.append(Text(""))
