@@ -44,4 +44,4 @@ def test_training_loads_no_curation_or_duckdb():
 
 def test_first_screen_imports_no_heavy_ml():
     loaded = _loaded_after("import studio.app, studio.cli")
-    assert not loaded & {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets"}, loaded
+    assert not loaded & {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai", "datasketch"}, loaded
