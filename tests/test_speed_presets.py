@@ -71,3 +71,22 @@ def test_multi_gpu_config_launches_torchrun_and_shards_with_fsdp(tmp_path, split
     assert cmd[5:8] == ["-m", "training", "run"]
     args = recipe.sft_args(cfg, run, "fp32", has_eval=False)
     assert args.fsdp and args.fsdp_plugin_args  # transformers 5 turns the legacy "full_shard auto_wrap" into fsdp_config
+
+
+def test_tiny_architecture_builds_a_real_shape_with_random_weights(tmp_path, split):
+    """`tiny.architecture` lets `studio train` measure a 7B-shaped run on a GPU with no download;
+    here the smallest Qwen2.5 shape checks the path, and the plan reads the same shape."""
+    from training import plan
+    from training.config import ConfigError
+    from training.tiny import build_model, build_tokenizer
+
+    cfg = tiny_config(split, **{"tiny.architecture": "Qwen2.5-0.5B"})
+    assert cfg.tiny.architecture == "qwen2.5-0.5b"
+    shape = plan.resolve_shape(cfg)
+    assert (shape.hidden_size, shape.num_hidden_layers) == (896, 24)
+    tok = build_tokenizer(["hello world", "你好"], 400)
+    model = build_model(tok, cfg.tiny)
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.num_key_value_heads) == (896, 24, 2)
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        tiny_config(split, **{"tiny.architecture": "gpt-9"})

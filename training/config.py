@@ -147,6 +147,21 @@ class TinyShape(_Section):
     """MLP width."""
     vocab_size: int = Field(512, ge=300)
     """BPE vocabulary trained on the split's text (ids for special tokens included)."""
+    architecture: str | None = None
+    """Instead of the small Llama above, a real architecture's shape with random weights, from the
+    plan's built-in table (qwen2.5-0.5b ... qwen2.5-72b, llama-3-8b, ...): measures speed and
+    memory of a 7B or 14B run on a GPU without downloading weights. Still untrained."""
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from .plan import SHAPES
+
+        if v.lower() not in SHAPES:
+            raise ValueError(f"unknown architecture {v!r}; known: {', '.join(sorted(SHAPES))}")
+        return v.lower()
 
 
 class DebugConfig(_Section):

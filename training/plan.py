@@ -100,6 +100,8 @@ class Shape:
 def resolve_shape(cfg: Any, overrides: dict[str, Any] | None = None) -> Shape:
     """Model shape from (in order): overrides, the built-in table, AutoConfig (local folder or cache)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if cfg.is_tiny and cfg.tiny.architecture:
+        return Shape(**SHAPES[cfg.tiny.architecture], source=f"tiny.architecture ({cfg.tiny.architecture}, random weights)")
     if cfg.is_tiny:
         t = cfg.tiny
         return Shape(t.hidden_size, t.intermediate_size, t.num_layers, t.num_heads, t.num_heads, t.vocab_size,

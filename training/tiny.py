@@ -39,9 +39,14 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):
 
 
 def build_model(tokenizer: Any, shape: Any, *, seed: int = 42, max_positions: int = 4096):
-    """A randomly initialised LlamaForCausalLM sized by `shape` (config.TinyShape), seeded."""
+    """A randomly initialised LlamaForCausalLM sized by `shape` (config.TinyShape), seeded; with
+    `shape.architecture`, that architecture's real shape instead (built on the GPU when there is one,
+    in bf16, since a 7B model in fp32 on the CPU would take 30 GB and minutes)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    if getattr(shape, "architecture", None):
+        return _build_architecture(tokenizer, shape.architecture, seed=seed, max_positions=max_positions)
 
     cfg = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
@@ -52,6 +57,28 @@ def build_model(tokenizer: Any, shape: Any, *, seed: int = 42, max_positions: in
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _build_architecture(tokenizer: Any, name: str, *, seed: int, max_positions: int):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .plan import SHAPES
+
+    dims = dict(SHAPES[name])
+    # the trained tokenizer is smaller than the architecture's vocabulary: the extra rows are unused
+    dims["vocab_size"] = max(dims["vocab_size"], len(tokenizer))
+    cfg = AutoConfig.for_model("llama" if name.startswith("llama") else "qwen2", **dims,
+                               max_position_embeddings=max(max_positions, 4096),
+                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                               bos_token_id=None)
+    torch.manual_seed(seed)
+    on_gpu = torch.cuda.is_available()
+    with torch.device("cuda" if on_gpu else "cpu"):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16 if on_gpu else torch.float32)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
