@@ -56,6 +56,9 @@ class ReviewScreen(Screen):
         self.initial_filter = flt or browse.Filter()
         self.select_all_matching = False   # `*`: the bulk action covers the whole filter
         self._deferred: list[str] = []     # decisions asked for before the first row arrived
+        # Details of the samples around the cursor, fetched ahead so j/k paint the next sample in
+        # the key's own frame; emptied by every write (a status or an edit may have changed).
+        self._details: dict[int, browse.SampleDetail] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,19 +106,44 @@ class ReviewScreen(Screen):
         if event.row is None:
             self.query_one(SampleView).show(None)
         else:
-            self._load_detail(event.row.id)
+            cached = self._details.get(event.row.id)
+            if cached is not None:
+                self.query_one(SampleView).show(cached)
+            self._load_detail(event.row.id, self._neighbour_ids())
             while self._deferred:  # e.g. "Review: Approve" from the palette on a fresh screen
                 self._set_current(self._deferred.pop(0))
 
+    def _neighbour_ids(self) -> list[int]:
+        ids = []
+        for delta in (1, -1, 2):
+            row = self.list.row_at(self.list.cursor + delta)
+            if row is not None and row.id not in self._details:
+                ids.append(row.id)
+        return ids
+
     @work(thread=True, exclusive=True, group="sample-detail")
-    def _load_detail(self, sample_id: int) -> None:
+    def _load_detail(self, sample_id: int, prefetch: list[int] | None = None) -> None:
+        con = self.engine.reader()
         try:
-            detail = browse.get_sample(self.engine.reader(), sample_id)
+            detail = browse.get_sample(con, sample_id)
         except StudioError:
             detail = None
         self.app.call_from_thread(self._show_detail, sample_id, detail)
+        for other in prefetch or ():
+            try:
+                self.app.call_from_thread(self._remember, other, browse.get_sample(con, other))
+            except StudioError:
+                pass
+
+    def _remember(self, sample_id: int, detail: browse.SampleDetail | None) -> None:
+        if detail is None:
+            return
+        self._details[sample_id] = detail
+        while len(self._details) > 64:
+            self._details.pop(next(iter(self._details)))
 
     def _show_detail(self, sample_id: int, detail: browse.SampleDetail | None) -> None:
+        self._remember(sample_id, detail)
         row = self.list.current
         if row is not None and row.id == sample_id:
             self.query_one(SampleView).show(detail)
@@ -142,6 +170,7 @@ class ReviewScreen(Screen):
     # -- writes ---------------------------------------------------------------------------------
     def _write(self, fn, *args: Any, done=None, failed=None, **kw: Any) -> None:
         """Queue `fn(ws, *args)` on the writer thread; `done(result)` / `failed()` run on the UI."""
+        self._details.clear()
 
         async def wait() -> None:
             try:
@@ -151,6 +180,7 @@ class ReviewScreen(Screen):
                     failed()
                 self.notify(visible(str(exc)), severity="error", timeout=8)
                 return
+            self._details.clear()
             if done is not None:
                 done(result)
             self.app.refresh_counts()
