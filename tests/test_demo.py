@@ -2,6 +2,7 @@
 and low-quality rows described in sample_data/README.md must show up, and clean rows must not."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -25,6 +26,8 @@ def demo(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("demo") / "ws"
     assert main(["-w", str(path), "demo", "--no-open"]) == 0
+    manifest = json.loads((path / "splits" / "demo" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["counts"]["train"] > 200  # pending and non-duplicate samples: the Train screen has a split
     con = duckdb.connect(str(path / "studio.duckdb"), read_only=True)
     yield con
     con.close()

@@ -1,5 +1,5 @@
-"""`studio demo`: build a demo workspace from sample_data/ (import, duplicates, quality flags) and
-open the studio on it. The README's first command runs this; a workspace that already holds
+"""`studio demo`: build a demo workspace from sample_data/ (import, duplicates, quality flags, a
+first split named `demo`) and open the studio on it. The README's first command runs this; a workspace that already holds
 samples is opened as it is, so a second run starts at once and keeps what you did."""
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
     """Import the sample files, find duplicates and flag quality problems; returns what happened."""
     from curation.dedup import find_duplicates
     from curation.errors import StudioError
+    from curation.export import export_split
     from curation.importers import import_paths
     from curation.quality import run_quality
 
@@ -42,7 +43,10 @@ def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
     job, progress = make_job("quality", quiet=quiet)
     quality = run_quality(ws, job=job)
     progress.finish()
-    return {"import": report, "dedup": dedup, "quality": quality}
+    # A first split, so the Train screen can start a tiny-demo run at once; review and export
+    # your own (`studio export v1`) once you have approved samples.
+    split = export_split(ws, "demo", include="approved+pending")
+    return {"import": report, "dedup": dedup, "quality": quality, "split": split}
 
 
 def run(args: argparse.Namespace) -> int:
