@@ -61,7 +61,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     from trl import SFTTrainer
 
     sys.path.insert(0, str(HERE))
-    from probe_variants import ARCHS, ARCHS_param_count, make_tokenizer  # the seed script's shapes and tokenizer
+    from probe_variants import ARCHS_param_count, make_tokenizer  # the seed script's tokenizer and FLOP count
 
     from training import recipe, speed
     from training.config import load_config
@@ -73,7 +73,9 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     cfg = load_config(preset=preset.split("+")[0])
     precision = "bf16"
     attn = speed.resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)
-    shape = AutoConfig.for_model("qwen2", **ARCHS[arch], max_position_embeddings=32768)
+    from training.plan import SHAPES  # the studio's shape table (equal to the seed script's ARCHS)
+
+    shape = AutoConfig.for_model("qwen2", **SHAPES[f"qwen2.5-{arch}"], max_position_embeddings=32768)
     tok = make_tokenizer(shape.vocab_size)
     tmp = None
     torch.manual_seed(0)

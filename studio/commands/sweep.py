@@ -14,6 +14,7 @@ from datetime import datetime
 from curation.errors import StudioError
 
 from ._common import add_command, out, out_json, workspace_path
+from .train import add_config_options
 
 
 def _list(kind):
@@ -36,12 +37,7 @@ def register(sub) -> None:
     p.add_argument("--lr", type=_list(float), metavar="LR,...", help="learning rates")
     p.add_argument("--epochs", type=_list(float), metavar="E,...", help="epochs")
     p.add_argument("--name", metavar="NAME", help="sweep name, the prefix of its run ids (default: sweep-TIME)")
-    p.add_argument("--config", metavar="FILE", help="YAML config for everything the grid does not set")
-    p.add_argument("--preset", metavar="NAME", help="named preset (seed, tiny-demo, ...)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key for every run (repeatable)")
-    p.add_argument("--base", metavar="MODEL", help="hub id, local model folder, or tiny")
-    p.add_argument("--method", choices=("lora", "qlora", "full"))
+    add_config_options(p)  # --config, --preset, --set, --base, --method: for every run of the grid
     p.add_argument("--replay", metavar="FILE", help="general-data JSONL mixed into every run against forgetting")
     p.add_argument("--replay-fraction", type=float, default=0.1, metavar="F",
                    help="with --replay: general rows per training row (default 0.1)")

@@ -18,18 +18,23 @@ from curation.errors import NotFound, StudioError
 from ._common import add_command, out, out_json, workspace_path
 
 
+def add_config_options(p) -> None:
+    """The options that build a training config (read by `build_config`); `studio sweep` shares them."""
+    p.add_argument("--config", metavar="FILE", help="YAML config (partial; a run's config.yaml reproduces it)")
+    p.add_argument("--preset", metavar="NAME", help="named preset: seed, fast, lean, tiny-demo (training/presets)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set lora.r=8 (repeatable)")
+    p.add_argument("--base", metavar="MODEL", help="hub id, local model folder, or tiny")
+    p.add_argument("--method", choices=("lora", "qlora", "full"))
+
+
 def register(sub) -> None:
     p = add_command(sub, "train", "plan or start a LoRA/QLoRA/full fine-tuning run on a split", json_flag=True,
                     epilog="examples: studio train v1 --plan --gpu-mem 24 | studio train v1 --preset tiny-demo | "
                            "studio train v1 --method qlora --set lora.r=8 --set train.epochs=2 | "
                            "studio train --resume RUN")
     p.add_argument("split", nargs="?", metavar="SPLIT", help="split name in WORKSPACE/splits, or a path")
-    p.add_argument("--config", metavar="FILE", help="YAML config (partial; a run's config.yaml reproduces it)")
-    p.add_argument("--preset", metavar="NAME", help="named preset: seed, tiny-demo, ... (training/presets)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set lora.r=8 (repeatable)")
-    p.add_argument("--base", metavar="MODEL", help="hub id, local model folder, or tiny")
-    p.add_argument("--method", choices=("lora", "qlora", "full"))
+    add_config_options(p)
     p.add_argument("--plan", action="store_true", help="print memory, lengths, EOS check and steps; start nothing")
     p.add_argument("--gpu-mem", type=float, metavar="GB", help="with --plan: which method fits this much GPU memory")
     p.add_argument("--params", type=float, metavar="B", help="with --plan: model size in billions when its config "
