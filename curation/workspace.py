@@ -25,16 +25,10 @@ from typing import Any, Iterable, Iterator
 
 import duckdb
 
+from .paths import DEFAULT_DIR, ENV_VAR, default_path  # noqa: F401 (re-exported)
 from .errors import SchemaTooNew, StudioError, WorkspaceLocked
 
 DB_NAME = "studio.duckdb"
-DEFAULT_DIR = "studio-workspace"
-ENV_VAR = "STUDIO_WORKSPACE"
-
-
-def default_path() -> Path:
-    """`$STUDIO_WORKSPACE`, else `./studio-workspace`."""
-    return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR)
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,28 @@ def test_training_loads_no_curation_or_duckdb():
 def test_first_screen_imports_no_heavy_ml():
     loaded = _loaded_after("import studio.app, studio.cli")
     assert not loaded & {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai", "datasketch"}, loaded
+
+
+def test_studio_train_on_a_split_folder_needs_neither_duckdb_nor_textual(tmp_path):
+    """A GPU box may have the trainer's packages only (the measured H100 box lacks duckdb and
+    textual, and both wheels with bitsandbytes exceed one transfer): `studio train SPLIT_DIR`
+    must plan and train there. Run with those imports made to fail."""
+    from tests.training_fixtures import write_split
+
+    split = write_split(tmp_path / "v1")
+    blocker = (  # None in sys.modules: `import x` fails and find_spec(x) is None, as when x is not installed
+        "import sys\n"
+        "for name in ('duckdb', 'textual', 'datasketch', 'openai', 'textual_plotext'):\n"
+        "    sys.modules[name] = None\n"
+        "from studio.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    def studio(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", blocker, "-w", str(tmp_path / "ws"), "train", str(split),
+                               "--preset", "tiny-demo", *args], cwd=ROOT, capture_output=True, text=True)
+
+    plan = studio("--plan", "--json")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert '"memory_gb"' in plan.stdout
+    run = studio("--set", "train.max_steps=2", "--set", "data.max_length=64", "--foreground", "--name", "box")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "ws" / "runs" / "box" / "adapter").is_dir()

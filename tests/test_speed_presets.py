@@ -20,9 +20,13 @@ def test_presets_keep_the_seed_recipe_and_turn_the_levers():
     seed, fast, lean = (load_config(preset=p) for p in ("seed", "fast", "lean"))
     for c in (fast, lean):  # the seed's data and adapter semantics are kept
         assert (c.lora.r, c.lora.alpha, c.lora.dropout, c.train.learning_rate) == (16, 32, 0.05, 2e-4)
-        assert (c.train.micro_batch_size, c.train.grad_accum, c.data.max_length, c.data.packing) == (2, 4, 1024, True)
+        # the same 8 sequences of 1024 per optimizer step, split into fewer, larger micro-batches
+        assert (c.train.micro_batch_size * c.train.grad_accum, c.data.max_length, c.data.packing) == (8, 1024, True)
+        assert c.train.micro_batch_size == 4 and c.train.loss_vocab_chunk == 8192
+    assert (seed.train.micro_batch_size, seed.train.grad_accum) == (2, 4)
     assert (seed.train.attn_implementation, seed.train.liger_kernel, seed.train.gradient_checkpointing) == ("sdpa", "off", True)
-    assert (fast.method, fast.train.gradient_checkpointing, fast.train.liger_kernel) == ("lora", False, "on")
+    assert seed.train.checkpoint_fraction == 1.0 and seed.train.loss_vocab_chunk is None
+    assert (fast.method, fast.train.gradient_checkpointing, fast.train.checkpoint_fraction) == ("lora", True, 0.55)
     assert (lean.method, lean.quant.upcast_fp32, lean.train.gradient_checkpointing) == ("qlora", False, True)
 
 
@@ -90,3 +94,123 @@ def test_tiny_architecture_builds_a_real_shape_with_random_weights(tmp_path, spl
     assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.num_key_value_heads) == (896, 24, 2)
     with pytest.raises(ConfigError, match="unknown architecture"):
         tiny_config(split, **{"tiny.architecture": "gpt-9"})
+
+
+def test_fsdp_checkpoints_through_fsdp_not_the_training_argument(tmp_path, split):
+    """transformers refuses FSDP's activation checkpointing together with the training argument."""
+    cfg = tiny_config(split, **{"train.devices": 2, "train.distributed": "fsdp", "train.gradient_checkpointing": True})
+    args = recipe.sft_args(cfg, tmp_path, "fp32", has_eval=False)
+    assert args.fsdp_config.get("activation_checkpointing") is True
+    assert not args.gradient_checkpointing
+    ddp = recipe.sft_args(tiny_config(split, **{"train.devices": 2, "train.gradient_checkpointing": True}), tmp_path,
+                          "fp32", has_eval=False)
+    assert ddp.gradient_checkpointing
+
+
+def test_under_torchrun_only_rank_0_builds_the_tiny_base(tmp_path, monkeypatch):
+    """Other ranks wait for rank 0's finished build rather than racing it into the same folder."""
+    import threading
+
+    from training import tiny
+    from training.config import TinyShape
+
+    out = tmp_path / "base"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault("path", tiny._wait_for_rank0(out, timeout_s=60, poll_s=0.05)))
+    t.start()
+    monkeypatch.setenv("RANK", "0")
+    tiny.ensure_tiny_base(out, ["hello world", "你好"] * 10, TinyShape())
+    t.join(30)
+    assert got["path"] == out and (out / "config.json").is_file()
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(Exception, match="did not appear"):
+        tiny._wait_for_rank0(tmp_path / "never", timeout_s=0.2, poll_s=0.05)
+
+
+def test_checkpoint_fraction_spreads_recomputation_over_the_depth():
+    assert speed.checkpointed_layers(28, 1.0) == list(range(28))
+    half = speed.checkpointed_layers(28, 0.5)
+    assert len(half) == 14 and half[:3] == [1, 3, 5]
+    assert len(speed.checkpointed_layers(48, 0.25)) == 12
+    assert speed.checkpointed_layers(4, 0.01) == []
+
+
+def test_checkpoint_fraction_leaves_the_other_layers_their_activations(tmp_path, split):
+    """After the Trainer switches checkpointing on everywhere, the callback turns it off on the rest;
+    a run with the fraction trains to the end."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                                         num_attention_heads=4, num_key_value_heads=4))
+    model.gradient_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in model.model.layers)
+    speed.checkpointing_callback(0.5).on_train_begin(None, None, None, model=model)
+    assert [layer.gradient_checkpointing for layer in model.model.layers] == [False, True, False, True]
+    model.train()
+    out = model(input_ids=torch.randint(0, 300, (1, 16)), labels=torch.randint(0, 300, (1, 16)))
+    out.loss.backward()
+
+    cfg = tiny_config(split, **{"train.gradient_checkpointing": True, "train.checkpoint_fraction": 0.5,
+                                "train.max_steps": 3})
+    run = runs.create_run(tmp_path / "runs", cfg, name="frac")
+    assert runs.execute(run)["state"] == "done"
+
+
+def test_loss_vocab_chunk_sets_trls_tile_and_a_run_trains_with_it(tmp_path, split):
+    import trl.trainer.utils as tu
+
+    default = tu._CHUNKED_LOGPROB_CHUNK_SIZE
+    cfg = tiny_config(split, **{"train.loss_vocab_chunk": 64, "train.max_steps": 2})
+    run = runs.create_run(tmp_path / "runs", cfg, name="chunk")
+    assert runs.execute(run)["state"] == "done"
+    assert tu._CHUNKED_LOGPROB_CHUNK_SIZE == 64
+    assert speed.apply_loss_vocab_chunk(None) is False
+    assert tu._CHUNKED_LOGPROB_CHUNK_SIZE == default  # a later run without it gets TRL's own
+
+
+def test_several_devices_train_through_torchrun_with_one_base_and_one_writer(tmp_path, split):
+    """train.devices=2 runs torchrun attached to the terminal (one process per device; a single
+    process seeing two GPUs would get nn.DataParallel, which TRL refuses: measured on a two-GPU
+    machine). On the CPU the two processes talk over gloo: a real DDP run, with rank 0 building the
+    tiny base and writing status and metrics alone."""
+    run = runs.create_run(tmp_path / "runs", tiny_config(split, **{"train.devices": 2, "train.max_steps": 4,
+                                                                    "train.save_steps": 2}), name="two")
+    st = runs.run_foreground(run)
+    assert st["state"] == "done" and st["step"] == 4, st.get("error")
+    recs = read_metrics(run)[0]
+    assert [r["step"] for r in recs if "loss" in r] == [1, 2, 3, 4]  # one writer: no step twice
+    starts = [r for r in recs if r.get("event") == "start"]
+    assert len(starts) == 1 and starts[0]["world_size"] == 2
+    assert (run / "adapter" / "adapter_config.json").is_file()
+
+
+def test_offloaded_checkpoint_inputs_give_the_same_gradients(tmp_path, split):
+    """train.offload_checkpoints wraps each checkpointed layer in save_on_cpu: the same gradients
+    (the recompute reads the inputs back), and a run with it trains to the end."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def grads(offload: bool):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4))
+        model.gradient_checkpointing_enable()
+        model.train()
+        if offload:
+            speed.checkpointing_callback(1.0, offload=True).on_train_begin(None, None, None, model=model)
+            assert all(getattr(layer._gradient_checkpointing_func, "_studio_offload", False) for layer in model.model.layers)
+            assert speed.offload_checkpoint_inputs(model) == 0  # never wrapped twice
+        ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(1))
+        model(input_ids=ids, labels=ids).loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain, offloaded = grads(False), grads(True)
+    assert len(plain) == len(offloaded) and all(torch.equal(a, b) for a, b in zip(plain, offloaded))
+
+    cfg = tiny_config(split, **{"train.gradient_checkpointing": True, "train.offload_checkpoints": True,
+                                "train.max_steps": 2})
+    run = runs.create_run(tmp_path / "runs", cfg, name="offload")
+    assert runs.execute(run)["state"] == "done"

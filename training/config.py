@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -115,14 +115,35 @@ class TrainSection(_Section):
     """auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU."""
     gradient_checkpointing: bool = True
     """Recompute activations in backward: much less memory, ~30% slower (seed remedy 3)."""
+    checkpoint_fraction: float = Field(1.0, gt=0, le=1)
+    """With gradient_checkpointing: the share of decoder layers that recompute (spread evenly);
+    the others keep their activations. 1.0 = every layer (the libraries' default). Below 1 trades
+    memory for speed: e.g. 0.5 with twice the micro-batch keeps the memory and halves the per-step
+    CPU overhead of a launch-bound run (benches/gpu/NOTES.md)."""
+    offload_checkpoints: bool = False
+    """With gradient_checkpointing: keep the checkpointed layers' inputs in pinned CPU memory
+    instead of on the GPU (the same as transformers 5.24's `offload=True`): t x hidden x 2 bytes
+    per checkpointed layer saved (0.77 GB for 7B at micro-batch 4 x 1024), for two copies over
+    PCIe per layer and micro-batch."""
+    loss_vocab_chunk: Optional[int] = Field(None, gt=0)
+    """Vocabulary columns per tile of TRL's chunked loss (it never builds the full logits). None:
+    TRL's 32768. Its tile buffer is micro-batch tokens x this, so 8192 saves ~0.2-0.4 GB at a
+    micro-batch of 4 x 1024 for a few more, smaller matmuls."""
     attn_implementation: str = "auto"
     """Attention kernel. auto: flex_attention on a CUDA GPU (packed samples get a block-diagonal
     mask; the seed's sdpa path pays ~1.7 ms of CPU per call in cuDNN set-up, benches/gpu/NOTES.md),
     sdpa elsewhere. Or name one: sdpa, eager, flex_attention, flash_attention_2 (if installed)."""
     liger_kernel: Literal["auto", "on", "off"] = "auto"
-    """Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE, linear+cross-entropy without fp32
-    logits): less memory and fewer passes. auto/on: used on a CUDA GPU when liger-kernel is
-    installed (pip install liger-kernel), skipped elsewhere; off: never."""
+    """Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE): fewer passes over the activations.
+    auto/on: used on a CUDA GPU when liger-kernel is installed (pip install liger-kernel), skipped
+    elsewhere; auto is off with compile_layers (inductor fuses the same ops); off: never. (TRL 1.16
+    computes the loss with its own chunked LM head, so liger's fused cross-entropy is not used.)"""
+
+    @field_validator("liger_kernel", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v: Any) -> Any:
+        # YAML reads a bare on/off as a boolean (`--set train.liger_kernel=off`)
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
     compile_layers: bool = False
     """torch.compile each decoder layer (regional compilation, dynamic shapes) on a GPU: fewer
     kernel launches; costs a minute of compilation at start."""

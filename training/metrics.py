@@ -5,10 +5,13 @@ reader is offset-based (`read_metrics(run_dir, offset)` returns the new offset t
 
 Lines:
 - the first line is a header event, `{"event": "start", ...}` (base, method, `untrained` for the
-  tiny model, trainable parameters, the MFU formula); resumes add `{"event": "resume", "step": S}`.
+  tiny model, trainable parameters, the MFU formula, the speed levers used, `world_size` and
+  whether FSDP sharded the model: accelerate drops FSDP on CPU-only runs); resumes add `{"event": "resume", "step": S}`.
   Lines with an `event` key have no metrics; chart code keeps only lines with `step`.
 - metric lines: `step`, `epoch`, `loss`, `learning_rate`, `grad_norm`, `tokens_per_s`,
-  `tokens_seen`, `gpu_mem_gb`, `mfu`, `time` (train logs) or `step`, `epoch`, `eval_loss`, `time`.
+  `tokens_seen`, `gpu_mem_gb` (peak allocated by PyTorch's caching allocator since the model
+  load, GiB), `gpu_reserved_gb` (peak reserved by it: what the process holds, less the ~0.5 GB
+  CUDA context), `mfu`, `time` (train logs) or `step`, `epoch`, `eval_loss`, `time`.
   Absent key: not measured at that step.
 - on resume from checkpoint-S the lines with step > S are cut before training continues, so every
   step appears once (status.json's `metrics_generation` goes up by one: a tailer that sees it change,
@@ -198,6 +201,7 @@ def make_callback(run_dir: str | Path, *, method: str, matmul_params: int, on_st
                    "tokens_seen": int(seen) if seen is not None else None, "time": round(now, 3)}
             if on_gpu:
                 rec["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+                rec["gpu_reserved_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
                 if peak and tps:
                     rec["mfu"] = round(fpt * tps / peak, 4)
             writer.append(rec)

@@ -178,7 +178,7 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
     from .merge import merge_run
     from .replay import apply_replay
 
-    execute = execute or runs.execute
+    execute = execute or runs.run_foreground
     runs_dir = Path(runs_dir)
     ids = [pipeline.run_id(i) for i in range(len(pipeline.stages))]
     taken = [r for r in ids if (runs_dir / r).exists()]

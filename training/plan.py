@@ -9,16 +9,25 @@
 
 Memory formula (bytes; N = all parameters, N_e = embedding + output head, N_m = N - N_e,
 P = LoRA parameters = sum over adapted Linear layers of r*(in+out); t = micro_batch * max_length
-tokens; L layers, h hidden, i MLP width, V vocabulary):
-  weights  full/lora: 2N (bf16);  qlora: 0.516*N_m (nf4 + double quant) + 4*N_e (kept, upcast to
-           fp32 by prepare_model_for_kbit_training)
-  training full: 2N grads + 8N AdamW m,v (fp32) ;  lora/qlora: 16P (fp32 weights, grads, m, v)
-  activations (bf16, per token per layer about 6h + 4i values, +2h with LoRA dropout):
-           without checkpointing 2*t*L*(6h+4i+2h) ;  with: 2*t*L*h (layer inputs) + one layer's
-  logits   4*t*V (fp32 logits for the loss)
-  overhead 0.75 GB CUDA context + 5% allocator slack
-Calibrated on the measured H100 runs in design.md (Qwen2.5-7B shapes, 1024 x 2, packing): LoRA
-15.5 GB, QLoRA 9.2 GB, LoRA without checkpointing 26.3 GB.
+tokens; L layers, h hidden, i MLP width; C = layers recomputed by gradient checkpointing
+(train.checkpoint_fraction of L, 0 without it)):
+  weights      full/lora: 2N (bf16);  qlora: 0.516*N_m (nf4 + double quant) + 2*N_e, or 4*N_e when
+               quant.upcast_fp32 (prepare_model_for_kbit_training casts embeddings and head to fp32)
+  optimizer    full: 2N grads + 8N AdamW m,v (fp32);  lora/qlora: 16P (fp32 weights, grads, m, v)
+  activations  a = 12h + 4h (LoRA dropout's copies) + k*i bytes per token per layer, k = 5.6 with fused
+               kernels (liger or compiled layers), 8.5 without;
+               (L - C)*t*a  for the layers that keep their activations
+               + C*t*h*s     the checkpointed layers' inputs (s = 2, or 4 when upcast to fp32;
+                             0 with train.offload_checkpoints: they wait in CPU memory)
+               + t*a*w       one layer recomputed in backward when C > 0 (w = 1.25 fused, 1.8 not; x1.2 upcast)
+               + 2*i*h       qlora: the widest weight dequantised to bf16 for its matmul
+  (The loss needs no full logits: TRL 1.16 computes it in chunks.)
+  peak         weights + optimizer + activations: what PyTorch allocates, metrics.jsonl's gpu_mem_gb
+  card         peak + 0.75 GB CUDA context + 5% allocator slack: what the card must have free
+Calibrated on H100 runs (benches/results/gpu_train.md; Qwen2.5-7B/14B shapes, 1024 tokens a row,
+packing): within 1.2% of the measured peak for the seed's LoRA (15.48 GB) and QLoRA (9.19 GB), LoRA
+without checkpointing (design.md, 26.3 GB), the fast preset at two checkpoint fractions (23.69,
+24.28 GB), the lean preset at micro-batch 2 and 4 (6.23, 7.02 GB) and 14B lean (11.02 GB).
 """
 from __future__ import annotations
 
@@ -143,21 +152,25 @@ class MemoryEstimate:
     trainable_params: int
     optimizer_gb: float
     activations_gb: float
-    logits_gb: float
+    peak_gb: float
     overhead_gb: float
     total_gb: float
 
 
 def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradient_checkpointing: bool | None = None,
                     micro_batch: int | None = None, max_length: int | None = None) -> MemoryEstimate:
+    """Peak GPU memory of a training run by the formula in this module's docstring."""
+    from .speed import checkpointed_layers
+
     method = method or cfg.method
     gc = cfg.train.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
     t = (micro_batch or cfg.train.micro_batch_size) * (max_length or cfg.data.max_length)
     n_m, n_e = shape.params()
     n = n_m + n_e
-    h, i, L, V = shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers, shape.vocab_size
+    h, i, L = shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers
+    upcast = method == "qlora" and cfg.quant.upcast_fp32
     if method == "qlora":
-        weights = 0.516 * n_m + 4 * n_e
+        weights = 0.516 * n_m + (4 if upcast else 2) * n_e
     else:
         weights = 2 * n
     lin = shape.linear_shapes()
@@ -166,13 +179,19 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
         trainable, optim = n, 10 * n
     else:
         trainable, optim = lora_p, 16 * lora_p
-    per_layer = 6 * h + 4 * i + (2 * h if method != "full" and cfg.lora.dropout > 0 else 0)
-    acts = 2 * t * L * h + 2 * t * per_layer if gc else 2 * t * L * per_layer
-    logits = 4 * t * V
-    subtotal = weights + optim + acts + logits
-    overhead = 0.75 * GB + 0.05 * subtotal
-    return MemoryEstimate(method, weights / GB, int(trainable), optim / GB, acts / GB, logits / GB, overhead / GB,
-                          (subtotal + overhead) / GB)
+    fused = cfg.train.liger_kernel != "off" or cfg.train.compile_layers
+    per_tok = 12 * h + (4 * h if method != "full" and cfg.lora.dropout > 0 else 0) + (5.6 if fused else 8.5) * i
+    n_ck = len(checkpointed_layers(L, cfg.train.checkpoint_fraction)) if gc else 0
+    kept_inputs = 0 if cfg.train.offload_checkpoints else n_ck * t * h * (4 if upcast else 2)
+    acts = (L - n_ck) * t * per_tok + kept_inputs
+    if n_ck:
+        acts += t * per_tok * (1.25 if fused else 1.8) * (1.2 if upcast else 1.0)
+    if method == "qlora":
+        acts += 2 * i * h
+    peak = weights + optim + acts
+    overhead = 0.75 * GB + 0.05 * peak
+    return MemoryEstimate(method, weights / GB, int(trainable), optim / GB, acts / GB, peak / GB, overhead / GB,
+                          (peak + overhead) / GB)
 
 
 def fitting_method(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
@@ -261,6 +280,7 @@ def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dic
         "shape": asdict(shape), "params_b": round((n_m + n_e) / 1e9, 3),
         "max_length": cfg.data.max_length, "micro_batch_size": cfg.train.micro_batch_size,
         "gradient_checkpointing": cfg.train.gradient_checkpointing,
+        "checkpoint_fraction": cfg.train.checkpoint_fraction,
         "memory_gb": mem, "memory_formula": __doc__.split("Memory formula")[1].split("Calibrated")[0].strip(),
         "seed_table_gb": {f"{k[0]} {k[1]}": v for k, v in SEED_TABLE.items()},
         "lengths": lengths, "eos": eos, "steps": steps, "notes": notes,
@@ -285,6 +305,13 @@ def _plan_tokenizer(cfg: Any, split: Any, notes: list[str]):
         return None
 
 
+def _gc_text(plan: dict[str, Any]) -> str:
+    if not plan["gradient_checkpointing"]:
+        return "off"
+    frac = plan.get("checkpoint_fraction", 1.0)
+    return "on" if frac >= 1 else f"on for {frac:.0%} of the layers"
+
+
 def format_plan(plan: dict[str, Any]) -> str:
     """The plan as text for the terminal."""
     out = []
@@ -292,12 +319,14 @@ def format_plan(plan: dict[str, Any]) -> str:
     out.append(f"base {b}: {plan['params_b']}B parameters, shape from {plan['shape']['source']}")
     out.append(f"split {plan['split']}: {plan['samples']['train']} train, {plan['samples']['val']} val samples")
     out.append(f"\nestimated peak GPU memory (max_length {plan['max_length']}, micro-batch {plan['micro_batch_size']}, "
-               f"gradient checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}):")
-    out.append("  method   weights  optimizer  activations  logits  overhead   total")
+               f"gradient checkpointing {_gc_text(plan)}):")
+    out.append("  method   weights  optimizer  activations     peak  +context  card needs")
     for m, e in plan["memory_gb"].items():
         mark = " <- this run" if m == plan["method"] else ""
         out.append(f"  {m:<7} {e['weights_gb']:8.2f} {e['optimizer_gb']:10.2f} {e['activations_gb']:12.2f} "
-                   f"{e['logits_gb']:7.2f} {e['overhead_gb']:9.2f} {e['total_gb']:7.2f} GB{mark}")
+                   f"{e['peak_gb']:8.2f} {e['overhead_gb']:9.2f} {e['total_gb']:8.2f} GB{mark}")
+    out.append("  (peak: what PyTorch allocates, metrics.jsonl's gpu_mem_gb; card needs: plus the CUDA context "
+               "and allocator slack)")
     out.append("  seed article's table: " + ", ".join(f"{k} {v} GB" for k, v in plan["seed_table_gb"].items()))
     if "fit" in plan:
         f = plan["fit"]

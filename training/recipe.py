@@ -139,12 +139,16 @@ def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool, ov
     from .speed import resolve_liger
 
     on_cpu = device_kind() == "cpu"
-    extra: dict[str, Any] = {"use_liger_kernel": resolve_liger(cfg.train.liger_kernel)}
+    extra: dict[str, Any] = {"use_liger_kernel": resolve_liger(cfg.train.liger_kernel, compiled=cfg.train.compile_layers)}
     if cfg.train.devices > 1 and cfg.train.distributed == "fsdp":
         # Shard weights, grads and optimizer state across the GPUs (accelerate's FSDP through the
         # Trainer). use_orig_params lets frozen base weights and trainable LoRA weights share a unit.
         extra["fsdp"] = "full_shard auto_wrap"
+        # FSDP checkpoints activations itself; transformers refuses both that and the training
+        # argument at once, so the argument is turned off below.
         extra["fsdp_config"] = {"use_orig_params": True, "activation_checkpointing": cfg.train.gradient_checkpointing}
+        extra["gradient_checkpointing"] = False
+        extra["gradient_checkpointing_kwargs"] = None
     elif cfg.train.devices > 1:
         extra["ddp_find_unused_parameters"] = False
     extra.update(overrides or {})
@@ -176,10 +180,22 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     if cfg.method == "qlora":
         model = speed.prepare_quantized(model, upcast_fp32=cfg.quant.upcast_fp32,
                                         gradient_checkpointing=cfg.train.gradient_checkpointing)
+    speed.apply_loss_vocab_chunk(cfg.train.loss_vocab_chunk)
     compiled = speed.compile_layers(model) if (cfg.train.compile_layers if compile_layers is None else compile_layers) else 0
     attn = getattr(model.config, "_attn_implementation", None) or cfg.train.attn_implementation
-    return model, speed.describe(attn, speed.resolve_liger(cfg.train.liger_kernel), compiled,
+    return model, speed.describe(attn, speed.resolve_liger(cfg.train.liger_kernel, compiled=bool(compiled)), compiled,
                                  cfg.train.gradient_checkpointing)
+
+
+def _reset_gpu_peak() -> None:
+    import gc
+
+    import torch
+
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 class CancelFlag:
@@ -196,11 +212,13 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
+    from . import speed
     from .metrics import MFU_FORMULA, MetricsWriter, count_matmul_params, make_callback
 
     run_dir = Path(run_dir)
     split = load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
     path = prepare_base(run_dir, cfg, split)
+    _reset_gpu_peak()  # building a tiny base on the GPU is not part of the run's peak
     precision = resolve_precision(cfg)
     tokenizer = load_tokenizer(path)
     train_ds, eval_ds = build_datasets(tokenizer, cfg, split)
@@ -245,7 +263,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
                                tokens_offset=tokens_offset, step_hook=step_hook)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.uses_adapter else None,
-                         callbacks=[Control(), metrics_cb])
+                         callbacks=[Control(), metrics_cb] + speed.checkpointing_callbacks(cfg.train))
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     if resume_from is None:
@@ -253,7 +271,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
             "event": "start", "base": cfg.base, "untrained": cfg.is_tiny, "method": cfg.method,
             "precision": precision, "device": device_kind(), "trainable_params": trainable, "total_params": total,
             "matmul_params": matmul, "train_sequences": len(train_ds), "eval_sequences": len(eval_ds or []),
-            "mfu_formula": MFU_FORMULA, "speed": used})
+            "mfu_formula": MFU_FORMULA, "speed": used,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False))})
     on_status(trainable_params=trainable, total_params=total, precision=precision, device=device_kind())
     result = trainer.train(resume_from_checkpoint=resume_from)
     cancelled = bool(cancel and cancel.requested)

@@ -135,17 +135,35 @@ def launch_command(run_dir: str | Path, *, resume: bool = False, python: str | N
     return cmd
 
 
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train in this terminal and return the final status. One GPU (or the CPU): in this process.
+    Several (train.devices > 1): torchrun attached to this terminal, one process per GPU; a single
+    process that sees several GPUs would make the Trainer fall back to nn.DataParallel, which TRL
+    refuses."""
+    run_dir = Path(run_dir).resolve()
+    if load_run_config(run_dir).train.devices <= 1:
+        return execute(run_dir, resume=resume)
+    write_status(run_dir, state="queued", host=socket.gethostname())
+    subprocess.run(launch_command(run_dir, resume=resume), cwd=str(run_dir), env=_child_env(), check=False)
+    return effective_status(run_dir)
+
+
 def launch(run_dir: str | Path, *, resume: bool = False, python: str | None = None) -> int:
     """Start `python -m training run RUN_DIR [--resume]` detached (new session, output -> train.log); its pid."""
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "config.yaml").is_file():
         raise RunNotFound(f"{run_dir}: not a run directory (no config.yaml)")
     cmd = launch_command(run_dir, resume=resume, python=python)
-    env = dict(os.environ)
-    pkg_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env["PYTHONUNBUFFERED"] = "1"
+    env = _child_env()
     write_status(run_dir, state="queued", host=socket.gethostname())
     with open(run_dir / LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(cmd, cwd=str(run_dir), stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
@@ -210,7 +228,8 @@ def execute(run_dir: str | Path, *, resume: bool = False,
         state = "cancelled" if result["cancelled"] else "done"
         final = write_status(run_dir, state=state, step=result["step"], max_steps=result["max_steps"],
                              finished_at=_now(), **({"eval_loss": result["eval_loss"]} if result["eval_loss"] is not None else {}))
-        print(f"run {run_dir.name}: {state} at step {result['step']}", flush=True)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"run {run_dir.name}: {state} at step {result['step']}", flush=True)
         return final
     except torch.OutOfMemoryError as exc:
         status.flush()
@@ -366,7 +385,7 @@ def resume(run_dir: str | Path, *, foreground: bool = False) -> dict[str, Any] |
     if last_checkpoint(run_dir) is None:
         raise TrainingError(f"run {run_dir.name} has no checkpoint to resume from; start it again as a new run")
     if foreground:
-        return execute(run_dir, resume=True)
+        return run_foreground(run_dir, resume=True)
     return launch(run_dir, resume=True)
 
 

@@ -44,10 +44,13 @@ def resolve_attention(requested: str, *, packing: bool) -> str:
     return "sdpa"
 
 
-def resolve_liger(requested: str) -> bool:
+def resolve_liger(requested: str, *, compiled: bool = False) -> bool:
     """`auto`/`on`: liger's fused kernels on a CUDA GPU when liger-kernel is installed; `off`: never.
-    `on` without the package or without a GPU falls back with a log line rather than failing."""
-    if requested == "off":
+    `on` without the package or without a GPU falls back with a log line rather than failing.
+    With compiled layers `auto` means off: inductor fuses the same norms and activations itself,
+    and dynamo cannot trace liger's autograd functions under activation checkpointing (torch 2.11,
+    H100: AssertionError in higher_order_ops, benches/gpu/NOTES.md)."""
+    if requested == "off" or (compiled and requested == "auto"):
         return False
     ok = cuda_available() and liger_available()
     if requested == "on" and not ok:
@@ -79,13 +82,121 @@ def prepare_quantized(model: Any, *, upcast_fp32: bool, gradient_checkpointing: 
 def compile_layers(model: Any) -> int:
     """Regional compilation: compile each decoder layer (same code, compiled once, reused 28x)
     instead of the whole model, so start-up stays in seconds and varying packed lengths reuse the
-    graph (dynamic shapes). Returns how many layers were compiled; 0 when not on a GPU."""
+    graph (dynamic shapes). Returns how many layers were compiled; 0 when not on a GPU.
+
+    Flex attention stays outside the compiled layers (`_flex_outside_compile`): inside a
+    dynamic-shape graph, torch 2.11's inductor fails to lower it (LoweringException: unsupported
+    operand type(s) for &: 'floor' and 'Add'); transformers compiles it on its own anyway."""
     if not cuda_available():
         return 0
     layers = _decoder_layers(model)
+    if layers:
+        _flex_outside_compile()
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
+
+
+def _flex_outside_compile() -> None:
+    import torch
+    from transformers import AttentionInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    current = ALL_ATTENTION_FUNCTIONS["flex_attention"]
+    if getattr(current, "_studio_outside_compile", False):
+        return
+    wrapped = torch.compiler.disable(current, recursive=False)
+    wrapped._studio_outside_compile = True
+    AttentionInterface.register("flex_attention", wrapped)
+
+
+def apply_loss_vocab_chunk(columns: int | None) -> bool:
+    """Set the vocabulary width of TRL's chunked log-prob tiles (TRL 1.16 reads the module constant
+    `trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE` at each call; it is private, so a TRL without
+    it leaves the default and logs why). Returns whether it was applied."""
+    try:
+        import trl.trainer.utils as tu
+    except ImportError:
+        return False
+    if not hasattr(tu, "_CHUNKED_LOGPROB_CHUNK_SIZE"):
+        if columns is not None:
+            log.warning("train.loss_vocab_chunk=%d ignored: this TRL has no _CHUNKED_LOGPROB_CHUNK_SIZE", columns)
+        return False
+    default = _TRL_DEFAULT_CHUNK.setdefault("columns", tu._CHUNKED_LOGPROB_CHUNK_SIZE)
+    tu._CHUNKED_LOGPROB_CHUNK_SIZE = int(columns) if columns is not None else default
+    return columns is not None
+
+
+_TRL_DEFAULT_CHUNK: dict[str, int] = {}
+
+
+def checkpointed_layers(n_layers: int, fraction: float) -> list[int]:
+    """Indices of the round(fraction * n) layers to checkpoint, spread evenly over the depth."""
+    k = max(0, min(n_layers, round(fraction * n_layers)))
+    return [i for i in range(n_layers) if (i + 1) * k // n_layers > i * k // n_layers]
+
+
+def apply_checkpoint_fraction(model: Any, fraction: float) -> int:
+    """Turn checkpointing off on the layers outside `checkpointed_layers` (transformers' decoder
+    layers read their own `gradient_checkpointing` flag at each call). Returns the count left on."""
+    layers = _decoder_layers(model)
+    keep = set(checkpointed_layers(len(layers), fraction))
+    for i, layer in enumerate(layers):
+        if hasattr(layer, "gradient_checkpointing") and i not in keep:
+            layer.gradient_checkpointing = False
+    return sum(1 for layer in layers if getattr(layer, "gradient_checkpointing", False))
+
+
+def offload_checkpoint_inputs(model: Any) -> int:
+    """Wrap each checkpointed layer's checkpoint function in `save_on_cpu`: the inputs that
+    non-reentrant checkpointing keeps for the recompute (saved through `save_for_backward`, so the
+    hooks see them) go to pinned CPU memory; what the layer saves inside stays under the
+    checkpoint's own hooks. transformers 5.24 has this as `offload=True`; 5.17 (the GPU box) has
+    not, hence this. Returns the number of layers wrapped."""
+    import torch
+    from torch.autograd.graph import save_on_cpu
+
+    pin = torch.cuda.is_available()
+    n = 0
+    for layer in _decoder_layers(model):
+        func = getattr(layer, "_gradient_checkpointing_func", None)
+        if not getattr(layer, "gradient_checkpointing", False) or func is None or getattr(func, "_studio_offload", False):
+            continue
+
+        def run(function, *args, _func=func, **kwargs):
+            with save_on_cpu(pin_memory=pin):
+                return _func(function, *args, **kwargs)
+
+        run._studio_offload = True
+        layer._gradient_checkpointing_func = run
+        n += 1
+    return n
+
+
+def checkpointing_callback(fraction: float = 1.0, offload: bool = False):
+    """A TrainerCallback that, once the Trainer has switched checkpointing on for every layer (it
+    does so inside `train()`, before `on_train_begin`), leaves it on for `fraction` of them
+    (`apply_checkpoint_fraction`) and offloads their inputs to the CPU when asked."""
+    from transformers import TrainerCallback
+
+    class Checkpointing(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            if model is None:
+                return
+            if fraction < 1.0:
+                n = apply_checkpoint_fraction(model, fraction)
+                log.info("gradient checkpointing on %d of %d decoder layers", n, len(_decoder_layers(model)))
+            if offload:
+                log.info("checkpointed inputs of %d layers kept in CPU memory", offload_checkpoint_inputs(model))
+
+    return Checkpointing()
+
+
+def checkpointing_callbacks(train_cfg: Any) -> list[Any]:
+    """The callbacks a config's checkpointing choices need (none for the libraries' default)."""
+    if not train_cfg.gradient_checkpointing or (train_cfg.checkpoint_fraction >= 1 and not train_cfg.offload_checkpoints):
+        return []
+    return [checkpointing_callback(train_cfg.checkpoint_fraction, train_cfg.offload_checkpoints)]
 
 
 def _decoder_layers(model: Any) -> list[Any]:

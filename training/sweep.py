@@ -84,7 +84,7 @@ def run_sweep(runs_dir: str | Path, cfg: TrainConfig, points: list[SweepPoint], 
     from . import runs
     from .replay import apply_replay
 
-    execute = execute or runs.execute
+    execute = execute or runs.run_foreground
     check_has_validation(cfg)
     runs_dir = Path(runs_dir)
     taken = [p.name for p in points if (runs_dir / p.name).exists()]

@@ -12,6 +12,8 @@ model_type, which can swap in another pre-tokenizer and change the ids.
 """
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -90,6 +92,8 @@ def ensure_tiny_base(out_dir: str | Path, texts: Iterable[str], shape: Any, *, s
     out = Path(out_dir)
     if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
         return out
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return _wait_for_rank0(out)  # under torchrun only rank 0 builds; the rename below publishes it
     tmp = out.with_name(out.name + ".building")
     tmp.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(texts, shape.vocab_size)
@@ -99,4 +103,17 @@ def ensure_tiny_base(out_dir: str | Path, texts: Iterable[str], shape: Any, *, s
     (tmp / "UNTRAINED.txt").write_text("This base model has random weights: it was built by training/tiny.py for "
                                        "demos and tests. Its answers mean nothing.\n", encoding="utf-8")
     tmp.rename(out)
+    return out
+
+
+def _wait_for_rank0(out: Path, timeout_s: float = 3600.0, poll_s: float = 1.0) -> Path:
+    """Other ranks wait until rank 0 has renamed its finished build into place."""
+    from .errors import TrainingError
+
+    deadline = time.monotonic() + timeout_s
+    while not ((out / "config.json").is_file() and (out / "tokenizer.json").is_file()):
+        if time.monotonic() > deadline:
+            raise TrainingError(f"rank {os.environ.get('RANK')}: the tiny base {out} did not appear within "
+                                f"{timeout_s:.0f} s; see rank 0's error in train.log")
+        time.sleep(poll_s)
     return out

@@ -30,25 +30,43 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-# variant -> (runner, preset or seed mode, arch)
+# variant -> (runner, preset or seed mode, arch). Any other name is a studio variant spelled
+# PRESET[-14b][+KEY=VALUE...], e.g. fast+train.compile_layers=true+train.liger_kernel=off.
 VARIANTS = {
     "seed-lora": ("seed", "lora", "7b"),
     "seed-qlora": ("seed", "qlora", "7b"),
     "seed-qlora-14b": ("seed", "qlora", "14b"),
-    "fast": ("studio", "fast", "7b"),
-    "fast-compiled": ("studio", "fast+compile", "7b"),
-    "lean": ("studio", "lean", "7b"),
-    "lean-14b": ("studio", "lean", "14b"),
     "fast-1gpu": ("studio", "fast", "7b"),
     "fast-2gpu": ("torchrun2", "fast", "7b"),
 }
+SEED_LOSSES = ROOT / "benches" / "results" / "gpu_seed_losses.json"
 
 
-def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, out: Path) -> dict:
+def parse_variant(name: str) -> tuple[str, str, str]:
+    """(runner, preset spec, arch) of a variant name."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    head, *sets = name.split("+")
+    arch = "7b"
+    if head.endswith("-14b"):
+        head, arch = head[:-4], "14b"
+    runner = "studio"
+    if head.endswith("-2gpu"):
+        head, runner = head[:-5], "torchrun2"
+    return runner, "+".join([head, *sets]), arch
+
+
+def file_stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100]
+
+
+def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, out: Path,
+             timeout: float | None = None) -> dict:
     res = out / f"seed-{mode}-{arch}.json"
     cmd = [sys.executable, seed_script, "--arch", arch, "--mode", mode, "--steps", str(steps),
            "--warmup", str(warmup), "--out", str(res)]
-    subprocess.run(cmd, check=True, stdout=open(out / f"seed-{mode}-{arch}.log", "w"), stderr=subprocess.STDOUT)
+    subprocess.run(cmd, check=True, stdout=open(out / f"seed-{mode}-{arch}.log", "w"), stderr=subprocess.STDOUT,
+                   timeout=timeout)
     d = json.loads(res.read_text())
     return {"tokens_per_s": d["tokens_per_s"], "peak_gb": d["peak_alloc_gb"], "losses": d.get("all_losses") or d["losses"],
             "model_tflops": d["model_tflops"], "gpu": d["gpu"]}
@@ -69,8 +87,9 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:  # under torchrun: one process per GPU, DDP through the Trainer
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    compile_layers = preset.endswith("+compile")
-    cfg = load_config(preset=preset.split("+")[0])
+    name, *sets = preset.split("+")
+    sets = ["train.compile_layers=true" if x == "compile" else x for x in sets]
+    cfg = load_config(preset=name, overrides=sets)
     precision = "bf16"
     attn = speed.resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)
     from training.plan import SHAPES  # the studio's shape table (equal to the seed script's ARCHS)
@@ -80,7 +99,8 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     tmp = None
     torch.manual_seed(0)
     if cfg.method == "qlora":
-        tmp = tempfile.mkdtemp(dir="/tmp")
+        roomy_shm = os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 64 * 2**30
+        tmp = tempfile.mkdtemp(dir="/dev/shm" if roomy_shm else "/tmp")  # 30 GB at 14B: RAM when there is room
         with torch.device("cuda"):
             m = AutoModelForCausalLM.from_config(shape, dtype=torch.bfloat16)
         m.save_pretrained(tmp)
@@ -94,7 +114,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
             model = AutoModelForCausalLM.from_config(shape, dtype=torch.bfloat16, attn_implementation=attn)
     model.config.use_cache = False
     torch.cuda.reset_peak_memory_stats()
-    model, used = recipe.prepare_model(model, cfg, compile_layers=compile_layers)
+    model, used = recipe.prepare_model(model, cfg)
 
     n_rows = (steps + warmup + 2) * cfg.train.micro_batch_size * cfg.train.grad_accum
     g = torch.Generator().manual_seed(0)
@@ -122,7 +142,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
                 Timer.losses.append(logs["loss"])
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=recipe.lora_config(cfg), callbacks=[Timer()])
+                         peft_config=recipe.lora_config(cfg), callbacks=[Timer()] + speed.checkpointing_callbacks(cfg.train))
     trainer.train()
     torch.cuda.synchronize()
     dt = time.perf_counter() - Timer.t0
@@ -130,9 +150,15 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     if os.environ.get("RANK", "0") != "0":
         return
     n = sum(ARCHS_param_count(shape))
-    res = {"tokens_per_s": tps, "peak_gb": torch.cuda.max_memory_allocated() / 2**30, "losses": Timer.losses,
+    from torch._dynamo.utils import counters
+
+    breaks = dict(counters["graph_break"])
+    res = {"graph_breaks": {k[:160]: v for k, v in breaks.items()}, "unique_graphs": counters["stats"]["unique_graphs"],
+           "tokens_per_s": tps, "peak_gb": torch.cuda.max_memory_allocated() / 2**30, "losses": Timer.losses,
            "model_tflops": 4 * n * tps / 1e12, "gpu": torch.cuda.get_device_name(), "used": used,
-           "config": {"gradient_checkpointing": cfg.train.gradient_checkpointing, "method": cfg.method,
+           "config": {"gradient_checkpointing": cfg.train.gradient_checkpointing,
+                      "checkpoint_fraction": cfg.train.checkpoint_fraction, "micro_batch": cfg.train.micro_batch_size,
+                      "grad_accum": cfg.train.grad_accum, "method": cfg.method,
                       "lora_dropout": cfg.lora.dropout, "upcast_fp32": cfg.quant.upcast_fp32}}
     Path(out_json).write_text(json.dumps(res))
 
@@ -146,6 +172,7 @@ def main() -> None:
                     help="the seed recipe; probe_variants.py is shared/bench/seed_recipe_baseline.py with "
                          "seeded weights, full loss lists and extra knobs left at the seed's defaults")
     ap.add_argument("--out", default="bench-out")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per variant before it is stopped")
     ap.add_argument("--child", nargs=4, metavar=("PRESET", "ARCH", "STEPS", "OUT"))
     a = ap.parse_args()
     if a.child:
@@ -156,54 +183,82 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in a.variants.split(","):
-        runner, what, arch = VARIANTS[name]
-        steps = a.steps if arch == "7b" else max(8, a.steps // 3)
+        name, _, n_steps = name.partition("@")  # NAME@STEPS: this variant's own step count
+        runner, what, arch = parse_variant(name)
+        steps = int(n_steps) if n_steps else a.steps if arch == "7b" else max(8, a.steps // 3)
+        stem = file_stem(name)
         t = time.time()
         try:
             if runner == "torchrun2":
-                js = out / f"{name}.json"
+                js = out / f"{stem}.json"
                 subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                                 __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)],
-                               check=True, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+                               check=True, stdout=open(out / f"{stem}.log", "w"), stderr=subprocess.STDOUT, timeout=a.timeout)
                 results[name] = json.loads(js.read_text())
             elif runner == "seed":
-                results[name] = run_seed(what, arch, steps, a.warmup, a.seed_script, out)
+                results[name] = run_seed(what, arch, steps, a.warmup, a.seed_script, out, a.timeout)
             else:
-                js = out / f"{name}.json"
-                subprocess.run([sys.executable, __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)],
-                               check=True, stdout=open(out / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+                js = out / f"{stem}.json"
+                # one process seeing several GPUs gets nn.DataParallel, which TRL refuses: show it one
+                env = dict(os.environ, CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0])
+                subprocess.run([sys.executable, __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)], env=env,
+                               check=True, stdout=open(out / f"{stem}.log", "w"), stderr=subprocess.STDOUT, timeout=a.timeout)
                 results[name] = json.loads(js.read_text())
         except subprocess.CalledProcessError as exc:
-            results[name] = {"error": f"exit {exc.returncode}; see {name}.log"}
+            results[name] = {"error": f"exit {exc.returncode}; see {stem}.log"}
+        except subprocess.TimeoutExpired:
+            results[name] = {"error": f"over --timeout {a.timeout}s; see {stem}.log"}
         results[name]["wall_s"] = round(time.time() - t, 1)
         print(name, json.dumps({k: v for k, v in results[name].items() if k not in ("losses", "all_losses")}), flush=True)
-    (out / "bench.json").write_text(json.dumps(results, indent=1))
-    print_table(results)
+        (out / "bench.json").write_text(json.dumps(results, indent=1))
+        (out / "table.md").write_text(format_table(results) + "\n")  # survives a call cut off later
+    print("\n" + format_table(results))
 
 
-def print_table(results: dict) -> None:
+def baseline_key(name: str, r: dict) -> str:
+    """Which seed run a variant compares with: 7b-lora, 7b-qlora or 14b-qlora."""
+    runner, what, arch = parse_variant(name)
+    method = r.get("config", {}).get("method") or ("qlora" if "qlora" in what or what.startswith("lean") else "lora")
+    return f"{arch}-{method}"
+
+
+def format_table(results: dict) -> str:
+    lines: list[str] = []
+    out = lines.append
     base = {"7b-lora": results.get("seed-lora"), "7b-qlora": results.get("seed-qlora"), "14b-qlora": results.get("seed-qlora-14b")}
+    stored = json.loads(SEED_LOSSES.read_text()) if SEED_LOSSES.is_file() else {}
+    ref_losses = {"7b-lora": stored.get("seed-lora"), "7b-qlora": stored.get("seed-qlora")}
     if "fast-1gpu" in results and "fast-2gpu" in results and "tokens_per_s" in results["fast-2gpu"]:
         eff = results["fast-2gpu"]["tokens_per_s"] / (2 * results["fast-1gpu"]["tokens_per_s"])
-        print(f"\ntwo-GPU scaling efficiency (2-GPU tokens/s over twice one GPU's): {eff:.3f}")
-    pair = {"fast": "7b-lora", "fast-compiled": "7b-lora", "lean": "7b-qlora", "lean-14b": "14b-qlora",
-            "seed-lora": "7b-lora", "seed-qlora": "7b-qlora", "seed-qlora-14b": "14b-qlora"}
-    print("\n| variant | card | tokens/s | x seed | peak GB | model TFLOP/s | mean loss | loss vs seed |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        out(f"two-GPU scaling efficiency (2-GPU tokens/s over twice one GPU's): {eff:.3f}")
+    out("")
+    out("loss vs seed: mean over the common steps, and the largest per-step difference; against the seed run above "
+          f"when it ran as long, else against {SEED_LOSSES.name} (same seeded weights and rows)")
+    out("")
+    out("| variant | card | tokens/s | x seed | peak GB | model TFLOP/s | steps | mean loss | loss vs seed | max step diff |")
+    out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | | {r['error']} | | | | | |")
+            out(f"| {name} | | {r['error']} | | | | | | | |")
             continue
-        b = base.get(pair.get(name, ""))
-        ratio = f"{r['tokens_per_s'] / b['tokens_per_s']:.2f}" if b and "tokens_per_s" in b else ""
-        mean = sum(r["losses"]) / max(1, len(r["losses"]))
-        dl = ""
-        if b and b.get("losses"):
-            k = min(len(b["losses"]), len(r["losses"]))
-            bm = sum(b["losses"][:k]) / k
-            dl = f"{100 * (sum(r['losses'][:k]) / k - bm) / bm:+.2f}%"
-        print(f"| {name} | {r.get('gpu', '')} | {r['tokens_per_s']:,.0f} | {ratio} | {r['peak_gb']:.2f} | "
-              f"{r['model_tflops']:.0f} | {mean:.3f} | {dl} |")
+        key = "7b-lora" if name == "seed-lora" else "7b-qlora" if name == "seed-qlora" else \
+            "14b-qlora" if name == "seed-qlora-14b" else baseline_key(name, r)
+        b = base.get(key)
+        ratio = f"{r['tokens_per_s'] / b['tokens_per_s']:.2f}" if b and "tokens_per_s" in b and not name.startswith("seed") else ""
+        losses = r["losses"]
+        mean = sum(losses) / max(1, len(losses))
+        ref = (b or {}).get("losses") or []
+        if len(ref) < len(losses) and ref_losses.get(key):
+            ref = ref_losses[key]
+        dl = mx = ""
+        if ref and not name.startswith("seed"):
+            k = min(len(ref), len(losses))
+            bm = sum(ref[:k]) / k
+            dl = f"{100 * (sum(losses[:k]) / k - bm) / bm:+.3f}%"
+            mx = f"{100 * max(abs(x - y) / y for x, y in zip(losses[:k], ref[:k])):.3f}%"
+        out(f"| {name} | {r.get('gpu', '')} | {r['tokens_per_s']:,.0f} | {ratio} | {r['peak_gb']:.2f} | "
+              f"{r['model_tflops']:.0f} | {len(losses)} | {mean:.3f} | {dl} | {mx} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

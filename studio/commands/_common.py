@@ -31,7 +31,7 @@ def add_command(sub: Any, name: str, help: str, *, json_flag: bool = False, **kw
 
 
 def workspace_path(args: argparse.Namespace) -> Path:
-    from curation.workspace import default_path
+    from curation.paths import default_path
 
     return Path(args.workspace) if getattr(args, "workspace", None) else default_path()
 

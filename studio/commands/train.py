@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.foreground:
         out(f"training {run_dir.name} in the foreground (Ctrl-C cancels; resume with studio train --resume {run_dir.name})")
         try:
-            st = call(lambda: runs.execute(run_dir))
+            st = call(lambda: runs.run_foreground(run_dir))
         except KeyboardInterrupt:
             st = runs.write_status(run_dir, state="cancelled")
         return report_final(args, run_dir, st)
