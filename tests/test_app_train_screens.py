@@ -74,6 +74,8 @@ async def test_launch_from_the_form_and_watch_the_curve_grow(train_ws):
         await settle(pilot)
         screen = app.screen
         assert screen.query_one("#tr-split", Select).value == "v1"
+        assert app.focused is screen.query_one("#tr-preset")  # no runs yet: the form has the keys
+        assert screen.query_one("#tr-gpus", Input).value == "1"
         assert screen.query_one("#tr-r", Input).value == "16"  # the seed's recipe until a preset is picked
         await pick(pilot, "#tr-preset", "tiny-demo")
         assert screen.query_one("#tr-r", Input).value == "8" and screen.query_one("#tr-base", Input).value == "tiny"
@@ -274,5 +276,6 @@ def test_train_screen_snapshot(snap_compare, train_ws, size):
         await settle(pilot)
         await until(pilot, lambda: len(pilot.app.screen.query_one("#tr-chart", LossChart).points) == 33, timeout=20)
         await pilot.pause()
+        assert pilot.app.focused.id == "tr-runs"  # a run to watch: the runs table has the keys
 
     assert snap_compare(StudioApp(train_ws, screen="train"), terminal_size=size, run_before=ready)

@@ -50,6 +50,7 @@ KNOBS = [
     ("micro", "micro-batch", "train.micro_batch_size", "integer"),
     ("accum", "grad-accum", "train.grad_accum", "integer"),
     ("maxlen", "max length", "data.max_length", "integer"),
+    ("gpus", "GPUs", "train.devices", "integer"),  # >1: one process per GPU through torchrun (DDP/FSDP)
 ]
 
 
@@ -182,7 +183,14 @@ class TrainScreen(Screen):
         self.action_reload()
         self.set_interval(RUNS_REFRESH_S, self.action_reload)
         self.set_interval(FOLLOW_S, self._follow)
-        table.focus()
+        # with runs to watch, the runs table; with none yet, the form's first field
+        (table if self._has_runs() else self.query_one("#tr-preset")).focus()
+
+    def _has_runs(self) -> bool:
+        try:
+            return any(p.is_dir() for p in self._runs_dir().iterdir())
+        except OSError:
+            return False
 
     def on_screen_resume(self) -> None:
         if self.is_mounted:
