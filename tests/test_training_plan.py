@@ -112,3 +112,17 @@ def test_plan_follows_the_presets_measured_peaks():
     shape = Shape(**SHAPES["qwen2.5-7b"])
     saved = estimate_memory(shape, lean, "qlora").peak_gb - estimate_memory(shape, off, "qlora").peak_gb
     assert abs(saved - 28 * 4096 * 3584 * 2 / 2**30) < 0.01  # the 28 layer inputs, 0.77 GiB
+
+
+def test_gpu_mem_suggests_more_recomputation_before_another_method():
+    """fast's 7B LoRA peaks at 23.7 GB allocated: a 24 GB card also holds the CUDA context, so the
+    plan says which checkpoint fraction fits rather than sending the user to QLoRA."""
+    cfg = load_config(preset="fast", overrides={"base": "Qwen/Qwen2.5-7B-Instruct"})
+    shape = resolve_shape(cfg)
+    fit = fitting_method(shape, cfg, 24)
+    assert fit["fits"]["lora"] is False and fit["recommended"] == "lora"
+    f = fit["adjust"]["lora"]
+    assert 0.55 < f < 1.0 and "train.checkpoint_fraction=" in fit["hint"]
+    assert estimate_memory(shape, cfg, "lora", checkpoint_fraction=f).total_gb <= 24
+    assert estimate_memory(shape, cfg, "lora", checkpoint_fraction=f - 0.05).total_gb > 24
+    assert fitting_method(shape, cfg, 40)["hint"] is None  # fits as configured

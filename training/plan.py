@@ -158,7 +158,8 @@ class MemoryEstimate:
 
 
 def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradient_checkpointing: bool | None = None,
-                    micro_batch: int | None = None, max_length: int | None = None) -> MemoryEstimate:
+                    micro_batch: int | None = None, max_length: int | None = None,
+                    checkpoint_fraction: float | None = None) -> MemoryEstimate:
     """Peak GPU memory of a training run by the formula in this module's docstring."""
     from .speed import checkpointed_layers
 
@@ -181,7 +182,8 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
         trainable, optim = lora_p, 16 * lora_p
     fused = cfg.train.liger_kernel != "off" or cfg.train.compile_layers
     per_tok = 12 * h + (4 * h if method != "full" and cfg.lora.dropout > 0 else 0) + (5.6 if fused else 8.5) * i
-    n_ck = len(checkpointed_layers(L, cfg.train.checkpoint_fraction)) if gc else 0
+    frac = cfg.train.checkpoint_fraction if checkpoint_fraction is None else checkpoint_fraction
+    n_ck = len(checkpointed_layers(L, frac)) if gc else 0
     kept_inputs = 0 if cfg.train.offload_checkpoints else n_ck * t * h * (4 if upcast else 2)
     acts = (L - n_ck) * t * per_tok + kept_inputs
     if n_ck:
@@ -195,16 +197,38 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
 
 
 def fitting_method(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
-    """Which methods fit `gpu_mem_gb`; the recommendation prefers lora, then qlora, then full."""
+    """Which methods fit `gpu_mem_gb` as configured, which fit once more layers recompute
+    (`adjust`: the smallest checkpoint fraction that fits), and the recommendation: lora, then
+    qlora, then full, each as configured or with more recomputation (the seed's remedies put
+    gradient checkpointing before QLoRA)."""
     est = {m: estimate_memory(shape, cfg, m) for m in ("full", "lora", "qlora")}
     fits = {m: e.total_gb <= gpu_mem_gb for m, e in est.items()}
-    rec = next((m for m in ("lora", "qlora", "full") if fits[m]), None)
+    adjust = {m: f for m in fits if not fits[m] and (f := _fraction_that_fits(shape, cfg, m, gpu_mem_gb)) is not None}
+    order = ("lora", "qlora", "full")
+    rec = next((m for m in order if fits[m] or m in adjust), None)
     hint = None
-    if rec is None:
-        alt = estimate_memory(shape, cfg, "qlora", gradient_checkpointing=True, micro_batch=1)
+    if rec in adjust:
+        f = adjust[rec]
+        need = estimate_memory(shape, cfg, rec, gradient_checkpointing=True, checkpoint_fraction=f).total_gb
+        hint = (f"{rec} fits {gpu_mem_gb:g} GB with more recomputation: --set train.gradient_checkpointing=true "
+                f"--set train.checkpoint_fraction={f:g} (card needs {need:.1f} GB)")
+    elif rec is None:
+        alt = estimate_memory(shape, cfg, "qlora", gradient_checkpointing=True, micro_batch=1, checkpoint_fraction=1.0)
         hint = (f"nothing fits {gpu_mem_gb:g} GB; qlora with micro-batch 1 and gradient checkpointing needs "
                 f"{alt.total_gb:.1f} GB" + ("" if alt.total_gb <= gpu_mem_gb else "; shorten data.max_length too"))
-    return {"gpu_mem_gb": gpu_mem_gb, "fits": fits, "recommended": rec, "hint": hint}
+    return {"gpu_mem_gb": gpu_mem_gb, "fits": fits, "adjust": adjust, "recommended": rec, "hint": hint}
+
+
+def _fraction_that_fits(shape: Shape, cfg: Any, method: str, gpu_mem_gb: float) -> float | None:
+    """The smallest checkpoint fraction, in steps of 0.05 above the configured one, at which
+    `method` fits; None if even full recomputation does not."""
+    current = cfg.train.checkpoint_fraction if cfg.train.gradient_checkpointing else 0.0
+    for k in range(1, 21):
+        f = k / 20
+        if f > current + 1e-9 and estimate_memory(shape, cfg, method, gradient_checkpointing=True,
+                                                  checkpoint_fraction=f).total_gb <= gpu_mem_gb:
+            return f
+    return None
 
 
 def length_report(tokenised: list[Any], max_length: int, bins: int = 10) -> dict[str, Any]:
