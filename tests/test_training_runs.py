@@ -109,6 +109,10 @@ def test_oom_remedies_in_the_seed_order():
     assert remedies(cfg)[0].changes == {"train.micro_batch_size": 2, "train.grad_accum": 8}
     done = load_config(overrides={"train.micro_batch_size": 1, "data.max_length": 256, "method": "qlora"})
     assert remedies(done) == []
+    # the fast preset recomputes only part of the layers: the checkpointing remedy takes it to all
+    fast = load_config(preset="fast")
+    ck = [r for r in remedies(fast) if r.name == "gradient checkpointing"]
+    assert ck and ck[0].changes == {"train.checkpoint_fraction": 1.0}
 
 
 def test_injected_oom_fails_with_remedy_and_retries_with_the_next(tmp_path, split):

@@ -3,7 +3,8 @@
 Q1 of the seed: (1) lower per_device_train_batch_size (e.g. 4 -> 2 or 1), (2) shorten
 max_seq_length (e.g. 2048 -> 1024), (3) turn on gradient checkpointing, (4) for LoRA, use QLoRA.
 Only remedies that still change something are offered: a batch of 1 cannot shrink, a length of 256
-is as short as we go, checkpointing already on is skipped, a qlora run has no step 4.
+is as short as we go, checkpointing already on every layer is skipped (on only some, the
+remedy turns it on for all: train.checkpoint_fraction), a qlora run has no step 4.
 Halving the micro-batch doubles grad_accum, so the effective batch (and the recipe) stays the same.
 """
 from __future__ import annotations
@@ -40,8 +41,12 @@ def remedies(cfg: Any) -> list[Remedy]:
                           f"max_length {n} -> {new_len}: activations and logits shrink; check with --plan how many "
                           "samples get cut"))
     if not cfg.train.gradient_checkpointing:
-        out.append(Remedy("gradient checkpointing", {"train.gradient_checkpointing": True},
+        out.append(Remedy("gradient checkpointing", {"train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0},
                           "recompute activations in backward: much less memory, about 30% slower"))
+    elif cfg.train.checkpoint_fraction < 1.0:
+        out.append(Remedy("gradient checkpointing", {"train.checkpoint_fraction": 1.0},
+                          f"recompute every layer, not {cfg.train.checkpoint_fraction:.0%} of them: the others' "
+                          "activations are freed too, a little slower"))
     if cfg.method == "lora":
         out.append(Remedy("qlora", {"method": "qlora"}, "load the base in 4-bit nf4: weights take about a quarter"))
     elif cfg.method == "full":
