@@ -126,3 +126,16 @@ def test_gpu_mem_suggests_more_recomputation_before_another_method():
     assert estimate_memory(shape, cfg, "lora", checkpoint_fraction=f).total_gb <= 24
     assert estimate_memory(shape, cfg, "lora", checkpoint_fraction=f - 0.05).total_gb > 24
     assert fitting_method(shape, cfg, 40)["hint"] is None  # fits as configured
+
+
+def test_fsdp_plan_shards_weights_and_optimizer_across_the_gpus():
+    from training.plan import SHAPES, Shape
+
+    shape = Shape(**SHAPES["qwen2.5-14b"])
+    one = load_config(preset="seed", overrides={"train.gradient_checkpointing": True})
+    two = load_config(preset="seed", overrides={"train.devices": 2, "train.distributed": "fsdp"})
+    ddp = load_config(preset="seed", overrides={"train.devices": 2})
+    a, b = estimate_memory(shape, one, "lora"), estimate_memory(shape, two, "lora")
+    assert a.peak_gb > 24 > b.peak_gb  # a 14B LoRA in bf16: over a 24 GB card alone, under it split in two
+    assert abs(b.weights_gb - a.weights_gb / 2) < 2 and b.activations_gb == a.activations_gb
+    assert estimate_memory(shape, ddp, "lora").peak_gb == a.peak_gb  # DDP replicates the model

@@ -22,6 +22,8 @@ tokens; L layers, h hidden, i MLP width; C = layers recomputed by gradient check
                + t*a*w       one layer recomputed in backward when C > 0 (w = 1.25 fused, 1.8 not; x1.2 upcast)
                + 2*i*h       qlora: the widest weight dequantised to bf16 for its matmul
   (The loss needs no full logits: TRL 1.16 computes it in chunks.)
+  FSDP         with train.devices = D > 1 and train.distributed = fsdp, per GPU: weights / D plus two
+               layers gathered whole, optimizer / D (predicted; not yet measured)
   peak         weights + optimizer + activations: what PyTorch allocates, metrics.jsonl's gpu_mem_gb
   card         peak + 0.75 GB CUDA context + 5% allocator slack: what the card must have free
 Calibrated on H100 runs (benches/results/gpu_train.md; Qwen2.5-7B/14B shapes, 1024 tokens a row,
@@ -190,6 +192,12 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
         acts += t * per_tok * (1.25 if fused else 1.8) * (1.2 if upcast else 1.0)
     if method == "qlora":
         acts += 2 * i * h
+    if cfg.train.devices > 1 and cfg.train.distributed == "fsdp":
+        # sharded weights and optimizer state, plus one layer gathered whole for its forward/backward
+        # (a prediction: no FSDP run has been measured yet)
+        layer_w = (n_m / L) * (0.516 if method == "qlora" else 2)
+        weights = weights / cfg.train.devices + 2 * layer_w
+        optim = optim / cfg.train.devices
     peak = weights + optim + acts
     overhead = 0.75 * GB + 0.05 * peak
     return MemoryEstimate(method, weights / GB, int(trainable), optim / GB, acts / GB, peak / GB, overhead / GB,
