@@ -14,6 +14,8 @@ usage: python gpu_baseline.py --arch 7b --mode lora|qlora|full --steps 20 --out 
 import argparse, json, os, time, tempfile, shutil
 
 import torch
+
+import _dev  # benches/gpu/_dev.py: device calls with CPU stand-ins
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
 from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -25,6 +27,7 @@ ARCHS = {
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "tiny": _dev.TINY,  # CPU smoke runs (tests/test_gpu_bench_cpu.py)
     "14b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
                 num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
 }
@@ -42,7 +45,7 @@ class Timer(TrainerCallback):
         self.warmup, self.t0, self.n, self.losses = warmup, None, 0, []
 
     def on_step_end(self, args, state, control, **kw):
-        torch.cuda.synchronize()
+        _dev.sync()
         if state.global_step == self.warmup:
             self.t0 = time.perf_counter()
         elif state.global_step > self.warmup:
@@ -105,25 +108,24 @@ def main():
     if a.mode == "qlora":
         from transformers import BitsAndBytesConfig
         tmp = tempfile.mkdtemp(dir="/tmp")
-        with torch.device("cuda"):
-            m = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        with torch.device(_dev.DEVICE):
+            m = AutoModelForCausalLM.from_config(cfg, dtype=_dev.DTYPE)
         m.save_pretrained(tmp)
         del m
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        _dev.reset_peak()
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                 bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
-        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=torch.bfloat16, device_map={"": 0})
+                                 bnb_4bit_compute_dtype=_dev.DTYPE, bnb_4bit_use_double_quant=True)
+        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=bnb, dtype=_dev.DTYPE, device_map=_dev.device_map())
         shutil.rmtree(tmp)
         if a.no_upcast:
             model.enable_input_require_grads()
         else:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=a.gc != 0)
     else:
-        with torch.device("cuda"):
-            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, **({"attn_implementation": a.attn} if a.attn else {}))
+        with torch.device(_dev.DEVICE):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=_dev.DTYPE, **({"attn_implementation": a.attn} if a.attn else {}))
     t_load = time.perf_counter() - t_load
-    weights_gb = torch.cuda.memory_allocated() / 2**30
+    weights_gb = _dev.allocated_gb()
 
     if a.mode in ("lora", "qlora"):
         peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=a.dropout,
@@ -142,7 +144,7 @@ def main():
 
     kw = dict(output_dir="/tmp/bl-out", max_steps=a.steps + a.warmup, per_device_train_batch_size=a.bs,
               gradient_accumulation_steps=a.ga, learning_rate=2e-4, logging_steps=1, packing=True,
-              bf16=True, report_to=[], save_strategy="no", dataloader_num_workers=0)
+              bf16=_dev.CUDA, use_cpu=not _dev.CUDA, report_to=[], save_strategy="no", dataloader_num_workers=0)
     import inspect
     params = inspect.signature(SFTConfig.__init__).parameters
     kw["max_length" if "max_length" in params else "max_seq_length"] = a.seq
@@ -156,23 +158,23 @@ def main():
     if a.profile:
         cbs.append(Prof(a.warmup))
     trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=ds, args=args, callbacks=cbs)
-    torch.cuda.reset_peak_memory_stats()
+    _dev.reset_peak()
     t0 = time.perf_counter()
     trainer.train()
-    torch.cuda.synchronize()
+    _dev.sync()
     dt = time.perf_counter() - timer.t0
     tokens = timer.n * a.bs * a.ga * a.seq
     res = dict(arch=a.arch, mode=a.mode, seq=a.seq, bs=a.bs, ga=a.ga, liger=a.liger,
                gradient_checkpointing=args.gradient_checkpointing, padding_free=getattr(args, "padding_free", None),
                attn=getattr(model.config, "_attn_implementation", None),
                steps_timed=timer.n, seconds=dt, tokens_per_s=tokens / dt,
-               peak_alloc_gb=torch.cuda.max_memory_allocated() / 2**30,
-               peak_reserved_gb=torch.cuda.max_memory_reserved() / 2**30,
+               peak_alloc_gb=_dev.peak_allocated_gb(),
+               peak_reserved_gb=_dev.peak_reserved_gb(),
                weights_gb=weights_gb, load_s=t_load, trainable=trainable, total_params=total,
                losses=timer.losses[:3] + timer.losses[-3:], all_losses=timer.losses,
                versions=dict(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__,
                              trl=trl.__version__, datasets=datasets.__version__),
-               gpu=torch.cuda.get_device_name())
+               gpu=_dev.name())
     # model FLOPs per token, 6N for full training; frozen-base LoRA needs no weight grads: ~4N
     N = sum(ARCHS_param_count(cfg))
     flops_per_tok = (6 if a.mode == "full" else 4) * N

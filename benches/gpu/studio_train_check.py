@@ -43,8 +43,9 @@ def check(variant: str, split: str, steps: int, arch: str, out: Path, timeout: f
     preset, method = variant.split(":")
     ws = out / f"ws-{preset}-{method}"
     ws.mkdir(parents=True, exist_ok=True)
-    common = [split, "--base", "tiny", "--preset", preset, "--method", method, "--set", f"tiny.architecture={arch}",
-              "--set", f"train.max_steps={steps}", "--set", "train.eval_steps=1000", "--set", "train.save_steps=1000",
+    common = [split, "--base", "tiny", "--preset", preset, "--method", method,
+              *(["--set", f"tiny.architecture={arch}"] if arch else []), "--set", f"train.max_steps={steps}",
+              "--set", "train.eval_steps=1000", "--set", "train.save_steps=1000",
               "--set", "train.logging_steps=1"]
     for kv in sets:
         common += ["--set", kv]
@@ -84,7 +85,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", required=True, help="split directory (docs/contracts.md)")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--arch", default="qwen2.5-7b")
+    ap.add_argument("--arch", default="qwen2.5-7b", help="a name in training.plan.SHAPES, or '' for the built-in "
+                    "tiny model (a CPU smoke run of this script)")
     ap.add_argument("--variants", default="seed:lora,seed:qlora")
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--out", default="check-out")
@@ -101,7 +103,7 @@ def main() -> None:
     import torch
 
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"\n{a.arch} (random weights) through `studio train`, {a.steps} steps, card {card}\n")
+    print(f"\n{a.arch or 'tiny'} (random weights) through `studio train`, {a.steps} steps, card {card}\n")
     print("| preset:method | state | plan GB | peak allocated GB | plan / measured | peak reserved GB | tokens/s | MFU |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:

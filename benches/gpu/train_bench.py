@@ -69,7 +69,7 @@ def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, ou
                    timeout=timeout)
     d = json.loads(res.read_text())
     return {"tokens_per_s": d["tokens_per_s"], "peak_gb": d["peak_alloc_gb"], "losses": d.get("all_losses") or d["losses"],
-            "model_tflops": d["model_tflops"], "gpu": d["gpu"]}
+            "model_tflops": d["model_tflops"], "gpu": d["gpu"], "arch": arch, "method": mode}
 
 
 def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: str) -> None:
@@ -84,36 +84,39 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     from training import recipe, speed
     from training.config import load_config
 
+    import _dev  # device calls with CPU stand-ins (benches/gpu/_dev.py)
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:  # under torchrun: one process per GPU, DDP through the Trainer
+    if world > 1 and _dev.CUDA:  # under torchrun: one process per GPU, DDP through the Trainer
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     name, *sets = preset.split("+")
     sets = ["train.compile_layers=true" if x == "compile" else x for x in sets]
     cfg = load_config(preset=name, overrides=sets)
-    precision = "bf16"
+    precision = _dev.PRECISION
     attn = speed.resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)
     from training.plan import SHAPES  # the studio's shape table (equal to the seed script's ARCHS)
 
-    shape = AutoConfig.for_model("qwen2", **SHAPES[f"qwen2.5-{arch}"], max_position_embeddings=32768)
+    dims = _dev.TINY if arch == "tiny" else SHAPES[f"qwen2.5-{arch}"]
+    shape = AutoConfig.for_model("qwen2", **dims, max_position_embeddings=32768)
     tok = make_tokenizer(shape.vocab_size)
     tmp = None
     torch.manual_seed(0)
     if cfg.method == "qlora":
         roomy_shm = os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 64 * 2**30
         tmp = tempfile.mkdtemp(dir="/dev/shm" if roomy_shm else "/tmp")  # 30 GB at 14B: RAM when there is room
-        with torch.device("cuda"):
-            m = AutoModelForCausalLM.from_config(shape, dtype=torch.bfloat16)
+        with torch.device(_dev.DEVICE):
+            m = AutoModelForCausalLM.from_config(shape, dtype=_dev.DTYPE)
         m.save_pretrained(tmp)
         del m
-        torch.cuda.empty_cache()
+        _dev.reset_peak()
         cfg.train.attn_implementation = attn
         model = recipe.load_model(tmp, cfg, precision)
         shutil.rmtree(tmp)
     else:
-        with torch.device("cuda"):
-            model = AutoModelForCausalLM.from_config(shape, dtype=torch.bfloat16, attn_implementation=attn)
+        with torch.device(_dev.DEVICE):
+            model = AutoModelForCausalLM.from_config(shape, dtype=_dev.DTYPE, attn_implementation=attn)
     model.config.use_cache = False
-    torch.cuda.reset_peak_memory_stats()
+    _dev.reset_peak()
     model, used = recipe.prepare_model(model, cfg)
 
     n_rows = (steps + warmup + 2) * cfg.train.micro_batch_size * cfg.train.grad_accum
@@ -131,7 +134,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
         t0, n, losses = None, 0, []
 
         def on_step_end(self, a, state, control, **kw):
-            torch.cuda.synchronize()
+            _dev.sync()
             if state.global_step == warmup:
                 Timer.t0 = time.perf_counter()
             elif state.global_step > warmup:
@@ -144,7 +147,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          peft_config=recipe.lora_config(cfg), callbacks=[Timer()] + speed.checkpointing_callbacks(cfg.train))
     trainer.train()
-    torch.cuda.synchronize()
+    _dev.sync()
     dt = time.perf_counter() - Timer.t0
     tps = world * Timer.n * cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.data.max_length / dt
     if os.environ.get("RANK", "0") != "0":
@@ -154,8 +157,8 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
 
     breaks = dict(counters["graph_break"])
     res = {"graph_breaks": {k[:160]: v for k, v in breaks.items()}, "unique_graphs": counters["stats"]["unique_graphs"],
-           "tokens_per_s": tps, "peak_gb": torch.cuda.max_memory_allocated() / 2**30, "losses": Timer.losses,
-           "model_tflops": 4 * n * tps / 1e12, "gpu": torch.cuda.get_device_name(), "used": used,
+           "tokens_per_s": tps, "peak_gb": _dev.peak_allocated_gb(), "losses": Timer.losses,
+           "model_tflops": 4 * n * tps / 1e12, "gpu": _dev.name(), "used": used, "arch": arch, "method": cfg.method,
            "config": {"gradient_checkpointing": cfg.train.gradient_checkpointing,
                       "checkpoint_fraction": cfg.train.checkpoint_fraction, "micro_batch": cfg.train.micro_batch_size,
                       "grad_accum": cfg.train.grad_accum, "method": cfg.method,
@@ -173,6 +176,8 @@ def main() -> None:
                          "seeded weights, full loss lists and extra knobs left at the seed's defaults")
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per variant before it is stopped")
+    ap.add_argument("--arch", choices=("7b", "14b", "tiny"), default=None,
+                    help="every variant on this shape; tiny: a CPU smoke run of the bench itself (no GPU needed)")
     ap.add_argument("--child", nargs=4, metavar=("PRESET", "ARCH", "STEPS", "OUT"))
     a = ap.parse_args()
     if a.child:
@@ -185,7 +190,8 @@ def main() -> None:
     for name in a.variants.split(","):
         name, _, n_steps = name.partition("@")  # NAME@STEPS: this variant's own step count
         runner, what, arch = parse_variant(name)
-        steps = int(n_steps) if n_steps else a.steps if arch == "7b" else max(8, a.steps // 3)
+        arch = a.arch or arch
+        steps = int(n_steps) if n_steps else a.steps if arch != "14b" else max(8, a.steps // 3)
         stem = file_stem(name)
         t = time.time()
         try:
@@ -216,16 +222,16 @@ def main() -> None:
 
 
 def baseline_key(name: str, r: dict) -> str:
-    """Which seed run a variant compares with: 7b-lora, 7b-qlora or 14b-qlora."""
+    """Which seed run a variant compares with: ARCH-METHOD, e.g. 7b-lora, 7b-qlora, 14b-qlora."""
     runner, what, arch = parse_variant(name)
-    method = r.get("config", {}).get("method") or ("qlora" if "qlora" in what or what.startswith("lean") else "lora")
-    return f"{arch}-{method}"
+    method = r.get("method") or r.get("config", {}).get("method") or ("qlora" if "qlora" in what or what.startswith("lean") else "lora")
+    return f"{r.get('arch') or arch}-{method}"
 
 
 def format_table(results: dict) -> str:
     lines: list[str] = []
     out = lines.append
-    base = {"7b-lora": results.get("seed-lora"), "7b-qlora": results.get("seed-qlora"), "14b-qlora": results.get("seed-qlora-14b")}
+    base = {baseline_key(n, r): r for n, r in results.items() if n.startswith("seed") and "error" not in r}
     stored = json.loads(SEED_LOSSES.read_text()) if SEED_LOSSES.is_file() else {}
     ref_losses = {"7b-lora": stored.get("seed-lora"), "7b-qlora": stored.get("seed-qlora")}
     if "fast-1gpu" in results and "fast-2gpu" in results and "tokens_per_s" in results["fast-2gpu"]:
@@ -241,8 +247,7 @@ def format_table(results: dict) -> str:
         if "error" in r:
             out(f"| {name} | | {r['error']} | | | | | | | |")
             continue
-        key = "7b-lora" if name == "seed-lora" else "7b-qlora" if name == "seed-qlora" else \
-            "14b-qlora" if name == "seed-qlora-14b" else baseline_key(name, r)
+        key = baseline_key(name, r)
         b = base.get(key)
         ratio = f"{r['tokens_per_s'] / b['tokens_per_s']:.2f}" if b and "tokens_per_s" in b and not name.startswith("seed") else ""
         losses = r["losses"]
