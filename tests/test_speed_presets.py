@@ -214,3 +214,16 @@ def test_offloaded_checkpoint_inputs_give_the_same_gradients(tmp_path, split):
                                 "train.max_steps": 2})
     run = runs.create_run(tmp_path / "runs", cfg, name="offload")
     assert runs.execute(run)["state"] == "done"
+
+
+def test_a_multi_gpu_run_whose_launcher_dies_early_ends_failed(tmp_path, split, monkeypatch):
+    """If torchrun dies before rank 0 writes an end state (a port taken, a rank killed), the run
+    must not stay `queued` forever: a launcher that exits 3 at once stands in for it."""
+    import sys
+
+    cfg = tiny_config(split, **{"train.devices": 2})
+    run = runs.create_run(tmp_path / "runs", cfg, name="dies")
+    monkeypatch.setattr(runs, "launch_command", lambda run_dir, resume=False: [sys.executable, "-c", "raise SystemExit(3)"])
+    st = runs.run_foreground(run)
+    assert st["state"] == "failed" and "torchrun exited with 3" in st["error"]
+    assert runs.read_status(run)["state"] == "failed"

@@ -153,8 +153,12 @@ def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, An
     if load_run_config(run_dir).train.devices <= 1:
         return execute(run_dir, resume=resume)
     write_status(run_dir, state="queued", host=socket.gethostname())
-    subprocess.run(launch_command(run_dir, resume=resume), cwd=str(run_dir), env=_child_env(), check=False)
-    return effective_status(run_dir)
+    rc = subprocess.run(launch_command(run_dir, resume=resume), cwd=str(run_dir), env=_child_env(), check=False).returncode
+    st = effective_status(run_dir)
+    if st.get("state") not in FINAL_STATES:  # torchrun or a rank died before rank 0 wrote an end
+        st = write_status(run_dir, state="failed", finished_at=_now(),
+                          error=f"torchrun exited with {rc} before the run ended; its output above says why")
+    return st
 
 
 def launch(run_dir: str | Path, *, resume: bool = False, python: str | None = None) -> int:

@@ -196,6 +196,10 @@ def checkpointing_callbacks(train_cfg: Any) -> list[Any]:
     """The callbacks a config's checkpointing choices need (none for the libraries' default)."""
     if not train_cfg.gradient_checkpointing or (train_cfg.checkpoint_fraction >= 1 and not train_cfg.offload_checkpoints):
         return []
+    if train_cfg.devices > 1 and train_cfg.distributed == "fsdp":
+        log.warning("train.checkpoint_fraction and train.offload_checkpoints are not applied under FSDP, which "
+                    "checkpoints every wrapped layer itself")
+        return []
     return [checkpointing_callback(train_cfg.checkpoint_fraction, train_cfg.offload_checkpoints)]
 
 
