@@ -3,10 +3,12 @@
 Measured on an H100 with Qwen2.5-7B shapes (benches/gpu/NOTES.md): the seed recipe is CPU-bound,
 not GPU-bound. Its sdpa attention on packed (padding-free) batches dispatches to cuDNN attention
 with a mask, which costs ~1.7 ms of CPU per call; flex attention with a document mask avoids it.
-Liger's fused kernels (RMSNorm, SwiGLU, RoPE, linear + cross-entropy without materialising the
-fp32 logits) cut memory and elementwise passes. QLoRA's `prepare_model_for_kbit_training` upcasts
-the embeddings and output head to fp32 (about 2 GB at 7B); keeping them in bf16 is what lets the
-lean preset fit 7B QLoRA under 7 GB.
+Liger's fused kernels (RMSNorm, SwiGLU, RoPE) cut memory and elementwise passes (TRL 1.16 already
+computes the loss in chunks, without the full logits). QLoRA's `prepare_model_for_kbit_training`
+upcasts the embeddings and output head to fp32 (about 2 GB at 7B); keeping them in bf16 is what
+brings the lean preset's 7B QLoRA from the seed's 9.2 GB to about 7 GB. Since the run is bound by
+launching kernels, the presets run the seed's step as fewer, larger micro-batches and recompute
+only part of the layers (`checkpoint_fraction`, `checkpointing_callbacks`).
 
 Every choice here resolves to what the current machine can run: on a CPU (CI, laptops) flex
 attention and liger are skipped and sdpa is used, so the same config trains everywhere.
