@@ -259,3 +259,33 @@ def test_quality_snapshot(snap_compare, measured_ws, size):
         await settle(pilot)
 
     assert snap_compare(StudioApp(measured_ws, screen="quality"), terminal_size=size, run_before=move_threshold)
+
+
+async def test_clusters_past_the_first_page_load_as_the_cursor_goes_down(studio_ws, monkeypatch):
+    """Any number of clusters can be walked: pages of CLUSTER_LIMIT load in a worker near the end."""
+    from studio.screens import duplicates
+
+    with open_workspace(studio_ws, create=False) as ws:
+        ids = [r[0] for r in ws.con.execute("SELECT id FROM samples ORDER BY id").fetchall()]
+        pairs = [(0, 1), (2, 3), (4, 5), (8, 9), (10, 11)]  # samples 6 and 7 form cluster 1
+        for cid, (i, j) in enumerate(pairs, start=2):  # five more 2-member clusters
+            a, b = ids[i], ids[j]
+            ws.con.execute("INSERT INTO dup_clusters (id, method, fields, keeper_id, keeper_chosen_by, size) "
+                           "VALUES (?, 'exact', 'sample', ?, 'policy', 2)", [cid, a])
+            ws.con.execute("INSERT INTO dup_members VALUES (?, ?, 1.0), (?, ?, 1.0)", [cid, a, cid, b])
+    monkeypatch.setattr(duplicates, "CLUSTER_LIMIT", 2)
+    monkeypatch.setattr(duplicates, "MORE_WITHIN", 0)
+    app = StudioApp(studio_ws, screen="duplicates")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert (len(screen.clusters), screen.total_clusters) == (2, 6)
+        assert "2 loaded" in plain(screen.query_one("#dup-status").content)
+        seen = []
+        for _ in range(5):
+            await pilot.press("n")
+            await settle(pilot)
+            seen.append(screen.current_cluster.id)
+        assert len(screen.clusters) == 6 and len(set(c.id for c in screen.clusters)) == 6
+        assert len(set(seen)) == 5 and screen.cluster_list.option_count == 6
+        assert "loaded" not in plain(screen.query_one("#dup-status").content)

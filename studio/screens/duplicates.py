@@ -7,8 +7,9 @@ cursor the keeper (`curation.dedup.set_keeper` on the writer thread: one undoabl
 by later dedup runs); `n`/`p` move between clusters; `d` runs dedup as a job after asking for the
 threshold; `u` undoes the last operation, as in Review; `o` opens the cluster in Review.
 
-Only the first CLUSTER_LIMIT clusters (largest first) are listed: a person resolves clusters one
-by one, and the list widget holds its rows in memory.
+Clusters load a page of CLUSTER_LIMIT at a time, largest first: the next page is fetched in a
+worker when the cursor comes near the end of what is loaded, so any number of clusters can be
+walked without holding them all (a reload keeps as many as were loaded).
 """
 from __future__ import annotations
 
@@ -58,10 +59,13 @@ class Cluster:
     members: tuple[Member, ...]
 
 
-def load_clusters(con, limit: int = CLUSTER_LIMIT) -> tuple[list[Cluster], int]:
-    """The first `limit` clusters (largest first) with their members, and how many there are."""
-    total = int(con.execute("SELECT count(*) FROM dup_clusters").fetchone()[0])
-    raw = dedup.list_clusters(con, limit=limit)
+MORE_WITHIN = 20  # load the next page when the cursor is this close to the end of the loaded ones
+
+
+def load_clusters(con, limit: int = CLUSTER_LIMIT, offset: int = 0) -> tuple[list[Cluster], int]:
+    """`limit` clusters from `offset` (largest first) with their members, and how many there are."""
+    total = int(con.execute("SELECT count(*) FROM dup_clusters").fetchall()[0][0])
+    raw = dedup.list_clusters(con, limit=limit, offset=offset)
     ids = [m["sample_id"] for c in raw for m in c["members"]]
     info = {sid: (status, prev) for sid, status, prev in con.execute(
         "SELECT id, status, left(coalesce(instruction, text, ''), 80) FROM samples WHERE id IN (SELECT unnest(?))",
@@ -174,6 +178,7 @@ class DuplicatesScreen(Screen):
         super().__init__()
         self.clusters: list[Cluster] = []
         self.total_clusters = 0
+        self._loading_more = False
         self._want_cluster: int | None = None   # keep this cluster selected across reloads
         self._want_member: int | None = None
 
@@ -231,11 +236,33 @@ class DuplicatesScreen(Screen):
 
     @work(thread=True, exclusive=True, group="dup-clusters")
     def _load(self) -> None:
-        clusters, total = load_clusters(self.app.engine.reader())
+        clusters, total = load_clusters(self.app.engine.reader(), limit=max(CLUSTER_LIMIT, len(self.clusters)))
         self.app.call_from_thread(self._show_clusters, clusters, total)
+
+    def _maybe_load_more(self) -> None:
+        i = self.cluster_list.highlighted
+        if (i is not None and not self._loading_more and len(self.clusters) < self.total_clusters
+                and i >= len(self.clusters) - 1 - MORE_WITHIN):
+            self._loading_more = True
+            self._load_more(len(self.clusters))
+
+    @work(thread=True, group="dup-more")
+    def _load_more(self, offset: int) -> None:
+        clusters, total = load_clusters(self.app.engine.reader(), limit=CLUSTER_LIMIT, offset=offset)
+        self.app.call_from_thread(self._append_clusters, offset, clusters, total)
+
+    def _append_clusters(self, offset: int, clusters: list[Cluster], total: int) -> None:
+        self._loading_more = False
+        if offset != len(self.clusters):  # a reload came in between: its list stands
+            return
+        self.clusters.extend(clusters)
+        self.total_clusters = total
+        self.cluster_list.add_options([Option(cluster_label(c), id=str(c.id)) for c in clusters])
+        self._update_status()
 
     def _show_clusters(self, clusters: list[Cluster], total: int) -> None:
         self.clusters, self.total_clusters = clusters, total
+        self._loading_more = False
         want = self._want_cluster
         self._want_cluster = None
         lst = self.cluster_list
@@ -266,6 +293,7 @@ class DuplicatesScreen(Screen):
                               or self.members_list.get_option_at_index(0).id != str(c.members[0].sample_id)):
             self._show_members(c)
         self._update_status()
+        self._maybe_load_more()
 
     @on(OptionList.OptionHighlighted, "#dup-members")
     def _member_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -313,7 +341,7 @@ class DuplicatesScreen(Screen):
             t.append(f"  #{c.id} {c.method} on {c.fields}, {c.size} members, keeper #{c.keeper_id} ({c.chosen_by})")
             t.append("  resolved" if c.resolved else "  unresolved", style="green" if c.resolved else "yellow")
             if self.total_clusters > len(self.clusters):
-                t.append(f"  (first {len(self.clusters):,} listed)", style="dim")
+                t.append(f"  ({len(self.clusters):,} loaded; more load as you go down)", style="dim")
         self.query_one("#dup-status", Static).update(t)
 
     # -- actions --------------------------------------------------------------------------------
