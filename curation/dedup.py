@@ -83,7 +83,8 @@ class DedupParams:
     @property
     def signature_key(self) -> str:
         """What a stored signature depends on (threshold and verify do not change it)."""
-        return f"v1 fields={self.fields} num_perm={self.num_perm} shingle={self.shingle} seed={sh.SEED} scheme=affine32"
+        # v2: whole samples are shingled turn by turn with role marks (curation/normalize.py)
+        return f"v2 fields={self.fields} num_perm={self.num_perm} shingle={self.shingle} seed={sh.SEED} scheme=affine32"
 
 
 @dataclass

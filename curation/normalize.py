@@ -6,7 +6,10 @@ compatibility forms; it leaves Chinese punctuation such as "。", "、" and curl
 so those are mapped to ASCII here as well. Zero-width characters are dropped.
 
 `field_text_sql(fields)` is the SQL expression that builds the text a dedup field covers, so the
-database (not Python) assembles system prompt plus turns for a million rows.
+database (not Python) assembles system prompt plus turns for a million rows. For whole samples
+each turn starts with a private-use character naming its role (ROLE_MARKS): shingling keeps the
+turns apart and tags each shingle with its role, so a translation pair and its reverse
+("翻译成英文: X" -> "Y" against "Translate into Chinese: Y" -> "X") share words but not shingles.
 """
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ import re
 import unicodedata
 
 FIELDS = ("sample", "instruction", "answer")
+# Role marks (Unicode private use: no text means them, normalisation keeps them, and the shingler
+# reads them as separators that switch the role; curation/shingles.py).
+ROLE_MARKS = {"user": "\ue001", "assistant": "\ue002", "system": "\ue003"}
+_MARK_SQL = {role: f"chr({ord(mark)})" for role, mark in ROLE_MARKS.items()}
 
 # After NFKC: CJK punctuation and typographic quotes/dashes to their ASCII look-alikes.
 _PUNCT = str.maketrans({
@@ -69,7 +76,7 @@ def check_fields(fields: str) -> str:
 
 def field_text_sql(fields: str, alias: str = "s") -> str:
     """SQL for the text a dedup over `fields` compares. 'sample' is the system prompt and every
-    turn (a 'text' sample: its text); 'instruction' the first user turn; 'answer' the last
+    turn, each after its role mark (a 'text' sample: its text); 'instruction' the first user turn; 'answer' the last
     assistant turn (a 'text' sample falls back to its text for both)."""
     check_fields(fields)
     a = alias
@@ -77,5 +84,9 @@ def field_text_sql(fields: str, alias: str = "s") -> str:
         return f"coalesce({a}.instruction, {a}.text, '')"
     if fields == "answer":
         return f"coalesce({a}.answer, {a}.text, '')"
-    return (f"concat_ws(chr(10), {a}.system, "
-            f"array_to_string(json_extract_string({a}.messages, '$[*].content'), chr(10)), {a}.text)")
+    # list_zip of the roles and contents: as fast as the contents alone (0.55 s vs 0.66 s per 300k rows)
+    return (f"concat_ws(chr(10), CASE WHEN {a}.system IS NOT NULL THEN {_MARK_SQL['system']} || {a}.system END, "
+            f"array_to_string(list_transform(list_zip(json_extract_string({a}.messages, '$[*].role'), "
+            f"json_extract_string({a}.messages, '$[*].content')), lambda p: (CASE p[1] WHEN 'user' THEN "
+            f"{_MARK_SQL['user']} WHEN 'assistant' THEN {_MARK_SQL['assistant']} ELSE {_MARK_SQL['system']} END) "
+            f"|| coalesce(p[2], '')), chr(10)), {a}.text)")

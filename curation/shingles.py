@@ -14,6 +14,11 @@ then a*h+b mod 2^32 with datasketch's permutation parameters for the same seed) 
 minimum per text. A signature equals `MinHash(num_perm, seed, hashfunc=identity).update_batch(
 shingle_hashes)` bit for bit (tests/test_shingles.py checks), so it works with datasketch's LSH.
 
+Turns: a role mark (U+E001 user, U+E002 assistant, U+E003 system: curation.normalize.ROLE_MARKS)
+starts a turn. No shingle spans two turns, and each token hash is salted with its turn's role, so
+the same words asked in one sample and answered in another do not count as shared. Text without
+marks (single fields, plain text) hashes exactly as before.
+
 `shingles(text, n)` is the readable reference: the same shingles as strings.
 """
 from __future__ import annotations
@@ -31,6 +36,8 @@ EMPTY = np.uint32(0xFFFFFFFF)  # signature value of a text with no shingles
 
 _CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xAC00, 0xD7AF))
 _SEP, _WORD, _CJK = 0, 1, 2
+_MARK_LO, _MARK_HI = 0xE001, 0xE003  # role marks; classed as separators (private use, category Co)
+_MARKS_RE = re.compile("([\ue001-\ue003])")
 
 # uint64 constants; numpy integer arrays wrap on overflow, which is the arithmetic wanted here.
 _P_CHAR = np.uint64(0x100000001B3)
@@ -109,10 +116,21 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
     th = fmix64(np.add.reduceat(x * powers[pos], starts_in_chars))
     ttype = is_cjk[starts]
     tsample = sample_of[starts]
-    # Runs: consecutive tokens of one type in one text.
+    # Runs: consecutive tokens of one type in one text (and one turn, below).
     t = th.size
     run_start = np.ones(t, dtype=bool)
     run_start[1:] = (ttype[1:] != ttype[:-1]) | (tsample[1:] != tsample[:-1])
+    # Turns: a token belongs to the turn of the last role mark before it in its text. Marks are few,
+    # so this works on the token starts (searchsorted) rather than on every code point.
+    marks = np.flatnonzero((cp - np.uint32(_MARK_LO)) <= np.uint32(_MARK_HI - _MARK_LO))
+    if marks.size:
+        before = np.searchsorted(marks, starts)  # marks before each token: a turn id
+        prev = marks[np.maximum(before - 1, 0)]
+        text_start = (np.cumsum(lens) - lens)[tsample]
+        in_turn = (before > 0) & (prev >= text_start)
+        trole = np.where(in_turn, cp[prev] - np.uint32(_MARK_LO - 1), 0)
+        th = th ^ _ROLE_SALT[trole]
+        run_start[1:] |= before[1:] != before[:-1]
     run_id = np.cumsum(run_start) - 1
     run_first = np.flatnonzero(run_start)
     run_len = np.diff(np.append(run_first, t))
@@ -132,6 +150,10 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
     offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return hashes, offsets
+
+
+# role 0 (no mark) leaves a token hash as it is; 1..3 (user, assistant, system) salt it
+_ROLE_SALT = np.array([0, 0x9E6C63D0676A9A99, 0x5851F42D4C957F2D, 0xD6E8FEB86659FD93], dtype=np.uint64)
 
 
 def shingle_set(text: str, n: int = DEFAULT_SHINGLE) -> np.ndarray:
@@ -203,8 +225,22 @@ _IS_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac
 
 def shingles(text: str, n: int = DEFAULT_SHINGLE) -> list[str]:
     """The shingles of one normalised text as strings: CJK runs give character n-grams (joined
-    without a space), other runs word n-grams (joined with a space). Used by the plain datasketch
-    pipeline in benches/ and by tests; the bulk path above computes the same sets as hashes."""
+    without a space), other runs word n-grams (joined with a space); inside a turn (after a role
+    mark) each shingle starts with that mark. Used by the plain datasketch pipeline in benches/ and
+    by tests; the bulk path above computes the same sets as hashes."""
+    if _MARKS_RE.search(text):
+        out: list[str] = []
+        role = ""
+        for part in _MARKS_RE.split(text):
+            if _MARKS_RE.fullmatch(part):
+                role = part
+            elif part:
+                out.extend(role + sh for sh in _shingles_unmarked(part, n))
+        return out
+    return _shingles_unmarked(text, n)
+
+
+def _shingles_unmarked(text: str, n: int) -> list[str]:
     tokens = _TOKEN.findall(text)
     out: list[str] = []
     run: list[str] = []

@@ -11,9 +11,9 @@ import pytest
 from curation import dedup, review, store
 from curation.errors import Cancelled, NotFound, StudioError
 from curation.jobs import Job
-from curation.normalize import exact_key, normalize
+from curation.normalize import ROLE_MARKS, exact_key, normalize
 from curation.samples import chat
-from curation.shingles import shingle_hashes, shingle_set, shingles, signatures
+from curation.shingles import jaccard, shingle_hashes, shingle_set, shingles, signatures
 
 ZH_Q = "请介绍一下快速排序算法的原理和时间复杂度。"
 ZH_A = ("快速排序是一种分治算法，它先选择一个基准元素，然后把数组分成两部分，左边的元素都比基准小，右边的元素都比基准大，"
@@ -69,7 +69,9 @@ def test_shingles_split_cjk_runs_into_characters_and_other_runs_into_words():
     assert shingles("你好") == ["你好"]
 
 
-@pytest.mark.parametrize("text", [ZH_A, EN_A, MIX_A, "a", "", "!!!", "emoji 😀 and 𠀀𠀁 ext-b"])
+@pytest.mark.parametrize("text", [ZH_A, EN_A, MIX_A, "a", "", "!!!", "emoji 😀 and 𠀀𠀁 ext-b",
+                                  ROLE_MARKS["user"] + ZH_Q + "\n" + ROLE_MARKS["assistant"] + ZH_A,
+                                  ROLE_MARKS["system"] + "be brief\n" + ROLE_MARKS["user"] + "hi\n" + ROLE_MARKS["assistant"]])
 def test_bulk_shingle_hashes_match_the_reference_shingles(text):
     t = normalize(text)
     h, off = shingle_hashes([t, "x y", t])
@@ -142,7 +144,8 @@ def test_near_duplicates_are_found_and_hard_negatives_kept_apart(ws, lang):
     assert c["method"] == "near"
     assert member_ids(c) == [ids[0], ids[2]]
     sims = {m["sample_id"]: m["similarity"] for m in c["members"]}
-    exact = dedup._jaccard_chunk([q1 + "\n" + a1, q2 + "\n" + a2], np.array([0]), np.array([1]), 3)[0]
+    u, a = ROLE_MARKS["user"], ROLE_MARKS["assistant"]  # how field_text_sql('sample') joins the turns
+    exact = dedup._jaccard_chunk([u + q1 + "\n" + a + a1, u + q2 + "\n" + a + a2], np.array([0]), np.array([1]), 3)[0]
     assert sims[c["keeper_id"]] == 1.0
     assert min(sims.values()) == pytest.approx(exact, abs=1e-4) and exact >= 0.8
     assert report.duplicates == 1
@@ -351,3 +354,20 @@ def test_cli_dedup_json_and_keeper(ws_path, capsys):
     assert main(["keeper", "12345", str(other), "-w", str(ws_path)]) == 2
     assert "no duplicate cluster 12345" in capsys.readouterr().err
     assert main(["dedup", "-w", str(ws_path), "--threshold", "2"]) == 2
+
+
+def test_a_translation_and_its_reverse_are_not_near_duplicates(ws):
+    """Whole samples are shingled turn by turn, each shingle tagged with its role: "中译英: X" -> "Y"
+    and "英译中: Y" -> "X" share their words but in the other turn, so they stay apart. As one
+    text their Jaccard is 0.96 and the demo showed such a pair as one cluster."""
+    zh = "今天天气很好，我们去公园散步吧，顺便带上相机拍一些照片，中午在湖边的小餐馆吃饭，下午再去博物馆看看新的展览。"
+    en = ("The weather is nice today, so let's take a walk in the park, bring the camera to take some photos, have "
+          "lunch at the small restaurant by the lake, and visit the new exhibition at the museum in the afternoon.")
+    ids = add(ws, chat("中译英：" + zh, en), chat("英译中：" + en, zh), chat("中译英：" + zh.replace("顺便", "再"), en))
+    dedup.find_duplicates(ws)
+    assert [member_ids(c) for c in clusters(ws)] == [[ids[0], ids[2]]]  # the edited copy, not the reverse
+    u, a = ROLE_MARKS["user"], ROLE_MARKS["assistant"]
+    marked = [normalize(u + "中译英:" + zh + "\n" + a + en), normalize(u + "英译中:" + en + "\n" + a + zh)]
+    assert jaccard(shingle_set(marked[0]), shingle_set(marked[1])) == 0.0
+    plain = [m.replace(u, "").replace(a, "") for m in marked]
+    assert jaccard(shingle_set(plain[0]), shingle_set(plain[1])) > 0.9  # what whole-text shingles saw
