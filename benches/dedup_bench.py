@@ -184,14 +184,15 @@ def accuracy(families: int) -> list[tuple[str, float, float, float]]:
     from datasketch import MinHash, MinHashLSH
 
     from curation import dedup, store
-    from curation.normalize import normalize
+    from curation.normalize import marked_text, normalize
     from curation.samples import chat
     from curation.shingles import shingles
     from curation.workspace import open_workspace
     from tests._dedup_data import generate, pair_scores, truth_clusters
 
     rows = generate(families, seed=7)
-    texts = [i + "\n" + a for i, a, _ in rows]
+    # the text the workspace hands to dedup (role-marked turns: curation/normalize.py)
+    texts = [marked_text([{"role": "user", "content": i}, {"role": "assistant", "content": a}]) for i, a, _ in rows]
     truth = truth_clusters(texts, [f for *_, f in rows], THRESHOLD, 3)
     out = []
     with tempfile.TemporaryDirectory() as d:

@@ -74,6 +74,14 @@ def check_fields(fields: str) -> str:
     return fields
 
 
+def marked_text(messages: list[dict], system: str | None = None) -> str:
+    """What `field_text_sql('sample')` builds for a chat sample, in Python (tests and benches use it
+    to compute the same texts the database hands to dedup)."""
+    parts = [ROLE_MARKS["system"] + system] if system is not None else []
+    parts += [ROLE_MARKS.get(m.get("role"), ROLE_MARKS["system"]) + (m.get("content") or "") for m in messages]
+    return "\n".join(parts)
+
+
 def field_text_sql(fields: str, alias: str = "s") -> str:
     """SQL for the text a dedup over `fields` compares. 'sample' is the system prompt and every
     turn, each after its role mark (a 'text' sample: its text); 'instruction' the first user turn; 'answer' the last

@@ -11,7 +11,7 @@ import pytest
 from curation import dedup, review, store
 from curation.errors import Cancelled, NotFound, StudioError
 from curation.jobs import Job
-from curation.normalize import ROLE_MARKS, exact_key, normalize
+from curation.normalize import ROLE_MARKS, exact_key, marked_text, normalize
 from curation.samples import chat
 from curation.shingles import jaccard, shingle_hashes, shingle_set, shingles, signatures
 
@@ -144,8 +144,8 @@ def test_near_duplicates_are_found_and_hard_negatives_kept_apart(ws, lang):
     assert c["method"] == "near"
     assert member_ids(c) == [ids[0], ids[2]]
     sims = {m["sample_id"]: m["similarity"] for m in c["members"]}
-    u, a = ROLE_MARKS["user"], ROLE_MARKS["assistant"]  # how field_text_sql('sample') joins the turns
-    exact = dedup._jaccard_chunk([u + q1 + "\n" + a + a1, u + q2 + "\n" + a + a2], np.array([0]), np.array([1]), 3)[0]
+    texts = [marked_text([{"role": "user", "content": q}, {"role": "assistant", "content": a}]) for q, a in ((q1, a1), (q2, a2))]
+    exact = dedup._jaccard_chunk(texts, np.array([0]), np.array([1]), 3)[0]
     assert sims[c["keeper_id"]] == 1.0
     assert min(sims.values()) == pytest.approx(exact, abs=1e-4) and exact >= 0.8
     assert report.duplicates == 1
@@ -331,7 +331,8 @@ def test_accuracy_against_exact_jaccard(ws):
     ids = add(ws, *[chat(i, a) for i, a, _ in rows])
     dedup.find_duplicates(ws)
     cl = dict(ws.con.execute("SELECT id, cluster_id FROM samples").fetchall())
-    truth = truth_clusters([i + "\n" + a for i, a, _ in rows], [f for *_, f in rows], 0.8, 3)
+    texts = [marked_text([{"role": "user", "content": i}, {"role": "assistant", "content": a}]) for i, a, _ in rows]
+    truth = truth_clusters(texts, [f for *_, f in rows], 0.8, 3)
     precision, recall, f1 = pair_scores([cl[i] for i in ids], truth)
     assert sum(t is not None for t in truth) > 100  # the set really has planted duplicates
     assert f1 >= 0.95, (precision, recall, f1)
@@ -371,3 +372,15 @@ def test_a_translation_and_its_reverse_are_not_near_duplicates(ws):
     assert jaccard(shingle_set(marked[0]), shingle_set(marked[1])) == 0.0
     plain = [m.replace(u, "").replace(a, "") for m in marked]
     assert jaccard(shingle_set(plain[0]), shingle_set(plain[1])) > 0.9  # what whole-text shingles saw
+
+
+def test_marked_text_is_what_the_database_builds(ws):
+    """The Python twin of field_text_sql('sample') gives the same text, byte for byte."""
+    from curation.normalize import field_text_sql
+
+    msgs = [{"role": "user", "content": "问题 one"}, {"role": "assistant", "content": "answer 二"},
+            {"role": "tool", "content": None}]
+    (sid,) = add(ws, chat("问题 one", "answer 二", system="be brief"))
+    ws.con.execute("UPDATE samples SET messages = ? WHERE id = ?", [json.dumps(msgs, ensure_ascii=False), sid])
+    (db_text,) = ws.con.execute(f"SELECT {field_text_sql('sample')} FROM samples s WHERE id = ?", [sid]).fetchall()[0]
+    assert db_text == marked_text(msgs, system="be brief")
