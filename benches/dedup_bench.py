@@ -118,38 +118,48 @@ def run_ours(path: Path, limit: int | None) -> dict:
             "candidates": report.candidate_pairs}
 
 
-def run_plain(path: Path, limit: int) -> dict:
-    """What one would write with datasketch directly: per-token update, MinHashLSH, union-find."""
-    import duckdb
+def plain_datasketch(items: list[tuple[int, str]]) -> dict[int, int]:
+    """What one would write with datasketch directly: normalise, shingle, `MinHash.update` per
+    shingle, `MinHashLSH` query + insert, union-find. Returns each key's cluster root."""
     from datasketch import MinHash, MinHashLSH
 
-    from curation.normalize import field_text_sql, normalize
+    from curation.normalize import normalize
     from curation.shingles import shingles
 
-    c0 = _cpu()
-    t = time.perf_counter()
-    con = duckdb.connect(str(path / "studio.duckdb"))
-    rows = con.execute(f"SELECT s.id, {field_text_sql('sample')} FROM samples s WHERE id <= ? ORDER BY id", [limit]).fetchall()
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)
-    parent = {}
+    parent: dict[int, int] = {}
 
     def find(x):
         while parent.get(x, x) != x:
             x = parent[x]
         return x
 
-    for sid, text in rows:
+    for key, text in items:
         m = MinHash(num_perm=128)
         for s in set(shingles(normalize(text))):
             m.update(s.encode("utf-8"))
         for other in lsh.query(m):
-            ra, rb = find(sid), find(other)
+            ra, rb = find(key), find(other)
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
-        lsh.insert(sid, m)
+        lsh.insert(key, m)
+    return {key: find(key) for key, _ in items}
+
+
+def run_plain(path: Path, limit: int) -> dict:
+    """The plain datasketch pipeline over the workspace's first `limit` samples, timed."""
+    import duckdb
+
+    from curation.normalize import field_text_sql
+
+    c0 = _cpu()
+    t = time.perf_counter()
+    con = duckdb.connect(str(path / "studio.duckdb"))
+    rows = con.execute(f"SELECT s.id, {field_text_sql('sample')} FROM samples s WHERE id <= ? ORDER BY id", [limit]).fetchall()
+    roots = plain_datasketch(rows)
     clusters = {}
     for sid, _ in rows:
-        clusters.setdefault(find(sid), []).append(sid)
+        clusters.setdefault(roots[sid], []).append(sid)
     multi = [c for c in clusters.values() if len(c) > 1]
     with con.cursor() as cur:  # write back like the studio does (cluster ids on samples)
         cur.execute("CREATE TEMP TABLE plain_clusters (sample_id BIGINT, cluster BIGINT)")
@@ -181,12 +191,9 @@ def _peak_rss_of(cmd: list[str]) -> tuple[dict, float]:
 
 # -- accuracy -----------------------------------------------------------------------------------
 def accuracy(families: int) -> list[tuple[str, float, float, float]]:
-    from datasketch import MinHash, MinHashLSH
-
     from curation import dedup, store
-    from curation.normalize import marked_text, normalize
+    from curation.normalize import marked_text
     from curation.samples import chat
-    from curation.shingles import shingles
     from curation.workspace import open_workspace
     from tests._dedup_data import generate, pair_scores, truth_clusters
 
@@ -204,24 +211,8 @@ def accuracy(families: int) -> list[tuple[str, float, float, float]]:
             cl = dict(ws.con.execute("SELECT id, cluster_id FROM samples").fetchall())
             out.append((f"studio dedup ({'verified' if verify else '--no-verify'})", *pair_scores([cl[i] for i in ids], truth)))
         ws.close()
-    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)
-    parent = list(range(len(rows)))
-
-    def find(x):
-        while parent[x] != x:
-            x = parent[x]
-        return x
-
-    for i, t in enumerate(texts):
-        m = MinHash(num_perm=128)
-        for s in set(shingles(normalize(t))):
-            m.update(s.encode("utf-8"))
-        for j in lsh.query(m):
-            a, b = find(i), find(j)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-        lsh.insert(i, m)
-    roots = [find(i) for i in range(len(rows))]
+    plain = plain_datasketch(list(enumerate(texts)))
+    roots = [plain[i] for i in range(len(rows))]
     from collections import Counter
 
     sizes = Counter(roots)

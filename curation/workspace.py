@@ -25,8 +25,8 @@ from typing import Any, Iterable, Iterator
 
 import duckdb
 
-from .paths import DEFAULT_DIR, ENV_VAR, default_path  # noqa: F401 (re-exported)
 from .errors import SchemaTooNew, StudioError, WorkspaceLocked
+from .paths import default_path
 
 DB_NAME = "studio.duckdb"
 
