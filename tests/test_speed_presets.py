@@ -48,8 +48,25 @@ def test_preset_trains_the_tiny_model_on_cpu(tmp_path, split, preset):
     assert st["state"] == "done", st.get("error")
     header = read_metrics(run)[0][0]
     assert header["speed"] == {"attention": "sdpa", "liger_kernel": False, "compiled_layers": 0,
-                               "gradient_checkpointing": cfg.train.gradient_checkpointing}
+                               "gradient_checkpointing": cfg.train.gradient_checkpointing,
+                               "fused_lora": cfg.train.fused_lora}
     assert header["method"] == cfg.method
+
+
+def test_fused_lora_trains_and_says_so(tmp_path, split, caplog):
+    caplog.set_level("INFO", logger="training.speed")
+    tiny = load_config(preset="tiny-demo")
+    cfg = load_config(preset="fast", overrides={
+        "base": "tiny", "data.split": str(split), "data.max_length": 128, "train.max_steps": 4,
+        "train.grad_accum": 1, "train.logging_steps": 1, "train.fused_lora": True,
+        "lora.r": tiny.lora.r, "lora.alpha": tiny.lora.alpha})
+    run = runs.create_run(tmp_path / "runs", cfg, name="fused")
+    st = runs.execute(run)
+    assert st["state"] == "done", st.get("error")
+    lines = read_metrics(run)[0]
+    assert lines[0]["speed"]["fused_lora"] is True
+    assert [r["loss"] for r in lines if "loss" in r], "no loss was logged"
+    assert any("LoRA dropout fused into" in m and "into 0 " not in m for m in caplog.messages), caplog.messages
 
 
 def test_lean_keeps_non_quantised_weights_in_their_dtype():

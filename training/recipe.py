@@ -183,8 +183,10 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     speed.apply_loss_vocab_chunk(cfg.train.loss_vocab_chunk)
     compiled = speed.compile_layers(model) if (cfg.train.compile_layers if compile_layers is None else compile_layers) else 0
     attn = getattr(model.config, "_attn_implementation", None) or cfg.train.attn_implementation
-    return model, speed.describe(attn, speed.resolve_liger(cfg.train.liger_kernel, compiled=bool(compiled)), compiled,
-                                 cfg.train.gradient_checkpointing)
+    used = speed.describe(attn, speed.resolve_liger(cfg.train.liger_kernel, compiled=bool(compiled)), compiled,
+                          cfg.train.gradient_checkpointing)
+    used["fused_lora"] = bool(cfg.train.fused_lora and cfg.method != "full")
+    return model, used
 
 
 def _reset_gpu_peak() -> None:
@@ -263,7 +265,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
                                tokens_offset=tokens_offset, step_hook=step_hook)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.uses_adapter else None,
-                         callbacks=[Control(), metrics_cb] + speed.checkpointing_callbacks(cfg.train))
+                         callbacks=[Control(), metrics_cb] + speed.speed_callbacks(cfg.train, cfg.method))
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     if resume_from is None:

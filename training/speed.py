@@ -8,7 +8,7 @@ computes the loss in chunks, without the full logits). QLoRA's `prepare_model_fo
 upcasts the embeddings and output head to fp32 (about 2 GB at 7B); keeping them in bf16 is what
 brings the lean preset's 7B QLoRA from the seed's 9.2 GB to about 7 GB. Since the run is bound by
 launching kernels, the presets run the seed's step as fewer, larger micro-batches and recompute
-only part of the layers (`checkpoint_fraction`, `checkpointing_callbacks`).
+only part of the layers (`checkpoint_fraction`, `speed_callbacks`).
 
 Every choice here resolves to what the current machine can run: on a CPU (CI, laptops) flex
 attention and liger are skipped and sdpa is used, so the same config trains everywhere.
@@ -194,15 +194,34 @@ def checkpointing_callback(fraction: float = 1.0, offload: bool = False):
     return Checkpointing()
 
 
-def checkpointing_callbacks(train_cfg: Any) -> list[Any]:
-    """The callbacks a config's checkpointing choices need (none for the libraries' default)."""
+def lora_fusing_callback():
+    """A TrainerCallback that swaps PEFT's LoRA branches to `lora_fused.DropoutLinear` once the
+    Trainer holds the PEFT model (SFTTrainer wraps the base in `__init__`)."""
+    from transformers import TrainerCallback
+
+    class FuseLora(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            if model is not None:
+                from .lora_fused import fuse_lora_dropout
+
+                log.info("LoRA dropout fused into %d adapter projections", fuse_lora_dropout(model))
+
+    return FuseLora()
+
+
+def speed_callbacks(train_cfg: Any, method: str = "lora") -> list[Any]:
+    """The Trainer callbacks a config's speed and memory choices need (none for the seed's recipe):
+    partial or offloaded checkpointing, and the fused LoRA branch."""
+    cbs = []
+    if train_cfg.fused_lora and method != "full":
+        cbs.append(lora_fusing_callback())
     if not train_cfg.gradient_checkpointing or (train_cfg.checkpoint_fraction >= 1 and not train_cfg.offload_checkpoints):
-        return []
+        return cbs
     if train_cfg.devices > 1 and train_cfg.distributed == "fsdp":
         log.warning("train.checkpoint_fraction and train.offload_checkpoints are not applied under FSDP, which "
                     "checkpoints every wrapped layer itself")
-        return []
-    return [checkpointing_callback(train_cfg.checkpoint_fraction, train_cfg.offload_checkpoints)]
+        return cbs
+    return cbs + [checkpointing_callback(train_cfg.checkpoint_fraction, train_cfg.offload_checkpoints)]
 
 
 def _decoder_layers(model: Any) -> list[Any]:

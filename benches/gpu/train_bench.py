@@ -144,8 +144,13 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
             if logs and "loss" in logs:
                 Timer.losses.append(logs["loss"])
 
+    callbacks = [Timer()] + speed.speed_callbacks(cfg.train, cfg.method)
+    if os.environ.get("BENCH_PROFILE"):  # NAME~prof: profile two steps after warm-up (timings then include it)
+        from _profile import ProfileSteps
+
+        callbacks.append(ProfileSteps(warmup, 2, os.environ["BENCH_PROFILE"]))
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=recipe.lora_config(cfg), callbacks=[Timer()] + speed.checkpointing_callbacks(cfg.train))
+                         peft_config=recipe.lora_config(cfg), callbacks=callbacks)
     trainer.train()
     _dev.sync()
     dt = time.perf_counter() - Timer.t0
@@ -189,7 +194,8 @@ def main() -> None:
     results = {}
     for name in a.variants.split(","):
         name, _, n_steps = name.partition("@")  # NAME@STEPS: this variant's own step count
-        runner, what, arch = parse_variant(name)
+        profiled = name.endswith("~prof")  # NAME~prof: a profile summary in NAME~prof.profile.txt
+        runner, what, arch = parse_variant(name.removesuffix("~prof"))
         arch = a.arch or arch
         steps = int(n_steps) if n_steps else a.steps if arch != "14b" else max(8, a.steps // 3)
         stem = file_stem(name)
@@ -207,6 +213,8 @@ def main() -> None:
                 js = out / f"{stem}.json"
                 # one process seeing several GPUs gets nn.DataParallel, which TRL refuses: show it one
                 env = dict(os.environ, CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0])
+                if profiled:
+                    env["BENCH_PROFILE"] = str(out / f"{stem}.profile.txt")
                 subprocess.run([sys.executable, __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)], env=env,
                                check=True, stdout=open(out / f"{stem}.log", "w"), stderr=subprocess.STDOUT, timeout=a.timeout)
                 results[name] = json.loads(js.read_text())
@@ -223,7 +231,7 @@ def main() -> None:
 
 def baseline_key(name: str, r: dict) -> str:
     """Which seed run a variant compares with: ARCH-METHOD, e.g. 7b-lora, 7b-qlora, 14b-qlora."""
-    runner, what, arch = parse_variant(name)
+    runner, what, arch = parse_variant(name.removesuffix("~prof"))
     method = r.get("method") or r.get("config", {}).get("method") or ("qlora" if "qlora" in what or what.startswith("lean") else "lora")
     return f"{r.get('arch') or arch}-{method}"
 

@@ -1,0 +1,127 @@
+"""training/lora_fused.py: the fused LoRA dropout branch gives PEFT's results and keeps less."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+peft = pytest.importorskip("peft")
+
+from training.lora_fused import DropoutLinear, _DropoutLinearFn, fuse_lora_dropout  # noqa: E402
+
+
+class Attn(torch.nn.Module):
+    """q/k/v read the same input, as in a decoder layer; o reads their mix."""
+
+    def __init__(self, h: int = 32):
+        super().__init__()
+        self.q, self.k, self.v, self.o = (torch.nn.Linear(h, h, bias=False) for _ in range(4))
+
+    def forward(self, x):
+        return self.o(torch.tanh(self.q(x) * self.k(x) + self.v(x)))
+
+
+def peft_pair(dropout: float, seed: int = 0):
+    torch.manual_seed(seed)
+    base = Attn()
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q", "k", "v", "o"])
+    ref = peft.get_peft_model(base, cfg)
+    for n, p in ref.named_parameters():  # non-zero B so every gradient is exercised
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)
+    fused = copy.deepcopy(ref)
+    assert fuse_lora_dropout(fused) == 4
+    return ref, fused
+
+
+def grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_function_matches_dropout_then_linear_for_the_same_mask():
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    w = torch.randn(4, 16, requires_grad=True)
+    g = torch.randn(3, 5, 4)
+    torch.manual_seed(7)
+    y = _DropoutLinearFn.apply(x, w, 0.3, torch.float32)
+    y.backward(g)
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    torch.manual_seed(7)
+    xd, _ = torch.native_dropout(x, 0.3, True)
+    y2 = F.linear(xd, w)
+    y2.backward(g)
+    assert torch.equal(y, y2)
+    torch.testing.assert_close(gx, x.grad)
+    torch.testing.assert_close(gw, w.grad)
+    assert (xd == 0).any(), "the mask dropped nothing: the test would not see a wrong mask"
+
+
+def test_no_dropout_gives_peft_outputs_and_gradients():
+    ref, fused = peft_pair(0.0)
+    x = torch.randn(2, 6, 32)
+    ref(x).square().sum().backward()
+    fused(x).square().sum().backward()
+    torch.testing.assert_close(ref(x), fused(x))
+    gr, gf = grads(ref), grads(fused)
+    assert gr.keys() == gf.keys() and len(gr) == 8
+    for n in gr:
+        torch.testing.assert_close(gr[n], gf[n], msg=n)
+
+
+def test_dropout_statistics_and_eval_mode():
+    ref, fused = peft_pair(0.5)
+    x = torch.randn(4, 64, 32)
+    fused.eval()
+    ref.eval()
+    torch.testing.assert_close(ref(x), fused(x))  # eval: no dropout on either side
+    fused.train()
+    ys = [fused(x) for _ in range(3)]
+    assert not torch.equal(ys[0], ys[1])  # a fresh mask per call
+    lin = fused.base_model.model.q.lora_A["default"]
+    assert isinstance(lin, DropoutLinear) and lin.dropout_p == 0.5
+
+
+def test_checkpoint_recompute_gives_the_same_gradients():
+    _, fused = peft_pair(0.2)
+    x = torch.randn(2, 8, 32, requires_grad=True)
+    torch.manual_seed(3)
+    fused(x).sum().backward()
+    plain = grads(fused)
+    fused.zero_grad()
+    torch.manual_seed(3)
+    torch.utils.checkpoint.checkpoint(fused, x, use_reentrant=False).sum().backward()
+    for n, g in grads(fused).items():
+        torch.testing.assert_close(g, plain[n], msg=n)
+
+
+def saved_bytes(model, x) -> int:
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x).sum()
+    return sum(seen.values())
+
+
+def test_fused_branch_keeps_less_for_backward():
+    ref, fused = peft_pair(0.1)
+    x = torch.randn(4, 128, 32, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        r, f = saved_bytes(ref, x), saved_bytes(fused, x)
+    assert f < 0.6 * r, (f, r)
+
+
+def test_state_dict_and_merge_unchanged():
+    ref, fused = peft_pair(0.1)
+    assert list(ref.state_dict()) == list(fused.state_dict())
+    merged_r = copy.deepcopy(ref).merge_and_unload()
+    merged_f = copy.deepcopy(fused).merge_and_unload()
+    for (n, a), (_, b) in zip(merged_r.state_dict().items(), merged_f.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=n)
+    assert fuse_lora_dropout(fused) == 4  # idempotent

@@ -1,0 +1,113 @@
+"""LoRA's input branch, dropout and A in one autograd function that keeps no dropout copy.
+
+PEFT 0.21 computes a LoRA branch as `lora_B(lora_A(dropout(x.to(fp32))))`: the layer's bf16
+input is copied to fp32 (LoRA weights are fp32), dropped out in fp32, cast back to bf16 by
+autocast for the matmul, and autograd keeps the dropped-out bf16 copy and the mask for backward.
+That is 3 bytes per element kept and about 21 bytes of memory traffic per element in forward, for
+each of q/k/v/o in every layer, although q, k and v read the same input.
+
+`DropoutLinear` (swapped in as the class of each `lora_A` Linear, so parameters, state-dict keys,
+merging and saving are untouched) keeps only the input itself for backward (q, k and v share it:
+autograd keeps one tensor, not three copies) and the RNG state of its dropout. Backward restores
+that state and draws the same mask again, the way activation checkpointing replays dropout. The
+matmul runs in the autocast dtype, as PEFT's does under autocast. Without dropout (p = 0) it is a
+plain linear in the compute dtype, still without the fp32 copy.
+
+Measured effect: benches/gpu/NOTES.md. Equal gradients to the unfused branch for the same mask:
+tests/test_lora_fused.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def _compute_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype:
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return torch.promote_types(x.dtype, w.dtype)
+
+
+def _generator(device: torch.device) -> torch.Generator:
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
+
+
+class _DropoutLinearFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
+        gen = _generator(x.device)
+        state = gen.get_state()
+        xc = x.to(dtype)
+        xd, _ = torch.native_dropout(xc, p, True)
+        ctx.save_for_backward(x, weight)
+        ctx.state, ctx.p, ctx.dtype = state, p, dtype
+        return F.linear(xd, weight.to(dtype))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        gen = _generator(x.device)
+        now = gen.get_state()
+        gen.set_state(ctx.state)
+        try:  # the forward's mask again: same state, same tensor, same kernel
+            xd, mask = torch.native_dropout(x.to(ctx.dtype), ctx.p, True)
+        finally:
+            gen.set_state(now)
+        grad = grad.to(ctx.dtype)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            gx = grad @ weight.to(ctx.dtype)
+            grad_x = torch.ops.aten.native_dropout_backward(gx, mask, 1.0 / (1.0 - ctx.p)).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = (grad.reshape(-1, grad.shape[-1]).t() @ xd.reshape(-1, xd.shape[-1])).to(weight.dtype)
+        return grad_x, grad_w, None, None
+
+
+class DropoutLinear(torch.nn.Linear):
+    """A LoRA `A` projection with the branch's dropout folded in (see the module docstring)."""
+
+    dropout_p: float = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = _compute_dtype(x, self.weight)
+        if self.bias is not None:  # LoRA's A has none; keep any other use correct
+            return F.linear(F.dropout(x, self.dropout_p, self.training).to(dtype), self.weight.to(dtype),
+                            self.bias.to(dtype))
+        if self.training and self.dropout_p > 0:
+            return _DropoutLinearFn.apply(x, self.weight, self.dropout_p, dtype)
+        return F.linear(x.to(dtype), self.weight.to(dtype))
+
+
+def fuse_lora_dropout(model: Any) -> int:
+    """Swap every plain LoRA branch of `model` (a PEFT model) to `DropoutLinear`: its dropout
+    becomes Identity, its input is no longer cast to the adapter's fp32, and `lora_A` drops the
+    input itself with the same probability. Branches with a variant (DoRA, ...) are left as they
+    are. Returns the number of branches fused; 0 when PEFT is missing."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:
+        return 0
+    n = 0
+    for mod in model.modules():
+        if not isinstance(mod, LoraLayer):
+            continue
+        variants = getattr(mod, "lora_variant", {}) or {}
+        fused_here = 0
+        for name, lin in getattr(mod, "lora_A", {}).items():
+            if name in variants or type(lin) not in (torch.nn.Linear, DropoutLinear):
+                continue
+            drop = mod.lora_dropout[name]
+            if type(lin) is torch.nn.Linear:
+                lin.__class__ = DropoutLinear
+                lin.dropout_p = float(drop.p) if isinstance(drop, torch.nn.Dropout) else 0.0
+                mod.lora_dropout[name] = torch.nn.Identity()
+            fused_here += 1
+        if fused_here:
+            mod.cast_input_dtype_enabled = False  # read by PEFT's _cast_input_dtype: no fp32 copy of x
+        n += fused_here
+    return n
