@@ -26,7 +26,8 @@ def test_presets_keep_the_seed_recipe_and_turn_the_levers():
     assert (seed.train.micro_batch_size, seed.train.grad_accum) == (2, 4)
     assert (seed.train.attn_implementation, seed.train.liger_kernel, seed.train.gradient_checkpointing) == ("sdpa", "off", True)
     assert seed.train.checkpoint_fraction == 1.0 and seed.train.loss_vocab_chunk is None
-    assert (fast.method, fast.train.gradient_checkpointing, fast.train.checkpoint_fraction) == ("lora", True, 0.55)
+    assert (fast.method, fast.train.gradient_checkpointing, fast.train.checkpoint_fraction) == ("lora", True, 0.4)
+    assert fast.train.fused_lora and lean.train.fused_lora and not seed.train.fused_lora
     assert (lean.method, lean.quant.upcast_fp32, lean.train.gradient_checkpointing) == ("qlora", False, True)
 
 

@@ -10,7 +10,7 @@ each of q/k/v/o in every layer, although q, k and v read the same input.
 merging and saving are untouched) keeps only the input itself for backward (q, k and v share it:
 autograd keeps one tensor, not three copies) and the RNG state of its dropout. Backward restores
 that state and draws the same mask again, the way activation checkpointing replays dropout. The
-matmul runs in the autocast dtype, as PEFT's does under autocast. Without dropout (p = 0) it is a
+matmul runs in the autocast dtype, as PEFT's does under autocast, else in the adapter's dtype. Without dropout (p = 0) it is a
 plain linear in the compute dtype, still without the fp32 copy.
 
 Measured effect: benches/gpu/NOTES.md. Equal gradients to the unfused branch for the same mask:
@@ -25,10 +25,12 @@ import torch.nn.functional as F
 
 
 def _compute_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype:
+    """Under autocast its dtype, as PEFT's branch gets; without, the adapter's own dtype (PEFT casts
+    the input to lora_A's dtype then, so lora_B receives what it holds)."""
     dev = x.device.type
     if torch.is_autocast_enabled(dev):
         return torch.get_autocast_dtype(dev)
-    return torch.promote_types(x.dtype, w.dtype)
+    return w.dtype
 
 
 def _generator(device: torch.device) -> torch.Generator:

@@ -15,9 +15,10 @@ tokens; L layers, h hidden, i MLP width; C = layers recomputed by gradient check
                quant.upcast_fp32 (prepare_model_for_kbit_training casts embeddings and head to fp32)
   optimizer    full: 2N grads + 8N AdamW m,v (fp32);  lora/qlora: 16P (fp32 weights, grads, m, v)
   activations  a = 12h + 4h (LoRA dropout's masks) + k*i bytes per token per layer, k = 5.6 with fused
-               kernels (liger or compiled layers), 8.5 without; with train.fused_lora 12h - 4h instead
+               kernels (liger or compiled layers), 8.5 without; with train.fused_lora 12h - 6h instead
                (PEFT keeps a bf16 copy of each adapted projection's input and a mask; the fused branch
-               keeps q/k/v's shared input and o's input, 4h, against 12h: training/lora_fused.py);
+               keeps q/k/v's shared input and o's input, 4h, against 12h by count; 10h less measured,
+               fitted on the 7B fast point at fraction 0.55: training/lora_fused.py);
                (L - C)*t*a  for the layers that keep their activations
                + C*t*h*s     the checkpointed layers' inputs (s = 2, or 4 when upcast to fp32;
                              0 with train.offload_checkpoints: they wait in CPU memory)
@@ -187,7 +188,7 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
     fused = cfg.train.liger_kernel != "off" or cfg.train.compile_layers
     per_tok = 12 * h + (5.6 if fused else 8.5) * i
     if method != "full" and cfg.train.fused_lora:
-        per_tok -= 4 * h  # one input kept per projection, shared by q/k/v; no mask, no copy
+        per_tok -= 6 * h  # one input kept per projection, shared by q/k/v; no mask, no copy
     elif method != "full" and cfg.lora.dropout > 0:
         per_tok += 4 * h
     frac = cfg.train.checkpoint_fraction if checkpoint_fraction is None else checkpoint_fraction

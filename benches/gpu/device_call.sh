@@ -2,7 +2,8 @@
 # One device call (see benches/gpu/NOTES.md): install the carried wheels, then run a GPU script
 # under a time guard that leaves room for the results to come back. Everything is written under
 # $OUT as it goes (train_bench.py rewrites table.md and bench.json after each variant), so a call
-# that runs out of time still returns what finished.
+# that runs out of time still returns what finished. A call brings back at most 8 files, so the
+# table, bench.json and up to four profiles come back as they are and everything else in all.tgz.
 #
 #   carry: [".gpu"]   (.gpu/whl: the wheels from shared/gpu.md plus pydantic; .gpu/split: a split)
 #   command: bash benches/gpu/device_call.sh 540 benches/gpu/train_bench.py --variants seed-qlora@20,lean@50 --warmup 3
@@ -20,4 +21,9 @@ timeout "$guard" python3 "$@" --out "$out" 2>&1 | tail -40
 rc=${PIPESTATUS[0]}
 for f in "$out"/*.log; do [ -f "$f" ] && tail -c 4000 "$f" > "$f.tail" && rm "$f"; done
 ls "$out"
+# a call returns at most 8 files: the table, the json and the profiles as they are, the rest packed
+top=${OUT:-/tmp/out}
+cp "$out"/table.md "$out"/bench.json "$top"/ 2>/dev/null
+ls "$out"/*.profile.txt 2>/dev/null | head -4 | xargs -r -I{} cp {} "$top"/
+tar czf "$top/all.tgz" -C "$out" . && rm -rf "$out"
 exit "$rc"
