@@ -25,8 +25,10 @@ tokens; L layers, h hidden, i MLP width; C = layers recomputed by gradient check
                + t*a*w       one layer recomputed in backward when C > 0 (w = 1.25 fused, 1.8 not; x1.2 upcast)
                + 2*i*h       qlora: the widest weight dequantised to bf16 for its matmul
   (The loss needs no full logits: TRL 1.16 computes it in chunks.)
-  FSDP         with train.devices = D > 1 and train.distributed = fsdp, per GPU: weights / D plus two
-               layers gathered whole, optimizer / D (predicted; not yet measured)
+  FSDP         with train.devices = D > 1 and train.distributed = fsdp, per GPU: weights / D plus three
+               layers gathered whole (the current unit, the prefetched next one and one in flight),
+               optimizer / D. Fitted on one run: 14B LoRA, seed preset, 2x H100, 17.26 GB per GPU
+               (two layers, the first guess, gave 16.59)
   peak         weights + optimizer + activations: what PyTorch allocates, metrics.jsonl's gpu_mem_gb
   card         peak + 0.75 GB CUDA context + 5% allocator slack: what the card must have free
 Calibrated on H100 runs (benches/results/gpu_train.md; Qwen2.5-7B/14B shapes, 1024 tokens a row,
@@ -164,8 +166,9 @@ class MemoryEstimate:
 
 def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradient_checkpointing: bool | None = None,
                     micro_batch: int | None = None, max_length: int | None = None,
-                    checkpoint_fraction: float | None = None) -> MemoryEstimate:
-    """Peak GPU memory of a training run by the formula in this module's docstring."""
+                    checkpoint_fraction: float | None = None, offload: bool | None = None) -> MemoryEstimate:
+    """Peak GPU memory of a training run by the formula in this module's docstring. The keyword
+    arguments stand in for the config's values (what-ifs for `fitting_method`)."""
     from .speed import checkpointed_layers
 
     method = method or cfg.method
@@ -193,17 +196,17 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
         per_tok += 4 * h
     frac = cfg.train.checkpoint_fraction if checkpoint_fraction is None else checkpoint_fraction
     n_ck = len(checkpointed_layers(L, frac)) if gc else 0
-    kept_inputs = 0 if cfg.train.offload_checkpoints else n_ck * t * h * (4 if upcast else 2)
+    offload = cfg.train.offload_checkpoints if offload is None else offload
+    kept_inputs = 0 if offload else n_ck * t * h * (4 if upcast else 2)
     acts = (L - n_ck) * t * per_tok + kept_inputs
     if n_ck:
         acts += t * per_tok * (1.25 if fused else 1.8) * (1.2 if upcast else 1.0)
     if method == "qlora":
         acts += 2 * i * h
     if cfg.train.devices > 1 and cfg.train.distributed == "fsdp":
-        # sharded weights and optimizer state, plus one layer gathered whole for its forward/backward
-        # (a prediction: no FSDP run has been measured yet)
+        # sharded weights and optimizer state, plus three layers gathered whole (module docstring)
         layer_w = (n_m / L) * (0.516 if method == "qlora" else 2)
-        weights = weights / cfg.train.devices + 2 * layer_w
+        weights = weights / cfg.train.devices + 3 * layer_w
         optim = optim / cfg.train.devices
     peak = weights + optim + acts
     overhead = 0.75 * GB + 0.05 * peak
@@ -212,36 +215,49 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
 
 
 def fitting_method(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
-    """Which methods fit `gpu_mem_gb` as configured, which fit once more layers recompute
-    (`adjust`: the smallest checkpoint fraction that fits), and the recommendation: lora, then
-    qlora, then full, each as configured or with more recomputation (the seed's remedies put
-    gradient checkpointing before QLoRA)."""
+    """Which methods fit `gpu_mem_gb` as configured; which fit once more layers recompute
+    (`adjust`: the smallest checkpoint fraction that fits) or, failing that, once the checkpointed
+    layers' inputs wait in CPU memory (`offload`: the fraction that fits with
+    train.offload_checkpoints); and the recommendation: lora, then qlora, then full, each as
+    configured or changed that way (the seed's remedies put gradient checkpointing before QLoRA)."""
     est = {m: estimate_memory(shape, cfg, m) for m in ("full", "lora", "qlora")}
     fits = {m: e.total_gb <= gpu_mem_gb for m, e in est.items()}
     adjust = {m: f for m in fits if not fits[m] and (f := _fraction_that_fits(shape, cfg, m, gpu_mem_gb)) is not None}
+    offload = ({} if cfg.train.offload_checkpoints else
+               {m: f for m in fits if not fits[m] and m not in adjust
+                and (f := _fraction_that_fits(shape, cfg, m, gpu_mem_gb, offload=True)) is not None})
     order = ("lora", "qlora", "full")
-    rec = next((m for m in order if fits[m] or m in adjust), None)
+    rec = next((m for m in order if fits[m] or m in adjust or m in offload), None)
     hint = None
-    if rec in adjust:
-        f = adjust[rec]
-        need = estimate_memory(shape, cfg, rec, gradient_checkpointing=True, checkpoint_fraction=f).total_gb
-        hint = (f"{rec} fits {gpu_mem_gb:g} GB with more recomputation: --set train.gradient_checkpointing=true "
-                f"--set train.checkpoint_fraction={f:g} (card needs {need:.1f} GB)")
+    if rec in adjust or rec in offload:
+        off = rec in offload
+        f = offload[rec] if off else adjust[rec]
+        need = estimate_memory(shape, cfg, rec, gradient_checkpointing=True, checkpoint_fraction=f, offload=off).total_gb
+        sets = "--set train.gradient_checkpointing=true"
+        if f != cfg.train.checkpoint_fraction or not cfg.train.gradient_checkpointing:
+            sets += f" --set train.checkpoint_fraction={f:g}"
+        how = "with more recomputation"
+        if off:
+            how, sets = "with the checkpointed inputs in CPU memory", sets + " --set train.offload_checkpoints=true"
+        hint = f"{rec} fits {gpu_mem_gb:g} GB {how}: {sets} (card needs {need:.1f} GB)"
     elif rec is None:
-        alt = estimate_memory(shape, cfg, "qlora", gradient_checkpointing=True, micro_batch=1, checkpoint_fraction=1.0)
-        hint = (f"nothing fits {gpu_mem_gb:g} GB; qlora with micro-batch 1 and gradient checkpointing needs "
-                f"{alt.total_gb:.1f} GB" + ("" if alt.total_gb <= gpu_mem_gb else "; shorten data.max_length too"))
-    return {"gpu_mem_gb": gpu_mem_gb, "fits": fits, "adjust": adjust, "recommended": rec, "hint": hint}
+        alt = estimate_memory(shape, cfg, "qlora", gradient_checkpointing=True, micro_batch=1, checkpoint_fraction=1.0,
+                              offload=True)
+        hint = (f"nothing fits {gpu_mem_gb:g} GB; qlora with micro-batch 1, gradient checkpointing and offloaded "
+                f"checkpoints needs {alt.total_gb:.1f} GB" + ("" if alt.total_gb <= gpu_mem_gb else "; shorten data.max_length too"))
+    return {"gpu_mem_gb": gpu_mem_gb, "fits": fits, "adjust": adjust, "offload": offload, "recommended": rec, "hint": hint}
 
 
-def _fraction_that_fits(shape: Shape, cfg: Any, method: str, gpu_mem_gb: float) -> float | None:
-    """The smallest checkpoint fraction, in steps of 0.05 above the configured one, at which
-    `method` fits; None if even full recomputation does not."""
+def _fraction_that_fits(shape: Shape, cfg: Any, method: str, gpu_mem_gb: float, *, offload: bool = False) -> float | None:
+    """The smallest checkpoint fraction, in steps of 0.05 above the configured one (from the
+    configured one itself with `offload`), at which `method` fits; None if even full
+    recomputation does not."""
     current = cfg.train.checkpoint_fraction if cfg.train.gradient_checkpointing else 0.0
     for k in range(1, 21):
         f = k / 20
-        if f > current + 1e-9 and estimate_memory(shape, cfg, method, gradient_checkpointing=True,
-                                                  checkpoint_fraction=f).total_gb <= gpu_mem_gb:
+        above = f >= current - 1e-9 if offload else f > current + 1e-9
+        if above and estimate_memory(shape, cfg, method, gradient_checkpointing=True, checkpoint_fraction=f,
+                                     offload=offload or None).total_gb <= gpu_mem_gb:
             return f
     return None
 
