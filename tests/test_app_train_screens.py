@@ -105,6 +105,8 @@ async def test_launch_from_the_form_and_watch_the_curve_grow(train_ws):
         await pilot.pause(2.5)  # the runs list refreshes every 2 s
         row = [c.plain if hasattr(c, "plain") else str(c) for c in screen.query_one("#tr-runs").get_row(run_dir.name)]
         assert row[1] == "done" and row[2] == "12/12"
+        # what the run used on this machine, from its start line: sdpa on a CPU, no recomputation
+        assert str(screen.query_one("#tr-view").border_subtitle) == "lora · fp32 · sdpa · no recomputation"
     # the run reproduces from the CLI: config.yaml says how it was made
     first_line = (run_dir / "config.yaml").read_text().splitlines()[0]
     assert first_line.startswith("# reproduce: studio -w") and " train v1 --config " in first_line

@@ -50,7 +50,8 @@ def test_preset_trains_the_tiny_model_on_cpu(tmp_path, split, preset):
     header = read_metrics(run)[0][0]
     assert header["speed"] == {"attention": "sdpa", "liger_kernel": False, "compiled_layers": 0,
                                "gradient_checkpointing": cfg.train.gradient_checkpointing,
-                               "fused_lora": cfg.train.fused_lora}
+                               "fused_lora": cfg.train.fused_lora, "checkpoint_fraction": cfg.train.checkpoint_fraction,
+                               "offload_checkpoints": False}
     assert header["method"] == cfg.method
 
 

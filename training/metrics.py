@@ -115,6 +115,37 @@ def read_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[dict[str, A
     return records, offset + end
 
 
+def run_summary(records: list[dict[str, Any]]) -> str | None:
+    """One line on what a run actually used, from its start line (metrics.jsonl): method, precision,
+    GPUs, and the speed levers as resolved on that machine (a lever asked for but missing there,
+    e.g. liger without its package, does not appear). None when the records hold no start line
+    with that information (runs written before it was recorded)."""
+    start = next((r for r in records if r.get("event") == "start" and "speed" in r), None)
+    if start is None:
+        return None
+    sp = start["speed"] or {}
+    parts = [str(start.get("method", "")), str(start.get("precision", ""))]
+    world = int(start.get("world_size") or 1)
+    if world > 1:
+        parts.append(f"{world} GPUs, {'FSDP' if start.get('fsdp') else 'DDP'}")
+    if sp.get("attention"):
+        parts.append(str(sp["attention"]))
+    if sp.get("liger_kernel"):
+        parts.append("liger")
+    if sp.get("fused_lora"):
+        parts.append("fused LoRA")
+    if sp.get("compiled_layers"):
+        parts.append(f"{sp['compiled_layers']} layers compiled")
+    if sp.get("gradient_checkpointing"):
+        frac = sp.get("checkpoint_fraction", 1.0)
+        parts.append("every layer recomputed" if frac is None or frac >= 1 else f"{frac:.0%} of layers recomputed")
+        if sp.get("offload_checkpoints"):
+            parts.append("checkpoints in CPU memory")
+    else:
+        parts.append("no recomputation")
+    return " · ".join(p for p in parts if p)
+
+
 def metric_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Only the metric lines (those with a step), for charts."""
     return [r for r in records if "step" in r and "event" not in r]

@@ -186,6 +186,9 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     used = speed.describe(attn, speed.resolve_liger(cfg.train.liger_kernel, compiled=bool(compiled)), compiled,
                           cfg.train.gradient_checkpointing)
     used["fused_lora"] = bool(cfg.train.fused_lora and cfg.method != "full")
+    fsdp = cfg.train.devices > 1 and cfg.train.distributed == "fsdp"  # FSDP checkpoints every layer itself
+    used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
+    used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
     return model, used
 
 

@@ -409,6 +409,8 @@ class TrainScreen(Screen):
         view = self.query_one("#tr-view", ContentSwitcher)
         view.current = "tr-chart"
         view.border_title = f"Curve: {visible(run_id, single_line=True)}"
+        if run_id != self.selected:
+            view.border_subtitle = ""  # what the run used: set from its start line once read
         if run_id != self.selected or force:
             self.selected = run_id
             self._offset = 0
@@ -429,7 +431,7 @@ class TrainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="tr-follow")
     def _read_metrics(self, run_id: str, offset: int) -> None:
-        from training.metrics import metric_points, read_metrics
+        from training.metrics import metric_points, read_metrics, run_summary
         from training.runs import read_status
 
         run_dir = self._runs_dir() / run_id
@@ -437,12 +439,14 @@ class TrainScreen(Screen):
         records, new_offset = read_metrics(run_dir, offset)
         restarted = new_offset < offset  # the file was cut (resume): read_metrics started at 0
         self.app.call_from_thread(self._got_metrics, run_id, offset, new_offset, metric_points(records),
-                                  generation, restarted)
+                                  generation, restarted, run_summary(records))
 
     def _got_metrics(self, run_id: str, offset: int, new_offset: int, points: list[dict[str, Any]],
-                     generation: Any, restarted: bool) -> None:
+                     generation: Any, restarted: bool, summary: str | None = None) -> None:
         if run_id != self.selected or offset != self._offset:
             return  # a late answer for another run, or for an offset already read
+        if summary:
+            self.query_one("#tr-view", ContentSwitcher).border_subtitle = visible(summary, single_line=True)
         chart = self.query_one("#tr-chart", LossChart)
         if restarted or (self._generation is not None and generation != self._generation and offset):
             # A resume cut the file: start over from 0 on the next read.
