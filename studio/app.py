@@ -115,8 +115,9 @@ class StudioApp(App):
             self.exit()
 
     def on_unmount(self) -> None:
-        # Cancel running jobs first: engine.close() waits for the writer thread, and a job on it
-        # (an augment job sending requests) would otherwise hold quitting until it ran out.
+        # Cancel running jobs first: engine.close() waits for the writer thread and for jobs on
+        # their own connections (an augment job sending requests), which would otherwise hold
+        # quitting until they ran out.
         for job in list(self.jobs.values()):
             job.cancel()
         if self.engine is not None:

@@ -12,7 +12,12 @@ A DuckDB connection must not be used by two threads at once. The decision here:
   `ws.con` itself is never touched off the writer thread. Cursors see committed writes.
 - A long job that writes in bulk (dedup, quality, import) should take its own cursor and
   `ws.transaction(con=cursor)` inside its worker, so approving samples is not queued behind it;
-  an engine function that insists on `ws.con` goes through `write` instead.
+  an engine function that insists on `ws.con` goes through `write` instead, or runs on
+  `Engine.job_workspace()`: a Workspace bound to a connection of its own (its `con`, its
+  `transaction()` nesting), for one job on one worker thread. Augment jobs run that way: they take
+  minutes of network time, and Review's keys must not wait for them. DuckDB runs the two writers
+  as concurrent transactions; only a write to the same row at the same moment conflicts, and then
+  the later transaction fails with DuckDB's conflict error rather than corrupting anything.
 
 The UI never waits on a future: screens await `asyncio.wrap_future(engine.write(...))` inside
 async workers, or call the engine from `@work(thread=True)` workers, and update widgets after.
@@ -28,6 +33,9 @@ import duckdb
 from curation.workspace import Workspace
 
 T = TypeVar("T")
+# How long closing waits for jobs on their own connections (cancelled first by the app) to write
+# their end state; an augment job finishes the requests in flight, then records "cancelled".
+JOB_CLOSE_WAIT_S = 60.0
 
 
 class Engine:
@@ -40,6 +48,8 @@ class Engine:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-writer")
         self._closed = False
+        self._jobs_open = 0
+        self._jobs_released = threading.Condition(self._lock)
 
     @property
     def name(self) -> str:
@@ -55,6 +65,26 @@ class Engine:
             self._local.cursor = cur
         return cur
 
+    def job_workspace(self) -> Workspace:
+        """A Workspace on a connection of its own, for one long job on one worker thread (see the
+        module docstring); hand it back with `release`."""
+        with self._lock:
+            cur = self._root.cursor()
+            self._cursors.append(cur)
+            self._jobs_open += 1
+        return Workspace(self.ws.root, cur, read_only=self.ws.read_only)
+
+    def release(self, job_ws: Workspace) -> None:
+        with self._lock:
+            if job_ws.con in self._cursors:
+                self._cursors.remove(job_ws.con)
+                self._jobs_open -= 1
+                self._jobs_released.notify_all()
+        try:
+            job_ws.con.close()
+        except duckdb.Error:
+            pass
+
     def write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> "Future[T]":
         """Run `fn(ws, *args, **kw)` on the writer thread after every write submitted before it."""
         return self._writer.submit(fn, self.ws, *args, **kw)
@@ -65,6 +95,8 @@ class Engine:
         self._closed = True
         self._writer.shutdown(wait=True, cancel_futures=False)
         with self._lock:
+            # a cancelled job on its own connection still writes its end state: give it time
+            self._jobs_released.wait_for(lambda: self._jobs_open == 0, timeout=JOB_CLOSE_WAIT_S)
             for cur in self._cursors:
                 try:
                     cur.close()

@@ -128,6 +128,44 @@ async def test_cancel_stops_a_slow_job(studio_ws, monkeypatch):
     assert db(studio_ws, "SELECT state FROM jobs") == [("cancelled",)]
 
 
+async def test_review_keys_apply_while_an_augment_job_runs(studio_ws, monkeypatch):
+    """The job writes on a connection of its own (Engine.job_workspace): an approve in Review lands
+    at once, not after minutes of requests queued on the writer thread."""
+    server = serve(studio_ws, monkeypatch, latency=0.4, concurrency=2)
+
+    async def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    def approved() -> int:
+        return app.engine.reader().execute("SELECT count(*) FROM samples WHERE status = 'approved'").fetchone()[0]
+
+    try:
+        app = StudioApp(studio_ws, screen="augment")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await fill(pilot, op="answers", n=2)
+            aug, total = app.screen, app.screen.estimate.requests
+            assert total >= 20  # about 5 s of requests at 0.4 s, two at a time
+            await pilot.press("ctrl+s")
+            await wait_for(lambda: server.total_requests() >= 1, "the first request")
+            await pilot.press("2")
+            await wait_for(lambda: type(app.screen).__name__ == "ReviewScreen", "the Review screen")
+            await pilot.pause(0.5)
+            before = approved()
+            await pilot.press("a")
+            await wait_for(lambda: approved() == before + 1, "the approve, while the job runs", timeout=3)
+            assert aug.job is not None and server.total_requests() < total  # the job is still running
+            await wait_for(lambda: aug.job is None, "the job's end")
+            assert aug.result.state == "done" and len(aug.result.new_sample_ids) == total
+            assert approved() == before + 1
+    finally:
+        server.stop()
+    assert db(studio_ws, "SELECT state FROM jobs") == [("done",)]
+
+
 def test_augment_screen_snapshot(snap_compare, studio_ws, monkeypatch):
     monkeypatch.setenv(FAKE_KEY_ENV, FAKE_KEY)
     with open_workspace(studio_ws, create=False) as ws:  # never contacted: the dry run sends nothing

@@ -5,10 +5,10 @@ is configured), which samples (a status / language / limit filter, or the sample
 Review) and n, max cost, reject-below. Every change re-runs the dry-run estimate in a thread worker
 (requests, cached, tokens, USD expected and worst case): it sends nothing and writes nothing.
 
-Ctrl+S launches the job. `augment.run` writes through `ws.con` (its dedup/quality checks and the
-judge gate do), so it runs on the engine's writer thread (studio/engine.py), inside an app job so
-every screen's JobProgress shows it; its progress callback comes from that thread and only posts a
-message. Escape or `c` cancels (requests in flight finish, they are paid for). When it ends, a
+Ctrl+S launches the job. It runs in an app job's thread (every screen's JobProgress shows it) on
+`Engine.job_workspace()`, a workspace on a DuckDB connection of its own: its landing, dedup and
+quality checks and judge gate write there, so approving samples in Review meanwhile is not queued
+behind minutes of requests (studio/engine.py). Its progress callback only posts a message. Escape or `c` cancels (requests in flight finish, they are paid for). When it ends, a
 summary (new samples, failures by reason, USD) and `o` opens Review on the pending samples.
 Past augment jobs and usage per provider are listed below.
 """
@@ -345,15 +345,18 @@ class AugmentScreen(Screen):
         engine = self.app.engine
 
         def body(j: Any) -> Any:
+            job_ws = engine.job_workspace()
             try:
-                return engine.write(augment.run, spec, job).result()
+                return augment.run(job_ws, spec, job)
             except StudioError as exc:
                 return exc
+            finally:
+                engine.release(job_ws)
 
         self.app.run_job(job.kind, body, self._done, job=job)
 
     def post_message_progress(self, job: Any) -> None:
-        """AugmentJob's on_progress: called on the writer thread; post_message is thread-safe."""
+        """AugmentJob's on_progress: called on the job's thread; post_message is thread-safe."""
         self.post_message(self.Progress(job))
 
     def on_augment_screen_progress(self, message: "AugmentScreen.Progress") -> None:
