@@ -130,7 +130,7 @@ class TrainSection(_Section):
     only the layer's input for backward and draws the dropout mask again there (training/
     lora_fused.py), instead of PEFT's fp32 copy, mask and dropped-out copy per adapted projection.
     Same results for the same mask; about 8 x hidden bytes less per token and layer, and less
-    memory traffic. Off keeps PEFT's own branch (the seed's recipe)."""
+    memory traffic. Off keeps PEFT's own branch (the seed's recipe). DoRA branches stay PEFT's."""
     loss_vocab_chunk: Optional[int] = Field(None, gt=0)
     """Vocabulary columns per tile of TRL's chunked loss (it never builds the full logits). None:
     TRL's 32768. Its tile buffer is micro-batch tokens x this, so 8192 saves ~0.2-0.4 GB at a

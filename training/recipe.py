@@ -185,7 +185,7 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     attn = getattr(model.config, "_attn_implementation", None) or cfg.train.attn_implementation
     used = speed.describe(attn, speed.resolve_liger(cfg.train.liger_kernel, compiled=bool(compiled)), compiled,
                           cfg.train.gradient_checkpointing)
-    used["fused_lora"] = bool(cfg.train.fused_lora and cfg.method != "full")
+    used["fused_lora"] = bool(cfg.train.fused_lora and cfg.method != "full" and not cfg.lora.use_dora)  # DoRA: PEFT's own
     fsdp = cfg.train.devices > 1 and cfg.train.distributed == "fsdp"  # FSDP checkpoints every layer itself
     used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
     used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
