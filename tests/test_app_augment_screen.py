@@ -49,6 +49,25 @@ async def fill(pilot, **values) -> None:
     await settle(pilot)
 
 
+async def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def start_slow_job(pilot, server) -> int:
+    """On the Augment screen of a slow server (0.4 s a request, two at a time): launch answers x2
+    on every sample and wait for the first request. Returns the job's request count."""
+    await settle(pilot)
+    await fill(pilot, op="answers", n=2)
+    total = pilot.app.screen.estimate.requests
+    assert total >= 20  # about 5 s of requests
+    await pilot.press("ctrl+s")
+    await wait_for(lambda: server.total_requests() >= 1, "the first request", timeout=5)
+    return total
+
+
 async def test_dry_run_counts_requests_and_sends_nothing(studio_ws, monkeypatch):
     server = serve(studio_ws, monkeypatch)
     try:
@@ -107,14 +126,7 @@ async def test_cancel_stops_a_slow_job(studio_ws, monkeypatch):
     try:
         app = StudioApp(studio_ws, screen="augment")
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot)
-            await fill(pilot, op="answers", n=2)
-            total = app.screen.estimate.requests
-            assert total >= 20
-            await pilot.press("ctrl+s")
-            deadline = time.monotonic() + 5
-            while server.total_requests() < 1 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            total = await start_slow_job(pilot, server)
             app.screen.query_one("#au-go").focus()
             await pilot.press("escape")
             await settle(pilot, rounds=50)
@@ -133,24 +145,14 @@ async def test_review_keys_apply_while_an_augment_job_runs(studio_ws, monkeypatc
     at once, not after minutes of requests queued on the writer thread."""
     server = serve(studio_ws, monkeypatch, latency=0.4, concurrency=2)
 
-    async def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-            await asyncio.sleep(0.05)
-
     def approved() -> int:
         return app.engine.reader().execute("SELECT count(*) FROM samples WHERE status = 'approved'").fetchone()[0]
 
     try:
         app = StudioApp(studio_ws, screen="augment")
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot)
-            await fill(pilot, op="answers", n=2)
-            aug, total = app.screen, app.screen.estimate.requests
-            assert total >= 20  # about 5 s of requests at 0.4 s, two at a time
-            await pilot.press("ctrl+s")
-            await wait_for(lambda: server.total_requests() >= 1, "the first request")
+            total = await start_slow_job(pilot, server)
+            aug = app.screen
             await pilot.press("2")
             await wait_for(lambda: type(app.screen).__name__ == "ReviewScreen", "the Review screen")
             await pilot.pause(0.5)
@@ -179,13 +181,7 @@ async def test_quitting_cancels_a_running_job(studio_ws, monkeypatch):
     try:
         app = StudioApp(studio_ws, screen="augment")
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot)
-            await fill(pilot, op="answers", n=2)
-            total = app.screen.estimate.requests
-            await pilot.press("ctrl+s")
-            deadline = time.monotonic() + 5
-            while server.total_requests() < 1 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            total = await start_slow_job(pilot, server)
         assert server.total_requests() < total
     finally:
         server.stop()
