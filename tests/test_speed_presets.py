@@ -22,11 +22,12 @@ def test_presets_keep_the_seed_recipe_and_turn_the_levers():
         assert (c.lora.r, c.lora.alpha, c.lora.dropout, c.train.learning_rate) == (16, 32, 0.05, 2e-4)
         # the same 8 sequences of 1024 per optimizer step, split into fewer, larger micro-batches
         assert (c.train.micro_batch_size * c.train.grad_accum, c.data.max_length, c.data.packing) == (8, 1024, True)
-        assert c.train.micro_batch_size == 4 and c.train.loss_vocab_chunk == 8192
+        assert c.train.loss_vocab_chunk == 8192
+    assert (fast.train.micro_batch_size, lean.train.micro_batch_size) == (8, 4)  # fast: the step in one pass
     assert (seed.train.micro_batch_size, seed.train.grad_accum) == (2, 4)
     assert (seed.train.attn_implementation, seed.train.liger_kernel, seed.train.gradient_checkpointing) == ("sdpa", "off", True)
     assert seed.train.checkpoint_fraction == 1.0 and seed.train.loss_vocab_chunk is None
-    assert (fast.method, fast.train.gradient_checkpointing, fast.train.checkpoint_fraction) == ("lora", True, 0.4)
+    assert (fast.method, fast.train.gradient_checkpointing, fast.train.checkpoint_fraction) == ("lora", True, 0.75)
     assert fast.train.fused_lora and lean.train.fused_lora and not seed.train.fused_lora
     assert (lean.method, lean.quant.upcast_fp32, lean.train.gradient_checkpointing) == ("qlora", False, True)
 
@@ -51,7 +52,8 @@ def test_preset_trains_the_tiny_model_on_cpu(tmp_path, split, preset):
     assert header["speed"] == {"attention": "sdpa", "liger_kernel": False, "compiled_layers": 0,
                                "gradient_checkpointing": cfg.train.gradient_checkpointing,
                                "fused_lora": cfg.train.fused_lora, "checkpoint_fraction": cfg.train.checkpoint_fraction,
-                               "offload_checkpoints": False}
+                               "offload_checkpoints": False,
+                               "defer_metrics": True}
     assert header["method"] == cfg.method
 
 
@@ -246,3 +248,4 @@ def test_a_multi_gpu_run_whose_launcher_dies_early_ends_failed(tmp_path, split, 
     st = runs.run_foreground(run)
     assert st["state"] == "failed" and "torchrun exited with 3" in st["error"]
     assert runs.read_status(run)["state"] == "failed"
+

@@ -131,6 +131,11 @@ class TrainSection(_Section):
     lora_fused.py), instead of PEFT's fp32 copy, mask and dropped-out copy per adapted projection.
     Same results for the same mask; about 8 x hidden bytes less per token and layer, and less
     memory traffic. Off keeps PEFT's own branch (the seed's recipe). DoRA branches stay PEFT's."""
+    defer_metrics: bool = True
+    """Keep each micro-batch's logged statistics (entropy, token accuracy, token count, loss NaN
+    check) on the GPU until the next log step, instead of TRL's and the Trainer's 7 host syncs per
+    micro-batch (training/sft.py). The loss and the logged numbers are the same; a NaN or inf loss
+    is logged as it is instead of being replaced by the running mean. Off: TRL's own compute_loss."""
     loss_vocab_chunk: Optional[int] = Field(None, gt=0)
     """Vocabulary columns per tile of TRL's chunked loss (it never builds the full logits). None:
     TRL's 32768. Its tile buffer is micro-batch tokens x this, so 8192 saves ~0.2-0.4 GB at a

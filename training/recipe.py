@@ -151,6 +151,10 @@ def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool, ov
         extra["gradient_checkpointing_kwargs"] = None
     elif cfg.train.devices > 1:
         extra["ddp_find_unused_parameters"] = False
+    if cfg.train.defer_metrics:
+        # the Trainer's NaN filter asks the GPU `isnan(loss) or isinf(loss)` every micro-batch: two
+        # host syncs (training/sft.py); without it a NaN loss is logged as NaN
+        extra["logging_nan_inf_filter"] = False
     extra.update(overrides or {})
     return SFTConfig(**{**dict(
         output_dir=str(run_dir / CHECKPOINT_DIR),
@@ -189,7 +193,22 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     fsdp = cfg.train.devices > 1 and cfg.train.distributed == "fsdp"  # FSDP checkpoints every layer itself
     used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
     used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
+    used["defer_metrics"] = bool(cfg.train.defer_metrics and _sft_fast_path())
     return model, used
+
+
+def _sft_fast_path() -> bool:
+    from .sft import trl_supported
+
+    return trl_supported()
+
+
+def make_trainer(cfg: TrainConfig, **kwargs: Any):
+    """The run's trainer: TRL's SFTTrainer, through training/sft.py's subclass that keeps the
+    micro-batch metrics on the GPU (train.defer_metrics)."""
+    from .sft import StudioSFTTrainer
+
+    return StudioSFTTrainer(defer_metrics=cfg.train.defer_metrics, **kwargs)
 
 
 def _reset_gpu_peak() -> None:
@@ -215,7 +234,6 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
     """Run the recipe in this process; returns a summary (final step, eval_loss, cancelled)."""
     import torch
     from transformers import TrainerCallback
-    from trl import SFTTrainer
 
     from . import speed
     from .metrics import MFU_FORMULA, MetricsWriter, count_matmul_params, make_callback
@@ -266,9 +284,9 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
 
     metrics_cb = make_callback(run_dir, method=cfg.method, matmul_params=matmul, on_status=on_status,
                                tokens_offset=tokens_offset, step_hook=step_hook)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.uses_adapter else None,
-                         callbacks=[Control(), metrics_cb] + speed.speed_callbacks(cfg.train, cfg.method))
+    trainer = make_trainer(cfg, model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                           processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.uses_adapter else None,
+                           callbacks=[Control(), metrics_cb] + speed.speed_callbacks(cfg.train, cfg.method))
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     if resume_from is None:

@@ -76,7 +76,6 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     """In a fresh process: the studio's trainer from `preset` on the random model and rows."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
-    from trl import SFTTrainer
 
     sys.path.insert(0, str(HERE))
     from probe_variants import ARCHS_param_count, make_tokenizer  # the seed script's tokenizer and FLOP count
@@ -149,8 +148,8 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
         from _profile import ProfileSteps
 
         callbacks.append(ProfileSteps(warmup, 2, os.environ["BENCH_PROFILE"]))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=recipe.lora_config(cfg), callbacks=callbacks)
+    trainer = recipe.make_trainer(cfg, model=model, args=args, train_dataset=ds, processing_class=tok,
+                                  peft_config=recipe.lora_config(cfg), callbacks=callbacks)
     trainer.train()
     _dev.sync()
     dt = time.perf_counter() - Timer.t0

@@ -1,0 +1,142 @@
+"""training/sft.py: TRL's numbers without TRL's host syncs between micro-batches.
+
+Each run trains a tiny random Llama for 4 steps with 2 micro-batches per step, an eval every 2,
+packing as the presets do. The deferred path must log what TRL's own compute_loss logs (loss,
+entropy, token accuracy, token count, eval loss), and no tensor may become a Python number inside
+compute_loss or the Trainer's per-micro-batch NaN filter: those are the waits a CUDA run pays.
+"""
+from __future__ import annotations
+
+import collections
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+from training import recipe  # noqa: E402
+from training.config import load_config  # noqa: E402
+from training.sft import StudioSFTTrainer, trl_supported  # noqa: E402
+
+CONVERSIONS = ("item", "__bool__", "tolist", "__float__", "__int__")
+
+
+def _train(tmp_path: Path, name: str, *, defer: bool, spy=None, **trainer_kw):
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+    from tokenizers import Tokenizer, models
+
+    cfg = load_config(preset="fast", overrides={"train.defer_metrics": defer, "train.micro_batch_size": 2,
+                                                "train.grad_accum": 2, "data.max_length": 64,
+                                                "train.gradient_checkpointing": False})
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2))
+    vocab = {f"t{i}": i for i in range(300)}
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t0")),
+                                  eos_token="t1", pad_token="t2")
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": torch.randint(3, 300, (int(torch.randint(10, 40, (1,), generator=g)),), generator=g).tolist()}
+            for _ in range(60)]
+    logs: list[dict] = []
+
+    class Capture(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs_out.append(dict(logs or {}))
+
+    logs_out = logs
+    args = recipe.sft_args(cfg, tmp_path / name, "fp32", has_eval=True, overrides=dict(
+        max_steps=4, logging_steps=1, eval_steps=2, save_strategy="no", learning_rate=1e-2))
+    trainer = recipe.make_trainer(cfg, model=model, args=args, train_dataset=Dataset.from_list(rows[:48]),
+                                  eval_dataset=Dataset.from_list(rows[48:]), processing_class=tok,
+                                  peft_config=recipe.lora_config(cfg), callbacks=[Capture()], **trainer_kw)
+    if spy is not None:
+        with spy:
+            trainer.train()
+    else:
+        trainer.train()
+    return trainer, logs
+
+
+class ConversionSpy:
+    """Records where tensors become Python values (each one a host sync on a GPU)."""
+
+    def __init__(self) -> None:
+        self.sites: collections.Counter = collections.Counter()
+        self._orig = {}
+
+    def __enter__(self):
+        for name in CONVERSIONS:
+            orig = self._orig[name] = getattr(torch.Tensor, name)
+
+            def wrapped(t, *a, _orig=orig, _name=name, **k):
+                frames = traceback.extract_stack(limit=6)[:-1]
+                self.sites[(_name, tuple(f"{Path(f.filename).name}:{f.name}" for f in frames))] += 1
+                return _orig(t, *a, **k)
+
+            setattr(torch.Tensor, name, wrapped)
+        return self
+
+    def __exit__(self, *exc):
+        for name, orig in self._orig.items():
+            setattr(torch.Tensor, name, orig)
+
+    def count(self, *callers: str) -> int:
+        """Conversions made directly by one of `callers` ("file.py:function")."""
+        return sum(n for (_, frames), n in self.sites.items() if frames[-1].endswith(callers))
+
+
+def test_the_installed_trl_takes_the_deferred_path():
+    """A TRL outside TRL_RANGE falls back to its own compute_loss: this says when that happens."""
+    assert trl_supported(), "review training/sft.py against this TRL's SFTTrainer.compute_loss, then widen TRL_RANGE"
+
+
+def test_deferred_metrics_log_what_trl_logs(tmp_path):
+    fast, deferred_logs = _train(tmp_path, "deferred", defer=True)
+    slow, trl_logs = _train(tmp_path, "trl", defer=False)
+    assert fast.deferred_batches > 4 * 2  # every train micro-batch, and the eval batches
+    assert slow.deferred_batches == 0
+    keys = ("loss", "entropy", "mean_token_accuracy", "num_tokens", "eval_loss", "eval_entropy",
+            "eval_mean_token_accuracy", "eval_num_tokens", "grad_norm")
+    assert len(deferred_logs) == len(trl_logs)
+    seen = set()
+    for a, b in zip(deferred_logs, trl_logs):
+        for k in keys:
+            assert (k in a) == (k in b), k
+            if k in a:
+                seen.add(k)
+                assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-7), (k, a, b)
+    assert {"loss", "entropy", "mean_token_accuracy", "num_tokens", "eval_loss", "eval_entropy"} <= seen
+    counts = [r["num_tokens"] for r in deferred_logs if "loss" in r]
+    assert len(counts) == 4 and 0 < counts[0] < counts[1] < counts[2] < counts[3]  # a running count, every step
+
+
+def test_no_host_sync_inside_compute_loss_or_the_nan_filter(tmp_path):
+    spy = ConversionSpy()
+    _, logs = _train(tmp_path, "spy", defer=True, spy=spy)
+    assert spy.count("sft_trainer.py:compute_loss", "sft.py:compute_loss") == 0, spy.sites
+    assert spy.count("trainer.py:_run_epoch") == 0, spy.sites  # isnan(loss) or isinf(loss), every micro-batch
+    assert spy.count("sft.py:_flush_metrics") == sum(1 for r in logs if "loss" in r or "eval_loss" in r)
+
+    trl_spy = ConversionSpy()  # the same count on TRL's path finds them: the spy can see what it tests
+    _train(tmp_path, "spy-trl", defer=False, spy=trl_spy)
+    assert trl_spy.count("sft_trainer.py:compute_loss") >= 4 * 2 * 4
+    assert trl_spy.count("trainer.py:_run_epoch") >= 4 * 2
+
+
+def test_other_loss_paths_stay_trls(tmp_path):
+    """A compute_loss_func (or label smoothing, an aux loss, ...) is TRL's own path, unchanged."""
+    calls = []
+
+    def loss_func(outputs, labels, num_items_in_batch=None):
+        calls.append(1)
+        logits = outputs.logits[:, :-1].float()
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                 ignore_index=-100)
+
+    trainer, logs = _train(tmp_path, "func", defer=True, compute_loss_func=loss_func)
+    assert calls and trainer.deferred_batches == 0
+    assert all(r.get("entropy") is not None for r in logs if "loss" in r)
+
