@@ -125,6 +125,20 @@ async def test_plan_shows_the_eos_check_and_steps(train_ws):
         assert "UNTRAINED tiny model" in text and "steps:" in text and "seed article's table" in text
 
 
+async def test_choosing_a_preset_fills_the_form_and_says_what_it_is_for(train_ws):
+    app = StudioApp(train_ws, screen="train")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        form = app.screen.query_one("#tr-form")
+        assert "article" in str(form.border_subtitle)  # seed, the default
+        await pick(pilot, "#tr-preset", "fast")
+        assert "24 GB" in str(form.border_subtitle)
+        assert (app.screen.query_one("#tr-micro", Input).value, app.screen.query_one("#tr-accum", Input).value) == ("8", "1")
+        await pick(pilot, "#tr-preset", "lean")
+        assert "QLoRA" in str(form.border_subtitle)
+        assert app.screen.query_one("#tr-method", Select).value == "qlora"
+
+
 async def test_bad_field_is_named_and_nothing_starts(train_ws):
     app = StudioApp(train_ws, screen="train")
     async with app.run_test(size=(120, 40)) as pilot:

@@ -91,3 +91,10 @@ def test_saved_run_config_reproduces_and_reloads(tmp_path):
     again = load_run_config(run)
     assert again == cfg
     assert with_changes(again, {"lora.r": 2}).lora.r == 2
+
+
+def test_every_preset_has_a_one_line_summary_for_the_studio():
+    from training.config import preset_names, preset_summary
+
+    for name in preset_names():
+        assert 0 < len(preset_summary(name)) <= 28, name  # fits the Train form's bottom border

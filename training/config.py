@@ -306,6 +306,14 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("training.presets").iterdir() if p.name.endswith(".yaml"))
 
 
+def preset_summary(name: str) -> str:
+    """A preset's one-line summary for pickers: its file's `# summary:` comment ("" if none)."""
+    for line in _preset_text(name).splitlines():
+        if line.startswith("# summary:"):
+            return line[len("# summary:"):].strip()
+    return ""
+
+
 def _preset_text(name: str) -> str:
     entry = resources.files("training.presets").joinpath(f"{name}.yaml")
     if not entry.is_file():

@@ -212,6 +212,9 @@ class TrainScreen(Screen):
         except StudioError as exc:
             self.message(str(exc), "bold red")
             return
+        from training.config import preset_summary
+
+        self.query_one("#tr-form").border_subtitle = visible(preset_summary(preset), single_line=True)
         self.query_one("#tr-base", Input).value = values["base"]
         self.query_one("#tr-method", Select).value = values["method"]
         for fid, *_ in KNOBS:
