@@ -284,6 +284,28 @@ def finished_demo_run(ws) -> None:
     runs.write_status(run_dir, state="done", step=30, max_steps=30, host="fixed-host", started_at="2026-01-01T00:00:00+00:00")
 
 
+async def test_a_diverged_run_says_so_on_its_curve(train_ws):
+    """With train.defer_metrics the Trainer no longer hides a NaN loss behind the running mean: the
+    metrics line holds NaN and the chart names the step instead of failing to draw."""
+    from training import runs
+
+    run_dir = runs.create_run(train_ws / "runs", tiny_config(train_ws / "splits" / "v1", **{"train.max_steps": 4}),
+                              name="diverged")
+    lines = [{"event": "start", "base": "tiny", "untrained": True}]
+    lines += [{"step": s, "epoch": s / 4, "loss": v, "time": 1000.0 + s}
+              for s, v in ((1, 5.0), (2, 4.0), (3, float("nan")), (4, float("inf")))]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    runs.write_status(run_dir, state="done", step=4, max_steps=4)
+    app = StudioApp(train_ws, screen="train")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        chart = app.screen.query_one("#tr-chart", LossChart)
+        await until(pilot, lambda: len(chart.points) == 4, timeout=20)
+        assert chart.first_non_finite() == 3
+        assert chart.series("loss") == ([1, 2], [5.0, 4.0])
+        assert "not finite at step 3" in chart.plt.build()
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 def test_train_screen_snapshot(snap_compare, train_ws, size):
     finished_demo_run(train_ws)

@@ -7,6 +7,7 @@ right-hand axis (its scale, 1e-4, would flatten the loss curves).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from textual_plotext import PlotextPlot
@@ -33,14 +34,19 @@ class LossChart(PlotextPlot):
             self._draw()
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
-        """(steps, values) of one metric, only the points that carry it."""
+        """(steps, values) of one metric, only the points that carry a finite value."""
         xs, ys = [], []
         for p in self.points:
             v = p.get(key)
-            if isinstance(v, (int, float)):
+            if isinstance(v, (int, float)) and math.isfinite(v):
                 xs.append(p["step"])
                 ys.append(float(v))
         return xs, ys
+
+    def first_non_finite(self, key: str = "loss") -> int | None:
+        """The first step whose `key` is NaN or infinite (the trainer logs a diverged loss as it is)."""
+        return next((p["step"] for p in self.points
+                     if isinstance(p.get(key), float) and not math.isfinite(p[key])), None)
 
     def _draw(self) -> None:
         plt = self.plt
@@ -51,6 +57,8 @@ class LossChart(PlotextPlot):
             plt.title("select a run")
         elif not self.points:
             plt.title("no metrics yet")
+        elif (bad := self.first_non_finite()) is not None:
+            plt.title(f"loss not finite at step {bad}: lower the learning rate, or use bf16 over fp16")
         else:
             plt.title("loss · eval loss · lr (right)")
         for key, label, side, marker in (("loss", "train loss", "left", "braille"),
