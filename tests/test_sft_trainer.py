@@ -77,15 +77,33 @@ class ConversionSpy:
                 return _orig(t, *a, **k)
 
             setattr(torch.Tensor, name, wrapped)
+
+        for name in ("tensor", "as_tensor"):  # a Python number copied to the device blocks like a sync
+            orig = self._orig[f"torch.{name}"] = getattr(torch, name)
+
+            def made(data, *a, _orig=orig, _name=name, **k):
+                if not isinstance(data, torch.Tensor):
+                    frames = traceback.extract_stack(limit=6)[:-1]
+                    self.sites[(f"torch.{_name}", tuple(f"{Path(f.filename).name}:{f.name}" for f in frames))] += 1
+                return _orig(data, *a, **k)
+
+            setattr(torch, name, made)
         return self
 
     def __exit__(self, *exc):
         for name, orig in self._orig.items():
-            setattr(torch.Tensor, name, orig)
+            if name.startswith("torch."):
+                setattr(torch, name[len("torch."):], orig)
+            else:
+                setattr(torch.Tensor, name, orig)
 
     def count(self, *callers: str) -> int:
-        """Conversions made directly by one of `callers` ("file.py:function")."""
-        return sum(n for (_, frames), n in self.sites.items() if frames[-1].endswith(callers))
+        """Conversions made directly by one of `callers` ("file.py:function"; a comprehension
+        counts as the function it is written in)."""
+        def caller(frames):
+            return next((f for f in reversed(frames) if not f.split(":")[-1].startswith("<")), frames[-1])
+
+        return sum(n for (_, frames), n in self.sites.items() if caller(frames).endswith(callers))
 
 
 def test_the_installed_trl_takes_the_deferred_path():

@@ -82,17 +82,19 @@ class StudioSFTTrainer(SFTTrainer):
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         with torch.no_grad():
-            seen = 0
+            # torch.full, not torch.tensor(n, device=...): a Python number copied to the GPU is a
+            # blocking host-to-device copy, which waits for the queue like any other sync
+            dev, f64 = outputs.log_probs.device, torch.float64
+            seen = torch.zeros((), dtype=f64, device=dev)
             if mode == "train":
                 if "attention_mask" in inputs:
-                    seen = inputs["attention_mask"].sum()
+                    seen = inputs["attention_mask"].sum().to(f64)
                 elif "position_ids" in inputs:
-                    seen = inputs["position_ids"].size(1)
+                    seen = torch.full((), inputs["position_ids"].size(1), dtype=f64, device=dev)
                 else:
                     raise ValueError("Expected 'attention_mask' or 'position_ids' in inputs.")
-            dev = outputs.log_probs.device
-            row = torch.stack([torch.as_tensor(v, device=dev).to(torch.float64) for v in
-                               (outputs.label_mask.sum(), outputs.entropy.detach().sum(), outputs.is_top1.sum(), seen)])
+            row = torch.stack([outputs.label_mask.sum().to(f64), outputs.entropy.detach().sum().to(f64),
+                               outputs.is_top1.sum().to(f64), seen])
         self._pending[mode].append(row)
         self.deferred_batches += 1
         return loss
