@@ -8,6 +8,7 @@ compute_loss or the Trainer's per-micro-batch NaN filter: those are the waits a 
 from __future__ import annotations
 
 import collections
+import contextlib
 import traceback
 from pathlib import Path
 
@@ -40,24 +41,20 @@ def _train(tmp_path: Path, name: str, *, defer: bool, spy=None, **trainer_kw):
     g = torch.Generator().manual_seed(0)
     rows = [{"input_ids": torch.randint(3, 300, (int(torch.randint(10, 40, (1,), generator=g)),), generator=g).tolist()}
             for _ in range(60)]
-    logs: list[dict] = []
+    captured: list[dict] = []
 
     class Capture(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
-            logs_out.append(dict(logs or {}))
+            captured.append(dict(logs or {}))
 
-    logs_out = logs
     args = recipe.sft_args(cfg, tmp_path / name, "fp32", has_eval=True, overrides=dict(
         max_steps=4, logging_steps=1, eval_steps=2, save_strategy="no", learning_rate=1e-2))
     trainer = recipe.make_trainer(cfg, model=model, args=args, train_dataset=Dataset.from_list(rows[:48]),
                                   eval_dataset=Dataset.from_list(rows[48:]), processing_class=tok,
                                   peft_config=recipe.lora_config(cfg), callbacks=[Capture()], **trainer_kw)
-    if spy is not None:
-        with spy:
-            trainer.train()
-    else:
+    with spy if spy is not None else contextlib.nullcontext():
         trainer.train()
-    return trainer, logs
+    return trainer, captured
 
 
 class ConversionSpy:

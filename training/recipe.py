@@ -193,14 +193,10 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     fsdp = cfg.train.devices > 1 and cfg.train.distributed == "fsdp"  # FSDP checkpoints every layer itself
     used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
     used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
-    used["defer_metrics"] = bool(cfg.train.defer_metrics and _sft_fast_path())
+    from .sft import trl_supported  # imports trl, which every caller of this function trains with
+
+    used["defer_metrics"] = bool(cfg.train.defer_metrics and trl_supported())
     return model, used
-
-
-def _sft_fast_path() -> bool:
-    from .sft import trl_supported
-
-    return trl_supported()
 
 
 def make_trainer(cfg: TrainConfig, **kwargs: Any):
