@@ -29,7 +29,7 @@ def _train(tmp_path: Path, name: str, *, defer: bool, spy=None, **trainer_kw):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
     from tokenizers import Tokenizer, models
 
-    cfg = load_config(preset="fast", overrides={"train.defer_metrics": defer, "train.micro_batch_size": 2,
+    cfg = load_config(preset="fast", overrides={"base": "tiny", "train.defer_metrics": defer, "train.micro_batch_size": 2,
                                                 "train.grad_accum": 2, "data.max_length": 64,
                                                 "train.gradient_checkpointing": False})
     torch.manual_seed(0)

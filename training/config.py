@@ -19,8 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .models import TINY
 
-TINY = "tiny"
 TINY_NOTE = "tiny: an UNTRAINED random-weight model built here, for demos and tests; its answers mean nothing"
 
 
@@ -189,7 +189,7 @@ class TinyShape(_Section):
     def _known_architecture(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from .plan import SHAPES
+        from .shapes import SHAPES
 
         if v.lower() not in SHAPES:
             raise ValueError(f"unknown architecture {v!r}; known: {', '.join(sorted(SHAPES))}")
@@ -212,8 +212,10 @@ class TrainConfig(_Section):
     """A training run, complete: base model, method, data, adapter, optimisation."""
 
     base: str = TINY
-    """Base model: a hub id (Qwen/Qwen2.5-7B-Instruct), a local folder with config.json, or
-    `tiny` (built here, untrained: for demos and tests)."""
+    """Base model: a registry name (`studio models list`: smollm2-135m-instruct installs offline), a
+    .gguf file (converted once into the model store), a local Hugging Face folder, a hub id
+    (Qwen/Qwen2.5-7B-Instruct), or `tiny` (built here, untrained: for demos and tests). A preset
+    other than tiny-demo never falls back to tiny: without a base it asks for one."""
     method: Literal["full", "lora", "qlora"] = "lora"
     """full: all weights train (most memory); lora: a small adapter on a 16-bit base; qlora: the
     adapter on a 4-bit base (about 3x less memory for the weights)."""
@@ -466,16 +468,23 @@ def _has_path(data: dict[str, Any], path: str) -> bool:
     return True
 
 
+# Presets that may train the built-in untrained model without naming it.
+TINY_PRESETS = ("tiny-demo",)
+
+
 def load_config(
     path: str | Path | None = None,
     *,
     preset: str | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
+    require_base: bool = True,
 ) -> TrainConfig:
     """The config for a run: defaults < preset < file (its own `preset:` applies first) < overrides.
 
     `overrides` is a list of `key.path=value` strings (the CLI's --set) or a dict of dotted keys.
-    Raises ConfigError with file:line: field and the fix.
+    A preset other than tiny-demo whose layers name no `base` raises (it would otherwise plan and
+    train the untrained tiny model silently); `require_base=False` allows it (forms that show a
+    preset before the user picks a base). Raises ConfigError with file:line: field and the fix.
     """
     layers: list[_Layer] = []
     file_layer = None
@@ -499,6 +508,10 @@ def load_config(
         for key, value in items:
             _set_path(data, key, value)
         layers.append(_Layer(data, "--set"))
+    if require_base and preset and preset not in TINY_PRESETS and not any(_has_path(lay.data, "base") for lay in layers):
+        raise ConfigError(f"preset {preset!r} names no base model: pass --base MODEL (smollm2-135m-instruct installs "
+                          "offline; also a hub id, a model folder or a .gguf file; `studio models list`), or "
+                          "--base tiny for the untrained test model")
     return build_config(layers)
 
 

@@ -103,32 +103,14 @@ def base_identity(run: RunModel) -> str:
 # --------------------------------------------------------------------------- loading
 
 def load_tokenizer(path: str | Path):
-    """The tokenizer saved at `path`, with a chat template (ChatML when it has none).
+    """The tokenizer saved at `path` with the trainer's rules (training/loading.py)."""
+    from .loading import load_tokenizer as _load
+    from .models import ModelUnavailable
 
-    A tokenizer saved as a plain `PreTrainedTokenizerFast` is loaded as that class: AutoTokenizer
-    would follow the model config's type (e.g. qwen2) and swap the pre-tokenizer, changing ids.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    path = Path(path)
-    cls = None
-    config_file = path / "tokenizer_config.json"
-    if config_file.is_file():
-        cls = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
     try:
-        if cls in ("PreTrainedTokenizerFast", "TokenizersBackend") or (path / "UNTRAINED.txt").is_file():
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(str(path))
-    except OSError as exc:
-        raise RunUnusable(f"cannot load the tokenizer of {str(path)!r}: {str(exc).strip().splitlines()[0]}. "
-                          f"Download the base (or point the run's config `base` at a local folder) and try again") from None
-    from .data import ensure_chat_template
-
-    ensure_chat_template(tokenizer)  # the same ChatML fallback the trainer used
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+        return _load(path)
+    except ModelUnavailable as exc:
+        raise RunUnusable(str(exc)) from None
 
 
 def _has_tokenizer(folder: Path | None) -> bool:
@@ -136,50 +118,48 @@ def _has_tokenizer(folder: Path | None) -> bool:
 
 
 def pick_device(device: str | None = None) -> str:
-    if device:
-        return device
-    import torch
+    from .loading import pick_device as _pick
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return _pick(device)
 
 
 def pick_dtype(device: str, dtype: str | None = None):
-    """bf16 on a GPU that has it, else fp16 on GPU; fp32 on CPU (CPU half precision is slow and lossy)."""
-    import torch
+    """`dtype` as asked (merge may want bf16 on a CPU); else bf16 on a GPU that has it, fp16 on other
+    GPUs, fp32 on a CPU (CPU half precision is slow and lossy)."""
+    from .loading import PRECISIONS, SHORT, pick_precision, torch_dtype
+    from .models import ModelUnavailable
 
-    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-             "fp32": torch.float32, "float32": torch.float32}
-    if dtype:
-        if dtype not in names:
-            raise RunUnusable(f"unknown dtype {dtype!r}; use bf16, fp16 or fp32")
-        return names[dtype]
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    if dtype and dtype not in PRECISIONS:
+        raise RunUnusable(f"unknown dtype {dtype!r}; use bf16, fp16 or fp32")
+    try:
+        return torch_dtype(SHORT[PRECISIONS[dtype]] if dtype else pick_precision("auto", device))
+    except ModelUnavailable as exc:
+        raise RunUnusable(str(exc)) from None
 
 
 def load_base_model(base_path: str, *, device: str, dtype: Any, quantize_4bit: bool = False):
     """The base model in `dtype` on `device`, or in 4-bit (QLoRA's nf4) when asked; ready for generate."""
-    from transformers import AutoModelForCausalLM
+    from .loading import SHORT, bnb_4bit, load_model
+    from .models import ModelUnavailable
 
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if quantize_4bit:
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype)
-        kwargs["device_map"] = {"": device}
+    precision = SHORT[str(dtype).replace("torch.", "")]
+    quant = bnb_4bit(compute_precision=precision) if quantize_4bit else None
     try:
-        model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
-    except OSError as exc:
-        raise RunUnusable(
-            f"cannot load the base model {base_path!r}: {exc}. Download it (or point the run's "
-            f"config `base_model` at a local folder) and try again") from exc
-    if not quantize_4bit:
-        model.to(device)
-    model.eval()
-    return model
+        return load_model(base_path, precision=precision, device=device, quantize_4bit=quant)
+    except ModelUnavailable as exc:
+        raise RunUnusable(str(exc)) from None
+
+
+def ensure_base(run: "RunModel") -> None:
+    """Fetch a registry base or convert a .gguf base into the store when it is not there yet."""
+    if run.untrained_base or run.method == "full":
+        return
+    from .models import ModelUnavailable, resolve_base
+
+    try:
+        resolve_base(run.base, fetch=True)
+    except ModelUnavailable as exc:
+        raise RunUnusable(str(exc)) from None
 
 
 def load_session(runs: Path | str | list, *, device: str | None = None, dtype: str | None = None,
@@ -202,6 +182,7 @@ def load_session(runs: Path | str | list, *, device: str | None = None, dtype: s
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
     first = described[0]
+    ensure_base(first)
 
     if first.method == "full":
         if len(described) > 1:

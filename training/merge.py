@@ -63,9 +63,10 @@ def merge_run(run_dir: str | Path, out_dir: str | Path | None = None, *, dtype: 
     import torch
     from peft import PeftModel
 
-    from .inference import load_base_model, pick_device, pick_dtype
+    from .inference import ensure_base, load_base_model, pick_device, pick_dtype
 
     run = describe_run(run_dir)
+    ensure_base(run)
     if run.method == "full":
         raise RunUnusable(f"{run.run_dir}: a full fine-tune has no adapter to merge; {run.model_dir} is already "
                           f"a complete model")

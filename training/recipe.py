@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import TrainConfig, load_run_config
-from .data import SplitData, build_datasets, ensure_chat_template, load_split
-from .errors import ConfigError, TrainingError
+from .data import SplitData, build_datasets, load_split
+from .errors import TrainingError
 
 BASE_DIR = "base"        # RUN_DIR/base: the tiny model (only for base: tiny)
 ADAPTER_DIR = "adapter"  # RUN_DIR/adapter: the final PEFT adapter (+ tokenizer)
@@ -28,41 +28,41 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def device_kind() -> str:
-    import torch
+    from .loading import pick_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return pick_device()
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
-    """bf16 / fp16 / fp32: `auto` picks bf16 on a GPU that has it, fp16 on older GPUs, fp32 on CPU."""
-    import torch
+    """bf16 / fp16 / fp32: `auto` picks bf16 on a GPU that has it, fp16 on older GPUs, fp32 on CPU
+    (trl 1.16 enables bf16 by default and fails on a CPU; mixed precision needs a GPU here)."""
+    from .loading import pick_precision
 
-    p = cfg.train.precision
-    if p != "auto":
-        if p in ("bf16", "fp16") and not torch.cuda.is_available():
-            return "fp32"  # trl 1.16 enables bf16 by default and fails on CPU; mixed precision needs a GPU here
-        return p
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return pick_precision(cfg.train.precision)
 
 
-def _dtype(name: str):
-    import torch
+def base_path(run_dir: str | Path, cfg: TrainConfig | None = None, *, fetch: bool = False) -> str:
+    """Where the run's base model loads from: RUN_DIR/base for `tiny`, the store's folder for a
+    registry model or a .gguf file (training/models.py), else the folder or hub id as given.
+    `fetch`: fetch or convert a registry model or .gguf that is not in the store yet."""
+    from .models import ModelUnavailable, registry, resolve_base, store_dir
 
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
-
-
-def base_path(run_dir: str | Path, cfg: TrainConfig | None = None) -> str:
-    """Where the run's base model loads from: RUN_DIR/base for `tiny`, else the hub id / folder."""
     cfg = cfg or load_run_config(run_dir)
-    return str(Path(run_dir) / BASE_DIR) if cfg.is_tiny else cfg.base
+    if cfg.is_tiny:
+        return str(Path(run_dir) / BASE_DIR)
+    try:
+        return resolve_base(cfg.base, fetch=fetch)
+    except ModelUnavailable:
+        if fetch:
+            raise
+        return str(store_dir() / cfg.base) if cfg.base in registry() else cfg.base
 
 
 def prepare_base(run_dir: str | Path, cfg: TrainConfig, split: SplitData | None = None) -> str:
-    """Make sure the base model is loadable; builds the tiny one into RUN_DIR/base on first use."""
+    """Make sure the base model is loadable: builds the tiny one into RUN_DIR/base on first use,
+    fetches a registry model or converts a .gguf into the store on first use."""
     if not cfg.is_tiny:
-        return cfg.base
+        return base_path(run_dir, cfg, fetch=True)
     from .tiny import ensure_tiny_base
 
     split = split or load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
@@ -71,53 +71,29 @@ def prepare_base(run_dir: str | Path, cfg: TrainConfig, split: SplitData | None 
 
 
 def load_tokenizer(path: str, *, local_only: bool = False):
-    """The tokenizer of a base model, with a ChatML template when it has none and a pad token.
-    `local_only`: never reach the hub (the planner must answer at once, offline too)."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    """The base's tokenizer (training/loading.py: the same rules as chat, serve and eval)."""
+    from .loading import load_tokenizer as _load
 
-    try:
-        if Path(path, "UNTRAINED.txt").is_file():  # tiny: never let AutoTokenizer swap the pre-tokenizer
-            tok = PreTrainedTokenizerFast.from_pretrained(path)
-        else:
-            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
-    except OSError as exc:
-        raise ConfigError(f"base {path!r}: cannot load its tokenizer ({_first_line(exc)}); give a hub id that is "
-                          "downloaded or reachable, a local folder with tokenizer files, or 'tiny'") from None
-    ensure_chat_template(tok)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _load(path, local_only=local_only)
 
 
 def load_model(path: str, cfg: TrainConfig, precision: str, *, quantized: bool | None = None):
-    """AutoModelForCausalLM in the run's dtype; 4-bit nf4 (bitsandbytes) when method is qlora."""
+    """The base for training in the run's dtype; 4-bit nf4 (bitsandbytes) when method is qlora."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    quantized = cfg.method == "qlora" if quantized is None else quantized
-    dtype = _dtype(precision)
+    from .loading import bnb_4bit
+    from .loading import load_model as _load
     from .speed import resolve_attention
 
-    kw: dict[str, Any] = {"dtype": dtype,
-                          "attn_implementation": resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)}
+    quantized = cfg.method == "qlora" if quantized is None else quantized
+    quant = None
+    device = None
     if quantized:
-        from transformers import BitsAndBytesConfig
-
         compute = precision if cfg.quant.compute_dtype == "auto" else cfg.quant.compute_dtype
-        kw["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
-            bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=_dtype(compute))
-        # bitsandbytes 0.50 quantises on the CPU too (so CI runs this path)
-        kw["device_map"] = {"": local_rank()} if torch.cuda.is_available() else {"": "cpu"}
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, **kw)
-    except OSError as exc:
-        raise ConfigError(f"base {path!r}: cannot load the model ({_first_line(exc)}); give a hub id that is "
-                          "downloaded or reachable, a local folder with config.json and weights, or 'tiny'") from None
+        quant = bnb_4bit(quant_type=cfg.quant.quant_type, double_quant=cfg.quant.double_quant, compute_precision=compute)
+        device = f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"
+    return _load(path, precision=precision, device=device, quantize_4bit=quant, for_training=True,
+                 attn_implementation=resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing))
 
 
 def lora_config(cfg: TrainConfig):
@@ -335,7 +311,7 @@ def load_for_inference(run_dir: str | Path, *, quantized: bool = False, precisio
         if not final.is_dir():
             raise TrainingError(f"{run_dir.name}: no {MODEL_DIR}/ yet: the run has not finished")
         return load_model(str(final), cfg, precision, quantized=False), load_tokenizer(str(final))
-    path = base_path(run_dir, cfg)
+    path = base_path(run_dir, cfg, fetch=True)
     tok_path = str(run_dir / ADAPTER_DIR) if (run_dir / ADAPTER_DIR / "tokenizer_config.json").is_file() else path
     model = load_model(path, cfg, precision, quantized=quantized)
     tokenizer = load_tokenizer(tok_path)

@@ -68,7 +68,7 @@ def _build_architecture(tokenizer: Any, name: str, *, seed: int, max_positions: 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .plan import SHAPES
+    from .shapes import SHAPES
 
     dims = dict(SHAPES[name])
     # the trained tokenizer is smaller than the architecture's vocabulary: the extra rows are unused

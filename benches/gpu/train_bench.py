@@ -90,7 +90,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     name, *sets = preset.split("+")
     sets = ["train.compile_layers=true" if x == "compile" else x for x in sets]
-    cfg = load_config(preset=name, overrides=sets)
+    cfg = load_config(preset=name, overrides=sets, require_base=False)  # the bench builds its own random-weight model
     precision = _dev.PRECISION
     attn = speed.resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)
     from training.plan import SHAPES  # the studio's shape table (equal to the seed script's ARCHS)

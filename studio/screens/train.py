@@ -60,8 +60,11 @@ def preset_values(preset: str) -> dict[str, str]:
 
     from ..commands.train import call
 
-    cfg = call(lambda: load_config(preset=preset))
-    values = {"base": cfg.base, "method": cfg.method}
+    cfg = call(lambda: load_config(preset=preset, require_base=False))
+    from training.config import TINY, TINY_PRESETS
+
+    # a preset that names no base leaves the field empty: launching then says which base to pass
+    values = {"base": "" if cfg.base == TINY and preset not in TINY_PRESETS else cfg.base, "method": cfg.method}
     for fid, _label, key, _type in KNOBS:
         section, name = key.split(".")
         values[fid] = f"{getattr(getattr(cfg, section), name):g}"
@@ -148,7 +151,7 @@ class TrainScreen(Screen):
                     yield Label("split")
                     yield Select([], id="tr-split", prompt="(no splits)", compact=True)
                     yield Label("base")
-                    yield Input("", id="tr-base", compact=True)
+                    yield Input("", id="tr-base", compact=True, placeholder="smollm2-135m-instruct | org/name | folder | .gguf")
                     yield Label("method")
                     yield Select([(m, m) for m in ("lora", "qlora", "full")], value="lora", id="tr-method",
                                  allow_blank=False, compact=True)

@@ -1,0 +1,104 @@
+"""`studio models list|fetch|add|rm`: the base models that install offline (training/models.py).
+
+The store is shared by every workspace ($STUDIO_MODELS, else ~/.cache/finetune-studio/models).
+A training config's `base:` may name any entry listed here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._common import add_command, out, out_json
+
+
+def register(sub) -> None:
+    p = add_command(sub, "models", "list, fetch, add or remove offline base models (the model store)", json_flag=True,
+                    epilog="examples: studio models list | studio models fetch smollm2-135m-instruct | "
+                           "studio models add my-model ./model.Q4_K_M.gguf | studio models rm my-model")
+    p.set_defaults(func=cmd_list)
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    lp = msub.add_parser("list", help="registry entries and converted models, with their state")
+    lp.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    lp.set_defaults(func=cmd_list)
+    fp = msub.add_parser("fetch", help="download and convert a registry model into the store")
+    fp.add_argument("name", metavar="NAME")
+    fp.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    fp.set_defaults(func=cmd_fetch)
+    ap = msub.add_parser("add", help="register NAME for a .gguf file, a model folder or a hub id")
+    ap.add_argument("name", metavar="NAME")
+    ap.add_argument("source", metavar="SOURCE", help=".gguf file, Hugging Face folder, or org/name")
+    ap.add_argument("--licence", default="", help="licence to show in the list")
+    ap.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    ap.set_defaults(func=cmd_add)
+    rp = msub.add_parser("rm", help="forget a user entry and delete its converted copy")
+    rp.add_argument("name", metavar="NAME")
+    rp.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    rp.set_defaults(func=cmd_rm)
+
+
+def _call(fn):
+    from .train import call
+
+    return call(fn)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from training import models
+
+    rows = _call(models.list_models)
+    if getattr(args, "json", False):
+        out_json({"store": str(models.store_dir()), "models": [
+            {"name": m.name, "present": m.present, "path": str(m.path), "size_mb": round(m.size_mb, 1),
+             "source": m.entry.source if m.entry else "gguf", "licence": m.entry.licence if m.entry else "",
+             "builtin": bool(m.entry and m.entry.builtin)} for m in rows]})
+        return 0
+    out(f"model store: {models.store_dir()}")
+    out(f"{'name':<26} {'state':<11} {'size':>8}  {'licence':<11} source")
+    for m in rows:
+        state = "stored" if m.present else "not fetched"
+        size = f"{m.size_mb:,.0f} MB" if m.present else (f"{m.entry.size_mb:,.0f} MB" if m.entry and m.entry.size_mb else "-")
+        source = m.entry.source if m.entry else "converted .gguf"
+        out(f"{m.name:<26} {state:<11} {size:>8}  {(m.entry.licence if m.entry else '') or '-':<11} {source}")
+    out("use one with: studio train SPLIT --base NAME")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from training import models
+
+    def say(msg: str) -> None:
+        print(f"studio models: {msg}", file=sys.stderr)
+
+    entry = models.registry().get(args.name)
+    if entry is None:
+        from curation.errors import NotFound
+
+        raise NotFound(f"no model named {args.name!r} in the registry; `studio models list` shows them")
+    path = _call(lambda: models.ensure(entry, fetch=True, progress=say))
+    if args.json:
+        out_json({"name": args.name, "path": str(path)})
+    else:
+        out(f"{args.name}: {path}")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from training import models
+
+    entry = _call(lambda: models.add_entry(args.name, args.source, licence=args.licence))
+    if args.json:
+        out_json({"name": entry.name, "source": entry.source, "sha256": entry.sha256})
+    else:
+        out(f"added {entry.name}: {entry.source} (converted into the store on first use)")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from training import models
+
+    removed = _call(lambda: models.remove(args.name))
+    if args.json:
+        out_json({"name": args.name, "removed": removed})
+    else:
+        out(f"removed {args.name}: {', '.join(removed)}")
+    return 0
