@@ -49,6 +49,7 @@ SCREENS: list[ScreenEntry] = [
     ScreenEntry("augment", "Augment", "7", "studio.screens.augment", "AugmentScreen", "LLM augmentation: dry-run cost, launch, progress, cancel"),
     ScreenEntry("train", "Train", "8", "studio.screens.train", "TrainScreen", "Plan and launch training runs (here or over SSH), live loss curves, cancel"),
     ScreenEntry("playground", "Playground", "9", "studio.screens.playground", "PlaygroundScreen", "Ask a finished run: base and adapter answers side by side"),
+    ScreenEntry("evals", "Eval", "0", "studio.screens.evals", "EvalScreen", "Is the fine-tune better than the base, and where is it still wrong"),
 ]
 
 
@@ -118,6 +119,12 @@ ACTIONS: list[Action] = [
     Action("augment.cancel", "escape,c", "cancel", "Cancel job", "augment"),
     Action("augment.review", "o", "open_review", "Review pending", "augment"),
     Action("augment.reload", "ctrl+r", "reload", "Reload", "augment", show=False),
+    # -- evals --------------------------------------------------------------------------------
+    Action("evals.filter", "d", "cycle_filter", "Filter: base/adapter right or wrong", "evals"),
+    Action("evals.new", "n", "new_eval", "New eval", "evals"),
+    Action("evals.why", "w", "why", "Why: nearest training rows", "evals"),
+    Action("evals.next_eval", "e", "next_eval", "Next eval", "evals", show=False),
+    Action("evals.reload", "ctrl+r", "reload", "Reload runs and evals", "evals", show=False),
 ]
 
 

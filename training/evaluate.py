@@ -358,6 +358,8 @@ def run_eval(source: str | Path, models: list[ModelSpec], *, scorer: str = "cont
     if scorer == "judge" and batch_scorer is None:
         raise EvalError("the judge scorer needs a provider: run it through `studio eval --scorer judge --provider NAME`")
     items = items if items is not None else load_items(source, part=part, limit=limit)
+    if Path(source).is_file():
+        part = "all rows"  # a data file has no parts
     eval_id = eval_id or time.strftime("eval-%Y%m%d-%H%M%S")
     if base is None:
         base = _base_of(models)

@@ -101,7 +101,9 @@ def load_model(path: str | Path, *, precision: str, device: str | None = None, q
     bitsandbytes 0.50 quantises on the CPU too, so CI runs that path. `for_training` leaves the
     model in train mode and on the CPU placement the Trainer moves itself."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter the CLI, logs and the studio
     kw: dict[str, Any] = {"dtype": torch_dtype(precision)}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation

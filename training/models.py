@@ -348,7 +348,14 @@ def _convert_into(gguf: Path, folder: Path, meta: dict, progress: Progress | Non
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # save_pretrained refuses a GGUF-loaded model; a model built from its config saves fine
-        fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+        config = loaded.config
+        # the GGUF loader leaves quantization_config {quant_method: gguf} on the config, and the
+        # Trainer then refuses the saved model ("GGUF ... do not support training"): the weights
+        # are plain fp32 now, so the folder must not claim otherwise
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config._name_or_path = meta["name"]
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         fresh.load_state_dict(loaded.state_dict(), strict=True)
         fresh.generation_config = loaded.generation_config
         if tok.pad_token is None:

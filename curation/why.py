@@ -1,0 +1,276 @@
+"""Why did the fine-tune answer that? The training rows most like an eval answer, and their story.
+
+An eval item shows a prompt and a model's answer; the usual explanation of a surprising answer is a
+training row that said nearly the same thing. `nearest_training_rows` finds the k rows of a split's
+train part most similar to a query (the item's last user prompt plus the model's answer) with the
+dedup engine's own measure: shingles and datasketch-compatible MinHash (curation/shingles.py). The
+signatures of every train row rank them by estimated Jaccard (share of equal slots); the best
+candidates, and every row when the query is short or the estimates tie at the cut, are then ranked
+by exact shingle-set Jaccard, so the order never rests on MinHash noise. No model, no embedding and
+nothing cached: a few thousand rows hash in well under a second.
+
+Each row then gets its curation history from the workspace, in a handful of batched queries: source
+file and line, status, quality flags, duplicate cluster, edits and augmentation lineage. A row whose
+sample id is not in this workspace (the split was exported elsewhere) comes back with history None.
+
+Role marks: `query_text(prompt, answer)` builds the query the way dedup builds whole samples
+(curation.normalize.marked_text), so prompt shingles only meet instruction shingles and answer
+shingles only meet answer shingles. A query without role marks is compared with unmarked
+"instruction\\nanswer" texts instead.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import normalize as norm
+from . import shingles as sh
+from .errors import StudioError
+
+DEFAULT_K = 5
+NUM_PERM = 128           # the dedup default (curation.dedup.DEFAULT_NUM_PERM)
+SHORTLIST = 64           # candidates refined by exact Jaccard (at least 8 * k)
+SHORT_QUERY = 24         # a query with fewer distinct shingles is compared exactly with every row
+
+
+# -- the query ------------------------------------------------------------------------------------
+def query_text(prompt: str, answer: str = "") -> str:
+    """The query for a prompt and an answer: role-marked like a dedup'd sample."""
+    turns = [{"role": "user", "content": prompt or ""}]
+    if answer:
+        turns.append({"role": "assistant", "content": answer})
+    return norm.marked_text(turns)
+
+
+def item_query(item: dict[str, Any], model: str | None = None) -> str:
+    """The query for one line of an eval's items.jsonl: its last user prompt plus `model`'s answer
+    (no answer when `model` is None or did not answer)."""
+    prompt = next((m.get("content") or "" for m in reversed(item.get("messages") or []) if m.get("role") == "user"), "")
+    answer = (((item.get("answers") or {}).get(model) or {}).get("text") or "") if model else ""
+    return query_text(prompt, answer)
+
+
+# -- the split's train rows -----------------------------------------------------------------------
+def _turns(rec: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
+    """(messages, text) of one JSONL row in any split format (docs/contracts.md)."""
+    if isinstance(rec.get("messages"), list):
+        return [m for m in rec["messages"] if isinstance(m, dict)], None
+    if isinstance(rec.get("conversations"), list):
+        roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+        return [{"role": roles.get(t.get("from"), "system"), "content": t.get("value") or ""}
+                for t in rec["conversations"] if isinstance(t, dict)], None
+    if "instruction" in rec or "output" in rec:
+        msgs = []
+        for pair in rec.get("history") or []:
+            if isinstance(pair, list) and len(pair) == 2:
+                msgs += [{"role": "user", "content": str(pair[0])}, {"role": "assistant", "content": str(pair[1])}]
+        inp = rec.get("input") or ""
+        user = str(rec.get("instruction") or "") + (f"\n\n{inp}" if str(inp).strip() else "")
+        return msgs + [{"role": "user", "content": user}, {"role": "assistant", "content": str(rec.get("output") or "")}], None
+    return [], str(rec.get("text") or "")
+
+
+def _pair(msgs: list[dict[str, str]], text: str | None) -> tuple[str, str]:
+    """(instruction, answer): the last user turn and the first assistant turn after it (a raw-text
+    row: no instruction, its text as the answer)."""
+    if text is not None:
+        return "", text
+    last = max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)
+    answer = next((m.get("content") or "" for m in msgs[last + 1:] if m.get("role") == "assistant"), "")
+    return (msgs[last].get("content") or "") if last >= 0 else "", answer
+
+
+def read_train_rows(split: str | Path) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """(instruction, answer) of every train row of a split directory (or of a data file), and each
+    row's manifest entry ({} where the manifest has none: a data file, replayed general rows)."""
+    p = Path(split)
+    manifest: dict[str, Any] = {}
+    if p.is_dir():
+        mpath = p / "manifest.json"
+        if mpath.is_file():
+            try:
+                manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise StudioError(f"{mpath}: not valid JSON ({exc}); export the split again.") from None
+        data = p / ((manifest.get("files") or {}).get("train") or {}).get("path", "train.jsonl")
+    else:
+        data = p
+    if not data.is_file():
+        raise StudioError(f"{data} does not exist: the split is gone; export it again (studio export NAME) "
+                          "or point the run's data.split at it.")
+    text = data.read_text(encoding="utf-8")
+    recs = json.loads(text) if data.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
+    pairs = [_pair(*_turns(r)) if isinstance(r, dict) else ("", "") for r in recs]
+    meta = list((manifest.get("rows") or {}).get("train") or [])
+    replay = set((((manifest.get("settings") or {}).get("replay")) or {}).get("positions") or [])
+    if replay:  # a replay split: the manifest lists the task rows only; general rows sit at `positions`
+        it = iter(meta)
+        meta = [{} if i in replay else next(it, {}) for i in range(len(pairs))]
+    meta = [m if isinstance(m, dict) else {} for m in meta[:len(pairs)]]
+    meta += [{} for _ in range(len(pairs) - len(meta))]
+    return pairs, meta
+
+
+# -- similarity -----------------------------------------------------------------------------------
+def _texts(pairs: list[tuple[str, str]], marked: bool) -> list[str]:
+    if marked:
+        return [norm.normalize(norm.marked_text(([{"role": "user", "content": q}] if q else [])
+                                                + [{"role": "assistant", "content": a}])) for q, a in pairs]
+    return [norm.normalize(f"{q}\n{a}") for q, a in pairs]
+
+
+def exact_jaccard(hashes: np.ndarray, offsets: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Exact Jaccard of each text in `rows` (indices into offsets) with the sorted distinct `query`
+    hashes, vectorised: distinct (row, hash) pairs, then counts per row."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lens = offsets[rows + 1] - offsets[rows]
+    total = int(lens.sum())
+    if total == 0 or query.size == 0:
+        return np.zeros(rows.size)
+    owner = np.repeat(np.arange(rows.size, dtype=np.int64), lens)
+    pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(offsets[rows], lens)
+    keys = np.unique((owner.astype(np.uint64) << np.uint64(32)) | hashes[pos].astype(np.uint64))
+    own = (keys >> np.uint64(32)).astype(np.int64)
+    hv = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    size = np.bincount(own, minlength=rows.size)
+    inter = np.bincount(own[np.isin(hv, query, assume_unique=False)], minlength=rows.size)
+    union = size + query.size - inter
+    return np.where(size > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def rank(pairs: list[tuple[str, str]], query: str, k: int, *, shingle: int = sh.DEFAULT_SHINGLE,
+         num_perm: int = NUM_PERM) -> list[tuple[int, float, float]]:
+    """(row index, exact Jaccard, MinHash estimate) of the k rows most like `query`, best first;
+    rows sharing no shingle with the query are left out."""
+    marked = any(mark in query for mark in norm.ROLE_MARKS.values())
+    texts = _texts(pairs, marked) + [norm.normalize(query)]
+    hashes, offsets = sh.shingle_hashes(texts, shingle)
+    sigs = sh.signatures(hashes, offsets, num_perm)
+    n = len(pairs)
+    qset = np.unique(hashes[offsets[n]:offsets[n + 1]])
+    if n == 0 or qset.size == 0 or k <= 0:
+        return []
+    est = (sigs[:n] == sigs[n]).mean(axis=1)
+    est[offsets[1:n + 1] == offsets[:n]] = 0.0  # no shingles: EMPTY == EMPTY is no match
+    shortlist = max(SHORTLIST, 8 * k)
+    if qset.size < SHORT_QUERY or n <= shortlist:
+        cand = np.arange(n)
+    else:
+        cut = np.partition(est, n - shortlist)[n - shortlist]
+        cand = np.flatnonzero(est >= cut)  # ties at the cut come along
+    jac = exact_jaccard(hashes, offsets, cand, qset)
+    order = np.lexsort((cand, -est[cand], -jac))
+    out = [(int(cand[i]), float(jac[i]), float(est[cand[i]])) for i in order[:k] if jac[i] > 0]
+    return out
+
+
+# -- history --------------------------------------------------------------------------------------
+def _rows(con, sql: str, ids: list[int]) -> list[tuple]:
+    return con.execute(sql, [ids]).fetchall()
+
+
+def _loads(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def sample_history(con, sample_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The curation history of each sample id found in the workspace (absent ids are left out)."""
+    ids = sorted({int(i) for i in sample_ids})
+    if not ids:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    for (sid, status, version, sfile, srow, src_id, import_id, cluster_id, dup_of, parent_id, operation, lineage,
+         jscore, jreason, ipath, iformat, iat) in _rows(con, """
+            SELECT s.id, CAST(s.status AS TEXT), s.version, s.source_file, s.source_row, s.source_id, s.import_id,
+                   s.cluster_id, s.duplicate_of, s.parent_id, s.operation, s.lineage, s.judge_score, s.judge_reason,
+                   i.path, i.format, i."at"
+            FROM samples s LEFT JOIN imports i ON i.id = s.import_id
+            WHERE s.id IN (SELECT unnest(?)) ORDER BY s.id""", ids):
+        out[int(sid)] = {
+            "status": status, "source_file": sfile, "source_row": srow, "source_id": src_id,
+            "import": ({"id": import_id, "path": ipath, "format": iformat, "at": str(iat) if iat else None}
+                       if import_id is not None else None),
+            "flags": [], "cluster": None, "duplicate_of": dup_of,
+            "edits": {"version": int(version), "earlier_versions": 0, "latest": None},
+            "augment": None, "judge": {"score": jscore, "reason": jreason} if jscore is not None else None,
+            "_cluster_id": cluster_id, "_parent": parent_id, "_operation": operation, "_lineage": _loads(lineage),
+        }
+    found = list(out)
+    for sid, rule, value, threshold, detail in _rows(con, """
+            SELECT sample_id, rule_id, value, threshold, detail FROM quality_flags
+            WHERE sample_id IN (SELECT unnest(?)) ORDER BY sample_id, rule_id""", found):
+        out[int(sid)]["flags"].append({"rule_id": rule, "value": value, "threshold": threshold, "detail": detail})
+    for sid, cid, method, fields, keeper, chosen_by, size, resolved, sim in _rows(con, """
+            SELECT s.id, c.id, c.method, c.fields, c.keeper_id, c.keeper_chosen_by, c.size, c.resolved, m.similarity
+            FROM samples s JOIN dup_clusters c ON c.id = s.cluster_id
+            LEFT JOIN dup_members m ON m.cluster_id = c.id AND m.sample_id = s.id
+            WHERE s.id IN (SELECT unnest(?))""", found):
+        out[int(sid)]["cluster"] = {"id": int(cid), "method": method, "fields": fields, "size": int(size),
+                                    "keeper_id": int(keeper), "is_keeper": int(keeper) == int(sid),
+                                    "keeper_chosen_by": chosen_by, "resolved": bool(resolved), "similarity": sim}
+    for sid, n, version, op_id, kind, at, reason in _rows(con, """
+            SELECT v.sample_id, count(*) OVER w, v.version, v.op_id, o.kind, o."at", o.reason
+            FROM sample_versions v LEFT JOIN operations o ON o.id = v.op_id
+            WHERE v.sample_id IN (SELECT unnest(?))
+            WINDOW w AS (PARTITION BY v.sample_id)
+            QUALIFY row_number() OVER (PARTITION BY v.sample_id ORDER BY v.version DESC) = 1""", found):
+        out[int(sid)]["edits"].update({"earlier_versions": int(n), "latest": {
+            "op_id": op_id, "kind": kind, "at": str(at) if at else None, "reason": reason,
+            "from_version": int(version)}})
+    outputs = {int(r[0]): r[1:] for r in _rows(con, """
+            SELECT a.sample_id, a.parent_id, a.job_id, j.operation FROM augment_outputs a
+            LEFT JOIN augment_jobs j ON j.job_id = a.job_id
+            WHERE a.sample_id IN (SELECT unnest(?)) AND a.parent_id IS DISTINCT FROM a.sample_id""", found)}
+    for sid, h in out.items():
+        parent, operation, lineage = h.pop("_parent"), h.pop("_operation"), h.pop("_lineage")
+        h.pop("_cluster_id")
+        row = outputs.get(sid)
+        if parent is None and row is None and not (operation or "").startswith("augment"):
+            continue
+        lin = lineage if isinstance(lineage, dict) else {}
+        h["augment"] = {
+            "parent_id": parent if parent is not None else (row[0] if row else None),
+            "operation": (row[2] if row and row[2] else None) or (operation or "").removeprefix("augment:") or None,
+            "job_id": (row[1] if row else None) or lin.get("job_id"),
+            "provider": lin.get("provider"), "model": lin.get("model"), "template": lin.get("template"),
+        }
+    return out
+
+
+def _same_sample(meta: dict[str, Any], hist: dict[str, Any]) -> bool:
+    """Whether the workspace's sample is the one the manifest names (not an id from another workspace)."""
+    if meta.get("source_file") is not None and meta.get("source_file") != hist.get("source_file"):
+        return False
+    return meta.get("source_row") is None or meta.get("source_row") == hist.get("source_row")
+
+
+# -- the whole answer -----------------------------------------------------------------------------
+def nearest_training_rows(ws, split_dir: str | Path, query_text: str, *, k: int = DEFAULT_K,
+                          shingle: int = sh.DEFAULT_SHINGLE, num_perm: int = NUM_PERM) -> list[dict[str, Any]]:
+    """The k train rows of `split_dir` most similar to `query_text`, best first, each with its
+    curation history in workspace `ws` (None when the row's sample is not in it; `ws` may be None).
+
+    Each dict: rank, row (1-based line of train.jsonl), sample_id, similarity (exact Jaccard of the
+    shingle sets), estimate (MinHash), instruction, answer, source (the manifest's entry), history."""
+    pairs, meta = read_train_rows(split_dir)
+    best = rank(pairs, query_text, k, shingle=shingle, num_perm=num_perm)
+    ids = [meta[i].get("sample_id") for i, _, _ in best]
+    hist = sample_history(ws.con, [i for i in ids if isinstance(i, int)]) if ws is not None else {}
+    out = []
+    for n, ((i, jac, est), sid) in enumerate(zip(best, ids), 1):
+        h = hist.get(sid) if isinstance(sid, int) else None
+        if h is not None and not _same_sample(meta[i], h):
+            h = None
+        out.append({"rank": n, "row": i + 1, "sample_id": sid, "similarity": round(jac, 4), "estimate": round(est, 4),
+                    "instruction": pairs[i][0], "answer": pairs[i][1],
+                    "source": {key: meta[i].get(key) for key in ("source_id", "source_file", "source_row")},
+                    "history": h})
+    return out
