@@ -208,6 +208,26 @@ class DebugConfig(_Section):
     """Sleep this long after each step (tests cancel and live tailing)."""
 
 
+class EvalSection(_Section):
+    """An eval at the end of the run (training/evaluate.py): the base and the new adapter answer the
+    same items, and RUN_DIR/evals/end/ holds the per-item results (`studio eval` runs one any time)."""
+
+    at_end: bool = False
+    """After training, evaluate the base and the adapter (a failed eval does not fail the run)."""
+    set: str = ""
+    """Eval set: a split directory or a data file. Empty: the run's own split (its `part`)."""
+    part: Literal["val", "train", "all"] = "val"
+    """Which part of a split directory to evaluate on."""
+    scorer: Literal["exact", "contains", "regex", "numeric", "json"] = "contains"
+    """How an answer is scored against the reference (the LLM judge needs the studio: `studio eval`)."""
+    limit: Optional[int] = Field(None, gt=0)
+    """Evaluate the first N items only (None: all)."""
+    max_new_tokens: int = Field(128, gt=0)
+    """Answer length cap."""
+    batch_size: int = Field(8, gt=0)
+    """Prompts generated together."""
+
+
 class TrainConfig(_Section):
     """A training run, complete: base model, method, data, adapter, optimisation."""
 
@@ -224,6 +244,7 @@ class TrainConfig(_Section):
     quant: QuantConfig = Field(default_factory=QuantConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     tiny: TinyShape = Field(default_factory=TinyShape)
+    eval: EvalSection = Field(default_factory=EvalSection)
     debug: DebugConfig = Field(default_factory=DebugConfig)
     oom_retry: bool = False
     """On CUDA out-of-memory, start a new run with the next remedy applied (smaller batch,

@@ -232,6 +232,8 @@ def execute(run_dir: str | Path, *, resume: bool = False,
         state = "cancelled" if result["cancelled"] else "done"
         final = write_status(run_dir, state=state, step=result["step"], max_steps=result["max_steps"],
                              finished_at=_now(), **({"eval_loss": result["eval_loss"]} if result["eval_loss"] is not None else {}))
+        if state == "done" and cfg.eval.at_end and os.environ.get("RANK", "0") == "0":
+            final = _eval_at_end(run_dir, cfg)
         if os.environ.get("RANK", "0") == "0":
             print(f"run {run_dir.name}: {state} at step {result['step']}", flush=True)
         return final
@@ -252,6 +254,27 @@ def execute(run_dir: str | Path, *, resume: bool = False,
                             finished_at=_now())
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _eval_at_end(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """The config's `eval:` after a finished run: base and adapter on the same items, into
+    RUN_DIR/evals/end/; status `eval` holds each model's accuracy. A failure is recorded, not raised:
+    the adapter is already saved and good."""
+    from .evaluate import ModelSpec, eval_dir, run_eval
+
+    e = cfg.eval
+    write_status(run_dir, eval_state="running")
+    try:
+        result = run_eval(e.set or cfg.data.split, [ModelSpec("base", "base"), ModelSpec(run_dir.name, "adapter", str(run_dir))],
+                          scorer=e.scorer, part=e.part, limit=e.limit, max_new_tokens=e.max_new_tokens,
+                          batch_size=e.batch_size, out_dir=eval_dir(run_dir, "end"), eval_id="end")
+    except Exception as exc:  # the run itself succeeded: say why the eval did not
+        print(f"eval at end failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return write_status(run_dir, eval_state="failed", eval_error=f"{type(exc).__name__}: {exc}"[:2000])
+    accuracy = {m.name: round(m.accuracy, 4) for m in result.models}
+    print(f"run {run_dir.name}: eval at end ({e.scorer}, {len(result.items)} items): " +
+          ", ".join(f"{k} {v:.1%}" for k, v in accuracy.items()), flush=True)
+    return write_status(run_dir, eval_state="done", eval=accuracy)
 
 
 def _on_oom(run_dir: Path, cfg: TrainConfig, exc: BaseException, relaunch: Callable[[Path], Any] | None) -> dict[str, Any]:
