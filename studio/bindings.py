@@ -120,9 +120,9 @@ ACTIONS: list[Action] = [
     Action("augment.review", "o", "open_review", "Review pending", "augment"),
     Action("augment.reload", "ctrl+r", "reload", "Reload", "augment", show=False),
     # -- evals --------------------------------------------------------------------------------
-    Action("evals.filter", "d", "cycle_filter", "Filter: base/adapter right or wrong", "evals"),
+    Action("evals.filter", "d", "cycle_filter", "Filter right/wrong", "evals"),
     Action("evals.new", "n", "new_eval", "New eval", "evals"),
-    Action("evals.why", "w", "why", "Why: nearest training rows", "evals"),
+    Action("evals.why", "w", "why", "Why (nearest rows)", "evals"),
     Action("evals.next_eval", "e", "next_eval", "Next eval", "evals", show=False),
     Action("evals.reload", "ctrl+r", "reload", "Reload runs and evals", "evals", show=False),
 ]

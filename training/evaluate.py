@@ -441,7 +441,8 @@ def eval_dir(run_dir: Path, eval_id: str) -> Path:
 def list_evals(run_dir: Path) -> list[dict[str, Any]]:
     """The summaries of a run's evals, newest first."""
     found = []
-    for f in sorted((Path(run_dir) / EVALS_DIR).glob("*/summary.json"), reverse=True):
+    # by time, not name: `end` (eval.at_end) and `eval-DATE` ids do not sort together
+    for f in sorted((Path(run_dir) / EVALS_DIR).glob("*/summary.json"), key=lambda f: f.stat().st_mtime, reverse=True):
         try:
             found.append({**json.loads(f.read_text(encoding="utf-8")), "path": str(f.parent)})
         except (OSError, ValueError):

@@ -11,9 +11,11 @@ right or wrong with the scorer's detail.
 the filter and its count are the items table's title. `n` opens a small form and runs
 `training.evaluate.run_eval` as an app job (`app.run_job`: progress in JobProgress, Ctrl+X
 cancels through a threading.Event that run_eval checks between batches, so a cancelled eval keeps
-what it finished). `w` asks `curation.why.nearest_training_rows` which training rows sit nearest
-to the item's prompt, on a Workspace of its own connection (`engine.job_workspace()`, released
-after), in a thread worker; the answer opens in a scrolling modal.
+what it finished); the eval set is read as `studio eval --on` reads it (split name or folder, or a
+file). `w` asks `curation.why.nearest_training_rows` which rows of the run's training split sit
+nearest to the item (its prompt and the adapter's answer, `item_query`, as `studio why` does), on a
+Workspace of its own connection (`engine.job_workspace()`, released after) in a thread worker, and
+shows them with their curation history in a scrolling modal.
 
 Everything that reads files or loads models runs in thread workers; results that arrive for a run
 or eval no longer selected are dropped. Model text is shown through safe_text.visible.
@@ -176,26 +178,30 @@ def mark(answer: dict[str, Any] | None) -> Text:
     return Text("✓", style="bold green") if answer["correct"] else Text("✗", style="bold red")
 
 
+def item_origin(row: dict[str, Any]) -> str:
+    """Where an eval item came from: `fixture.json row 12`, or "" when its source does not say."""
+    src = row.get("source") or {}
+    if not src.get("source_file"):
+        return ""
+    where = visible(str(src["source_file"]), single_line=True)
+    return where + (f" row {src['source_row']}" if src.get("source_row") is not None else "")
+
+
 def detail_view(row: dict[str, Any], models: list[dict[str, Any]], labels: dict[str, str],
                 scorer: str) -> Group:
-    """The item in full: id and origin, the prompt turns, the reference, each answer side by side."""
-    head = Text(visible(str(row.get("id", "?")), single_line=True), style="bold")
-    src = row.get("source") or {}
-    if src.get("source_file"):
-        where = visible(str(src["source_file"]), single_line=True)
-        if src.get("source_row") is not None:
-            where += f" row {src['source_row']}"
-        head.append(f"  {where}", style="dim")
-    parts: list[Any] = [head]
-    prompt = Text()
+    """The item in full: the prompt turns, the reference, each answer side by side."""
+    parts: list[Any] = []
     msgs = row.get("messages") or []
-    for m in msgs:
-        role = str(m.get("role", "?"))
-        if len(msgs) > 1:
-            prompt.append(f"{role}: ", style="bold cyan" if role == "user" else "dim")
-        prompt.append(visible(str(m.get("content", ""))) + "\n")
-    parts += [Text("prompt", style="bold underline"), prompt.rstrip() or Text("(empty)", style="dim"),
-              Text("reference", style="bold underline"), Text(visible(str(row.get("reference", ""))))]
+    prompt = Text("prompt ", style="bold")
+    if len(msgs) > 1:  # a conversation: each turn on its own line, with its role
+        for m in msgs:
+            role = str(m.get("role", "?"))
+            prompt.append(f"\n{role}: ", style="bold cyan" if role == "user" else "dim")
+            prompt.append(visible(str(m.get("content", ""))))
+    else:
+        prompt.append(visible(str(msgs[0].get("content", ""))) if msgs else "")
+    parts.append(prompt)
+    parts.append(Text("reference ", style="bold").append(visible(str(row.get("reference", "")))))
     table = Table(box=box.SIMPLE_HEAD, expand=True, padding=(0, 1), show_edge=False)
     cells: list[Any] = []
     for m in models:
@@ -249,7 +255,7 @@ def eval_request(form: dict[str, str]) -> EvalRequest:
         raise StudioError("models: name at least one: base, a run id, merged:RUN or a base model")
     source = form.get("source", "").strip()
     if not source:
-        raise StudioError("eval set: give a split directory or a data file")
+        raise StudioError("eval set: give a split name or folder, or a data file")
     part = form.get("part", "val")
     if part not in PARTS:
         raise StudioError(f"part {part!r}: use {', '.join(PARTS)}")
@@ -305,18 +311,25 @@ def progress_to_job(job: Job, labels: dict[str, str]):
     return progress
 
 
-def run_eval_job(job: EvalJob, req: EvalRequest, runs_dir: Path) -> tuple[str, Any]:
-    """The eval as a job body (a worker thread): items first (a set with no rows fails before any
-    model loads), then the models, then run_eval into RUN/evals/EVAL_ID. TrainingErrors and load
-    failures become StudioErrors (one notification line)."""
+def run_eval_job(job: EvalJob, req: EvalRequest, ws_root: Path) -> tuple[str, Any]:
+    """The eval as a job body (a worker thread): the eval set as `studio eval --on` reads it (a split
+    name, a split folder or a data file), its items first (a set with no rows fails before any model
+    loads), then the models, then run_eval into RUN/evals/EVAL_ID of the form's run. TrainingErrors
+    and load failures become StudioErrors (one notification line)."""
+    import argparse
+
     from training.errors import TrainingError
     from training.evaluate import eval_dir, load_items, resolve_models, run_eval
 
-    run_dir = Path(runs_dir) / req.run_id
+    from ..commands.eval import resolve_eval_set
+
+    runs_dir = Path(ws_root) / "runs"
+    run_dir = runs_dir / req.run_id
     try:
         job.set_message("reading the eval items…")
-        items = load_items(req.source, part=req.part, limit=req.limit)
         specs = resolve_models(req.models, runs_dir)
+        source = resolve_eval_set(argparse.Namespace(on=req.source, workspace=str(ws_root)), specs)
+        items = load_items(source, part=req.part, limit=req.limit)
         base = None
         if not any(s.kind in ("adapter", "model") for s in specs):
             from training.inference import describe_run  # `base` alone: the selected run's base
@@ -329,7 +342,7 @@ def run_eval_job(job: EvalJob, req: EvalRequest, runs_dir: Path) -> tuple[str, A
         job.total = len(items) * len(specs)
         job.set_message(f"loading {', '.join(labels.values())}…")
         eval_id = new_eval_id(run_dir)
-        result = run_eval(req.source, specs, scorer=req.scorer, part=req.part, limit=req.limit,
+        result = run_eval(source, specs, scorer=req.scorer, part=req.part, limit=req.limit,
                           max_new_tokens=req.max_new_tokens, batch_size=BATCH_SIZE, base=base,
                           out_dir=eval_dir(run_dir, eval_id), eval_id=eval_id,
                           progress=progress_to_job(job, labels), cancel=job.stop, items=items)
@@ -374,7 +387,7 @@ class NewEvalScreen(ModalScreen["EvalRequest | None"]):
                             placeholder="base RUN merged:RUN smollm2-135m-instruct")
                 yield Label("eval set")
                 yield Input(self.splits.get(self.run_id, ""), id="ne-source", compact=True,
-                            placeholder="split directory or data file")
+                            placeholder="split name or folder, or a data file")
                 yield Label("part")
                 yield Select([(p, p) for p in PARTS], value="val", id="ne-part", allow_blank=False, compact=True)
                 yield Label("scorer")
@@ -443,29 +456,81 @@ def _compact(value: Any, width: int = 160) -> str:
     return _cut(visible(str(value), single_line=True), width)
 
 
-def why_view(item_id: str, query: str, rows: list[dict[str, Any]]) -> Group:
-    parts: list[Any] = [Text(f"Training rows nearest to {visible(item_id, single_line=True)}", style="bold"),
-                        Text(_cut(visible(query, single_line=True), 300), style="dim")]
+def history_lines(row: dict[str, Any]) -> list[Text]:
+    """A training row's curation history (curation.why.sample_history) as short dim lines."""
+    h = row.get("history")
+    src = row.get("source") or {}
+    if not isinstance(h, dict):
+        where = src.get("source_file")
+        line = Text("not in this workspace (the split was exported elsewhere)", style="dim")
+        if where:
+            line.append(f"; from {_compact(where, 60)}" + (f":{src['source_row']}" if src.get("source_row") is not None
+                                                           else ""), style="dim")
+        return [line]
+    out: list[Text] = []
+
+    def add(label: str, value: str) -> None:
+        out.append(Text(f"{label}: ", style="dim bold").append(value, style="dim"))
+
+    where = h.get("source_file") or src.get("source_file")
+    row_no = h.get("source_row") if h.get("source_row") is not None else src.get("source_row")
+    if where:
+        add("source", _compact(where, 80) + (f":{row_no}" if row_no is not None else ""))
+    if h.get("status"):
+        add("status", _compact(h["status"], 20))
+    flags = h.get("flags") or []
+    if flags:
+        add("flags", ", ".join(_compact(f.get("rule_id", f) if isinstance(f, dict) else f, 40) for f in flags))
+    cluster = h.get("cluster")
+    if isinstance(cluster, dict):
+        keeper = "the keeper" if cluster.get("is_keeper") else f"keeper #{cluster.get('keeper_id')}"
+        add("cluster", f"#{cluster.get('id')} ({_compact(cluster.get('method'), 12)}, {cluster.get('size')} members, "
+                       f"{keeper})")
+    elif cluster:
+        add("cluster", _compact(cluster, 60))
+    if h.get("duplicate_of") is not None:
+        add("duplicate of", f"#{h['duplicate_of']}")
+    edits = h.get("edits")
+    if isinstance(edits, dict) and edits.get("earlier_versions"):
+        latest = edits.get("latest") or {}
+        what = ", ".join(_compact(latest.get(k), 60) for k in ("kind", "reason") if latest.get(k))
+        add("edits", f"{edits['earlier_versions']} earlier version(s)" + (f"; last: {what}" if what else ""))
+    aug = h.get("augment")
+    if isinstance(aug, dict):
+        bits = [_compact(aug.get("operation") or "augmented", 20)]
+        if aug.get("parent_id") is not None:
+            bits.append(f"from #{aug['parent_id']}")
+        if aug.get("provider") or aug.get("model"):
+            bits.append(_compact("/".join(str(x) for x in (aug.get("provider"), aug.get("model")) if x), 40))
+        add("augmentation", " ".join(bits))
+    judge = h.get("judge")
+    if isinstance(judge, dict) and judge.get("score") is not None:
+        add("judge", f"{judge['score']}" + (f" ({_compact(judge.get('reason'), 80)})" if judge.get("reason") else ""))
+    return out
+
+
+def why_view(item_id: str, model: str | None, prompt: str, rows: list[dict[str, Any]],
+             own_sample: Any = None) -> Group:
+    title = Text(f"Nearest training rows to {visible(item_id, single_line=True)}", style="bold")
+    if model:
+        title.append(f" (prompt + {visible(model, single_line=True)}'s answer)", style="dim")
+    parts: list[Any] = [title, Text(_cut(visible(prompt, single_line=True), 300), style="dim")]
     if not rows:
-        parts.append(Text("\nno training rows found", style="yellow"))
+        parts.append(Text("\nno training row shares a shingle with this item", style="yellow"))
     for i, r in enumerate(rows, 1):
-        head = Text(f"\n{i}. sample {visible(str(r.get('sample_id', '?')), single_line=True)}", style="bold")
+        head = Text(f"\n{r.get('rank', i)}. sample {visible(str(r.get('sample_id', '?')), single_line=True)}",
+                    style="bold")
+        if r.get("row") is not None:
+            head.append(f" · train row {r['row']}", style="dim")
         sim = r.get("similarity")
         if isinstance(sim, (int, float)):
-            head.append(f"  similarity {sim:.2f}", style="cyan")
+            head.append(f" · similarity {sim:.2f}", style="cyan")
+        if own_sample is not None and r.get("sample_id") == own_sample:
+            head.append(" · this item's own sample", style="bold yellow")
         parts.append(head)
-        parts.append(Text("instruction: ", style="bold").append(_cut(visible(str(r.get("instruction", ""))), 600),
-                                                                style=""))
-        parts.append(Text("answer: ", style="bold").append(_cut(visible(str(r.get("answer", ""))), 600), style=""))
-        history = r.get("history")
-        if isinstance(history, dict):
-            for key, value in history.items():
-                if value in (None, "", [], {}):
-                    continue
-                parts.append(Text(f"{visible(str(key), single_line=True)}: ", style="dim bold")
-                             .append(_compact(value), style="dim"))
-        elif history:
-            parts.append(Text("history: ", style="dim bold").append(_compact(history, 400), style="dim"))
+        parts.append(Text("instruction: ", style="bold").append(_cut(visible(str(r.get("instruction", ""))), 600)))
+        parts.append(Text("answer: ", style="bold").append(_cut(visible(str(r.get("answer", ""))), 600)))
+        parts += history_lines(r)
     return Group(*parts)
 
 
@@ -478,13 +543,14 @@ class WhyScreen(ModalScreen[None]):
     #why-dialog { width: 90%; max-width: 120; height: 90%; padding: 0 1; }
     """
 
-    def __init__(self, item_id: str, query: str, rows: list[dict[str, Any]]):
+    def __init__(self, item_id: str, model: str | None, prompt: str, rows: list[dict[str, Any]],
+                 own_sample: Any = None):
         super().__init__()
-        self.item_id, self.query_text, self.rows = item_id, query, rows
+        self.item_id, self.model, self.prompt, self.rows, self.own_sample = item_id, model, prompt, rows, own_sample
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog", id="why-dialog"):
-            yield Static(why_view(self.item_id, self.query_text, self.rows), id="why-text")
+            yield Static(why_view(self.item_id, self.model, self.prompt, self.rows, self.own_sample), id="why-text")
 
     def on_mount(self) -> None:
         dialog = self.query_one("#why-dialog")
@@ -524,7 +590,8 @@ class EvalScreen(Screen):
         self.labels: dict[str, str] = {}
         self.base_name: str | None = None
         self.adapter_name: str | None = None
-        self.item_id: str | None = None           # the item in the detail pane
+        self.item_id: str | None = None           # the item in the detail pane (its table key)
+        self._by_key: dict[str, dict[str, Any]] = {}  # table key -> item (ids made unique)
         self._want_eval: tuple[str, str] | None = None  # (run, eval id) to select once listed
         self._table_width = 0
 
@@ -693,6 +760,14 @@ class EvalScreen(Screen):
         keep = self.item_id
         table.clear(columns=True)
         self.shown = filter_rows(self.rows, self.filter, self.base_name, self.adapter_name)
+        self._by_key = {}
+        keys: dict[int, str] = {}
+        for i, row in enumerate(self.rows):  # an item id seen twice (a hand-made items.jsonl) gets #N
+            key = str(row.get("id"))
+            if key in self._by_key:
+                key = f"{key}#{i + 1}"
+            self._by_key[key] = row
+            keys[id(row)] = key
         self._set_title()
         if not self.rows:
             self._table_width = 0
@@ -705,12 +780,11 @@ class EvalScreen(Screen):
         for m in models:
             label = self.labels.get(str(m.get("name")), "?")
             table.add_column(label, width=max(1, len(label)), key=f"m:{m.get('name')}")
-        for row in self.shown:
-            rid = str(row.get("id"))
+        ids = [keys[id(row)] for row in self.shown]
+        for rid, row in zip(ids, self.shown):
             table.add_row(Text(_cut(visible(rid, single_line=True), id_w)),
                           Text(_cut(visible(prompt_of(row), single_line=True), width)),
-                          *[mark(row["answers"].get(str(m.get("name")))) for m in models], key=rid)
-        ids = [str(r.get("id")) for r in self.shown]
+                          *[mark((row.get("answers") or {}).get(str(m.get("name")))) for m in models], key=rid)
         if keep in ids:
             table.move_cursor(row=ids.index(keep), animate=False)
             self._show_item(keep)
@@ -742,22 +816,25 @@ class EvalScreen(Screen):
             return
         self.item_id = item_id
         self._detail(detail_view(row, self._models(), self.labels, str(self.summary.get("scorer", "score"))))
-        self.query_one("#ev-detail-pane").border_title = f"Item {_cut(visible(item_id, single_line=True), 30)} (w: why)"
+        pane = self.query_one("#ev-detail-pane")
+        pane.border_title = f"Item {_cut(visible(item_id, single_line=True), 30)} (w: why)"
+        pane.border_subtitle = _cut(item_origin(row), 40)
 
     def _row(self, item_id: str | None) -> dict[str, Any] | None:
-        return next((r for r in self.rows if str(r.get("id")) == item_id), None)
+        return self._by_key.get(item_id) if item_id is not None else None
 
     def _detail(self, renderable: Any) -> None:
         self.query_one("#ev-detail", Static).update(renderable)
         self.query_one("#ev-detail-pane", VerticalScroll).scroll_home(animate=False)
 
-    def detail_text(self) -> str:
-        """What the detail pane shows, as plain text (for tests and tools)."""
+    def detail_text(self, width: int | None = None) -> str:
+        """What the detail pane shows, as plain text (for tests and tools), `width` columns wide
+        (default: the pane's)."""
         from io import StringIO
 
         from rich.console import Console
 
-        console = Console(file=StringIO(), width=max(40, self.query_one("#ev-detail").size.width or 76),
+        console = Console(file=StringIO(), width=width or max(40, self.query_one("#ev-detail").size.width or 76),
                           record=True, color_system=None)
         console.print(self.query_one("#ev-detail", Static).content)
         return console.export_text()
@@ -791,11 +868,11 @@ class EvalScreen(Screen):
         self.app.push_screen(NewEvalScreen(self.runs, self.run_id), answer)
 
     def start_eval(self, req: EvalRequest) -> None:
-        runs_dir = self.app.engine.ws.runs_dir
+        ws_root = self.app.engine.ws.root
         job = EvalJob(kind="eval")
         self.notify(f"eval of {visible(req.run_id, single_line=True)} started: {' · '.join(req.models)}"
                     f" on {req.part}; Ctrl+X cancels", title="eval")
-        self.app.run_job("eval", lambda j: run_eval_job(j, req, runs_dir), self._eval_done, job=job)
+        self.app.run_job("eval", lambda j: run_eval_job(j, req, ws_root), self._eval_done, job=job)
 
     def _eval_done(self, out: tuple[str, Any]) -> None:
         run_id, result = out
@@ -821,26 +898,37 @@ class EvalScreen(Screen):
             self.notify("select an item first", severity="warning")
             return
         run = next((r for r in self.runs if r["id"] == self.run_id), {})
-        split = run.get("split") or str(self.summary.get("source") or "")
+        split = run.get("split") or ""
         if not split:
-            self.notify("why: this run's config names no split to search", severity="error")
+            self.notify(f"why: run {visible(str(self.run_id), single_line=True)} names no split (config.yaml "
+                        "data.split); nothing to compare with", title="why", severity="error")
             return
-        query = "\n".join(str(m.get("content", "")) for m in row.get("messages") or [] if m.get("role") == "user")
-        self.notify("looking for the nearest training rows…", timeout=2)
-        self._why(str(row.get("id")), Path(split), query)
+        answers = row.get("answers") or {}
+        # whose answer to explain: the run's adapter, else the first model that answered (as `studio why`)
+        model = next((m for m in [self.adapter_name, self.run_id] + [str(x.get("name")) for x in self._models()]
+                      if m and m in answers), None)
+        self.notify("looking for the nearest training rows…", title="why", timeout=2)
+        self._why(str(self.item_id), row, model, Path(split))
 
     @work(thread=True, exclusive=True, group="ev-why")
-    def _why(self, item_id: str, split_dir: Path, query: str) -> None:
+    def _why(self, key: str, row: dict[str, Any], model: str | None, split_dir: Path) -> None:
         import duckdb
 
+        def say(text: str) -> None:
+            self.app.call_from_thread(self.notify, visible(text, single_line=True), title="why", severity="error")
+
         try:
-            from curation.why import nearest_training_rows
+            from curation.why import item_query, nearest_training_rows
         except ImportError as exc:
             missing = getattr(exc, "name", None)
-            extra = f" ({missing} is missing)" if missing and missing != "curation.why" else ""
-            self.app.call_from_thread(self.notify, f"why is not available in this install{extra}", title="why",
-                                      severity="error")
+            say("why is not available in this install"
+                + (f" ({missing} is missing)" if missing and missing != "curation.why" else ""))
             return
+        if not split_dir.is_dir():
+            say(f"split {split_dir} (data.split of run {self.run_id}) is missing; export it again with the same "
+                "settings on the Export screen (key 5)")
+            return
+        query = item_query(row, model)
         engine = self.app.engine
         # a Workspace on a connection of its own, used on this thread only, then released: the
         # writer thread's ws.con is never touched, and Review's writes never wait on this search
@@ -848,8 +936,10 @@ class EvalScreen(Screen):
         try:
             rows = nearest_training_rows(job_ws, split_dir, query, k=WHY_K)
         except (StudioError, OSError, ValueError, duckdb.Error) as exc:
-            self.app.call_from_thread(self.notify, visible(str(exc)), title="why", severity="error")
+            say(str(exc))
             return
         finally:
             engine.release(job_ws)
-        self.app.call_from_thread(self.app.push_screen, WhyScreen(item_id, query, list(rows)))
+        own = (row.get("source") or {}).get("sample_id")
+        label = self.labels.get(model, model) if model else None
+        self.app.call_from_thread(self.app.push_screen, WhyScreen(key, label, prompt_of(row), list(rows), own))
