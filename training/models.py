@@ -350,6 +350,13 @@ def _convert_into(gguf: Path, folder: Path, meta: dict, progress: Progress | Non
         fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         fresh.load_state_dict(loaded.state_dict(), strict=True)
         fresh.generation_config = loaded.generation_config
+        # The GGUF's own special-token ids (now on the config) are the truth: transformers 5.17
+        # converted this tokenizer with eos = <|im_start|> (id 1) where 5.25 gives <|im_end|> (2),
+        # and TRL then "aligned" the model's eos to the tokenizer's. Pin the tokenizer to the config.
+        for role in ("bos", "eos", "pad"):
+            want = getattr(config, f"{role}_token_id", None)
+            if isinstance(want, int) and 0 <= want < len(tok) and getattr(tok, f"{role}_token_id") != want:
+                setattr(tok, f"{role}_token", tok.convert_ids_to_tokens(want))
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         fresh.save_pretrained(str(tmp))
