@@ -357,7 +357,6 @@ async def test_why_with_the_real_search_finds_the_training_row_and_its_flags(eva
     finds train row 2, the workspace's sample 2, with its quality flag."""
     import json
 
-    pytest.importorskip("curation.why")
     from curation.workspace import open_workspace
 
     with open_workspace(eval_ws) as ws:

@@ -247,7 +247,8 @@ class _Generator:
         answers = []
         for ids in new:
             cut = next((i for i, t in enumerate(ids) if t in stops), len(ids))
-            answers.append((tok.decode(ids[:cut], skip_special_tokens=True).strip(), cut))
+            # an answer cut by max_new_tokens can end inside a multi-byte character: drop the U+FFFD
+            answers.append((tok.decode(ids[:cut], skip_special_tokens=True).rstrip("\ufffd").strip(), cut))
         return answers
 
 
