@@ -66,16 +66,17 @@ def resolve_eval_set(args: argparse.Namespace, specs) -> Path:
     raise StudioError("name the eval set with --on SPLIT|FILE (no run among the models to take its split from)")
 
 
-def _judge(args: argparse.Namespace):
+def _judge(args: argparse.Namespace, job):
     """(workspace, batch scorer): the judge reuses augmentation's client, request cache and cost
-    accounting, which live in the workspace (so it is open, and locked, while the eval runs)."""
+    accounting, which live in the workspace (so it is open, and locked, while the eval runs).
+    `job` (a curation Job) lets Ctrl-C stop the judge's requests too."""
     from curation.augment.eval_judge import judge_scorer
 
     from ._common import open_ws
 
     ws = open_ws(args)
     try:
-        return ws, judge_scorer(ws, provider=args.provider, model=args.judge_model)
+        return ws, judge_scorer(ws, provider=args.provider, model=args.judge_model, job=job)
     except BaseException:
         ws.close()
         raise
@@ -101,16 +102,20 @@ def run(args: argparse.Namespace) -> int:
     if out_dir.exists():
         raise StudioError(f"{out_dir} already exists; pick another --name")
 
+    from curation.jobs import Job
+
     extra = {}
     ws = None
+    judge_job = Job(kind="eval:judge")
     if args.scorer == "judge":
-        ws, extra["judge"] = _judge(args)
+        ws, extra["judge"] = _judge(args, judge_job)
     cancel = threading.Event()
 
     def on_sigint(signum, frame):
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
+        judge_job.cancel()
         print("\nstudio eval: stopping after this batch (Ctrl-C again to quit now)", file=sys.stderr)
 
     def progress(done: int, total: int, model: str) -> None:
