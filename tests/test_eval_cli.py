@@ -58,3 +58,14 @@ def test_eval_errors_are_one_line(ws, capsys, args, said):
     assert main(["-w", str(ws / "ws"), "eval", *args]) != 0
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and err.count("studio: error") == 1
+
+
+def test_eval_of_a_merged_model_takes_its_base_from_the_run(ws, capsys):
+    assert main(["-w", str(ws / "ws"), "merge", "run-b"]) == 0
+    capsys.readouterr()
+    rc = main(["-w", str(ws / "ws"), "eval", "base", "merged:run-b", "--on", str(ws / "set.json"),
+               "--max-new-tokens", "4", "--name", "m1", "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [(m["name"], m["kind"]) for m in summary["models"]] == [("base", "base"), ("merged:run-b", "merged")]
+    assert (ws / "ws" / "runs" / "run-b" / "evals" / "m1" / "items.jsonl").is_file()  # in the merged run's folder

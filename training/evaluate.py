@@ -412,8 +412,8 @@ def _base_of(models: list[ModelSpec]) -> str | None:
     from .inference import describe_run
 
     for spec in models:
-        if spec.kind == "adapter":
-            run = describe_run(spec.path)
+        if spec.kind in ("adapter", "merged"):  # a merged model's run is its folder's parent
+            run = describe_run(spec.path if spec.kind == "adapter" else Path(spec.path).parent)
             return run.base_path if run.untrained_base else run.base
     for spec in models:
         if spec.kind == "model":

@@ -4,7 +4,8 @@ every answer, and print one table (training/evaluate.py does the work).
 MODEL is `base` (the runs' base with adapters off), a run id (its adapter), `merged:RUN`, or any
 base that `base:` accepts (e.g. smollm2-135m-instruct). The eval set (`--on`) defaults to the first
 run's split, its validation part; it may be another split or any alpaca / messages / sharegpt file.
-Results go to the first run's `evals/EVAL_ID/` (docs/contracts.md), else WORKSPACE/evals/EVAL_ID/.
+Results go to the first run's `evals/EVAL_ID/` (a run named as a model or as `merged:RUN`;
+docs/contracts.md), else WORKSPACE/evals/EVAL_ID/.
 Ctrl-C stops after the batch in flight and writes what finished.
 """
 from __future__ import annotations
@@ -94,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_eval_set(args, specs)
     items = _call(lambda: evaluate.load_items(source, part=args.part, limit=args.limit))
     eval_id = args.name or None
-    first_run = next((Path(s.path) for s in specs if s.kind == "adapter"), None)
+    # a merged model's run is its folder's parent (RUN/merged)
+    first_run = next((Path(s.path) if s.kind == "adapter" else Path(s.path).parent
+                      for s in specs if s.kind in ("adapter", "merged")), None)
     import time
 
     eval_id = eval_id or time.strftime("eval-%Y%m%d-%H%M%S")
