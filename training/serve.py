@@ -18,6 +18,7 @@ Supported: `POST /v1/chat/completions` with `messages`, `model`, `max_tokens` /
 """
 from __future__ import annotations
 
+import hmac
 import json
 import sys
 import time
@@ -126,6 +127,9 @@ def parse_chat_request(body: dict) -> dict:
         if not isinstance(m, dict) or m.get("role") not in ("system", "developer", "user", "assistant"):
             raise ApiError(400, f"messages[{i}].role must be system, user or assistant", param=f"messages[{i}].role")
         role = "system" if m["role"] == "developer" else m["role"]
+        if m.get("content") is None and role != "assistant":  # OpenAI allows null only for an assistant turn
+            raise ApiError(400, f"messages[{i}].content must be a string or a list of text parts, got null",
+                           param=f"messages[{i}].content")
         chat.append({"role": role, "content": _text_content(m.get("content"), i)})
     n = body.get("n", 1)
     if n not in (1, None):
@@ -180,12 +184,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _check_key(self) -> None:
         if not self.server.api_key:
             return
-        if self.headers.get("Authorization", "") != f"Bearer {self.server.api_key}":
+        given = self.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        # constant time: the comparison must not tell a caller how much of the key it guessed
+        if not hmac.compare_digest(given, f"Bearer {self.server.api_key}".encode("utf-8", "surrogateescape")):
             raise ApiError(401, "invalid or missing API key (Authorization: Bearer ...)", type="authentication_error",
                            code="invalid_api_key")
 
     def _read_json(self) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
+        header = self.headers.get("Content-Length")
+        try:
+            length = int(header) if header is not None else 0
+        except ValueError:
+            length = -1
+        if length < 0 or (header is not None and not header.strip().isdigit()):
+            # `abc` raised ValueError (a traceback and no answer); `-1` read until the client hung up
+            raise ApiError(400, f"Content-Length must be a non-negative integer, got {header!r}")
         if length > MAX_BODY:
             raise ApiError(413, f"request body over {MAX_BODY} bytes")
         raw = self.rfile.read(length) if length else b""
