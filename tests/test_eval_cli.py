@@ -69,3 +69,22 @@ def test_eval_of_a_merged_model_takes_its_base_from_the_run(ws, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert [(m["name"], m["kind"]) for m in summary["models"]] == [("base", "base"), ("merged:run-b", "merged")]
     assert (ws / "ws" / "runs" / "run-b" / "evals" / "m1" / "items.jsonl").is_file()  # in the merged run's folder
+
+
+def test_a_run_with_eval_at_end_evaluates_base_and_adapter(tmp_path):
+    """The config's `eval.at_end`: after training, RUN/evals/end holds base and adapter on the val
+    rows, and status.json their accuracies."""
+    from tests.training_fixtures import write_split
+    from training import runs
+    from training.config import load_config
+    from training.evaluate import read_items
+
+    split = write_split(tmp_path / "split", n_train=8, n_val=3)
+    cfg = load_config(preset="tiny-demo", overrides={
+        "data.split": str(split), "train.max_steps": 2, "eval.at_end": True, "eval.max_new_tokens": 4})
+    run = runs.create_run(tmp_path / "runs", cfg, name="ends")
+    status = runs.execute(run)
+    assert status["state"] == "done" and status["eval_state"] == "done", status.get("eval_error")
+    assert set(status["eval"]) == {"base", "ends"}
+    rows = read_items(run / "evals" / "end")
+    assert len(rows) == 3 and all(set(r["answers"]) == {"base", "ends"} for r in rows)

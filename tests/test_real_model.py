@@ -23,7 +23,7 @@ CAPITAL = [{"role": "user", "content": "What is the capital of France? Answer in
 
 @pytest.fixture(scope="session")
 def real_base():
-    from training.models import ModelUnavailable, registry, resolve_base
+    from training.models import ModelUnavailable, resolve_base
 
     try:
         return resolve_base(DEMO_MODEL, fetch=True)
@@ -31,8 +31,6 @@ def real_base():
         if os.environ.get("CI"):
             raise
         pytest.skip(f"the real model is not available here: {exc}")
-    finally:
-        assert DEMO_MODEL in registry()
 
 
 @pytest.fixture(scope="module")

@@ -194,10 +194,8 @@ def is_model_folder(folder: Path) -> bool:
 
 def _entry_folder(entry: RegistryEntry) -> Path:
     kind, _, rest = entry.source.partition(":")
-    if kind == "folder":
-        return Path(rest)
-    if kind == "hub":
-        return Path(rest)  # not a folder: transformers resolves it
+    if kind in ("folder", "hub"):
+        return Path(rest)  # a hub id stays a relative "org/name" path, which from_pretrained resolves
     return store_dir() / entry.name
 
 
@@ -250,10 +248,8 @@ def describe_base(base: str) -> str:
 def ensure(entry: RegistryEntry, *, fetch: bool = True, progress: Progress | None = None) -> Path:
     """The entry's Hugging Face folder, fetching and converting it first when it is missing."""
     kind, _, rest = entry.source.partition(":")
-    if kind in ("folder", "hub"):
-        return Path(rest)  # a hub id stays a relative "org/name" path, which from_pretrained resolves
-    folder = store_dir() / entry.name
-    if is_model_folder(folder):
+    folder = _entry_folder(entry)
+    if kind in ("folder", "hub") or is_model_folder(folder):
         return folder
     if not fetch:
         raise ModelUnavailable(f"model {entry.name!r} is not in the store ({store_dir()}); fetch it: "

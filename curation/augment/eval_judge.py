@@ -40,7 +40,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -49,7 +48,7 @@ from . import cache, cost as cost_mod, providers
 from .client import ProviderClient, Reply
 from .jobs import _run_loop
 from .ops import JSON_FORMAT, Unusable, _json_object
-from .templates import LANGS, Template, parse as parse_template
+from .templates import Template, load_named
 
 OPERATION = "eval_judge"          # llm_cache.operation of the judge's requests
 JOB_KIND = "eval:judge"
@@ -75,18 +74,8 @@ class JudgeScore:
 
 def load_template(workspace_root: Path | None = None, lang: str = "en") -> Template:
     """The eval judge template: WORKSPACE/templates/LANG/eval_judge.txt if present, else the
-    packaged one (the same file format and loader as the augment templates)."""
-    lang = lang if lang in LANGS else "en"
-    tid = f"{lang}/{TEMPLATE}"
-    if workspace_root is not None:
-        override = Path(workspace_root) / "templates" / lang / f"{TEMPLATE}.txt"
-        if override.is_file():
-            return parse_template(override.read_text(encoding="utf-8"), id=tid, source="workspace", path=str(override))
-    res = resources.files("curation.augment").joinpath("templates", lang, f"{TEMPLATE}.txt")
-    if lang != "en" and not res.is_file():
-        return load_template(workspace_root, "en")
-    return parse_template(res.read_text(encoding="utf-8"), id=tid, source="package",
-                          path=f"curation/augment/templates/{tid}.txt")
+    packaged one (the augment templates' format and loader)."""
+    return load_named(TEMPLATE, lang, workspace_root)
 
 
 _ROLE_LABEL = {"system": "System", "user": "User", "assistant": "Assistant"}

@@ -107,13 +107,21 @@ def template_lang(sample_lang: str | None) -> str:
 def load(op: str, lang: str, workspace_root: Path | None = None) -> Template:
     if op not in OPERATIONS:
         raise StudioError(f"unknown augment operation {op!r}; choose one of {', '.join(OPERATIONS)}.")
+    return load_named(op, lang, workspace_root)
+
+
+def load_named(name: str, lang: str, workspace_root: Path | None = None) -> Template:
+    """Template NAME (`templates/LANG/NAME.txt`): the workspace's override if present, else the
+    packaged one; a language without its own packaged file falls back to English."""
     lang = lang if lang in LANGS else "en"
-    tid = f"{lang}/{op}"
+    tid = f"{lang}/{name}"
     if workspace_root is not None:
-        override = Path(workspace_root) / "templates" / lang / f"{op}.txt"
+        override = Path(workspace_root) / "templates" / lang / f"{name}.txt"
         if override.is_file():
             return parse(override.read_text(encoding="utf-8"), id=tid, source="workspace", path=str(override))
-    res = resources.files("curation.augment").joinpath("templates", lang, f"{op}.txt")
+    res = resources.files("curation.augment").joinpath("templates", lang, f"{name}.txt")
+    if lang != "en" and not res.is_file():
+        return load_named(name, "en", workspace_root)
     return parse(res.read_text(encoding="utf-8"), id=tid, source="package", path=f"curation/augment/templates/{tid}.txt")
 
 

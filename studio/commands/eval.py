@@ -14,6 +14,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from curation.errors import StudioError
@@ -94,13 +95,10 @@ def run(args: argparse.Namespace) -> int:
     specs = _call(lambda: evaluate.resolve_models(args.models, runs_dir))
     source = resolve_eval_set(args, specs)
     items = _call(lambda: evaluate.load_items(source, part=args.part, limit=args.limit))
-    eval_id = args.name or None
+    eval_id = args.name or time.strftime("eval-%Y%m%d-%H%M%S")
     # a merged model's run is its folder's parent (RUN/merged)
     first_run = next((Path(s.path) if s.kind == "adapter" else Path(s.path).parent
                       for s in specs if s.kind in ("adapter", "merged")), None)
-    import time
-
-    eval_id = eval_id or time.strftime("eval-%Y%m%d-%H%M%S")
     out_dir = (first_run / evaluate.EVALS_DIR / eval_id) if first_run else workspace_path(args) / "evals" / eval_id
     if out_dir.exists():
         raise StudioError(f"{out_dir} already exists; pick another --name")
