@@ -252,6 +252,13 @@ def test_remote_run_survives_the_client_and_reattaches_without_gap(sshd, host_en
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         assert (run_dir / "adapter" / name).read_bytes() == (remote_dir / "adapter" / name).read_bytes()
     capsys.readouterr()
+    # the fetched run is whole here: `runs` knows its method and base, and chat loads it
+    assert studio("runs", "-w", str(ws)) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("r1 "))
+    assert "?" not in row and " lora " in row and " tiny " in row, row
+    assert studio("chat", "r1", "-w", str(ws), "--prompt", "hi", "--max-new-tokens", "2", "--temperature", "0",
+                  "--no-base") == 0
+    assert capsys.readouterr().out.strip()
 
     # a second run of the same split sends no data again
     assert studio("train", str(split), "-w", str(ws), "--preset", "tiny-demo", "--set", "train.max_steps=1",

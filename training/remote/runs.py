@@ -197,15 +197,23 @@ async def cancel_remote(run_dir: str | Path, *, grace_s: float = 30) -> dict[str
 
 async def fetch_run(run_dir: str | Path) -> list[str]:
     """Bring the final state into the mirror: the rest of metrics.jsonl, status.json, train.log,
-    and adapter/ (or model/ for full fine-tuning). Returns the names fetched."""
+    and adapter/ (or model/ for full fine-tuning). A `tiny` run's base is built inside its run
+    directory (RUN/base), so it comes too: without it the adapter can't be loaded here. Any other
+    base stays as config.yaml names it (a registry name, hub id or this machine's folder).
+    Returns the names fetched."""
     import asyncssh
 
+    from ..config import load_run_config
+
     run = require_remote(run_dir)
+    names = ["adapter", "model"]
+    if load_run_config(run.local_dir).is_tiny:
+        names.append("base")
     fetched = []
     async with open_remote(run.host) as remote:
         await poll_once(remote, run.remote_dir, run.local_dir)
         fetched += ["metrics.jsonl", "status.json"]
-        for name in ("adapter", "model"):
+        for name in names:
             src = posixpath.join(run.remote_dir, name)
             if not await remote.sftp.isdir(src):
                 continue

@@ -82,6 +82,17 @@ def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
     return rows
 
 
+LOCAL_KEYS = ("base", "method", "untrained")
+
+
+def _read_local_status(local_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((local_dir / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 async def poll_once(remote, remote_dir: str, local_dir: Path,
                     on_lines: Callable[[list[dict[str, Any]]], Any] | None = None) -> tuple[int, dict[str, Any] | None]:
     """One round: append the remote's new complete lines to the mirror, refresh status.json.
@@ -134,6 +145,9 @@ async def poll_once(remote, remote_dir: str, local_dir: Path,
         if summary["state"] == "lost":
             status["state"] = "failed"
             status.setdefault("error", "the remote training process ended without a final state")
+        # The run was created here (create_run): the mirror keeps what this machine knows of it.
+        # The remote status has no base or method, and its paths name the remote copies.
+        status.update({k: v for k, v in _read_local_status(local_dir).items() if k in LOCAL_KEYS})
         _write_json_atomic(local_dir / "status.json", status)
     return appended, summary
 
