@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -143,16 +144,19 @@ def test_serve_answers_on_localhost_only(studio_ws):
     proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "--workspace", str(studio_ws), "--serve", "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        url = next(word for line in proc.stderr for word in line.split() if "?token=" in word)
         deadline = time.monotonic() + 20
         while True:
             try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                page = urllib.request.urlopen(url, timeout=2).read().decode()
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.2)
         assert "THE STUDIO" in page
+        with pytest.raises(urllib.error.HTTPError, match="403"):  # the page without its token
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
         local = [line.split()[3] for line in listening.splitlines()]
         assert local == [f"127.0.0.1:{port}"]

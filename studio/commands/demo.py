@@ -50,12 +50,11 @@ def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from curation.workspace import open_workspace
-
     from ..cli import run_app
+    from ._common import open_ws
 
     path = workspace_path(args)
-    ws = open_workspace(path)
+    ws = open_ws(args, create=True)
     try:
         if ws.count() == 0:
             print(f"studio: building the demo workspace {path} from sample_data/ ...", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""`studio export NAME`: freeze a train/validation split under WORKSPACE/splits/NAME (docs/contracts.md)."""
+"""`studio export NAME [--dry-run]`: freeze a train/validation split under WORKSPACE/splits/NAME (docs/contracts.md)."""
 from __future__ import annotations
 
 from ._common import add_command
@@ -15,7 +15,26 @@ def register(sub):
     p.add_argument("--include", choices=("approved", "approved+pending"), default="approved",
                    help="which samples (default approved; rejected samples and duplicates never)")
     p.add_argument("--force", action="store_true", help="replace an existing split of that name")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the counts the split would have and write nothing (works while the studio is open)")
     p.set_defaults(func=run)
+
+
+def dry_run(ws, args) -> dict:
+    """What `studio export` would write, and the same refusals, without writing."""
+    from curation import export
+    from curation.errors import StudioError
+
+    export._check_name(args.name)
+    target = ws.splits_dir / args.name
+    if target.exists() and not args.force:
+        raise StudioError(f"split {args.name!r} already exists at {target}. Pass --force to replace it, or choose another name.")
+    counts = export.preview_counts(ws.con, val=args.val, seed=args.seed, include=args.include)
+    if not counts["rows"]:
+        hint = ("approve samples first or pass --include approved+pending" if args.include == "approved"
+                else "import samples and leave some not rejected")
+        raise StudioError(f"no samples to export into {args.name!r} with --include {args.include}: {hint}.")
+    return {"dry_run": True, "name": args.name, "path": str(target), "format": args.format, **counts}
 
 
 def run(args) -> int:
@@ -23,6 +42,17 @@ def run(args) -> int:
 
     from ._common import open_ws, out, out_json
 
+    if args.dry_run:
+        with open_ws(args) as ws:
+            plan = dry_run(ws, args)
+        if args.json:
+            out_json(plan)
+        else:
+            ex = plan["excluded"]
+            out(f"dry run: split {args.name} would hold train {plan['train']:,}, val {plan['val']:,} "
+                f"({args.format}, {args.include}, seed {args.seed}); left out: {ex['rejected']:,} rejected, "
+                f"{ex['duplicates']:,} duplicates, {ex['pending']:,} pending. Nothing written.")
+        return 0
     with open_ws(args) as ws:
         m = export.export_split(ws, args.name, val=args.val, seed=args.seed, format=args.format,
                                 include=args.include, force=args.force)
