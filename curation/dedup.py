@@ -28,7 +28,9 @@ the keeper (exact when verified, else the MinHash estimate; 1.0 for exact duplic
 
 Each run is one operation (kind 'dedup') and undoable: it saves what it replaces in the
 dup_undo_* tables and names `undo_operation` as its undo handler. A full run replaces every
-earlier cluster (whatever fields they used) but keeps reviewer keeper choices. Signatures are
+earlier cluster (whatever fields they used) but keeps reviewer keeper choices. A run that would
+change nothing (the same clusters with the same parameters, an incremental check that finds no new
+duplicate, a keeper already chosen) records no operation: its op_id is None. Signatures are
 stored in minhash_signatures keyed by the parameters, so re-runs and `check_incremental` only
 hash samples that are new or edited. Only the main process touches DuckDB; all writes happen in
 one transaction at the end, so a cancelled or interrupted run leaves the workspace as it was.
@@ -699,23 +701,66 @@ def find_duplicates(ws, *, threshold: float = DEFAULT_THRESHOLD, fields: str = "
             p.close(terminate=True)
     job.set_message("writing clusters")
     with ws.transaction() as c:
-        op_id = ws.record_operation("dedup", details=_details(params, report, False),
-                                    sample_count=int((plan.member != plan.keeper).sum()))
-        _save_for_undo(c, op_id, None, None)
-        c.execute("DELETE FROM dup_members")
-        c.execute("DELETE FROM dup_clusters")
-        c.execute("UPDATE samples SET cluster_id = NULL, duplicate_of = NULL "
-                  "WHERE cluster_id IS NOT NULL OR duplicate_of IS NOT NULL")
-        report.clusters, report.duplicates = _write_plan(c, op_id, plan, params)
-        _store_signatures(c, params, fresh)
-        c.execute("UPDATE operations SET details = ? WHERE id = ?",
-                  [json.dumps({**_details(params, report, False), "clusters": report.clusters,
-                               "duplicates": report.duplicates}), op_id])
+        if _same_clusters(c, plan, params):
+            # A rerun that finds what is there already: record no operation (undo must revert the
+            # last real change), keep only the new signatures (a cache).
+            _store_signatures(c, params, fresh)
+            report.clusters, report.duplicates = len(plan.method), int((plan.member != plan.keeper).sum())
+            op_id = None
+        else:
+            op_id = _full_run_write(ws, c, plan, params, report, fresh)
     report.op_id = op_id
     report.exact_clusters = sum(1 for m in plan.method if m == "exact")
     report.near_clusters = report.clusters - report.exact_clusters
     report.seconds = time.monotonic() - started
     return report
+
+
+def _same_clusters(c, plan: _Plan, params: DedupParams) -> bool:
+    """Whether a full run's plan equals the stored clusters (members, keepers, similarities,
+    methods, who chose the keeper, duplicate_of) and the last run used the same parameters."""
+    if last_params(c) != params:
+        return False
+    new = pa.table({"sample_id": plan.member, "keeper_id": plan.keeper, "similarity": plan.similarity,
+                    "method": [plan.method[i] for i in plan.label.tolist()],
+                    "chosen": [plan.chosen_by[i] for i in plan.label.tolist()]},
+                   schema=pa.schema([("sample_id", pa.int64()), ("keeper_id", pa.int64()), ("similarity", pa.float64()),
+                                     ("method", pa.string()), ("chosen", pa.string())]))
+    stored = ("SELECT m.sample_id, c.keeper_id, m.similarity, c.method, c.keeper_chosen_by, c.fields, c.resolved, s.duplicate_of "
+              "FROM dup_members m JOIN dup_clusters c ON c.id = m.cluster_id JOIN samples s ON s.id = m.sample_id "
+              "AND s.cluster_id = m.cluster_id")
+    planned = ("SELECT sample_id, keeper_id, similarity, method, chosen, ?, chosen = 'reviewer', "
+               "CASE WHEN sample_id = keeper_id THEN NULL ELSE keeper_id END FROM _plan_new")
+    c.register("_plan_new", new)
+    try:
+        diff = c.execute(
+            f"""SELECT (SELECT count(*) FROM ({stored} EXCEPT ALL {planned}))
+                     + (SELECT count(*) FROM ({planned} EXCEPT ALL {stored}))
+                     + (SELECT count(*) FROM samples s WHERE (s.cluster_id IS NOT NULL OR s.duplicate_of IS NOT NULL)
+                        AND NOT EXISTS (SELECT 1 FROM dup_members m WHERE m.sample_id = s.id AND m.cluster_id = s.cluster_id))
+                     + (SELECT count(*) FROM dup_clusters c
+                        WHERE c.size <> (SELECT count(*) FROM dup_members m WHERE m.cluster_id = c.id))""",
+            [params.fields, params.fields]).fetchall()[0][0]
+    finally:
+        c.unregister("_plan_new")
+    return int(diff) == 0
+
+
+def _full_run_write(ws, c, plan: _Plan, params: DedupParams, report: DedupReport, fresh: _Sigs) -> int:
+    """Record a full run's operation and replace every cluster with the plan's; its id."""
+    op_id = ws.record_operation("dedup", details=_details(params, report, False),
+                                sample_count=int((plan.member != plan.keeper).sum()))
+    _save_for_undo(c, op_id, None, None)
+    c.execute("DELETE FROM dup_members")
+    c.execute("DELETE FROM dup_clusters")
+    c.execute("UPDATE samples SET cluster_id = NULL, duplicate_of = NULL "
+              "WHERE cluster_id IS NOT NULL OR duplicate_of IS NOT NULL")
+    report.clusters, report.duplicates = _write_plan(c, op_id, plan, params)
+    _store_signatures(c, params, fresh)
+    c.execute("UPDATE operations SET details = ? WHERE id = ?",
+              [json.dumps({**_details(params, report, False), "clusters": report.clusters,
+                           "duplicates": report.duplicates}), op_id])
+    return op_id
 
 
 def last_params(con) -> DedupParams | None:
@@ -780,12 +825,16 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
     finally:
         for p in holder:
             p.close(terminate=True)
+    op_id = None
     with ws.transaction() as c:
-        op_id = ws.record_operation("dedup", details=_details(params, report, True),
-                                    sample_count=int((plan.member != plan.keeper).sum()))
-        touched = [e for e in plan.existing_id if e is not None]
-        _save_for_undo(c, op_id, touched, plan.member)
-        report.clusters, report.duplicates = _write_plan(c, op_id, plan, params)
+        if plan.member.size:
+            op_id = ws.record_operation("dedup", details=_details(params, report, True),
+                                        sample_count=int((plan.member != plan.keeper).sum()))
+            touched = [e for e in plan.existing_id if e is not None]
+            _save_for_undo(c, op_id, touched, plan.member)
+            report.clusters, report.duplicates = _write_plan(c, op_id, plan, params)
+        # else no new sample is a duplicate: nothing changes, no operation (undo must revert the
+        # last real change); the new signatures are kept all the same (a cache).
         _store_signatures(c, params, fresh)
     report.op_id = op_id
     report.exact_clusters = sum(1 for m, e in zip(plan.method, plan.existing_id) if m == "exact" and e is None)
@@ -938,10 +987,11 @@ def _cluster_shingle(con, cluster_op: int | None) -> int:
     return int(d.get("shingle", DEFAULT_SHINGLE))
 
 
-def set_keeper(ws, cluster_id: int, sample_id: int, *, reason: str | None = None) -> int:
+def set_keeper(ws, cluster_id: int, sample_id: int, *, reason: str | None = None) -> int | None:
     """A person's choice of keeper for a cluster (keeper_chosen_by='reviewer', resolved). Other
     members become duplicates of it; similarities are recomputed against it. Kept by later
-    dedup runs; one undoable operation (kind 'keeper'); returns its id."""
+    dedup runs; one undoable operation (kind 'keeper'); returns its id, or None when the cluster
+    already had that keeper from a reviewer (nothing changes, nothing is recorded)."""
     con = ws.con
     rows = con.execute("SELECT method, fields, op_id FROM dup_clusters WHERE id = ?", [int(cluster_id)]).fetchall()
     row = rows[0] if rows else None
@@ -962,6 +1012,8 @@ def set_keeper(ws, cluster_id: int, sample_id: int, *, reason: str | None = None
         k = members.index(int(sample_id))
         sims = _jaccard_chunk(texts, np.full(ids.size, k), np.arange(ids.size), params.shingle)
         sims[k] = 1.0
+    if _keeper_unchanged(con, int(cluster_id), int(sample_id), ids, sims):
+        return None  # already this keeper, chosen by a reviewer: no operation for undo to meet
     with ws.transaction() as c:
         op_id = ws.record_operation("keeper", reason=reason, sample_count=len(members),
                                     details={"cluster_id": int(cluster_id), "keeper_id": int(sample_id),
@@ -978,6 +1030,19 @@ def set_keeper(ws, cluster_id: int, sample_id: int, *, reason: str | None = None
         c.execute("UPDATE samples SET duplicate_of = CASE WHEN id = ? THEN NULL ELSE ? END, cluster_id = ? "
                   "WHERE id IN (SELECT unnest(?))", [int(sample_id), int(sample_id), int(cluster_id), members])
     return op_id
+
+
+def _keeper_unchanged(con, cluster_id: int, sample_id: int, ids: np.ndarray, sims: np.ndarray) -> bool:
+    """Whether set_keeper would leave the cluster as it is."""
+    row = con.execute("SELECT keeper_id, keeper_chosen_by, resolved FROM dup_clusters WHERE id = ?", [cluster_id]).fetchall()
+    if not row or tuple(row[0]) != (sample_id, "reviewer", True):
+        return False
+    stored = dict(con.execute(
+        "SELECT m.sample_id, m.similarity FROM dup_members m JOIN samples s ON s.id = m.sample_id "
+        "WHERE m.cluster_id = ? AND s.cluster_id = m.cluster_id "
+        "AND s.duplicate_of IS NOT DISTINCT FROM CASE WHEN s.id = ? THEN NULL ELSE ? END",
+        [cluster_id, sample_id, sample_id]).fetchall())
+    return len(stored) == ids.size and all(stored.get(int(i)) == float(v) for i, v in zip(ids.tolist(), sims.tolist()))
 
 
 def undo_operation(ws, op) -> None:

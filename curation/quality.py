@@ -6,7 +6,8 @@ id, enabled, threshold, description). What each rule measures is built in (`RULE
 file chooses which run and where their thresholds sit. Every checked sample's measured value is
 stored for every numeric rule (`quality_values`), flagged or not, so `preview` can say how many
 samples another threshold would flag and `distribution` can draw the histogram, both without
-re-reading any text.
+re-reading any text; samples with no stored value (no run yet, or added since) are measured on the
+spot, without writing.
 
 Lengths count CJK characters one by one and other text in words ("units"), so a Chinese answer
 of 20 characters and an English answer of 20 words weigh alike. Code blocks are excluded where
@@ -14,7 +15,8 @@ they would mislead (markup, placeholders, language), and an instruction that ask
 translation or a reply in a named language is never flagged for a language mismatch.
 
 `run_quality` is one undoable operation (kind 'quality'): it replaces the flags and values of the
-samples it checks and saves the old ones in `quality_undo`.
+samples it checks and saves the old ones in `quality_undo`. A run that would change nothing (the
+same rules over the same samples again) records no operation: its report's op_id is None.
 """
 from __future__ import annotations
 
@@ -365,6 +367,11 @@ def _measure_chunk(rules: Sequence[Rule], ids: Sequence[int], ins: Sequence[str 
     return values, flags
 
 
+# What a rule reads of a sample: instruction, answer (raw text for text samples), the whole sample.
+_PAIR_COLUMNS = "coalesce(instruction, ''), coalesce(answer, text, '')"
+_WHOLE_COLUMN = "concat_ws(chr(10), system, array_to_string(json_extract_string(messages, '$[*].content'), chr(10)), text)"
+
+
 # -- public API ---------------------------------------------------------------------------------
 @dataclass
 class QualityReport:
@@ -394,9 +401,7 @@ def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_
     where, args = ("TRUE", []) if only is None else ("id IN (SELECT unnest(?))", [only])
     total = int(con.execute(f"SELECT count(*) FROM samples WHERE {where}", args).fetchall()[0][0])
     job.set_total(total)
-    sql = (f"SELECT id, coalesce(instruction, ''), coalesce(answer, text, ''), "
-           f"concat_ws(chr(10), system, array_to_string(json_extract_string(messages, '$[*].content'), chr(10)), text) "
-           f"FROM samples WHERE {where} ORDER BY id")
+    sql = f"SELECT id, {_PAIR_COLUMNS}, {_WHOLE_COLUMN} FROM samples WHERE {where} ORDER BY id"
     value_parts: list[pa.Table] = []
     flag_parts: list[pa.Table] = []
     sizes: list[int] = []
@@ -409,39 +414,20 @@ def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_
 
     with _Workers(_worker_count(workers, total)) as pool:
         for values, flags in pool.stream(_measure_chunk, tasks(), job):
-            value_parts.append(pa.table(values, schema=pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), ("value", pa.float64())])))
-            flag_parts.append(pa.table(flags, schema=pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), ("value", pa.float64()),
-                                                               ("threshold", pa.float64()), ("detail", pa.string())])))
+            value_parts.append(pa.table(values, schema=_VALUES_SCHEMA))
+            flag_parts.append(pa.table(flags, schema=_FLAGS_SCHEMA))
             job.advance(sizes.pop(0) if sizes else 0)
     job.check()
-    vals = pa.concat_tables(value_parts) if value_parts else None
-    flg = pa.concat_tables(flag_parts) if flag_parts else None
+    vals = pa.concat_tables(value_parts) if value_parts else _VALUES_SCHEMA.empty_table()
+    flg = pa.concat_tables(flag_parts) if flag_parts else _FLAGS_SCHEMA.empty_table()
     report = QualityReport(op_id=None, samples=total, rules_file=str(rules) if isinstance(rules, (str, Path)) else None)
+    op_id = None
     with ws.transaction() as c:
-        op_id = ws.record_operation("quality", sample_count=total, details={
-            "rules": [asdict(r) for r in rule_list], "undo_handler": UNDO_HANDLER,
-            "sample_ids": None if only is None else (only if len(only) <= 1000 else f"{len(only)} ids"),
-            "undo_note": "deletes this op's quality_flags/quality_values and restores the rows saved in quality_undo"})
-        scope = "TRUE" if only is None else "sample_id IN (SELECT unnest(?))"
-        c.execute(f"INSERT INTO quality_undo SELECT ?, sample_id, rule_id, value, threshold, detail, op_id, TRUE "
-                  f"FROM quality_flags WHERE {scope}", [op_id, *args])
-        c.execute(f"INSERT INTO quality_undo SELECT ?, sample_id, rule_id, value, NULL, NULL, op_id, FALSE "
-                  f"FROM quality_values WHERE {scope}", [op_id, *args])
-        c.execute(f"DELETE FROM quality_flags WHERE {scope}", args)
-        c.execute(f"DELETE FROM quality_values WHERE {scope}", args)
-        if vals is not None and vals.num_rows:
-            c.register("_qv", vals)
-            try:
-                c.execute("INSERT INTO quality_values SELECT sample_id, rule_id, value, ? FROM _qv", [op_id])
-            finally:
-                c.unregister("_qv")
-        if flg is not None and flg.num_rows:
-            c.register("_qf", flg)
-            try:
-                c.execute("INSERT INTO quality_flags SELECT sample_id, rule_id, value, threshold, detail, ? FROM _qf", [op_id])
-            finally:
-                c.unregister("_qf")
-    if flg is not None and flg.num_rows:
+        # When nothing would change (a rerun with the same rules), record no operation: undo then
+        # reverts the last real change, not an empty one. The report counts the same flags either way.
+        if not _same_as_stored(c, only, vals, flg):
+            op_id = _replace(ws, c, rule_list, only, total, vals, flg)
+    if flg.num_rows:
         ids = flg.column("sample_id").to_numpy()
         report.flags = int(ids.size)
         report.flagged_samples = int(np.unique(ids).size)
@@ -450,6 +436,63 @@ def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_
     report.op_id = op_id
     report.seconds = time.monotonic() - started
     return report
+
+
+_VALUES_SCHEMA = pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), ("value", pa.float64())])
+_FLAGS_SCHEMA = pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), ("value", pa.float64()),
+                           ("threshold", pa.float64()), ("detail", pa.string())])
+
+
+def _same_as_stored(c, only: list[int] | None, vals: pa.Table, flg: pa.Table) -> bool:
+    """Whether the new values and flags of the checked samples equal the stored ones exactly."""
+    scope, args = ("TRUE", []) if only is None else ("sample_id IN (SELECT unnest(?))", [only])
+    c.register("_qv", vals)
+    c.register("_qf", flg)
+    try:
+        diff = c.execute(
+            f"""SELECT (SELECT count(*) FROM (SELECT sample_id, rule_id, value FROM quality_values WHERE {scope}
+                                               EXCEPT ALL SELECT sample_id, rule_id, value FROM _qv))
+                     + (SELECT count(*) FROM (SELECT sample_id, rule_id, value FROM _qv
+                                               EXCEPT ALL SELECT sample_id, rule_id, value FROM quality_values WHERE {scope}))
+                     + (SELECT count(*) FROM (SELECT sample_id, rule_id, value, threshold, detail FROM quality_flags WHERE {scope}
+                                               EXCEPT ALL SELECT sample_id, rule_id, value, threshold, detail FROM _qf))
+                     + (SELECT count(*) FROM (SELECT sample_id, rule_id, value, threshold, detail FROM _qf
+                                               EXCEPT ALL SELECT sample_id, rule_id, value, threshold, detail FROM quality_flags WHERE {scope}))""",
+            args * 4).fetchall()[0][0]
+    finally:
+        c.unregister("_qv")
+        c.unregister("_qf")
+    return int(diff) == 0
+
+
+def _replace(ws, c, rule_list: list[Rule], only: list[int] | None, total: int, vals: pa.Table, flg: pa.Table) -> int:
+    """Record the 'quality' operation and replace the checked samples' flags and values, saving
+    the old ones in quality_undo; returns the operation's id."""
+    args = [] if only is None else [only]
+    op_id = ws.record_operation("quality", sample_count=total, details={
+        "rules": [asdict(r) for r in rule_list], "undo_handler": UNDO_HANDLER,
+        "sample_ids": None if only is None else (only if len(only) <= 1000 else f"{len(only)} ids"),
+        "undo_note": "deletes this op's quality_flags/quality_values and restores the rows saved in quality_undo"})
+    scope = "TRUE" if only is None else "sample_id IN (SELECT unnest(?))"
+    c.execute(f"INSERT INTO quality_undo SELECT ?, sample_id, rule_id, value, threshold, detail, op_id, TRUE "
+              f"FROM quality_flags WHERE {scope}", [op_id, *args])
+    c.execute(f"INSERT INTO quality_undo SELECT ?, sample_id, rule_id, value, NULL, NULL, op_id, FALSE "
+              f"FROM quality_values WHERE {scope}", [op_id, *args])
+    c.execute(f"DELETE FROM quality_flags WHERE {scope}", args)
+    c.execute(f"DELETE FROM quality_values WHERE {scope}", args)
+    if vals.num_rows:
+        c.register("_qv", vals)
+        try:
+            c.execute("INSERT INTO quality_values SELECT sample_id, rule_id, value, ? FROM _qv", [op_id])
+        finally:
+            c.unregister("_qv")
+    if flg.num_rows:
+        c.register("_qf", flg)
+        try:
+            c.execute("INSERT INTO quality_flags SELECT sample_id, rule_id, value, threshold, detail, ? FROM _qf", [op_id])
+        finally:
+            c.unregister("_qf")
+    return op_id
 
 
 def _rule_def(rule_id: str) -> RuleDef:
@@ -461,21 +504,45 @@ def _rule_def(rule_id: str) -> RuleDef:
     return d
 
 
+def _unmeasured_values(con, rule_id: str) -> np.ndarray:
+    """The rule's values for the samples that have none stored (never checked, added since the last
+    run, or checked with the rule disabled), measured now and not written: a preview or histogram
+    is then right before any run. After a run this reads no text (every sample has its value).
+    A rule's value does not depend on its threshold (only the detail text does)."""
+    d = RULES[rule_id]
+    rule = Rule(rule_id, True, 0.0)
+    whole = _WHOLE_COLUMN if d.whole_sample else "''"
+    sql = (f"SELECT {_PAIR_COLUMNS}, {whole} FROM samples s WHERE NOT EXISTS "
+           f"(SELECT 1 FROM quality_values v WHERE v.sample_id = s.id AND v.rule_id = ?)")
+    values: list[float] = []
+    for batch in con.sql(sql, params=[rule_id]).to_arrow_reader(CHUNK):
+        ins, ans, text = (c.to_pylist() for c in batch.columns)
+        for i, a, w in zip(ins, ans, text):
+            m = d.measure(i or "", a or "", rule.threshold, w or "") if d.whole_sample else d.measure(i or "", a or "", rule.threshold)
+            values.append(float(m.value))
+    return np.asarray(values, dtype=np.float64)
+
+
 def preview(con, rule_id: str, threshold: float) -> int:
-    """How many samples `rule_id` would flag at `threshold`, from the values the last run stored."""
+    """How many samples `rule_id` would flag at `threshold`: from the values the last run stored,
+    and for samples without a stored value, measured now (nothing is written)."""
     d = _rule_def(rule_id)
     op = "<" if d.flag_below else ">="
-    return int(con.execute(
+    stored = int(con.execute(
         f"SELECT count(DISTINCT v.sample_id) FROM quality_values v JOIN samples s ON s.id = v.sample_id "
         f"WHERE v.rule_id = ? AND v.value {op} ?", [rule_id, float(threshold)]).fetchall()[0][0])
+    fresh = _unmeasured_values(con, rule_id)
+    t = float(threshold)
+    return stored + int(np.count_nonzero(fresh < t if d.flag_below else fresh >= t))
 
 
 def distribution(con, rule_id: str, bins: int = 20) -> list[tuple[float, float, int]]:
-    """Histogram of the stored values of a rule: (low, high, count) per bin."""
+    """Histogram of the values of a rule, stored or (for samples never measured) measured now:
+    (low, high, count) per bin."""
     _rule_def(rule_id)
     vals = con.execute("SELECT v.value FROM quality_values v JOIN samples s ON s.id = v.sample_id "
                        "WHERE v.rule_id = ? AND v.value IS NOT NULL", [rule_id]).fetchnumpy()["value"]
-    vals = np.asarray(vals, dtype=np.float64)
+    vals = np.concatenate([np.asarray(vals, dtype=np.float64), _unmeasured_values(con, rule_id)])
     if vals.size == 0:
         return []
     counts, edges = np.histogram(vals, bins=max(1, int(bins)))

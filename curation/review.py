@@ -80,10 +80,11 @@ def _missing(ids: list[int], found: set[int]) -> NotFound:
     return NotFound(f"no sample with id {shown}; nothing was changed. `studio stats` shows the id range.")
 
 
-def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -> int:
+def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -> int | None:
     """Give every sample in `ids` the status `status` ('pending', 'approved', 'rejected') as one
-    operation; returns its id. Samples that already have that status are left out of `op_samples`.
-    Unknown ids raise NotFound and change nothing."""
+    operation; returns its id. Samples that already have that status are left out of `op_samples`;
+    when every sample already has it nothing is recorded (undo must not meet an empty operation)
+    and the result is None. Unknown ids raise NotFound and change nothing."""
     if status not in STATUSES:
         raise StudioError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}.")
     id_list = _unique_ids(ids)
@@ -98,24 +99,25 @@ def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -
         if len(current) != len(id_list):
             raise _missing(id_list, {r[0] for r in current})
         changing = [r for r in current if r[1] != status]
+        if not changing:
+            return None
         op_id = ws.record_operation("status", reason=reason, sample_count=len(changing),
                                     details={"status": status, "requested": len(id_list)})
-        if changing:
-            changed_ids = [r[0] for r in changing]
-            con.execute(
-                """INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
-                   SELECT ?, unnest(?), unnest(?), ?, unnest(?), unnest(?)""",
-                [op_id, changed_ids, [r[1] for r in changing], status, [r[2] for r in changing], [r[2] for r in changing]],
-            )
-            con.execute("UPDATE samples SET status = ? WHERE id IN (SELECT unnest(?))", [status, changed_ids])
+        changed_ids = [r[0] for r in changing]
+        con.execute(
+            """INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
+               SELECT ?, unnest(?), unnest(?), ?, unnest(?), unnest(?)""",
+            [op_id, changed_ids, [r[1] for r in changing], status, [r[2] for r in changing], [r[2] for r in changing]],
+        )
+        con.execute("UPDATE samples SET status = ? WHERE id IN (SELECT unnest(?))", [status, changed_ids])
     return op_id
 
 
-def approve(ws, ids: Iterable[int], reason: str | None = None) -> int:
+def approve(ws, ids: Iterable[int], reason: str | None = None) -> int | None:
     return set_status(ws, ids, "approved", reason)
 
 
-def reject(ws, ids: Iterable[int], reason: str | None = None) -> int:
+def reject(ws, ids: Iterable[int], reason: str | None = None) -> int | None:
     return set_status(ws, ids, "rejected", reason)
 
 
@@ -289,10 +291,16 @@ def _handler_for(op: Operation) -> Callable[[Any], None] | None:
     return None
 
 
+# A status change that changed no sample: no longer recorded, but workspaces written before that
+# hold some. Undo passes over them (marking them undone with the next real operation).
+_EMPTY_OP_SQL = "(kind = 'status' AND sample_count = 0)"
+
+
 def undoable(con: duckdb.DuckDBPyConnection, n: int = 1) -> list[Operation]:
     """The next `n` operations undo would revert, newest first."""
     rows = con.execute(
-        f"SELECT {_OP_COLS} FROM operations WHERE undone_by IS NULL AND kind <> 'undo' ORDER BY id DESC LIMIT ?", [int(n)]
+        f"SELECT {_OP_COLS} FROM operations WHERE undone_by IS NULL AND kind <> 'undo' AND NOT {_EMPTY_OP_SQL} "
+        f"ORDER BY id DESC LIMIT ?", [int(n)]
     ).fetchall()
     return [_op(r) for r in rows]
 
@@ -322,6 +330,8 @@ def undo(ws, n: int = 1, reason: str | None = None) -> list[int]:
         for op, h in zip(ops, handlers):
             h(ws)
             con.execute("UPDATE operations SET undone_by = ? WHERE id = ?", [undo_id, op.id])
+        con.execute(f"UPDATE operations SET undone_by = ? WHERE undone_by IS NULL AND {_EMPTY_OP_SQL} AND id > ?",
+                    [undo_id, min(o.id for o in ops)])
     return [o.id for o in ops]
 
 

@@ -1,5 +1,5 @@
 """Selecting samples on the command line: ids and ranges (`12 15 20-30`) and filter flags
-(`--status pending --flag too_short`), shared by approve, reject and any bulk command."""
+(`--status pending --flag answer_too_short`), shared by approve, reject and any bulk command."""
 from __future__ import annotations
 
 import argparse
@@ -34,15 +34,16 @@ def parse_ids(tokens: list[str]) -> list[int]:
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("select by filter (combined with AND; with ids, only the ids that match)")
-    g.add_argument("--status", choices=("pending", "approved", "rejected"))
+    g.add_argument("--status", choices=("pending", "approved", "rejected"), help="samples with this review status")
     g.add_argument("--flag", metavar="RULE", help="samples a quality rule flagged ('*': any rule)")
     g.add_argument("--cluster", type=int, metavar="ID", help="members of a duplicate cluster")
     g.add_argument("--source", metavar="FILE", help="samples imported from this file (as `studio stats` names it)")
     g.add_argument("--lang", metavar="CODE", help="zh, en, ja, ko, other")
-    g.add_argument("--min-score", type=float, metavar="X")
-    g.add_argument("--max-score", type=float, metavar="X")
+    g.add_argument("--min-score", type=float, metavar="X", help="judge score at least X (`studio augment judge` scores 1-5)")
+    g.add_argument("--max-score", type=float, metavar="X", help="judge score at most X")
     g.add_argument("--search", metavar="TEXT", help="case-insensitive text in instruction, answer or raw text")
-    g.add_argument("--duplicates", choices=("include", "exclude", "only"), default="include")
+    g.add_argument("--duplicates", choices=("include", "exclude", "only"), default="include",
+                   help="samples marked duplicate of a cluster's keeper: include them (default), exclude them, or only them")
 
 
 def filter_from_args(args: argparse.Namespace) -> Any:

@@ -6,6 +6,13 @@
 
 Progress (requests, tokens, USD) goes to stderr. Ctrl-C stops sending, waits briefly for requests in
 flight and keeps every answer received; `studio augment resume` carries on.
+
+Exit status (EXIT_CODES, also in each operation's --help): 0 when the job ran to the end, even if
+some requests failed: a summary line counts the failures by reason, and running the same command
+again sends only those (failures are never cached), so a script that reruns until done needs no
+special case, and a partial failure does not look like a broken provider. 4 when every request
+failed (the server unreachable, every reply unusable): the job produced nothing. 3 when it was
+stopped (Ctrl-C, --max-cost). 2 for a mistake in the command or the configuration.
 """
 from __future__ import annotations
 
@@ -15,6 +22,25 @@ import sys
 from typing import Any
 
 from ._common import CliProgress, add_command, add_workspace_option, open_ws, out, out_json
+from ._help import LineKeepingFormatter
+
+EXIT_ALL_FAILED = 4   # every request failed: nothing was produced
+EXIT_STOPPED = 3      # stopped before the end (Ctrl-C or the budget); `studio augment resume` carries on
+EXIT_CODES = (
+    "exit status:\n"
+    "  0  the job ran to the end; failed requests, if any, are counted by reason\n"
+    "     in the summary, and the same command again sends only those\n"
+    f"  {EXIT_STOPPED}  stopped early (Ctrl-C, --max-cost): `studio augment resume` carries on\n"
+    f"  {EXIT_ALL_FAILED}  every request failed (server unreachable, unusable replies): nothing new\n"
+    "  2  a mistake in the command or the provider configuration"
+)
+EXAMPLES = (
+    "examples:\n"
+    "  studio augment rewrite 1-50 --n 3 --dry-run\n"
+    "  studio augment answers --status approved --n 2 --max-cost 1.50 --reject-below 3\n"
+    "  studio augment judge --status pending --limit 100\n"
+    "  studio augment resume"
+)
 
 OPS = {
     "rewrite": "rewrite instructions into N paraphrases that keep their meaning (new samples, same answers)",
@@ -25,14 +51,18 @@ OPS = {
 
 
 def register(sub) -> None:
-    p = add_command(sub, "augment", "augment samples with an LLM: rewrite, answers, reverse, judge")
-    actions = p.add_subparsers(dest="augment_op", metavar="OPERATION", required=True)
+    p = add_command(sub, "augment", "augment samples with an LLM: rewrite, answers, reverse, judge",
+                    epilog=f"{EXAMPLES}\n\n{EXIT_CODES}")
+    actions = p.add_subparsers(dest="augment_op", metavar="OPERATION", required=True,
+                               help="what to do (studio augment OPERATION --help)")
     for op, help_ in OPS.items():
         a = actions.add_parser(op, help=help_, description=help_ + ". Without ids or filters: every sample not rejected, "
-                               "not a duplicate" + ("" if op == "judge" else ", not itself generated") + ".")
+                               "not a duplicate" + ("" if op == "judge" else ", not itself generated") + ".",
+                               epilog=EXIT_CODES, formatter_class=LineKeepingFormatter)
         add_workspace_option(a)
         a.add_argument("ids", nargs="*", metavar="IDS", help="sample ids or ranges (12 15 20-30)")
-        a.add_argument("--status", choices=("pending", "approved", "rejected", "all"))
+        a.add_argument("--status", choices=("pending", "approved", "rejected", "all"),
+                       help="only samples with this review status (all: rejected ones too)")
         a.add_argument("--lang", metavar="CODE", help="only samples in this language (zh, en, ...)")
         a.add_argument("--source", metavar="FILE", help="only samples imported from this file")
         a.add_argument("--limit", type=int, metavar="N", help="at most N samples")
@@ -41,19 +71,20 @@ def register(sub) -> None:
             a.add_argument("--n", type=int, metavar="N", help=f"outputs per sample (default {_default_n(op)})")
             a.add_argument("--reject-below", type=float, metavar="S",
                            help="judge the new samples and reject those scoring below S (e.g. 3)")
-        a.add_argument("--temperature", type=float)
-        _common_run_options(a)
+        a.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default: the operation's own)")
+        _common_run_options(a, checks=op != "judge")
         a.set_defaults(func=_run, op=op)
-    r = actions.add_parser("resume", help="run a stopped or killed job again; answered requests are not resent")
+    r = actions.add_parser("resume", help="run a stopped or killed job again; answered requests are not resent",
+                           epilog=EXIT_CODES, formatter_class=LineKeepingFormatter)
     add_workspace_option(r)
     r.add_argument("job", nargs="?", type=int, help="job id (default: the last unfinished augment job)")
     r.add_argument("--max-cost", type=float, metavar="USD", help="a new budget for this run")
-    r.add_argument("--concurrency", type=int, metavar="C")
+    r.add_argument("--concurrency", type=int, metavar="C", help="requests in flight (default: the job's)")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=_resume)
     j = actions.add_parser("jobs", help="list augment jobs with their tokens and cost")
     add_workspace_option(j)
-    j.add_argument("--json", action="store_true")
+    j.add_argument("--json", action="store_true", help="print the jobs and the usage by provider as JSON")
     j.set_defaults(func=_jobs)
 
 
@@ -63,13 +94,14 @@ def _default_n(op: str) -> int:
     return DEFAULT_N[op]
 
 
-def _common_run_options(a: argparse.ArgumentParser) -> None:
+def _common_run_options(a: argparse.ArgumentParser, checks: bool = True) -> None:
     a.add_argument("--provider", metavar="NAME", help="provider from studio.yaml (default: the first; none: OPENAI_* env)")
     a.add_argument("--model", metavar="M", help="model (overrides the provider's)")
     a.add_argument("--concurrency", type=int, metavar="C", help="requests in flight (overrides the provider's)")
     a.add_argument("--max-cost", type=float, metavar="USD", help="stop before the job would spend more than this")
     a.add_argument("--dry-run", action="store_true", help="estimate requests, tokens and cost; send nothing")
-    a.add_argument("--no-checks", action="store_true", help="skip duplicate and quality checks of the new samples")
+    if checks:  # judge makes no new samples: nothing to check
+        a.add_argument("--no-checks", action="store_true", help="skip duplicate and quality checks of the new samples")
     a.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -82,7 +114,7 @@ def _spec(args: argparse.Namespace) -> Any:
                 limit=args.limit, include_generated=True if args.include_generated else None,
                 n=getattr(args, "n", None), provider=args.provider, model=args.model, concurrency=args.concurrency,
                 max_cost=args.max_cost, reject_below=getattr(args, "reject_below", None), temperature=args.temperature,
-                checks=not args.no_checks)
+                checks=not getattr(args, "no_checks", False))
 
 
 def _print_estimate(est: Any, provider: str, model: str) -> None:
@@ -117,7 +149,23 @@ def _with_cancel_on_sigint(job: Any, fn: Any) -> Any:
         signal.signal(signal.SIGINT, old)
 
 
+def _failure_summary(failures: dict[str, int]) -> str:
+    """`connection 3, unparsable 1`: reasons, most frequent first."""
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(failures.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def exit_status(result: Any) -> int:
+    """0: ran to the end (some requests may have failed); EXIT_STOPPED: stopped early;
+    EXIT_ALL_FAILED: every request failed, nothing was produced. See EXIT_CODES."""
+    if result.state != "done":
+        return EXIT_STOPPED
+    if result.requests and result.failed >= result.requests:
+        return EXIT_ALL_FAILED
+    return 0
+
+
 def _report(result: Any, as_json: bool) -> int:
+    code = exit_status(result)
     if as_json:
         out_json(result.as_dict())
     else:
@@ -134,8 +182,9 @@ def _report(result: Any, as_json: bool) -> int:
             out(f"  {result.judged:,} samples judged")
         if result.rejected_ids:
             out(f"  {len(result.rejected_ids):,} generated samples rejected by the judge gate")
-        if result.failures:
-            out("  failures: " + ", ".join(f"{k} {v}" for k, v in sorted(result.failures.items())))
+        if result.failures and code != EXIT_ALL_FAILED:
+            out(f"  {result.failed:,} of {result.requests:,} requests failed: {_failure_summary(result.failures)}; "
+                f"the same command again sends only those")
         for name, state in sorted(result.checks.items()):
             if state == "missing":
                 out(f"  {name} check not available in this install: run it later on the new samples")
@@ -143,7 +192,12 @@ def _report(result: Any, as_json: bool) -> int:
                 out(f"  {name} check of the new samples {state}; run it again with `studio {name}`")
         if result.state != "done":
             out(f"  resume with: studio augment resume {result.job_id}")
-    return 0 if result.state == "done" else 3
+    if code == EXIT_ALL_FAILED:
+        # On stderr, like any error, so a script that keeps stdout still sees why it stopped.
+        print(f"studio: augment {result.op} job {result.job_id}: every request failed "
+              f"({_failure_summary(result.failures)}); nothing was produced. `studio augment jobs` and the "
+              f"provider's settings (`studio providers list`) help find out why.", file=sys.stderr)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:

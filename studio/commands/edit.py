@@ -27,7 +27,7 @@ CHAT_HELP = "# messages: turns alternate user / assistant, starting with user an
 
 def register(sub):
     p = add_command(sub, "edit", "edit a sample in $EDITOR (YAML); `studio undo` restores the previous version")
-    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("id", type=int, metavar="ID", help="sample id to edit")
     p.add_argument("--reason", help="why (kept in the audit log)")
     p.set_defaults(func=run)
 

@@ -1,17 +1,22 @@
 """`studio quality`: mark samples with the quality rules they break (flags only mark).
 
---preview RULE=THRESHOLD says how many samples that threshold would flag, from the values the
-last run stored, without changing anything."""
+--preview RULE=THRESHOLD says how many samples that threshold would flag, without changing
+anything: from the values the last run stored, and for samples it did not measure (no run yet, or
+added since), measured on the spot. A run that would change no flag or value records no operation."""
 from __future__ import annotations
 
 from ._common import add_command, make_job, open_ws, out, out_json
 
 
 def register(sub):
-    p = add_command(sub, "quality", "flag samples that break quality rules", json_flag=True)
+    p = add_command(sub, "quality", "flag samples that break quality rules", json_flag=True,
+                    epilog="examples:\n"
+                           "  studio quality\n"
+                           "  studio quality --preview answer_too_short=5 --preview too_long=2048\n"
+                           "  studio quality --json --quiet")
     p.add_argument("--rules", metavar="FILE", help="rules YAML (default: WORKSPACE/rules.yaml when it exists, else the built-in curation/rules/default.yaml)")
     p.add_argument("--preview", metavar="RULE=THRESHOLD", action="append", default=[],
-                   help="count what a threshold would flag, without running the rules (repeatable)")
+                   help="count what a threshold would flag, without changing anything (repeatable)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -57,8 +62,12 @@ def run(args) -> int:
         if args.json:
             out_json(report.as_dict())
             return 0
-        out(f"checked {report.samples:,} samples: {report.flagged_samples:,} flagged ({report.flags:,} flags) "
-            f"in {report.seconds:.1f}s (operation {report.op_id}; `studio undo` reverts it)")
+        if report.op_id is None:
+            out(f"checked {report.samples:,} samples: {report.flagged_samples:,} flagged ({report.flags:,} flags) "
+                f"in {report.seconds:.1f}s; nothing to change: the flags were already these (no operation recorded)")
+        else:
+            out(f"checked {report.samples:,} samples: {report.flagged_samples:,} flagged ({report.flags:,} flags) "
+                f"in {report.seconds:.1f}s (operation {report.op_id}; `studio undo` reverts it)")
         for rid, n in sorted(report.by_rule.items(), key=lambda kv: -kv[1]):
             out(f"  {rid:<28} {n:,}")
     return 0

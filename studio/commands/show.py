@@ -7,8 +7,9 @@ from ._common import add_command
 
 
 def register(sub):
-    p = add_command(sub, "show", "show one sample: conversation, flags, duplicate cluster, versions, history", json_flag=True)
-    p.add_argument("id", type=int, metavar="ID")
+    p = add_command(sub, "show", "show one sample: conversation, flags, duplicate cluster, versions, history", json_flag=True,
+                    epilog="examples:\n  studio show 12\n  studio show 12 --json")
+    p.add_argument("id", type=int, metavar="ID", help="sample id (as `studio stats`, the review list and exports show it)")
     p.set_defaults(func=run)
 
 

@@ -5,8 +5,11 @@ from ._common import add_command
 
 
 def register(sub):
-    p = add_command(sub, "undo", "revert the last N operations not yet undone (default 1)", json_flag=True)
-    p.add_argument("n", nargs="?", type=int, default=1, metavar="N")
+    p = add_command(sub, "undo", "revert the last N operations not yet undone (default 1)", json_flag=True,
+                    epilog="examples:\n  studio undo\n  studio undo 3 --json\n"
+                           "\n`studio history` lists the operations, newest first; undo reverts them in that order.")
+    p.add_argument("n", nargs="?", type=int, default=1, metavar="N",
+                   help="how many operations to revert, newest first (default 1; `studio history` lists them)")
     p.set_defaults(func=run)
 
 
