@@ -11,6 +11,8 @@ this config's name for them and, where TRL renamed them, say so.
 from __future__ import annotations
 
 import copy
+import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -22,6 +24,39 @@ from .errors import ConfigError
 from .models import TINY
 
 TINY_NOTE = "tiny: an UNTRAINED random-weight model built here, for demos and tests; its answers mean nothing"
+
+# transformers' SchedulerType values (transformers.trainer_utils) this config can run, in the enum's order. Kept
+# here so that loading a config imports no transformers; tests/test_config_validation.py checks this list and
+# the next against the installed transformers, so neither can drift.
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "reduce_lr_on_plateau", "greedy")
+# SchedulerType values that need transformers' lr_scheduler_kwargs, which this config does not set: they would
+# fail when the trainer builds the scheduler.
+LR_SCHEDULERS_NEED_KWARGS = {
+    "cosine_with_min_lr": "needs min_lr or min_lr_rate (transformers' lr_scheduler_kwargs), which this config "
+                          "does not set",
+    "cosine_warmup_with_min_lr": "needs min_lr or min_lr_rate (transformers' lr_scheduler_kwargs), which this "
+                                 "config does not set",
+    "warmup_stable_decay": "needs num_decay_steps (transformers' lr_scheduler_kwargs), which this config does "
+                           "not set",
+}
+# attn_implementation values: auto (training/speed.py resolves it) and what transformers' AttentionInterface
+# accepts for training ("eager" plus its registered kernels, less the inference-only "paged|eager").
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3",
+                        "flash_attention_4")
+# A kernel from the Hugging Face hub (transformers' integrations.hub_kernels.is_kernel): org/repo[@rev][:name].
+HUB_KERNEL = re.compile(r"^[^/:]+/[^/:]+(?:@[^/:]+)?(?::[^/:]+)?$")
+# flash attention versions: the module transformers imports and the pip package that provides it.
+FLASH_PACKAGES = {"flash_attention_2": ("flash_attn", "flash-attn"),
+                  "flash_attention_3": ("flash_attn_interface", "flash-attn-3"),
+                  "flash_attention_4": ("flash_attn", "flash-attn-4")}
+ALL_LINEAR = "all-linear"  # PEFT's shorthand: every linear layer but the output head
+
+
+def choices(value: Any, options: tuple[str, ...] | list[str]) -> str:
+    """`options` as a comma list, the ones closest to `value` first (difflib), then the rest in order."""
+    close = difflib.get_close_matches(str(value), list(options), n=3, cutoff=0.5)
+    return ", ".join(close + [o for o in options if o not in close])
 
 
 class _Section(BaseModel):
@@ -60,11 +95,30 @@ class LoraSection(_Section):
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter's input; 0.05 is the seed's robust default against overfitting."""
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Linear layers that get an adapter. Add gate_proj/up_proj/down_proj to adapt the MLP too."""
+    """Linear layers that get an adapter, by name or name suffix as PEFT matches them (checked against the
+    base's modules by `studio train --plan` and before a run starts). Add gate_proj/up_proj/down_proj to adapt
+    the MLP too; [all-linear]: every linear layer but the output head."""
     use_rslora: bool = False
     """Rank-stabilised LoRA: scale by alpha/sqrt(r) so higher ranks keep learning."""
     use_dora: bool = False
     """DoRA: learn a magnitude vector besides the direction; a little better, slower per step."""
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _one_or_comma_list(cls, v: Any) -> Any:
+        # `--set lora.target_modules=q_proj,v_proj` (or all-linear) reads as one string
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("target_modules")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must name at least one layer, e.g. [q_proj, v_proj], or [all-linear]")
+        if ALL_LINEAR in v and len(v) > 1:
+            raise ValueError(f"{ALL_LINEAR} stands for every linear layer: give it alone, or list the layers")
+        return v
 
 
 class QuantConfig(_Section):
@@ -96,7 +150,9 @@ class TrainSection(_Section):
     grad_accum: int = Field(4, gt=0)
     """Micro-batches summed before each optimizer step; effective batch = micro_batch_size * grad_accum."""
     lr_scheduler: str = "linear"
-    """transformers scheduler name (linear, cosine, constant_with_warmup, ...)."""
+    """transformers scheduler name: linear, cosine, cosine_with_restarts, polynomial, constant,
+    constant_with_warmup, inverse_sqrt, reduce_lr_on_plateau (needs validation rows), greedy. (The
+    ones that need lr_scheduler_kwargs, cosine_with_min_lr and warmup_stable_decay, are not available.)"""
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     """Fraction of the steps spent warming the learning rate up from 0."""
     weight_decay: float = Field(0.0, ge=0.0)
@@ -143,7 +199,30 @@ class TrainSection(_Section):
     attn_implementation: str = "auto"
     """Attention kernel. auto: flex_attention on a CUDA GPU (packed samples get a block-diagonal
     mask; the seed's sdpa path pays ~1.7 ms of CPU per call in cuDNN set-up, benches/gpu/NOTES.md),
-    sdpa elsewhere. Or name one: sdpa, eager, flex_attention, flash_attention_2 (if installed)."""
+    sdpa elsewhere. Or name one: sdpa, eager, flex_attention, flash_attention_2/3/4 (each needs its
+    flash-attn package; the plan says when it is missing), or a hub kernel (org/repo, with the
+    kernels package)."""
+
+    @field_validator("lr_scheduler", "attn_implementation", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) and "/" not in v else v
+
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        if v in LR_SCHEDULERS:
+            return v
+        if v in LR_SCHEDULERS_NEED_KWARGS:
+            raise ValueError(f"{v} {LR_SCHEDULERS_NEED_KWARGS[v]}; choose one of {choices(v, LR_SCHEDULERS)}")
+        raise ValueError(f"must be a transformers scheduler, one of {choices(v, LR_SCHEDULERS)}")
+
+    @field_validator("attn_implementation")
+    @classmethod
+    def _known_attention(cls, v: str) -> str:
+        if v in ATTN_IMPLEMENTATIONS or HUB_KERNEL.match(v):
+            return v
+        raise ValueError(f"must be one of {choices(v, ATTN_IMPLEMENTATIONS)} (or a hub kernel, org/repo)")
     liger_kernel: Literal["auto", "on", "off"] = "auto"
     """Liger's fused Triton kernels (RMSNorm, SwiGLU, RoPE): fewer passes over the activations.
     auto/on: used on a CUDA GPU when liger-kernel is installed (pip install liger-kernel), skipped
@@ -555,3 +634,198 @@ def with_changes(cfg: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
     for key, value in changes.items():
         _set_path(data, key, value)
     return build_config([_Layer(data, "changes")])
+
+
+# ---------------------------------------------------------------- checks where the config meets the machine and base
+
+def attention_problem(cfg: TrainConfig) -> str | None:
+    """What stops train.attn_implementation on this machine (its package is missing), or None. The plan
+    shows it; a local launch refuses with it (a run on an SSH host is checked there)."""
+    import importlib.util
+
+    attn = cfg.train.attn_implementation
+    if attn in FLASH_PACKAGES:
+        module, package = FLASH_PACKAGES[attn]
+        # Without the package, transformers tries a hub kernel through the kernels package instead, which
+        # needs the hub and a CUDA build of that kernel: not something a run can count on.
+        if importlib.util.find_spec(module) is None:
+            return (f"train.attn_implementation={attn} needs the {package} package (pip install {package}), which "
+                    "is not installed here; use sdpa (or auto)")
+    elif HUB_KERNEL.match(attn) and importlib.util.find_spec("kernels") is None:
+        return (f"train.attn_implementation={attn} is a hub kernel: it needs the kernels package (pip install "
+                "kernels), which is not installed here; use sdpa (or auto)")
+    return None
+
+
+MODULE_CACHE_DIR = ".module-names"  # in the model store: the module names of each base seen, by its config's hash
+_MODULE_CACHE_VERSION = 1
+_modules_seen: dict[str, dict[str, Any]] = {}
+
+
+def _module_source(cfg: TrainConfig) -> tuple[dict[str, Any], Any] | None:
+    """(what identifies the base's architecture, a function building its transformers config), or None
+    when the config is not on this machine. Nothing heavy is imported here."""
+    from .models import ModelUnavailable, resolve_base
+    from .shapes import SHAPES, shape_key
+
+    def from_shape(key: str) -> tuple[dict[str, Any], Any]:
+        model_type = "llama" if key.startswith("llama") else "qwen2"
+        dims = dict(SHAPES[key])
+
+        def build():
+            from transformers import AutoConfig
+
+            return AutoConfig.for_model(model_type, **dims)
+        return {"shape": key, "model_type": model_type, **dims}, build
+
+    def from_file(config_json: Path) -> tuple[dict[str, Any], Any]:
+        import hashlib
+
+        def build():
+            from transformers import AutoConfig
+
+            return AutoConfig.from_pretrained(str(config_json.parent), local_files_only=True)
+        return {"config_sha256": hashlib.sha256(config_json.read_bytes()).hexdigest()}, build
+
+    if cfg.is_tiny and cfg.tiny.architecture:
+        return from_shape(cfg.tiny.architecture)
+    if cfg.is_tiny:
+        t = cfg.tiny
+
+        def build_tiny():
+            from transformers import LlamaConfig
+
+            return LlamaConfig(vocab_size=t.vocab_size, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+                               num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads,
+                               num_key_value_heads=t.num_heads, tie_word_embeddings=False)
+        return {"tiny": [t.hidden_size, t.intermediate_size, t.num_layers, t.num_heads]}, build_tiny
+    try:
+        where = resolve_base(cfg.base, fetch=False)
+    except ModelUnavailable:
+        where = None  # a registry model not fetched yet, or a missing file: only the built-in shapes can tell
+    if where and (Path(where) / "config.json").is_file():
+        return from_file(Path(where) / "config.json")
+    if where and "/" in where and not Path(where).exists():  # a hub id: its config if the HF cache has it
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(where, "config.json")
+        except Exception:  # noqa: BLE001 - an old or missing huggingface_hub: fall back to the shapes
+            cached = None
+        if isinstance(cached, str) and Path(cached).is_file():
+            return from_file(Path(cached))
+    key = shape_key(cfg.base)
+    return from_shape(key) if key else None
+
+
+def _adaptable_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(module types LoRA can adapt, the linear ones among them): PEFT 0.21's dispatch_default."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    linear = (nn.Linear, Conv1D)
+    return linear + (nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention), linear
+
+
+def _build_module_table(build_config: Any) -> dict[str, Any]:
+    """The modules of the model `build_config()` describes, built on the meta device (no weights, no memory)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        config = build_config()
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    adaptable, linear = _adaptable_types()
+    head = model.get_output_embeddings()
+    return {"head": next((n for n, m in model.named_modules() if m is head), None) if head is not None else None,
+            "modules": [[n, type(m).__name__, isinstance(m, adaptable), isinstance(m, linear)]
+                        for n, m in model.named_modules() if n]}
+
+
+def base_modules(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The base model's modules, {"head": output head's name, "modules": [[name, class, adaptable by LoRA,
+    linear], ...]}, built without weights; None when the base's config is not on this machine.
+
+    Cached per architecture (its config.json's hash, or the tiny/built-in shape) and transformers version:
+    in this process and in the model store (MODULE_CACHE_DIR), so a plan imports torch only the first time."""
+    import hashlib
+    import json
+    from importlib.metadata import version
+
+    source = _module_source(cfg)
+    if source is None:
+        return None
+    ident, build = source
+    ident = {**ident, "transformers": version("transformers"), "v": _MODULE_CACHE_VERSION}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+    if key in _modules_seen:
+        return _modules_seen[key]
+    from .models import store_dir
+
+    path = store_dir() / MODULE_CACHE_DIR / f"{key}.json"
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(table, dict) or not isinstance(table.get("modules"), list):
+            raise ValueError(f"{path}: not a module table")  # noqa: TRY004 - a damaged cache file: build again
+    except (OSError, ValueError):
+        try:
+            table = _build_module_table(build)
+        except Exception:  # noqa: BLE001 - an architecture transformers cannot build here: leave it to the run
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(table), encoding="utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only store: the in-process cache still serves this process
+    _modules_seen[key] = table
+    return table
+
+
+def linear_layer_names(table: dict[str, Any]) -> list[str]:
+    """The distinct last names of the base's linear layers but the output head (what all-linear adapts),
+    in model order: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj for Llama or Qwen."""
+    out: list[str] = []
+    for name, _cls, _adaptable, linear in table["modules"]:
+        leaf = name.rsplit(".", 1)[-1]
+        if linear and name != table.get("head") and leaf not in out:
+            out.append(leaf)
+    return out
+
+
+def validate_against_base(cfg: TrainConfig) -> str | None:
+    """Check lora.target_modules against the base model's module names (matched as PEFT does: a module
+    whose name is the target or ends with `.target`). Raises ConfigError naming the target and the base's
+    linear layers; returns a note when the base's config is not here to check against, else None.
+    `studio train --plan` and a launch call it before any process starts."""
+    if not cfg.uses_adapter:
+        return None
+    table = base_modules(cfg)
+    if table is None:
+        return (f"lora.target_modules not checked: the config of {cfg.base} is not on this machine (the run "
+                "checks it when it loads the base)")
+    linears = linear_layer_names(table)
+    targets = list(cfg.lora.target_modules)
+    if targets == [ALL_LINEAR]:  # recipe.lora_config hands PEFT the string, which PEFT expands
+        return None
+    problems = []
+    for t in targets:
+        hit = [(n, c, ok) for n, c, ok, _lin in table["modules"] if n == t or n.endswith("." + t)]
+        if not hit:
+            close = difflib.get_close_matches(t, linears, n=1, cutoff=0.6)
+            problems.append(f"{t} matches no module of {cfg.base}; its linear layers are {', '.join(linears)}"
+                            + (f" (did you mean {close[0]}?)" if close else ""))
+        elif not all(ok for _n, _c, ok in hit):
+            n, c, _ok = next(h for h in hit if not h[2])
+            problems.append(f"{t} matches {n} ({c}), which LoRA cannot adapt; its linear layers are "
+                            f"{', '.join(linears)}")
+    if problems:
+        raise ConfigError("lora.target_modules: " + "; ".join(problems))
+    return None

@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .shapes import SHAPES, shape_key  # noqa: F401  (SHAPES is re-exported: benches and tests read it here)
 
 GB = 1024**3
@@ -153,7 +154,8 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
     else:
         weights = 2 * n
     lin = shape.linear_shapes()
-    lora_p = sum(cfg.lora.r * (a + b) for name, (a, b) in lin.items() if name in cfg.lora.target_modules) * L
+    targets = cfg.lora.target_modules
+    lora_p = sum(cfg.lora.r * (a + b) for name, (a, b) in lin.items() if name in targets or targets == ["all-linear"]) * L
     if method == "full":
         trainable, optim = n, 10 * n
     else:
@@ -270,13 +272,91 @@ def steps_report(tokenised: list[Any], cfg: Any) -> dict[str, Any]:
     return {"sequences": seqs, "sequences_per_step": per_step, "steps_per_epoch": per_epoch, "steps": total_steps}
 
 
+# ---------------------------------------------------------------- what stops a run before it starts
+
+def split_problem(cfg: Any, split: Any) -> str | None:
+    """Why the split cannot train as configured (no rows; a scheduler that needs validation rows), or None."""
+    if not split.train:
+        rows = "0 rows" if not split.val else f"0 training rows (and {len(split.val)} validation rows)"
+        return (f"{split.source}: the split has {rows}: nothing to train on; export it again with rows "
+                "(studio export NAME), or pick another split")
+    if cfg.train.lr_scheduler == "reduce_lr_on_plateau" and not split.val:
+        return (f"train.lr_scheduler=reduce_lr_on_plateau lowers the rate when eval_loss stops improving, but "
+                f"{split.source} has no validation rows: choose another scheduler (linear, cosine, ...), or give "
+                "the split val rows (data.val_fraction_if_missing for a single file)")
+    return None
+
+
+def fit_problem(tokenised: Iterable[Any], max_length: int) -> str | None:
+    """None as soon as one sample fits max_length and keeps a trained token (the trainer drops samples with
+    none, training/data.py to_dataset); else why none does. Lazy: a launch tokenises only up to the first
+    sample that fits."""
+    n = too_long = 0
+    shortest: int | None = None
+    for t in tokenised:
+        n += 1
+        if t.full_length <= max_length and any(x != -100 for x in t.labels[1:]):
+            return None
+        too_long += t.full_length > max_length
+        shortest = t.full_length if shortest is None else min(shortest, t.full_length)
+    if not n:
+        return None  # an empty split is split_problem's
+    if too_long == n:
+        return (f"all {n} samples are longer than max_length={max_length} tokens (the shortest has {shortest}), so "
+                "every one is cut and none teaches the model to stop: raise data.max_length or shorten them")
+    return (f"no sample keeps a trained token within max_length={max_length} tokens: raise data.max_length, or "
+            "check that the samples have assistant answers")
+
+
+def _tokenised_one_by_one(tokenizer: Any, samples: list[dict[str, Any]], cfg: Any) -> Iterator[Any]:
+    from .data import tokenise_all
+
+    for s in samples:
+        yield from tokenise_all(tokenizer, [s], kind=cfg.data.kind, assistant_only=cfg.data.assistant_only_loss,
+                                max_length=cfg.data.max_length)
+
+
+def preflight(cfg: Any, *, local: bool = True, split: Any = None, tokenizer: Any = None) -> list[str]:
+    """What `studio train` checks before it creates a run and starts a process; raises ConfigError or
+    DataError with the reason, as the plan does: lora.target_modules against the base's modules, the
+    attention kernel's package (`local`: a run on an SSH host has its own), an empty split, a scheduler
+    that needs validation rows, and a split whose every sample is longer than max_length (tokenised lazily:
+    usually one sample). Returns notes on what could not be checked here."""
+    from .config import attention_problem, validate_against_base
+    from .data import ensure_chat_template, load_split
+
+    notes = [n for n in [validate_against_base(cfg)] if n]
+    problem = attention_problem(cfg) if local else None
+    if problem:
+        raise ConfigError(problem)
+    split = split or load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
+    problem = split_problem(cfg, split)
+    if problem:
+        raise DataError(problem)
+    if tokenizer is None:
+        tokenizer = _plan_tokenizer(cfg, split, notes)
+    if tokenizer is not None:
+        ensure_chat_template(tokenizer)
+        problem = fit_problem(_tokenised_one_by_one(tokenizer, split.train, cfg), cfg.data.max_length)
+        if problem:
+            raise DataError(f"{split.source}: {problem}")
+    return notes
+
+
 def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dict[str, Any] | None = None,
               params_b: float | None = None, tokenizer: Any = None) -> dict[str, Any]:
-    """The whole plan as a dict (the CLI prints it as text or --json)."""
+    """The whole plan as a dict (the CLI prints it as text or --json). Raises ConfigError / DataError for
+    what would stop the run (preflight's checks); `problems` lists what stops it on this machine only
+    (a missing attention package), which `studio train --plan` reports with a non-zero exit."""
+    from .config import attention_problem, validate_against_base
     from .data import ensure_chat_template, eos_ids, load_split, tokenise_all
 
     split = load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
-    notes: list[str] = []
+    problem = split_problem(cfg, split)
+    if problem:
+        raise DataError(problem)
+    notes: list[str] = [n for n in [validate_against_base(cfg)] if n]
+    problems = [p for p in [attention_problem(cfg)] if p]
     if params_b is not None:
         shape = shape_from_params(params_b)
     else:
@@ -292,6 +372,9 @@ def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dic
                 extra_stops.add(tid)
         tk = tokenise_all(tokenizer, split.train, kind=cfg.data.kind, assistant_only=cfg.data.assistant_only_loss,
                           max_length=cfg.data.max_length)
+        problem = fit_problem(tk, cfg.data.max_length)
+        if problem:
+            raise DataError(f"{split.source}: {problem}")
         lengths = length_report(tk, cfg.data.max_length)
         eos = eos_report(tk, eos_ids(tokenizer, extra_stops), tokenizer)
         steps = steps_report(tk, cfg)
@@ -308,7 +391,7 @@ def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dic
         "checkpoint_fraction": cfg.train.checkpoint_fraction,
         "memory_gb": mem, "memory_formula": __doc__.split("Memory formula")[1].split("Calibrated")[0].strip(),
         "seed_table_gb": {f"{k[0]} {k[1]}": v for k, v in SEED_TABLE.items()},
-        "lengths": lengths, "eos": eos, "steps": steps, "notes": notes,
+        "lengths": lengths, "eos": eos, "steps": steps, "notes": notes, "problems": problems,
     }
     if gpu_mem_gb is not None:
         plan["fit"] = fitting_method(shape, cfg, gpu_mem_gb)
@@ -383,6 +466,8 @@ def format_plan(plan: dict[str, Any]) -> str:
                    f"{s['steps_per_epoch']} per epoch, {s['steps']} in all")
     for n in plan["notes"]:
         out.append(f"note: {n}")
+    for p in plan.get("problems") or []:
+        out.append(f"PROBLEM: {p}")
     return "\n".join(out)
 
 

@@ -99,8 +99,11 @@ def load_model(path: str, cfg: TrainConfig, precision: str, *, quantized: bool |
 def lora_config(cfg: TrainConfig):
     from peft import LoraConfig
 
+    targets = list(cfg.lora.target_modules)
+    # PEFT honours "all-linear" only as a plain string: in a list it looks for a module of that name.
+    target_modules = "all-linear" if targets == ["all-linear"] else targets
     return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), use_rslora=cfg.lora.use_rslora,
+                      target_modules=target_modules, use_rslora=cfg.lora.use_rslora,
                       use_dora=cfg.lora.use_dora, bias="none", task_type="CAUSAL_LM")
 
 

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args, split)
     if args.plan:
         return print_plan(args, cfg)
+    preflight(cfg, local=not args.host)
     rdir = runs_dir(args)
     run_dir = call(lambda: runs.create_run(rdir, cfg, name=args.name, reproduce=reproduce_line(args),
                                            host=args.host))
@@ -141,6 +142,15 @@ def run(args: argparse.Namespace) -> int:
     return report_started(args, run_dir, pid)
 
 
+def preflight(cfg, *, local: bool = True) -> None:
+    """Refuse a run that cannot train before its directory and process exist (training.plan.preflight:
+    LoRA targets the base lacks, a missing attention package here, an empty split, samples all longer
+    than max_length), with the reason as the plan gives it."""
+    from training.plan import preflight as check
+
+    call(lambda: check(cfg, local=local))
+
+
 def print_plan(args: argparse.Namespace, cfg) -> int:
     from training.plan import format_plan, make_plan
 
@@ -155,7 +165,7 @@ def print_plan(args: argparse.Namespace, cfg) -> int:
         out_json(plan)
     else:
         out(format_plan(plan))
-    return 1 if plan.get("eos") and not plan["eos"]["ok"] else 0
+    return 1 if (plan.get("eos") and not plan["eos"]["ok"]) or plan.get("problems") else 0
 
 
 def report_started(args: argparse.Namespace, run_dir: Path, pid: int, resumed: bool = False) -> int:
