@@ -164,3 +164,27 @@ def test_fsdp_plan_shards_weights_and_optimizer_across_the_gpus():
     assert a.peak_gb > 24 > b.peak_gb  # a 14B LoRA in bf16: over a 24 GB card alone, under it split in two
     assert abs(b.weights_gb - a.weights_gb / 2) < 2 and b.activations_gb == a.activations_gb
     assert estimate_memory(shape, ddp, "lora").peak_gb == a.peak_gb  # DDP replicates the model
+
+
+def test_planned_steps_are_the_steps_trl_packing_makes(tmp_path, capsys):
+    """The plan counts sequences as TRL's best-fit-decreasing packing makes them, and drops the
+    samples training drops (nothing left to learn after the cut); total tokens / max_length was
+    only a lower bound (220 planned, 248 made on the demo split)."""
+    from studio.cli import main
+    from tests.training_fixtures import messages_row
+    from training.config import load_config
+    from training.plan import make_plan
+
+    words = "the model learns to answer in short plain sentences about many small things".split()
+    rows = [messages_row(f"question {i}: say something", " ".join(words[: 2 + (i * 7) % 13] * (1 + i % 4)))
+            for i in range(40)]
+    ws = tmp_path / "ws"
+    split = write_split(ws / "splits" / "v1", rows=rows, n_val=0)
+    sets = {"data.split": str(split), "data.max_length": 48, "train.micro_batch_size": 1, "train.epochs": 1,
+            "train.eval_steps": 1000, "train.save_steps": 1000}
+    plan = make_plan(load_config(preset="tiny-demo", overrides=sets))
+    assert main(["train", "v1", "-w", str(ws), "--preset", "tiny-demo", "--foreground", "--name", "p",
+                 *[a for k, v in sets.items() if k != "data.split" for a in ("--set", f"{k}={v}")]]) == 0
+    capsys.readouterr()
+    status = json.loads((ws / "runs" / "p" / "status.json").read_text())
+    assert status["state"] == "done" and status["max_steps"] == plan["steps"]["steps"]
