@@ -6,30 +6,45 @@ shared base; a request's `model` picks the adapter, and the base's own name answ
 adapters switched off. `GET /v1/models` lists them. So any OpenAI client (the studio's
 augmentation client included) can compare base and fine-tunes by changing one string.
 
-Plain stdlib HTTP (ThreadingHTTPServer): requests are parsed concurrently, generation runs one at a
-time under the session's lock (switching adapters is model-wide state). Bound to 127.0.0.1 by
-default: there is no authentication unless `api_key` is set.
+HTTP is aiohttp.web (framing, keep-alive, chunked bodies, Content-Length checks, the body size
+limit). One asyncio loop parses and answers requests concurrently; generation is blocking torch code,
+so it runs on ONE worker thread (a single-thread executor): requests queue there in arrival order
+and the model answers one at a time (switching adapters is model-wide state). A streamed answer
+comes from that thread piece by piece through an asyncio.Queue (`call_soon_threadsafe`). When the
+client goes away, aiohttp cancels the handler (`handler_cancellation`), which sets the request's stop
+flag; the worker checks it at each piece of text and closes the session's stream, whose
+StoppingCriteria ends generate() at the next token; then the next request starts. (A client that
+half-closes its socket after the request counts as gone: aiohttp closes on EOF.)
+Bound to 127.0.0.1 by default: there is no authentication unless `api_key` is set.
 
 Supported: `POST /v1/chat/completions` with `messages`, `model`, `max_tokens` /
 `max_completion_tokens`, `temperature`, `top_p`, `stop`, `seed`, `n` (1 only), `stream` (SSE
 `data:` chunks ending with `data: [DONE]`) and `stream_options.include_usage`; `GET /v1/models`,
 `GET /v1/models/{id}`, `GET /health`. Errors are OpenAI-shaped JSON:
-`{"error": {"message", "type", "param", "code"}}`.
+`{"error": {"message", "type", "param", "code"}}`, malformed HTTP included.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import json
+import logging
+import socket
 import sys
+import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .errors import TrainingError
 from .inference import BASE, ChatSession
 
 DEFAULT_MAX_TOKENS = 256
 MAX_BODY = 8 * 1024 * 1024  # bytes of a request body we accept
+SHUTDOWN_GRACE_S = 5.0  # how long shutdown waits for requests in flight (streams stop at once)
+STOPPED = "stopped"  # how a stream's generation ends when its client left or the server stops
 
 
 class ApiError(Exception):
@@ -44,14 +59,24 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-class ModelServer(ThreadingHTTPServer):
-    """The HTTP server around one ChatSession. `base_name` is the model id that means "no adapter"."""
+def _web():
+    try:
+        from aiohttp import web
+    except ImportError:  # a GPU box set up for training only
+        raise TrainingError("serving needs aiohttp: pip install 'aiohttp>=3.9'") from None
+    return web
 
-    daemon_threads = True
-    allow_reuse_address = True
+
+class ModelServer:
+    """The HTTP server around one ChatSession. `base_name` is the model id that means "no adapter".
+
+    Binds at construction (an OSError if the port is taken); `serve_forever()` runs the event loop
+    in the calling thread until `shutdown()` (from another thread) or Ctrl-C; then `server_close()`.
+    """
 
     def __init__(self, session: ChatSession, host: str = "127.0.0.1", port: int = 8000, *,
                  base_name: str | None = None, api_key: str | None = None, log: Any = None):
+        _web()
         self.session = session
         self.base_name = base_name or default_base_name(session.base)
         if self.base_name in session.adapters:
@@ -59,7 +84,17 @@ class ModelServer(ThreadingHTTPServer):
         self.api_key = api_key
         self.log = log if log is not None else sys.stderr
         self.created = int(time.time())
-        super().__init__((host, port), _Handler)
+        self.streams_abandoned = 0  # streams whose client left before the end: their generation was stopped
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family, backlog=128)  # SO_REUSEADDR on POSIX
+        self.server_address = self.socket.getsockname()
+        self._generator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serve-generate")
+        self._stops: set[threading.Event] = set()  # stop flags of the streams in flight
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._quit: asyncio.Event | None = None
+        self._shutdown_asked = threading.Event()
+        self._running = threading.Event()
+        self._done = threading.Event()
 
     @property
     def url(self) -> str:
@@ -88,6 +123,246 @@ class ModelServer(ThreadingHTTPServer):
         card["root"] = self.session.base
         card["parent"] = None if run is None else self.base_name
         return card
+
+    # -- lifecycle (the socketserver names, which the CLI and the tests use)
+
+    def serve_forever(self) -> None:
+        self._running.set()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._done.set()
+
+    def shutdown(self) -> None:
+        """Stop `serve_forever` (running in another thread) and wait until it has returned."""
+        self._shutdown_asked.set()
+        loop, quit_ = self._loop, self._quit
+        if loop is not None and quit_ is not None:
+            try:
+                loop.call_soon_threadsafe(quit_.set)
+            except RuntimeError:  # the loop has already closed
+                pass
+        if self._running.is_set():
+            self._done.wait()
+
+    def server_close(self) -> None:
+        self.socket.close()
+        self._generator.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self) -> None:
+        web = _web()
+        loop = asyncio.get_running_loop()
+        self._quit = asyncio.Event()
+        self._loop = loop
+        if self._shutdown_asked.is_set():
+            return
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware()])
+        routes = [("GET", "/health", self._health), ("GET", "/v1/health", self._health),
+                  ("GET", "/v1/models", self._models), ("GET", "/v1/models/{name:.+}", self._model),
+                  ("POST", "/v1/chat/completions", self._chat)]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+            if "{" not in path:
+                app.router.add_route(method, path + "/", handler)
+        # handler_cancellation: a client that hangs up cancels its handler, which stops its generation
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        await runner.setup()
+        protocol = _protocol_class(web)
+        logger = _line_logger(self)
+        server = await loop.create_server(lambda: protocol(runner.server, loop=loop, access_log=None, logger=logger),
+                                          sock=self.socket)
+        try:
+            await self._quit.wait()
+        finally:
+            server.close()
+            for stop in list(self._stops):
+                stop.set()
+            await runner.cleanup()
+
+    # -- HTTP plumbing
+
+    def _middleware(self):
+        web = _web()
+
+        @web.middleware
+        async def errors_auth_and_log(request, handler):
+            try:
+                self._check_key(request)
+                response = await handler(request)
+            except ApiError as err:
+                response = _json_response(err.status, err.body())
+            except web.HTTPException as exc:  # routing (404, 405) and the body limit (413)
+                response = _json_response(exc.status, _http_error(request, exc).body())
+                if "Allow" in exc.headers:
+                    response.headers["Allow"] = exc.headers["Allow"]
+            if response.status == 413:
+                response.force_close()  # no keep-alive after a body we refused to read
+            # One line a request; never bodies (they may hold private data) nor headers (keys).
+            self._log_line(f'{request.remote} "{request.method} {request.path}" {response.status}')
+            return response
+
+        return errors_auth_and_log
+
+    def _log_line(self, line: str) -> None:
+        try:
+            self.log.write(line + "\n")
+            self.log.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _check_key(self, request: Any) -> None:
+        if not self.api_key:
+            return
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        # constant time: the comparison must not tell a caller how much of the key it guessed
+        if not hmac.compare_digest(given, f"Bearer {self.api_key}".encode("utf-8", "surrogateescape")):
+            raise ApiError(401, "invalid or missing API key (Authorization: Bearer ...)", type="authentication_error",
+                           code="invalid_api_key")
+
+    async def _read_json(self, request: Any) -> dict:
+        # aiohttp has already refused a malformed Content-Length (400) before the handler runs
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, f"request body over {MAX_BODY} bytes")
+        try:
+            raw = await request.read()  # a chunked body over MAX_BODY raises 413 (client_max_size)
+        except _web().RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
+            raise ApiError(400, f"request body could not be read: {_first_line(exc)}") from None
+        try:
+            body = json.loads(raw or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return body
+
+    # -- routes
+
+    async def _health(self, request: Any) -> Any:
+        return _json_response(200, {"status": "ok", "models": self.model_names})
+
+    async def _models(self, request: Any) -> Any:
+        return _json_response(200, {"object": "list", "data": [self.model_card(n) for n in self.model_names]})
+
+    async def _model(self, request: Any) -> Any:
+        name = request.match_info["name"].rstrip("/")
+        self.adapter_for(name)
+        return _json_response(200, self.model_card(name))
+
+    async def _chat(self, request: Any) -> Any:
+        body = await self._read_json(request)
+        adapter = self.adapter_for(body.get("model"))
+        gen = parse_chat_request(body)
+        # tokenising the prompt can take a moment on a long chat: off the loop, but not behind the model
+        await asyncio.get_running_loop().run_in_executor(None, self._check_context, gen)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(request, body["model"], adapter, gen, include_usage)
+        return await self._complete(body["model"], adapter, gen)
+
+    def _check_context(self, gen: dict) -> None:
+        session = self.session
+        limit = getattr(getattr(session.model, "config", None), "max_position_embeddings", None)
+        if not limit:
+            return
+        prompt = session.prompt_ids(gen["messages"])[0].shape[1]
+        if prompt >= limit:
+            raise ApiError(400, f"the prompt is {prompt} tokens; this model's context is {limit}",
+                           param="messages", code="context_length_exceeded")
+        gen["max_new_tokens"] = min(gen["max_new_tokens"], limit - prompt)
+
+    async def _complete(self, model: str, adapter: str | None, gen: dict) -> Any:
+        messages = gen.pop("messages")
+        loop = asyncio.get_running_loop()
+        try:
+            # a client that leaves while this waits its turn cancels the future: it never runs
+            done = await loop.run_in_executor(
+                self._generator, functools.partial(self.session.generate, messages, adapter=adapter, **gen))
+        except Exception as exc:  # a generation failure is the server's problem, answered as JSON
+            raise ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error") from None
+        return _json_response(200, {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "system_fingerprint": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text, "refusal": None},
+                         "logprobs": None, "finish_reason": done.finish_reason}],
+            "usage": _usage(done),
+        })
+
+    async def _stream(self, request: Any, model: str, adapter: str | None, gen: dict, include_usage: bool) -> Any:
+        web = _web()
+        messages = gen.pop("messages")
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> dict:
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "system_fingerprint": None,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+
+        def hand_over(kind: str, value: Any = None) -> None:  # worker thread -> loop
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the loop is gone (server stopped): nobody listens any more
+                stop.set()
+
+        def generate() -> None:  # on the generation thread; always ends with exactly one "end" item
+            if stop.is_set():  # the client left while this request waited its turn
+                hand_over("end", STOPPED)
+                return
+            stream = None
+            try:
+                stream = self.session.stream(messages, adapter=adapter, **gen)
+                for piece in stream:
+                    if stop.is_set():
+                        hand_over("end", STOPPED)
+                        return
+                    if piece:
+                        hand_over("piece", piece)
+                hand_over("end", stream.completion)
+            except Exception as exc:
+                hand_over("end", exc)
+            finally:
+                if stream is not None:  # after a stop: the session's StoppingCriteria ends generate() next token
+                    stream.close()
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                               "Cache-Control": "no-cache"})
+        self._stops.add(stop)
+        try:
+            await response.prepare(request)
+            await _event(response, chunk({"role": "assistant", "content": ""}))
+            worker = loop.run_in_executor(self._generator, generate)
+            while True:
+                kind, value = await queue.get()
+                if kind == "piece":
+                    await _event(response, chunk({"content": value}))
+                    continue
+                if isinstance(value, Exception):  # headers are sent: report in-band, as OpenAI does
+                    err = ApiError(500, f"generation failed: {type(value).__name__}: {value}", type="server_error")
+                    await _event(response, err.body())
+                elif value is not STOPPED:  # a Completion; a stopped stream ends without [DONE]
+                    await _event(response, chunk({}, value.finish_reason))
+                    if include_usage:
+                        last = chunk({})
+                        last["choices"] = []
+                        last["usage"] = _usage(value)
+                        await _event(response, last)
+                    await response.write(b"data: [DONE]\n\n")
+                break
+            await worker
+            await response.write_eof()
+            return response
+        except (asyncio.CancelledError, ConnectionError):  # the client went away (or the server stops)
+            if not stop.is_set():
+                stop.set()
+                self.streams_abandoned += 1
+                self._log_line(f'{request.remote} "{request.method} {request.path}" stream stopped: client gone')
+            raise
+        finally:
+            stop.set()
+            self._stops.discard(stop)
 
 
 def default_base_name(base: str) -> str:
@@ -155,170 +430,68 @@ def parse_chat_request(body: dict) -> dict:
             "top_p": 1.0 if top_p is None else float(top_p), "stop": stop or None, "seed": seed}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ModelServer
-    protocol_version = "HTTP/1.1"
-    server_version = "studio-serve"
+def _json_response(status: int, data: dict) -> Any:
+    return _web().json_response(data, status=status, dumps=functools.partial(json.dumps, ensure_ascii=False))
 
-    # -- plumbing
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
-        # One line a request; never bodies (they may hold private data) nor headers (keys).
-        try:
-            self.server.log.write(f"{self.address_string()} {format % args}\n")
-            self.server.log.flush()
-        except (OSError, ValueError):
-            pass
+async def _event(response: Any, data: dict) -> None:
+    await response.write(b"data: " + json.dumps(data, ensure_ascii=False).encode("utf-8") + b"\n\n")
 
-    def _send_json(self, status: int, data: dict) -> None:
-        raw = json.dumps(data, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
 
-    def _error(self, err: ApiError) -> None:
-        self._send_json(err.status, err.body())
+def _http_error(request: Any, exc: Any) -> ApiError:
+    """aiohttp's own HTTP errors (routing, body size) as OpenAI-shaped ones."""
+    if exc.status == 404:
+        return ApiError(404, f"no route {request.method} {request.path}; this server answers GET /v1/models and "
+                             "POST /v1/chat/completions", code="not_found")
+    if exc.status == 405:
+        return ApiError(405, f"{request.method} is not allowed on {request.path}", code="method_not_allowed")
+    if exc.status == 413:
+        return ApiError(413, f"request body over {MAX_BODY} bytes")
+    return ApiError(exc.status, exc.reason)
 
-    def _check_key(self) -> None:
-        if not self.server.api_key:
-            return
-        given = self.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-        # constant time: the comparison must not tell a caller how much of the key it guessed
-        if not hmac.compare_digest(given, f"Bearer {self.server.api_key}".encode("utf-8", "surrogateescape")):
-            raise ApiError(401, "invalid or missing API key (Authorization: Bearer ...)", type="authentication_error",
-                           code="invalid_api_key")
 
-    def _read_json(self) -> dict:
-        header = self.headers.get("Content-Length")
-        try:
-            length = int(header) if header is not None else 0
-        except ValueError:
-            length = -1
-        if length < 0 or (header is not None and not header.strip().isdigit()):
-            # `abc` raised ValueError (a traceback and no answer); `-1` read until the client hung up
-            raise ApiError(400, f"Content-Length must be a non-negative integer, got {header!r}")
-        if length > MAX_BODY:
-            raise ApiError(413, f"request body over {MAX_BODY} bytes")
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "request body must be a JSON object")
-        return body
+@functools.cache
+def _protocol_class(web: Any) -> type:
+    class JsonErrors(web.RequestHandler):
+        """aiohttp's connection handler, answering what never reaches the app (a bad Content-Length,
+        a malformed request line: aiohttp's 400) and unhandled failures (500) as OpenAI-shaped JSON."""
 
-    # -- routes
+        def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                         message: str | None = None) -> Any:
+            super().handle_error(request, status, exc, message)  # logs; raises if an answer had begun
+            if status >= 500:
+                err = ApiError(status, "internal server error", type="server_error")
+            else:  # e.g. "Invalid character in Content-Length:\n\n  b'Content-Length: abc'..."
+                err = ApiError(status, f"malformed HTTP request: {_first_line(exc or Exception(message or ''))}")
+            response = _json_response(status, err.body())
+            response.force_close()
+            return response
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        try:
-            self._check_key()
-            path = self.path.split("?")[0].rstrip("/")
-            if path in ("/health", "/v1/health"):
-                self._send_json(200, {"status": "ok", "models": self.server.model_names})
-            elif path == "/v1/models":
-                self._send_json(200, {"object": "list",
-                                      "data": [self.server.model_card(n) for n in self.server.model_names]})
-            elif path.startswith("/v1/models/"):
-                name = path[len("/v1/models/"):]
-                self.server.adapter_for(name)
-                self._send_json(200, self.server.model_card(name))
-            else:
-                raise ApiError(404, f"no route GET {path}; try /v1/models", code="not_found")
-        except ApiError as err:
-            self._error(err)
+    return JsonErrors
 
-    def do_POST(self) -> None:  # noqa: N802
-        try:
-            self._check_key()
-            path = self.path.split("?")[0].rstrip("/")
-            if path != "/v1/chat/completions":
-                raise ApiError(404, f"no route POST {path}; this server answers /v1/chat/completions",
-                               code="not_found")
-            body = self._read_json()
-            adapter = self.server.adapter_for(body.get("model"))
-            gen = parse_chat_request(body)
-            self._check_context(gen)
-        except ApiError as err:
-            self._error(err)
-            return
-        model = body["model"]
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(model, adapter, gen, include_usage)
-        else:
-            self._complete(model, adapter, gen)
 
-    def _check_context(self, gen: dict) -> None:
-        session = self.server.session
-        limit = getattr(getattr(session.model, "config", None), "max_position_embeddings", None)
-        if not limit:
-            return
-        prompt = session.prompt_ids(gen["messages"])[0].shape[1]
-        if prompt >= limit:
-            raise ApiError(400, f"the prompt is {prompt} tokens; this model's context is {limit}",
-                           param="messages", code="context_length_exceeded")
-        gen["max_new_tokens"] = min(gen["max_new_tokens"], limit - prompt)
+def _first_line(exc: BaseException) -> str:
+    """The reason in one of aiohttp's HTTP errors, whose str() starts with "400, message:"."""
+    text = str(getattr(exc, "message", None) or exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().endswith("message:")]
+    return (lines or [type(exc).__name__])[0].rstrip(":")
 
-    def _complete(self, model: str, adapter: str | None, gen: dict) -> None:
-        messages = gen.pop("messages")
-        try:
-            done = self.server.session.generate(messages, adapter=adapter, **gen)
-        except Exception as exc:  # a generation failure is the server's problem, answered as JSON
-            self._error(ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error"))
-            return
-        self._send_json(200, {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "system_fingerprint": None,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text, "refusal": None},
-                         "logprobs": None, "finish_reason": done.finish_reason}],
-            "usage": _usage(done),
-        })
 
-    def _stream(self, model: str, adapter: str | None, gen: dict, include_usage: bool) -> None:
-        messages = gen.pop("messages")
-        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        created = int(time.time())
+def _line_logger(server: ModelServer) -> logging.Logger:
+    """aiohttp's error logger for this server: one line a problem in `server.log`, no traceback."""
 
-        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> dict:
-            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "system_fingerprint": None,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+    class OneLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = record.getMessage()
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is not None:
+                line += f": {type(exc).__name__}: {_first_line(exc)}"
+            server._log_line(line)
 
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")  # the stream ends when the connection closes
-        self.end_headers()
-        self.close_connection = True
-        stream = self.server.session.stream(messages, adapter=adapter, **gen)
-        try:
-            self._event(chunk({"role": "assistant", "content": ""}))
-            for piece in stream:
-                if piece:
-                    self._event(chunk({"content": piece}))
-            self._event(chunk({}, stream.completion.finish_reason))
-            if include_usage:
-                last = chunk({})
-                last["choices"] = []
-                last["usage"] = _usage(stream.completion)
-                self._event(last)
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            stream.close()  # the client went away: stop generating
-        except Exception as exc:  # headers are sent: report in-band, as OpenAI does
-            stream.close()
-            try:
-                self._event(ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error").body())
-            except OSError:
-                pass
-
-    def _event(self, data: dict) -> None:
-        self.wfile.write(b"data: " + json.dumps(data, ensure_ascii=False).encode("utf-8") + b"\n\n")
-        self.wfile.flush()
+    logger = logging.Logger("training.serve.http", logging.INFO)  # noqa: LOG001 - unregistered: one per server
+    logger.addHandler(OneLine())
+    logger.propagate = False
+    return logger
 
 
 def _usage(done: Any) -> dict:
@@ -337,7 +510,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import os
 
-    from .errors import TrainingError
     from .inference import load_session
 
     ap = argparse.ArgumentParser(prog="python -m training.serve", description=__doc__.splitlines()[0])
@@ -351,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
             raise TrainingError(f"--host {args.host} exposes the model to the network; set STUDIO_SERVE_API_KEY first")
+        _web()  # before loading a model: say at once when aiohttp is missing
         server = make_server(load_session(args.runs, device=args.device), args.host, args.port,
                              base_name=args.base_name, api_key=api_key)
     except (TrainingError, ValueError, OSError) as exc:
