@@ -8,7 +8,8 @@ timestamps and its keys are sorted.
 
 Rejected samples and duplicates (`duplicate_of` set) never reach a split. The split is written into
 a hidden temporary folder and renamed into place, so a crash never leaves half a split, and an
-existing split is replaced only with `force`.
+existing split is replaced only with `force`. The temporary folders of exports whose process died
+(`.NAME.tmp-PID`) are removed when the next export starts.
 """
 from __future__ import annotations
 
@@ -146,6 +147,42 @@ def _rows(con: duckdb.DuckDBPyConnection, include: str) -> Iterator[tuple]:
 
 
 # -- writing ----------------------------------------------------------------------------------------
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)")
+
+
+def split_leftovers(splits_dir: Path) -> list[dict[str, Any]]:
+    """Hidden folders an export leaves when its process dies: `.NAME.tmp-PID` (a split being
+    written) and `.NAME.old-PID` (the split it was replacing, between the two renames). Each:
+    path, name, kind ('tmp' or 'old'), pid, alive (that process still runs), bytes."""
+    from .workspace import pid_alive
+
+    found = []
+    if not splits_dir.is_dir():
+        return found
+    for d in sorted(splits_dir.iterdir()):
+        m = _LEFTOVER.fullmatch(d.name)
+        if not m or not d.is_dir() or d.is_symlink():
+            continue
+        pid = int(m.group("pid"))
+        size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file() and not f.is_symlink())
+        found.append({"path": d, "name": m.group("name"), "kind": m.group("kind"), "pid": pid,
+                      "alive": pid == os.getpid() or pid_alive(pid), "bytes": size})
+    return found
+
+
+def remove_dead_temp_folders(splits_dir: Path) -> list[dict[str, Any]]:
+    """Remove the `.NAME.tmp-PID` folders of exports whose process is gone (each a partial split,
+    often tens of MB); what was removed. A `.NAME.old-PID` is left to `studio check`: it may hold
+    the only copy of a split."""
+    removed = []
+    for item in split_leftovers(splits_dir):
+        if item["kind"] == "tmp" and not item["alive"]:
+            shutil.rmtree(item["path"], ignore_errors=True)
+            if not item["path"].exists():
+                removed.append(item)
+    return removed
+
+
 def _check_name(name: str) -> None:
     if not _NAME.fullmatch(name or ""):
         raise StudioError(
@@ -175,6 +212,7 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
     last_op = ws.last_operation_id()
 
     ws.splits_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_temp_folders(ws.splits_dir)  # what killed exports left behind
     tmp = ws.splits_dir / f".{name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

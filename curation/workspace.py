@@ -10,12 +10,26 @@ that connection then fails with "unfinished result". Fetch with `fetchall()` her
 Threads: a DuckDB connection must not be used from two threads at once. Code running in a worker
 thread takes its own cursor with `ws.cursor()` (cursors share the database and see each other's
 committed writes).
+
+Damage: DuckDB 2.0 opens a `studio.duckdb` cut short (a full disk, a bad copy) without complaint
+and fails on the first query that reads a missing block; it silently skips a `studio.duckdb.wal`
+that is not a write-ahead log (and truncates it at the first write), losing the changes in it. So
+`open_workspace` checks both before handing out the workspace (`inspect_wal` before connecting,
+`probe_file` after) and raises `WorkspaceDamaged`, one line that names the file and the way back.
+`studio check` (curation.check) reports, repairs what is safe, and salvages.
+
+Jobs: a row of `jobs` whose state is still `running` although the process that ran it is gone
+(killed, crashed) becomes `interrupted` when the workspace is opened read-write
+(`interrupt_dead_jobs`). Since DuckDB lets one process hold the file, a running job of another
+process cannot be alive while this one has the workspace open; within this process, a job is alive
+while it is registered with `live_job`.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import struct
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,10 +39,11 @@ from typing import Any, Iterable, Iterator
 
 import duckdb
 
-from .errors import SchemaTooNew, StudioError, WorkspaceLocked
+from .errors import SchemaTooNew, StudioError, WorkspaceDamaged, WorkspaceLocked
 from .paths import default_path
 
 DB_NAME = "studio.duckdb"
+WAL_SUFFIX = ".wal"
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,7 @@ class Workspace:
         self.read_only = read_only
         self._tx_depth = 0
         self._lock = threading.RLock()
+        self.interrupted_jobs: list[int] = []  # jobs found running with their process gone, set on open
 
     # -- paths ------------------------------------------------------------------------------
     @property
@@ -200,21 +216,309 @@ class Workspace:
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {where}", list(params)).fetchall()[0][0])
 
 
+# -- damage: the WAL before connecting, the file after ------------------------------------------------
+# A DuckDB 2.0 WAL starts with a WAL_VERSION entry written without size and checksum, in DuckDB's
+# binary serialization: field 100 (0x64 0x00) = entry type 98 ('b', WAL_VERSION), field 101 = the
+# version, 102 = the database identifier (16 varints), 103 = the checkpoint iteration, 0xFFFF = end.
+# Every later entry is [uint64 size][uint64 checksum][size bytes]. DuckDB checks each checksum itself
+# (a mismatch fails the open); a file without this header it ignores silently.
+_WAL_MAGIC = b"\x64\x00\x62"
+FILE_HEADER_BYTES = 3 * 4096  # DuckDB: the main header and two database headers precede block 0
+
+
+@dataclass(frozen=True)
+class WalInfo:
+    """What `studio.duckdb.wal` holds. state: absent, empty, ok (entries DuckDB will replay),
+    torn (complete entries, then `tail_bytes` of an entry cut short by a crash: DuckDB drops them,
+    nothing acknowledged is lost), corrupt (damaged in the middle: DuckDB replays the entries before
+    the damage and silently drops `dropped_entries` complete ones after it), garbage (not a DuckDB
+    WAL: DuckDB would skip all of it), unknown (a WAL layout this studio cannot walk)."""
+
+    path: Path
+    state: str
+    size: int = 0
+    entries: int = 0
+    tail_bytes: int = 0
+    dropped_entries: int = 0  # corrupt: complete entries after the damage that DuckDB would drop
+
+    @property
+    def damaged(self) -> bool:
+        return self.state in ("garbage", "corrupt")
+
+    def describe(self) -> str:
+        name = self.path.name
+        if self.state == "absent":
+            return f"no {name}: every change is checkpointed into {self.path.name[:-len(WAL_SUFFIX)]}"
+        if self.state == "empty":
+            return f"{name} is empty"
+        if self.state == "ok":
+            return f"{name}: {self.entries} entries ({self.size:,} bytes) not yet checkpointed; DuckDB replays them on open"
+        if self.state == "torn":
+            return (f"{name}: {self.entries} complete entries, then {self.tail_bytes:,} bytes of an entry cut short "
+                    f"(a write interrupted by a crash; DuckDB drops it, nothing acknowledged is lost)")
+        if self.state == "corrupt":
+            return (f"{name} is damaged after its first {self.entries} entries: DuckDB would replay those and "
+                    f"silently drop the {self.dropped_entries} complete entries after the damage")
+        if self.state == "garbage":
+            return (f"{name} ({self.size:,} bytes) is not a DuckDB write-ahead log: the un-checkpointed changes "
+                    f"in it cannot be read, and DuckDB would silently drop it")
+        return f"{name}: {self.size:,} bytes in a layout this studio does not know; DuckDB replays it on open"
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("varint past the end")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+
+
+def inspect_wal(db: Path) -> WalInfo:
+    """Read the WAL beside `db` (nothing is changed) and say what DuckDB will make of it."""
+    path = Path(str(db) + WAL_SUFFIX)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return WalInfo(path, "absent")
+    if not data:
+        return WalInfo(path, "empty")
+    size = len(data)
+    if not data.startswith(_WAL_MAGIC):
+        return WalInfo(path, "garbage", size)
+    try:
+        pos = len(_WAL_MAGIC)
+        while True:
+            if data[pos:pos + 2] == b"\xff\xff":
+                pos += 2
+                break
+            field = struct.unpack_from("<H", data, pos)[0]
+            pos += 2
+            if field in (101, 103):
+                _, pos = _varint(data, pos)
+            elif field == 102:
+                count, pos = _varint(data, pos)
+                for _ in range(count):
+                    _, pos = _varint(data, pos)
+            else:
+                return WalInfo(path, "unknown", size)
+    except (ValueError, struct.error):  # the header itself is cut short: nothing was committed after it
+        return WalInfo(path, "torn", size, 0, size)
+    entries, end = _walk_entries(data, pos)
+    if end == size:
+        return WalInfo(path, "ok", size, entries)
+    # The chain of entries breaks before the end. A write cut short leaves less than one entry; a
+    # damaged size field leaves complete entries after the break, which DuckDB drops just as silently.
+    later = _resync(data, end + 1)
+    if later:
+        return WalInfo(path, "corrupt", size, entries, size - end, later)
+    return WalInfo(path, "torn", size, entries, size - end)
+
+
+def _walk_entries(data: bytes, pos: int) -> tuple[int, int]:
+    """(complete entries from pos, offset where the chain stops): where DuckDB's reader stops too,
+    at a size that runs past the end."""
+    entries = 0
+    size = len(data)
+    while size - pos >= 16:
+        length = struct.unpack_from("<Q", data, pos)[0]
+        if length > size - pos - 16:
+            break
+        pos += 16 + length
+        entries += 1
+    return entries, pos
+
+
+def _resync(data: bytes, start: int) -> int:
+    """The number of well-formed entries of a chain that starts after `start` and ends exactly at
+    the end of the file (0 if none): each entry's body starts with field 100, the entry type.
+    Every candidate start is walked at most once (linear in the size of the WAL)."""
+    size = len(data)
+    seen: set[int] = set()
+    pos = start
+    while True:
+        pos = data.find(b"\x64\x00", pos + 16)
+        if pos < 0:
+            return 0
+        head = pos - 16
+        pos = head + 1
+        if head < start or head in seen:
+            continue
+        entries = 0
+        while size - head >= 16 and head not in seen:
+            seen.add(head)
+            length = struct.unpack_from("<Q", data, head)[0]
+            if length > size - head - 16 or data[head + 16:head + 18] != b"\x64\x00":
+                break
+            head += 16 + length
+            entries += 1
+        if entries and head == size:
+            return entries
+
+
+def recovery_hint(root: Path) -> str:
+    """The way back from a damaged workspace, for the end of a one-line message."""
+    splits = []
+    if (root / "splits").is_dir():
+        splits = sorted((d for d in (root / "splits").iterdir()
+                         if d.is_dir() and not d.name.startswith(".") and (d / "manifest.json").exists()),
+                        key=lambda d: (d / "manifest.json").stat().st_mtime)
+    export = (f"restore from your last export (import {splits[-1]}/train.jsonl and val.jsonl into a new workspace)"
+              if splits else "restore from your last export (splits/NAME/train.jsonl and val.jsonl) or a backup")
+    return f"run `studio check --salvage NEW_DIR -w {root}` to copy what can be read into a new workspace, or {export}"
+
+
+def probe_file(con: duckdb.DuckDBPyConnection, db: Path) -> str | None:
+    """None when the database file holds every block DuckDB's headers say it uses; else what is
+    missing. Cheap (the headers and the catalog, no table data). DuckDB 2.0 opens a truncated file
+    without complaint and fails later, on the first query that reads a missing block."""
+    try:
+        name = con.execute("SELECT current_database()").fetchall()[0][0]
+        rows = [r for r in con.execute("PRAGMA database_size").fetchall() if r[0] == name]
+        if not rows:
+            return None
+        block, total, used = int(rows[0][2]), int(rows[0][3]), int(rows[0][4])
+        size = db.stat().st_size
+        if size >= FILE_HEADER_BYTES + total * block:
+            return None
+        # After a checkpoint DuckDB cuts trailing free blocks off the file while the header still
+        # counts them, so a shorter file can be whole: compare with the blocks actually in use.
+        need = used
+        if size >= FILE_HEADER_BYTES + need * block:
+            highest = -1
+            for (bid,) in con.execute("SELECT block_id FROM pragma_metadata_info()").fetchall():
+                highest = max(highest, int(bid))
+            tables = [r[0] for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()]
+            for t in tables:
+                got = con.execute(
+                    "SELECT max(greatest(block_id, coalesce(list_max(additional_block_ids), -1))) "
+                    "FROM pragma_storage_info(?)", [t]).fetchall()[0][0]
+                if got is not None:
+                    highest = max(highest, int(got))
+            need = highest + 1
+        if size >= FILE_HEADER_BYTES + need * block:
+            return None
+        missing = FILE_HEADER_BYTES + need * block - size
+        return f"{db} is cut short: {size:,} bytes, but its blocks need at least {size + missing:,}"
+    except duckdb.Error as exc:
+        return f"{db} cannot be read: {_one_line(str(exc))}"
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+_DAMAGE_TEXT = ("could not read enough bytes", "not a valid duckdb database", "corrupt", "checksum",
+                "wal does not match", "checkpoint iteration does not match", "replaying wal", "serialization error")
+_WAL_TEXT = ("replaying wal", "wal file", "wal does not match", "this wal", ".wal\"")
+
+
 def _connect(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(db), read_only=read_only)
-    except duckdb.IOException as exc:
+    except duckdb.Error as exc:
         msg = str(exc)
-        if "lock" in msg.lower():
+        if isinstance(exc, duckdb.IOException) and "lock" in msg.lower():
             holder = _lock_holder(msg)
             raise WorkspaceLocked(
                 f"workspace {db.parent} is open in {holder}. DuckDB lets one process use a "
                 f"workspace at a time: close that studio or wait for that command to finish, "
                 f"or use another workspace with --workspace DIR."
             ) from None
-        raise StudioError(f"cannot open {db}: {msg}") from None
-    except duckdb.Error as exc:
+        low = msg.lower()
+        if any(t in low for t in _DAMAGE_TEXT):
+            if any(t in low for t in _WAL_TEXT):
+                raise WorkspaceDamaged(
+                    f"{db}{WAL_SUFFIX} (the changes since the last checkpoint) cannot be replayed: {_one_line(msg)}. "
+                    f"Run `studio check --repair -w {db.parent}` to move it aside and open the workspace as of its "
+                    f"last checkpoint, or {recovery_hint(db.parent)}."
+                ) from None
+            raise WorkspaceDamaged(f"{db} is damaged: {_one_line(msg)}. To recover, {recovery_hint(db.parent)}.") from None
+        if isinstance(exc, duckdb.IOException):
+            raise StudioError(f"cannot open {db}: {msg}") from None
         raise StudioError(f"{db} is not a usable workspace database: {exc}") from None
+
+
+# -- jobs whose process is gone -----------------------------------------------------------------------
+_LIVE_JOBS: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+@contextmanager
+def live_job(job_id: int) -> Iterator[None]:
+    """Mark a job of the `jobs` table as running in this process while the block runs (so another
+    `open_workspace` in this process leaves it `running`)."""
+    with _LIVE_LOCK:
+        _LIVE_JOBS.add(int(job_id))
+    try:
+        yield
+    finally:
+        with _LIVE_LOCK:
+            _LIVE_JOBS.discard(int(job_id))
+
+
+def register_live_job(job_id: int) -> None:
+    """`live_job` for code that cannot use a block; pair with `unregister_live_job`."""
+    with _LIVE_LOCK:
+        _LIVE_JOBS.add(int(job_id))
+
+
+def unregister_live_job(job_id: int) -> None:
+    with _LIVE_LOCK:
+        _LIVE_JOBS.discard(int(job_id))
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists on this machine (a zombie counts as alive)."""
+    if pid is None or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+# A running job is dead when its process is not this one (DuckDB's lock: no other process can hold
+# the workspace while this one does), or, for an augment job (one this process would have
+# registered), when this process does not run it. Other kinds of this process are left alone.
+_DEAD_JOBS_WHERE = """state = 'running' AND (pid IS NULL OR pid <> ?
+    OR (id IN (SELECT job_id FROM augment_jobs) AND id NOT IN (SELECT unnest(?::BIGINT[]))))"""
+
+
+def dead_jobs(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, int | None]]:
+    """(id, kind, pid) of the jobs still marked running whose process no longer runs them."""
+    present = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                          "AND schema_name = 'main' AND table_name IN ('jobs', 'augment_jobs')").fetchall()[0][0]
+    if present != 2:  # a workspace not yet migrated, opened read-only
+        return []
+    with _LIVE_LOCK:
+        live = sorted(_LIVE_JOBS)
+    rows = con.execute(f"SELECT id, kind, pid FROM jobs WHERE {_DEAD_JOBS_WHERE} ORDER BY id",
+                       [os.getpid(), live]).fetchall()
+    return [(int(i), str(k), None if p is None else int(p)) for i, k, p in rows]
+
+
+def interrupt_dead_jobs(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Set `interrupted` on the jobs still marked running whose process is gone; their ids. An
+    interrupted augment job continues with `studio augment resume JOB`."""
+    dead = dead_jobs(con)
+    if not dead:
+        return []
+    ids = [d[0] for d in dead]
+    con.execute(
+        """UPDATE jobs SET state = 'interrupted', finished_at = coalesce(finished_at, current_timestamp),
+               message = 'interrupted: process ' || coalesce(pid::TEXT, '?') || ' ended before the job finished'
+                         || coalesce('; ' || message, '')
+           WHERE state = 'running' AND id IN (SELECT unnest(?::BIGINT[]))""", [ids])
+    return ids
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, db: Path) -> None:
@@ -258,9 +562,27 @@ def open_workspace(path: str | os.PathLike[str] | None = None, *, create: bool =
         if read_only:
             raise StudioError(f"no workspace at {root} to open read-only.")
         root.mkdir(parents=True, exist_ok=True)
+    wal = inspect_wal(db)
+    if wal.damaged:
+        raise WorkspaceDamaged(
+            f"{wal.describe()}. Run `studio check --repair -w {root}` to move it aside (it is kept, renamed) and "
+            f"open the workspace as of its last checkpoint, or {recovery_hint(root)}.")
     con = _connect(db, read_only)
+    damage = probe_file(con, db)
+    if damage:
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+        raise WorkspaceDamaged(f"{damage}. To recover, {recovery_hint(root)}.")
+    ws = Workspace(root, con, read_only=read_only)
     if not read_only:
-        _migrate(con, db)
+        try:
+            _migrate(con, db)
+            ws.interrupted_jobs = interrupt_dead_jobs(con)
+        except BaseException:
+            ws.close()
+            raise
         (root / "splits").mkdir(exist_ok=True)
         (root / "runs").mkdir(exist_ok=True)
-    return Workspace(root, con, read_only=read_only)
+    return ws

@@ -56,7 +56,7 @@ def test_kill_9_then_resume_sends_each_request_exactly_once(ws, fake, monkeypatc
         assert w.con.execute("SELECT count(*) FROM llm_cache").fetchone()[0] == answered_before_kill
         assert w.count("operation = 'augment:answers'") == answered_before_kill
         state = w.con.execute("SELECT state FROM jobs").fetchone()[0]
-        assert state == "running"  # killed: never finished
+        assert state == "interrupted"  # killed: never finished, and its process is gone
 
     done = subprocess.run(_studio(root, "augment", "resume", "--json", env=env), cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)

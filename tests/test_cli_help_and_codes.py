@@ -99,6 +99,7 @@ def test_augment_judge_has_no_no_checks_and_the_exit_codes_are_documented(capsys
 NOT_RUN = {
     "augment": "sends requests to an LLM provider",
     "chat": "loads a trained model",
+    "check": "--salvage writes a workspace beside this one (tests/test_check.py runs all three)",
     "edit": "opens $EDITOR",
     "eval": "loads models",
     "merge": "loads a model",

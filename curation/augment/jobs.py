@@ -18,6 +18,10 @@ job stops before the next request could take it past the limit.
 After the requests: new samples go through duplicate and quality checks against the whole
 workspace (curation.dedup.check_incremental, curation.quality.run_quality, when present), and with
 `reject_below` they are judged and those scoring below are rejected through curation.review.
+
+States of a job's row in `jobs`: running, done, cancelled (user or budget), failed, interrupted (its
+process ended without finishing: kill -9, a crash; set when the workspace is next opened read-write
+or the jobs are listed, see curation.workspace.interrupt_dead_jobs). Every state but done resumes.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from typing import Any
 
 from ..errors import NotFound, StudioError
 from ..jobs import Job
+from ..workspace import dead_jobs, interrupt_dead_jobs, register_live_job, unregister_live_job
 from . import cache, cost as cost_mod, ops, providers, selection
 from .client import ProviderClient, Reply
 from .landing import Lander, Outcome, WriterThread
@@ -339,13 +344,19 @@ class _Runner:
 
 
 def _start_job_row(con: Any, spec: Spec, plan: _Plan) -> int:
+    """Insert the job's rows as `running`, owned by this process (registered live: see run)."""
     job_id = int(con.execute("SELECT nextval('job_id_seq')").fetchone()[0])
-    con.execute("INSERT INTO jobs (id, kind, state, total, pid) VALUES (?, ?, 'running', ?, ?)",
-                [job_id, f"augment:{spec.op}", len(plan.requests), os.getpid()])
-    name = None if plan.provider.name == providers.ENV_PROVIDER else plan.provider.name
-    stored = {**asdict(spec), "ids": plan.ids, "provider": name, "model": plan.provider.model}
-    con.execute("INSERT INTO augment_jobs (job_id, operation, spec) VALUES (?, ?, ?)",
-                [job_id, spec.op, json.dumps(stored, ensure_ascii=False)])
+    register_live_job(job_id)
+    try:
+        con.execute("INSERT INTO jobs (id, kind, state, total, pid) VALUES (?, ?, 'running', ?, ?)",
+                    [job_id, f"augment:{spec.op}", len(plan.requests), os.getpid()])
+        name = None if plan.provider.name == providers.ENV_PROVIDER else plan.provider.name
+        stored = {**asdict(spec), "ids": plan.ids, "provider": name, "model": plan.provider.model}
+        con.execute("INSERT INTO augment_jobs (job_id, operation, spec) VALUES (?, ?, ?)",
+                    [job_id, spec.op, json.dumps(stored, ensure_ascii=False)])
+    except BaseException:
+        unregister_live_job(job_id)
+        raise
     return job_id
 
 
@@ -369,9 +380,22 @@ def run(ws: Any, spec: Spec, job: AugmentJob | None = None, *, resume_job_id: in
     if resume_job_id is None:
         job_id = _start_job_row(con, spec, plan)
     else:
-        job_id = resume_job_id
-        con.execute("UPDATE jobs SET state = 'running', pid = ?, total = ?, finished_at = NULL WHERE id = ?",
-                    [os.getpid(), len(plan.requests), job_id])
+        job_id = int(resume_job_id)
+        register_live_job(job_id)
+    try:
+        if resume_job_id is not None:
+            con.execute("UPDATE jobs SET state = 'running', pid = ?, total = ?, finished_at = NULL WHERE id = ?",
+                        [os.getpid(), len(plan.requests), job_id])
+        return _run_job(ws, con, spec, plan, job, job_id, budget, client_options)
+    finally:
+        unregister_live_job(job_id)
+
+
+def _run_job(ws: Any, con: Any, spec: Spec, plan: _Plan, job: AugmentJob, job_id: int,
+             budget: cost_mod.Budget, client_options: dict[str, Any] | None) -> Result:
+    """The rest of `run`, while the job is registered as live in this process (so opening the
+    workspace again here does not take it for one whose process died)."""
+    p = plan.provider
     job.job_id, job.provider, job.model = job_id, p.name, str(p.model)
     job.set_total(len(plan.requests))
     runner = _Runner(ws, con, plan, job, job_id, budget, client_options or {})
@@ -542,13 +566,25 @@ def resume(ws: Any, job_id: int | None = None, job: AugmentJob | None = None, *,
 
 
 def list_jobs(ws: Any, limit: int = 20) -> list[dict[str, Any]]:
-    rows = ws.cursor().execute(
+    """The latest augment jobs. A job still marked `running` whose process is gone (killed) shows
+    as `interrupted` (and is stored so when the workspace is writable); `resume` continues it."""
+    cur = ws.cursor()
+    if getattr(ws, "read_only", False):
+        gone = {d[0] for d in dead_jobs(cur)}
+    else:
+        interrupt_dead_jobs(cur)
+        gone = set()
+    rows = cur.execute(
         """SELECT j.id, j.kind, j.state, j.done, j.total, j.message, j.started_at, j.finished_at,
                   coalesce(sum(u.cost_usd), 0), coalesce(sum(u.prompt_tokens + u.completion_tokens), 0)
            FROM jobs j JOIN augment_jobs a ON a.job_id = j.id LEFT JOIN llm_usage u ON u.job_id = j.id
            GROUP BY ALL ORDER BY j.id DESC LIMIT ?""", [int(limit)]).fetchall()
     keys = ["id", "kind", "state", "done", "total", "message", "started_at", "finished_at", "usd", "tokens"]
-    return [dict(zip(keys, r)) for r in rows]
+    jobs = [dict(zip(keys, r)) for r in rows]
+    for j in jobs:
+        if j["id"] in gone:
+            j["state"] = "interrupted"
+    return jobs
 
 
 def usage_by_provider(ws: Any) -> list[dict[str, Any]]:
