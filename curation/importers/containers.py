@@ -4,6 +4,10 @@ the row formats (alpaca.py, sharegpt.py, ...) turn records into samples.
 
 A problem that stops a file from being read at all (a JSON array cut off in the middle, an empty
 file, a file that is not Parquet) raises `FileProblem`; a bad row is a `RawRecord` with a problem.
+
+JSON nested deeper than MAX_JSON_DEPTH levels is refused (a row of a JSON Lines file, an element of
+an array, a JSON cell of a CSV): no instruction row is that deep, and Python's json module would
+otherwise run out of stack (RecursionError) a few hundred levels further down.
 """
 from __future__ import annotations
 
@@ -31,13 +35,55 @@ class RawRecord:
 
 
 class FileProblem(Exception):
-    def __init__(self, problem: RowProblem):
+    """The file cannot be imported at all. `not_data` marks a file that is no dataset (LLaMA-Factory's
+    dataset_info.json): a folder import passes over it with a note instead of failing."""
+
+    def __init__(self, problem: RowProblem, *, not_data: bool = False):
         super().__init__(str(problem))
         self.problem = problem
+        self.not_data = not_data
 
 
 CONTAINERS = ("json", "jsonl", "csv", "parquet", "hf")
 _WS = re.compile(r"[ \t\n\r]*")
+
+MAX_JSON_DEPTH = 100  # levels of [ and { in one row; real rows (messages, tool schemas) stay far below
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+
+
+def too_deep(text: str, start: int = 0, end: int | None = None) -> int | None:
+    """The offset in text[start:end] where JSON nesting first goes past MAX_JSON_DEPTH, or None.
+    Strings are skipped, so brackets inside them do not count. Cheap when there are few brackets:
+    the counts run in C, the token walk only when they exceed the limit."""
+    end = len(text) if end is None else end
+    if text.count("[", start, end) + text.count("{", start, end) <= MAX_JSON_DEPTH:
+        return None
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text, start, end):
+        c = m.group()
+        if c == "[" or c == "{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return m.start()
+        elif c == "]" or c == "}":
+            depth -= 1
+    return None
+
+
+def depth_message(text: str, at: int) -> str:
+    """`JSON nested deeper than 100 levels (... column C)`, C counted on the line `at` is on."""
+    column = at - text.rfind("\n", 0, at)
+    return (f"JSON nested deeper than {MAX_JSON_DEPTH} levels (level {MAX_JSON_DEPTH + 1} opens at column {column}); "
+            f"no instruction row is this deep: check that this is the file you meant to import")
+
+
+def _json_msg(exc: json.JSONDecodeError) -> str:
+    """`Expecting value at column 5`; json's "Unterminated string starting at" gets no second "at"."""
+    return f"{exc.msg}{'' if exc.msg.endswith(' at') else ' at'} column {exc.colno}"
+
+
+def _line_at(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
 
 
 def container_for(path: Path, text_head: bytes) -> str | None:
@@ -87,9 +133,18 @@ def iter_json(text: str, display: str) -> Iterator[RawRecord]:
             value = json.loads(text, strict=False)
         except json.JSONDecodeError:
             pass  # JSON Lines (or broken): read line by line below for a precise line number
+        except RecursionError:
+            # Too deep. Within the first line: a JSON Lines row (iter_jsonl sets it aside). Past it:
+            # one object over several lines, so there is no row to set aside, only the file.
+            deep = too_deep(text, start)
+            first_end = text.find("\n", start)
+            if deep is not None and first_end >= 0 and deep > first_end:
+                raise FileProblem(RowProblem(display, _line_at(text, deep), "json", depth_message(text, deep))) from None
         else:
             line = text.count("\n", 0, start) + 1
-            yield RawRecord(line, line, value, text.strip(), problem=_row_problem(text))
+            deep = too_deep(text, start)
+            problem = _row_problem(text) or (Problem("json", depth_message(text, deep)) if deep is not None else None)
+            yield RawRecord(line, line, None if problem else value, text.strip(), problem=problem)
             return
     yield from iter_jsonl(text, display)
 
@@ -105,13 +160,17 @@ def iter_jsonl(text: str, display: str) -> Iterator[RawRecord]:
         any_row = True
         problem = _row_problem(line)
         value = None
+        if problem is None and (deep := too_deep(line)) is not None:
+            problem = Problem("json", depth_message(line, deep))
         if problem is None:
             try:
                 value, end = decoder.raw_decode(line, _WS.match(line).end())
                 if line[end:].strip():
                     problem = Problem("json", f"extra data after the JSON value at column {end + 1} (one JSON object per line)")
             except json.JSONDecodeError as exc:
-                problem = Problem("json", f"not valid JSON: {exc.msg} at column {exc.colno}")
+                problem = Problem("json", f"not valid JSON: {_json_msg(exc)}")
+            except RecursionError:  # too_deep counts what json counts; this is the backstop
+                value, problem = None, Problem("json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         if problem is None:
             problem = _object_problem(value)
         yield RawRecord(lineno, lineno, value if problem is None else None, line, problem=problem)
@@ -135,10 +194,21 @@ def _iter_array(text: str, pos: int, display: str) -> Iterator[RawRecord]:
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise FileProblem(RowProblem(display, exc.lineno, "json", f"not valid JSON: {exc.msg} at column {exc.colno} (in element {element + 1})")) from None
+            raise FileProblem(RowProblem(display, exc.lineno, "json", f"not valid JSON: {_json_msg(exc)} (in element {element + 1})")) from None
+        except RecursionError:
+            # The element's end is past where json gave up: the rest of the array cannot be read.
+            deep = too_deep(text, pos)
+            at = pos if deep is None else deep
+            raise FileProblem(RowProblem(display, _line_at(text, at), "json",
+                                         depth_message(text, at) if deep is not None else f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                                         element + 1)) from None
         element += 1
         raw = text[pos:end]
-        problem = _row_problem(raw) or _object_problem(value)
+        problem = _row_problem(raw)
+        if problem is None and (deep := too_deep(raw)) is not None:
+            problem = Problem("json", depth_message(text, pos + deep))
+            value = None
+        problem = problem or _object_problem(value)
         yield RawRecord(line, element, value if problem is None else None, raw, element=element, problem=problem)
         pos = _WS.match(text, end).end()
         if text.startswith(",", pos):
@@ -161,6 +231,8 @@ JSON_CELLS = ("messages", "conversations", "history", "tags")
 def iter_csv(text: str, display: str, delimiter: str) -> Iterator[RawRecord]:
     if not text.strip():
         raise FileProblem(RowProblem(display, 1, "file", "is empty: no rows to import"))
+    # The csv module refuses cells over 128 KiB by default; a long answer is data, not an error.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -188,10 +260,15 @@ def iter_csv(text: str, display: str, delimiter: str) -> Iterator[RawRecord]:
         problem = _row_problem(raw)
         for name, cell in zip(header, cells):
             if name in JSON_CELLS and cell.strip().startswith("["):
+                if (deep := too_deep(cell)) is not None:
+                    problem = problem or Problem(name, depth_message(cell, deep))
+                    continue
                 try:
                     rec[name] = json.loads(cell, strict=False)
                 except json.JSONDecodeError as exc:
                     problem = problem or Problem(name, f"holds a list that is not valid JSON: {exc.msg}")
+                except RecursionError:
+                    problem = problem or Problem(name, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
             else:
                 rec[name] = cell
         yield RawRecord(line, line, None if problem else rec, raw, problem=problem)
@@ -249,5 +326,5 @@ def iter_hf(folder: Path, display: str) -> Iterator[RawRecord]:
 
     try:
         yield from _table_rows(batches(), display)
-    except (json.JSONDecodeError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise FileProblem(RowProblem(display, 1, "file", f"not a datasets save_to_disk folder: {exc}")) from None

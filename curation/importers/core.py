@@ -4,26 +4,36 @@ For each file: hash it (the same file twice adds nothing), read its rows (the Du
 for plain alpaca JSON/JSONL, the precise Python path for everything else or when the fast path
 is not sure), validate, and land the samples with an `imports` row and an `import` operation.
 All files of one call share one transaction: a bad file, an exception or `kill -9` leaves the
-workspace as it was.
+workspace as it was, sample and operation ids included (DuckDB sequences do not roll back, so a
+failed import gives back the ids it took: the next import starts where this one would have).
+
+A file that cannot be imported at all (not JSON/CSV/Parquet, rows of no known format, unreadable,
+or, with skip_invalid, no valid row) stops the import with one line naming it; with skip_invalid
+it is reported (`FileResult.error`) and the other files are imported.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import duckdb
 import pyarrow as pa
 
-from ..errors import StudioError
+from ..errors import Cancelled, StudioError
 from ..jobs import Job, null_job
 from ..samples import Problem, Sample
 from ..store import insert_arrow, to_arrow
 from . import alpaca, containers, fast_alpaca, messages, reading, sharegpt, text
 from .containers import FileProblem, RawRecord
+from .fields import ID_KEYS
 from .report import FileResult, ImportReport, RowProblem, format_problems
+
+log = logging.getLogger(__name__)
 
 ROW_FORMATS = {m.NAME: m for m in (alpaca, sharegpt, messages, text)}
 FORMATS = tuple(ROW_FORMATS) + containers.CONTAINERS
@@ -67,10 +77,14 @@ def _scan(path: Path) -> _Scan:
     return _Scan(h.hexdigest(), size, head, lines, blank, nul)
 
 
-def _scan_folder(folder: Path) -> _Scan:
+def _scan_folder(folder: Path, display: str) -> _Scan:
     h = hashlib.sha256()
     size = 0
-    for f in containers.hf_data_files(folder):
+    try:
+        data_files = containers.hf_data_files(folder)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise FileProblem(RowProblem(display, 1, "file", f"not a datasets save_to_disk folder: {exc}")) from None
+    for f in data_files:
         s = _scan(f)
         h.update(f.name.encode() + b"\0" + s.sha256.encode())
         size += s.size
@@ -121,6 +135,38 @@ def detect_row_format(rec: dict) -> str | None:
     return None
 
 
+def _row_id(value: Any) -> str | None:
+    """The row's own id (`id`, `_id`, `uid`) as people would search their file for it, or None."""
+    if not isinstance(value, dict):
+        return None
+    for key in ID_KEYS:
+        v = value.get(key)
+        if isinstance(v, str) and v:
+            v = v.encode("utf-8", "backslashreplace").decode("utf-8")  # an unpaired surrogate as its escape
+            return v if len(v) <= 80 else v[:79] + "…"
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return json.dumps(v)
+    return None
+
+
+# LLaMA-Factory's data/dataset_info.json: {"name": {"file_name": ..., "formatting": ...}, ...}
+_INDEX_KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"}
+
+
+def _dataset_index_problem(value: Any, df: reading.DataFile, line: int) -> FileProblem | None:
+    """A FileProblem saying what the file is when it is LLaMA-Factory's dataset index, else None."""
+    if not isinstance(value, dict) or not value or not all(isinstance(e, dict) for e in value.values()):
+        return None
+    if not any(_INDEX_KEYS & set(e) for e in value.values()):
+        return None
+    files = [str(e["file_name"]) for e in value.values() if isinstance(e.get("file_name"), str)]
+    listed = ", ".join(files[:5]) + (f" and {len(files) - 5:,} more" if len(files) > 5 else "")
+    what = (f"import the files it lists ({listed}), e.g. studio import {df.path.parent / files[0]}" if files
+            else "its datasets are on a hub: download them, then import the files")
+    return FileProblem(RowProblem(df.name, line, "file", f"this is LLaMA-Factory's dataset index, not data: {what}"),
+                       not_data=True)
+
+
 def _records(df: reading.DataFile, container: str, encoding: str | None) -> Any:
     if container == "hf":
         return containers.iter_hf(df.path, df.name)
@@ -164,19 +210,24 @@ def _load_precise(df: reading.DataFile, container: str, row_format: str | None, 
             rejected.append((rec, [RowProblem(df.name, rec.line, rec.problem.field, rec.problem.message, rec.element)]))
             continue
         value = _apply_mapping(rec.value, mapping)
+        sid = _row_id(value)
         if convert is None:
             chosen = detect_row_format(value)
             if chosen is None:
+                index = _dataset_index_problem(rec.value, df, rec.line)
+                if index is not None:
+                    raise index
                 keys = ", ".join(sorted(map(str, rec.value)))[:200]
                 raise FileProblem(RowProblem(
                     df.name, rec.line, "row",
                     f"cannot tell the format from its keys ({keys}); expected instruction/output (alpaca), "
                     f"conversations (sharegpt), messages, or text. Name the fields with --map "
-                    f"instruction=YOUR_KEY,output=YOUR_KEY or pass --format.", rec.element))
+                    f"instruction=YOUR_KEY,output=YOUR_KEY or pass --format.", rec.element, sid))
             convert = ROW_FORMATS[chosen].to_sample
         sample, problems = convert(value, df.name, rec.row)
         if problems:
-            rejected.append((rec, [RowProblem(df.name, rec.line, _their_field(p.field, mapping), p.message, rec.element) for p in problems]))
+            rejected.append((rec, [RowProblem(df.name, rec.line, _their_field(p.field, mapping), p.message, rec.element, sid)
+                                   for p in problems]))
         else:
             samples.append(sample)
     return _Loaded(chosen or "alpaca", to_arrow(samples), rejected)
@@ -228,11 +279,75 @@ def _write_rejects(ws: Any, df: reading.DataFile, import_id: int,
         for rec, problems in rejected:
             first = problems[0]
             f.write(json.dumps({
-                "line": rec.line, "element": rec.element, "field": first.field, "problem": first.message,
+                "line": rec.line, "element": rec.element, "id": first.source_id, "field": first.field, "problem": first.message,
                 "problems": [f"{p.field}: {p.message}" for p in problems], "raw": rec.raw,
             }, ensure_ascii=False) + "\n")
     os.replace(tmp, target)
     return target
+
+
+_ID_SEQUENCES = (("sample_id_seq", "samples"), ("op_id_seq", "operations"))
+SHOWN_DUPLICATE_IDS = 5
+
+
+def _sequence_marks(con: Any) -> dict[str, tuple[int | None, int]]:
+    """(last value given out, start) of the id sequences an import draws from."""
+    names = [n for n, _ in _ID_SEQUENCES]
+    rows = con.execute(
+        "SELECT sequence_name, last_value, start_value FROM duckdb_sequences() "
+        "WHERE database_name = current_database() AND sequence_name IN (SELECT unnest(?))", [names]).fetchall()
+    return {name: (last, start) for name, last, start in rows}
+
+
+def _give_back_ids(ws: Any, before: dict[str, tuple[int | None, int]]) -> None:
+    """After a rolled-back import: set the id sequences back to where they were, so the next
+    import's first sample is the one this import would have had (DuckDB's nextval is not undone
+    by ROLLBACK). Left alone when some other writer committed ids past that point meanwhile."""
+    try:
+        now = _sequence_marks(ws.con)
+        with ws.transaction() as con:
+            for name, table in _ID_SEQUENCES:
+                if name not in before or now.get(name, (None, 0))[0] == before[name][0]:
+                    continue
+                last, start = before[name]
+                top = con.execute(f"SELECT max(id) FROM {table}").fetchall()[0][0]
+                if top is not None and top > (last if last is not None else start - 1):
+                    continue
+                if last is None:  # never used: a fresh sequence (setval cannot go below the start)
+                    con.execute(f"CREATE OR REPLACE SEQUENCE {name} START {int(start)}")
+                else:
+                    con.execute("SELECT setval(?, ?)", [name, int(last)])
+    except duckdb.Error as exc:  # the import's own error is what the caller must see
+        log.warning("could not give back the ids of a failed import: %s", exc)
+
+
+def _duplicate_ids(con: Any, result: FileResult, import_id: int) -> None:
+    """Name the source ids that more than one row of this file carries (all rows are imported)."""
+    rows = con.execute(
+        """SELECT source_id, n, count(*) OVER () FROM (
+               SELECT source_id, count(*) AS n, min(id) AS first FROM samples
+               WHERE import_id = ? AND source_id IS NOT NULL GROUP BY source_id HAVING count(*) > 1)
+           ORDER BY first LIMIT ?""", [import_id, SHOWN_DUPLICATE_IDS]).fetchall()
+    if not rows:
+        return
+    total = int(rows[0][2])
+    result.duplicate_source_ids = {str(sid): int(n) for sid, n, _ in rows}
+    result.duplicate_source_id_count = total
+    shown = ", ".join(f"{sid} ({n} rows)" for sid, n, _ in rows)
+    more = f" and {total - len(rows):,} more" if total > len(rows) else ""
+    result.warnings.append(
+        f"{total:,} source id{'s' if total != 1 else ''} appear{'' if total != 1 else 's'} on more than one row: "
+        f"{shown}{more}; every row was imported as its own sample (studio dedup finds repeated content)")
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _file_failure(path: Path, exc: Exception) -> str:
+    """The one line saying why a file was not imported, without the path repeated in front."""
+    text = str(exc.problem) if isinstance(exc, FileProblem) else str(exc)
+    return text.removeprefix(f"{path}: ")
 
 
 def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLike[str], *, format: str | None = None,
@@ -240,18 +355,23 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                  job: Job | None = None) -> ImportReport:
     """Import files (JSON, JSONL, CSV, Parquet, save_to_disk folders; alpaca, sharegpt, messages or
     text rows) into the workspace. Raises StudioError listing `file:line: field: problem` when a
-    file has invalid rows (unless `skip_invalid`, which imports the valid rows and writes the
-    others to `rejects/<stem>-<import id>.jsonl`); the workspace is then unchanged."""
+    file has invalid rows, or one line when a file cannot be imported at all; the workspace is then
+    unchanged. With `skip_invalid`, the valid rows are imported and the others written to
+    `rejects/<stem>-<import id>.jsonl`; a file that cannot be imported, or has no valid row, is
+    left out with `FileResult.error` set (see `ImportReport.failed`) and the others are imported."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     row_format, container_override = _split_format(format)
+    reading.check_encoding(encoding)
     mapping = dict(mapping or {})
     job = job or null_job("import")
-    files = reading.expand(list(paths))
-    job.set_total(len(files))
     report = ImportReport()
+    files = reading.expand(list(paths), warnings=report.warnings)
+    job.set_total(len(files))
     failures: list[str] = []
     written: list[Path] = []
+    owns_transaction = not getattr(ws, "_tx_depth", 0)
+    id_marks = _sequence_marks(ws.con) if owns_transaction else {}
     try:
         with ws.transaction() as con:
             seen: dict[str, int] = {}
@@ -259,22 +379,33 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                 job.set_message(df.name)
                 result = FileResult(path=df.path)
                 report.files.append(result)
-                scan = _scan_folder(df.path) if df.path.is_dir() else _scan(df.path)
-                prior = con.execute("SELECT min(id) FROM imports WHERE file_sha256 = ?", [scan.sha256]).fetchall()[0][0]
-                if prior is None and scan.sha256 in seen:
-                    prior = seen[scan.sha256]
-                if prior is not None:
-                    result.skipped_as_already_imported, result.already_import_id = True, int(prior)
-                    job.advance(1)
-                    continue
-                container = container_override or containers.container_for(df.path, scan.head)
-                if container is None:
-                    raise StudioError(f"{df.path}: cannot tell the file type from its name or content; pass --format (one of {', '.join(FORMATS)}).")
                 try:
+                    scan = _scan_folder(df.path, df.name) if df.path.is_dir() else _scan(df.path)
+                    prior = con.execute("SELECT min(id) FROM imports WHERE file_sha256 = ?", [scan.sha256]).fetchall()[0][0]
+                    if prior is None and scan.sha256 in seen:
+                        prior = seen[scan.sha256]
+                    if prior is not None:
+                        result.skipped_as_already_imported, result.already_import_id = True, int(prior)
+                        job.advance(1)
+                        continue
+                    container = container_override or containers.container_for(df.path, scan.head)
+                    if container is None:
+                        raise StudioError(f"{df.path}: cannot tell the file type from its name or content; pass --format (one of {', '.join(FORMATS)}).")
                     loaded = _load(ws, df, scan, container, row_format, mapping, encoding, job)
-                except FileProblem as exc:
-                    result.problems.append(exc.problem)
-                    failures.append(f"{exc.problem}")
+                except (FileProblem, StudioError) as exc:
+                    if isinstance(exc, Cancelled):
+                        raise
+                    if isinstance(exc, FileProblem) and exc.not_data and df.name != df.path.name:
+                        result.skipped = _file_failure(df.path, exc)  # met in a folder: not data, pass over
+                        job.advance(1)
+                        continue
+                    if isinstance(exc, FileProblem):
+                        result.problems.append(exc.problem)
+                    if not skip_invalid:
+                        others = "; pass --skip-invalid to import the other files without it" if len(files) > 1 else ""
+                        first = str(exc.problem) if isinstance(exc, FileProblem) else str(exc)
+                        raise StudioError(f"{_sentence(first)} Nothing was imported{others}.") from None
+                    result.error = _file_failure(df.path, exc)
                     job.advance(1)
                     continue
                 result.format = loaded.format
@@ -284,6 +415,11 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                 if loaded.rejected and not skip_invalid:
                     failures.append(
                         f"{df.name}: {len(loaded.rejected):,} invalid row(s):\n{format_problems(problems)}")
+                    job.advance(1)
+                    continue
+                if loaded.rejected and loaded.rows == 0:
+                    result.error = (f"none of its {len(loaded.rejected):,} rows is valid (first: {problems[0]}); "
+                                    f"fix the file and import it again")
                     job.advance(1)
                     continue
                 import_id = int(con.execute("SELECT coalesce(max(id), 0) + 1 FROM imports").fetchall()[0][0])
@@ -297,6 +433,7 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                     result.rejects_file = _write_rejects(ws, df, import_id, loaded.rejected)
                     written.append(result.rejects_file)
                 result.rows_imported, result.rows_rejected = loaded.rows, len(loaded.rejected)
+                _duplicate_ids(con, result, import_id)
                 details = {
                     "import_id": import_id, "file": str(df.path.resolve()), "source_file": df.name,
                     "format": loaded.format, "rows": result.rows_imported, "rejected": result.rows_rejected,
@@ -313,13 +450,14 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                 result.import_id, result.operation_id = import_id, op_id
                 seen[scan.sha256] = import_id
                 job.advance(1)
-            if failures:
-                hint = "" if skip_invalid else (
+            if failures:  # only without skip_invalid
+                raise StudioError("\n".join(failures) + (
                     "\nNothing was imported. Fix these rows, or pass --skip-invalid to import the valid rows "
-                    "and write the invalid ones to a rejects file.")
-                raise StudioError("\n".join(failures) + hint)
+                    "and write the invalid ones to a rejects file."))
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
+        if owns_transaction:
+            _give_back_ids(ws, id_marks)
         raise
     return report

@@ -1,14 +1,27 @@
 """`studio import PATH...`: bring alpaca / sharegpt / messages / text rows from JSON, JSONL, CSV,
-Parquet or `datasets.save_to_disk` folders into the workspace (curation.importers)."""
+Parquet or `datasets.save_to_disk` folders into the workspace (curation.importers).
+
+Output: a line per file on stdout (warnings, such as source ids repeated within a file, indented
+under it); a file left out with --skip-invalid gets one `studio: error:` line on stderr, a link
+passed over in a folder one `studio: warning:` line. The exit status is in EPILOG."""
 from __future__ import annotations
+
+import sys
 
 from ._common import add_command
 
+EPILOG = """the same file twice adds nothing; a file with invalid rows is not imported unless --skip-invalid (then the invalid rows go to WORKSPACE/rejects/)
+a folder imports the data files directly inside it; a folder named like a file (x.jsonl) is written with a trailing slash: x.jsonl/
+exit status:
+  0  every file was imported (or was already in the workspace)
+  1  with --skip-invalid: some files were not imported (each named on stderr: unreadable, of no known format, or no valid row); the others were
+  2  nothing was imported: the error says what, where and what to do"""
+
+EXIT_SOME_FILES_FAILED = 1
+
 
 def register(sub):
-    p = add_command(sub, "import", "import data files into the workspace", json_flag=True,
-                    epilog="the same file twice adds nothing; a file with invalid rows is not imported "
-                           "unless --skip-invalid (then the invalid rows go to WORKSPACE/rejects/)")
+    p = add_command(sub, "import", "import data files into the workspace", json_flag=True, epilog=EPILOG)
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (JSON, JSONL, CSV, TSV, Parquet, save_to_disk)")
     p.add_argument("--format", metavar="F",
                    help="row format (alpaca, sharegpt, messages, text) or file type (json, jsonl, csv, parquet, hf); default: detected")
@@ -16,7 +29,8 @@ def register(sub):
                    help="name the file's fields, e.g. instruction=question,output=answer")
     p.add_argument("--encoding", metavar="E", help="text encoding when not UTF-8/UTF-16 with BOM, e.g. gbk")
     p.add_argument("--skip-invalid", action="store_true",
-                   help="import the valid rows and write invalid ones to WORKSPACE/rejects/")
+                   help="import the valid rows and write invalid ones to WORKSPACE/rejects/; "
+                        "leave out files that cannot be imported and import the others (exit status 1)")
     p.set_defaults(func=run)
 
 
@@ -34,6 +48,16 @@ def parse_mapping(text: str | None) -> dict[str, str]:
     return mapping
 
 
+def _err(text: str) -> None:
+    """One line on stderr (the app's reply stream when it runs this command for another process)."""
+    from curation.safe_text import visible
+
+    from . import _common
+
+    stream = getattr(_common, "stderr", lambda: sys.stderr)()
+    print(visible(text, single_line=True), file=stream)
+
+
 def run(args) -> int:
     from curation.importers import import_paths
 
@@ -47,13 +71,20 @@ def run(args) -> int:
                                   skip_invalid=args.skip_invalid, job=job)
     finally:
         progress.finish()
+    status = EXIT_SOME_FILES_FAILED if report.failed else 0
     if args.json:
         out_json(report.as_dict())
-        return 0
+        return status
+    for warning in report.warnings:
+        _err(f"studio: warning: {warning}")
     for result in report.files:
+        if result.failed:
+            continue
         out(result.summary())
         for problem in result.problems[:5]:
             out(f"  {problem}")
         if len(result.problems) > 5:
             out(f"  ... and {len(result.problems) - 5:,} more in {result.rejects_file}")
-    return 0
+    for result in report.failed:
+        _err(f"studio: error: {result.summary()}")
+    return status
