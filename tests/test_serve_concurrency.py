@@ -81,8 +81,8 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
 
 def test_a_client_that_hangs_up_mid_stream_stops_its_generation(server):
     session = server.session
-    # The server checks a stream's stop flag at each piece of text; this greedy answer shows text at
-    # (nearly) every token, and would use the whole budget: stopping early is the server's doing.
+    # This greedy answer would use the whole budget of 100 tokens: stopping early is the server's
+    # doing. The stop flag reaches generate()'s StoppingCriteria, so it ends at the next token.
     chat = [{"role": "user", "content": "LoRA adds low-rank matrices"}]
     assert session.generate(chat, adapter="run-a", max_new_tokens=100, temperature=0).completion_tokens == 100
     after = session.generate(CHAT, adapter="run-a", max_new_tokens=3, temperature=0).text
@@ -112,4 +112,26 @@ def test_a_client_that_hangs_up_mid_stream_stops_its_generation(server):
         hook.remove()
     assert (status, text) == (200, after)
     assert server.streams_abandoned == before + 1
-    assert len(steps) < 20, len(steps)  # the dropped stream's few tokens + 3, not its 100
+    assert len(steps) <= 5, len(steps)  # the dropped stream's token or two + 3, not its 100
+
+
+def test_a_stream_s_cancel_event_ends_generation_at_the_next_token(server):
+    """serve hands the request's stop flag to the session's stream: generate() ends at the next
+    token even while nobody reads the stream (a flag checked between pieces could not)."""
+    session = server.session
+    chat = [{"role": "user", "content": "LoRA adds low-rank matrices"}]
+    cancel = threading.Event()
+    steps: list[int] = []
+
+    def step(module, args) -> None:
+        steps.append(1)
+        if len(steps) == 2:  # the second token: cancelled from outside while the model is mid-step
+            cancel.set()
+
+    hook = session.model.get_output_embeddings().register_forward_pre_hook(step)
+    try:
+        stream = session.stream(chat, adapter="run-a", max_new_tokens=100, temperature=0, cancel=cancel)
+        "".join(stream)
+    finally:
+        hook.remove()
+    assert len(steps) == 2 and stream.completion.completion_tokens <= 2, (len(steps), stream.completion)

@@ -364,24 +364,30 @@ class ChatSession:
 
     def stream(self, messages: list[dict], *, adapter: str | None = BASE, max_new_tokens: int = 256,
                temperature: float = 0.7, top_p: float = 1.0, seed: int | None = None,
-               stop: list[str] | None = None) -> Stream:
-        """Like `generate`, but yields text pieces as tokens arrive (for the UI and SSE)."""
+               stop: list[str] | None = None, cancel: threading.Event | None = None) -> Stream:
+        """Like `generate`, but yields text pieces as tokens arrive (for the UI and SSE).
+        `cancel`: set it from any thread to end generation at the next token (serve sets it when
+        the client hangs up); closing the stream between pieces does the same."""
         self._check_adapter(adapter)
         stream = Stream(iter(()))
         stream._pieces = self._stream_pieces(stream, messages, adapter=adapter, max_new_tokens=max_new_tokens,
-                                             temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+                                             temperature=temperature, top_p=top_p, seed=seed, stop=stop,
+                                             asked=cancel)
         return stream
 
     def _stream_pieces(self, stream: Stream, messages, *, adapter, max_new_tokens, temperature, top_p, seed,
-                       stop) -> Iterator[str]:
+                       stop, asked: threading.Event | None) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        cancel = threading.Event()
+        cancel = threading.Event()  # set here when the consumer is done; the caller's `asked` is only read
+
+        def cancelled() -> bool:
+            return cancel.is_set() or (asked is not None and asked.is_set())
 
         class _Cancelled(StoppingCriteria):
             def __call__(self, input_ids, scores, **kw):
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+                return torch.full((input_ids.shape[0],), cancelled(), dtype=torch.bool, device=input_ids.device)
 
         input_ids, attention_mask = self.prompt_ids(messages)
         kwargs = self._gen_kwargs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stop)

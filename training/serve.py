@@ -12,8 +12,8 @@ so it runs on ONE worker thread (a single-thread executor): requests queue there
 and the model answers one at a time (switching adapters is model-wide state). A streamed answer
 comes from that thread piece by piece through an asyncio.Queue (`call_soon_threadsafe`). When the
 client goes away, aiohttp cancels the handler (`handler_cancellation`), which sets the request's stop
-flag; the worker checks it at each piece of text and closes the session's stream, whose
-StoppingCriteria ends generate() at the next token; then the next request starts. (A client that
+flag; the session's stream takes that flag as its `cancel`, so its StoppingCriteria ends generate()
+at the next token; then the next request starts. (A client that
 half-closes its socket after the request counts as gone: aiohttp closes on EOF.)
 Bound to 127.0.0.1 by default: there is no authentication unless `api_key` is set.
 
@@ -313,7 +313,7 @@ class ModelServer:
                 return
             stream = None
             try:
-                stream = self.session.stream(messages, adapter=adapter, **gen)
+                stream = self.session.stream(messages, adapter=adapter, cancel=stop, **gen)  # stops per token
                 for piece in stream:
                     if stop.is_set():
                         hand_over("end", STOPPED)
@@ -324,7 +324,7 @@ class ModelServer:
             except Exception as exc:
                 hand_over("end", exc)
             finally:
-                if stream is not None:  # after a stop: the session's StoppingCriteria ends generate() next token
+                if stream is not None:  # `stop` already ended generate() at the token after it was set
                     stream.close()
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",

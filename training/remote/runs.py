@@ -249,7 +249,8 @@ async def check_host(host: HostSpec | str) -> dict[str, Any]:
 
 
 ML_REQUIREMENTS = ("torch>=2.4", "transformers>=4.56", "tokenizers>=0.21", "peft>=0.17", "trl>=0.24",
-                   "accelerate>=1.10", "datasets>=3", "pyyaml>=6", "pydantic>=2", "bitsandbytes>=0.45")
+                   "accelerate>=1.10", "datasets>=3", "pyyaml>=6", "pydantic>=2", "bitsandbytes>=0.45",
+                   "aiohttp>=3.9")  # `python -m training.serve` on the box
 
 
 def install_hints(spec: HostSpec, info: dict[str, Any]) -> list[str]:
