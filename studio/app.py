@@ -209,6 +209,13 @@ class StudioApp(App):
                 result = fn(job)
             except StudioError as exc:
                 self.call_from_thread(self.notify, str(exc), title=kind, severity="error", timeout=10)
+            except Exception as exc:  # a full disk is the user's to fix, as the command line says it
+                from curation.errors import disk_full_error
+
+                err = disk_full_error(exc, self.workspace_path)
+                if err is None:
+                    raise
+                self.call_from_thread(self.notify, str(err), title=kind, severity="error", timeout=10)
             else:
                 if on_done is not None:
                     self.call_from_thread(on_done, result)

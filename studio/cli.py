@@ -77,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return run_app(workspace_path(quick), serve=quick.serve, port=quick.port)
-        except StudioError as exc:
+        except Exception as exc:  # a StudioError, or a full disk, is one line; anything else a bug
+            from curation.errors import disk_full_error
             from curation.safe_text import visible
 
-            print(f"studio: error: {visible(str(exc))}", file=sys.stderr)
-            return exc.exit_code
+            err = exc if isinstance(exc, StudioError) else disk_full_error(exc, workspace_path(quick))
+            if err is None:
+                raise
+            print(f"studio: error: {visible(str(err))}", file=sys.stderr)
+            return err.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -101,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a full disk (OSError ENOSPC, DuckDB's failed commit) is one line too
+        from curation.errors import disk_full_error
+        from curation.safe_text import visible
+
+        from .commands._common import workspace_path
+
+        err = disk_full_error(exc, workspace_path(args))
+        if err is None:
+            raise  # a bug: keep the traceback
+        print(f"studio: error: {visible(str(err))}", file=sys.stderr)
+        return err.exit_code
 
 
 def run_app(workspace: Path, *, serve: bool = False, port: int = 8566) -> int:

@@ -338,4 +338,90 @@ def checkpoint_step(path: str | Path) -> int:
     return int(Path(path).name.split("-")[-1])
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file is not whole, read from its header alone: 8 bytes of header length,
+    the JSON header, then the tensors, the last of which must end exactly at the end of the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{path.name} is {size} bytes: too short for a safetensors header"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"{path.name} is truncated: its header alone needs {n + 8} bytes, the file has {size}"
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            return f"{path.name}: its safetensors header is not valid JSON"
+    ends = [int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+            and "data_offsets" in t] if isinstance(header, dict) else None
+    if ends is None:
+        return f"{path.name}: its safetensors header is not a mapping of tensors"
+    if 8 + n + max(ends, default=0) != size:
+        return f"{path.name} is truncated: its tensors need {8 + n + max(ends, default=0)} bytes, the file has {size}"
+    return None
+
+
+def _torch_file_problem(path: Path) -> str | None:
+    """Why a torch.save file (a zip archive since torch 1.6) is not whole: the zip's central
+    directory is written last, so a cut-off file has none."""
+    import zipfile
+
+    if path.stat().st_size == 0:
+        return f"{path.name} is empty"
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        return f"{path.name} is truncated or damaged ({exc})"
+    return None
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why checkpoint-N cannot be resumed from (a file cut off by a crash or a full disk, an
+    unparsable trainer_state.json, no weights), or None when every file the Trainer loads on resume
+    is whole. Reads headers and zip directories only: cheap even for big checkpoints."""
+    path = Path(path)
+    state = path / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "trainer_state.json is missing"
+    except (OSError, ValueError) as exc:
+        return f"trainer_state.json does not parse ({exc})"
+    files = [p for p in path.iterdir() if p.is_file()]
+    weights = [p for p in files if p.suffix == ".safetensors" or p.name in ("pytorch_model.bin", "adapter_model.bin")
+               or p.name.endswith(".index.json")]
+    if not weights and not any(p.is_dir() and p.name.startswith("pytorch_model_fsdp") for p in path.iterdir()):
+        return "no model or adapter weights in it"
+    try:
+        for p in sorted(files):
+            if p.suffix == ".safetensors":
+                problem = _safetensors_problem(p)
+            elif p.suffix in (".pt", ".pth", ".bin"):
+                problem = _torch_file_problem(p)
+            else:
+                continue
+            if problem:
+                return problem
+    except OSError as exc:
+        return f"cannot read it ({exc})"
+    return None
+
+
+def resumable_checkpoint(run_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that is whole, and the newer ones skipped, each with why. A corrupt
+    latest checkpoint (cut off by a crash or a full disk) falls back to the one before it."""
+    ck = Path(run_dir) / CHECKPOINT_DIR
+    found = sorted((p for p in ck.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=checkpoint_step, reverse=True)
+    skipped: list[tuple[Path, str]] = []
+    for p in found:
+        problem = checkpoint_problem(p)
+        if problem is None:
+            return p, skipped
+        skipped.append((p, problem))
+    return None, skipped
+
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

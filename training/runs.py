@@ -5,13 +5,18 @@ status.json (rewritten atomically), metrics.jsonl (append-only), train.log, chec
 `launch(run_dir)` starts `python -m training run RUN_DIR` in a new session with its output in
 train.log, so closing the terminal (SIGHUP to the old session) does not stop it. Only the training
 process writes status.json while it lives; `cancel` sends it SIGTERM and it stops at the next
-step's end with a checkpoint, so a cancelled run can be resumed.
+step's end with a checkpoint, so a cancelled run can be resumed. A process that died without a final
+state (kill -9, the OOM killer) is written `failed` by the first reader that notices
+(`effective_status`). A full disk ends a run `failed` with an error starting "disk full:"; resume
+skips a corrupt latest checkpoint for the newest whole one (`pick_resume_checkpoint`).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,7 +53,11 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
 
 
 def write_status(run_dir: str | Path, **changes: Any) -> dict[str, Any]:
-    """Read-modify-write status.json atomically (tmp file + os.replace): readers never see half a file."""
+    """Read-modify-write status.json atomically (tmp file + os.replace): readers never see half a file.
+
+    On a full disk the tmp file cannot be written; then a compact copy goes over the old file in
+    place when it fits the blocks that file already holds (a status is about 1 KB, a block 4 KB), so
+    a run that dies of a full disk can still say so. Raises OSError when even that fails."""
     p = Path(run_dir) / STATUS_FILE
     status = read_status(run_dir)
     if os.environ.get("RANK", "0") != "0":
@@ -56,9 +65,33 @@ def write_status(run_dir: str | Path, **changes: Any) -> dict[str, Any]:
     status.update(changes)
     status["updated_at"] = _now()
     tmp = p.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    try:
+        tmp.write_text(json.dumps(status, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not _overwrite_in_place(p, status):
+            raise
     return status
+
+
+def _overwrite_in_place(p: Path, status: dict[str, Any]) -> bool:
+    """Full disk: write `status` compactly over status.json's existing blocks, if it fits them.
+    Not atomic, but one small write; a reader that catches it half-written reads `failed`."""
+    data = (json.dumps(status, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    try:
+        st = p.stat()
+        if len(data) > max(st.st_size, st.st_blocks * 512):
+            return False
+        with open(p, "r+b") as f:
+            f.write(data)
+            f.truncate()
+        return True
+    except OSError:
+        return False
 
 
 class StatusWriter:
@@ -82,6 +115,11 @@ class StatusWriter:
         if self._pending:
             write_status(self.run_dir, **self._pending)
             self._pending = {}
+
+    def take_pending(self) -> dict[str, Any]:
+        """The throttled fields not written yet (the caller writes them with its own)."""
+        pending, self._pending = self._pending, {}
+        return pending
 
 
 # ---------------------------------------------------------------- create / launch
@@ -152,7 +190,7 @@ def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, An
     run_dir = Path(run_dir).resolve()
     if load_run_config(run_dir).train.devices <= 1:
         return execute(run_dir, resume=resume)
-    write_status(run_dir, state="queued", host=socket.gethostname())
+    write_status(run_dir, state="queued", pid=None, host=socket.gethostname())  # no stale pid
     rc = subprocess.run(launch_command(run_dir, resume=resume), cwd=str(run_dir), env=_child_env(), check=False).returncode
     st = effective_status(run_dir)
     if st.get("state") not in FINAL_STATES:  # torchrun or a rank died before rank 0 wrote an end
@@ -168,7 +206,8 @@ def launch(run_dir: str | Path, *, resume: bool = False, python: str | None = No
         raise RunNotFound(f"{run_dir}: not a run directory (no config.yaml)")
     cmd = launch_command(run_dir, resume=resume, python=python)
     env = _child_env()
-    write_status(run_dir, state="queued", host=socket.gethostname())
+    # pid=None: a resumed run's old, dead pid must not make it read as failed before the new one starts
+    write_status(run_dir, state="queued", pid=None, host=socket.gethostname())
     with open(run_dir / LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(cmd, cwd=str(run_dir), stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, close_fds=True)
@@ -177,6 +216,27 @@ def launch(run_dir: str | Path, *, resume: bool = False, python: str | None = No
 
 
 # ---------------------------------------------------------------- execute (the run's own process)
+
+def pick_resume_checkpoint(run_dir: Path, save_steps: int) -> tuple[Path, str | None]:
+    """The checkpoint a resume starts from: the newest whole one (training.recipe.checkpoint_problem),
+    and a note naming the newer ones skipped and why (None when the latest is whole).
+
+    None whole: fails with one line rather than training from step 0. A resume that silently started
+    over would cut metrics.jsonl back to nothing and spend the whole run's time again under the old
+    run's name; a new run (the reproduce line in config.yaml) does that openly."""
+    from .recipe import resumable_checkpoint
+
+    ck, skipped = resumable_checkpoint(run_dir)
+    why = "; ".join(f"{p.name}: {problem}" for p, problem in skipped)
+    if ck is None:
+        if skipped:
+            raise TrainingError(f"run {run_dir.name}: no whole checkpoint to resume from ({why}); start it again "
+                                f"as a new run (the first line of {run_dir / 'config.yaml'} is its command)")
+        raise TrainingError(f"run {run_dir.name}: no checkpoint to resume from (checkpoints are written every "
+                            f"train.save_steps={save_steps} steps); start it again as a new run")
+    if not skipped:
+        return ck, None
+    return ck, (f"resuming from {ck.name}, the newest whole checkpoint: skipped {why}")
 
 def execute(run_dir: str | Path, *, resume: bool = False,
             relaunch: Callable[[Path], Any] | None = None) -> dict[str, Any]:
@@ -189,26 +249,34 @@ def execute(run_dir: str | Path, *, resume: bool = False,
     import torch
 
     from . import metrics
-    from .recipe import CancelFlag, checkpoint_step, last_checkpoint, train
+    from .recipe import CancelFlag, checkpoint_step, train
 
     run_dir = Path(run_dir).resolve()
     cfg = load_run_config(run_dir)
     status = StatusWriter(run_dir)
     prior = read_status(run_dir)
     resume_from, offset = None, 0
-    if resume:
-        ck = last_checkpoint(run_dir)
-        if ck is None:
-            raise TrainingError(f"{run_dir.name}: no checkpoint to resume from (checkpoints are written every "
-                                f"train.save_steps={cfg.train.save_steps} steps); start a new run instead")
-        step = checkpoint_step(ck)
-        metrics.truncate_after(run_dir, step)
-        metrics.MetricsWriter(run_dir).append({"event": "resume", "from_step": step, "time": round(time.time(), 3)})
-        offset = int(metrics.last_value(run_dir, "tokens_seen", at_or_before=step) or 0)
-        resume_from = str(ck)
-        status(metrics_generation=int(prior.get("metrics_generation") or 0) + 1, resumed_from=step)
-    status(state="running", pid=os.getpid(), host=socket.gethostname(), error=None, remedy=None,
-           started_at=prior.get("started_at") or _now(), finished_at=None)
+    try:
+        if resume:
+            ck, note = pick_resume_checkpoint(run_dir, cfg.train.save_steps)
+            step = checkpoint_step(ck)
+            if note:
+                _say(f"run {run_dir.name}: {note}")
+            metrics.truncate_after(run_dir, step)
+            metrics.MetricsWriter(run_dir).append({"event": "resume", "from_step": step, "time": round(time.time(), 3),
+                                                   **({"note": note} if note else {})})
+            offset = int(metrics.last_value(run_dir, "tokens_seen", at_or_before=step) or 0)
+            resume_from = str(ck)
+            status(metrics_generation=int(prior.get("metrics_generation") or 0) + 1, resumed_from=step,
+                   resume_checkpoint=f"{ck.parent.name}/{ck.name}", note=note)
+        status(state="running", pid=os.getpid(), host=socket.gethostname(), error=None, remedy=None,
+               started_at=prior.get("started_at") or _now(), finished_at=None)
+    except OSError as exc:  # the disk was full before the first step
+        disk = disk_full_message(exc, run_dir)
+        if disk is None:
+            raise
+        _say(f"error: {disk}")
+        return _end(run_dir, status, state="failed", error=disk, finished_at=_now())
 
     cancel = CancelFlag()
     started = {"training": False}
@@ -235,25 +303,110 @@ def execute(run_dir: str | Path, *, resume: bool = False,
         if state == "done" and cfg.eval.at_end and os.environ.get("RANK", "0") == "0":
             final = _eval_at_end(run_dir, cfg)
         if os.environ.get("RANK", "0") == "0":
-            print(f"run {run_dir.name}: {state} at step {result['step']}", flush=True)
+            try:
+                print(f"run {run_dir.name}: {state} at step {result['step']}", flush=True)
+            except OSError:  # train.log's disk is full; the status says it
+                pass
         return final
     except torch.OutOfMemoryError as exc:
-        status.flush()
+        try:
+            status.flush()
+        except OSError:
+            pass
         return _on_oom(run_dir, cfg, exc, relaunch)
     except KeyboardInterrupt:
-        status.flush()
-        return write_status(run_dir, state="cancelled", finished_at=_now())
+        return _end(run_dir, status, state="cancelled", finished_at=_now())
     except TrainingError as exc:
-        status.flush()
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return write_status(run_dir, state="failed", error=str(exc), finished_at=_now())
+        _say(f"error: {exc}")
+        return _end(run_dir, status, state="failed", error=str(exc), finished_at=_now())
     except Exception as exc:  # a bug or a library failure: keep the traceback in train.log
-        status.flush()
-        traceback.print_exc()
-        return write_status(run_dir, state="failed", error=f"{type(exc).__name__}: {exc}".strip()[:2000],
-                            finished_at=_now())
+        disk = disk_full_message(exc, run_dir)
+        if disk is not None:  # the user's to fix: one line, no traceback
+            _say(f"error: {disk}")
+            return _end(run_dir, status, state="failed", error=disk, finished_at=_now())
+        try:
+            traceback.print_exc()
+        except OSError:
+            pass
+        return _end(run_dir, status, state="failed", error=f"{type(exc).__name__}: {exc}".strip()[:2000],
+                    finished_at=_now())
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def _say(line: str) -> None:
+    """One line on stderr (train.log for a detached run), even when that file's disk is full."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _end(run_dir: Path, status: StatusWriter, **fields: Any) -> dict[str, Any]:
+    """The run's final status: the pending throttled fields and `fields` in one write. When even
+    that write fails (a full disk), the status as it should be is returned, and `effective_status`
+    reads the file's `running` with a dead pid as failed."""
+    fields = {**status.take_pending(), **fields}
+    try:
+        return write_status(run_dir, **fields)
+    except OSError as exc:
+        _say(f"run {run_dir.name}: could not write {STATUS_FILE}: {exc}")
+        return {**read_status(run_dir), **fields}
+
+
+_DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "os error 28", "os error 122")
+_WRITE_FAILED_TEXT = ("file write failed", "unexpected pos")  # torch.save's zip writer says no errno
+_QUOTED_PATH = re.compile(r'(?:file|open|write|writing|create)\w*\s+"([^"]+)"', re.IGNORECASE)
+LOW_SPACE = 64 << 20  # a torch write failure with less than this free is taken for a full disk
+
+
+def _free(path: Path) -> int | None:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def disk_full_message(exc: BaseException, run_dir: str | Path) -> str | None:
+    """"disk full: could not write FILE: free space in DIR ..." when `exc` comes from a full disk:
+    an OSError ENOSPC/EDQUOT anywhere in its __cause__/__context__ chain (safetensors, torch.save
+    and DuckDB wrap or re-raise it), a message that says so, or torch's errno-less write failure
+    while the run's disk is nearly full. None otherwise. (training cannot import curation: this
+    mirrors curation.errors.disk_full_error.)"""
+    run_dir = Path(run_dir)
+    chain: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(chain) < 32:
+        e = todo.pop(0)
+        if e is not None and not any(e is c for c in chain):
+            chain.append(e)
+            todo += [e.__cause__, e.__context__]
+    path, found, write_failed = None, False, False
+    for e in chain:
+        text = str(e)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            found = True
+            path = path or (os.fsdecode(e.filename) if e.filename else None)
+        elif any(t in text.lower() for t in _DISK_FULL_TEXT):
+            found = True
+            m = _QUOTED_PATH.search(text)
+            path = path or (m.group(1) if m else None)
+        elif any(t in text for t in _WRITE_FAILED_TEXT):
+            write_failed = True
+    if not found:
+        free = _free(run_dir) if write_failed else None
+        if free is None or free >= LOW_SPACE:
+            return None
+    folder = Path(path).parent if path else run_dir
+    free = _free(folder)
+    from .recipe import resumable_checkpoint
+
+    then = (f"then resume it: studio train --resume {run_dir.name}" if resumable_checkpoint(run_dir)[0] is not None
+            else "then start it again (no whole checkpoint was saved)")
+    return (f"disk full: could not write {path or f'in {run_dir}'}: free space in {folder}"
+            + (f" ({free >> 20} MB free now)" if free is not None else "") + f", {then}")
 
 
 def _eval_at_end(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
@@ -322,14 +475,35 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def _orphaned(st: dict[str, Any]) -> bool:
+    """A run that says queued/running while its process is gone from this host (kill -9, the OOM
+    killer, a full disk that stopped even the final status write)."""
+    return (st.get("state") in ("queued", "running") and st.get("host") == socket.gethostname()
+            and bool(st.get("pid")) and not pid_alive(st["pid"]))
+
+
 def effective_status(run_dir: str | Path) -> dict[str, Any]:
-    """status.json, except that a queued/running run whose process is gone on this host reads as failed."""
+    """status.json, except that a queued/running run whose process is gone on this host is failed:
+    that is written to status.json (the file is the contract), once, by whoever notices first. A
+    remote run's mirror (remote.json; its host's status is copied over it) only reads as failed."""
+    run_dir = Path(run_dir)
     st = read_status(run_dir)
-    if st.get("state") in ("queued", "running") and st.get("host") == socket.gethostname() and st.get("pid") \
-            and not pid_alive(st["pid"]):
-        st = dict(st, state="failed", error=f"process {st['pid']} ended without a final status (killed?); "
-                                             f"see {LOG_FILE}; resume with: studio train --resume {Path(run_dir).name}")
-    return st
+    if not _orphaned(st):
+        return st
+    pid = st["pid"]
+    fields = {"state": "failed", "finished_at": _now(),
+              "error": f"the training process (pid {pid}) ended without a word: killed or out of memory? "
+                       f"See {LOG_FILE}. Resume with `studio train --resume {run_dir.name}`"}
+    if (run_dir / "remote.json").exists():
+        return dict(st, **fields)
+    now = read_status(run_dir)  # it may have written its end just before it exited
+    if not (_orphaned(now) and now.get("pid") == pid):
+        return now
+    try:
+        written = write_status(run_dir, **fields)
+    except OSError:  # a read-only mirror or a full disk: say it all the same
+        written = {}
+    return written if written.get("state") == "failed" else dict(now, **fields)
 
 
 def run_info(run_dir: str | Path) -> dict[str, Any]:
@@ -400,17 +574,15 @@ def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> dict[str, Any]:
 
 
 def resume(run_dir: str | Path, *, foreground: bool = False) -> dict[str, Any] | int:
-    """Continue a stopped run from its last checkpoint: detached (returns pid) or here (final status)."""
-    from .recipe import last_checkpoint
-
+    """Continue a stopped run from its last whole checkpoint (a corrupt latest one falls back to the
+    one before: `pick_resume_checkpoint`): detached (returns pid) or here (final status)."""
     run_dir = Path(run_dir)
     st = effective_status(run_dir)
     if st.get("state") in ("queued", "running"):
         raise TrainingError(f"run {run_dir.name} is still {st['state']} (pid {st.get('pid')}); cancel it first")
     if st.get("state") == "done":
         raise TrainingError(f"run {run_dir.name} is done; start a new run to train further")
-    if last_checkpoint(run_dir) is None:
-        raise TrainingError(f"run {run_dir.name} has no checkpoint to resume from; start it again as a new run")
+    pick_resume_checkpoint(run_dir, load_run_config(run_dir).train.save_steps)  # fails here, not in the child
     if foreground:
         return run_foreground(run_dir, resume=True)
     return launch(run_dir, resume=True)
