@@ -45,7 +45,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -778,7 +778,8 @@ def last_params(con) -> DedupParams | None:
 def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | None = None, *,
                       threshold: float | None = None, fields: str | None = None, num_perm: int | None = None,
                       shingle: int | None = None, verify: bool | None = None,
-                      workers: int | None = None) -> DedupReport:
+                      workers: int | None = None,
+                      ignore_pairs: Mapping[int, Iterable[int]] | None = None) -> DedupReport:
     """Check new samples against everything already hashed, without re-hashing old samples.
 
     New samples: `sample_ids` if given, else every sample without a valid stored signature for
@@ -786,7 +787,14 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
     computed and stored; the LSH bands of the stored signatures are rebuilt from the table (a
     sort, no hashing). A new sample that duplicates samples in an existing cluster joins that
     cluster (the one of its most similar partner) as a duplicate of its keeper; otherwise the new
-    sample and its partners form a new cluster with a keeper chosen by the policy."""
+    sample and its partners form a new cluster with a keeper chosen by the policy.
+
+    `ignore_pairs`: new sample id -> ids it must not be matched against (either way round; an
+    augmentation passes each new sample's parent and siblings, which share its answer or its
+    instruction by design and are judged on the changed field instead: curation.augment.jobs).
+    Ignoring a sample also ignores its exact copies (same normalised text). The sample can still
+    reach an ignored one through a third sample it duplicates (clusters are connected
+    components). Without it (None), nothing changes."""
     base = last_params(ws.con) or DedupParams()
     params = DedupParams(
         base.threshold if threshold is None else threshold, base.fields if fields is None else fields,
@@ -820,7 +828,7 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
         report.samples = int(new.ids.size)
         data = _merge(stored, new)
         is_new = np.isin(data.ids, new.ids)
-        plan = _plan_incremental(ws, data, is_new, params, pool, job, report)
+        plan = _plan_incremental(ws, data, is_new, params, pool, job, report, ignore_pairs)
         job.check()
     finally:
         for p in holder:
@@ -843,8 +851,31 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
     return report
 
 
+def _ignored_codes(data: _Sigs, rep: np.ndarray, ignore_pairs: Mapping[int, Iterable[int]] | None) -> np.ndarray:
+    """Sorted codes (a * n + rep[b], positions in `data`) of the ignored pairs, both ways round, each
+    against the other side's exact group (its representative): ignoring a sample ignores its exact
+    copies too, which stand in for it in the LSH. Ids without a signature here are left out."""
+    n = data.ids.size
+    if not ignore_pairs or n == 0:
+        return np.zeros(0, np.int64)
+    a_ids = np.fromiter((int(k) for k, vs in ignore_pairs.items() for _ in vs), np.int64)
+    b_ids = np.fromiter((int(v) for vs in ignore_pairs.values() for v in vs), np.int64)
+    a, b = np.clip(data.index_of(a_ids), 0, n - 1), np.clip(data.index_of(b_ids), 0, n - 1)
+    ok = (data.ids[a] == a_ids) & (data.ids[b] == b_ids)
+    a, b = a[ok], b[ok]
+    return np.unique(np.concatenate([a.astype(np.int64) * n + rep[b], b.astype(np.int64) * n + rep[a]]))
+
+
+def _is_ignored(codes: np.ndarray, rep: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether each pair of positions (a, b) is ignored (see _ignored_codes)."""
+    if codes.size == 0 or a.size == 0:
+        return np.zeros(a.size, bool)
+    n = rep.size
+    return np.isin(a.astype(np.int64) * n + rep[b], codes) | np.isin(b.astype(np.int64) * n + rep[a], codes)
+
+
 def _plan_incremental(ws, data: _Sigs, is_new: np.ndarray, params: DedupParams, pool: _Workers, job: Job,
-                      report: DedupReport) -> _Plan:
+                      report: DedupReport, ignore_pairs: Mapping[int, Iterable[int]] | None = None) -> _Plan:
     n = data.ids.size
     valid = data.keys != 0
     new_pos = np.flatnonzero(is_new & valid)
@@ -853,7 +884,10 @@ def _plan_incremental(ws, data: _Sigs, is_new: np.ndarray, params: DedupParams, 
         return empty
     # Exact: a new sample equal to any sample (old or new) links to the first such sample.
     rep, _ = _exact_groups(data.keys, valid)
+    ignored = _ignored_codes(data, rep, ignore_pairs)
     exact_new = new_pos[rep[new_pos] != new_pos]
+    # (A new sample that ignores a sample ignores that sample's whole exact group: no edge then.)
+    exact_new = exact_new[~_is_ignored(ignored, rep, rep[exact_new], exact_new)]
     ea, eb = [rep[exact_new]], [exact_new]
     # Near: bands of all signatures; keep only pairs that involve a new sample.
     near_pos = np.flatnonzero(valid & (data.counts > 0) & ((rep == np.arange(n)) | is_new))
@@ -872,8 +906,8 @@ def _plan_incremental(ws, data: _Sigs, is_new: np.ndarray, params: DedupParams, 
         pb_.append(b[m])
     ca, cb = _unique_pairs(np.concatenate(pa_), np.concatenate(pb_), max(near_pos.size, 1)) if pa_ else (np.zeros(0, np.int64),) * 2
     ca, cb = near_pos[ca], near_pos[cb]
-    # Exact-duplicate pairs already link these; skip pairs inside one exact group.
-    m = rep[ca] != rep[cb]
+    # Exact-duplicate pairs already link these; skip pairs inside one exact group, and ignored pairs.
+    m = (rep[ca] != rep[cb]) & ~_is_ignored(ignored, rep, ca, cb)
     ca, cb = ca[m], cb[m]
     report.candidate_pairs = int(ca.size)
     sims = _similarities(ws, params, data.ids[ca], data.ids[cb], data, pool, job)

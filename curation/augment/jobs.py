@@ -15,9 +15,16 @@ rerun applies nothing twice.
 Budget: `max_cost` reserves each request's worst case before it is sent (see cost.Budget); the
 job stops before the next request could take it past the limit.
 
-After the requests: new samples go through duplicate and quality checks against the whole
-workspace (curation.dedup.check_incremental, curation.quality.run_quality, when present), and with
-`reject_below` they are judged and those scoring below are rejected through curation.review.
+After the requests: each new sample is judged against its own lineage on the field the operation
+wrote (JUDGED_FIELD: a rewrite's or a reverse generation's instruction, a new answer): one that
+repeats its parent's or a sibling's (same parent, same operation) after normalisation or at the
+dedup threshold is marked duplicate_of it, in one undoable operation ('augment:lineage'). The rest
+go through the whole-sample duplicate check against the workspace with their parent and siblings
+left out of it (curation.dedup.check_incremental's ignore_pairs: a rewrite shares its parent's
+answer by design, so whole-sample similarity said nothing about its novelty), and all through the
+quality checks (curation.quality.run_quality); with `reject_below` those still in are judged and
+those scoring below are rejected through curation.review. Result.landing counts what landed and
+what was dropped, and why.
 
 States of a job's row in `jobs`: running, done, cancelled (user or budget), failed, interrupted (its
 process ended without finishing: kill -9, a crash; set when the workspace is next opened read-write
@@ -122,7 +129,10 @@ class Result:
     completion_tokens: int
     usd: float
     estimate: dict[str, Any]
-    checks: dict[str, str]        # dedup/quality: 'ran', 'missing' (module not there yet), 'skipped'
+    checks: dict[str, str]        # lineage/dedup/quality: 'ran', 'missing' (module not there yet), 'skipped'
+    # What became of the new samples (see `_landing`): produced, landed, dropped by reason (with ids),
+    # rejected_by_judge, field, summary (the sentence the CLI prints). Empty for judge jobs.
+    landing: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -410,15 +420,20 @@ def _run_job(ws: Any, con: Any, spec: Spec, plan: _Plan, job: AugmentJob, job_id
         if state == "failed":
             con.execute("UPDATE jobs SET state = 'failed', finished_at = current_timestamp, message = ? WHERE id = ?",
                         [job.summary(), job_id])
+    landing = checks.pop("_landing", {})
     result = Result(
         job_id=job_id, op=spec.op, state=state, stop_reason=job.stop_reason, provider=p.name, model=str(p.model),
         requests=job.total or len(plan.requests), sent=job.sent, cached=job.cached, failed=job.failed,
         failures=dict(runner.failures), new_sample_ids=sorted(set(runner.new_ids) | set(checks.pop("_landed_before", []))),
         judged=job.judged, rejected_ids=checks.pop("_rejected", []), prompt_tokens=job.prompt_tokens,
-        completion_tokens=job.completion_tokens, usd=job.usd, estimate=plan.estimate.as_dict(), checks=checks)
+        completion_tokens=job.completion_tokens, usd=job.usd, estimate=plan.estimate.as_dict(), checks=checks,
+        landing=landing)
+    stored = {k: v for k, v in result.as_dict().items() if k not in ("new_sample_ids", "landing")}
+    stored |= {"new_samples": len(result.new_sample_ids),
+               "landing": {k: v for k, v in landing.items() if k != "dropped_ids"}}
+    message = job.summary() + (f" | {landing['summary']}" if landing.get("summary") else "")
     con.execute("UPDATE jobs SET state = ?, finished_at = current_timestamp, done = ?, total = ?, message = ?, result = ? WHERE id = ?",
-                [state, job.done, job.total, job.summary(), json.dumps({k: v for k, v in result.as_dict().items() if k != "new_sample_ids"}
-                                                              | {"new_samples": len(result.new_sample_ids)}), job_id])
+                [state, job.done, job.total, message, json.dumps(stored), job_id])
     return result
 
 
@@ -457,25 +472,234 @@ def _post_process(ws: Any, con: Any, runner: _Runner, spec: Spec) -> dict[str, A
             con.execute("""INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
                            SELECT ?, id, NULL, status, NULL, version FROM samples WHERE id IN (SELECT unnest(?))""",
                         [op_id, unchecked])
+    lineage: _Lineage | None = None
     if spec.checks and unchecked:
-        checks["dedup"] = _call_hook("curation.dedup", "check_incremental", ws, unchecked)
+        # Novelty against the sample's own lineage first, on the field the operation changed; then
+        # the whole-sample check against the rest of the workspace, for those still in, with their
+        # lineage left out of it (a rewrite shares its parent's answer by design).
+        try:
+            lineage = _lineage_check(ws, con, spec.op, job_id, unchecked)
+            checks["lineage"] = "ran"
+        except Exception as exc:  # a bug here must not lose the landed samples: dedup as before
+            import logging
+
+            logging.getLogger(__name__).exception("lineage check failed on %d new samples", len(unchecked))
+            checks["lineage"] = f"failed: {type(exc).__name__}: {exc}"
+        rest = unchecked if lineage is None else [i for i in unchecked if i not in lineage.marked]
+        if lineage is None:
+            checks["dedup"] = _call_hook("curation.dedup", "check_incremental", ws, unchecked)
+        elif rest:
+            checks["dedup"] = _call_hook("curation.dedup", "check_incremental", ws, rest,
+                                         ignore_pairs={i: lineage.ignore.get(i, ()) for i in rest})
+        else:
+            checks["dedup"] = "ran"
         checks["quality"] = _call_hook("curation.quality", "run_quality", ws, unchecked)
     else:
-        checks["dedup"] = checks["quality"] = "skipped"
+        checks["lineage"] = checks["dedup"] = checks["quality"] = "skipped"
     con.execute("UPDATE augment_outputs SET checked = TRUE WHERE job_id = ? AND sample_id IN (SELECT unnest(?))", [job_id, unchecked])
     if spec.reject_below is not None and runner.job.stop_reason is None:
-        checks["_rejected"] = _judge_gate(ws, con, runner, spec, unchecked)
+        # only what is still in: judging a sample already left out of every split costs for nothing
+        kept = [int(r[0]) for r in con.execute(
+            "SELECT id FROM samples WHERE id IN (SELECT unnest(?)) AND duplicate_of IS NULL ORDER BY id", [unchecked]).fetchall()]
+        checks["_rejected"] = _judge_gate(ws, con, runner, spec, kept)
+    checks["_landing"] = _landing(con, spec.op, unchecked, lineage, checks.get("_rejected", []),
+                                  "failed" if str(checks["lineage"]).startswith("failed") else checks["lineage"])
     return checks
 
 
-def _call_hook(module: str, name: str, ws: Any, ids: list[int]) -> str:
+# -- novelty against the lineage ----------------------------------------------------------------------
+# The field an operation writes, on which its output is judged against its parent and siblings: a
+# rewrite keeps the parent's answer and a reverse generation keeps its answer (or text), so their
+# whole-sample similarity to the parent is high by construction; answers keep the instruction.
+JUDGED_FIELD = {"rewrite": "instruction", "reverse": "instruction", "answers": "answer"}
+DROP_REASONS = ("repeats_parent", "repeats_sibling", "duplicates_other")
+_NOUNS = {"rewrite": ("rewrite", "rewrites"), "answers": ("new answer", "new answers"),
+          "reverse": ("generated instruction", "generated instructions")}
+_CHUNK_PARENTS = 2000
+
+
+@dataclass
+class _Lineage:
+    judged: str                                   # the field compared (JUDGED_FIELD)
+    dropped: dict[int, tuple[str, int]] = field(default_factory=dict)  # new id -> (reason, the sample it repeats)
+    earlier: dict[int, str] = field(default_factory=dict)   # already marked (an interrupted run): id -> reason
+    ignore: dict[int, set[int]] = field(default_factory=dict)  # new id -> parent, parent's duplicates, siblings
+    op_id: int | None = None
+
+    @property
+    def marked(self) -> set[int]:
+        return set(self.dropped) | set(self.earlier)
+
+
+def _fingerprints(texts: dict[int, str], shingle: int) -> dict[int, tuple[int, Any]]:
+    """id -> (exact key of the normalised text, 0 when empty; sorted distinct shingle hashes), with
+    the normalisation and shingling dedup uses (curation.normalize, curation.shingles)."""
+    import numpy as np
+
+    from .. import normalize as norm
+    from .. import shingles as sh
+
+    out: dict[int, tuple[int, Any]] = {}
+    ids = list(texts)
+    for s in range(0, len(ids), 2000):
+        chunk = ids[s:s + 2000]
+        normed = [norm.normalize(texts[i]) for i in chunk]
+        hashes, offsets = sh.shingle_hashes(normed, shingle)
+        for j, i in enumerate(chunk):
+            out[i] = (norm.exact_key(normed[j]) if normed[j] else 0, np.unique(hashes[offsets[j]:offsets[j + 1]]))
+    return out
+
+
+def _lineage_check(ws: Any, con: Any, op: str, job_id: int, new_ids: list[int]) -> _Lineage:
+    """Judge each new sample's field (JUDGED_FIELD) against its parent and its siblings (same
+    parent, same operation: this job's and earlier jobs'). It repeats one when the normalised texts
+    are equal or their shingle Jaccard reaches the dedup threshold (the last dedup run's threshold
+    and shingle size). The parent's dedup cluster counts as the parent: dedup already calls those
+    samples the same one. Siblings are taken in id order; one that repeats an earlier sibling still
+    in (not itself marked) is dropped. Dropped samples get duplicate_of = what they repeat, in one
+    undoable operation (kind 'augment:lineage'; undo clears the marks). Returns what was dropped
+    and, for the whole-sample check, each new sample's lineage to leave out of it."""
+    from .. import normalize as norm
+    from .. import shingles as sh
+    from ..dedup import DedupParams, last_params
+
+    params = last_params(con) or DedupParams()
+    fld = JUDGED_FIELD[op]
+    lin = _Lineage(fld)
+    text_sql = norm.field_text_sql(fld)
+    kids: dict[int, list[tuple[int, int | None, str]]] = {}
+    for sid, parent, dup, text in con.execute(
+            f"SELECT s.id, s.parent_id, s.duplicate_of, {text_sql} FROM samples s "
+            "WHERE s.id IN (SELECT unnest(?)) AND s.parent_id IS NOT NULL ORDER BY s.id", [new_ids]).fetchall():
+        kids.setdefault(int(parent), []).append((int(sid), dup, text or ""))
+    new_set = set(new_ids)
+    parents = sorted(kids)
+    for c in range(0, len(parents), _CHUNK_PARENTS):
+        chunk = parents[c:c + _CHUNK_PARENTS]
+        family: dict[int, list[int]] = {p: [p] for p in chunk}
+        for p, m in con.execute(
+                "SELECT p.id, m.id FROM samples p JOIN samples m ON m.cluster_id = p.cluster_id AND m.id <> p.id "
+                "WHERE p.id IN (SELECT unnest(?)) ORDER BY m.id", [chunk]).fetchall():
+            family[int(p)].append(int(m))
+        texts: dict[int, str] = {}
+        fam_ids = [i for f in family.values() for i in f]
+        for sid, text in con.execute(f"SELECT s.id, {text_sql} FROM samples s WHERE s.id IN (SELECT unnest(?))",
+                                     [fam_ids]).fetchall():
+            texts[int(sid)] = text or ""
+        earlier: dict[int, list[tuple[int, int | None]]] = {}
+        for sid, parent, dup, text in con.execute(
+                f"SELECT s.id, s.parent_id, s.duplicate_of, {text_sql} FROM samples s "
+                "WHERE s.parent_id IN (SELECT unnest(?)) AND s.operation = ? ORDER BY s.id",
+                [chunk, f"augment:{op}"]).fetchall():
+            if int(sid) not in new_set:
+                earlier.setdefault(int(parent), []).append((int(sid), dup))
+                texts[int(sid)] = text or ""
+        for p in chunk:
+            for sid, _dup, text in kids[p]:
+                texts[sid] = text
+        fps = _fingerprints(texts, params.shingle)
+
+        def same(a: int, b: int, fps: dict[int, tuple[int, Any]] = fps) -> bool:
+            (ka, sa), (kb, sb) = fps[a], fps[b]
+            return (ka != 0 and ka == kb) or sh.jaccard(sa, sb) >= params.threshold - 1e-9
+
+        for p in chunk:
+            fam = [f for f in family[p] if f in fps]
+            sibs = [s for s, _ in earlier.get(p, [])] + [k for k, _, _ in kids[p]]
+            kept = [s for s, dup in earlier.get(p, []) if dup is None]
+            lineage = set(fam) | set(sibs)
+            for sid, dup, _text in kids[p]:
+                lin.ignore[sid] = lineage - {sid}
+                if dup is not None:  # marked by an earlier run of this job that was interrupted
+                    lin.earlier[sid] = ("repeats_parent" if dup in fam else "repeats_sibling" if dup in sibs
+                                        else "duplicates_other")
+                    continue
+                hit = next((f for f in fam if same(sid, f)), None)
+                if hit is not None:
+                    lin.dropped[sid] = ("repeats_parent", hit)
+                    continue
+                hit = next((s for s in kept if same(sid, s)), None)
+                if hit is not None:
+                    lin.dropped[sid] = ("repeats_sibling", hit)
+                    continue
+                kept.append(sid)
+    if lin.dropped:
+        ids = sorted(lin.dropped)
+        n_parent = sum(1 for r, _ in lin.dropped.values() if r == "repeats_parent")
+        with ws.transaction(con):
+            lin.op_id = ws.record_operation(
+                "augment:lineage", con=con, sample_count=len(ids),
+                reason=f"augment job {job_id}: new samples whose {fld} repeats their parent's or a sibling's",
+                details={"job_id": job_id, "operation": op, "field": fld, "threshold": params.threshold,
+                         "shingle": params.shingle, "repeats_parent": n_parent, "repeats_sibling": len(ids) - n_parent,
+                         "undo": {"clear_sample_columns": ["duplicate_of"]},
+                         "undo_note": "the marked samples had no duplicate_of before (only unmarked ones are marked)"})
+            con.execute("""INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
+                           SELECT ?, id, status, status, version, version FROM samples WHERE id IN (SELECT unnest(?))""",
+                        [lin.op_id, ids])
+            con.execute("""UPDATE samples SET duplicate_of = v.dup FROM (SELECT unnest(?) AS id, unnest(?) AS dup) v
+                           WHERE samples.id = v.id""", [ids, [lin.dropped[i][1] for i in ids]])
+    return lin
+
+
+def _landing(con: Any, op: str, new_ids: list[int], lineage: _Lineage | None, rejected: list[int],
+             lineage_state: str) -> dict[str, Any]:
+    """What became of a job's new samples: how many landed as pending, how many were dropped and
+    why (repeats the parent's field, repeats a sibling's, duplicates another sample of the
+    workspace as a whole), how many the judge rejected, and the sentence that says so."""
+    if op not in JUDGED_FIELD:
+        return {}
+    ids: dict[str, list[int]] = {r: [] for r in DROP_REASONS}
+    marked = {int(r[0]) for r in con.execute(
+        "SELECT id FROM samples WHERE id IN (SELECT unnest(?)) AND duplicate_of IS NOT NULL", [new_ids]).fetchall()} \
+        if new_ids else set()
+    for sid in sorted(marked):
+        if lineage is not None and sid in lineage.dropped:
+            ids[lineage.dropped[sid][0]].append(sid)
+        elif lineage is not None and sid in lineage.earlier:
+            ids[lineage.earlier[sid]].append(sid)
+        else:
+            ids["duplicates_other"].append(sid)
+    rejected_in = sorted(set(rejected) & set(new_ids) - marked)
+    dropped = {r: len(v) for r, v in ids.items()}
+    land = {"produced": len(new_ids), "landed": len(new_ids) - len(marked) - len(rejected_in), "field": JUDGED_FIELD[op],
+            "dropped": dropped, "dropped_ids": ids, "rejected_by_judge": len(rejected_in), "lineage": lineage_state}
+    return _with_summary(op, land)
+
+
+def _with_summary(op: str, land: dict[str, Any]) -> dict[str, Any]:
+    """`121 rewrites: 109 landed as pending, 9 repeat their parent's instruction, 3 repeat a
+    sibling, 0 duplicate other samples` (and `, 2 rejected by the judge` when the gate ran)."""
+    n, d = land["produced"], land["dropped"]
+    one, many = _NOUNS[op]
+    if not n:
+        land["summary"] = f"0 {many}"
+        return land
+    parts = [f"{land['landed']:,} landed as pending"]
+    if land["lineage"] == "ran":
+        p, s, o = d["repeats_parent"], d["repeats_sibling"], d["duplicates_other"]
+        parts += [f"{p:,} " + ("repeats its" if p == 1 else "repeat their") + f" parent's {land['field']}",
+                  f"{s:,} " + ("repeats" if s == 1 else "repeat") + " a sibling",
+                  f"{o:,} " + ("duplicates" if o == 1 else "duplicate") + " other samples"]
+    elif land["lineage"] == "skipped":
+        parts[0] += " (duplicate checks skipped)"
+    else:  # the lineage check failed: the whole-sample check ran as it did before it existed
+        o = sum(d.values())
+        parts.append(f"{o:,} marked duplicate by the whole-sample check (the check against the parent failed)")
+    if land["rejected_by_judge"]:
+        parts.append(f"{land['rejected_by_judge']:,} rejected by the judge")
+    land["summary"] = f"{n:,} {one if n == 1 else many}: " + ", ".join(parts)
+    return land
+
+
+def _call_hook(module: str, name: str, ws: Any, ids: list[int], **kw: Any) -> str:
     """Call another part's check on the new samples if that part exists in this install."""
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return "missing"
     try:
-        fn(ws, sample_ids=ids)
+        fn(ws, sample_ids=ids, **kw)
     except StudioError as exc:
         return f"failed: {exc}"
     except Exception as exc:  # another part's bug must not lose this job's landed samples
@@ -576,14 +800,19 @@ def list_jobs(ws: Any, limit: int = 20) -> list[dict[str, Any]]:
         gone = set()
     rows = cur.execute(
         """SELECT j.id, j.kind, j.state, j.done, j.total, j.message, j.started_at, j.finished_at,
-                  coalesce(sum(u.cost_usd), 0), coalesce(sum(u.prompt_tokens + u.completion_tokens), 0)
+                  coalesce(sum(u.cost_usd), 0), coalesce(sum(u.prompt_tokens + u.completion_tokens), 0), j.result
            FROM jobs j JOIN augment_jobs a ON a.job_id = j.id LEFT JOIN llm_usage u ON u.job_id = j.id
            GROUP BY ALL ORDER BY j.id DESC LIMIT ?""", [int(limit)]).fetchall()
     keys = ["id", "kind", "state", "done", "total", "message", "started_at", "finished_at", "usd", "tokens"]
     jobs = [dict(zip(keys, r)) for r in rows]
-    for j in jobs:
+    for j, r in zip(jobs, rows):
         if j["id"] in gone:
             j["state"] = "interrupted"
+        # what became of the new samples (landed, dropped by reason): see Result.landing
+        try:
+            j["landing"] = (json.loads(r[-1]) if r[-1] else {}).get("landing") or None
+        except (ValueError, AttributeError):
+            j["landing"] = None
     return jobs
 
 

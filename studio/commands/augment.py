@@ -17,6 +17,7 @@ stopped (Ctrl-C, --max-cost). 2 for a mistake in the command or the configuratio
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 from typing import Any
@@ -117,6 +118,49 @@ def _spec(args: argparse.Namespace) -> Any:
                 checks=not getattr(args, "no_checks", False))
 
 
+# The spec fields `spec_problems` checks, with the flag that sets each (the Augment screen shows a
+# problem beside its field).
+FLAGS = {"lang": "--lang", "limit": "--limit", "n": "--n", "max_cost": "--max-cost", "reject_below": "--reject-below",
+         "temperature": "--temperature", "concurrency": "--concurrency"}
+LANG_CODE = re.compile(r"^(other|[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*)$")  # zh, en, pt-BR; curation.lang detects zh ja ko en other
+
+
+def spec_problems(spec: Any) -> dict[str, str]:
+    """What is wrong with an augment Spec's values, by field (FLAGS' keys), each a short sentence:
+    the checks `studio augment` makes before it opens the workspace, and the Augment screen makes
+    on every change. Empty when all is well."""
+    from curation.errors import StudioError
+
+    problems: dict[str, str] = {}
+    if spec.lang is not None and not LANG_CODE.match(str(spec.lang)):
+        problems["lang"] = f"{str(spec.lang)[:12]!r} is not a language code (zh, en, ja, ko, other)"
+    if spec.limit is not None and spec.limit < 1:
+        problems["limit"] = "at least 1 sample (empty: no limit)"
+    try:
+        spec.resolved_n()
+    except StudioError:
+        problems["n"] = "between 1 and 50 outputs per sample"
+    if spec.max_cost is not None and not spec.max_cost > 0:
+        problems["max_cost"] = "more than 0 USD (empty: no cap)"
+    if spec.reject_below is not None and not 1 <= spec.reject_below <= 5:
+        problems["reject_below"] = "a judge score from 1 to 5"
+    if spec.temperature is not None and not 0 <= spec.temperature <= 2:
+        problems["temperature"] = "between 0 and 2"
+    if spec.concurrency is not None and spec.concurrency < 1:
+        problems["concurrency"] = "at least 1 request in flight"
+    return problems
+
+
+def check_spec(spec: Any) -> None:
+    """Raise a StudioError (exit 2) naming the first flag spec_problems finds wrong."""
+    from curation.errors import StudioError
+
+    problems = spec_problems(spec)
+    if problems:
+        field, problem = next(iter(problems.items()))
+        raise StudioError(f"{FLAGS[field]} {getattr(spec, field)}: {problem}.")
+
+
 def _print_estimate(est: Any, provider: str, model: str) -> None:
     out(f"dry run: {est.requests:,} requests ({est.cached:,} answered in the cache, {est.to_send:,} to send)"
         + (f", {est.skipped:,} samples skipped (operation does not apply)" if est.skipped else ""))
@@ -175,9 +219,19 @@ def _report(result: Any, as_json: bool) -> int:
             f"{result.cached:,} from the cache, {result.failed:,} failed")
         out(f"  {result.prompt_tokens + result.completion_tokens:,} tokens ({result.prompt_tokens:,} in, "
             f"{result.completion_tokens:,} out), ${result.usd:.4f} ({result.provider}, {result.model})")
+        landing = getattr(result, "landing", None) or {}
         if result.new_sample_ids:
             ids = result.new_sample_ids
-            out(f"  {len(ids):,} new pending samples: ids {ids[0]}-{ids[-1]}" if len(ids) > 1 else f"  1 new pending sample: id {ids[0]}")
+            span = f"ids {ids[0]}-{ids[-1]}" if len(ids) > 1 else f"id {ids[0]}"
+            if landing.get("summary"):
+                # what landed, and what was dropped and why (curation.augment.jobs._landing)
+                out(f"  {landing['summary']}")
+                dropped = sum(landing.get("dropped", {}).values())
+                out(f"  new samples: {span}" + (f"; the {dropped:,} dropped stay in the workspace marked as duplicates "
+                                               f"of what they repeat, out of every split (undo restores them)"
+                                               if dropped else ""))
+            else:
+                out(f"  {len(ids):,} new pending samples: {span}" if len(ids) > 1 else f"  1 new pending sample: {span}")
         if result.judged:
             out(f"  {result.judged:,} samples judged")
         if result.rejected_ids:
@@ -204,6 +258,7 @@ def _run(args: argparse.Namespace) -> int:
     from curation.augment import jobs
 
     spec = _spec(args)
+    check_spec(spec)
     with open_ws(args) as ws:
         if args.dry_run:
             est = jobs.estimate(ws, spec)
@@ -251,6 +306,8 @@ def _jobs(args: argparse.Namespace) -> int:
         out("no augment jobs yet")
     for r in rows:
         out(f"job {r['id']} {r['kind']} {r['state']}: {r['done']}/{r['total']}  {int(r['tokens']):,} tokens  ${float(r['usd']):.4f}")
+        if (r.get("landing") or {}).get("summary"):
+            out(f"  {r['landing']['summary']}")
     for u in usage:
         out(f"{u['provider']} ({u['model']}): {int(u['requests']):,} requests, {int(u['prompt_tokens']) + int(u['completion_tokens']):,} tokens, ${float(u['usd']):.4f}")
     return 0
