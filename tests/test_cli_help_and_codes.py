@@ -256,6 +256,10 @@ def test_rerunning_quality_or_dedup_unchanged_records_nothing(ws_path, capsys):
         assert ws.con.execute("SELECT max(id) FROM operations").fetchone()[0] == keeper_op == last + 1
     code, out, _ = cli(capsys, "quality", "-w", ws_path)
     assert code == 0 and "nothing to change" in out and "`studio undo` reverts it" not in out
+    code, out, _ = cli(capsys, "dedup", "-w", ws_path)  # said "operation None"
+    assert code == 0 and "nothing changed" in out and "operation None" not in out, out
+    code, out, _ = cli(capsys, "keeper", str(c["cluster_id"]), str(other), "-w", ws_path)
+    assert code == 0 and "nothing changed" in out and "operation None" not in out, out
     code, out, _ = cli(capsys, "undo", "2", "-w", ws_path)
     assert code == 0 and "keeper" in out and "dedup" in out  # the keeper choice, then the dedup run
 

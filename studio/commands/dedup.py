@@ -51,5 +51,7 @@ def run(args) -> int:
         out(f"{report.clusters:,} clusters ({report.exact_clusters:,} exact, {report.near_clusters:,} near), "
             f"{report.duplicates:,} samples marked duplicate"
             + (f", {report.joined_existing:,} joined existing clusters" if report.incremental else "")
-            + f" in {report.seconds:.1f}s (operation {report.op_id}; `studio undo` reverts it)")
+            + f" in {report.seconds:.1f}s "
+            + ("(nothing changed: no operation recorded)" if report.op_id is None
+               else f"(operation {report.op_id}; `studio undo` reverts it)"))
     return 0

@@ -20,6 +20,9 @@ def run(args) -> int:
     with open_ws(args) as ws:
         op_id = dedup.set_keeper(ws, args.cluster, args.sample, reason=args.reason)
         size = ws.con.execute("SELECT size FROM dup_clusters WHERE id = ?", [args.cluster]).fetchall()[0][0]
+    if op_id is None:
+        out(f"cluster {args.cluster}: sample {args.sample} already is its keeper, chosen by a reviewer; nothing changed")
+        return 0
     out(f"cluster {args.cluster}: keeping sample {args.sample}; the other {size - 1} are duplicates of it "
         f"(operation {op_id}; `studio undo` reverts it)")
     return 0
