@@ -6,6 +6,23 @@ validation is decided by a seeded sha256 of its id (the `round(n * val)` samples
 hashes), so it depends on nothing but the seed and the set of ids; the manifest holds no
 timestamps and its keys are sorted.
 
+Chat samples and raw-text samples (continued pretraining) go to separate files: `train.jsonl` /
+`val.jsonl` hold chat rows only, in the split's row format, and `train.text.jsonl` /
+`val.text.jsonl` the `{"text"}` rows (written when the split holds any). OpenAI's upload,
+LLaMA-Factory's sharegpt/alpaca loaders and axolotl's chat_template reject a `{"text"}` row in a
+chat file; training reads both. The target picks the container: `jsonl` (default), `parquet`
+(written by DuckDB's COPY from the JSONL, one writer thread so the bytes are fixed) or `hf`
+(`datasets` `save_to_disk` folders; `datasets` is imported for that target only). Beside the data:
+`manifest.json` (schema_version 2), LLaMA-Factory's `dataset_info.json` and a `README.md` saying how
+to train the split with studio, LLaMA-Factory, axolotl and OpenAI.
+
+With `--format openai` every chat row is checked against OpenAI's documented fine-tuning format
+(`openai_problems`); a row that breaks it (or a tool-use sample alpaca or sharegpt rows cannot
+hold) stops the export with one line per problem (file:line and sample id), unless `skip_invalid`
+leaves those rows out (counted in the summary, listed in the manifest's `skipped`). Tool use
+passes through in OpenAI's shape in messages/openai rows (LLaMA-Factory's function_call and
+observation turns in sharegpt rows).
+
 Rejected samples and duplicates (`duplicate_of` set) never reach a split. The split is written into
 a hidden temporary folder and renamed into place, so a crash never leaves half a split, and an
 existing split is replaced only with `force`. The temporary folders of exports whose process died
@@ -26,10 +43,14 @@ import duckdb
 
 from .errors import StudioError
 
-FORMATS = ("messages", "alpaca", "sharegpt")
+FORMATS = ("messages", "alpaca", "sharegpt", "openai")
+TARGETS = ("jsonl", "parquet", "hf")
 INCLUDES = {"approved": ("approved",), "approved+pending": ("approved", "pending")}
+SCHEMA_VERSION = 2  # of manifest.json; 1 had no schema_version key (docs/contracts.md)
+PARTS = ("train", "val")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _BATCH = 10_000
+_SHOWN_PROBLEMS = 20  # problem lines in a refusal; the rest are counted
 
 
 def _created_by() -> str:
@@ -55,26 +76,98 @@ class Manifest:
     def sample_ids(self, part: str) -> list[int]:
         return [r["sample_id"] for r in self.data["rows"][part]]
 
+    def file(self, part: str, kind: str = "chat") -> dict[str, Any] | None:
+        """The `files` entry of `part` (train or val) holding `kind` (chat or text) rows, if written."""
+        return self.data["files"].get(part if kind == "chat" else f"{part}.text")
+
+    @property
+    def text_rows(self) -> dict[str, int]:
+        """Raw-text rows per part (they are in the `.text` files, not in the chat files)."""
+        return {p: (self.file(p, "text") or {}).get("rows", 0) for p in PARTS}
+
+    def notes(self) -> list[str]:
+        """What the export summary adds to the counts: where raw text went, what was left out."""
+        out = []
+        text = self.text_rows
+        if sum(text.values()):
+            where = " and ".join(f"{self.file(p, 'text')['path']} ({text[p]:,})" for p in PARTS if text[p])
+            n = sum(text.values())
+            out.append(f"{n:,} raw-text sample{'s' if n != 1 else ''} went to {where}: OpenAI and LLaMA-Factory chat formats "
+                       "can't hold them (studio trains them with the chat rows; LLaMA-Factory: --stage pt with "
+                       f"dataset {self.data['name']}_text{'' if text['train'] else '_val'})")
+        skipped = self.data.get("skipped") or []
+        if skipped:
+            why = ("they break OpenAI's fine-tuning format" if self.data["format"] == "openai"
+                   else f"{self.data['format']} rows can't hold them")
+            out.append(f"{len(skipped):,} row{'s' if len(skipped) != 1 else ''} left out (--skip-invalid): {why}; "
+                       "manifest.json 'skipped' lists them")
+        return out
+
 
 # -- one line per sample, in each format ----------------------------------------------------------
-def format_row(fmt: str, kind: str, system: str | None, messages: list[dict[str, str]], text: str | None) -> dict[str, Any]:
-    """One JSONL record in format `fmt` (see docs/contracts.md). Raw text is {"text"} in every format."""
+class Unfit(StudioError):
+    """A sample the chosen row format cannot hold (tool use in alpaca, a weight-0 turn in sharegpt)."""
+
+
+def _has_tool_use(messages: list[dict[str, Any]], tools: Any) -> bool:
+    return bool(tools) or any(set(m) - {"role", "content"} for m in messages)
+
+
+def _arguments(text: Any) -> Any:
+    """A tool call's arguments (JSON text) as the object LLaMA-Factory's function_call value holds."""
+    if isinstance(text, str):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+def format_row(fmt: str, kind: str, system: str | None, messages: list[dict[str, Any]], text: str | None,
+               tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One JSONL record in format `fmt` (see docs/contracts.md). Raw text is {"text"} in every format
+    (and goes to the split's `.text` files). Tool use (curation.samples: assistant `tool_calls`,
+    `tool` turns, `weight` 0, the sample's `tools`) passes through in OpenAI's shape in messages and
+    openai rows; sharegpt rows get LLaMA-Factory's function_call / observation turns and `tools` as
+    JSON text; raises Unfit for what a format cannot hold."""
     if kind == "text":
         return {"text": text or ""}
-    if fmt == "messages":
-        turns = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": m["role"], "content": m["content"]} for m in messages]
-        return {"messages": turns}
+    if fmt in ("messages", "openai"):
+        turns: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        for m in messages:
+            turn = dict(m)  # role, content, and the tool fields when the turn has them
+            if fmt == "openai" and turn.get("tool_calls") and not turn.get("content"):
+                del turn["content"]  # OpenAI: an assistant turn that only calls tools has no content
+            turns.append(turn)
+        rec: dict[str, Any] = {"messages": turns}
+        if tools:
+            rec["tools"] = list(tools)
+        return rec
     if fmt == "sharegpt":
-        names = {"user": "human", "assistant": "gpt"}
-        turns = ([{"from": "system", "value": system}] if system else []) + [
-            {"from": names[m["role"]], "value": m["content"]} for m in messages]
-        return {"conversations": turns}
+        names = {"user": "human", "assistant": "gpt", "tool": "observation"}
+        conv = [{"from": "system", "value": system}] if system else []
+        for m in messages:
+            if m.get("weight") == 0:
+                raise Unfit("an assistant turn with weight 0 (kept, not trained): sharegpt rows cannot mark it")
+            calls = m.get("tool_calls")
+            if calls:
+                if (m.get("content") or "").strip():
+                    raise Unfit("an assistant turn with both text and tool calls: a sharegpt function_call turn holds only the calls")
+                value = [{"name": c["function"]["name"], "arguments": _arguments(c["function"].get("arguments"))} for c in calls]
+                conv.append({"from": "function_call", "value": json.dumps(value[0] if len(value) == 1 else value, ensure_ascii=False)})
+            else:
+                conv.append({"from": names[m["role"]], "value": m["content"]})
+        rec = {"conversations": conv}
+        if tools:
+            rec["tools"] = json.dumps(list(tools), ensure_ascii=False)
+        return rec
     if fmt == "alpaca":
+        if _has_tool_use(messages, tools):
+            raise Unfit("tool calls, tool turns or turn weights: alpaca rows cannot hold them")
         # The last user turn is the instruction, the last assistant turn the output; the turns
         # before are `history` pairs. (An imported alpaca `input` was joined into the user turn.)
         *earlier, last_user, last_answer = messages
-        rec: dict[str, Any] = {"instruction": last_user["content"], "input": "", "output": last_answer["content"]}
+        rec = {"instruction": last_user["content"], "input": "", "output": last_answer["content"]}
         if system:
             rec["system"] = system
         if earlier:
@@ -83,10 +176,114 @@ def format_row(fmt: str, kind: str, system: str | None, messages: list[dict[str,
     raise StudioError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
 
 
+# -- OpenAI's fine-tuning format ---------------------------------------------------------------------
+OPENAI_ROLES = ("system", "user", "assistant", "tool")
+_OPENAI_TOP = ("messages", "tools", "parallel_tool_calls")
+_OPENAI_MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id"}
+
+
+def openai_problems(row: Any) -> list[str]:
+    """What keeps `row` from being a line of an OpenAI chat fine-tuning file, one string a problem
+    (empty when it is fine): a `messages` list of system/user/assistant/tool turns with string
+    content, at least one assistant turn, `weight` 0 or 1 on assistant turns only, tool turns with
+    a `tool_call_id`, and no top-level keys but messages, tools and parallel_tool_calls."""
+    if not isinstance(row, dict):
+        return [f"expected a JSON object, got {type(row).__name__}"]
+    out = []
+    extra = sorted(set(row) - set(_OPENAI_TOP))
+    if extra:
+        out.append(f"top-level key(s) {', '.join(extra)}: OpenAI accepts only {', '.join(_OPENAI_TOP)}")
+    if "tools" in row and not isinstance(row["tools"], list):
+        out.append("tools: expected a list of tool definitions")
+    if "parallel_tool_calls" in row and not isinstance(row["parallel_tool_calls"], bool):
+        out.append("parallel_tool_calls: expected true or false")
+    msgs = row.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        out.append("messages: missing or empty; OpenAI needs a list of {role, content} turns")
+        return out
+    assistants = 0
+    for i, m in enumerate(msgs):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            out.append(f"{where}: expected an object with role and content")
+            continue
+        role = m.get("role")
+        if role not in OPENAI_ROLES:
+            out.append(f"{where}.role: {role!r} is not one of {', '.join(OPENAI_ROLES)}")
+            continue
+        extra = sorted(set(m) - _OPENAI_MESSAGE_KEYS)
+        if extra:
+            out.append(f"{where}: key(s) {', '.join(extra)} are not part of an OpenAI message")
+        content, calls = m.get("content"), m.get("tool_calls")
+        if "weight" in m:
+            if role != "assistant":
+                out.append(f"{where}.weight: on a {role} turn; OpenAI allows weight (0 or 1) on assistant turns only")
+            elif type(m["weight"]) is not int or m["weight"] not in (0, 1):
+                out.append(f"{where}.weight: {m['weight']!r}; use 0 (not trained) or 1 (trained)")
+        if "tool_calls" in m and (role != "assistant" or not isinstance(calls, list) or not calls):
+            out.append(f"{where}.tool_calls: only an assistant turn has tool_calls, a non-empty list")
+        if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+            out.append(f"{where}: a tool turn needs the tool_call_id (a string) of the call it answers")
+        if "tool_call_id" in m and role != "tool":
+            out.append(f"{where}.tool_call_id: only a tool turn has one")
+        if role == "assistant":
+            assistants += 1
+            if calls and not content:
+                continue  # a turn that only calls tools needs no text
+        if not isinstance(content, str):
+            out.append(f"{where}.content: expected a string, got {'nothing' if content is None else type(content).__name__}")
+        elif not content.strip():
+            out.append(f"{where}.content: empty {role} turn")
+    if not assistants:
+        out.append("no assistant message: OpenAI needs at least one per example")
+    return out
+
+
+def check_openai_file(path: str | os.PathLike[str], sample_ids: list[int] | None = None) -> list[str]:
+    """Check a JSONL file against OpenAI's chat fine-tuning format: one line per problem,
+    `FILE:LINE (sample ID): problem` (the sample id from `sample_ids`, or from the manifest.json
+    beside a split's chat file). Empty when the file can be uploaded as it is."""
+    p = Path(path)
+    if sample_ids is None:
+        sample_ids = _manifest_ids(p)
+    out = []
+    with open(p, encoding="utf-8") as f:
+        row_no = 0
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                out.append(f"{p.name}:{lineno}: empty line; OpenAI reads one JSON object a line")
+                continue
+            sid = sample_ids[row_no] if sample_ids and row_no < len(sample_ids) else None
+            row_no += 1
+            at = f"{p.name}:{lineno}" + (f" (sample {sid})" if sid is not None else "")
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                out.append(f"{at}: not valid JSON ({exc.msg})")
+                continue
+            out += [f"{at}: {problem}" for problem in openai_problems(row)]
+    return out
+
+
+def _manifest_ids(p: Path) -> list[int] | None:
+    """The sample ids of a split's chat file `p`, line by line, from its manifest (None if none)."""
+    try:
+        m = json.loads((p.parent / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for key, entry in (m.get("files") or {}).items():
+        if isinstance(entry, dict) and entry.get("path") == p.name and entry.get("kind", "chat") == "chat":
+            part = entry.get("part", key)
+            return [r.get("sample_id") for r in ((m.get("rows") or {}).get(part) or [])][:entry.get("rows", 0)]
+    return None
+
+
 # -- which samples, which part ---------------------------------------------------------------------
-def _check_args(val: float, fmt: str, include: str) -> None:
+def _check_args(val: float, fmt: str, include: str, target: str = "jsonl") -> None:
     if fmt not in FORMATS:
         raise StudioError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    if target not in TARGETS:
+        raise StudioError(f"unknown export target {target!r}: use one of {', '.join(TARGETS)}.")
     if include not in INCLUDES:
         raise StudioError(f"--include {include!r}: use 'approved' or 'approved+pending'.")
     if not (0 <= val < 1):
@@ -136,14 +333,100 @@ def preview_counts(con: duckdb.DuckDBPyConnection, val: float = 0.1, seed: int =
 
 def _rows(con: duckdb.DuckDBPyConnection, include: str) -> Iterator[tuple]:
     where, params = _where(include)
+    has_tools = "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description}
     res = con.execute(
-        f"""SELECT id, kind, system, messages, text, source_id, source_file, source_row
+        f"""SELECT id, kind, system, messages, text, source_id, source_file, source_row,
+                   {'tools' if has_tools else 'NULL'} AS tools
             FROM samples WHERE {where} ORDER BY id""", params)
     while True:
         batch = res.fetchmany(_BATCH)
         if not batch:
             return
         yield from batch
+
+
+# -- containers: jsonl, parquet, hf ----------------------------------------------------------------
+# The columns of each row shape, for DuckDB's read_json: explicit, so an empty file or a file where
+# no row has `system` still gets every column (and Parquet/Arrow readers a fixed schema).
+_COLUMNS = {
+    "messages": {"messages": "STRUCT(role VARCHAR, content VARCHAR)[]"},
+    "openai": {"messages": "STRUCT(role VARCHAR, content VARCHAR)[]"},
+    "sharegpt": {"conversations": 'STRUCT("from" VARCHAR, value VARCHAR)[]'},
+    "alpaca": {"instruction": "VARCHAR", "input": "VARCHAR", "output": "VARCHAR", "system": "VARCHAR",
+               "history": "VARCHAR[][]"},
+    "text": {"text": "VARCHAR"},
+}
+# messages/openai rows with tool use: each turn's tool fields (null where a turn has none) and the
+# row's tools as JSON text
+_TOOL_TURN = ("STRUCT(role VARCHAR, content VARCHAR, tool_calls STRUCT(id VARCHAR, \"type\" VARCHAR, "
+              "\"function\" STRUCT(name VARCHAR, arguments VARCHAR))[], tool_call_id VARCHAR, name VARCHAR, weight INTEGER)[]")
+_TOOL_COLUMNS = {"messages": {"messages": _TOOL_TURN, "tools": "VARCHAR"},
+                 "openai": {"messages": _TOOL_TURN, "tools": "VARCHAR"},
+                 "sharegpt": {"conversations": 'STRUCT("from" VARCHAR, value VARCHAR)[]', "tools": "VARCHAR"}}
+_MAX_JSON_OBJECT = 1 << 30  # read_json's per-row limit (default 16 MB): a long raw text must fit
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _to_parquet(src: Path, dest: Path, shape: str, tool_use: bool = False) -> None:
+    """Convert the JSONL `src` (rows of `shape`) to the Parquet file `dest` with DuckDB's COPY, in a
+    private in-memory database (never the workspace's) with one thread: same rows, same bytes."""
+    columns = _TOOL_COLUMNS[shape] if tool_use and shape in _TOOL_COLUMNS else _COLUMNS[shape]
+    cols = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 1")
+        con.execute("SET preserve_insertion_order = true")
+        con.execute(
+            f"COPY (SELECT * FROM read_json({_sql_str(str(src))}, format = 'newline_delimited', columns = {cols}, "
+            f"maximum_object_size = {_MAX_JSON_OBJECT})) TO {_sql_str(str(dest))} (FORMAT parquet, COMPRESSION zstd)")
+    finally:
+        con.close()
+
+
+def _datasets():
+    """The `datasets` package, for the hf target only (importing it takes seconds and it is optional
+    for curation)."""
+    try:
+        import datasets
+    except ImportError:
+        raise StudioError("--target hf needs the datasets package: pip install datasets "
+                          "(or export with --target jsonl or parquet).") from None
+    return datasets
+
+
+def _save_hf(parquets: dict[str, Path], dest: Path) -> None:
+    """Write the parts as a `datasets.DatasetDict` (`save_to_disk` layout, one shard a part) at `dest`.
+    Each Dataset's fingerprint is its Parquet file's sha256, so state.json is reproducible too."""
+    datasets = _datasets()
+    import pyarrow.parquet as pq
+
+    parts = {}
+    for part, path in parquets.items():
+        parts[part] = datasets.Dataset(pq.read_table(path), fingerprint=_sha256_file(path)[:16])
+    quiet = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # tqdm on stderr would draw over the studio's screen
+    try:
+        datasets.DatasetDict(parts).save_to_disk(str(dest), num_shards={p: 1 for p in parts})
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
+
+
+def _hf_data_files(folder: Path) -> list[str]:
+    """The Arrow files of a `save_to_disk` Dataset folder, in order (from its state.json)."""
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    return [f["filename"] for f in state["_data_files"]]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -190,17 +473,57 @@ def _check_name(name: str) -> None:
         )
 
 
+class _Writer:
+    """The JSONL files of one export: `train`, `val` (chat rows) and, once a raw-text row comes,
+    `train.text` and `val.text`. Counts rows, hashes bytes and notes which keys the rows have."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[str, Any] = {}
+        self.rows: dict[str, int] = {}
+        self.tool_use = False  # some chat row has tool calls, tool turns, weights or tools
+        self.hashes: dict[str, Any] = {}
+        self.keys: dict[str, set[str]] = {}
+        for part in PARTS:
+            self._open(part)
+
+    def _open(self, key: str) -> None:
+        self.files[key] = open(self.folder / f"{key}.jsonl", "wb")
+        self.rows[key], self.hashes[key], self.keys[key] = 0, hashlib.sha256(), set()
+
+    def write(self, key: str, rec: dict[str, Any]) -> int:
+        """Append `rec` to file `key`; its line number there."""
+        if key not in self.files:
+            for part in PARTS:  # both text files, so the val one exists (empty) like val.jsonl
+                self._open(f"{part}.text")
+        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
+        self.files[key].write(line)
+        self.hashes[key].update(line)
+        self.keys[key].update(rec)
+        self.rows[key] += 1
+        return self.rows[key]
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
 def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str = "messages",
-                 include: str = "approved", force: bool = False) -> Manifest:
-    """Write `splits/NAME/` (train.jsonl, val.jsonl, manifest.json) and return its manifest.
-    Raises StudioError when the split exists (unless `force`), when no sample qualifies, or for a
-    bad argument."""
+                 include: str = "approved", force: bool = False, target: str = "jsonl",
+                 skip_invalid: bool = False) -> Manifest:
+    """Write `splits/NAME/` (chat rows in train/val, raw-text rows in train.text/val.text, as JSONL,
+    Parquet or `save_to_disk` folders; manifest.json, dataset_info.json, README.md) and return its
+    manifest. Raises StudioError when the split exists (unless `force`), when no sample qualifies,
+    for a bad argument, and for rows the format cannot hold: with format openai those OpenAI would
+    refuse, tool use in alpaca, ... (unless `skip_invalid`, which leaves them out)."""
     _check_name(name)
-    _check_args(val, format, include)
+    _check_args(val, format, include, target)
+    if target == "hf":
+        _datasets()  # before anything is written: a one-line error when datasets is missing
     seed = int(seed)
-    target = ws.splits_dir / name
-    if target.exists() and not force:
-        raise StudioError(f"split {name!r} already exists at {target}. Pass --force to replace it, or choose another name.")
+    split_dir = ws.splits_dir / name
+    if split_dir.exists() and not force:
+        raise StudioError(f"split {name!r} already exists at {split_dir}. Pass --force to replace it, or choose another name.")
     con = ws.con
     where, params = _where(include)
     ids = [r[0] for r in con.execute(f"SELECT id FROM samples WHERE {where} ORDER BY id", params).fetchall()]
@@ -218,41 +541,276 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        rows_meta: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
-        hashes = {"train": hashlib.sha256(), "val": hashlib.sha256()}
-        with open(tmp / "train.jsonl", "wb") as ftrain, open(tmp / "val.jsonl", "wb") as fval:
-            files = {"train": ftrain, "val": fval}
-            for sid, kind, system, messages, text, source_id, source_file, source_row in _rows(con, include):
+        stage = tmp if target == "jsonl" else tmp / ".jsonl"
+        stage.mkdir(exist_ok=True)
+        meta: dict[str, list[dict[str, Any]]] = {key: [] for key in ("train", "val", "train.text", "val.text")}
+        problems: list[str] = []
+        refused = {"train": 0, "val": 0}  # chat rows not written, for the line numbers of the problems
+        skipped: list[dict[str, Any]] = []
+        out = _Writer(stage)
+        try:
+            for sid, kind, system, messages, text, source_id, source_file, source_row, tools in _rows(con, include):
                 part = "val" if sid in val_ids else "train"
-                rec = format_row(format, kind, system, json.loads(messages) if messages else [], text)
-                line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
-                files[part].write(line)
-                hashes[part].update(line)
-                rows_meta[part].append({"sample_id": int(sid), "source_id": source_id, "source_file": source_file,
-                                        "source_row": source_row})
-        counts = {p: len(rows_meta[p]) for p in ("train", "val")}
-        data = {
+                key = f"{part}.text" if kind == "text" else part
+                turns = json.loads(messages) if messages else []
+                tools = json.loads(tools) if isinstance(tools, str) else tools
+                try:
+                    rec = format_row(format, kind, system, turns, text, tools)
+                    bad = openai_problems(rec) if format == "openai" and kind != "text" else []
+                except Unfit as exc:
+                    rec, bad = None, [f"{exc} (export --format messages or openai keeps it)"]
+                if kind != "text" and _has_tool_use(turns, tools):
+                    out.tool_use = True
+                if bad:
+                    if skip_invalid:
+                        skipped.append({"sample_id": int(sid), "part": part, "problems": bad})
+                    else:
+                        at = f"{part}.jsonl:{out.rows[key] + refused[part] + 1} (sample {sid})"
+                        problems += [f"{at}: {b}" for b in bad]
+                    refused[part] += 1
+                    continue
+                out.write(key, rec)
+                meta[key].append({"sample_id": int(sid), "source_id": source_id, "source_file": source_file,
+                                  "source_row": source_row})
+        finally:
+            out.close()
+        if problems:
+            shown = problems[:_SHOWN_PROBLEMS]
+            more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
+            what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
+            raise StudioError(
+                f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
+                "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
+        if not any(out.rows.values()):
+            raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(skipped):,}; "
+                              "fix those samples or export another format.")
+        files = _finish_files(out, stage, tmp, format, target)
+        counts = {p: out.rows[p] + out.rows.get(f"{p}.text", 0) for p in PARTS}
+        settings: dict[str, Any] = {"val": val, "seed": seed, "format": format, "include": include, "target": target}
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
             "name": name,
             "format": format,
+            "target": target,
             "created_by": _created_by(),
-            "settings": {"val": val, "seed": seed, "format": format, "include": include},
+            "settings": settings,
             "last_operation_id": last_op,
             "counts": counts,
-            "files": {p: {"path": f"{p}.jsonl", "rows": counts[p], "sha256": hashes[p].hexdigest()} for p in ("train", "val")},
-            "rows": rows_meta,
+            "files": {key: {k: v for k, v in entry.items() if not k.startswith("_")} for key, entry in files.items()},
+            # each part's rows in file order: the chat file's rows, then the text file's
+            "rows": {p: meta[p] + meta[f"{p}.text"] for p in PARTS},
         }
+        if skip_invalid:
+            settings["skip_invalid"] = True
+            data["skipped"] = skipped
         (tmp / "manifest.json").write_text(json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        lf = llamafactory_info(name, format, files, out.keys, out.tool_use)
+        (tmp / "dataset_info.json").write_text(json.dumps(lf, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(split_readme(data, lf, out.tool_use), encoding="utf-8")
+        if stage != tmp:
+            shutil.rmtree(stage)
         old = None
-        if target.exists():
+        if split_dir.exists():
             old = ws.splits_dir / f".{name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(tmp, target)
+            os.replace(split_dir, old)
+        os.replace(tmp, split_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Manifest(target, data)
+    return Manifest(split_dir, data)
+
+
+def _finish_files(out: _Writer, stage: Path, dest: Path, fmt: str, target: str) -> dict[str, dict[str, Any]]:
+    """Put the staged JSONL files into the target's container in `dest`; the `files` entries of the
+    manifest (keys starting with `_` are for dataset_info.json only: the file LLaMA-Factory reads)."""
+    kinds = {key: ("text" if key.endswith(".text") else "chat") for key in out.rows}
+    files: dict[str, dict[str, Any]] = {}
+    if target == "jsonl":
+        for key, kind in kinds.items():
+            files[key] = {"path": f"{key}.jsonl", "rows": out.rows[key], "sha256": out.hashes[key].hexdigest(),
+                          "kind": kind, "part": key.split(".")[0], "_read": f"{key}.jsonl"}
+        return files
+    parquet_dir = dest if target == "parquet" else stage
+    for key, kind in kinds.items():
+        _to_parquet(stage / f"{key}.jsonl", parquet_dir / f"{key}.parquet", "text" if kind == "text" else fmt,
+                    out.tool_use)
+    if target == "parquet":
+        for key, kind in kinds.items():
+            files[key] = {"path": f"{key}.parquet", "rows": out.rows[key], "sha256": _sha256_file(dest / f"{key}.parquet"),
+                          "kind": kind, "part": key.split(".")[0], "_read": f"{key}.parquet"}
+        return files
+    # hf: the chat parts as a DatasetDict at the split's root (dataset_dict.json, train/, val/), the
+    # text parts as one in text/ (text/train/, text/val/)
+    groups = {"chat": (stage / "hf-chat", ""), "text": (dest / "text", "text/")}
+    for kind, (folder, prefix) in groups.items():
+        keys = [k for k, v in kinds.items() if v == kind]
+        if not keys:
+            continue
+        _save_hf({k.split(".")[0]: stage / f"{k}.parquet" for k in keys}, folder)
+        for key in keys:
+            part = key.split(".")[0]
+            data_files = _hf_data_files(folder / part)
+            digest = hashlib.sha256()
+            for f in data_files:
+                digest.update((folder / part / f).read_bytes())
+            files[key] = {"path": f"{prefix}{part}", "rows": out.rows[key], "sha256": digest.hexdigest(),
+                          "kind": kind, "part": part, "_read": f"{prefix}{part}/{data_files[0]}"}
+    for item in sorted((stage / "hf-chat").iterdir()):
+        os.replace(item, dest / item.name)
+    return files
+
+
+# -- what other trainers need beside the files ------------------------------------------------------
+_LF_SHAREGPT_TAGS = {
+    "messages": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+                 "system_tag": "system"},
+    "sharegpt": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                 "system_tag": "system"},
+}
+_LF_ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
+                      "history": "history"}
+
+
+def llamafactory_info(name: str, fmt: str, files: dict[str, dict[str, Any]], keys: dict[str, set[str]],
+                      tool_use: bool = False) -> dict[str, Any]:
+    """LLaMA-Factory's dataset_info.json for the split (`dataset_dir` = the split folder): `NAME` and
+    `NAME_val` for the chat rows (sharegpt formatting for messages/openai/sharegpt rows, the system
+    turn first; alpaca for alpaca rows), `NAME_text` and `NAME_text_val` for raw text (`--stage pt`).
+    Empty files get no entry (LLaMA-Factory cannot load one); an alpaca column no JSONL row has is
+    not named (LLaMA-Factory would look it up in every row). With tool use, sharegpt entries name
+    the function_call / observation tags and the `tools` column (LLaMA-Factory reads tool calls
+    from sharegpt rows only; messages rows keep them in `tool_calls`, which it does not read)."""
+    out: dict[str, Any] = {}
+    for key in ("train", "val", "train.text", "val.text"):
+        entry = files.get(key)
+        if not entry or not entry["rows"]:
+            continue
+        part, kind = entry["part"], entry["kind"]
+        dataset = name + ("_text" if kind == "text" else "") + ("_val" if part == "val" else "")
+        if kind == "text":
+            out[dataset] = {"file_name": entry["_read"], "columns": {"prompt": "text"}}
+        elif fmt == "alpaca":
+            seen = keys[key] if entry["_read"].endswith(".jsonl") else set(_COLUMNS["alpaca"])
+            out[dataset] = {"file_name": entry["_read"], "formatting": "alpaca",
+                            "columns": {k: v for k, v in _LF_ALPACA_COLUMNS.items() if v in seen}}
+        else:
+            shape = "sharegpt" if fmt == "sharegpt" else "messages"
+            columns = {"messages": next(iter(_COLUMNS[shape]))}
+            tags = dict(_LF_SHAREGPT_TAGS[shape])
+            if tool_use:
+                seen = keys[key] if entry["_read"].endswith(".jsonl") else {"tools"}
+                if "tools" in seen:
+                    columns["tools"] = "tools"
+                tags.update({"observation_tag": "observation", "function_tag": "function_call"} if shape == "sharegpt"
+                            else {"observation_tag": "tool"})
+            out[dataset] = {"file_name": entry["_read"], "formatting": "sharegpt", "columns": columns, "tags": tags}
+    return out
+
+
+def split_readme(data: dict[str, Any], lf: dict[str, Any], tool_use: bool = False) -> str:
+    """The split's README.md: what it is, its files and counts, and how to train it with studio,
+    LLaMA-Factory, axolotl and OpenAI. No timestamps (the split's bytes depend on its arguments only)."""
+    name, fmt, target, s = data["name"], data["format"], data["target"], data["settings"]
+    files = data["files"]
+    rel = f"splits/{name}"
+    total = sum(data["counts"].values())
+    lines = [
+        f"# Split `{name}`",
+        "",
+        f"Written by `studio export` ({data['created_by']}) at workspace operation {data['last_operation_id']}: "
+        f"{total:,} samples, train {data['counts']['train']:,} and val {data['counts']['val']:,}. Format `{fmt}`, "
+        f"target `{target}`, include `{s['include']}`, val {s['val']}, seed {s['seed']}. The same workspace and "
+        "arguments give the same files; `manifest.json` names each row's sample and holds each file's sha256.",
+        "",
+        "| file | rows | what |",
+        "| --- | ---: | --- |",
+    ]
+    shape = {"messages": "chat rows `{\"messages\": [{role, content}]}`",
+             "openai": "chat rows in OpenAI's fine-tuning format `{\"messages\": [...]}`",
+             "sharegpt": "chat rows `{\"conversations\": [{from, value}]}`",
+             "alpaca": "chat rows `{instruction, input, output, system?, history?}`"}[fmt]
+    for key in ("train", "val", "train.text", "val.text"):
+        e = files.get(key)
+        if e:
+            what = shape if e["kind"] == "chat" else "raw text `{\"text\"}` (continued pretraining)"
+            lines.append(f"| `{e['path']}` | {e['rows']:,} | {e['part']}: {what} |")
+    lines += ["| `manifest.json` | | what the split is: settings, counts, files, each row's sample (docs/contracts.md) |",
+              "| `dataset_info.json` | | LLaMA-Factory's dataset index for this folder |", ""]
+    if "train.text" in files:
+        lines += ["Raw-text samples are kept out of the chat files: OpenAI's upload, LLaMA-Factory's chat loaders and "
+                  "axolotl's chat_template reject a `{\"text\"}` row among chat rows. studio trains both.", ""]
+    skipped = data.get("skipped") or []
+    if skipped:
+        lines += [f"{len(skipped):,} samples were left out (`--skip-invalid`): the `{fmt}` format could not hold them; "
+                  "`manifest.json` `skipped` says why.", ""]
+    lines += ["Paths below are relative to the workspace folder (the one holding `splits/`).", "",
+              "## Train it", "", "### studio", "", "```sh", f"studio train {name} --plan", f"studio train {name}", "```", ""]
+    lines += ["### LLaMA-Factory", ""]
+    if lf:
+        chat = [k for k in lf if not k.startswith(f"{name}_text")]
+        lines += ["`dataset_info.json` here describes the files; point `dataset_dir` at this folder:", "", "```yaml",
+                  f"dataset_dir: {rel}"]
+        if chat:
+            lines += [f"dataset: {name}"] + ([f"eval_dataset: {name}_val"] if f"{name}_val" in lf else [])
+            lines += ["template: ...  # your model's template", "```", ""]
+        else:
+            lines += ["```", ""]
+        if tool_use and fmt != "sharegpt":
+            lines += ["This split has tool calls: LLaMA-Factory reads them from sharegpt rows (function_call and "
+                      "observation turns), so export with `--format sharegpt` for it.", ""]
+        if f"{name}_text" in lf:
+            lines += [f"Raw text: `stage: pt` with `dataset: {name}_text`"
+                      + (f" (and `eval_dataset: {name}_text_val`)." if f"{name}_text_val" in lf else "."), ""]
+    lines += ["### axolotl", "", "```yaml", "datasets:"]
+    lines += _axolotl(rel, fmt, target, files, "train")
+    if files.get("val", {}).get("rows") or files.get("val.text", {}).get("rows"):
+        lines += ["test_datasets:"] + _axolotl(rel, fmt, target, files, "val") + ["val_set_size: 0"]
+    lines += ["```", ""]
+    if fmt == "alpaca":
+        lines += ["axolotl's `alpaca` type reads instruction, input and output only: export with `--format messages` "
+                  "for multi-turn samples and system prompts.", ""]
+    lines += ["### OpenAI", ""]
+    if fmt in ("openai", "messages") and target == "jsonl":
+        check = ("Every row was checked against OpenAI's fine-tuning format." if fmt == "openai" else
+                 "Export with `--format openai` to have every row checked against OpenAI's fine-tuning format.")
+        lines += [check, "", "```python", "from openai import OpenAI", "", "client = OpenAI()",
+                  f"train = client.files.create(file=open(\"{rel}/train.jsonl\", \"rb\"), purpose=\"fine-tune\")"]
+        args = "training_file=train.id"
+        if files["val"]["rows"]:
+            lines.append(f"val = client.files.create(file=open(\"{rel}/val.jsonl\", \"rb\"), purpose=\"fine-tune\")")
+            args += ", validation_file=val.id"
+        lines += [f"client.fine_tuning.jobs.create(model=\"gpt-4.1-mini-2025-04-14\", {args})", "```", ""]
+    else:
+        lines += [f"OpenAI takes JSONL chat rows: export with `studio export {name}-openai --format openai` "
+                  "(target jsonl) and upload its train.jsonl.", ""]
+    return "\n".join(lines)
+
+
+def _axolotl(rel: str, fmt: str, target: str, files: dict[str, dict[str, Any]], part: str) -> list[str]:
+    """axolotl `datasets:` entries for `part`: the chat file and the raw-text file."""
+    out: list[str] = []
+    for key, kind in ((part, "chat"), (f"{part}.text", "text")):
+        e = files.get(key)
+        if not e or not e["rows"]:
+            continue
+        if target == "hf":
+            source = [f"  - path: {rel}" + ("/text" if kind == "text" else ""), f"    split: {part}"]
+        else:
+            source = [f"  - path: {rel}/{e['path']}", f"    ds_type: {'parquet' if target == 'parquet' else 'json'}"]
+        if kind == "text":
+            out += source + ["    type: completion", "    field: text"]
+        elif fmt == "alpaca":
+            out += source + ["    type: alpaca"]
+        elif fmt == "sharegpt":
+            out += source + ["    type: chat_template", "    field_messages: conversations",
+                             "    message_property_mappings:", "      role: from", "      content: value",
+                             "    roles:", "      user: [human]", "      assistant: [gpt]", "      system: [system]"]
+        else:
+            out += source + ["    type: chat_template", "    field_messages: messages",
+                             "    message_property_mappings:", "      role: role", "      content: content"]
+    return out
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -267,7 +825,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def list_splits(ws) -> list[dict[str, Any]]:
-    """Existing splits, by name: name, format, counts, last_operation_id."""
+    """Existing splits, by name: name, format, target, counts, last_operation_id."""
     out = []
     if not ws.splits_dir.exists():
         return out
@@ -277,6 +835,6 @@ def list_splits(ws) -> list[dict[str, Any]]:
                 m = read_manifest(d)
             except StudioError:
                 continue
-            out.append({"name": d.name, "format": m.get("format"), "counts": m.get("counts"),
-                        "last_operation_id": m.get("last_operation_id"), "path": str(d)})
+            out.append({"name": d.name, "format": m.get("format"), "target": m.get("target", "jsonl"),
+                        "counts": m.get("counts"), "last_operation_id": m.get("last_operation_id"), "path": str(d)})
     return out

@@ -41,10 +41,11 @@ def test_split_holds_exactly_the_approved_non_duplicates(ws, ids):
         meta = m.data["rows"][part][0]
         assert meta["source_id"] == f"zh-{meta['sample_id'] - ids[0]}" and meta["source_file"] == "zh.json"
         digest = hashlib.sha256((m.path / f"{part}.jsonl").read_bytes()).hexdigest()
-        assert m.data["files"][part] == {"path": f"{part}.jsonl", "rows": len(recs), "sha256": digest}
+        assert m.data["files"][part] == {"path": f"{part}.jsonl", "rows": len(recs), "sha256": digest,
+                                         "kind": "chat", "part": part}  # schema 2 names kind and part
     on_disk = json.loads((m.path / "manifest.json").read_text(encoding="utf-8"))
     assert on_disk == m.data
-    assert on_disk["settings"] == {"val": 0.1, "seed": 42, "format": "messages", "include": "approved"}
+    assert on_disk["settings"] == {"val": 0.1, "seed": 42, "format": "messages", "include": "approved", "target": "jsonl"}
     assert on_disk["last_operation_id"] == ws.last_operation_id()
     assert list(on_disk) == sorted(on_disk)
 
@@ -97,14 +98,16 @@ def test_every_format(ws):
     with ws.transaction():
         ids = store.insert_samples(ws.con, [chat("q", "a"), multi, Sample(kind="text", text="raw text")])
     review.approve(ws, ids)
-    recs = {f: _lines(export.export_split(ws, f, val=0, format=f).path / "train.jsonl") for f in export.FORMATS}
+    paths = {f: export.export_split(ws, f, val=0, format=f).path for f in export.FORMATS}
+    recs = {f: _lines(p / "train.jsonl") for f, p in paths.items()}
     assert recs["alpaca"] == [
         {"instruction": "q", "input": "", "output": "a"},
-        {"instruction": "u2", "input": "", "output": "a2", "system": "Be brief.", "history": [["u1", "a1"]]},
-        {"text": "raw text"}]
+        {"instruction": "u2", "input": "", "output": "a2", "system": "Be brief.", "history": [["u1", "a1"]]}]
     assert recs["messages"][1] == {"messages": [
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
         {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}]}
     assert recs["sharegpt"][0] == {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
     assert recs["sharegpt"][1]["conversations"][0] == {"from": "system", "value": "Be brief."}
-    assert recs["messages"][2] == recs["sharegpt"][2] == {"text": "raw text"}
+    assert recs["openai"] == recs["messages"]
+    # raw text is {"text"} in every format, in its own file (issue 18: chat files hold chat rows only)
+    assert {f: _lines(p / "train.text.jsonl") for f, p in paths.items()} == {f: [{"text": "raw text"}] for f in paths}

@@ -13,6 +13,13 @@ planner its length histogram and EOS check:
   with the generation prompt, then with the answer) and mapping character offsets to tokens, so it
   works with any prefix-consistent template and no `{% generation %}` markers are needed;
 - raw text (continued pretraining, or a {"text"} row in an SFT split) trains every token, EOS appended.
+- tool use: rows in OpenAI's shape (assistant `tool_calls`, `tool` turns, the row's `tools`) or
+  glaive / LLaMA-Factory's ShareGPT (`function_call` / `observation` turns, `tools` as a JSON string)
+  are rendered through the template's own tools support (`apply_chat_template(..., tools=...)`);
+  a template that drops the tools or the calls is refused in one line rather than trained on
+  conversations with holes in them. The ChatML fallback renders them Hermes-style.
+- an assistant turn with `weight` 0 (OpenAI) or `loss_weight` 0 (LLaMA-Factory v1) is rendered
+  but never trained, whatever `assistant_only_loss` says.
 TRL receives the resulting `input_ids`/`labels` columns as an already processed dataset and packs
 them (best-fit, padding-free: position ids restart per sample, so samples never attend to each other).
 """
@@ -26,8 +33,9 @@ from typing import Any, Iterable
 
 from .errors import DataError
 
-ROLES = {"system", "user", "assistant"}
-SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+ROLES = {"system", "user", "assistant", "tool"}
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "function_call": "tool_call", "observation": "tool", "tool": "tool"}
 
 
 @dataclass
@@ -47,6 +55,10 @@ class SplitData:
             else:
                 for m in s["messages"]:
                     yield m["content"]
+                    if m.get("tool_calls"):
+                        yield json.dumps(m["tool_calls"], ensure_ascii=False)
+                if s.get("tools"):
+                    yield json.dumps(s["tools"], ensure_ascii=False)
 
 
 # ---------------------------------------------------------------- reading
@@ -81,27 +93,14 @@ def normalise_row(row: Any, where: str) -> dict[str, Any]:
     """One row of any supported format -> {"messages": [...]} or {"text": ...}; DataError names `where`."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-    if "messages" in row:
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise DataError(f"{where}: messages: expected a non-empty list of {{role, content}}")
-        out = []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise DataError(f"{where}: messages[{i}]: expected {{\"role\": system|user|assistant, \"content\": string}}, got {json.dumps(m, ensure_ascii=False)[:80]}")
-            out.append({"role": m["role"], "content": m["content"]})
-        return _check_chat(out, where)
-    if "conversations" in row:
-        conv = row["conversations"]
-        if not isinstance(conv, list) or not conv:
-            raise DataError(f"{where}: conversations: expected a non-empty list of {{from, value}}")
-        out = []
-        for i, m in enumerate(conv):
-            role = SHAREGPT_ROLES.get(m.get("from")) if isinstance(m, dict) else None
-            if role is None or not isinstance(m.get("value"), str):
-                raise DataError(f"{where}: conversations[{i}]: expected {{\"from\": system|human|gpt, \"value\": string}}, got {json.dumps(m, ensure_ascii=False)[:80]}")
-            out.append({"role": role, "content": m["value"]})
-        return _check_chat(out, where)
+    for key, pair in (("messages", ("role", "content")), ("conversations", ("from", "value"))):
+        if key not in row:
+            continue
+        turns = row[key]
+        if not isinstance(turns, list) or not turns:
+            raise DataError(f"{where}: {key}: expected a non-empty list of {{{pair[0]}, {pair[1]}}}")
+        out = [_turn(m, f"{where}: {key}[{i}]") for i, m in enumerate(turns)]
+        return _check_chat(out, where, _tools(row.get("tools"), where))
     if "instruction" in row or "output" in row:
         for key in ("instruction", "output"):
             if not isinstance(row.get(key), str):
@@ -117,7 +116,7 @@ def normalise_row(row: Any, where: str) -> dict[str, Any]:
         if isinstance(row.get("input"), str) and row["input"].strip():
             prompt = f"{prompt}\n\n{row['input']}"
         msgs += [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]
-        return _check_chat(msgs, where)
+        return _check_chat(msgs, where, _tools(row.get("tools"), where))
     if "text" in row:
         if not isinstance(row["text"], str) or not row["text"]:
             raise DataError(f"{where}: text: expected a non-empty string")
@@ -126,10 +125,92 @@ def normalise_row(row: Any, where: str) -> dict[str, Any]:
                     "instruction/output (alpaca) or text")
 
 
-def _check_chat(msgs: list[dict[str, str]], where: str) -> dict[str, Any]:
+def _turn(m: Any, where: str) -> dict[str, Any]:
+    """One turn, {"role", "content"} or {"from", "value"}, as a template takes it: tool calls as
+    {"type": "function", "function": {"name", "arguments": a dict}} (what chat templates expect),
+    `weight` kept only when 0."""
+    role_key = "role" if isinstance(m, dict) and "role" in m else "from"
+    content_key = "content" if isinstance(m, dict) and "content" in m else "value"
+    raw = m.get(role_key) if isinstance(m, dict) else None
+    role = raw if raw in ROLES else SHAREGPT_ROLES.get(raw) if isinstance(raw, str) else None
+    content = m.get(content_key) if isinstance(m, dict) else None
+    if isinstance(content, list):
+        content = _text_parts(content, where)
+    calls = m.get("tool_calls") if role == "assistant" else None
+    if role is None or not (isinstance(content, str) or (content is None and calls)):
+        raise DataError(f"{where}: expected {{\"role\": system|user|assistant|tool, \"content\": string}}, "
+                        f"got {json.dumps(m, ensure_ascii=False)[:80]}")
+    content = content or ""
+    if role == "tool_call":  # ShareGPT function_call: JSON {"name", "arguments"} or a list of them
+        try:
+            calls = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: a function_call turn holds JSON {{\"name\", \"arguments\"}} ({exc.msg})") from None
+        role, content = "assistant", ""
+        calls = calls if isinstance(calls, list) else [calls]
+    out: dict[str, Any] = {"role": role, "content": content}
+    if calls:
+        out["tool_calls"] = [_call(c, where) for c in calls]
+    if role == "tool":
+        out.update({k: m[k] for k in ("tool_call_id", "name") if isinstance(m.get(k), str)})
+    weight = m.get("weight", m.get("loss_weight"))
+    if role == "assistant" and weight is not None and weight == 0:
+        out["weight"] = 0
+    return out
+
+
+def _text_parts(parts: list[Any], where: str) -> str:
+    texts = []
+    for p in parts:
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind != "text" or not isinstance(p.get("text", p.get("value")), str):
+            what = "image content" if kind in ("image", "image_url", "input_image") else f"a content part of type {kind!r}"
+            raise DataError(f"{where}: {what} is not supported; only text parts can be trained")
+        texts.append(p.get("text", p.get("value")))
+    return "".join(texts)
+
+
+def _call(c: Any, where: str) -> dict[str, Any]:
+    f = c.get("function") if isinstance(c, dict) and isinstance(c.get("function"), dict) else c
+    if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+        raise DataError(f"{where}: a tool call needs a function name, got {json.dumps(c, ensure_ascii=False)[:80]}")
+    args = f.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            parsed = json.loads(args)
+            args = parsed if isinstance(parsed, dict) else args
+        except json.JSONDecodeError:
+            pass  # arguments that are not JSON are rendered as the text they are
+    out: dict[str, Any] = {"type": "function", "function": {"name": f["name"], "arguments": args}}
+    if isinstance(c, dict) and isinstance(c.get("id"), str):
+        out["id"] = c["id"]
+    return out
+
+
+def _tools(value: Any, where: str) -> list[dict[str, Any]]:
+    """The row's tool schemas (a list, or a JSON string of one) in OpenAI's shape."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: tools: a JSON string that is not valid JSON ({exc.msg})") from None
+    if not isinstance(value, list):
+        raise DataError(f"{where}: tools: expected a list of function schemas")
+    out = []
+    for t in value:
+        f = t.get("function") if isinstance(t, dict) and isinstance(t.get("function"), dict) else t
+        if not isinstance(f, dict) or not isinstance(f.get("name"), str):
+            raise DataError(f"{where}: tools: each tool needs a function name, got {json.dumps(t, ensure_ascii=False)[:80]}")
+        out.append({"type": "function", "function": f})
+    return out
+
+
+def _check_chat(msgs: list[dict[str, Any]], where: str, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     if not any(m["role"] == "assistant" for m in msgs):
         raise DataError(f"{where}: no assistant turn: nothing to learn from this sample")
-    return {"messages": msgs}
+    return {"messages": msgs, "tools": tools} if tools else {"messages": msgs}
 
 
 def _detect_format(row: dict[str, Any]) -> str:
@@ -143,8 +224,83 @@ def read_file(path: Path) -> list[dict[str, Any]]:
     return [normalise_row(row, f"{path}:{lineno}") for lineno, row in _read_rows(path)]
 
 
+SPLIT_SCHEMA_VERSIONS = (1, 2)  # manifest.json schema_version this reader knows (1: the key is absent)
+_PART_ORDER = {"train": 0, "val": 1}
+
+
+def _drop_nulls(value: Any) -> Any:
+    """A Parquet/Arrow row as its JSON line had it: a column the line lacked reads back null."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _is_table(path: Path) -> bool:
+    """A Parquet file or a `datasets` save_to_disk Dataset folder (rather than JSONL/JSON)."""
+    return path.suffix.lower() == ".parquet" or (path.is_dir() and (path / "state.json").is_file())
+
+
+def _read_table_rows(path: Path) -> list[tuple[int, Any]]:
+    """(row number, row) of a Parquet file or a save_to_disk Dataset folder."""
+    try:
+        if path.is_dir():
+            from datasets import load_from_disk
+
+            rows = load_from_disk(str(path)).to_list()
+        else:
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # damaged, truncated, or not what its name says
+        raise DataError(f"{path}: cannot read it ({type(exc).__name__}: {str(exc)[:200]}); export the split again") from None
+    return [(i + 1, _drop_nulls(r)) for i, r in enumerate(rows)]
+
+
+def _read_data_file(path: Path) -> list[dict[str, Any]]:
+    """Normalised rows of a JSONL/JSON file, a Parquet file or a save_to_disk folder."""
+    if _is_table(path):
+        return [normalise_row(row, f"{path}:row {n}") for n, row in _read_table_rows(path)]
+    return read_file(path)
+
+
+def _file_format(path: Path) -> str:
+    if _is_table(path):
+        rows = _read_table_rows(path)
+        return _detect_format(rows[0][1]) if rows and isinstance(rows[0][1], dict) else "unknown"
+    return _first_format(path)
+
+
+def _split_files(p: Path, manifest: dict[str, Any] | None) -> list[tuple[str, str, str, Path, int | None]]:
+    """(files key, part, kind, path, rows the manifest promises) of a split directory: train before
+    val, each part's chat file before its raw-text file (the order of the manifest's `rows`). From
+    the manifest's `files` (schema 2 names part and kind; schema 1 had train and val, chat); without
+    one, whichever of train.jsonl, train.parquet, train/ (save_to_disk) and their .text variants exist."""
+    out = []
+    files = (manifest or {}).get("files") or {}
+    for key, entry in files.items():
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            part = entry.get("part") or key
+            if part in _PART_ORDER:
+                out.append((key, part, entry.get("kind") or "chat", p / entry["path"], entry.get("rows")))
+    if not files:
+        for part in _PART_ORDER:
+            for kind, key, candidates in (("chat", part, (f"{part}.jsonl", f"{part}.parquet", part)),
+                                          ("text", f"{part}.text", (f"{part}.text.jsonl", f"{part}.text.parquet", f"text/{part}"))):
+                found = next((p / c for c in candidates if (p / c).is_file() or (p / c / "state.json").is_file()), None)
+                if found is not None or kind == "chat":
+                    out.append((key, part, kind, found or p / f"{part}.jsonl", None))
+    out.sort(key=lambda e: (_PART_ORDER[e[1]], e[2] != "chat"))
+    return out
+
+
 def load_split(path: str | Path, *, val_fraction: float = 0.0, seed: int = 42) -> SplitData:
-    """Read a split directory or a single data file into normalised samples."""
+    """Read a split directory or a single data file into normalised samples.
+
+    A split directory (docs/contracts.md) is read through its manifest's `files`: chat and raw-text
+    files, JSONL, Parquet or save_to_disk folders; each part's samples are its chat rows, then its
+    raw-text rows (the manifest's `rows` order). Manifest schema versions 1 and 2 are read."""
     p = Path(path)
     if p.is_dir():
         mpath = p / "manifest.json"
@@ -154,23 +310,33 @@ def load_split(path: str | Path, *, val_fraction: float = 0.0, seed: int = 42) -
                 manifest = json.loads(mpath.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{mpath}:{exc.lineno}: not valid JSON ({exc.msg}); re-export the split") from None
-        files = (manifest or {}).get("files", {})
-        tpath = p / files.get("train", {}).get("path", "train.jsonl")
-        vpath = p / files.get("val", {}).get("path", "val.jsonl")
-        if not tpath.is_file():
-            raise DataError(f"{p}: no {tpath.name}: not a split directory (expected manifest.json, train.jsonl, val.jsonl)")
-        train = read_file(tpath)
-        val = read_file(vpath) if vpath.is_file() else []
-        for name, rows in (("train", train), ("val", val)):
-            want = files.get(name, {}).get("rows")
+        version = (manifest or {}).get("schema_version", 1)
+        if manifest is not None and version not in SPLIT_SCHEMA_VERSIONS:
+            raise DataError(f"{mpath}: schema_version {version!r}: this trainer reads split manifests of schema "
+                            f"{' and '.join(map(str, SPLIT_SCHEMA_VERSIONS))}; update studio here, or export the split "
+                            "with the studio this trainer came with")
+        entries = _split_files(p, manifest)
+        first = next((e for e in entries if e[1] == "train"), None)
+        if first is None or not first[3].exists():
+            name = first[3].name if first else "train.jsonl"
+            raise DataError(f"{p}: no {name}: not a split directory (expected manifest.json, train.jsonl, val.jsonl)")
+        parts: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+        for key, part, _kind, fpath, want in entries:
+            if not fpath.exists():
+                if want:
+                    raise DataError(f"{p}: {fpath.relative_to(p)} is missing but {mpath.name} lists {want} rows in it; "
+                                    "copy the whole split folder (subfolders included) or export it again")
+                continue
+            rows = _read_data_file(fpath)
             if want is not None and want != len(rows):
-                raise DataError(f"{mpath}: files.{name}.rows says {want} but {name}.jsonl has {len(rows)} rows; "
+                raise DataError(f"{mpath}: files.{key}.rows says {want} but {fpath.name} has {len(rows)} rows; "
                                 "the split was changed after export: export it again")
-        fmt = (manifest or {}).get("format") or _first_format(tpath)
-        return SplitData(train, val, str(p), fmt, manifest)
+            parts[part] += rows
+        fmt = (manifest or {}).get("format") or _file_format(first[3])
+        return SplitData(parts["train"], parts["val"], str(p), fmt, manifest)
     if not p.is_file():
         raise DataError(f"{p}: no such split directory or data file")
-    rows = read_file(p)
+    rows = _read_data_file(p)
     if val_fraction > 0 and len(rows) > 1:
         idx = list(range(len(rows)))
         random.Random(seed).shuffle(idx)
@@ -180,7 +346,7 @@ def load_split(path: str | Path, *, val_fraction: float = 0.0, seed: int = 42) -
         val = [r for i, r in enumerate(rows) if i in val_idx]
     else:
         train, val = rows, []
-    return SplitData(train, val, str(p), _first_format(p))
+    return SplitData(train, val, str(p), _file_format(p))
 
 
 def _first_format(path: Path) -> str:
@@ -191,10 +357,22 @@ def _first_format(path: Path) -> str:
 # ---------------------------------------------------------------- templates
 
 def chatml_template(end_token: str) -> str:
-    """ChatML, the fallback for tokenizers without a chat template; `end_token` closes every turn."""
+    """ChatML, the fallback for tokenizers without a chat template; `end_token` closes every turn.
+    Tool use Hermes-style (as Qwen2.5 renders it): the tools in a system block, each call as
+    <tool_call>{"name", "arguments"}</tool_call>, results as `tool` turns. A conversation without
+    tools renders exactly as plain ChatML."""
+    end = end_token.replace("'", "\\'")
     return (
-        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '"
-        + end_token + "' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+        "{% if tools %}{{ '<|im_start|>system\\n' }}{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+        "{{ '# Tools\\n\\nYou may call one or more functions. Function signatures:\\n<tools>' }}"
+        "{% for tool in tools %}{{ '\\n' + (tool | tojson) }}{% endfor %}"
+        "{{ '\\n</tools>\\nFor each call, reply with <tool_call>{\"name\": ..., \"arguments\": ...}</tool_call>." + end + "' + '\\n' }}{% endif %}"
+        "{% for message in messages %}{% if not (tools and loop.first and message['role'] == 'system') %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') }}"
+        "{% for call in message['tool_calls'] or [] %}{% set f = call['function'] if call['function'] is defined else call %}"
+        "{{ ('\\n' if (message['content'] or not loop.first) else '') + '<tool_call>\\n' + ({'name': f['name'], 'arguments': f['arguments']} | tojson) + '\\n</tool_call>' }}"
+        "{% endfor %}{{ '" + end + "' + '\\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     )
 
 
@@ -207,29 +385,88 @@ def ensure_chat_template(tokenizer: Any) -> bool:
     return True
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def _render(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool,
+            tools: list[dict[str, Any]] | None = None) -> str:
+    clean = [{k: v for k, v in m.items() if k != "weight"} if "weight" in m else m for m in messages]
+    if tools:
+        return tokenizer.apply_chat_template(clean, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def assistant_char_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the [start, end) character span of each assistant turn.
+# A conversation with a tool, a call and a result: a template that supports tools shows all three.
+_PROBE_TOOLS = [{"type": "function", "function": {"name": "probe_tool_q7", "description": "a probe",
+                                                  "parameters": {"type": "object", "properties": {}}}}]
+_PROBE = [{"role": "user", "content": "probe question"},
+          {"role": "assistant", "content": "", "tool_calls": [
+              {"type": "function", "function": {"name": "probe_call", "arguments": {"probe_arg_q7": 1}}}]},
+          {"role": "tool", "content": "probe_result_q7", "name": "probe_call"},
+          {"role": "assistant", "content": "probe answer"}]
+_NEEDLES = {"tools": ("probe_tool_q7", "the tools"), "calls": ("probe_arg_q7", "the assistant's tool calls"),
+            "results": ("probe_result_q7", "the tool results")}
 
-    Each turn's span runs from the end of the prompt rendered with the generation prompt to the end
-    of the prefix rendered with that answer, so it includes the template's end-of-turn token.
-    """
-    full = _render(tokenizer, messages, False)
-    spans = []
+
+def tool_support_problem(tokenizer: Any, needs: Iterable[str] = ("tools", "calls", "results")) -> str | None:
+    """Why the tokenizer's chat template cannot train tool use (`needs`: tools, calls, results), in
+    one line; None when it renders all of them."""
+    template = getattr(tokenizer, "chat_template", None)
+    cache = tokenizer.__dict__.setdefault("_studio_tool_probe", {})
+    if template not in cache:
+        try:
+            cache[template] = tokenizer.apply_chat_template(_PROBE, tools=_PROBE_TOOLS, tokenize=False)
+        except Exception as exc:  # jinja errors: a template that cannot take these turns at all
+            cache[template] = exc
+    rendered = cache[template]
+    if isinstance(rendered, Exception):
+        why = f"fails on tool turns ({type(rendered).__name__}: {str(rendered).splitlines()[0] if str(rendered) else ''})"
+    else:
+        dropped = [what for key, (needle, what) in _NEEDLES.items() if key in needs and needle not in rendered]
+        if not dropped:
+            return None
+        why = f"drops {' and '.join(dropped)}"
+    return (f"this tokenizer's chat template cannot render tool use (it {why}), so tool-use samples would be trained "
+            f"with holes in them; use a base whose template supports tools (e.g. Qwen2.5-Instruct) or leave the "
+            f"tool-use samples out of the split")
+
+
+def _tool_needs(sample: dict[str, Any]) -> set[str]:
+    needs = {"tools"} if sample.get("tools") else set()
+    for m in sample.get("messages", ()):
+        if m.get("tool_calls"):
+            needs.add("calls")
+        if m["role"] == "tool":
+            needs.add("results")
+    return needs
+
+
+def _turn_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+                ) -> tuple[str, list[tuple[int, int]], list[tuple[int, int]]]:
+    """The rendered conversation, the spans of the assistant turns to train, and those of the
+    assistant turns with weight 0 (rendered, never trained)."""
+    full = _render(tokenizer, messages, False, tools)
+    trained, untrained = [], []
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        before = _render(tokenizer, messages[:i], True) if i else ""
-        upto = _render(tokenizer, messages[: i + 1], False)
+        before = _render(tokenizer, messages[:i], True, tools) if i else ""
+        upto = _render(tokenizer, messages[: i + 1], False, tools)
         if not full.startswith(upto) or not upto.startswith(before):
             raise DataError("the chat template renders a conversation differently from its prefixes (it may drop "
                             "earlier turns' content), so assistant tokens cannot be located; set "
                             "data.assistant_only_loss=false or use a prefix-consistent template")
-        spans.append((len(before), len(upto)))
-    return full, spans
+        (untrained if m.get("weight") == 0 else trained).append((len(before), len(upto)))
+    return full, trained, untrained
+
+
+def assistant_char_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+                         ) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the [start, end) character span of each assistant turn to
+    train (a turn with weight 0 is left out).
+
+    Each turn's span runs from the end of the prompt rendered with the generation prompt to the end
+    of the prefix rendered with that answer, so it includes the template's end-of-turn token.
+    """
+    full, trained, _ = _turn_spans(tokenizer, messages, tools)
+    return full, trained
 
 
 @dataclass
@@ -252,12 +489,16 @@ def tokenise_sample(tokenizer: Any, sample: dict[str, Any], *, assistant_only: b
         labels = list(ids)
         turn_ends = [ids[-3:]]
     else:
-        text, spans = assistant_char_spans(tokenizer, sample["messages"])
+        needs = _tool_needs(sample)
+        if needs and (problem := tool_support_problem(tokenizer, needs)):
+            raise DataError(problem)
+        text, spans, unweighted = _turn_spans(tokenizer, sample["messages"], sample.get("tools"))
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = enc["input_ids"]
         offsets = enc["offset_mapping"]
         in_span = [any(s <= a < e for s, e in spans) for a, _ in offsets]
-        labels = [t if (keep or not assistant_only) else -100 for t, keep in zip(ids, in_span)]
+        skip = [any(s <= a < e for s, e in unweighted) for a, _ in offsets]
+        labels = [t if (keep or not assistant_only) and not off else -100 for t, keep, off in zip(ids, in_span, skip)]
         turn_ends = []
         for s, e in spans:
             turn = [t for t, (a, _) in zip(ids, offsets) if s <= a < e]
@@ -286,7 +527,7 @@ def tokenise_all(tokenizer: Any, samples: list[dict[str, Any]], *, kind: str, as
     out = []
     for s in samples:
         if kind == "text" and "messages" in s:
-            s = {"text": "\n".join(m["content"] for m in s["messages"])}
+            s = {"text": "\n".join(m["content"] or "" for m in s["messages"])}
         out.append(tokenise_sample(tokenizer, s, assistant_only=assistant_only, max_length=max_length))
     return out
 

@@ -1,5 +1,7 @@
-"""Importers: alpaca, sharegpt, messages and raw-text rows from JSON, JSONL, CSV, Parquet and
-`datasets.save_to_disk` folders into the workspace. Call `import_paths`; one module per format."""
+"""Importers: alpaca, sharegpt, messages and raw-text rows (tool use included) from JSON, JSONL,
+CSV, Parquet and `datasets.save_to_disk` folders, plain or compressed (gzip, zstd, bzip2, xz), given
+one by one or as folders (a hub dataset repository whole) into the workspace. Call `import_paths`;
+one module per format, turns.py for the conversation turns both chat formats share."""
 from __future__ import annotations
 
 from .core import FORMATS, ROW_FORMATS, detect_row_format, import_paths

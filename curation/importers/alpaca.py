@@ -1,12 +1,13 @@
-"""Alpaca rows: `instruction`, optional `input`, `output`, optional `system`, and `history`
-([[user, assistant], ...], the turns before this one). `instruction` and `input` become one user
-turn: the instruction, a blank line, the input (the input is left out when blank)."""
+"""Alpaca rows: `instruction`, optional `input`, `output`, optional `system`, `history`
+([[user, assistant], ...], the turns before this one) and `tools` (kept with the sample).
+`instruction` and `input` become one user turn: the instruction, a blank line, the input (the
+input is left out when blank)."""
 from __future__ import annotations
 
 import re
 
 from ..samples import Message, Problem, Sample, validate
-from . import fields
+from . import fields, turns as turns_mod
 
 NAME = "alpaca"
 KEYS = ("instruction", "output")
@@ -45,12 +46,13 @@ def to_sample(rec: dict, source_file: str, source_row: int) -> tuple[Sample | No
                         turns.append(Message(role, pair[j]))
     sid = fields.source_id(rec, problems)
     tags = fields.tags(rec, problems)
+    tools = turns_mod.tools(rec, problems)  # LLaMA-Factory's alpaca `tools` column: kept with the sample
     if problems:
         return None, problems
     assert instruction is not None and output is not None
     turns += [Message("user", user_turn(instruction, input_text)), Message("assistant", output)]
     sample = Sample(kind="chat", system=system or None, messages=tuple(turns), source_file=source_file,
-                    source_row=source_row, source_id=sid, tags=tags, operation="import")
+                    source_row=source_row, source_id=sid, tags=tags, operation="import", tools=tools)
     bad = validate(sample)
     if bad:
         n_hist = len(turns) - 2

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..samples import Problem
-from . import fields
+from . import fields, reading
 from .report import RowProblem
 
 
@@ -87,10 +87,11 @@ def _line_at(text: str, pos: int) -> int:
 
 
 def container_for(path: Path, text_head: bytes) -> str | None:
-    """The container by extension, then by content for unknown extensions."""
+    """The container by extension (a compression suffix left out: x.jsonl.gz is JSON Lines), then
+    by content for unknown extensions; `text_head` is the start of the decompressed bytes."""
     if path.is_dir():
         return "hf"
-    suffix = path.suffix.lower()
+    suffix = reading.plain_name(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".json":
@@ -286,12 +287,13 @@ def _table_rows(batches: Iterator[Any], display: str) -> Iterator[RawRecord]:
         raise FileProblem(RowProblem(display, 1, "file", "has no rows"))
 
 
-def iter_parquet(path: Path, display: str) -> Iterator[RawRecord]:
+def iter_parquet(path: Path, display: str, compression: str | None = None) -> Iterator[RawRecord]:
+    """A Parquet file; a compressed one (x.parquet.gz) is decompressed into memory first."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(pa.BufferReader(reading.read_bytes(path, compression)) if compression else path)
     except (pa.ArrowException, OSError) as exc:
         raise FileProblem(RowProblem(display, 1, "file", f"not a readable Parquet file: {exc}")) from None
     yield from _table_rows(pf.iter_batches(batch_size=4096), display)

@@ -1,9 +1,10 @@
 """`import_paths`: files in, samples out, in one transaction.
 
-For each file: hash it (the same file twice adds nothing), read its rows (the DuckDB fast path
-for plain alpaca JSON/JSONL, the precise Python path for everything else or when the fast path
-is not sure), validate, and land the samples with an `imports` row and an `import` operation.
-All files of one call share one transaction: a bad file, an exception or `kill -9` leaves the
+For each file: hash it (its decompressed bytes: the same file twice adds nothing, gzipped or not),
+read its rows (the DuckDB fast path for plain alpaca JSON/JSONL, the precise Python path for
+everything else or when the fast path is not sure), validate, and land the samples with an
+`imports` row and an `import` operation (and, for tool-use samples, their `tools`). All files of
+one call share one transaction: a bad file, an exception or `kill -9` leaves the
 workspace as it was, sample and operation ids included (DuckDB sequences do not roll back, so a
 failed import gives back the ids it took: the next import starts where this one would have).
 
@@ -17,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,16 +51,24 @@ class _Scan:
     lines: int
     blank_lines: bool
     nul: bool
+    compression: str | None = None  # gzip, zstd, bz2, xz: what the bytes above were decompressed from
 
 
 def _scan(path: Path) -> _Scan:
+    """Read the file once (decompressed: a compressed file is hashed, measured and sniffed by its
+    content, so the same rows gzipped or not are the same file)."""
     h = hashlib.sha256()
     size = lines = 0
     head = b""
     blank = nul = False
     prev = b"\n"
+    compression = reading.compression_of(reading.read_head(path))
     try:
-        with open(path, "rb") as f:
+        f = reading.open_data(path, compression)
+    except OSError as exc:
+        raise StudioError(f"{path}: cannot read it: {exc.strerror or exc}.") from None
+    try:
+        with f:
             while chunk := f.read(1 << 24):
                 h.update(chunk)
                 if not head:
@@ -70,11 +79,17 @@ def _scan(path: Path) -> _Scan:
                 blank = blank or b"\n\n" in chunk or b"\n\n" in joined or b"\n\r\n" in chunk or b"\n\r\n" in joined
                 nul = nul or b"\0" in chunk
                 prev = chunk[-1:]
-    except OSError as exc:
-        raise StudioError(f"{path}: cannot read it: {exc.strerror or exc}.") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # a read error, or (compressed) a damaged or cut-short stream
+        if compression is None:
+            if isinstance(exc, OSError):
+                raise StudioError(f"{path}: cannot read it: {exc.strerror or exc}.") from None
+            raise
+        raise reading.decompress_problem(path, compression, exc) from None
     if prev != b"\n" and size:
         lines += 1
-    return _Scan(h.hexdigest(), size, head, lines, blank, nul)
+    return _Scan(h.hexdigest(), size, head, lines, blank, nul, compression)
 
 
 def _scan_folder(folder: Path, display: str) -> _Scan:
@@ -104,19 +119,42 @@ def _split_format(fmt: str | None) -> tuple[str | None, str | None]:
     raise StudioError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}.")
 
 
+TURN_KEYS = ("role", "content", "from", "value")  # --map names these inside each turn of a conversation
+
+
 def _apply_mapping(rec: dict, mapping: dict[str, str]) -> dict:
     if not mapping:
         return rec
     rec = dict(rec)
     for canonical, theirs in mapping.items():
-        if theirs in rec and theirs != canonical:
+        if canonical not in TURN_KEYS and theirs in rec and theirs != canonical:
             rec[canonical] = rec.pop(theirs)
+    turn_map = {c: t for c, t in mapping.items() if c in TURN_KEYS and c != t}
+    if turn_map:
+        for key in ("messages", "conversations"):
+            if isinstance(rec.get(key), list):
+                rec[key] = [_map_turn(t, turn_map) for t in rec[key]]
     return rec
 
 
+def _map_turn(turn: Any, turn_map: dict[str, str]) -> Any:
+    if not isinstance(turn, dict):
+        return turn
+    turn = dict(turn)
+    for canonical, theirs in turn_map.items():
+        if theirs in turn and canonical not in turn:
+            turn[canonical] = turn.pop(theirs)
+    return turn
+
+
 def _their_field(field: str, mapping: dict[str, str]) -> str:
-    """Name a field as the file does: with --map instruction=question, say `question`."""
+    """Name a field as the file does: with --map instruction=question, say `question`; with
+    --map role=speaker, `messages[1].speaker`."""
     for canonical, theirs in mapping.items():
+        if canonical in TURN_KEYS:
+            if field.endswith("]." + canonical):
+                return field[: -len(canonical)] + theirs
+            continue
         if field == canonical or field.startswith(canonical + "[") or field.startswith(canonical + "."):
             return theirs + field[len(canonical):]
     return field
@@ -167,12 +205,12 @@ def _dataset_index_problem(value: Any, df: reading.DataFile, line: int) -> FileP
                        not_data=True)
 
 
-def _records(df: reading.DataFile, container: str, encoding: str | None) -> Any:
+def _records(df: reading.DataFile, container: str, encoding: str | None, compression: str | None = None) -> Any:
     if container == "hf":
         return containers.iter_hf(df.path, df.name)
     if container == "parquet":
-        return containers.iter_parquet(df.path, df.name)
-    body = reading.decode(reading.read_bytes(df.path), df.name, encoding)
+        return containers.iter_parquet(df.path, df.name, compression)
+    body = reading.decode(reading.read_bytes(df.path, compression), df.name, encoding)
     if container == "csv":
         return containers.iter_csv(body, df.name, "\t" if df.path.suffix.lower() == ".tsv" else ",")
     if container == "jsonl":
@@ -191,19 +229,26 @@ class _Loaded:
     fast: bool = False
     json_format: str = ""
     fast_rows: int = 0
+    tools: list[str | None] = field(default_factory=list)  # per row of `table`: its tools JSON (migration 0006)
 
     @property
     def rows(self) -> int:
         return self.fast_rows if self.table is None else self.table.num_rows
 
 
+def split_tags(df: reading.DataFile) -> tuple[str, ...]:
+    """The tags every row of the file gets: `split:NAME` for a dataset repository's split file."""
+    return (f"split:{df.split}",) if df.split else ()
+
+
 def _load_precise(df: reading.DataFile, container: str, row_format: str | None, mapping: dict[str, str],
-                  encoding: str | None, job: Job) -> _Loaded:
+                  encoding: str | None, job: Job, compression: str | None = None) -> _Loaded:
     samples: list[Sample] = []
     rejected: list[tuple[RawRecord, list[RowProblem]]] = []
     convert: ToSample | None = ROW_FORMATS[row_format].to_sample if row_format else None
     chosen = row_format
-    for n, rec in enumerate(_records(df, container, encoding), 1):
+    extra_tags = split_tags(df)
+    for n, rec in enumerate(_records(df, container, encoding, compression), 1):
         if n % 10000 == 0:
             job.check()
         if rec.problem is not None:
@@ -229,8 +274,11 @@ def _load_precise(df: reading.DataFile, container: str, row_format: str | None, 
             rejected.append((rec, [RowProblem(df.name, rec.line, _their_field(p.field, mapping), p.message, rec.element, sid)
                                    for p in problems]))
         else:
+            if extra_tags:
+                sample = replace(sample, tags=sample.tags + tuple(t for t in extra_tags if t not in sample.tags))
             samples.append(sample)
-    return _Loaded(chosen or "alpaca", to_arrow(samples), rejected)
+    tools = [s.tools_json() for s in samples]
+    return _Loaded(chosen or "alpaca", to_arrow(samples), rejected, tools=tools if any(tools) else [])
 
 
 def _fast_candidate(df: reading.DataFile, container: str, row_format: str | None, scan: _Scan,
@@ -260,12 +308,12 @@ def _load(ws: Any, df: reading.DataFile, scan: _Scan, container: str, row_format
     if json_format and set(mapping) <= {"instruction", "input", "output", "system"}:
         cur = ws.cursor()
         try:
-            rows = fast_alpaca.rows_if_fast(cur, str(df.path), json_format, mapping)
+            rows = fast_alpaca.rows_if_fast(cur, str(df.path), json_format, mapping, scan.compression)
         finally:
             cur.close()
         if rows is not None and (json_format == "array" or rows == scan.lines):
             return _Loaded("alpaca", None, [], True, json_format, rows)
-    return _load_precise(df, container, row_format, mapping, encoding, job)
+    return _load_precise(df, container, row_format, mapping, encoding, job, scan.compression)
 
 
 def _write_rejects(ws: Any, df: reading.DataFile, import_id: int,
@@ -284,6 +332,18 @@ def _write_rejects(ws: Any, df: reading.DataFile, import_id: int,
             }, ensure_ascii=False) + "\n")
     os.replace(tmp, target)
     return target
+
+
+def _store_tools(con: Any, first: int, tools: list[str | None]) -> None:
+    """Set `samples.tools` (migration 0006) on the rows just inserted from first on that have tools."""
+    pairs = [(first + i, t) for i, t in enumerate(tools) if t]
+    if not pairs:
+        return
+    con.register("_tools", pa.table({"id": [i for i, _ in pairs], "tools": [t for _, t in pairs]}))
+    try:
+        con.execute("UPDATE samples SET tools = CAST(t.tools AS JSON) FROM _tools t WHERE samples.id = t.id")
+    finally:
+        con.unregister("_tools")
 
 
 _ID_SEQUENCES = (("sample_id_seq", "samples"), ("op_id_seq", "operations"))
@@ -426,9 +486,11 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                 import_id = max(import_id, max(seen.values(), default=0) + 1)
                 if loaded.table is None:
                     first, last = fast_alpaca.insert_alpaca(con, str(df.path), df.name, loaded.json_format,
-                                                            mapping, loaded.fast_rows, import_id)
+                                                            mapping, loaded.fast_rows, import_id,
+                                                            compression=scan.compression, tags=split_tags(df))
                 else:
                     first, last = insert_arrow(con, loaded.table, import_id=import_id)
+                    _store_tools(con, first, loaded.tools)
                 if loaded.rejected:
                     result.rejects_file = _write_rejects(ws, df, import_id, loaded.rejected)
                     written.append(result.rejects_file)

@@ -1,10 +1,12 @@
 """The fast path for alpaca JSON Lines / JSON arrays: DuckDB's `read_json` parses the file on all
 cores and SQL builds every stored column (user turn, messages JSON, language, content hash), so no
 Python object is made per row. It only imports files it is sure about: any row it cannot vouch
-for (a value that is not a string, a blank instruction, history, tags, a parse error, blank lines
-that would shift line numbers) sends the whole file to the precise Python path, which then names
-each problem by file:line. Its columns must equal what the Python path stores for the same rows
-(tests/test_import_formats.py compares them).
+for (a value that is not a string, a blank instruction, history, tags, tools, a parse error, blank
+lines that would shift line numbers) sends the whole file to the precise Python path, which then
+names each problem by file:line. gzip and zstd files are read by read_json itself (told the
+compression found from their first bytes); bzip2 and xz files take the Python path. Its columns
+must equal what the Python path stores for the same rows (tests/test_import_formats.py compares
+them).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ _SQL_WHITESPACE = re.sub(r"\\[ux]([0-9a-f]{2,4})", r"\\x{\1}", WHITESPACE_CLASS)
 
 log = logging.getLogger(__name__)
 MAX_OBJECT_BYTES = 16 * 1024 * 1024  # a longer row fails read_json: the Python path takes the file
+# read_json decompresses these itself (DuckDB 1.4 / 2.0); bz2 and xz files take the Python path.
+FAST_COMPRESSIONS = (None, "gzip", "zstd")
 
 # lang.detect in SQL, same character classes (RE2 spells code points \x{...}).
 _HAN = r"[\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}]"
@@ -93,16 +97,17 @@ def lang_sql(p: str, ascii_only: str | None = None, has_letter: str | None = Non
         ELSE {full} END"""
 
 
-def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool) -> str:
+def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, compression: str | None = None) -> str:
     """CTEs ending in `probed`: the file's fields as text, `_ord` (1-based row), `user_turn`.
     With `typed`, fields are read as JSON and `_typed` says whether each is what the fast path
     takes (strings, integer ids, no history/tags); without, they are read as VARCHAR, 5x faster,
     which is right only after a typed pass found every row valid (VARCHAR turns 5 into '5').
-    One `?` parameter: the file path."""
+    One `?` parameter: the file path. `compression` (gzip or zstd, found from the file's first bytes)
+    is told to read_json, which would otherwise go by the file's name."""
     def col(name: str) -> str:
         return mapping.get(name, name)
 
-    wanted = ["instruction", "input", "output", "system", *ID_KEYS] + (["history", "tags"] if typed else [])
+    wanted = ["instruction", "input", "output", "system", *ID_KEYS] + (["history", "tags", "tools"] if typed else [])
     file_cols = {col(n): n for n in wanted}
     kind = "JSON" if typed else "VARCHAR"
     columns = "{" + ", ".join(f"{_sql_str(f)}: '{kind}'" for f in file_cols) + "}"
@@ -115,7 +120,7 @@ def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool) -> s
         fields = f"""json_type(c_instruction) = 'VARCHAR' AND json_type(c_output) = 'VARCHAR'
               AND (c_input IS NULL OR json_type(c_input) = 'VARCHAR')
               AND (c_system IS NULL OR json_type(c_system) = 'VARCHAR')
-              AND c_history IS NULL AND c_tags IS NULL AND {id_ok} AS _typed,
+              AND c_history IS NULL AND c_tags IS NULL AND c_tools IS NULL AND {id_ok} AS _typed,
             c_instruction ->> '$' AS instruction, c_input ->> '$' AS input, c_output ->> '$' AS output,
             c_system ->> '$' AS system, CASE {ids} END AS source_id, _ord"""
     else:
@@ -128,7 +133,7 @@ def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool) -> s
     return f"""
     WITH src AS (
         SELECT {sel}, ordinality AS _ord FROM read_json(?, format = '{json_format}', columns = {columns},
-                                    maximum_object_size = {MAX_OBJECT_BYTES}) WITH ORDINALITY
+                                    maximum_object_size = {MAX_OBJECT_BYTES}, compression = '{compression or "none"}') WITH ORDINALITY
     ), typed AS (
         SELECT {fields} FROM src
     ), probed AS (
@@ -136,21 +141,21 @@ def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool) -> s
     )"""
 
 
-def check_query(json_format: str, mapping: dict[str, str]) -> str:
+def check_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
     """(rows, rows the fast path cannot vouch for). Cheap: no hashing, no language."""
     blank = f"regexp_full_match(instruction, '[{_SQL_WHITESPACE}]*')"
-    return _source_ctes(json_format, mapping, typed=True) + f"""
+    return _source_ctes(json_format, mapping, typed=True, compression=compression) + f"""
     SELECT count(*), count(*) FILTER (WHERE NOT coalesce(_typed AND NOT {blank}, FALSE)) FROM typed"""
 
 
-def insert_query(json_format: str, mapping: dict[str, str]) -> str:
-    """INSERT the file's rows as samples. Parameters: path, first id, source file, import id."""
+def insert_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
+    """INSERT the file's rows as samples. Parameters: path, first id, source file, import id, tags."""
     cols = ", ".join(name for name in SCHEMA.names)
     # search_text (browse's search column) is set by every writer, with store's expression.
     search_sql = getattr(store, "SEARCH_TEXT_SQL", None)
     search_col = ", search_text" if search_sql else ""
     search_val = ",\n        " + search_sql.replace("instruction", "user_turn").replace("answer", "output").replace("text)", "NULL)") if search_sql else ""
-    return f"INSERT INTO samples (id, {cols}, status, import_id{search_col})" + _source_ctes(json_format, mapping, typed=False) + f"""
+    return f"INSERT INTO samples (id, {cols}, status, import_id{search_col})" + _source_ctes(json_format, mapping, typed=False, compression=compression) + f"""
     SELECT
         $2 + _ord - 1,
         'chat',
@@ -160,7 +165,7 @@ def insert_query(json_format: str, mapping: dict[str, str]) -> str:
         user_turn,
         output,
         {lang_sql("left(user_turn || ' ' || output, 2000)", "strlen(user_turn) = length(user_turn) AND strlen(output) = length(output)")},
-        []::VARCHAR[],
+        CAST($5 AS VARCHAR[]),
         $3,
         _ord,
         source_id,
@@ -175,11 +180,14 @@ def insert_query(json_format: str, mapping: dict[str, str]) -> str:
     FROM probed""".replace("read_json(?", "read_json($1")
 
 
-def rows_if_fast(cur: duckdb.DuckDBPyConnection, path: str, json_format: str, mapping: dict[str, str]) -> int | None:
+def rows_if_fast(cur: duckdb.DuckDBPyConnection, path: str, json_format: str, mapping: dict[str, str],
+                 compression: str | None = None) -> int | None:
     """How many rows the fast path would import, or None when the precise path must take the file.
     Run on its own cursor: a parse error here must not abort the import's transaction."""
+    if compression not in FAST_COMPRESSIONS:
+        return None
     try:
-        rows, doubtful = cur.execute(check_query(json_format, mapping), [path]).fetchall()[0]
+        rows, doubtful = cur.execute(check_query(json_format, mapping, compression), [path]).fetchall()[0]
     except duckdb.Error as exc:
         log.debug("fast path declined %s: %s", path, exc)
         return None  # a parse error, a row too long, not an object: the Python path says where
@@ -187,10 +195,12 @@ def rows_if_fast(cur: duckdb.DuckDBPyConnection, path: str, json_format: str, ma
 
 
 def insert_alpaca(con: duckdb.DuckDBPyConnection, path: str, source_file: str, json_format: str,
-                  mapping: dict[str, str], rows: int, import_id: int) -> tuple[int, int]:
-    """Insert the rows `rows_if_fast` counted, in the caller's transaction; (first id, last id)."""
+                  mapping: dict[str, str], rows: int, import_id: int, *, compression: str | None = None,
+                  tags: tuple[str, ...] = ()) -> tuple[int, int]:
+    """Insert the rows `rows_if_fast` counted, in the caller's transaction; (first id, last id).
+    `tags` go on every row (a dataset repository's split)."""
     first = reserve_ids(con, rows)
-    con.execute(insert_query(json_format, mapping), [path, first, source_file, import_id])
+    con.execute(insert_query(json_format, mapping, compression), [path, first, source_file, import_id, list(tags)])
     _hash_in_python(con, first, first + rows - 1)
     return first, first + rows - 1
 

@@ -4,23 +4,47 @@ Paths: a symbolic link that cannot be followed (a loop, a missing target) is nam
 points; given by name it stops the import, met inside a folder it is passed over with a warning. A
 folder named like a data file (`x.jsonl`) is imported only when written as a folder (`x.jsonl/`).
 
+Folders: the data files in them and in their subfolders, at any depth (hidden folders such as
+`.git` and `.cache` left out), so a dataset repository as the Hugging Face hub lays it out
+(`repo/data/train-00000-of-00001.parquet`, `repo/test.jsonl`) imports whole; such a file's split
+(train, test, validation, ... from its name or its folder's) is kept as the tag `split:NAME`.
+
+Compression: gzip, zstd, bzip2 and xz files are read through fsspec's codecs (zstd needs the
+zstandard package), recognised by their first bytes whatever their name (`x.jsonl.gz`,
+`x.json.zst`, a gzip file named `x.jsonl`); everything after (the file type, the row format, the
+encoding) is decided on the decompressed bytes.
+
 Encodings: UTF-8 with or without a BOM and UTF-16/UTF-32 with a BOM are read without being told;
 anything else needs `encoding=` (the CLI's `--encoding`). A file that is not UTF-8 fails with the
-byte offset and line of the first bad byte and the option that would read it.
+byte offset and line of the first bad byte and the option that would read it (or, for an archive
+or a file still compressed, what it is).
 """
 from __future__ import annotations
 
 import codecs
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from ..errors import StudioError
 
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".pq")
 HF_MARKERS = ("state.json", "dataset_dict.json")
+
+# Compression: the name (and fsspec codec) by the file's first bytes; the suffixes a name may carry.
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
+_BZ2_BLOCK = (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")  # first block / end of an empty stream
+_ARCHIVES = ((b"PK\x03\x04", "a zip archive: unzip it and import the files inside"),
+             (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive: extract it and import the files inside"))
+SKIPPED_FOLDERS = ("__pycache__", "node_modules")  # besides every hidden folder (.git, .cache, ...)
+# A dataset repository's split, from a file name (train.jsonl, test-00000-of-00001.parquet,
+# validation_0.json) or a folder name (data/train/...), as `datasets` recognises them.
+SPLIT_NAMES = ("train", "training", "validation", "valid", "val", "dev", "test", "testing", "eval", "evaluation")
+_SPLIT_FILE = re.compile(rf"^(?:({'|'.join(SPLIT_NAMES)})(?=$|[-._ 0-9])|([A-Za-z][\w]*?)-\d{{5}}-of-\d{{5}})", re.IGNORECASE)
 
 _BOMS = [
     (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
@@ -35,10 +59,100 @@ class DataFile:
 
     path: Path
     name: str
+    split: str | None = None  # the split a dataset repository's file belongs to (found in a folder)
 
     @property
     def is_hf_folder(self) -> bool:
         return self.path.is_dir()
+
+
+def compression_of(head: bytes) -> str | None:
+    """gzip, zstd, bz2, xz or None, from the first bytes of a file."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[4:10] in _BZ2_BLOCK:
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    return None
+
+
+def plain_name(path: Path) -> Path:
+    """The name without a compression suffix: x.jsonl.gz -> x.jsonl (what says the file type)."""
+    return path.with_suffix("") if path.suffix.lower() in COMPRESSION_SUFFIXES else path
+
+
+def is_data_name(path: Path) -> bool:
+    return plain_name(path).suffix.lower() in DATA_SUFFIXES
+
+
+def split_of(relative: Path) -> str | None:
+    """The split of a file below a dataset folder: from its name, else from the nearest folder named for one."""
+    m = _SPLIT_FILE.match(relative.name)
+    if m:
+        return (m.group(1) or m.group(2)).lower()
+    for part in reversed(relative.parts[:-1]):
+        if part.lower() in SPLIT_NAMES:
+            return part.lower()
+    return None
+
+
+def open_data(path: Path, compression: str | None) -> "IO[bytes] | _Decompressed":
+    """The file's bytes, decompressed when it is compressed (fsspec's codec for the name)."""
+    f = open(path, "rb")
+    if compression is None:
+        return f
+    from fsspec.compression import compr
+
+    codec = compr.get(compression)
+    if codec is None:  # zstd without the zstandard package
+        f.close()
+        raise StudioError(f"{path}: a {compression}-compressed file, and this installation cannot read {compression}: "
+                          f"install the zstandard package (pip install zstandard), or decompress the file first.")
+    try:
+        return _Decompressed(codec(f, mode="rb"), f)
+    except BaseException:
+        f.close()
+        raise
+
+
+class _Decompressed:
+    """A codec's reader that also closes the file under it (gzip, bz2 and lzma leave a file object
+    they were given open)."""
+
+    def __init__(self, inner: IO[bytes], raw: IO[bytes]):
+        self.inner, self.raw = inner, raw
+
+    def read(self, n: int = -1) -> bytes:
+        return self.inner.read(n)
+
+    def close(self) -> None:
+        try:
+            self.inner.close()
+        finally:
+            self.raw.close()
+
+    def __enter__(self) -> "_Decompressed":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def decompress_problem(path: Path, compression: str, exc: BaseException) -> StudioError:
+    what = str(exc) or type(exc).__name__
+    return StudioError(f"{path}: a {compression}-compressed file that cannot be decompressed ({what}); "
+                       f"it may be cut short or damaged: copy or download it again.")
+
+
+def read_head(path: Path, n: int = 16) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as exc:
+        raise StudioError(f"{path}: cannot read it: {exc.strerror or exc}.") from None
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -102,8 +216,9 @@ def _written_as_folder(raw: str | os.PathLike[str]) -> bool:
 
 def expand(paths: list[str | os.PathLike[str]], warnings: list[str] | None = None) -> list[DataFile]:
     """The data files behind the given paths: files as they are, `save_to_disk` folders whole,
-    other folders for the data files directly inside them (sorted by name). A link inside a folder
-    that cannot be followed is left out, with a line in `warnings`."""
+    other folders for the data files inside them and their subfolders (sorted by name, hidden
+    folders left out). A link inside a folder that cannot be followed is left out, with a line in
+    `warnings`."""
     out: list[DataFile] = []
     for raw in paths:
         path = Path(raw)
@@ -117,35 +232,63 @@ def expand(paths: list[str | os.PathLike[str]], warnings: list[str] | None = Non
                 raise StudioError(
                     f"{path} is a folder, not a file. To import the data files inside it, "
                     f"write it as a folder, with a trailing slash: {path}/")
-            found = []
-            for child in sorted(path.iterdir()):
-                if child.is_symlink():
-                    try:
-                        os.stat(child)
-                    except OSError as exc:
-                        link = _unfollowable_link(child, exc)
-                        if link and (exc.errno == errno.ELOOP or child.suffix.lower() in DATA_SUFFIXES):
-                            if warnings is not None:
-                                warnings.append(f"{path.name}/{child.name}: {link}; skipped it")
-                            continue
-                if child.is_file() and child.suffix.lower() in DATA_SUFFIXES:
-                    found.append(DataFile(child, f"{path.name}/{child.name}"))
-                elif is_hf_folder(child):
-                    found.append(DataFile(child, f"{path.name}/{child.name}"))
+            found: list[DataFile] = []
+            _walk(path, Path(path.name), Path(path.name), found, warnings)
             if not found:
                 raise StudioError(
-                    f"{path}: no data files in this folder (looked for {', '.join(DATA_SUFFIXES)} "
-                    f"and datasets save_to_disk folders). Name the files to import."
+                    f"{path}: no data files in this folder or its subfolders (looked for {', '.join(DATA_SUFFIXES)}, "
+                    f"also compressed (.gz, .zst, .bz2, .xz), and datasets save_to_disk folders). Name the files to import."
                 )
             out.extend(found)
     return out
 
 
-def read_bytes(path: Path) -> bytes:
+def _walk(folder: Path, shown: Path, root: Path, found: list[DataFile], warnings: list[str] | None, depth: int = 0) -> None:
+    """The data files below `folder`, sorted by name at each level; `shown` is how the folder is
+    named (below `root`, the folder the person named)."""
     try:
-        return path.read_bytes()
+        children = sorted(folder.iterdir())
+    except OSError as exc:
+        if warnings is not None:
+            warnings.append(f"{shown}: cannot list this folder ({exc.strerror or exc}); skipped it")
+        return
+    for child in children:
+        rel = shown / child.name
+        if child.is_symlink():
+            try:
+                os.stat(child)
+            except OSError as exc:
+                link = _unfollowable_link(child, exc)
+                if link and (exc.errno == errno.ELOOP or is_data_name(child)):
+                    if warnings is not None:
+                        warnings.append(f"{rel}: {link}; skipped it")
+                    continue
+        if child.is_file() and is_data_name(child):
+            found.append(DataFile(child, rel.as_posix(), split_of(rel.relative_to(root))))
+        elif is_hf_folder(child):
+            found.append(DataFile(child, rel.as_posix(), split_of(rel.relative_to(root))))
+        elif (child.is_dir() and not child.name.startswith(".") and child.name not in SKIPPED_FOLDERS
+              and not child.is_symlink() and depth < 16):
+            _walk(child, rel, root, found, warnings, depth + 1)
+
+
+def read_bytes(path: Path, compression: str | None = None) -> bytes:
+    """The file's bytes, decompressed."""
+    try:
+        f = open_data(path, compression)
     except OSError as exc:
         raise StudioError(f"{path}: cannot read it: {exc.strerror or exc}.") from None
+    with f:
+        try:
+            return f.read()
+        except MemoryError:
+            raise
+        except Exception as exc:  # OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError, ...
+            if compression is None:
+                if isinstance(exc, OSError):
+                    raise StudioError(f"{path}: cannot read it: {exc.strerror or exc}.") from None
+                raise
+            raise decompress_problem(path, compression, exc) from None
 
 
 def check_encoding(encoding: str | None) -> None:
@@ -179,12 +322,27 @@ def decode(data: bytes, display: str, encoding: str | None) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if (what := binary_kind(data)) is not None:
+            raise StudioError(f"{display}: file: {what}.") from None
         line = data[: exc.start].count(b"\n") + 1
         hint = _guess(data)
         raise StudioError(
             f"{display}:{line}: file: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}). "
             f"If the file uses another encoding, pass it, e.g. --encoding {hint}."
         ) from None
+
+
+def binary_kind(data: bytes) -> str | None:
+    """What a file that is not text is, when its first bytes say so (an archive, a file compressed
+    twice): a better hint than an encoding."""
+    for magic, what in _ARCHIVES:
+        if data.startswith(magic):
+            return what
+    if data.startswith(b"PAR1"):
+        return "a Parquet file: pass --format parquet, or name it .parquet"
+    if (inner := compression_of(data[:16])) is not None:
+        return f"{inner}-compressed data (inside a file that was already decompressed, or compressed twice): decompress it and import the result"
+    return None
 
 
 def _guess(data: bytes) -> str:

@@ -15,7 +15,13 @@ from textual.widgets import Static
 from curation.browse import SampleDetail
 from curation.safe_text import visible
 
-ROLE_STYLE = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green"}
+ROLE_STYLE = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green", "tool": "bold yellow"}
+
+
+def _tool_call_line(call: dict) -> Text:
+    """`→ name(arguments)` for one of an assistant turn's tool calls (OpenAI shape)."""
+    f = call.get("function") or {}
+    return Text(visible(f"→ {f.get('name', '?')}({f.get('arguments', '')})", single_line=True), style="yellow")
 
 
 def render_detail(d: SampleDetail) -> Group:
@@ -50,8 +56,15 @@ def render_detail(d: SampleDetail) -> Group:
             parts.append(Text(visible(d.system)))
         for m in d.messages:
             role = str(m.get("role", "?"))
-            parts.append(Text(visible(role, single_line=True), style=ROLE_STYLE.get(role, "bold")))
-            parts.append(Text(visible(str(m.get("content", "")))))
+            label = Text(visible(role, single_line=True), style=ROLE_STYLE.get(role, "bold"))
+            if m.get("name") or m.get("tool_call_id"):  # a tool result: which function, which call
+                label.append(" " + visible(" ".join(str(m[k]) for k in ("name", "tool_call_id") if m.get(k)), single_line=True), style="dim")
+            if m.get("weight") == 0:
+                label.append("  weight 0: not trained", style="dim")
+            parts.append(label)
+            if m.get("content") or not m.get("tool_calls"):
+                parts.append(Text(visible(str(m.get("content", "")))))
+            parts.extend(_tool_call_line(c) for c in m.get("tool_calls") or () if isinstance(c, dict))
     if d.flags:
         parts.append(Text(""))
         parts.append(Text("flags", style="bold red"))
