@@ -11,7 +11,8 @@ import sys
 from ._common import add_command
 
 EPILOG = """the same file twice adds nothing; a file with invalid rows is not imported unless --skip-invalid (then the invalid rows go to WORKSPACE/rejects/)
-a folder imports the data files directly inside it; a folder named like a file (x.jsonl) is written with a trailing slash: x.jsonl/
+a folder imports the data files in it and its subfolders (hidden ones skipped), tagging each with split:train/test/validation from its name, as a hub dataset folder lays them out; a folder named like a file (x.jsonl) is written with a trailing slash: x.jsonl/
+gzip, zstd, bz2 and xz files import as they are (told by their first bytes, whatever their name)
 exit status:
   0  every file was imported (or was already in the workspace)
   1  with --skip-invalid: some files were not imported (each named on stderr: unreadable, of no known format, or no valid row); the others were
