@@ -133,15 +133,19 @@ def _undo_status(ws, op: Operation) -> None:
 _UNSET: Any = object()
 
 
+TURN_KEYS = {"role", "content", "tool_calls", "tool_call_id", "name", "weight"}  # a stored turn (samples.Message)
+
+
 def _as_messages(messages: Sequence[Any]) -> tuple[Message, ...]:
     out = []
     for i, m in enumerate(messages):
         if isinstance(m, Message):
             out.append(m)
-        elif isinstance(m, dict) and set(m) <= {"role", "content"}:
-            out.append(Message(m.get("role"), m.get("content")))  # type: ignore[arg-type]
+        elif isinstance(m, dict) and "role" in m and set(m) <= TURN_KEYS:
+            out.append(Message.from_dict(m))  # tool calls, tool results and weights survive an edit
         else:
-            raise StudioError(f"messages[{i}]: expected {{role, content}}, got {m!r:.80}")
+            raise StudioError(f"messages[{i}]: expected {{role, content}} (and the tool fields "
+                              f"{', '.join(sorted(TURN_KEYS - {'role', 'content'}))}), got {m!r:.80}")
     return tuple(out)
 
 

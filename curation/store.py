@@ -29,6 +29,7 @@ _COLUMNS = [
     ("operation", pa.string()),
     ("lineage", pa.string()),
     ("content_hash", pa.string()),
+    ("tools", pa.string()),  # JSON text of the tool schemas (migration 0006), null for most samples
 ]
 SCHEMA = pa.schema(_COLUMNS)
 # samples.search_text (migration 0005): what browse's case-insensitive search scans. Every writer of
@@ -54,6 +55,7 @@ def to_arrow(samples: Sequence[Sample]) -> pa.Table:
         cols["operation"].append(s.operation)
         cols["lineage"].append(json.dumps(s.lineage, ensure_ascii=False) if s.lineage else None)
         cols["content_hash"].append(s.content_hash())
+        cols["tools"].append(s.tools_json())
     return pa.table(cols, schema=SCHEMA)
 
 

@@ -172,9 +172,9 @@ class Lander:
 
     def _sample(self, parent: SampleView, system: str | None, msgs: list[dict[str, str]], lineage: dict[str, Any]) -> samples_mod.Sample:
         return samples_mod.Sample(
-            kind="chat", system=system, messages=tuple(samples_mod.Message(m["role"], m["content"]) for m in msgs),
+            kind="chat", system=system, messages=tuple(samples_mod.Message.from_dict(m) for m in msgs),
             lang=parent.lang or None, tags=parent.tags, parent_id=parent.id, operation=f"augment:{self.op}",
-            lineage=lineage)
+            lineage=lineage, tools=parent.tools)
 
     def _progress(self, n: int) -> None:
         job = self.job

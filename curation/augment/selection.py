@@ -28,18 +28,23 @@ class SampleView:
     answer: str | None
     text: str | None
     tags: tuple[str, ...]
+    tools: tuple[dict[str, Any], ...] = ()  # the tool schemas a tool-use sample offers (kept by its copies)
 
 
-_COLS = "id, kind, lang, system, messages, instruction, answer, text, tags"
+_COLS = "id, kind, lang, system, messages, instruction, answer, text, tags, tools"
 
 
 def _view(row: Sequence[Any]) -> SampleView:
     msgs = row[4]
     if isinstance(msgs, str):
         msgs = json.loads(msgs)
+    tools = row[9]
+    if isinstance(tools, str):
+        tools = json.loads(tools)
     return SampleView(id=int(row[0]), kind=row[1], lang=row[2], system=row[3],
-                      messages=tuple({"role": m["role"], "content": m["content"]} for m in (msgs or [])),
-                      instruction=row[5], answer=row[6], text=row[7], tags=tuple(row[8] or ()))
+                      messages=tuple(dict(m) for m in (msgs or [])),  # tool calls and weights kept
+                      instruction=row[5], answer=row[6], text=row[7], tags=tuple(row[8] or ()),
+                      tools=tuple(tools or ()))
 
 
 def select_ids(con: duckdb.DuckDBPyConnection, *, ids: Sequence[int] | None = None, status: str | None = None,

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -229,7 +229,6 @@ class _Loaded:
     fast: bool = False
     json_format: str = ""
     fast_rows: int = 0
-    tools: list[str | None] = field(default_factory=list)  # per row of `table`: its tools JSON (migration 0006)
 
     @property
     def rows(self) -> int:
@@ -277,8 +276,7 @@ def _load_precise(df: reading.DataFile, container: str, row_format: str | None, 
             if extra_tags:
                 sample = replace(sample, tags=sample.tags + tuple(t for t in extra_tags if t not in sample.tags))
             samples.append(sample)
-    tools = [s.tools_json() for s in samples]
-    return _Loaded(chosen or "alpaca", to_arrow(samples), rejected, tools=tools if any(tools) else [])
+    return _Loaded(chosen or "alpaca", to_arrow(samples), rejected)
 
 
 def _fast_candidate(df: reading.DataFile, container: str, row_format: str | None, scan: _Scan,
@@ -332,18 +330,6 @@ def _write_rejects(ws: Any, df: reading.DataFile, import_id: int,
             }, ensure_ascii=False) + "\n")
     os.replace(tmp, target)
     return target
-
-
-def _store_tools(con: Any, first: int, tools: list[str | None]) -> None:
-    """Set `samples.tools` (migration 0006) on the rows just inserted from first on that have tools."""
-    pairs = [(first + i, t) for i, t in enumerate(tools) if t]
-    if not pairs:
-        return
-    con.register("_tools", pa.table({"id": [i for i, _ in pairs], "tools": [t for _, t in pairs]}))
-    try:
-        con.execute("UPDATE samples SET tools = CAST(t.tools AS JSON) FROM _tools t WHERE samples.id = t.id")
-    finally:
-        con.unregister("_tools")
 
 
 _ID_SEQUENCES = (("sample_id_seq", "samples"), ("op_id_seq", "operations"))
@@ -490,7 +476,6 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                                                             compression=scan.compression, tags=split_tags(df))
                 else:
                     first, last = insert_arrow(con, loaded.table, import_id=import_id)
-                    _store_tools(con, first, loaded.tools)
                 if loaded.rejected:
                     result.rejects_file = _write_rejects(ws, df, import_id, loaded.rejected)
                     written.append(result.rejects_file)

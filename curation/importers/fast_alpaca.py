@@ -175,6 +175,7 @@ def insert_query(json_format: str, mapping: dict[str, str], compression: str | N
         CASE WHEN contains(to_json(user_turn) || to_json(output) || to_json(coalesce(system, '')), '\\u00') THEN '?'
              ELSE sha256('["chat",' || to_json(coalesce(system, '')) || ',[["user",' || to_json(user_turn)
                          || '],["assistant",' || to_json(output) || ']],""]') END,
+        NULL,
         'pending',
         $4{search_val}
     FROM probed""".replace("read_json(?", "read_json($1")
