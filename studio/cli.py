@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_workspace_option(parser, top_level=True)
     parser.add_argument("--serve", action="store_true", help="serve the studio to a browser on 127.0.0.1 instead of this terminal")
     parser.add_argument("--port", type=int, default=8566, help="port for --serve (default 8566)")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' own logs, warnings and progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in command_modules():
         module.register(sub)

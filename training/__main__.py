@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
+
+    from .quiet import quiet_libraries
+
+    # before torch and transformers are imported; the libraries' logs go to the run's log (for a
+    # detached run that is this process's stderr too), STUDIO_VERBOSE=1 leaves them alone
+    quiet_libraries(log_file=Path(args.run_dir) / "train.log")
 
     from .errors import TrainingError
     from .runs import execute

@@ -51,6 +51,12 @@ FLASH_PACKAGES = {"flash_attention_2": ("flash_attn", "flash-attn"),
                   "flash_attention_3": ("flash_attn_interface", "flash-attn-3"),
                   "flash_attention_4": ("flash_attn", "flash-attn-4")}
 ALL_LINEAR = "all-linear"  # PEFT's shorthand: every linear layer but the output head
+# Experiment trackers `report:` may name (transformers' report_to): the modules that tell one is installed (any of
+# them; transformers' TensorBoard writer is torch.utils.tensorboard, from the tensorboard package, or tensorboardX)
+# and the package to pip install.
+REPORTERS = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+             "trackio": (("trackio",), "trackio"),
+             "wandb": (("wandb",), "wandb")}
 
 
 def choices(value: Any, options: tuple[str, ...] | list[str]) -> str:
@@ -328,6 +334,12 @@ class TrainConfig(_Section):
     oom_retry: bool = False
     """On CUDA out-of-memory, start a new run with the next remedy applied (smaller batch,
     shorter length, gradient checkpointing, QLoRA)."""
+    report: list[str] = Field(default_factory=list)
+    """Experiment trackers that get the run's logs too (transformers' report_to): any of tensorboard
+    (event files in RUN_DIR/tensorboard/), trackio, wandb. Empty (the default): none; metrics.jsonl
+    and report.html are written either way. Each needs its package (`studio train --plan` names the
+    pip command). wandb logs in with your own environment (the studio passes it no key) and follows
+    your WANDB_MODE (offline included)."""
     preset: str | None = None
     """Preset this config was built on (informational; applied before the file's own keys)."""
 
@@ -337,6 +349,28 @@ class TrainConfig(_Section):
         if not v.strip():
             raise ValueError("must be a hub id, a local model folder or 'tiny'")
         return v
+
+    @field_validator("report", mode="before")
+    @classmethod
+    def _report_list(cls, v: Any) -> Any:
+        # `--set report=tensorboard` or `report: tensorboard,wandb` reads as one string; none/null: no tracker
+        if v is None:
+            return []
+        if isinstance(v, str):
+            v = v.split(",")
+        if isinstance(v, list):
+            v = [p.strip().lower() if isinstance(p, str) else p for p in v]
+            return [] if v in (["none"], [""]) else v
+        return v
+
+    @field_validator("report")
+    @classmethod
+    def _known_reporters(cls, v: list[str]) -> list[str]:
+        unknown = [name for name in v if name not in REPORTERS]
+        if unknown:
+            raise ValueError(f"unknown tracker {unknown[0]!r}: use any of {choices(unknown[0], list(REPORTERS))} "
+                             "(or [] for none)")
+        return list(dict.fromkeys(v))  # each once, in the order given
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "TrainConfig":
@@ -621,7 +655,38 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     if not p.is_file():
         raise ConfigError(f"{p} does not exist: not a run directory")
     layer = _parse_yaml(p.read_text(encoding="utf-8"), str(p))
-    return build_config([layer])
+    cfg = build_config([layer])
+    base = resolve_run_base(run_dir, cfg.base)  # a base inside the workspace is kept relative to the run
+    return cfg if base == cfg.base else cfg.model_copy(update={"base": base})
+
+
+def resolve_run_base(run_dir: str | Path, base: str) -> str:
+    """A config.yaml `base` that is a path relative to the run directory (`../stage-1/merged`, as
+    `portable_base` writes it), made absolute, whatever the working directory (a detached trainer
+    runs in the run directory, chat and merge do not). Anything else (tiny, a registry name, a hub
+    id, an absolute path, a relative path that is not there) as given."""
+    p = Path(base).expanduser()
+    if base == TINY or p.is_absolute():
+        return base
+    candidate = Path(run_dir).absolute() / p
+    return str(candidate.resolve()) if candidate.exists() else base
+
+
+def portable_base(run_dir: str | Path, base: str) -> str:
+    """`base` as a run should record it so the workspace can move: a folder or file inside the
+    run's workspace (the folder above runs/) relative to the run directory (`../stage-1/merged`);
+    anything else (tiny, registry names, hub ids, paths outside the workspace) as given."""
+    import os
+
+    p = Path(base).expanduser()
+    if base == TINY or not p.is_absolute() or not p.exists():
+        return base
+    run = Path(run_dir).resolve()
+    try:
+        p.resolve().relative_to(run.parent.parent)
+    except ValueError:
+        return base
+    return os.path.relpath(p.resolve(), run)
 
 
 def save_config(cfg: TrainConfig, path: str | Path, reproduce: str | None = None) -> None:
@@ -639,8 +704,9 @@ def with_changes(cfg: TrainConfig, changes: dict[str, Any]) -> TrainConfig:
 # ---------------------------------------------------------------- checks where the config meets the machine and base
 
 def attention_problem(cfg: TrainConfig) -> str | None:
-    """What stops train.attn_implementation on this machine (its package is missing), or None. The plan
-    shows it; a local launch refuses with it (a run on an SSH host is checked there)."""
+    """What stops the config on this machine, or None: train.attn_implementation's package is missing,
+    or a `report` tracker's (report_problem). The plan shows it; a local launch refuses with it (a run
+    on an SSH host is checked there)."""
     import importlib.util
 
     attn = cfg.train.attn_implementation
@@ -654,7 +720,27 @@ def attention_problem(cfg: TrainConfig) -> str | None:
     elif HUB_KERNEL.match(attn) and importlib.util.find_spec("kernels") is None:
         return (f"train.attn_implementation={attn} is a hub kernel: it needs the kernels package (pip install "
                 "kernels), which is not installed here; use sdpa (or auto)")
-    return None
+    return report_problem(cfg)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None  # finds, never imports
+    except (ImportError, ValueError):  # a broken install, or a module without a spec
+        return False
+
+
+def report_problem(cfg: TrainConfig) -> str | None:
+    """One line naming the pip command when a tracker in `report` is not installed here, or None."""
+    missing = [name for name in cfg.report if not any(_installed(m) for m in REPORTERS[name][0])]
+    if not missing:
+        return None
+    names = " and ".join(missing)
+    one = len(missing) == 1
+    return (f"report names {names}, which {'is' if one else 'are'} not installed here: pip install "
+            f"{' '.join(REPORTERS[n][1] for n in missing)} (or take {'it' if one else 'them'} out of report)")
 
 
 MODULE_CACHE_DIR = ".module-names"  # in the model store: the module names of each base seen, by its config's hash

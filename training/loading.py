@@ -103,7 +103,10 @@ def load_model(path: str | Path, *, precision: str, device: str | None = None, q
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter the CLI, logs and the studio
+    from .quiet import is_verbose
+
+    if not is_verbose():  # "Loading weights" bars would clutter the CLI, logs and the studio (training/quiet.py)
+        hf_logging.disable_progress_bar()
     kw: dict[str, Any] = {"dtype": torch_dtype(precision)}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation

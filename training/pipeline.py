@@ -198,6 +198,8 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
             info = apply_replay(run_dir, _resolve(pipeline, stage.replay["file"]), float(stage.replay.get("fraction", 0.1)),
                                 stage.replay.get("seed"))
             link["replay"] = {k: v for k, v in info.to_dict().items() if k != "positions"}
+        if base_from:
+            _base_relative_to_run(run_dir)
         (run_dir / PIPELINE_FILE).write_text(json.dumps(link, indent=1) + "\n", encoding="utf-8")
         status = execute(run_dir)
         row = {"stage": i + 1, "name": stage.name, "run": run_dir.name, "state": status.get("state"),
@@ -223,6 +225,27 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
                 base_from = str((run_dir / "model").resolve())  # a full fine-tune is already a whole model
             _record(runs_dir, pipeline, rows)
     return rows
+
+
+def _base_relative_to_run(run_dir: Path) -> None:
+    """Rewrite config.yaml's base (the previous stage's merged model, an absolute path so far) relative
+    to this run (`../NAME-1-pretrain/merged`), so the workspace can move: load_run_config resolves it
+    against the run directory (training.config.resolve_run_base). The comment lines on top stay."""
+    from .config import load_run_config, portable_base, with_changes
+
+    path = run_dir / "config.yaml"
+    cfg = load_run_config(run_dir)
+    relative = portable_base(run_dir, cfg.base)
+    if relative == cfg.base:
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    head = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        head.append(line)
+    body = with_changes(cfg, {"base": relative}).to_yaml()
+    path.write_text("".join(f"{h}\n" for h in head) + body, encoding="utf-8")
 
 
 def _resolve(pipeline: Pipeline, file: str) -> str:

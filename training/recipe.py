@@ -25,6 +25,7 @@ BASE_DIR = "base"        # RUN_DIR/base: the tiny model (only for base: tiny)
 ADAPTER_DIR = "adapter"  # RUN_DIR/adapter: the final PEFT adapter (+ tokenizer)
 MODEL_DIR = "model"      # RUN_DIR/model: the final full fine-tuned model (+ tokenizer)
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"  # RUN_DIR/tensorboard: event files, with `report: [tensorboard]`
 
 
 def device_kind() -> str:
@@ -115,6 +116,8 @@ def local_rank() -> int:
 def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool, overrides: dict[str, Any] | None = None):
     from trl import SFTConfig
 
+    from .config import report_problem
+    from .errors import ConfigError
     from .speed import resolve_liger
 
     on_cpu = device_kind() == "cpu"
@@ -134,6 +137,12 @@ def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool, ov
         # the Trainer's NaN filter asks the GPU `isnan(loss) or isinf(loss)` every micro-batch: two
         # host syncs (training/sft.py); without it a NaN loss is logged as NaN
         extra["logging_nan_inf_filter"] = False
+    problem = report_problem(cfg)
+    if problem:  # checked before launch too (the plan, `studio train`); a run on an SSH host meets it here
+        raise ConfigError(problem)
+    if "tensorboard" in cfg.report:
+        # transformers 5 has no logging_dir argument: its TensorBoardCallback reads this when the trainer is built
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TENSORBOARD_DIR)
     extra.update(overrides or {})
     return SFTConfig(**{**dict(
         output_dir=str(run_dir / CHECKPOINT_DIR),
@@ -150,7 +159,8 @@ def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool, ov
         gradient_checkpointing=cfg.train.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.train.gradient_checkpointing else None,
         max_length=cfg.data.max_length, packing=cfg.data.packing,
-        report_to=[], dataloader_num_workers=0, disable_tqdm=True, save_only_model=False,
+        report_to=list(cfg.report), run_name=run_dir.name,  # the trackers' name for the run (trackio, wandb)
+        dataloader_num_workers=0, disable_tqdm=True, save_only_model=False,
         dataset_kwargs={},  # our dataset is already tokenised: TRL only builds no labels and packs
     ), **extra})
 
@@ -181,9 +191,15 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
 def make_trainer(cfg: TrainConfig, **kwargs: Any):
     """The run's trainer: TRL's SFTTrainer, through training/sft.py's subclass that keeps the
     micro-batch metrics on the GPU (train.defer_metrics)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from .quiet import is_quiet
     from .sft import StudioSFTTrainer
 
-    return StudioSFTTrainer(defer_metrics=cfg.train.defer_metrics, **kwargs)
+    trainer = StudioSFTTrainer(defer_metrics=cfg.train.defer_metrics, **kwargs)
+    if is_quiet():  # it print()s each log as a dict; metrics.jsonl has them, the studio prints its own lines
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def _reset_gpu_peak() -> None:
@@ -288,11 +304,24 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
 
 
 def save_final(trainer: Any, tokenizer: Any, run_dir: Path, cfg: TrainConfig) -> Path:
-    """The adapter (lora/qlora) into RUN_DIR/adapter, or the whole model into RUN_DIR/model, with the tokenizer."""
+    """The adapter (lora/qlora) into RUN_DIR/adapter, or the whole model into RUN_DIR/model, with the tokenizer.
+
+    The adapter names its base so the workspace can move (docs/contracts.md): `base` (RUN_DIR/base)
+    for tiny, a registry name or hub id as given, a folder inside the workspace relative to the run
+    directory; PEFT writes the absolute path it loaded (kept for a .gguf base: the store's
+    content-hashed folder)."""
+    from .config import portable_base
+
     out = run_dir / (ADAPTER_DIR if cfg.uses_adapter else MODEL_DIR)
     trainer.model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    (out / "run.json").write_text(json.dumps({"base": cfg.base, "base_path": base_path(run_dir, cfg),
+    base_ref = cfg.base if cfg.is_tiny else portable_base(run_dir, cfg.base)
+    adapter_config = out / "adapter_config.json"
+    if cfg.uses_adapter and adapter_config.is_file() and not cfg.base.lower().endswith(".gguf"):
+        data = json.loads(adapter_config.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = BASE_DIR if cfg.is_tiny else base_ref
+        adapter_config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "run.json").write_text(json.dumps({"base": base_ref, "base_path": base_path(run_dir, cfg),
                                               "method": cfg.method, "untrained_base": cfg.is_tiny}, indent=1) + "\n",
                                   encoding="utf-8")
     return out

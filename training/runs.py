@@ -332,6 +332,9 @@ def execute(run_dir: str | Path, *, resume: bool = False,
                     finished_at=_now())
     finally:
         signal.signal(signal.SIGTERM, old)
+        from .report import report_at_end
+
+        report_at_end(run_dir)  # RUN_DIR/report.html, done, failed or cancelled; never raises
 
 
 def _say(line: str) -> None:

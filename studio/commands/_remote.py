@@ -23,9 +23,18 @@ def add_host_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--identity", "-i", metavar="KEY", help="private key file (default: ~/.ssh/config, the agent, ~/.ssh/id_*)")
 
 
+def quiet(args: argparse.Namespace) -> None:
+    """asyncssh's deprecation warnings (and other library noise) off the terminal unless --verbose
+    (training/quiet.py); every remote command passes here before asyncssh is imported."""
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))
+
+
 def host_spec(args: argparse.Namespace, host: str | None = None):
     from training.remote import parse_host
 
+    quiet(args)
     return call(lambda: parse_host(host or args.host, python=getattr(args, "python", None),
                                    root=getattr(args, "remote_root", None),
                                    known_hosts=getattr(args, "known_hosts", None),
@@ -48,6 +57,7 @@ def run_async(coro) -> Any:
 
 def run_dir_of(args: argparse.Namespace, run: str) -> Path:
     """RUN is a run id under WORKSPACE/runs/ or a path to a run directory."""
+    quiet(args)
     path = Path(run)
     if path.is_dir() and (path / "config.yaml").exists():
         return path
@@ -139,6 +149,7 @@ def cancel_if_remote(args: argparse.Namespace, run_dir: Path) -> dict[str, Any] 
     None when RUN is a local run."""
     from training.remote import cancel_remote, read_remote
 
+    quiet(args)
     remote = call(lambda: read_remote(run_dir))
     if remote is None:
         return None

@@ -47,7 +47,9 @@ def _gen(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from curation.errors import StudioError
+    from training.quiet import quiet_libraries
 
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
     if args.max_new_tokens < 1:
         raise StudioError("--max-new-tokens must be 1 or more")
     session, run_dir = load(args)

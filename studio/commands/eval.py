@@ -85,6 +85,10 @@ def _judge(args: argparse.Namespace, job):
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+
     from training import evaluate
 
     for name, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),

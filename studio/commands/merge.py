@@ -25,6 +25,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+
     from training import runs
     from training.merge import merge_run
 

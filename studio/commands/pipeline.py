@@ -24,6 +24,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+
     from training.pipeline import load_pipeline, run_pipeline, stage_config
 
     from .train import call

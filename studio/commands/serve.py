@@ -29,10 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from curation.errors import StudioError
     from training import runs
     from training.inference import load_session
+    from training.quiet import quiet_libraries
     from training.serve import make_server
 
     from .train import call
 
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
     api_key = os.environ.get("STUDIO_SERVE_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         raise StudioError(f"--host {args.host} would let anyone who reaches this port use the model; "

@@ -46,6 +46,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+
     from training.sweep import format_table, plan_sweep, run_sweep
 
     from .train import build_config, call, resolve_split

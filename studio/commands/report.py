@@ -1,0 +1,44 @@
+"""`studio report RUN [--open]`: write RUN/report.html again, now (training/report.py).
+
+A run writes its report when it ends; this rewrites it on demand, so it picks up what came later
+(an eval's results) or shows a run still going. The page needs nothing but the file: curves as
+inline SVG, no script, nothing fetched, so it opens offline and can be mailed or archived.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_command, out, out_json, workspace_path
+
+
+def register(sub) -> None:
+    p = add_command(sub, "report", "write a run's report.html (curves, memory, evals, split, config) and print "
+                    "its path", json_flag=True,
+                    epilog="examples: studio report RUN | studio report RUN --open")
+    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser afterwards")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # the memory estimate may read a base's config
+
+    from training import runs
+    from training.report import write_report
+
+    from .train import call
+
+    run_dir = call(lambda: runs.find_run(workspace_path(args) / "runs", args.run))
+    path = call(lambda: write_report(run_dir))
+    if args.json:
+        out_json({"run": run_dir.name, "report": str(path)})
+    else:
+        out(f"{run_dir.name}: report {path}")
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(path.resolve().as_uri()):
+            out(f"no web browser found here; open {path} yourself")
+    return 0
