@@ -129,6 +129,28 @@ class StudioApp(App):
         if self.engine is not None:
             self.engine.close()
 
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """App.run, then, once torch is loaded (a Playground or Eval model), exit at once: the
+        interpreter's teardown with torch and a model loaded took 1-4 s after the screen had gone
+        (measured on the 2-core machine; `exit_without_teardown`)."""
+        result = super().run(*args, **kwargs)
+        if not kwargs.get("headless"):  # a person's terminal (tests and snapshots run headless, in pytest's process)
+            self.exit_without_teardown()
+        return result
+
+    def exit_without_teardown(self) -> None:
+        """os._exit with the app's return code when torch is imported: the workspace is closed (on_unmount),
+        runs are separate processes, and model threads are daemons, so nothing is left to finish but
+        freeing memory the OS frees anyway. Without torch, a normal exit (fast) keeps atexit handlers."""
+        if "torch" not in sys.modules:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(int(self.return_code or 0))
+
     @staticmethod
     def _screen_factory(module: str, cls: str) -> Callable[[], Screen]:
         return lambda: getattr(importlib.import_module(module), cls)()
@@ -149,6 +171,56 @@ class StudioApp(App):
     def action_switch_to(self, name: str) -> None:
         if self.engine is not None and name in self._modes:
             self.switch_mode(name)
+
+    # -- text fields: Escape leaves one (studio/bindings.py says why) -------------------------------
+    def _text_field(self) -> Any:
+        """The focused text field (Input, TextArea) of a studio screen or dialog, else None (the
+        command palette and theme picker keep their own Escape)."""
+        from textual.screen import SystemModalScreen
+        from textual.widgets import Input, TextArea
+
+        if isinstance(self.screen, SystemModalScreen):
+            return None
+        focused = self.screen.focused
+        return focused if isinstance(focused, (Input, TextArea)) else None
+
+    def _first_field(self) -> Any:
+        """The first text field Tab would reach on a studio screen (None: it has none showing)."""
+        from textual.screen import SystemModalScreen
+        from textual.widgets import Input, TextArea
+
+        if isinstance(self.screen, SystemModalScreen):
+            return None
+        return next((w for w in self.screen.focus_chain if isinstance(w, (Input, TextArea))), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":  # only in a field: elsewhere Escape is the screen's
+            return self._text_field() is not None
+        if action == "enter_field":  # only where there is a field to type in
+            return self._text_field() is None and self._first_field() is not None
+        return True
+
+    def action_enter_field(self) -> None:
+        field = self._first_field()
+        if field is None:
+            from textual.actions import SkipAction
+
+            raise SkipAction()
+        field.focus()
+
+    def action_leave_field(self) -> None:
+        """Blur the focused text field; focus goes to the screen's AUTO_FOCUS widget (its list or
+        table), or nowhere. The screen's own Escape (close, cancel, stop) is for the next press."""
+        from textual.actions import SkipAction
+
+        if self._text_field() is None:
+            raise SkipAction()
+        screen = self.screen
+        target = None
+        selector = screen.AUTO_FOCUS
+        if selector and selector != "*":
+            target = next((w for w in screen.query(selector) if w.focusable), None)
+        screen.set_focus(target)
 
     def action_show_help(self) -> None:
         from .screens.help import HelpScreen
@@ -208,7 +280,10 @@ class StudioApp(App):
             try:
                 result = fn(job)
             except StudioError as exc:
-                self.call_from_thread(self.notify, str(exc), title=kind, severity="error", timeout=10)
+                # the engine's CLI advice ("pass --skip-invalid") said as the app's fields and keys
+                from .screens._curation import app_message
+
+                self.call_from_thread(self.notify, app_message(exc), title=kind, severity="error", timeout=10)
             except Exception as exc:  # a full disk is the user's to fix, as the command line says it
                 from curation.errors import disk_full_error
 

@@ -10,6 +10,12 @@ Textual's `App.set_keymap`.
 Adding a screen: write `studio/screens/NAME.py` with a `Screen` subclass whose
 `BINDINGS = bindings_for("NAME")`, add one `ScreenEntry` to `SCREENS` and its actions to `ACTIONS`.
 The app, the help screen and the palette pick it up from here.
+
+Focus: a focused text field (Input, TextArea) takes printable keys as text, so single keys (the
+number keys that switch screens, `a`, `q`) work only outside one. Screens therefore arrive with
+their list or table focused, or nothing (`Screen.AUTO_FOCUS`), never a text field: Tab or a click
+(or `i`, into the first one) enters a field, Escape leaves it (focus goes back to the AUTO_FOCUS widget), and a second Escape
+does what Escape does on that screen or dialog (close, cancel, stop).
 """
 from __future__ import annotations
 
@@ -61,6 +67,10 @@ ACTIONS: list[Action] = [
     Action("app.quit", "ctrl+q", "app.quit", "Quit", "app", priority=True),
     Action("app.quit_q", "q", "app.quit", "Quit", "app", show=False),
     Action("app.cancel_jobs", "ctrl+x", "app.cancel_jobs", "Cancel running jobs", "app", show=False, priority=True),
+    # Escape in a text field leaves it (focus goes to the screen's list, or nowhere) before the
+    # screen's or dialog's own Escape runs: a second Escape does that. Active only in a field.
+    Action("app.leave_field", "escape", "app.leave_field", "Leave field", "app", priority=True),
+    Action("app.enter_field", "i", "app.enter_field", "Type in the first field", "app", show=False),
     # -- home ---------------------------------------------------------------------------------
     Action("home.refresh", "ctrl+r", "refresh_stats", "Refresh", "home"),
     # -- review -------------------------------------------------------------------------------
@@ -149,11 +159,17 @@ def bindings_for(scope: str) -> list[Binding]:
     ]
 
 
+def screen_key(name: str, keymap: dict[str, str] | None = None) -> str:
+    """The key that switches to screen `name` as a person types it ("6"), the keymap applied."""
+    entry = next(s for s in SCREENS if s.name == name)
+    return key_display((keymap or {}).get(f"screen.{name}", entry.key))
+
+
 def key_display(keys: str) -> str:
     """How a key list reads to a person: "question_mark,f1" -> "? / F1"."""
     names = {"question_mark": "?", "slash": "/", "asterisk": "*", "space": "Space", "pagedown": "PgDn",
              "pageup": "PgUp", "down": "↓", "up": "↑", "left": "←", "right": "→", "plus": "+", "minus": "-",
-             "enter": "Enter"}
+             "enter": "Enter", "escape": "Esc", "tab": "Tab"}
     out = []
     for k in keys.split(","):
         k = k.strip()

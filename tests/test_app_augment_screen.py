@@ -56,6 +56,15 @@ async def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def launch(pilot) -> None:
+    """Ctrl+S, then Launch in the confirmation it opens (the dry run first: nothing is sent before)."""
+    await pilot.press("ctrl+s")
+    await wait_for(lambda: type(pilot.app.screen).__name__ == "LaunchConfirmScreen", "the launch confirmation", 10)
+    await pilot.pause()
+    await pilot.press("y")
+    await pilot.pause()
+
+
 async def start_slow_job(pilot, server) -> int:
     """On the Augment screen of a slow server (0.4 s a request, two at a time): launch answers x2
     on every sample and wait for the first request. Returns the job's request count."""
@@ -63,7 +72,7 @@ async def start_slow_job(pilot, server) -> int:
     await fill(pilot, op="answers", n=2)
     total = pilot.app.screen.estimate.requests
     assert total >= 20  # about 5 s of requests
-    await pilot.press("ctrl+s")
+    await launch(pilot)
     await wait_for(lambda: server.total_requests() >= 1, "the first request", timeout=5)
     return total
 
@@ -97,7 +106,7 @@ async def test_launch_lands_pending_generated_samples(studio_ws, monkeypatch):
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
             await fill(pilot, op="answers", lang="zh", n=2)
-            await pilot.press("ctrl+s")
+            await launch(pilot)
             await settle(pilot, rounds=50)
             screen = app.screen
             assert screen.job is None and screen.result is not None
@@ -202,7 +211,7 @@ async def test_samples_selected_in_review(studio_ws, monkeypatch):
             await fill(pilot, op="answers", n=1, **{"from": "review"})
             assert app.screen.estimate.requests == 2
             assert "2 selected in Review" in plain(app.screen.query_one("#au-estimate").content)
-            await pilot.press("ctrl+s")
+            await launch(pilot)
             await settle(pilot, rounds=50)
             assert app.screen.result.state == "done"
             # `o` opens Review (already open here: a Review made on this key loads its first pages
@@ -232,7 +241,7 @@ async def test_a_missing_key_is_said_where_the_user_looks_and_nothing_is_sent(st
             await settle(pilot)
             await fill(pilot, op="judge", limit=2)
             assert app.screen.estimate.requests == 2  # the dry run needs no key
-            await pilot.press("ctrl+s")
+            await launch(pilot)
             await settle(pilot, rounds=50)
             message = plain(app.screen.query_one("#au-result").content)
             assert FAKE_KEY_ENV in message and "not set" in message and app.screen.job is None

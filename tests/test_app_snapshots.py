@@ -29,3 +29,13 @@ def test_review(snap_compare, studio_ws, size):
         await settle(pilot)
 
     assert snap_compare(StudioApp(studio_ws, screen="review"), terminal_size=size, run_before=walk)
+
+
+def test_filter_dialog(snap_compare, studio_ws):
+    """The filter dialog at 100x30: two columns of compact fields, the buttons and the keys visible."""
+    async def open_filter(pilot):
+        await settle(pilot)
+        await pilot.press("f")
+        await settle(pilot)
+
+    assert snap_compare(StudioApp(studio_ws, screen="review"), terminal_size=(100, 30), run_before=open_filter)

@@ -63,6 +63,21 @@ def train_ws(tmp_path, monkeypatch):
     return ws
 
 
+async def confirm_launch(pilot) -> None:
+    """Ctrl+S plans the launch, then Launch (y) in the confirmation it opens."""
+    await pilot.press("ctrl+s")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "LaunchConfirmScreen", timeout=120, every=0.1)
+    await pilot.press("y")
+    await pilot.pause()
+
+
+def run_row(screen, run_id: str) -> dict[str, str]:
+    """The runs table's row of `run_id` as plain text by column key (run, state, step, loss, eval, ...)."""
+    table = screen.query_one("#tr-runs")
+    cells = table.get_row(run_id)
+    return {str(key.value): (c.plain if hasattr(c, "plain") else str(c)) for key, c in zip(table.columns, cells)}
+
+
 async def pick(pilot, selector: str, value: str) -> None:
     pilot.app.screen.query_one(selector, Select).value = value
     await pilot.pause()
@@ -81,7 +96,7 @@ async def test_launch_from_the_form_and_watch_the_curve_grow(train_ws):
         assert screen.query_one("#tr-r", Input).value == "8" and screen.query_one("#tr-base", Input).value == "tiny"
         screen.query_one("#tr-sets", Input).value = ("train.max_steps=12 train.eval_steps=4 "
                                                      "train.gradient_checkpointing=false debug.step_sleep_s=0.3")
-        await pilot.press("ctrl+s")
+        await confirm_launch(pilot)
         await until(pilot, lambda: screen.selected is not None)
         run_dir = train_ws / "runs" / screen.selected
         chart = screen.query_one("#tr-chart", LossChart)
@@ -103,8 +118,8 @@ async def test_launch_from_the_form_and_watch_the_curve_grow(train_ws):
         assert chart.series("eval_loss")[0] == [4, 8, 12]
         assert len(chart.series("learning_rate")[0]) == 12
         await pilot.pause(2.5)  # the runs list refreshes every 2 s
-        row = [c.plain if hasattr(c, "plain") else str(c) for c in screen.query_one("#tr-runs").get_row(run_dir.name)]
-        assert row[1] == "done" and row[2] == "12/12"
+        row = run_row(screen, run_dir.name)
+        assert row["state"].endswith("done") and row["step"] == "12/12"
         # what the run used on this machine, from its start line: sdpa on a CPU, no recomputation
         assert str(screen.query_one("#tr-view").border_subtitle) == "lora · fp32 · sdpa · no recomputation"
     # the run reproduces from the CLI: config.yaml says how it was made
@@ -210,7 +225,7 @@ async def test_launch_on_a_remote_host_and_follow_the_mirror(train_ws, sshd, hos
         await pick(pilot, "#tr-preset", "tiny-demo")
         screen.query_one("#tr-sets", Input).value = "train.max_steps=6 train.eval_steps=3 train.save_steps=1000"
         screen.query_one("#tr-host", Input).value = sshd.target
-        await pilot.press("ctrl+s")
+        await confirm_launch(pilot)
         await until(pilot, lambda: any((train_ws / "runs").glob("*/remote.json")), timeout=120)
         run_id = next((train_ws / "runs").glob("*/remote.json")).parent.name
         await pilot.pause()
@@ -225,8 +240,7 @@ async def test_launch_on_a_remote_host_and_follow_the_mirror(train_ws, sshd, hos
         await until(pilot, mirrored)
         assert [p["step"] for p in chart.points if "loss" in p] == [1, 2, 3, 4, 5, 6]
         await pilot.pause(2.5)
-        row = [c.plain if hasattr(c, "plain") else str(c) for c in screen.query_one("#tr-runs").get_row(run_id)]
-        assert row[5] == sshd.target
+        assert run_row(screen, run_id)["where"] == sshd.target
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +320,7 @@ async def test_a_diverged_run_says_so_on_its_curve(train_ws):
         assert "not finite at step 3" in chart.plt.build()
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40)], ids=["80x24", "100x30", "120x40"])
 def test_train_screen_snapshot(snap_compare, train_ws, size):
     finished_demo_run(train_ws)
 

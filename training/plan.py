@@ -495,3 +495,116 @@ def format_plan(plan: dict[str, Any]) -> str:
 
 def plan_json(plan: dict[str, Any]) -> str:
     return json.dumps(plan, ensure_ascii=False, indent=2)
+
+
+# ---------------------------------------------------------------- launching: device, time, refusal
+# (added for the launch confirmation, issue 15 item 2: the Train screen's dialog and `studio train`)
+
+CPU_MAX_PARAMS_B = 1.5   # above this, training on a CPU takes days: refused (launch_refusal)
+CPU_FLOPS_PER_CORE = 70e9  # fp32 FLOP/s a core sustains in training (time estimate only), fitted on the
+                           # smollm2-cpu preset's 260 tokens/s on 2 idle cores (4 x 134.5M FLOPs a token)
+GPU_MFU = 0.2             # rough share of the card's bf16 peak a run uses (the seed ~0.1, fast ~0.33 at 7B)
+GPU_MEMORY_MARGIN = 1.1   # refuse a run whose card needs more than this times the card's memory
+
+
+def local_device() -> dict[str, Any]:
+    """What a run started here trains on: {"kind": "cuda" | "cpu", "name", "count", "memory_gb"
+    (per GPU; None on a CPU), "cores", "ram_gb"}. Imports torch: call it in a worker thread."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    try:
+        ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
+    except (ValueError, OSError, AttributeError):
+        ram_gb = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return {"kind": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count(),
+                "memory_gb": props.total_memory / GB, "cores": cores, "ram_gb": ram_gb}
+    return {"kind": "cpu", "name": "cpu", "count": 0, "memory_gb": None, "cores": cores, "ram_gb": ram_gb}
+
+
+def describe_device(device: dict[str, Any]) -> str:
+    """`NVIDIA H100 80GB HBM3 (80 GB)` / `2x ...` / `cpu (2 cores, 23 GB RAM)`."""
+    if device["kind"] == "cuda":
+        many = f"{device['count']}x " if device.get("count", 1) > 1 else ""
+        return f"{many}{device['name']} ({device['memory_gb']:.0f} GB)"
+    ram = f", {device['ram_gb']:.0f} GB RAM" if device.get("ram_gb") else ""
+    return f"cpu ({device['cores']} cores{ram})"
+
+
+def memory_plan(cfg: Any, *, gpu_mem_gb: float | None = None) -> dict[str, Any]:
+    """The part of `make_plan` that launch_refusal reads (size and memory), without reading or
+    tokenising the split: what `studio train` checks before it starts a run. Raises ConfigError
+    when the base's shape is unknown here."""
+    shape = resolve_shape(cfg)
+    n_m, n_e = shape.params()
+    plan = {"base": cfg.base, "untrained": cfg.is_tiny, "method": cfg.method, "params_b": round((n_m + n_e) / 1e9, 3),
+            "shape": asdict(shape), "memory_gb": {m: asdict(estimate_memory(shape, cfg, m)) for m in ("full", "lora", "qlora")}}
+    if gpu_mem_gb is not None:
+        plan["fit"] = fitting_method(shape, cfg, gpu_mem_gb)
+    return plan
+
+
+def launch_refusal(plan: dict[str, Any], device: dict[str, Any]) -> str | None:
+    """One line saying why a run with this plan (make_plan's or memory_plan's dict) cannot work on
+    `device` (local_device's dict), or None. On a CPU: a base above CPU_MAX_PARAMS_B (days of
+    training), or more memory than the machine has (a CPU trains in fp32: twice the plan's bf16
+    peak). On a GPU: a card that needs more than GPU_MEMORY_MARGIN times its memory."""
+    method = plan["method"]
+    est = plan["memory_gb"][method]
+    params = plan["params_b"]
+    if device["kind"] == "cpu":
+        instead = "pick the smollm2-cpu preset (SmolLM2-135M), or a GPU host (the host field / --host)"
+        if params > CPU_MAX_PARAMS_B:
+            return (f"{plan['base']} has {params:.1f}B parameters: {method} on this CPU ({device['cores']} cores) "
+                    f"would take days (above {CPU_MAX_PARAMS_B:g}B is refused on a CPU); {instead}")
+        need = 2 * est["peak_gb"]
+        if device.get("ram_gb") and need > device["ram_gb"]:
+            return (f"{plan['base']} {method} needs about {need:.0f} GB in fp32 on a CPU and this machine has "
+                    f"{device['ram_gb']:.0f} GB of RAM; {instead}")
+        return None
+    if device.get("memory_gb") and est["total_gb"] > GPU_MEMORY_MARGIN * device["memory_gb"]:
+        fix = (plan.get("fit") or {}).get("hint") or "try qlora, a smaller micro-batch or data.max_length"
+        return (f"{plan['base']} {method} needs {est['total_gb']:.1f} GB on the card and {device['name']} has "
+                f"{device['memory_gb']:.0f} GB; {fix}")
+    return None
+
+
+def estimate_time(plan: dict[str, Any], device: dict[str, Any]) -> float | None:
+    """Rough seconds of training for make_plan's plan on `device`: k*N FLOPs a token (training.metrics'
+    MFU formula: k=6 full, 4 lora/qlora; N the matmul parameters) times the tokens of every step,
+    over GPU_MFU of the card's bf16 peak, or CPU_FLOPS_PER_CORE a core. None when the steps are
+    unknown (the tokenizer is not here)."""
+    from .metrics import flops_per_token, peak_flops
+
+    steps, lengths = plan.get("steps"), plan.get("lengths") or {}
+    if not steps or not steps.get("sequences") or not lengths.get("total_tokens"):
+        return None
+    per_seq = min(plan["max_length"], lengths["total_tokens"] / steps["sequences"])
+    epochs = steps["steps"] / max(1, steps["steps_per_epoch"])  # max_steps or the epochs, as the run counts them
+    tokens = epochs * steps["sequences"] * per_seq
+    sh = plan["shape"]
+    n_m, _ = Shape(**sh).params()
+    matmul = n_m + sh["vocab_size"] * sh["hidden_size"]  # the layers and the output head
+    flops = flops_per_token(matmul, plan["method"]) * tokens
+    if device["kind"] == "cuda":
+        peak = peak_flops(device["name"]) or 100e12
+        rate = peak * GPU_MFU * max(1, device.get("count") or 1)
+    else:
+        rate = CPU_FLOPS_PER_CORE * max(1, device.get("cores") or 1)
+    return flops / rate
+
+
+def format_duration(seconds: float) -> str:
+    """`~40 s`, `~12 min`, `~3 h 20 min`, `~4 days`."""
+    if seconds < 90:
+        return f"~{max(1, round(seconds))} s"
+    if seconds < 3600:
+        return f"~{round(seconds / 60)} min"
+    if seconds < 48 * 3600:
+        h, m = divmod(round(seconds / 60), 60)
+        return f"~{h} h {m} min" if m else f"~{h} h"
+    return f"~{seconds / 86400:.0f} days"

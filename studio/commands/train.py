@@ -50,6 +50,8 @@ def register(sub) -> None:
                    "remedy (smaller batch, shorter length, gradient checkpointing, QLoRA)")
     p.add_argument("--host", metavar="HOST", help="start the run on this SSH host (~/.ssh/config alias or user@host)")
     p.add_argument("--detach", action="store_true", help="with --host: do not follow the remote run")
+    p.add_argument("--force", action="store_true", help="start even a run this machine cannot train in reasonable time "
+                   "or memory (a 7B base on a CPU); without it such a run is refused with the reason")
     try:
         from ._remote import add_host_options
 
@@ -107,12 +109,16 @@ def reproduce_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+
     from training import runs
 
     if args.resume:
         run_dir = call(lambda: runs.find_run(runs_dir(args), args.resume))
         if args.foreground:
-            st = call(lambda: runs.resume(run_dir, foreground=True))
+            st = in_foreground(args, run_dir, lambda: runs.resume(run_dir, foreground=True))
             return report_final(args, run_dir, st)
         pid = call(lambda: runs.resume(run_dir))
         return report_started(args, run_dir, pid, resumed=True)
@@ -121,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args, split)
     if args.plan:
         return print_plan(args, cfg)
+    if not args.host and not getattr(args, "force", False):
+        refuse_unworkable(cfg)  # before preflight: it is cheaper and says more
     preflight(cfg, local=not args.host)
     rdir = runs_dir(args)
     run_dir = call(lambda: runs.create_run(rdir, cfg, name=args.name, reproduce=reproduce_line(args),
@@ -134,12 +142,53 @@ def run(args: argparse.Namespace) -> int:
     if args.foreground:
         out(f"training {run_dir.name} in the foreground (Ctrl-C cancels; resume with studio train --resume {run_dir.name})")
         try:
-            st = call(lambda: runs.run_foreground(run_dir))
+            st = in_foreground(args, run_dir, lambda: runs.run_foreground(run_dir))
         except KeyboardInterrupt:
             st = runs.write_status(run_dir, state="cancelled")
         return report_final(args, run_dir, st)
     pid = call(lambda: runs.launch(run_dir))
     return report_started(args, run_dir, pid)
+
+
+def in_foreground(args: argparse.Namespace, run_dir: Path, train) -> dict:
+    """train() in this terminal: the libraries' logs go to the run's train.log, and each logged step
+    prints as one line from metrics.jsonl (the Trainer's own dict print is off: training/quiet.py)."""
+    import threading
+
+    from training.metrics import metric_points, read_metrics
+    from training.quiet import quiet_libraries
+
+    quiet_libraries(verbose=getattr(args, "verbose", False), log_file=run_dir / "train.log")
+
+    def key(r: dict) -> tuple:  # a resumed run's steps after its checkpoint come again, with a later time
+        return r["step"], "eval_loss" in r, r.get("time")
+
+    seen = {key(r) for r in metric_points(read_metrics(run_dir)[0])}  # a resume's earlier lines
+    offset = 0
+
+    def print_new() -> None:
+        nonlocal offset
+        recs, offset = read_metrics(run_dir, offset)
+        for r in metric_points(recs):
+            if key(r) not in seen:
+                seen.add(key(r))
+                out(format_point(r))
+
+    def follow() -> None:
+        while not stop.wait(0.5):
+            print_new()
+
+    stop = threading.Event()
+    thread = threading.Thread(target=follow, name="metrics-lines", daemon=True)
+    if not args.json:
+        thread.start()
+    try:
+        return call(train)
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+            print_new()
 
 
 def preflight(cfg, *, local: bool = True) -> None:
@@ -149,6 +198,24 @@ def preflight(cfg, *, local: bool = True) -> None:
     from training.plan import preflight as check
 
     call(lambda: check(cfg, local=local))
+
+
+def refuse_unworkable(cfg) -> None:
+    """Refuse, in one line, a run this machine cannot train (training.plan.launch_refusal: a base above
+    1.5B parameters on a CPU, more memory than the machine or card has); `--force` skips it. A small
+    base skips the device check (and torch's import); an unknown shape cannot be judged here."""
+    from training.errors import ConfigError
+    from training.plan import CPU_MAX_PARAMS_B, launch_refusal, local_device, memory_plan
+
+    try:
+        plan = memory_plan(cfg)
+    except ConfigError:
+        return
+    if plan["params_b"] <= CPU_MAX_PARAMS_B and plan["memory_gb"][cfg.method]["total_gb"] <= 4:
+        return
+    reason = launch_refusal(plan, local_device())
+    if reason:
+        raise StudioError(f"refused: {reason} (--force starts it anyway)")
 
 
 def print_plan(args: argparse.Namespace, cfg) -> int:
@@ -230,7 +297,12 @@ def report_final(args: argparse.Namespace, run_dir: Path, st: dict) -> int:
             out(f"  remedy {i}: {r['name']}: {r['why']} (--set " + " --set ".join(f"{k}={v}" for k, v in r["set"].items()) + ")")
         if st.get("next_run"):
             out(f"  retrying as {st['next_run']} with the first remedy applied")
-    return 0 if st.get("state") == "done" else 1
+    if st.get("state") == "done":
+        return 0
+    from curation.errors import DiskFull
+
+    # the run's own "disk full:" error (training.runs): the same exit status as any command's full disk
+    return DiskFull.exit_code if str(st.get("error") or "").startswith("disk full:") else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,5 @@
-"""Small pieces the curation screens (Duplicates, Quality, Export, Import) share: run an engine
-function that writes as a job, and open Review on a filter.
+"""Small pieces the screens share: run an engine function that writes as a job, open Review on a
+filter, undo with a toast that says what was undone, and phrase engine errors for the app.
 
 Engine functions that write (find_duplicates, run_quality, export_split, import_paths) use `ws.con`
 and `ws.transaction()`, so they must run on the engine's writer thread (studio/engine.py). A job
@@ -36,3 +36,87 @@ async def open_review(app: Any, flt: browse.Filter) -> None:
     screen = app.screen
     if hasattr(screen, "apply_filter"):
         screen.call_after_refresh(screen.apply_filter, flt)
+
+
+# -- undo ----------------------------------------------------------------------------------------
+def undo_last(ws: Any) -> list[Any]:
+    """Undo the last operation (writer thread) and return it as `curation.review.Operation`s (empty:
+    nothing to undo). `review.undo` returns ids; what they were is read first, in the same
+    writer-thread call, as `studio undo` does, so nothing can come between."""
+    from curation import review
+
+    pending = {o.id: o for o in review.undoable(ws.con, 1)}
+    return [pending[i] for i in review.undo(ws, 1) if i in pending]
+
+
+_STATUS_VERBS = {"approved": "approve", "rejected": "reject", "pending": "reset to pending"}
+_KIND_NAMES = {"status": "status change", "edit": "edit", "import": "import", "dedup": "dedup run",
+               "keeper": "keeper choice", "quality": "quality run"}
+
+
+def describe_operation(op: Any) -> str:
+    """`approve of 40 samples (operation 7)`: what an operation did, for a person."""
+    kind = str(op.kind)
+    if kind == "status":
+        what = _STATUS_VERBS.get(str(op.details.get("status")), "status change")
+    elif kind.startswith("augment:"):
+        what = f"augment {kind.partition(':')[2]}"
+    else:
+        what = _KIND_NAMES.get(kind, kind)
+    n = int(op.sample_count or 0)
+    count = f" of {n:,} sample{'s' if n != 1 else ''}" if n else ""
+    return f"{what}{count} (operation {op.id})"
+
+
+def op_note(op_id: int | None) -> str:
+    """The tail of a notice: which operation `u` undoes, or that nothing changed (a no-op is not
+    recorded, so there is nothing to undo)."""
+    return "nothing changed" if op_id is None else f"operation {op_id}; u undoes"
+
+
+def undo_message(ops: list[Any]) -> str:
+    """The toast after an undo: `undid approve of 40 samples (operation 7)`, or nothing to undo."""
+    if not ops:
+        return "nothing to undo"
+    return "undid " + "; ".join(describe_operation(o) for o in ops)
+
+
+# -- engine errors in the app's words ---------------------------------------------------------------
+# The engine words its errors for the command line ("pass --skip-invalid"). In the app there is no
+# flag to pass: each phrase names the field, box or key that does the same. tests/
+# test_app_first_hour.py checks that every CLI phrase below still occurs in the engine's source, so a
+# reworded error fails a test instead of reaching the app in CLI words.
+def _key(screen: str) -> str:
+    from ..bindings import screen_key
+
+    return screen_key(screen)
+
+
+APP_PHRASES: list[tuple[str, str]] = [
+    # import (curation/importers/core.py)
+    ("pass --skip-invalid", "tick 'skip invalid rows'"),
+    ("Name the fields with --map ", "Name the fields in the 'fields' box: "),
+    ("pass --format", "choose the format"),
+    # augment (curation/augment/providers.py)
+    ("pass --model NAME or set model in studio.yaml", "fill the 'model' field or set model in studio.yaml"),
+    # export (curation/export.py)
+    ("Pass --force to replace it", "Tick 'replace' (force) to replace it"),
+    ("(studio approve ID..., or in the review screen) or pass --include approved+pending",
+     f"(a on the Review screen, key {_key('review')}) or set include to approved+pending"),
+    ("pass --include ", "set include to "),
+    ("--include ", "include "),
+    # quality (curation/quality.py): in the app the rules file is the workspace's rules.yaml
+    ("Pass an existing file with --rules.", "Fix or delete the workspace's rules.yaml."),
+    # train and eval (training/config.py, training/evaluate.py)
+    ("pass --base MODEL", "fill the 'base' field"),
+    ("or --base tiny for", "or type tiny there for"),
+    ("export a split with --val", f"export a split with a val fraction (Export screen, key {_key('export')})"),
+]
+
+
+def app_message(error: Any) -> str:
+    """An engine error's text with its command-line advice said as the app's fields and keys."""
+    text = str(error)
+    for cli, app in APP_PHRASES:
+        text = text.replace(cli, app)
+    return text

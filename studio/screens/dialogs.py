@@ -11,7 +11,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static, TextArea
 
@@ -47,9 +47,13 @@ class ConfirmScreen(ModalScreen[bool]):
 
 class FilterScreen(ModalScreen["browse.Filter | None"]):
     """Pick status, flag, cluster, source, language, judge score range and duplicates mode.
-    Choices come from the workspace's stats; Enter applies, Escape cancels."""
+    Choices come from the workspace's stats; Ctrl+S (or Enter in a field) applies, Escape cancels
+    (in a field, the first Escape leaves it). One column of compact fields under 100 columns, two
+    from 100; the dialog scrolls if it still does not fit and the buttons stay at its bottom."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply", priority=True)]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    AUTO_FOCUS = "#f-status"  # a choice, not a text field; Escape from a field comes back here
 
     def __init__(self, current: browse.Filter, stats: dict[str, Any]):
         super().__init__()
@@ -58,12 +62,17 @@ class FilterScreen(ModalScreen["browse.Filter | None"]):
 
     def _select(self, id: str, values: list[str], value: str | None) -> Select:
         options = [(visible(v, single_line=True) or "(none)", v) for v in values]
-        return Select(options, value=value if value in values else Select.NULL, id=id, allow_blank=True, prompt="any")
+        return Select(options, value=value if value in values else Select.NULL, id=id, allow_blank=True, prompt="any",
+                      compact=True)
 
     def compose(self) -> ComposeResult:
         c, st = self.current, self.stats
-        with Vertical(classes="dialog", id="filter-dialog"):
-            yield Static(Text("Filter the review list", style="bold"))
+        with VerticalScroll(classes="dialog", id="filter-dialog"):
+            yield Static(Text.assemble(("Filter the review list", "bold"),
+                                       ("   Ctrl+S applies · Esc cancels", "dim")), id="filter-title")
+            with Horizontal(classes="dialog-buttons", id="filter-buttons"):  # docked at the bottom
+                yield Button("Apply (Ctrl+S)", id="apply", variant="primary", compact=True)
+                yield Button("Cancel (Esc)", id="cancel", compact=True)
             with Grid(id="filter-grid"):
                 yield Label("status")
                 yield self._select("f-status", ["pending", "approved", "rejected"], c.status)
@@ -74,16 +83,17 @@ class FilterScreen(ModalScreen["browse.Filter | None"]):
                 yield Label("language")
                 yield self._select("f-lang", [s for s in st.get("by_lang", {}) if s], c.lang)
                 yield Label("duplicates")
-                yield Select([(m, m) for m in browse.DUPLICATE_MODES], value=c.duplicates, id="f-dups", allow_blank=False)
+                yield Select([(m, m) for m in browse.DUPLICATE_MODES], value=c.duplicates, id="f-dups", allow_blank=False,
+                             compact=True)
                 yield Label("cluster id")
-                yield Input("" if c.cluster_id is None else str(c.cluster_id), id="f-cluster", type="integer")
+                yield Input("" if c.cluster_id is None else str(c.cluster_id), id="f-cluster", type="integer",
+                            placeholder="any", compact=True)
                 yield Label("min score")
-                yield Input("" if c.min_score is None else f"{c.min_score:g}", id="f-min", type="number")
+                yield Input("" if c.min_score is None else f"{c.min_score:g}", id="f-min", type="number",
+                            placeholder="any", compact=True)
                 yield Label("max score")
-                yield Input("" if c.max_score is None else f"{c.max_score:g}", id="f-max", type="number")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Apply (Ctrl+S)", id="apply", variant="primary")
-                yield Button("Cancel (Esc)", id="cancel")
+                yield Input("" if c.max_score is None else f"{c.max_score:g}", id="f-max", type="number",
+                            placeholder="any", compact=True)
 
     def _value(self, id: str) -> str | None:
         v = self.query_one(f"#{id}", Select).value
@@ -152,7 +162,8 @@ class EditScreen(ModalScreen["dict | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="edit-dialog"):
-            yield Static(Text(f"Edit sample #{self.detail.id} (Ctrl+S saves, Esc discards)", style="bold"))
+            yield Static(Text(f"Edit sample #{self.detail.id} (Ctrl+S saves; Esc leaves the text, Esc again discards)",
+                              style="bold"))
             yield TextArea(editable_json(self.detail), language=None, id="edit-text", soft_wrap=True, show_line_numbers=True)
             yield Static("", id="edit-error")
 

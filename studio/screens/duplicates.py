@@ -33,7 +33,7 @@ from curation.safe_text import visible
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
 from ..widgets.text_diff import diff_pair
-from ._curation import open_review, run_engine_job
+from ._curation import app_message, op_note, open_review, run_engine_job, undo_last, undo_message
 
 CLUSTER_LIMIT = 2000
 
@@ -121,7 +121,8 @@ class DedupDialog(ModalScreen["float | None"]):
     #dedup-dialog { width: 60; height: auto; background: $panel; border: thick $primary; padding: 1 2; }
     #dedup-error { height: auto; color: $error; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # Escape in the field leaves it first (app.leave_field); then Enter runs, Escape cancels
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "run", "Run", show=False)]
 
     def __init__(self, threshold: float):
         super().__init__()
@@ -154,6 +155,9 @@ class DedupDialog(ModalScreen["float | None"]):
     def on_input_submitted(self) -> None:
         self._submit()
 
+    def action_run(self) -> None:
+        self._submit()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self._submit() if event.button.id == "run" else self.dismiss(None)
 
@@ -163,6 +167,7 @@ class DedupDialog(ModalScreen["float | None"]):
 
 class DuplicatesScreen(Screen):
     BINDINGS = bindings_for("duplicates")
+    AUTO_FOCUS = "#dup-members"
     DEFAULT_CSS = """
     #dup-clusters, #dup-members { text-wrap: nowrap; text-overflow: ellipsis; }
     #dup-main { height: 1fr; }
@@ -316,7 +321,7 @@ class DuplicatesScreen(Screen):
         try:
             keeper, other = browse.get_sample(con, keeper_id), browse.get_sample(con, other_id)
         except StudioError as exc:
-            self.app.call_from_thread(self.notify, visible(str(exc)), severity="error")
+            self.app.call_from_thread(self.notify, visible(app_message(exc)), severity="error")
             return
         left, right, _ = diff_pair(sample_text(keeper), sample_text(other))
         self.app.call_from_thread(self._show_pair, keeper, other, left, right, similarity)
@@ -362,7 +367,7 @@ class DuplicatesScreen(Screen):
             try:
                 result = await asyncio.wrap_future(self.app.engine.write(fn, *args, **kw))
             except StudioError as exc:
-                self.notify(visible(str(exc)), severity="error", timeout=8)
+                self.notify(visible(app_message(exc)), severity="error", timeout=8)
                 return
             if done is not None:
                 done(result)
@@ -380,18 +385,16 @@ class DuplicatesScreen(Screen):
             return
         self._want_cluster, self._want_member = c.id, m.sample_id
         self._write(dedup.set_keeper, c.id, m.sample_id,
-                    done=lambda op: self.notify(f"cluster {c.id}: keeping #{m.sample_id} (operation {op}; u undoes)"))
+                    done=lambda op: self.notify(f"cluster {c.id}: keeping #{m.sample_id} ({op_note(op)})"))
 
     def action_undo(self) -> None:
-        from curation import review
-
-        def done(undone: list[int]) -> None:
-            self.notify(f"undid operation {', '.join(map(str, undone))}" if undone else "nothing to undo")
+        def done(undone: list) -> None:
+            self.notify(undo_message(undone))
 
         c, m = self.current_cluster, self.current_member
         if c is not None:
             self._want_cluster, self._want_member = c.id, (m.sample_id if m else None)
-        self._write(review.undo, 1, done=done)
+        self._write(undo_last, done=done)
 
     @work(group="dedup-dialog")
     async def action_find_duplicates(self) -> None:
@@ -403,10 +406,10 @@ class DuplicatesScreen(Screen):
 
         def done(result: Any) -> None:
             if isinstance(result, StudioError):
-                self.notify(visible(str(result)), title="dedup", severity="error", timeout=10)
+                self.notify(visible(app_message(result)), title="dedup", severity="error", timeout=10)
             else:
                 self.notify(f"{result.clusters:,} clusters, {result.duplicates:,} duplicates "
-                            f"(threshold {threshold:g}; operation {result.op_id}; u undoes)", title="dedup")
+                            f"(threshold {threshold:g}; {op_note(result.op_id)})", title="dedup")
             self.reload()
 
         run_engine_job(self.app, "dedup", dedup.find_duplicates, threshold=threshold, fields=fields, on_done=done)

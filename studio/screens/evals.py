@@ -46,6 +46,7 @@ from curation.safe_text import visible
 
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
+from ._curation import app_message
 
 DEFAULT_LIMIT = 50
 DEFAULT_MAX_NEW_TOKENS = 64
@@ -402,9 +403,6 @@ class NewEvalScreen(ModalScreen["EvalRequest | None"]):
                 yield Button("Start (^S)", id="ne-go", variant="primary", compact=True)
                 yield Button("Cancel (Esc)", id="ne-cancel", compact=True)
 
-    def on_mount(self) -> None:
-        self.query_one("#ne-models", Input).focus()
-
     @on(Select.Changed, "#ne-run")
     def _run_changed(self, event: Select.Changed) -> None:
         new = str(event.value)
@@ -565,6 +563,7 @@ class WhyScreen(ModalScreen[None]):
 
 class EvalScreen(Screen):
     BINDINGS = bindings_for("evals")
+    AUTO_FOCUS = "#ev-items"
     DEFAULT_CSS = """
     #ev-top { height: 1; }
     #ev-run-label { width: auto; padding: 0 1; }
@@ -936,7 +935,7 @@ class EvalScreen(Screen):
         try:
             rows = nearest_training_rows(job_ws, split_dir, query, k=WHY_K)
         except (StudioError, OSError, ValueError, duckdb.Error) as exc:
-            say(str(exc))
+            say(app_message(exc))
             return
         finally:
             engine.release(job_ws)

@@ -1,6 +1,7 @@
 """Export: freeze a train/validation split (`curation.export.export_split`, docs/contracts.md).
 
-The form holds the split's name, validation fraction, seed, line format and which statuses go in;
+The form holds the split's name, validation fraction, seed, row format, target (jsonl, parquet or
+hf save_to_disk folders) and which statuses go in;
 every change recomputes the preview (`preview_counts`: rows to train and val, and what stays out
 as rejected, duplicate or pending) so the numbers are known before anything is written. Ctrl+S (or
 the button) exports as a job. A split that exists is refused with the reason shown; ticking
@@ -26,7 +27,7 @@ from curation.safe_text import visible
 
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
-from ._curation import run_engine_job
+from ._curation import app_message, run_engine_job
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Settings:
     format: str
     include: str
     force: bool
+    target: str = "jsonl"
 
 
 def next_name(existing: list[str]) -> str:
@@ -80,6 +82,7 @@ def splits_table(splits: list[dict[str, Any]]) -> Table | Text:
 
 class ExportScreen(Screen):
     BINDINGS = bindings_for("export")
+    AUTO_FOCUS = ""  # no field on arrival: number keys switch screens; i, Tab or a click enters the form
     DEFAULT_CSS = """
     #ex-main { height: 1fr; }
     #ex-form { width: 1fr; min-width: 36; border: round $primary 50%; padding: 0 1; }
@@ -105,6 +108,8 @@ class ExportScreen(Screen):
                     yield Input("42", id="ex-seed", type="integer", compact=True)
                     yield Label("format")
                     yield Select([(f, f) for f in export.FORMATS], value="messages", id="ex-format", allow_blank=False, compact=True)
+                    yield Label("target")
+                    yield Select([(t, t) for t in export.TARGETS], value="jsonl", id="ex-target", allow_blank=False, compact=True)
                     yield Label("include")
                     yield Select([(k, k) for k in export.INCLUDES], value="approved", id="ex-include", allow_blank=False, compact=True)
                 yield Checkbox("replace an existing split (force)", id="ex-force", compact=True)
@@ -118,9 +123,9 @@ class ExportScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#ex-form").border_title = "Split"
+        self.query_one("#ex-form").border_subtitle = "i or Tab: fields"
         self.query_one("#ex-preview").border_title = "Preview"
         self.query_one("#ex-splits").border_title = "Splits"
-        self.query_one("#ex-name", Input).focus()
         self.action_reload()
 
     def on_screen_resume(self) -> None:
@@ -144,7 +149,8 @@ class ExportScreen(Screen):
         except ValueError:
             raise StudioError("seed: enter a whole number, e.g. 42") from None
         return Settings(name, val, seed, str(self.query_one("#ex-format", Select).value),
-                        str(self.query_one("#ex-include", Select).value), self.query_one("#ex-force", Checkbox).value)
+                        str(self.query_one("#ex-include", Select).value), self.query_one("#ex-force", Checkbox).value,
+                        str(self.query_one("#ex-target", Select).value))
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -173,7 +179,7 @@ class ExportScreen(Screen):
     def _show_preview(self, s: Settings, counts: Any, exists: bool) -> None:
         box = self.query_one("#ex-preview", Static)
         if isinstance(counts, StudioError):
-            box.update(Text(visible(str(counts)), style="bold red"))
+            box.update(Text(visible(app_message(counts)), style="bold red"))
             return
         if not exists:
             box.update(preview_table(counts))
@@ -209,14 +215,13 @@ class ExportScreen(Screen):
 
         def done(out: Any) -> None:
             if isinstance(out, StudioError):  # the engine words it for the CLI: name this form's fields
-                message = str(out).replace("Pass --force", "Tick 'replace' (force)").replace("--include", "include")
-                result.update(Text(visible(message), style="bold red"))
+                result.update(Text(visible(app_message(out)), style="bold red"))
             else:
                 c = out.counts
-                result.update(Text(f"wrote splits/{visible(s.name, single_line=True)}: {c['train']:,} train, "
-                                   f"{c['val']:,} val ({s.format})", style="bold green"))
+                result.update(Text("\n".join([f"wrote splits/{visible(s.name, single_line=True)}: {c['train']:,} train, "
+                                              f"{c['val']:,} val ({s.format}, {s.target})", *out.notes()]), style="bold green"))
                 self.notify(f"split {s.name} written", title="export")
             self.action_reload()
 
         run_engine_job(self.app, "export", export.export_split, s.name, val=s.val, seed=s.seed, format=s.format,
-                       include=s.include, force=s.force, takes_job=False, on_done=done)
+                       include=s.include, force=s.force, target=s.target, takes_job=False, on_done=done)

@@ -34,13 +34,22 @@ def help_table(keymap: dict[str, str] | None = None) -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss_help", "Close")]
+    # A modal screen stops the app's own bindings: the number keys are repeated here (with the
+    # registry's ids, so a keymap moves them too) to close the help and switch screens.
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss_help", "Close")] + [
+        Binding(s.key, f"go('{s.name}')", f"Go to {s.title}", show=False, id=f"screen.{s.name}") for s in SCREENS
+    ]
 
     def compose(self) -> ComposeResult:
         keymap = getattr(getattr(self.app, "_settings", None), "keymap", None)
         with VerticalScroll(classes="dialog", id="help-dialog"):
-            yield Static(Text("Keys (Esc closes; Ctrl+P searches every action)", style="bold"))
+            yield Static(Text("Keys (Esc closes, a number key goes to its screen; Ctrl+P searches every action)",
+                              style="bold"))
             yield Static(help_table(keymap), id="help-table")
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)
+
+    def action_go(self, name: str) -> None:
+        self.dismiss(None)
+        self.app.call_later(self.app.action_switch_to, name)

@@ -23,7 +23,7 @@ from textual.widgets import Footer, Header, Static
 from curation import browse
 from curation.safe_text import visible
 
-from ..bindings import bindings_for
+from ..bindings import bindings_for, screen_key
 from ..widgets.job_progress import JobProgress
 
 REFRESH_SECONDS = 5.0
@@ -120,6 +120,15 @@ def _by_file_name(by_source: dict[str, int]) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def empty_hint(import_key: str) -> Text:
+    """What a fresh workspace's Home says first: how to get samples in."""
+    t = Text()
+    t.append("empty workspace: ", style="bold")
+    t.append(f"press {import_key} to import files", style="bold yellow")
+    t.append(" (or `studio import FILE`)")
+    return t
+
+
 def _state_style(state: str) -> str:
     return {"running": "bold yellow", "done": "green", "failed": "bold red", "cancelled": "dim"}.get(state, "")
 
@@ -132,6 +141,7 @@ class HomeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static("", id="home-hint")
         with Grid(id="home-grid"):
             for name in self.PANELS:
                 panel = Static(Text("…", style="dim"), id=f"home-{name}", classes="panel")
@@ -158,6 +168,10 @@ class HomeScreen(Screen):
 
     def show(self, data: HomeData) -> None:
         st = data.stats
+        hint = self.query_one("#home-hint", Static)
+        hint.display = st["total"] == 0
+        if hint.display:
+            hint.update(empty_hint(screen_key("import", getattr(getattr(self.app, "_settings", None), "keymap", None))))
         self.query_one("#home-samples", Static).update(samples_panel(st))
         self.query_one("#home-languages", Static).update(_counts(st["by_lang"]))
         self.query_one("#home-sources", Static).update(_counts(_by_file_name(st["by_source"])))

@@ -24,7 +24,7 @@ from curation.safe_text import visible
 
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
-from ._curation import run_engine_job
+from ._curation import app_message, run_engine_job
 
 SHOWN_PROBLEMS = 50  # rows listed per file in the report
 
@@ -46,12 +46,13 @@ def report_text(report: ImportReport) -> Text:
 
 def error_text(exc: StudioError) -> Text:
     t = Text("Nothing imported\n", style="bold red")
-    t.append(visible(str(exc)))
+    t.append(visible(app_message(exc)))
     return t
 
 
 class ImportScreen(Screen):
     BINDINGS = bindings_for("import")
+    AUTO_FOCUS = "#im-tree"  # the browser, not the path field: number keys switch screens
     DEFAULT_CSS = """
     #im-main { height: 1fr; }
     #im-left { width: 1fr; min-width: 36; padding: 0 1; }
@@ -90,7 +91,7 @@ class ImportScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#im-report-box").border_title = "Report"
         self.query_one("#im-tree").border_title = "Browse"
-        self.query_one("#im-path", Input).focus()
+        self.query_one("#im-tree").border_subtitle = "Enter picks · i types a path"
 
     @on(DirectoryTree.FileSelected)
     @on(DirectoryTree.DirectorySelected)
@@ -116,7 +117,7 @@ class ImportScreen(Screen):
         try:
             mapping = parse_mapping(self.query_one("#im-map", Input).value)
         except StudioError as exc:
-            box.update(Text(visible(str(exc).replace("--map", "fields")), style="bold red"))
+            box.update(Text(visible(app_message(exc).replace("--map", "fields")), style="bold red"))
             return
         fmt = self.query_one("#im-format", Select).value
         skip = self.query_one("#im-skip", Checkbox).value

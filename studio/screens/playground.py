@@ -1,16 +1,20 @@
 """Playground: ask a finished run a question and read the base's answer beside the adapter's.
 
-The model loads in a thread worker (`training.inference.load_session`, torch imported there, never
+The model loads in a daemon thread (`training.inference.load_session`, torch imported there, never
 at start) while both panes show a loading indicator. Enter in the prompt streams the two answers
 token by token (`chat_pair_stream`: the base with the adapter switched off, then the adapter: one
-model, so in turn) into the two panes; Escape stops. A run on the built-in tiny base says UNTRAINED
-in the title: its answers are noise by design. Model text is shown through safe_text.visible.
+model, so in turn) into the two panes; Escape stops. Quitting waits for neither thread (see
+`in_daemon_thread` and `on_unmount`). The run list arrives focused, without type-ahead (`i` or Tab
+enters the prompt), and is read again every RUNS_POLL_S while shown, so a run that finishes on the
+Train screen appears here. A run on the built-in tiny base says UNTRAINED in the title: its
+answers are noise by design. Model text is shown through safe_text.visible.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -25,6 +29,7 @@ from curation.safe_text import visible
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
 
+RUNS_POLL_S = 3.0  # while shown, the run list is read again: a run that finishes appears without a key
 MAX_NEW_TOKENS = 96
 SEED = 0  # the same seed for both answers: the difference is the adapter's, not the dice's
 
@@ -41,8 +46,40 @@ def finished_runs(runs_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def in_daemon_thread(fn: Callable[[], Any], name: str) -> "asyncio.Future[Any]":
+    """Run fn() in a daemon thread; the returned future (of the running loop) gets its result. Not a
+    Textual thread worker: those run in the event loop's executor, whose threads the interpreter joins
+    at exit, so a model still loading or answering held quitting until it finished. A daemon thread
+    is not waited for; if the app has gone when fn returns, the result is dropped."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def body() -> None:
+        try:
+            result, error = fn(), None
+        except BaseException as exc:  # delivered to the awaiting worker
+            result, error = None, exc
+
+        def settle() -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop is closed: the studio quit meanwhile
+            pass
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    return future
+
+
 class PlaygroundScreen(Screen):
     BINDINGS = bindings_for("playground")
+    AUTO_FOCUS = "#pg-run"  # arrival and Escape from the prompt: the run list, where number keys switch screens
     DEFAULT_CSS = """
     #pg-top { height: auto; }
     #pg-run { width: 1fr; }
@@ -59,11 +96,13 @@ class PlaygroundScreen(Screen):
         self.untrained = False
         self._stop = threading.Event()
         self._answers = {"base": "", "adapter": ""}
+        self._run_ids: list[str] | None = None  # the finished runs listed last
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="pg-top"):
-            yield Select([], id="pg-run", prompt="(no finished runs)", compact=True)
+            # no type-ahead: a question typed here must not pick a run (the prompt takes text after i or Tab)
+            yield Select([], id="pg-run", prompt="(no finished runs)", compact=True, type_to_search=False)
         yield Static("", id="pg-title")
         with Horizontal(id="pg-panes"):
             with VerticalScroll(id="pg-base-pane", classes="pg-pane"):
@@ -78,11 +117,24 @@ class PlaygroundScreen(Screen):
         self.query_one("#pg-base-pane").border_title = "base"
         self.query_one("#pg-adapter-pane").border_title = "adapter"
         self.action_reload()
-        self.query_one("#pg-prompt", Input).focus()
+        self.set_interval(RUNS_POLL_S, self._poll_runs)
+        self.query_one("#pg-run", Select).focus()  # not the prompt: number keys switch screens
 
     def on_screen_resume(self) -> None:
         if self.is_mounted:
             self.action_reload()
+
+    def on_unmount(self) -> None:
+        """Quitting: stop a generation at its next token and drop the model; wait for nothing. The
+        load and generate threads are daemon threads (in_daemon_thread), so the process exits
+        without joining them, and the model is not released here (the OS frees it; studio.app
+        skips the interpreter's teardown once torch is loaded)."""
+        self._stop.set()
+        self.session = None
+
+    def _poll_runs(self) -> None:
+        if self.is_current:
+            self._list_runs()
 
     def action_reload(self) -> None:
         self._list_runs()
@@ -96,6 +148,9 @@ class PlaygroundScreen(Screen):
         box = self.query_one("#pg-run", Select)
         current = box.value
         ids = [r["id"] for r in rows]
+        if ids == self._run_ids:
+            return  # unchanged: setting the options again would close an open list
+        self._run_ids = ids
         box.set_options([(visible(r["id"], single_line=True) + (" (UNTRAINED base)" if r.get("untrained") else ""),
                           r["id"]) for r in rows])
         if current in ids:
@@ -123,19 +178,23 @@ class PlaygroundScreen(Screen):
         self._title(Text(f"loading {visible(run_id, single_line=True)}…", style="dim"))
         self._load(run_id)
 
-    @work(thread=True, exclusive=True, group="pg-load")
-    def _load(self, run_id: str) -> None:
+    @work(exclusive=True, group="pg-load")
+    async def _load(self, run_id: str) -> None:
         from training.errors import TrainingError
-        from training.inference import describe_run, load_session
 
         run_dir = self.app.engine.ws.runs_dir / run_id
+
+        def load() -> tuple[Any, Any]:
+            from training.inference import describe_run, load_session
+
+            return describe_run(run_dir), load_session(run_dir)
+
         try:
-            described = describe_run(run_dir)
-            session = load_session(run_dir)
+            described, session = await in_daemon_thread(load, name=f"load {run_id}")
         except TrainingError as exc:
-            self.app.call_from_thread(self._loaded, run_id, None, StudioError(str(exc)))
+            self._loaded(run_id, None, StudioError(str(exc)))
             return
-        self.app.call_from_thread(self._loaded, run_id, session, described)
+        self._loaded(run_id, session, described)
 
     def _loaded(self, run_id: str, session: Any, info: Any) -> None:
         if run_id != self.session_run:
@@ -175,22 +234,30 @@ class PlaygroundScreen(Screen):
         self.query_one("#pg-adapter", Static).update("")
         self._generate(self.session, prompt, self._stop)
 
-    @work(thread=True, exclusive=True, group="pg-generate")
-    def _generate(self, session: Any, prompt: str, stop: threading.Event) -> None:
+    @work(exclusive=True, group="pg-generate")
+    async def _generate(self, session: Any, prompt: str, stop: threading.Event) -> None:
         from training.errors import TrainingError
         from training.inference import chat_pair_stream
 
         messages = [{"role": "user", "content": prompt}]
-        try:
+        loop = asyncio.get_running_loop()
+
+        def generate() -> None:
             for side, piece in chat_pair_stream(session, messages, max_new_tokens=MAX_NEW_TOKENS, seed=SEED):
                 if stop.is_set():
-                    break
-                self.app.call_from_thread(self._piece, stop, side, piece)
+                    break  # the stream's own cleanup stops the model at its next token
+                loop.call_soon_threadsafe(self._piece, stop, side, piece)
+
+        try:
+            await in_daemon_thread(generate, name="playground generate")
         except TrainingError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            self.notify(str(exc), severity="error")
+        except asyncio.CancelledError:  # a new question, or quitting: this one stops at its next token
+            stop.set()
+            raise
 
     def _piece(self, stop: threading.Event, side: str, piece: str) -> None:
-        if stop is not self._stop:
+        if stop is not self._stop or stop.is_set() or not self.is_mounted:
             return
         self._answers[side] += piece
         self.query_one(f"#pg-{side}", Static).update(Text(visible(self._answers[side])))

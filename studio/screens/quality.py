@@ -31,7 +31,7 @@ from curation.safe_text import visible
 
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
-from ._curation import open_review, run_engine_job
+from ._curation import app_message, op_note, open_review, run_engine_job, undo_last, undo_message
 
 RULES_FILE = quality.WORKSPACE_RULES  # in the workspace folder; absent: the built-in rules
 BINS = 12                  # histogram rows: fits an 80x24 terminal
@@ -103,21 +103,73 @@ class RuleView:
     rule_id: str
     bins: list[tuple[float, float, int]] = field(default_factory=list)
     flagged_now: int = 0
-    whole: bool = False         # one bin per whole number (counts with a small range)
+    whole: bool = False         # one row per whole value (counts near a small threshold)
+    overflow: bool = False      # the last row holds every value from its low end up (the tail)
+    around: float = 0.0         # the threshold the rows were laid out around
 
 
-def rule_bins(con, rule_id: str, bins: int = BINS) -> tuple[list[tuple[float, float, int]], bool]:
-    """The histogram of a rule's stored values: one bin per value when they are whole numbers
-    spanning at most `bins` values (2.42-2.83 says nothing about a count), else
-    `quality.distribution`'s equal-width bins."""
-    lo, hi, whole = con.execute(
-        "SELECT min(v.value), max(v.value), bool_and(v.value = round(v.value)) FROM quality_values v "
-        "JOIN samples s ON s.id = v.sample_id WHERE v.rule_id = ?", [rule_id]).fetchone()
-    if lo is not None and whole and hi - lo + 1 <= bins:
-        counts = dict(con.execute("SELECT v.value, count(*) FROM quality_values v JOIN samples s ON s.id = v.sample_id "
-                                  "WHERE v.rule_id = ? GROUP BY 1", [rule_id]).fetchall())
-        return [(float(v), float(v + 1), int(counts.get(float(v), 0))) for v in range(int(lo), int(hi) + 1)], True
-    return quality.distribution(con, rule_id, bins), False
+def rule_values(con, rule_id: str):
+    """Every sample's value for the rule: stored by the last run, or measured now for samples
+    without one (as `quality.preview` counts them, so the histogram and the preview agree)."""
+    import numpy as np
+
+    stored = con.execute("SELECT v.value FROM quality_values v JOIN samples s ON s.id = v.sample_id "
+                         "WHERE v.rule_id = ? AND v.value IS NOT NULL", [rule_id]).fetchnumpy()["value"]
+    return np.concatenate([np.asarray(stored, dtype=np.float64), quality._unmeasured_values(con, rule_id)])
+
+
+def bins_around(values, threshold: float, bins: int = BINS) -> tuple[list[tuple[float, float, int]], bool, bool]:
+    """Histogram rows laid out around the threshold, not over the whole range (answer lengths run
+    to 500 while answer_too_short's threshold is 3: 0-500 in 12 rows puts everything that matters
+    in the first one). Returns (rows, whole, overflow): rows of (low, high, count).
+
+    Whole values with a small threshold: one row per value from 0 up to 4 x threshold (at most
+    `bins - 1` rows). Otherwise equal-width rows of half the threshold (the threshold on a row
+    edge, so a row is all flagged or all not) from 0 up to the largest value, at most 8 of them
+    (4 x threshold); shares within 0..1 get ten rows of 0.1. What lies beyond goes in one last
+    row, `≥ low`. A threshold of 0 spreads the rows up to the 90th percentile."""
+    import numpy as np
+
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.size == 0:
+        return [], False, False
+    low = min(0.0, float(vals.min()))
+    top = float(vals.max())
+    t = float(threshold)
+    whole = bool(np.all(vals == np.round(vals)))
+    if whole and t > 0 and math.ceil(t) + 1 - low <= bins - 1:
+        end = min(max(4 * t, math.ceil(t) + 1), low + bins - 1, max(top + 1, math.ceil(t) + 1))
+        end = math.ceil(end)
+        counts = dict(zip(*np.unique(vals[vals < end], return_counts=True)))
+        rows = [(float(v), float(v + 1), int(counts.get(float(v), 0))) for v in range(int(low), end)]
+        if top >= end:
+            rows.append((float(end), top, int(np.count_nonzero(vals >= end))))
+        return rows, True, top >= end
+    if 0 < t <= 1 and top <= 1 and low >= 0:
+        width, most = 0.1, 10
+    elif t > 0:
+        width = t / 2 if not whole or t % 2 == 0 else t
+        most = 8
+    else:
+        p90 = float(np.percentile(vals, 90))
+        span = p90 - low if p90 > low else max(top - low, 1.0)
+        width, most = span / (bins - 1), bins - 1
+    least = min(most, math.ceil((max(t, 0) - low) / width) + 1)
+    n = max(least, min(most, math.ceil((top - low) / width) or 1))
+    edges = [round(low + i * width, 9) for i in range(n + 1)]  # 0.1 * 3 is 0.30000000000000004
+    end = edges[-1]
+    inside = vals[vals < end] if top >= end else vals
+    counts, _ = np.histogram(inside, bins=np.asarray(edges))
+    rows = [(float(edges[i]), float(edges[i + 1]), int(counts[i])) for i in range(n)]
+    overflow = top >= end
+    if overflow:
+        rows.append((float(end), top, int(np.count_nonzero(vals >= end))))
+    return rows, False, overflow
+
+
+def rule_bins(con, rule_id: str, threshold: float, bins: int = BINS) -> tuple[list[tuple[float, float, int]], bool, bool]:
+    """`bins_around` the rule's values (stored, or measured now)."""
+    return bins_around(rule_values(con, rule_id), threshold, bins)
 
 
 def gather(con, root: Path) -> QualityData:
@@ -125,7 +177,7 @@ def gather(con, root: Path) -> QualityData:
     try:
         rules, source = load_workspace_rules(root)
     except StudioError as exc:
-        rules, source, problem = quality.load_rules(), "built-in rules", str(exc)
+        rules, source, problem = quality.load_rules(), "built-in rules", app_message(exc)
     counts = dict(con.execute("SELECT rule_id, count(DISTINCT f.sample_id) FROM quality_flags f "
                               "JOIN samples s ON s.id = f.sample_id GROUP BY 1").fetchall())
     rows = [RuleRow(r.id, int(counts.pop(r.id, 0)), r.threshold if r.definition.numeric else None, r.enabled,
@@ -162,13 +214,24 @@ def rule_label(r: RuleRow) -> Text:
     return t
 
 
+def _num(v: float) -> str:
+    return f"{int(v):,}" if v == int(v) else f"{v:.3g}"
+
+
+def bin_labels(view: RuleView) -> list[str]:
+    """`3` (a whole value), `0.5–1` (a range), `≥12` (the tail row)."""
+    last = len(view.bins) - 1
+    return [f"≥{_num(lo)}" if view.overflow and i == last else (_num(lo) if view.whole else f"{_num(lo)}–{_num(hi)}")
+            for i, (lo, hi, _) in enumerate(view.bins)]
+
+
 def histogram(view: RuleView, threshold: float, flag_below: bool, width: int = 28) -> Table | Text:
     """One line per bin: range, bar, count. Bars on the flagged side of the threshold are red; ◀
     marks the bin that holds the threshold."""
     if not view.bins:
         return Text("no measured values: run quality (r)", style="dim")
     t = Table(box=None, show_header=False, padding=(0, 1, 0, 0), expand=False)
-    labels = [f"{lo:g}" if view.whole else f"{lo:.3g}–{hi:.3g}" for lo, hi, _ in view.bins]
+    labels = bin_labels(view)
     t.add_column(justify="right", no_wrap=True, min_width=max(map(len, labels)))
     t.add_column(no_wrap=True)
     t.add_column(justify="right", no_wrap=True)
@@ -177,7 +240,7 @@ def histogram(view: RuleView, threshold: float, flag_below: bool, width: int = 2
     last = len(view.bins) - 1
     width = max(4, width - max(map(len, labels)) - len(f"{top:,}") - 6)
     for i, ((lo, hi, n), label) in enumerate(zip(view.bins, labels)):
-        at = lo if view.whole else (lo + hi) / 2
+        at = lo if view.whole or (view.overflow and i == last) else (lo + hi) / 2
         flagged = at < threshold if flag_below else at >= threshold
         holds = lo <= threshold < hi or (i == last and threshold >= hi) or (i == 0 and threshold < lo)
         bar = "█" * max(1 if n else 0, round(width * n / top))
@@ -188,6 +251,7 @@ def histogram(view: RuleView, threshold: float, flag_below: bool, width: int = 2
 
 class QualityScreen(Screen):
     BINDINGS = bindings_for("quality")
+    AUTO_FOCUS = "#q-rules"  # and where Escape from the threshold box returns
     DEFAULT_CSS = """
     #q-rules { text-wrap: nowrap; text-overflow: ellipsis; }
     #q-main { height: 1fr; }
@@ -299,10 +363,13 @@ class QualityScreen(Screen):
             self.query_one("#q-threshold", Static).update("")
 
     @work(thread=True, exclusive=True, group="quality-rule")
-    def _load_rule(self, rule_id: str, threshold: float) -> None:
+    def _load_rule(self, rule_id: str, threshold: float, around: float | None = None) -> None:
+        """The histogram laid out around `around` (the threshold being tried; by default the
+        rule's), and how many the rule's threshold flags now."""
         con = self.app.engine.reader()
-        bins, whole = rule_bins(con, rule_id)
-        view = RuleView(rule_id, bins, quality.preview(con, rule_id, threshold), whole)
+        around = threshold if around is None else around
+        bins, whole, overflow = rule_bins(con, rule_id, around)
+        view = RuleView(rule_id, bins, quality.preview(con, rule_id, threshold), whole, overflow, around)
         self.app.call_from_thread(self._show_rule, view)
 
     def _show_rule(self, view: RuleView) -> None:
@@ -342,6 +409,11 @@ class QualityScreen(Screen):
         self.would_flag = None
         self._draw_threshold()
         self._preview(r.id, self.pending)
+        view = self.view
+        if view is not None and view.bins and (
+                (view.overflow and self.pending >= view.bins[-1][0])             # into the tail row
+                or (view.around > 0 and self.pending < view.around / 4)):        # far below: zoom in
+            self._load_rule(r.id, r.threshold, self.pending)
 
     @work(thread=True, exclusive=True, group="quality-preview")
     def _preview(self, rule_id: str, threshold: float) -> None:
@@ -386,11 +458,11 @@ class QualityScreen(Screen):
         event.input.remove_class("-open")
         self.rules_list.focus()
 
-    def key_escape(self) -> None:
-        box = self.query_one("#q-input", Input)
-        if box.has_class("-open"):
-            box.remove_class("-open")
-            self.rules_list.focus()
+    @on(Input.Blurred, "#q-input")
+    def _typing_left(self, event: Input.Blurred) -> None:
+        """Escape (app.leave_field) or a click elsewhere closes the box; the typed value stays as
+        the threshold being tried."""
+        event.input.remove_class("-open")
 
     # -- applying, review, rerun, undo -------------------------------------------------------------
     @on(OptionList.OptionSelected, "#q-rules")
@@ -409,10 +481,10 @@ class QualityScreen(Screen):
 
         def done(result: Any) -> None:
             if isinstance(result, StudioError):
-                self.notify(visible(str(result)), title="quality", severity="error", timeout=10)
+                self.notify(visible(app_message(result)), title="quality", severity="error", timeout=10)
             else:
                 self.notify(f"{r.id} threshold {threshold:g}: {result.by_rule.get(r.id, 0):,} flagged "
-                            f"(operation {result.op_id}; u undoes)", title="quality")
+                            f"({op_note(result.op_id)})", title="quality")
             self.reload()
 
         run_engine_job(self.app, "quality", apply_threshold, r.id, threshold, on_done=done)
@@ -425,24 +497,22 @@ class QualityScreen(Screen):
     def action_run_quality(self) -> None:
         def done(result: Any) -> None:
             if isinstance(result, StudioError):
-                self.notify(visible(str(result)), title="quality", severity="error", timeout=10)
+                self.notify(visible(app_message(result)), title="quality", severity="error", timeout=10)
             else:
                 self.notify(f"{result.flagged_samples:,} of {result.samples:,} samples flagged "
-                            f"(operation {result.op_id}; u undoes)", title="quality")
+                            f"({op_note(result.op_id)})", title="quality")
             self.reload()
 
         run_engine_job(self.app, "quality", rerun, on_done=done)
 
     def action_undo(self) -> None:
-        from curation import review
-
         async def wait() -> None:
             try:
-                undone = await asyncio.wrap_future(self.app.engine.write(review.undo, 1))
+                undone = await asyncio.wrap_future(self.app.engine.write(undo_last))
             except StudioError as exc:
-                self.notify(visible(str(exc)), severity="error", timeout=8)
+                self.notify(visible(app_message(exc)), severity="error", timeout=8)
                 return
-            self.notify(f"undid operation {', '.join(map(str, undone))}" if undone else "nothing to undo")
+            self.notify(undo_message(undone))
             self.app.refresh_counts()
             self.reload()
 

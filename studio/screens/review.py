@@ -33,6 +33,7 @@ from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
 from ..widgets.sample_list import SampleList
 from ..widgets.sample_view import SampleView
+from ._curation import app_message, undo_last, undo_message
 
 RANGE_LIMIT = 100_000  # `v` selects at most this many rows at once; use `*` for a whole filter
 
@@ -50,6 +51,7 @@ def describe_filter(flt: browse.Filter) -> str:
 
 class ReviewScreen(Screen):
     BINDINGS = bindings_for("review")
+    AUTO_FOCUS = "#sample-list"  # and where Escape from the search box returns
 
     def __init__(self, flt: browse.Filter | None = None):
         super().__init__()
@@ -178,7 +180,7 @@ class ReviewScreen(Screen):
             except StudioError as exc:
                 if failed is not None:
                     failed()
-                self.notify(visible(str(exc)), severity="error", timeout=8)
+                self.notify(visible(app_message(exc)), severity="error", timeout=8)
                 return
             self._details.clear()
             if done is not None:
@@ -207,16 +209,20 @@ class ReviewScreen(Screen):
         self._set_current("rejected")
 
     def action_undo(self) -> None:
-        from curation import review
+        def done(undone: list) -> None:
+            self.notify(undo_message(undone))
+            if undone:
+                self.list.reload()
+                self._refresh_detail()
 
-        def done(undone: list[int]) -> None:
-            if not undone:
-                self.notify("nothing to undo")
-                return
-            self.notify(f"undid operation {', '.join(map(str, undone))}")
-            self.list.reload()
+        self._write(undo_last, done=done)
 
-        self._write(review.undo, 1, done=done)
+    def _refresh_detail(self) -> None:
+        """Load the highlighted sample's detail again (its status or content changed under it)."""
+        row = self.list.current
+        if row is not None:
+            self._details.pop(row.id, None)
+            self._load_detail(row.id)
 
     # -- editing --------------------------------------------------------------------------------
     def _after_edit(self, sample_id: int) -> None:
@@ -291,11 +297,11 @@ class ReviewScreen(Screen):
         self.list.focus()
         self.apply_filter(replace(self.list.flt, search=event.value.strip() or None))
 
-    def key_escape(self) -> None:
-        box = self.query_one("#review-search", Input)
-        if box.has_class("-open"):
-            box.remove_class("-open")
-            self.list.focus()
+    @on(Input.Blurred, "#review-search")
+    def _search_left(self, event: Input.Blurred) -> None:
+        """Escape (app.leave_field: focus back to the list) or a click elsewhere closes the box
+        without applying it."""
+        event.input.remove_class("-open")
 
     def apply_filter(self, flt: browse.Filter) -> None:
         self.select_all_matching = False
@@ -358,12 +364,16 @@ class ReviewScreen(Screen):
         if not await self.app.push_screen_wait(ConfirmScreen(f"{verb} {what}?")):
             return
 
-        def done(op_id: int) -> None:
-            self.notify(f"{verb.lower()}d {len(ids):,} samples (operation {op_id}; u undoes)")
+        def done(op_id: int | None) -> None:
+            if op_id is None:  # every one of them had that status already: nothing recorded
+                self.notify(f"no change: {what} are already {status}")
+            else:
+                self.notify(f"{verb.lower()}d {len(ids):,} samples (operation {op_id}; u undoes)")
             self.select_all_matching = False
             lst.clear_selection()
             lst.update_status(ids, status)
             self._update_status_line()
+            self._refresh_detail()  # the pane showed the old status of the highlighted row
 
         self._write(review.set_status, ids, status, f"bulk {status} from review", done=done)
 

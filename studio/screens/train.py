@@ -6,11 +6,17 @@ The form is `studio train`'s arguments as fields: preset, split, base, method an
 the host. It builds an argparse Namespace and hands it to studio/commands/train.py's own helpers
 (`resolve_split`, `build_config`, `reproduce_line`), so the screen can do nothing the CLI cannot and
 writes the same config.yaml. `p` shows `make_plan` (memory vs the seed's table, lengths, EOS
-check, steps) in a worker; Ctrl+S creates the run and launches it detached (`training.runs.launch`)
-or uploads and starts it on the host (`training.remote.launch_remote`), then mirrors its metrics
-(`stream_metrics`) so the local run directory grows like a local run's.
+check, steps) in a worker; Ctrl+S (or the Launch button) plans the launch in a worker ("planning…")
+and asks first (studio/screens/confirm.py: what, where, the device, the plan's memory and a rough
+time; a run this machine cannot train, `training.plan.launch_refusal`, as `studio train` refuses
+it, is refused there with the reason). Only Launch in that dialog creates the run and launches it
+detached (`training.runs.launch`) or uploads and starts it on the host
+(`training.remote.launch_remote`), then mirrors its metrics (`stream_metrics`) so the local run
+directory grows like a local run's.
 
-The runs list re-reads WS/runs every RUNS_REFRESH_S. The chart follows the selected run's
+The runs list re-reads WS/runs every RUNS_REFRESH_S. Its columns follow its width (`runs_layout`,
+again on resize): a short run name, state, step/total, loss and eval loss always; where, method,
+base and start time when there is room. The chart follows the selected run's
 metrics.jsonl by byte offset (`read_metrics`, once a second in a worker), so it holds exactly the
 file's metric points; a run started before the studio opened is followed the same way (for a
 remote run with `remote.json`, selecting it starts mirroring again). `c` cancels the selected run.
@@ -19,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +105,147 @@ def config_for(args: argparse.Namespace):
     return build_config(args, resolve_split(args))
 
 
-def runs_table_rows(rows: list[dict[str, Any]], remotes: dict[str, str]) -> list[tuple]:
-    out = []
+STATE_ICONS = {"running": ("▶", "run"), "done": ("✓", "done"), "failed": ("✗", "fail"), "cancelled": ("■", "stop"),
+               "queued": ("○", "queue")}
+STATE_STYLES = {"running": "bold yellow", "done": "green", "failed": "bold red", "cancelled": "dim"}
+DATE_PREFIX = re.compile(r"^\d{8}-\d{6}-")  # training.runs.new_run_id: YYYYMMDD-HHMMSS-base-method
+NAME_ROOM = 28  # the run name keeps this many columns before optional columns are added
+
+
+@dataclass(frozen=True)
+class RunsColumn:
+    key: str
+    label: str
+    width: int                # columns of content (cells have no padding: a gap is part of the width)
+    right: bool = False       # numbers right-aligned
+
+
+def middle(text: str, width: int) -> str:
+    """`text` in at most `width` columns: its start and end around an ellipsis."""
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return "…"[:max(0, width)]
+    head = width // 2
+    tail = width - 1 - head
+    return text[:head] + "…" + (text[len(text) - tail:] if tail else "")
+
+
+def short_run_name(run_id: str, width: int) -> str:
+    """The run's id if it fits, else without its date prefix, else that cut in the middle with …"""
+    if len(run_id) <= width:
+        return run_id
+    return middle(DATE_PREFIX.sub("", run_id), width)
+
+
+def _started(value: Any) -> str:
+    text = str(value or "")
+    return f"{text[5:10]} {text[11:16]}" if len(text) >= 16 else ""
+
+
+def runs_layout(rows: list[dict[str, Any]], remotes: dict[str, str], width: int
+                ) -> tuple[list[RunsColumn], list[tuple[str, dict[str, Any]]]]:
+    """The runs table's columns and cells for `width` columns of table: run name, state (an icon and
+    a short word), step/total, loss and eval loss always; where (when a run is remote), method, base and
+    start time as the width allows; the name takes the rest. Returns (columns, [(run id, cells by key)])."""
+    wide = width >= 70
+    losses = ".4f" if width >= 44 else ".3f"
+
+    def num(v: Any) -> str:
+        return f"{v:{losses}}" if isinstance(v, (int, float)) else "-"
+
+    values = []
     for r in rows:
-        step = f"{r.get('step') or 0}/{r.get('max_steps') or '?'}"
-        loss = f"{r['loss']:.4f}" if isinstance(r.get("loss"), (int, float)) else "-"
-        ev = f"{r['eval_loss']:.4f}" if isinstance(r.get("eval_loss"), (int, float)) else "-"
         state = str(r.get("state"))
-        style = {"running": "bold yellow", "done": "green", "failed": "bold red", "cancelled": "dim"}.get(state, "")
-        name = visible(r["id"], single_line=True) + (" (UNTRAINED)" if r.get("untrained") else "")
-        out.append((r["id"], (Text(name), Text(state, style=style), step, loss, ev,
-                              Text(visible(remotes.get(r["id"], "local"), single_line=True)))))
-    return out
+        icon, word = STATE_ICONS.get(state, ("?", state))
+        values.append({
+            "state": Text(f"{icon} {state if wide else word}", style=STATE_STYLES.get(state, "")),
+            "step": f"{r.get('step') or 0}/{r.get('max_steps') or '?'}",
+            "loss": num(r.get("loss")), "eval": num(r.get("eval_loss")),
+            "where": visible(remotes.get(r["id"], "local"), single_line=True),
+            "method": visible(str(r.get("method") or ""), single_line=True),
+            "base": visible(str(r.get("base") or "").split("/")[-1], single_line=True),
+            "started": _started(r.get("started_at")),
+        })
+
+    def fit(key: str, label: str, right: bool = False, most: int = 99) -> RunsColumn:
+        longest = max([len(label)] + [len(v[key].plain if isinstance(v[key], Text) else v[key]) for v in values])
+        return RunsColumn(key, label, min(longest, most) + 1, right)
+
+    required = [fit("state", "state"), fit("step", "step", True), fit("loss", "loss", True), fit("eval", "eval", True)]
+    optional = ([fit("where", "where", True, most=28)] if any(r["id"] in remotes for r in rows) else [])
+    optional += [fit("method", "method", True), fit("base", "base", True, most=22), fit("started", "started", True)]
+    names = [r["id"] + (" (UNTRAINED)" if r.get("untrained") else "") for r in rows]
+    room = width - sum(c.width for c in required)
+    want = min(NAME_ROOM, max([len("run")] + [len(DATE_PREFIX.sub("", n)) for n in names]) + 1)
+    chosen = []
+    for col in optional:
+        if room - col.width >= want:
+            chosen.append(col)
+            room -= col.width
+    name_col = RunsColumn("run", "run", max(4, room))
+    columns = [name_col] + required + chosen
+    out = []
+    for r, v in zip(rows, values):
+        flag = " (UNTRAINED)" if r.get("untrained") else ""
+        name_w = name_col.width - 1
+        if flag and len(r["id"]) + len(flag) > name_w:
+            flag = " (U)"
+        name = visible(r["id"], single_line=True)
+        cells = {"run": Text.assemble(short_run_name(name, max(1, name_w - len(flag))), (flag, "bold red"))}
+        for col in columns[1:]:
+            cell = v[col.key]
+            if not isinstance(cell, Text):
+                cell = Text(cell if len(cell) < col.width else middle(cell, col.width - 1))
+            cells[col.key] = cell
+        out.append((r["id"], cells))
+    for col in columns:
+        if col.right:
+            for _rid, cells in out:
+                cells[col.key].justify = "right"
+    return columns, out
+
+
+def _gb(value: float) -> str:
+    return f"{value:.1f} GB" if value >= 0.1 else f"{value * 1024:.0f} MB"
+
+
+def launch_rows(args: argparse.Namespace, plan: dict[str, Any], device: dict[str, Any] | None,
+                seconds: float | None) -> tuple[list[tuple[str, Any]], str]:
+    """The launch confirmation's rows (what, where, device, memory, time, steps) and its title."""
+    from training.plan import Shape, describe_device, format_duration
+
+    method = plan["method"]
+    mem = plan["memory_gb"][method]
+    params = sum(Shape(**plan["shape"]).params())
+    size = f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.1f}M"
+    base = plan["base"] + (" (UNTRAINED tiny model)" if plan.get("untrained") else "")
+    what = f"{method} of {base} ({size} parameters) on split {args.split}"
+    if args.preset:
+        what += f", preset {args.preset}"
+    rows: list[tuple[str, Any]] = [("run", what)]
+    if device is None:
+        rows += [("where", f"SSH host {args.host}: uploaded and started there, detached"),
+                 ("device", "the host's GPU (its agent checks it when the run starts)"),
+                 ("memory", f"{_gb(mem['total_gb'])} on the card ({_gb(mem['peak_gb'])} peak, plan)")]
+    else:
+        rows += [("where", "this machine, detached (it goes on if the studio closes)"),
+                 ("device", describe_device(device))]
+        if device["kind"] == "cuda":
+            rows.append(("memory", f"{_gb(mem['total_gb'])} on the card ({_gb(mem['peak_gb'])} peak, plan)"))
+        else:
+            rows.append(("memory", f"about {_gb(2 * mem['peak_gb'])} of RAM (fp32 on a CPU; the plan's peak in bf16: "
+                                   f"{_gb(mem['peak_gb'])})"))
+    steps = plan.get("steps")
+    if device is not None:
+        rows.append(("time", f"{format_duration(seconds)} (rough)" if seconds is not None
+                     else "unknown: the base's tokenizer is not here to count the tokens"))
+    if steps:
+        rows.append(("steps", f"{steps['steps']:,} optimizer step{'s' if steps['steps'] != 1 else ''}, "
+                              f"{plan['samples']['train']:,} training samples"))
+    for note in plan.get("notes") or []:
+        rows.append(("note", note))
+    return rows, f"Launch a training run on {args.split}?"
 
 
 class TrainScreen(Screen):
@@ -136,6 +273,9 @@ class TrainScreen(Screen):
         self._run_ids: list[str] = []
         self._streaming: set[str] = set()    # remote runs being mirrored by this screen
         self._remotes: dict[str, str] = {}   # run id -> host target, for runs with remote.json
+        self._rows: list[dict[str, Any]] = []  # the runs listed last (the table is laid out again on resize)
+        self._layout: tuple = ()             # the columns shown: (key, width) pairs
+        self._preparing = False              # a launch is being planned: another ctrl+s waits for it
 
     def compose(self) -> ComposeResult:
         from training.config import preset_names
@@ -166,7 +306,7 @@ class TrainScreen(Screen):
                     yield Button("Plan (p)", id="tr-plan-go", compact=True)
                     yield Button("Launch (^S)", id="tr-go", variant="primary", compact=True)
             with Vertical(id="tr-right"):
-                table = DataTable(id="tr-runs", cursor_type="row", zebra_stripes=False)
+                table = DataTable(id="tr-runs", cursor_type="row", zebra_stripes=False, cell_padding=0)
                 yield table
                 with ContentSwitcher(initial="tr-chart", id="tr-view"):
                     yield LossChart(id="tr-chart")
@@ -180,7 +320,6 @@ class TrainScreen(Screen):
         self.query_one("#tr-runs").border_title = "Runs"
         self.query_one("#tr-view").border_title = "Curve"
         table = self.query_one("#tr-runs", DataTable)
-        table.add_columns("run", "state", "step", "loss", "eval", "where")
         self._fill_from_preset(str(self.query_one("#tr-preset", Select).value))
         self._load_splits()
         self.action_reload()
@@ -281,11 +420,68 @@ class TrainScreen(Screen):
 
     # -- launch ---------------------------------------------------------------------------------
     def action_launch(self) -> None:
+        """Plan the launch in a worker (the plan's memory and steps, this machine's device), then ask:
+        the confirmation (studio/screens/confirm.py) shows what will run, where, on which device,
+        its memory and rough time, or why it is refused. Nothing is created before Launch."""
+        if self._preparing:
+            self.message("still planning the launch…", "dim")
+            return
         try:
             args = train_args(self.app.engine.ws.root, self.form())
         except StudioError as exc:
             self.message(str(exc), "bold red")
             return
+        self._preparing = True
+        self.message(f"planning the launch on {args.split}… (tokenising the split, reading the device)", "dim")
+        self._prepare_launch(args)
+
+    @work(thread=True, exclusive=True, group="tr-prepare")
+    def _prepare_launch(self, args: argparse.Namespace) -> None:
+        from training.plan import estimate_time, launch_refusal, local_device, make_plan
+
+        from ..commands.train import call
+
+        try:
+            cfg = config_for(args)
+            device = None if args.host else call(local_device)
+            gpu_mem = device["memory_gb"] if device and device["kind"] == "cuda" else None
+            plan = call(lambda: make_plan(cfg, gpu_mem_gb=gpu_mem))
+        except StudioError as exc:
+            self.app.call_from_thread(self._launch_refused_early, str(exc))
+            return
+        except Exception as exc:  # a tokenizer or file problem: said here, the studio stays up
+            self.app.call_from_thread(self._launch_refused_early, f"planning failed: {type(exc).__name__}: {exc}")
+            return
+        refusal = None
+        seconds = None
+        if device is not None:
+            refusal = launch_refusal(plan, device) or (plan.get("problems") or [None])[0]
+            seconds = estimate_time(plan, device)
+        self.app.call_from_thread(self._confirm_launch, args, plan, device, refusal, seconds)
+
+    def _launch_refused_early(self, text: str) -> None:
+        self._preparing = False
+        self.message(text, "bold red")
+
+    def _confirm_launch(self, args: argparse.Namespace, plan: dict[str, Any], device: dict[str, Any] | None,
+                        refusal: str | None, seconds: float | None) -> None:
+        from .confirm import LaunchConfirmScreen
+
+        self._preparing = False
+        self.message("")
+        rows, title = launch_rows(args, plan, device, seconds)
+
+        def answer(result: dict | None) -> None:
+            if refusal:
+                self.message(f"not launched: {refusal}", "bold red")
+            elif result is None:
+                self.message("launch cancelled: nothing was created", "dim")
+            else:
+                self._start(args)
+
+        self.app.push_screen(LaunchConfirmScreen(title, rows, refusal=refusal), answer)
+
+    def _start(self, args: argparse.Namespace) -> None:
         where = args.host or "here"
         self.message(f"starting a run on {args.split} ({where})…", "dim")
         if args.host:
@@ -381,24 +577,52 @@ class TrainScreen(Screen):
         self.app.call_from_thread(self._show_runs, rows, remotes)
 
     def _show_runs(self, rows: list[dict[str, Any]], remotes: dict[str, str]) -> None:
+        if not self.query("#tr-runs"):
+            return  # the studio is quitting: the screen's widgets are gone
         self._remotes.update(remotes)
         self._states = {r["id"]: r.get("state") for r in rows}
-        table = self.query_one("#tr-runs", DataTable)
-        data = runs_table_rows(rows, self._remotes)
-        ids = [rid for rid, _ in data]
-        if ids == self._run_ids:
-            for rid, cells in data:
-                for col, value in zip(table.columns, cells):
-                    table.update_cell(rid, col, value)
-        else:
-            table.clear()
-            for rid, cells in data:
-                table.add_row(*cells, key=rid)
-            self._run_ids = ids
-            if self.selected in ids:
-                table.move_cursor(row=ids.index(self.selected), animate=False)
+        self._rows = rows
+        self._fill_runs()
+        ids = self._run_ids
         if self.selected is None and ids:
             self.select_run(ids[-1])
+
+    def _table_width(self, table: DataTable, n_rows: int) -> int:
+        """Columns the table can show without a horizontal scrollbar (less the vertical one when
+        the rows overflow)."""
+        width = table.size.width or max(20, self.app.size.width - 36 - 2)
+        if table.size.height and n_rows > table.size.height - 1:
+            width -= table.styles.scrollbar_size_vertical
+        return width
+
+    def _fill_runs(self) -> None:
+        """Lay the runs table out for its width (runs_layout) and fill it: cells are updated in place
+        while the runs and the columns stay the same, else the table is built again."""
+        table = self.query_one("#tr-runs", DataTable)
+        columns, data = runs_layout(self._rows, self._remotes, self._table_width(table, len(self._rows)))
+        layout = tuple((c.key, c.width) for c in columns)
+        ids = [rid for rid, _ in data]
+        if ids == self._run_ids and layout == self._layout:
+            for rid, cells in data:
+                for col in columns:
+                    table.update_cell(rid, col.key, cells[col.key])
+            return
+        if layout != self._layout:
+            table.clear(columns=True)
+            for col in columns:
+                table.add_column(Text(col.label, justify="right" if col.right else "left"), width=col.width, key=col.key)
+            self._layout = layout
+        else:
+            table.clear()
+        for rid, cells in data:
+            table.add_row(*(cells[c.key] for c in columns), key=rid)
+        self._run_ids = ids
+        if self.selected in ids:
+            table.move_cursor(row=ids.index(self.selected), animate=False)
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.call_after_refresh(self._fill_runs)
 
     @on(DataTable.RowHighlighted, "#tr-runs")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -451,6 +675,8 @@ class TrainScreen(Screen):
                      generation: Any, restarted: bool, summary: str | None = None) -> None:
         if run_id != self.selected or offset != self._offset:
             return  # a late answer for another run, or for an offset already read
+        if not self.query("#tr-chart"):
+            return  # the studio is quitting: the screen's widgets are gone
         if summary:
             self.query_one("#tr-view", ContentSwitcher).border_subtitle = visible(summary, single_line=True)
         chart = self.query_one("#tr-chart", LossChart)
