@@ -112,7 +112,9 @@ async def test_launch_lands_pending_generated_samples(studio_ws, monkeypatch):
             assert screen.job is None and screen.result is not None
             assert screen.result.state == "done" and len(screen.result.new_sample_ids) == ZH_SAMPLES * 2
             summary = plain(screen.query_one("#au-result").content)
-            assert f"{ZH_SAMPLES * 2} new samples" in summary and "0 failed" in summary
+            landing = screen.result.landing["summary"]  # what landed and what was dropped, as the CLI says
+            assert landing.startswith(f"{ZH_SAMPLES * 2} ") and "landed as pending" in landing, landing
+            assert landing in summary and "0 failed" in summary
             assert f"requests {ZH_SAMPLES * 2}/{ZH_SAMPLES * 2}" in plain(screen.query_one("#au-status-line").content)
             assert "augment:answers" in plain(screen.query_one("#au-jobs").content)
             assert "fake-model" in plain(screen.query_one("#au-usage").content)

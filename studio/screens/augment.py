@@ -39,7 +39,7 @@ from curation.safe_text import visible
 
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
-from ._curation import open_review
+from ._curation import app_message, open_review
 
 OPS = ("rewrite", "answers", "reverse", "judge")
 # spec field -> (its input, the row under it that shows its problem); labels as the form names them
@@ -106,7 +106,9 @@ def summary_text(r: Any) -> Text:
     state = r.state if not r.stop_reason else f"{r.state} ({r.stop_reason})"
     style = "bold green" if r.state == "done" else "bold yellow"
     text = Text(f"job {r.job_id} augment:{r.op} {state}: ", style=style)
-    text.append(f"{len(r.new_sample_ids):,} new samples", style="bold")
+    landing = getattr(r, "landing", None) or {}
+    # what landed, and what was dropped and why (curation.augment.jobs: repeats of the lineage, duplicates)
+    text.append(landing.get("summary") or f"{len(r.new_sample_ids):,} new samples", style="bold")
     if r.judged:
         text.append(f", {r.judged:,} judged")
     if r.rejected_ids:
@@ -315,7 +317,7 @@ class AugmentScreen(Screen):
         try:
             found = list_providers(self.app.engine.ws.read_config())
         except StudioError as exc:
-            self.query_one("#au-result", Static).update(Text(visible(str(exc)), style="bold red"))
+            self.query_one("#au-result", Static).update(Text(visible(app_message(exc)), style="bold red"))
             return
         if found:  # augment.run picks a configured provider when one exists: the environment is no choice then
             box.set_options([(visible(f"{p.name} ({p.model or 'no model'})", single_line=True), p.name) for p in found])
@@ -388,7 +390,7 @@ class AugmentScreen(Screen):
             f = self.form()
         except StudioError as exc:
             self.estimate = None
-            self.query_one("#au-estimate", Static).update(Text(visible(str(exc)), style="bold red"))
+            self.query_one("#au-estimate", Static).update(Text(visible(app_message(exc)), style="bold red"))
             return
         self._estimate(f, self._generation)
 
@@ -408,7 +410,7 @@ class AugmentScreen(Screen):
         box = self.query_one("#au-estimate", Static)
         if isinstance(est, StudioError):
             self.estimate = None
-            box.update(Text(visible(str(est)), style="bold red"))
+            box.update(Text(visible(app_message(est)), style="bold red"))
             return
         self.estimate = est
         box.update(Group(Text(f"{f.spec.op} · samples {f.label}", style="bold"), estimate_table(est)))
@@ -452,7 +454,7 @@ class AugmentScreen(Screen):
         try:
             f = self.form()
         except StudioError as exc:
-            result.update(Text(visible(str(exc)), style="bold red"))
+            result.update(Text(visible(app_message(exc)), style="bold red"))
             shown = self.query(".au-err.-shown")
             if shown:
                 shown.last().scroll_visible()
@@ -471,7 +473,7 @@ class AugmentScreen(Screen):
             est = augment.estimate(view, f.spec)
             provider = resolve(view.read_config(), f.spec.provider, f.spec.model, f.spec.concurrency)
         except StudioError as exc:
-            self.app.call_from_thread(self._not_launched, str(exc))
+            self.app.call_from_thread(self._not_launched, app_message(exc))
             return
         self.app.call_from_thread(self._confirm_launch, f, est, provider)
 
@@ -552,11 +554,13 @@ class AugmentScreen(Screen):
         if job is not None:
             self._show_progress(job)
         if isinstance(out, StudioError):
-            box.update(Text(visible(str(out)), style="bold red"))
+            box.update(Text(visible(app_message(out)), style="bold red"))
         else:
             self.result = out
             box.update(summary_text(out))
-            self.notify(f"augment job {out.job_id}: {len(out.new_sample_ids):,} new samples", title="augment")
+            landing = getattr(out, "landing", None) or {}
+            self.notify(f"augment job {out.job_id}: {landing.get('summary') or f'{len(out.new_sample_ids):,} new samples'}",
+                        title="augment")
         self.action_reload()
 
     def action_cancel(self) -> None:

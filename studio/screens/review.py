@@ -10,7 +10,6 @@ the error shown.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shlex
 import subprocess

@@ -42,6 +42,7 @@ from curation.errors import StudioError
 from curation.safe_text import visible
 
 from ..bindings import bindings_for
+from ._curation import app_message
 from ..widgets.job_progress import JobProgress
 from ..widgets.loss_chart import LossChart
 
@@ -352,7 +353,7 @@ class TrainScreen(Screen):
         try:
             values = preset_values(preset)
         except StudioError as exc:
-            self.message(str(exc), "bold red")
+            self.message(app_message(exc), "bold red")
             return
         from training.config import preset_summary
 
@@ -398,7 +399,7 @@ class TrainScreen(Screen):
         try:
             args = train_args(self.app.engine.ws.root, self.form())
         except StudioError as exc:
-            self.message(str(exc), "bold red")
+            self.message(app_message(exc), "bold red")
             return
         self.query_one("#tr-plan-text", Static).update(Text("planning… (tokenising the split)", style="dim"))
         self.query_one("#tr-view", ContentSwitcher).current = "tr-plan"
@@ -415,7 +416,7 @@ class TrainScreen(Screen):
             cfg = config_for(args)
             text = Text(visible(format_plan(call(lambda: make_plan(cfg)))), no_wrap=True)  # tables: scroll, not wrap
         except StudioError as exc:
-            text = Text(visible(str(exc)), style="bold red")
+            text = Text(visible(app_message(exc)), style="bold red")
         self.app.call_from_thread(self.query_one("#tr-plan-text", Static).update, text)
 
     # -- launch ---------------------------------------------------------------------------------
@@ -429,7 +430,7 @@ class TrainScreen(Screen):
         try:
             args = train_args(self.app.engine.ws.root, self.form())
         except StudioError as exc:
-            self.message(str(exc), "bold red")
+            self.message(app_message(exc), "bold red")
             return
         self._preparing = True
         self.message(f"planning the launch on {args.split}… (tokenising the split, reading the device)", "dim")
@@ -447,7 +448,7 @@ class TrainScreen(Screen):
             gpu_mem = device["memory_gb"] if device and device["kind"] == "cuda" else None
             plan = call(lambda: make_plan(cfg, gpu_mem_gb=gpu_mem))
         except StudioError as exc:
-            self.app.call_from_thread(self._launch_refused_early, str(exc))
+            self.app.call_from_thread(self._launch_refused_early, app_message(exc))
             return
         except Exception as exc:  # a tokenizer or file problem: said here, the studio stays up
             self.app.call_from_thread(self._launch_refused_early, f"planning failed: {type(exc).__name__}: {exc}")
@@ -501,7 +502,7 @@ class TrainScreen(Screen):
                                                    reproduce=reproduce_line(args)))
             pid = call(lambda: runs.launch(run_dir))
         except StudioError as exc:
-            self.app.call_from_thread(self.message, str(exc), "bold red")
+            self.app.call_from_thread(self.message, app_message(exc), "bold red")
             return
         self.app.call_from_thread(self._started, run_dir.name,
                                   f"started {run_dir.name} (pid {pid}), detached: it goes on if the studio closes")
@@ -524,7 +525,7 @@ class TrainScreen(Screen):
             self.message(f"uploading {run_dir.name} to {spec.target}…", "dim")
             run = await launch_remote(run_dir, spec)
         except (StudioError, TrainingError) as exc:
-            self.message(str(exc), "bold red")
+            self.message(app_message(exc), "bold red")
             return
         self._remotes[run_dir.name] = spec.target
         self._started(run_dir.name, f"started {run.run_id} on {spec.target}:{run.remote_dir} (pid {run.pid}); "
@@ -725,7 +726,7 @@ class TrainScreen(Screen):
             else:
                 await asyncio.to_thread(runs.cancel, run_dir, wait_s=5.0)
         except TrainingError as exc:
-            self.message(str(exc), "bold red")
+            self.message(app_message(exc), "bold red")
             return
         self.message(f"cancel sent to {run_id}", "bold yellow")
         self.action_reload()

@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import Any, Iterable
 
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.geometry import Region, Size
