@@ -158,3 +158,21 @@ def test_detached_run_survives_its_parent_and_cancel_leaves_a_resumable_run(tmp_
     assert st["state"] == "cancelled", (slow / "train.log").read_text()[-2000:]
     assert not runs.pid_alive(slow_pid)
     assert runs.read_status(slow)["last_checkpoint"].startswith("checkpoints/checkpoint-")
+
+
+def test_a_foreground_run_writes_train_log_as_a_detached_one_does(tmp_path, split, capsys):
+    """`studio train --foreground` left no train.log (only library warnings, when there were any);
+    a detached run's log holds the run's own lines. Now both do, and the terminal still shows them."""
+    cfg = tiny_config(split, **{"train.max_steps": 2, "train.eval_steps": 1000, "train.save_steps": 1000})
+    fg = runs.create_run(tmp_path / "runs", cfg, name="fg")
+    assert runs.run_foreground(fg)["state"] == "done"
+    shown = capsys.readouterr()
+    log = (fg / runs.LOG_FILE).read_text(encoding="utf-8")
+    assert "run fg: done at step 2" in log and "run fg: done at step 2" in shown.out + shown.err
+
+    bg = runs.create_run(tmp_path / "runs", cfg, name="bg")
+    runs.launch(bg)
+    assert runs.wait(bg, timeout_s=300)["state"] == "done"
+    detached = (bg / runs.LOG_FILE).read_text(encoding="utf-8")
+    own = [line.replace("bg", "RUN") for line in detached.splitlines() if line.startswith("run bg:")]
+    assert own and own == [line.replace("fg", "RUN") for line in log.splitlines() if line.startswith("run fg:")]

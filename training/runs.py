@@ -12,6 +12,7 @@ skips a corrupt latest checkpoint for the newest whole one (`pick_resume_checkpo
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -182,6 +183,53 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+class _Tee:
+    """A text stream that also appends what it writes to a log file; the log is best effort (a
+    full disk must not stop the terminal's output)."""
+
+    def __init__(self, stream: Any, log: Any):
+        self._stream, self._log = stream, log
+
+    def write(self, text: str) -> int:
+        n = self._stream.write(text)
+        try:
+            self._log.write(text)
+        except (OSError, ValueError):
+            pass
+        return n
+
+    def flush(self) -> None:
+        self._stream.flush()
+        try:
+            self._log.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ... are the terminal's
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _copied_to_log(run_dir: Path):
+    """While training in the foreground, stdout and stderr also go to RUN/train.log, as a detached
+    run's output does (its own lines, warnings, tracebacks), so the log is the same either way."""
+    try:
+        log = open(run_dir / LOG_FILE, "a", encoding="utf-8", errors="replace", buffering=1)
+    except OSError:  # no log (a full disk): the terminal still shows everything
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+        try:
+            log.close()
+        except OSError:
+            pass
+
+
 def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
     """Train in this terminal and return the final status. One GPU (or the CPU): in this process.
     Several (train.devices > 1): torchrun attached to this terminal, one process per GPU; a single
@@ -189,7 +237,8 @@ def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, An
     refuses."""
     run_dir = Path(run_dir).resolve()
     if load_run_config(run_dir).train.devices <= 1:
-        return execute(run_dir, resume=resume)
+        with _copied_to_log(run_dir):  # train.log holds what a detached run's would
+            return execute(run_dir, resume=resume)
     write_status(run_dir, state="queued", pid=None, host=socket.gethostname())  # no stale pid
     rc = subprocess.run(launch_command(run_dir, resume=resume), cwd=str(run_dir), env=_child_env(), check=False).returncode
     st = effective_status(run_dir)
