@@ -298,3 +298,17 @@ def test_cancel_a_remote_run(sshd, host_env, tmp_path, capsys):  # noqa: F811
     assert after["state"] == "cancelled" and after["pid"] == run.pid and not after["alive"]
     assert json.loads((run_dir / "status.json").read_text())["state"] == "cancelled"
     assert after["step"] < 500
+
+
+def test_a_split_folder_is_sent_with_its_subfolders(tmp_path):
+    """An hf-target split keeps its DatasetDict in train/ and val/: only the top-level files were
+    sent, so the run failed on the box with 'missing'."""
+    from training.remote.runs import split_folder_files
+
+    split = tmp_path / "v1"
+    (split / "train").mkdir(parents=True)
+    (split / ".cache").mkdir()
+    for rel in ("manifest.json", "train/data-00000-of-00001.arrow", "train/state.json", ".cache/x"):
+        (split / rel).write_text("{}")
+    assert [rel for rel, _ in split_folder_files(split)] == [
+        "split/manifest.json", "split/train/data-00000-of-00001.arrow", "split/train/state.json"]

@@ -102,6 +102,17 @@ async def _upload_tree(remote: Remote, files: list[tuple[str, Path]], on_upload)
     return links
 
 
+def split_folder_files(split: Path) -> list[tuple[str, Path]]:
+    """(remote relative path, local file) for every file of a split folder, subfolders included
+    (an `hf` split keeps its DatasetDict in train/ and val/), hidden ones left out."""
+    files = []
+    for f in sorted(split.rglob("*")):
+        rel = f.relative_to(split)
+        if f.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files.append((f"split/{rel.as_posix()}", f))
+    return files
+
+
 async def launch_remote(run_dir: str | Path, host: HostSpec | str, *,
                         env: dict[str, str] | None = None,
                         on_upload: Callable[[str, BlobUpload], None] | None = None) -> RemoteRun:
@@ -124,7 +135,7 @@ async def launch_remote(run_dir: str | Path, host: HostSpec | str, *,
         raise RemoteError(f"{config_path}: data.split is empty; name the split to train on")
     split = _local_path(split_value, run_dir)
     if split.is_dir():
-        split_files = [(f"split/{f.name}", f) for f in sorted(split.iterdir()) if f.is_file()]
+        split_files = split_folder_files(split)
         split_remote_rel = "split"
     elif split.is_file():
         split_files = [(f"split/{split.name}", split)]
