@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -195,39 +196,157 @@ def out_json(data: Any) -> None:
 
 
 class CliProgress:
-    """Progress lines on stderr for a `curation.jobs.Job`: redrawn in place on a terminal,
-    a line every few seconds otherwise (logs, CI)."""
+    """Progress on stderr for a `curation.jobs.Job` (pass it as the job's `on_progress`), or for
+    anything else through `update(done, total, message)`; `finish()` when done.
 
-    def __init__(self, label: str, quiet: bool = False):
+    On a terminal: a rich live bar (description, done/total, percent, rate, time left, the job's
+    message), left on screen when finished with the time it took. Anywhere else (logs, CI, pipes,
+    the studio app's reply stream): a plain line every PLAIN_EVERY_S seconds and one at the end,
+    without control characters. Whether stderr is a terminal is its isatty(), not rich's guess
+    (rich believes FORCE_COLOR=1, which CI sets, and would redraw into the log). `quiet`: nothing.
+    `plain_lines=False`: nothing off a terminal (for a caller that prints lines of its own).
+    `console`: a rich Console to draw on (tests), always drawn as a terminal."""
+
+    PLAIN_EVERY_S = 5.0
+
+    def __init__(self, label: str, quiet: bool = False, *, console: Any = None, plain_lines: bool = True):
         self.label = label
         self.quiet = quiet
-        self.tty = sys.stderr.isatty()
+        self.plain_lines = plain_lines
+        self._stream = stderr()
+        self._console = console
+        self.tty = console is not None or _isatty(self._stream)
+        self._lock = threading.Lock()
+        self._progress: Any = None
+        self._task: Any = None
+        self._started = time.monotonic()
         self._last_line = 0.0
+        self._job: Any = None
+        self._finished = False
 
     def __call__(self, job: Any) -> None:
+        self._job = job
+        self.update(job.done, job.total, job.message, elapsed=job.elapsed)
+
+    def update(self, done: int, total: int | None = None, message: str = "", *, elapsed: float | None = None) -> None:
         if self.quiet:
             return
-        now = time.monotonic()
-        if not self.tty and now - self._last_line < 5 and (job.total is None or job.done < job.total):
-            return
-        self._last_line = now
-        if job.total:
-            text = f"{self.label}: {job.done:,}/{job.total:,} ({100 * job.done / job.total:.0f}%)"
-        else:
-            text = f"{self.label}: {job.done:,}"
-        if job.message:
-            text += f"  {visible(job.message, single_line=True)}"
-        text += f"  {job.elapsed:.1f}s"
+        message = visible(message, single_line=True) if message else ""
         if self.tty:
-            sys.stderr.write("\r\x1b[2K" + text)
+            self._draw(done, total, message)
+        elif self.plain_lines:
+            self._line(done, total, message, time.monotonic() - self._started if elapsed is None else elapsed)
+
+    def _draw(self, done: int, total: int | None, message: str) -> None:
+        with self._lock:
+            progress = self._progress
+            if progress is None:
+                if self._finished:
+                    return  # a late report from a worker thread does not draw a second bar
+                self._progress = _rich_progress(self._console or _terminal_console(self._stream))
+                # the first values start the task, so a run that starts at step 900 is not read as 900 steps at once
+                self._task = self._progress.add_task(self.label, total=total, completed=done, message=message)
+                self._progress.start()
+                return
+        progress.update(self._task, total=total, completed=done, message=message)
+
+    def _line(self, done: int, total: int | None, message: str, elapsed: float) -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if now - self._last_line < self.PLAIN_EVERY_S and not finished:
+            return
+        if finished and self._last_line < 0:
+            return  # the final line is out already
+        self._last_line = -1.0 if finished else now
+        if total:
+            text = f"{self.label}: {done:,}/{total:,} ({100 * done / total:.0f}%)"
         else:
-            sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+            text = f"{self.label}: {done:,}"
+        if message:
+            text += f"  {message}"
+        text += f"  {elapsed:.1f}s"
+        if total and 0 < done < total and elapsed > 0:
+            text += f", about {_clock((total - done) * elapsed / done)} left"
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    @property
+    def drawing(self) -> bool:
+        """Whether a live bar is on the terminal now."""
+        return self._progress is not None
 
     def finish(self) -> None:
-        if self.tty and not self.quiet:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self._job is not None:  # the job reports at most every 0.1 s: show where it ended
+            self(self._job)
+            self._job = None
+        with self._lock:
+            progress, self._progress = self._progress, None
+            self._finished = True
+        if progress is not None:
+            progress.stop()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _terminal_console(stream: TextIO):
+    from rich.console import Console
+
+    return Console(file=stream, force_terminal=True, highlight=False)
+
+
+def _rich_progress(console: Any):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Column
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            if speed is None:
+                return Text("?/s", style="progress.data.speed")
+            return Text(f"{speed:,.2f}/s" if speed < 10 else f"{speed:,.0f}/s", style="progress.data.speed")
+
+    class MessageColumn(ProgressColumn):
+        """The job's message, cut with an ellipsis to what the line has left (the other columns keep their width)."""
+
+        def render(self, task) -> Text:
+            return Text(task.fields.get("message", ""), no_wrap=True, overflow="ellipsis")
+
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
+    return Progress(
+        TextColumn("{task.description}", markup=False, table_column=fixed()),
+        BarColumn(bar_width=20, table_column=fixed()),
+        MofNCompleteColumn(table_column=fixed()),
+        TaskProgressColumn(table_column=fixed()),
+        RateColumn(table_column=fixed()),
+        TimeRemainingColumn(elapsed_when_finished=True, table_column=fixed()),
+        MessageColumn(table_column=Column(overflow="ellipsis")),
+        console=console,
+        # the command's stdout lines pass above the bar only when stdout is this terminal too;
+        # a redirected stdout (a file, `| jq`) is left alone
+        redirect_stdout=_isatty(sys.stdout),
+        redirect_stderr=True,
+    )
 
 
 def make_job(kind: str, quiet: bool = False):

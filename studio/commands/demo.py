@@ -35,14 +35,20 @@ def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
     if not files:
         raise StudioError(f"no sample files in {data} (expected {', '.join(DEMO_FILES)}); pass --data DIR")
     job, progress = make_job("import", quiet=quiet)
-    report = import_paths(ws, files, job=job)
-    progress.finish()
+    try:
+        report = import_paths(ws, files, job=job)
+    finally:
+        progress.finish()  # a live bar is stopped (the cursor shown again) on an error too
     job, progress = make_job("dedup", quiet=quiet)
-    dedup = find_duplicates(ws, job=job)
-    progress.finish()
+    try:
+        dedup = find_duplicates(ws, job=job)
+    finally:
+        progress.finish()
     job, progress = make_job("quality", quiet=quiet)
-    quality = run_quality(ws, job=job)
-    progress.finish()
+    try:
+        quality = run_quality(ws, job=job)
+    finally:
+        progress.finish()
     # A first split, so the Train screen can start a tiny-demo run at once; review and export
     # your own (`studio export v1`) once you have approved samples.
     split = export_split(ws, "demo", include="approved+pending")

@@ -32,6 +32,7 @@ def register(sub):
     p.add_argument("--skip-invalid", action="store_true",
                    help="import the valid rows and write invalid ones to WORKSPACE/rejects/; "
                         "leave out files that cannot be imported and import the others (exit status 1)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
 
@@ -65,7 +66,7 @@ def run(args) -> int:
     from ._common import make_job, open_ws, out, out_json
 
     mapping = parse_mapping(args.mapping)
-    job, progress = make_job("import", quiet=args.json)
+    job, progress = make_job("import", quiet=args.quiet or args.json)
     try:
         with open_ws(args, create=True) as ws:
             report = import_paths(ws, args.paths, format=args.format, mapping=mapping, encoding=args.encoding,

@@ -254,6 +254,10 @@ def follow(run_dir: Path) -> int:
     from training.metrics import metric_points, read_metrics
     from training.runs import FINAL_STATES, effective_status
 
+    from ._common import CliProgress
+
+    # on a terminal, a bar under the step lines: steps/total, rate, time left; elsewhere the step lines alone
+    bar = CliProgress("train", plain_lines=False)
     offset = 0
     try:
         while True:
@@ -265,12 +269,20 @@ def follow(run_dir: Path) -> int:
                 recs, offset = read_metrics(run_dir, offset)
                 for r in metric_points(recs):
                     out(format_point(r))
+                if bar.drawing and isinstance(st.get("step"), int):
+                    bar.update(st["step"], st.get("max_steps") or None)  # where it ended
+                bar.finish()
                 out(f"{run_dir.name}: {st['state']}" + (f": {st['error']}" if st.get("error") else ""))
                 return 0 if st["state"] == "done" else 1
+            if st.get("state") == "running" and isinstance(st.get("step"), int):
+                bar.update(st["step"], st.get("max_steps") or None)
             time.sleep(0.5)
     except KeyboardInterrupt:
+        bar.finish()
         out(f"stopped following; {run_dir.name} goes on")
         return 130
+    finally:
+        bar.finish()
 
 
 def format_point(r: dict) -> str:
