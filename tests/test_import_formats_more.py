@@ -169,8 +169,10 @@ def test_glaive_sharegpt_tool_calls_land_in_openai_shape_and_train(ws):
     assert json.loads(first["messages"]) == [
         {"role": "user", "content": "What is the weather in Lisbon right now?"},
         {"role": "assistant", "content": "", "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lisbon", "unit": "celsius"}'}}]},
-        {"role": "tool", "content": '{"temperature": 21, "sky": "clear"}'},
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Lisbon", "unit": "celsius"}'}}]},
+        # glaive rows carry no ids: the call gets one and the observation answers it by id (OpenAI's shape)
+        {"role": "tool", "content": '{"temperature": 21, "sky": "clear"}', "tool_call_id": "call_1", "name": "get_weather"},
         {"role": "assistant", "content": "It is 21 °C and clear in Lisbon."}]
     assert json.loads(first["tools"]) == [WEATHER]  # the JSON-string `tools` column, kept
     sample = from_row(first)
@@ -180,7 +182,12 @@ def test_glaive_sharegpt_tool_calls_land_in_openai_shape_and_train(ws):
     row = split.train[0]
     assert row["tools"] == [WEATHER]
     assert row["messages"][1]["tool_calls"] == [
-        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Lisbon", "unit": "celsius"}}}]
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Lisbon", "unit": "celsius"}}}]
+    # ... so an OpenAI fine-tuning export takes them (it refused tool turns without a tool_call_id)
+    from curation.export import check_openai_file, export_split
+
+    oa = export_split(ws, "oa", format="openai", include="approved+pending", val=0)
+    assert check_openai_file(ws.splits_dir / "oa" / "train.jsonl") == [] and oa.counts["train"] == 2
     from training.data import tokenise_sample
 
     tok = tokenizer_for(split)

@@ -17,6 +17,7 @@ assistant turn that is kept but not trained.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from ..samples import Message, Problem, Sample, ToolCall, validate
@@ -226,6 +227,7 @@ def to_sample(rec: dict, source_file: str, source_row: int, list_key: str) -> tu
         call_id = turn.get("tool_call_id") if role == "tool" and isinstance(turn.get("tool_call_id"), str) else None
         name = turn.get("name") if role == "tool" and isinstance(turn.get("name"), str) else None
         messages.append(Message(role, content, calls, call_id, name, weight))
+    messages = link_tool_ids(messages)
     sid = fields.source_id(rec, problems)
     tags = fields.tags(rec, problems)
     schemas = tools(rec, problems)
@@ -238,3 +240,33 @@ def to_sample(rec: dict, source_file: str, source_row: int, list_key: str) -> tu
         role_key, content_key = first_keys or ("role", "content")
         return None, fields.remap_turn_problems(bad, list_key, offset, role_key, content_key)
     return sample, []
+
+
+def link_tool_ids(messages: list[Message]) -> list[Message]:
+    """Give calls without an id one (call_1, call_2, ... within the sample), and a tool turn without
+    a `tool_call_id` the id of the oldest call not answered yet (and its function's name). glaive and
+    LLaMA-Factory rows carry no ids, and OpenAI's format needs them: a tool turn answers a call by id."""
+    taken = {c.id for m in messages for c in m.tool_calls if c.id} | {m.tool_call_id for m in messages if m.tool_call_id}
+    counter = 0
+    pending: list[ToolCall] = []
+    out = []
+    for m in messages:
+        if m.tool_calls:
+            calls = []
+            for c in m.tool_calls:
+                if c.id is None:
+                    counter += 1
+                    while f"call_{counter}" in taken:
+                        counter += 1
+                    c = replace(c, id=f"call_{counter}")
+                calls.append(c)
+            m = replace(m, tool_calls=tuple(calls))
+            pending = list(calls)
+        elif m.role == "tool":
+            if m.tool_call_id is None and pending:
+                call = pending.pop(0)
+                m = replace(m, tool_call_id=call.id, name=m.name or call.name)
+            else:
+                pending = [c for c in pending if c.id != m.tool_call_id]
+        out.append(m)
+    return out
