@@ -101,9 +101,12 @@ def read_train_rows(split: str | Path) -> tuple[list[tuple[str, str]], list[dict
         data = p / ((manifest.get("files") or {}).get("train") or {}).get("path", "train.jsonl")
     else:
         data = p
-    if not data.is_file():
+    if not data.exists():
         raise StudioError(f"{data} does not exist: the split is gone; export it again (studio export NAME) "
                           "or point the run's data.split at it.")
+    if data.suffix == ".parquet" or data.is_dir():  # the parquet and hf (save_to_disk) targets
+        recs = _table_rows(data)
+        return _with_meta([_pair(*_turns(r)) if isinstance(r, dict) else ("", "") for r in recs], manifest)
     text = data.read_text(encoding="utf-8")
     lines = [(1, text)] if data.suffix == ".json" else [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     recs: list[Any] = []
@@ -117,7 +120,29 @@ def read_train_rows(split: str | Path) -> tuple[list[tuple[str, str]], list[dict
         recs = recs[0]
     if not isinstance(recs, list):
         raise StudioError(f"{data}: expected a list of rows; export the split again.")
-    pairs = [_pair(*_turns(r)) if isinstance(r, dict) else ("", "") for r in recs]
+    return _with_meta([_pair(*_turns(r)) if isinstance(r, dict) else ("", "") for r in recs], manifest)
+
+
+def _table_rows(data: Path) -> list[dict[str, Any]]:
+    """The rows of a Parquet file, or of a `save_to_disk` folder (Arrow stream files, in the order
+    its state.json lists them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if data.is_dir():
+            state = json.loads((data / "state.json").read_text(encoding="utf-8"))
+            rows: list[dict[str, Any]] = []
+            for f in state["_data_files"]:
+                with pa.memory_map(str(data / f["filename"])) as src:
+                    rows += pa.ipc.open_stream(src).read_all().to_pylist()
+            return rows
+        return pq.read_table(data).to_pylist()
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        raise StudioError(f"{data}: cannot read the split's rows ({exc}); export the split again.") from None
+
+
+def _with_meta(pairs: list[tuple[str, str]], manifest: dict[str, Any]) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
     meta = list((manifest.get("rows") or {}).get("train") or [])
     replay = set((((manifest.get("settings") or {}).get("replay")) or {}).get("positions") or [])
     if replay:  # a replay split: the manifest lists the task rows only; general rows sit at `positions`

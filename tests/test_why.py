@@ -267,3 +267,23 @@ def test_item_query_uses_the_last_user_turn_and_the_models_answer():
             "answers": {"m": {"text": "the answer"}}}
     assert item_query(item, "m") == query_text("second", "the answer")
     assert item_query(item, "other") == query_text("second")
+
+
+def test_train_rows_read_the_same_from_every_export_target(tmp_path):
+    """`studio why` reads the split's train rows: it read them as JSONL only, so a run trained on
+    a parquet or hf (save_to_disk) split could not be explained."""
+    from curation.export import export_split
+    from curation.importers import import_paths
+    from curation.why import read_train_rows
+    from curation.workspace import open_workspace
+    from tests.conftest import SAMPLE_DATA
+
+    with open_workspace(tmp_path / "ws") as ws:
+        import_paths(ws, [SAMPLE_DATA / "alpaca_mixed.json", SAMPLE_DATA / "sharegpt_chat.jsonl"])
+        read = {}
+        for target in ("jsonl", "parquet", "hf"):
+            manifest = export_split(ws, target, include="approved+pending", target=target)
+            read[target] = read_train_rows(manifest.path)
+    pairs, meta = read["jsonl"]
+    assert len(pairs) > 100 and all(q or a for q, a in pairs) and meta[0].get("sample_id")
+    assert read["parquet"] == read["jsonl"] and read["hf"] == read["jsonl"]
