@@ -166,6 +166,7 @@ class SampleDetail:
     flags: tuple[Flag, ...] = ()
     cluster: ClusterInfo | None = None
     history: tuple[dict[str, Any], ...] = field(default=())  # operations that touched it
+    tools: tuple[dict[str, Any], ...] = ()   # the tool schemas a tool-use sample offers (OpenAI shape)
 
     def as_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -292,7 +293,7 @@ def ids(con: duckdb.DuckDBPyConnection, flt: Filter, *, limit: int | None = None
 _DETAIL_COLS = (
     "id", "kind", "status", "version", "system", "messages", "text", "instruction", "answer", "lang",
     "tags", "source_file", "source_row", "source_id", "import_id", "parent_id", "operation", "lineage",
-    "content_hash", "created_at", "cluster_id", "duplicate_of", "judge_score", "judge_reason",
+    "content_hash", "created_at", "cluster_id", "duplicate_of", "judge_score", "judge_reason", "tools",
 )
 
 
@@ -306,6 +307,7 @@ def get_sample(con: duckdb.DuckDBPyConnection, sample_id: int) -> SampleDetail:
     d["messages"] = json.loads(d["messages"]) if d["messages"] else []
     d["lineage"] = json.loads(d["lineage"]) if d["lineage"] else {}
     d["tags"] = tuple(d["tags"] or ())
+    d["tools"] = tuple(json.loads(d["tools"]) if isinstance(d["tools"], str) else (d["tools"] or ()))
     versions = tuple(
         Version(int(v), s, json.loads(m) if m else [], t, op, at)
         for v, s, m, t, op, at in con.execute(

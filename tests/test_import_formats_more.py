@@ -218,6 +218,7 @@ def test_openai_tool_turns_and_weight_zero_are_kept_shown_exported_and_not_train
     # Review shows the call, the result's call id and the weight
     shown = "\n".join(t.plain for t in render_detail(browse.get_sample(ws.con, r["id"])).renderables)
     assert '→ get_weather({"city": "Oslo"})' in shown and "tool call_1" in shown and "weight 0: not trained" in shown
+    assert "get_weather(city, unit): The current weather in a city" in shown  # the offered tool's schema
 
     split = exported(ws)
     row = split.train[0]

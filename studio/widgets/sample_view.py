@@ -24,6 +24,18 @@ def _tool_call_line(call: dict) -> Text:
     return Text(visible(f"→ {f.get('name', '?')}({f.get('arguments', '')})", single_line=True), style="yellow")
 
 
+def _tool_schema_line(tool: dict) -> Text:
+    """`  name(a, b): description` for one offered tool ({"type": "function", "function": {...}})."""
+    f = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    params = (f.get("parameters") or {}).get("properties") if isinstance(f.get("parameters"), dict) else None
+    line = Text("  ")
+    line.append(visible(str(f.get("name", "?")), single_line=True), style="bold")
+    line.append("(" + visible(", ".join(map(str, params or {})), single_line=True) + ")")
+    if f.get("description"):
+        line.append(": " + visible(str(f["description"]), single_line=True), style="dim")
+    return line
+
+
 def render_detail(d: SampleDetail) -> Group:
     parts: list[Text] = []
     head = Text()
@@ -54,6 +66,9 @@ def render_detail(d: SampleDetail) -> Group:
         if d.system:
             parts.append(Text("system", style=ROLE_STYLE["system"]))
             parts.append(Text(visible(d.system)))
+        if d.tools:  # the functions the model is offered: name(parameters) and what each does
+            parts.append(Text("tools", style=ROLE_STYLE["tool"]))
+            parts.extend(_tool_schema_line(t) for t in d.tools if isinstance(t, dict))
         for m in d.messages:
             role = str(m.get("role", "?"))
             label = Text(visible(role, single_line=True), style=ROLE_STYLE.get(role, "bold"))
