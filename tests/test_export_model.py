@@ -376,6 +376,13 @@ def test_moving_the_workspace_keeps_chat_merge_and_export_working(tmp_path, caps
     result = merge_run(moved / "runs" / "p-2-sft", tmp_path / "merged-after-move", dtype="fp32", device="cpu")
     assert result.ok and result.adapter_effect > 0
 
+    # the split too: config.yaml keeps it relative to the run, so eval and resume find it after the move
+    from training.config import load_run_config
+
+    assert not Path(yaml.safe_load((moved / "runs" / "p-2-sft" / "config.yaml").read_text())["data"]["split"]).is_absolute()
+    moved_split = Path(load_run_config(moved / "runs" / "p-2-sft").data.split)
+    assert moved_split.is_dir() and moved_split.resolve().is_relative_to(moved.resolve())
+
     argv = _run_vllm_script(moved / "runs" / "p-2-sft" / "export" / "vllm.sh", tmp_path / "bin")
     assert Path(argv[1]).resolve() == (moved / "runs" / "p-1-pretrain" / "merged").resolve()
     assert main(["-w", str(moved), "export-model", "p-2-sft", "--vllm"]) == 0

@@ -176,3 +176,49 @@ def test_a_foreground_run_writes_train_log_as_a_detached_one_does(tmp_path, spli
     detached = (bg / runs.LOG_FILE).read_text(encoding="utf-8")
     own = [line.replace("bg", "RUN") for line in detached.splitlines() if line.startswith("run bg:")]
     assert own and own == [line.replace("fg", "RUN") for line in log.splitlines() if line.startswith("run fg:")]
+
+
+def test_a_run_keeps_its_workspace_split_relative_so_the_workspace_can_move(tmp_path):
+    """config.yaml stored the split absolute: after moving the workspace, eval and resume looked
+    for it where it was."""
+    import shutil
+
+    import yaml
+
+    from training.config import load_run_config
+
+    ws = tmp_path / "ws"
+    write_split(ws / "splits" / "v1", n_train=4, n_val=2)
+    run = runs.create_run(ws / "runs", tiny_config(ws / "splits" / "v1"), name="r")
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["split"] == "../../splits/v1"
+    moved = tmp_path / "elsewhere" / "ws"
+    moved.parent.mkdir()
+    shutil.move(str(ws), str(moved))
+    assert load_run_config(moved / "runs" / "r").data.split == str((moved / "splits" / "v1").resolve())
+
+
+def test_two_threads_of_one_process_write_status_without_tripping_each_other(tmp_path):
+    """The Train screen's poll (marking a dead run failed) and its cancel wrote status.json through
+    the same temporary name; one os.replace then failed with FileNotFoundError (seen in CI)."""
+    import threading
+
+    run = tmp_path / "r"
+    run.mkdir()
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def writer(tag: str) -> None:
+        start.wait()
+        try:
+            for i in range(300):
+                runs.write_status(run, **{tag: i})
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert not list(run.glob(".status.json.*"))

@@ -656,7 +656,11 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         raise ConfigError(f"{p} does not exist: not a run directory")
     layer = _parse_yaml(p.read_text(encoding="utf-8"), str(p))
     cfg = build_config([layer])
-    base = resolve_run_base(run_dir, cfg.base)  # a base inside the workspace is kept relative to the run
+    # a base and a split inside the workspace are kept relative to the run (portable_base)
+    base = resolve_run_base(run_dir, cfg.base)
+    split = resolve_run_base(run_dir, cfg.data.split) if cfg.data.split else cfg.data.split
+    if split != cfg.data.split:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"split": split})})
     return cfg if base == cfg.base else cfg.model_copy(update={"base": base})
 
 
@@ -690,7 +694,18 @@ def portable_base(run_dir: str | Path, base: str) -> str:
 
 
 def save_config(cfg: TrainConfig, path: str | Path, reproduce: str | None = None) -> None:
-    Path(path).write_text(cfg.to_yaml(reproduce), encoding="utf-8")
+    """Write a run's config.yaml; its base and split, where they lie inside the workspace, relative to
+    the run directory (portable_config), so the workspace can move."""
+    Path(path).write_text(portable_config(cfg, Path(path).parent).to_yaml(reproduce), encoding="utf-8")
+
+
+def portable_config(cfg: TrainConfig, run_dir: str | Path) -> TrainConfig:
+    """`cfg` with `base` and `data.split` as portable_base writes them (load_run_config undoes it)."""
+    changes = {"base": portable_base(run_dir, cfg.base)}
+    if cfg.data.split:
+        changes["data.split"] = portable_base(run_dir, cfg.data.split)
+    changes = {k: v for k, v in changes.items() if v != (cfg.base if k == "base" else cfg.data.split)}
+    return with_changes(cfg, changes) if changes else cfg
 
 
 def with_changes(cfg: TrainConfig, changes: dict[str, Any]) -> TrainConfig:

@@ -231,12 +231,11 @@ def _base_relative_to_run(run_dir: Path) -> None:
     """Rewrite config.yaml's base (the previous stage's merged model, an absolute path so far) relative
     to this run (`../NAME-1-pretrain/merged`), so the workspace can move: load_run_config resolves it
     against the run directory (training.config.resolve_run_base). The comment lines on top stay."""
-    from .config import load_run_config, portable_base, with_changes
+    from .config import load_run_config, portable_base, portable_config
 
     path = run_dir / "config.yaml"
     cfg = load_run_config(run_dir)
-    relative = portable_base(run_dir, cfg.base)
-    if relative == cfg.base:
+    if portable_base(run_dir, cfg.base) == cfg.base:
         return
     lines = path.read_text(encoding="utf-8").splitlines()
     head = []
@@ -244,7 +243,7 @@ def _base_relative_to_run(run_dir: Path) -> None:
         if not line.startswith("#"):
             break
         head.append(line)
-    body = with_changes(cfg, {"base": relative}).to_yaml()
+    body = portable_config(cfg, run_dir).to_yaml()
     path.write_text("".join(f"{h}\n" for h in head) + body, encoding="utf-8")
 
 

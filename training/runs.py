@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from datetime import datetime, timezone
@@ -65,7 +66,9 @@ def write_status(run_dir: str | Path, **changes: Any) -> dict[str, Any]:
         return status  # multi-GPU: only rank 0 writes the run's status
     status.update(changes)
     status["updated_at"] = _now()
-    tmp = p.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+    # one temporary name per writer: two threads of one process (the studio's poll marking a dead run
+    # failed, its cancel) sharing a name made one os.replace fail with FileNotFoundError
+    tmp = p.with_name(f".{STATUS_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         tmp.write_text(json.dumps(status, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, p)
@@ -138,7 +141,9 @@ def create_run(runs_dir: str | Path, cfg: TrainConfig, *, name: str | None = Non
                host: str | None = None) -> Path:
     """Make RUN_DIR with config.yaml (reproduce line first) and status `queued`; returns RUN_DIR.
 
-    The split path is stored absolute, so the run can be started from any working directory.
+    The split and a base folder inside the workspace are stored relative to the run directory
+    (`../../splits/v1`, `config.portable_base`), so the workspace can move; `load_run_config` makes
+    them absolute again, whatever the working directory.
     """
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +162,7 @@ def create_run(runs_dir: str | Path, cfg: TrainConfig, *, name: str | None = Non
                             f"resume it with: studio train --resume {run_dir.name}") from None
     config_path = run_dir / "config.yaml"
     line = (reproduce or f"studio train {cfg.data.split} --config {{config}}").replace("{config}", str(config_path))
-    save_config(cfg, config_path, line)
+    save_config(cfg, config_path, line)  # the split and a base inside the workspace relative to the run
     write_status(run_dir, state="queued", pid=None, host=host or socket.gethostname(), step=0, max_steps=None,
                  epoch=0, last_checkpoint=None, error=None, remedy=None, started_at=None, base=cfg.base,
                  method=cfg.method, untrained=cfg.is_tiny, metrics_generation=0)
