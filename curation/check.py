@@ -35,7 +35,7 @@ from typing import Any
 
 import duckdb
 
-from .errors import StudioError, WorkspaceDamaged, WorkspaceLocked
+from .errors import StudioError, WorkspaceDamaged, WorkspaceLocked, human_size
 from .workspace import (
     DB_NAME,
     FILE_HEADER_BYTES,
@@ -112,14 +112,6 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"
-
-
 def tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
     """The tables of a database's main schema (default: the connection's own), by name."""
     db = database or con.execute("SELECT current_database()").fetchall()[0][0]
@@ -162,7 +154,7 @@ def check_workspace(root: str | os.PathLike[str], *, repair: bool = False) -> Re
                 damaged = True
                 report.add("file", "problem", f"{damage}; to recover, {recovery_hint(root)}")
             else:
-                report.add("file", "ok", f"{db.name}: {_size(db.stat().st_size)}, every block it uses is there")
+                report.add("file", "ok", f"{db.name}: {human_size(db.stat().st_size)}, every block it uses is there")
             unreadable = _check_tables(report, con)
             damaged = damaged or bool(unreadable)
             _check_schema(report, con)
@@ -347,7 +339,7 @@ def _check_split_leftovers(report: Report, root: Path, repair: bool) -> None:
             continue
         target = root / "splits" / item["name"]
         if item["kind"] == "tmp":
-            msg = f"{rel}: a split a killed export (process {item['pid']}) left half-written, {_size(item['bytes'])}"
+            msg = f"{rel}: a split a killed export (process {item['pid']}) left half-written, {human_size(item['bytes'])}"
             if repair:
                 shutil.rmtree(item["path"], ignore_errors=True)
                 report.add("temp", "fixed" if not item["path"].exists() else "problem", f"{msg}: removed", path=item["path"])
@@ -355,7 +347,7 @@ def _check_split_leftovers(report: Report, root: Path, repair: bool) -> None:
                 report.add("temp", "problem", f"{msg} (`studio check --repair` or the next export removes it)",
                            path=item["path"], bytes=item["bytes"])
         elif target.exists():
-            msg = f"{rel}: the previous copy of split {item['name']!r}, replaced by a killed export, {_size(item['bytes'])}"
+            msg = f"{rel}: the previous copy of split {item['name']!r}, replaced by a killed export, {human_size(item['bytes'])}"
             if repair:
                 shutil.rmtree(item["path"], ignore_errors=True)
                 report.add("temp", "fixed" if not item["path"].exists() else "problem", f"{msg}: removed", path=item["path"])
@@ -377,7 +369,7 @@ def _check_root_leftovers(report: Report, root: Path, repair: bool) -> None:
         if pid is not None and (pid == os.getpid() or pid_alive(pid)):
             report.add("files", "note", f"{path.name}: a compaction by process {pid} is running", path=path)
             continue
-        msg = f"{path.name}: the new file of a compaction that did not finish, {_size(path.stat().st_size)}"
+        msg = f"{path.name}: the new file of a compaction that did not finish, {human_size(path.stat().st_size)}"
         if repair:
             path.unlink(missing_ok=True)
             report.add("files", "fixed", f"{msg}: removed (the workspace was never switched to it)", path=path)
@@ -385,7 +377,7 @@ def _check_root_leftovers(report: Report, root: Path, repair: bool) -> None:
             report.add("files", "problem", f"{msg} (`studio check --repair` removes it)", path=path)
     bak = root / (DB_NAME + BACKUP_SUFFIX)
     if bak.exists():
-        report.add("files", "note", f"{bak.name}: the file before a `studio compact` ({_size(bak.stat().st_size)}); "
+        report.add("files", "note", f"{bak.name}: the file before a `studio compact` ({human_size(bak.stat().st_size)}); "
                    f"delete it when the workspace works", path=bak)
     for kept in sorted(root.glob(DB_NAME + WAL_SUFFIX + ".damaged-*")):
         report.add("files", "note", f"{kept.name}: a damaged write-ahead log moved aside by `studio check --repair`",
@@ -572,8 +564,8 @@ def compact(ws: Workspace, *, keep_backup: bool = False) -> dict[str, Any]:
         need = int((FILE_HEADER_BYTES + used * block) * 1.1) + (16 << 20)
         free = shutil.disk_usage(root).free
         if free < need:
-            raise StudioError(f"not enough free space to compact {db}: the copy needs about {_size(need)} in {root}, "
-                              f"{_size(free)} is free. Free some space there and run `studio compact` again; "
+            raise StudioError(f"not enough free space to compact {db}: the copy needs about {human_size(need)} in {root}, "
+                              f"{human_size(free)} is free. Free some space there and run `studio compact` again; "
                               f"nothing was changed.")
         names = tables(con)
         digests = {t: table_digest(con, _q(t)) for t in names}

@@ -89,7 +89,7 @@ def disk_full_error(exc: BaseException, where: str | os.PathLike[str] | None = N
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         try:
-            free = f" ({_size(shutil.disk_usage(probe).free)} free now)"
+            free = f" ({human_size(shutil.disk_usage(probe).free)} free now)"
         except OSError:
             pass
     place = f"in {folder}{free}" if folder is not None else "on the disk"
@@ -97,10 +97,11 @@ def disk_full_error(exc: BaseException, where: str | os.PathLike[str] | None = N
                     "the failed step was undone, nothing half-written was kept")
 
 
-def _size(n: int) -> str:
+def human_size(n: float) -> str:
+    """A byte count as people read it: 812 bytes, 4.2 MB, 1.3 GB."""
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} bytes"
 
