@@ -21,11 +21,12 @@ from tests.test_app_review import plain
 DIALOG_GROUPS = {"dedup-dialog"}
 
 
-async def settle(pilot, rounds: int = 20) -> None:
-    """Wait until no data, write or job worker runs (a job's on_done starts new loads)."""
+async def settle(pilot, rounds: int = 20, dialog_groups: set[str] = DIALOG_GROUPS) -> None:
+    """Wait until no data, write or job worker runs (a job's on_done starts new loads); workers of
+    `dialog_groups` wait on a dialog the test answers and are not waited for."""
     for _ in range(rounds):
         await pilot.pause()
-        busy = [w for w in pilot.app.workers if not w.is_finished and w.group not in DIALOG_GROUPS
+        busy = [w for w in pilot.app.workers if not w.is_finished and w.group not in dialog_groups
                 and not isinstance(w.node, DirectoryTree)]  # its loader waits on a queue forever
         if not busy:
             break

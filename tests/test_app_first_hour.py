@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from textual.widgets import DirectoryTree, Input
+from textual.widgets import Input
 
 from curation import quality
 from curation.augment import providers
@@ -23,6 +23,8 @@ from studio.bindings import SCREENS
 from studio.widgets.sample_list import SampleList
 from tests._studio_ws import make_workspace
 from tests.test_app_curation_screens import move_to_rule
+from tests.test_app_curation_screens import settle as settle_screens
+from tests.test_app_eval_screen import record_notifications
 from tests.test_app_review import detail_text, plain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,28 +41,7 @@ DIALOG_GROUPS = {"bulk", "edit", "filter", "dedup-dialog"}  # workers that wait 
 
 
 async def settle(pilot, rounds: int = 20) -> None:
-    """Wait until no data, write or job worker runs (a job's on_done starts new loads)."""
-    for _ in range(rounds):
-        await pilot.pause()
-        busy = [w for w in pilot.app.workers if not w.is_finished and w.group not in DIALOG_GROUPS
-                and not isinstance(w.node, DirectoryTree)]  # its loader waits on a queue forever
-        if not busy:
-            break
-        await pilot.app.workers.wait_for_complete(busy)
-    await pilot.pause()
-
-
-def record_notifications(app) -> list[str]:
-    """Every notification's message from now on (toasts expire; this list keeps them)."""
-    said: list[str] = []
-    notify = app.notify
-
-    def spy(message, *args, **kw):
-        said.append(str(message))
-        return notify(message, *args, **kw)
-
-    app.notify = spy
-    return said
+    await settle_screens(pilot, rounds, DIALOG_GROUPS)
 
 
 def key_of(name: str) -> str:

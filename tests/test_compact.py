@@ -16,6 +16,7 @@ import pytest
 from curation.workspace import open_workspace
 from studio.cli import main
 from tests.conftest import ROOT, SAMPLE_DATA
+from tests.test_check import run  # the CLI in-process: (rc, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +43,6 @@ def ws_dir(bloated, tmp_path):
     dest = tmp_path / "ws"
     shutil.copytree(bloated, dest)
     return dest
-
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    rc = main(list(argv))
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 Snapshot = namedtuple("Snapshot", "tables sequences types")

@@ -72,33 +72,17 @@ def workspace_with_data(ws_dir: Path) -> Path:
 def fail_commits(monkeypatch) -> None:
     """From now on every workspace transaction does its work, then fails to commit as DuckDB does on a
     full disk: rolled back, `TransactionException: Failed to commit: ... No space left on device`."""
+    original = Workspace.transaction
+
     @contextlib.contextmanager
     def transaction(self, con=None):
-        con = con or self.con
-        own = con is self.con
-        if own and self._tx_depth:  # nested: joins the outer one
-            self._tx_depth += 1
-            try:
-                yield con
-            finally:
-                self._tx_depth -= 1
-            return
-        if own:
-            self._tx_depth = 1
-        try:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("ROLLBACK")
-            raise duckdb.TransactionException(
-                f'TransactionContext Error: Failed to commit: Could not write file "{self.root / "studio.duckdb.wal"}": '
-                "No space left on device")
-        finally:
-            if own:
-                self._tx_depth = 0
+        outermost = not (con is None or con is self.con) or self._tx_depth == 0  # a nested block joins the outer one
+        with original(self, con) as c:
+            yield c
+            if outermost:  # raised inside the real transaction: it rolls back and re-raises, as DuckDB's commit does
+                raise duckdb.TransactionException(
+                    f'TransactionContext Error: Failed to commit: Could not write file "{self.root / "studio.duckdb.wal"}": '
+                    "No space left on device")
 
     monkeypatch.setattr(Workspace, "transaction", transaction)
 
