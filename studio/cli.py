@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             return err.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the command line as given: a read-only command whose workspace the studio app holds sends it
+    # there to run (studio/ipc.py, _common.open_ws)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if args.command is None:
             from .commands._common import workspace_path

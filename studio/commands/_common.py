@@ -48,22 +48,6 @@ def add_workspace_option(parser: argparse.ArgumentParser, top_level: bool = Fals
     )
     parser.add_argument("--wait", type=_seconds, metavar="SECONDS", help=WAIT_HELP,
                         default=None if top_level else argparse.SUPPRESS)
-    if top_level and not getattr(parser, "_records_argv", False):
-        _record_argv(parser)
-
-
-def _record_argv(parser: argparse.ArgumentParser) -> None:
-    """Keep the command line on the parsed namespace (`args._argv`): a read-only command that finds
-    the workspace held by the studio sends it to the studio to run (studio/ipc.py)."""
-    parse_known = parser.parse_known_args
-
-    def recording(args=None, namespace=None):
-        ns, rest = parse_known(args, namespace)
-        ns._argv = list(sys.argv[1:] if args is None else args)
-        return ns, rest
-
-    parser.parse_known_args = recording  # type: ignore[method-assign]
-    parser._records_argv = True  # type: ignore[attr-defined]
 
 
 def add_command(sub: Any, name: str, help: str, *, json_flag: bool = False, **kw: Any) -> argparse.ArgumentParser:
@@ -175,7 +159,7 @@ def _ask_the_studio(args: argparse.Namespace, path: Path) -> None:
     with its status (SystemExit). Returns when no studio answers there (the holder is a command)."""
     from .. import ipc
 
-    argv = getattr(args, "_argv", None)
+    argv = getattr(args, "argv", None)  # studio.cli.main keeps the command line there
     reply = ipc.ask(path, sys.argv[1:] if argv is None else argv)
     if reply is None:
         return
