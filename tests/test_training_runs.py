@@ -222,3 +222,30 @@ def test_two_threads_of_one_process_write_status_without_tripping_each_other(tmp
         t.join()
     assert errors == []
     assert not list(run.glob(".status.json.*"))
+
+
+def test_a_cancel_during_the_child_s_imports_reads_cancelled_not_failed(tmp_path, split):
+    """CI: a cancel sent while the detached process was still importing torch met Python's default
+    SIGTERM, the process ended without a word, and the next reader wrote the run `failed`. Now the
+    child handles SIGTERM from its first line, and a cancel records that it was sent."""
+    cfg = tiny_config(split, **{"train.max_steps": 200, "debug.step_sleep_s": 0.2})
+    first = runs.create_run(tmp_path / "runs", cfg, name="early")
+    pid = runs.launch(first)
+    runs.cancel(first, wait_s=0)  # at once: the child is starting up or importing
+    st = runs.wait(first, timeout_s=120)
+    assert st["state"] == "cancelled", (first / "train.log").read_text()[-2000:]
+    assert not runs.pid_alive(pid) and "Traceback" not in (first / "train.log").read_text()
+
+    # a process that died before any handler (here: SIGKILL after the cancel) still reads cancelled
+    second = runs.create_run(tmp_path / "runs", cfg, name="killed")
+    pid = runs.launch(second)
+    runs.write_status(second, cancel_requested_at=runs.utc_now())
+    import os
+    import signal
+
+    os.kill(pid, signal.SIGKILL)
+    assert runs.wait(second, timeout_s=60)["state"] == "cancelled"
+    # a new launch of it clears the request: a later kill -9 is a failure again
+    runs.launch(second)
+    assert "cancel_requested_at" not in {k for k, v in runs.read_status(second).items() if v}
+    runs.cancel(second, wait_s=60)

@@ -6,11 +6,19 @@ needs only this package and the split directory named in RUN_DIR/config.yaml.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 
+def _term_before_training(signum, frame):  # replaced by execute's own handler once it runs
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # A cancel can come during the seconds of imports before `execute` installs its handler; the
+    # default SIGTERM would end the process without a word and the run would read as failed.
+    signal.signal(signal.SIGTERM, _term_before_training)
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train RUN_DIR (config.yaml) here, writing status.json and metrics.jsonl")
@@ -25,13 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries(log_file=Path(args.run_dir) / "train.log")
 
     from .errors import TrainingError
-    from .runs import execute
+    from .runs import FINAL_STATES, execute, read_status, utc_now, write_status
 
     try:
         status = execute(args.run_dir, resume=args.resume)
     except TrainingError as exc:
         print(f"training: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # cancelled before execute took over SIGTERM
+        if read_status(args.run_dir).get("state") not in FINAL_STATES:
+            write_status(args.run_dir, state="cancelled", finished_at=utc_now())
+        print(f"run {Path(args.run_dir).name}: cancelled before training started", file=sys.stderr)
+        return 0
     return 0 if status.get("state") in ("done", "cancelled") else 1
 
 

@@ -38,7 +38,7 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -65,7 +65,7 @@ def write_status(run_dir: str | Path, **changes: Any) -> dict[str, Any]:
     if os.environ.get("RANK", "0") != "0":
         return status  # multi-GPU: only rank 0 writes the run's status
     status.update(changes)
-    status["updated_at"] = _now()
+    status["updated_at"] = utc_now()
     # one temporary name per writer: two threads of one process (the studio's poll marking a dead run
     # failed, its cancel) sharing a name made one os.replace fail with FileNotFoundError
     tmp = p.with_name(f".{STATUS_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -242,13 +242,14 @@ def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, An
     refuses."""
     run_dir = Path(run_dir).resolve()
     if load_run_config(run_dir).train.devices <= 1:
+        write_status(run_dir, cancel_requested_at=None)  # an earlier cancel's, were it resumed here
         with _copied_to_log(run_dir):  # train.log holds what a detached run's would
             return execute(run_dir, resume=resume)
-    write_status(run_dir, state="queued", pid=None, host=socket.gethostname())  # no stale pid
+    write_status(run_dir, state="queued", pid=None, host=socket.gethostname(), cancel_requested_at=None)  # no stale pid
     rc = subprocess.run(launch_command(run_dir, resume=resume), cwd=str(run_dir), env=_child_env(), check=False).returncode
     st = effective_status(run_dir)
     if st.get("state") not in FINAL_STATES:  # torchrun or a rank died before rank 0 wrote an end
-        st = write_status(run_dir, state="failed", finished_at=_now(),
+        st = write_status(run_dir, state="failed", finished_at=utc_now(),
                           error=f"torchrun exited with {rc} before the run ended; its output above says why")
     return st
 
@@ -261,7 +262,7 @@ def launch(run_dir: str | Path, *, resume: bool = False, python: str | None = No
     cmd = launch_command(run_dir, resume=resume, python=python)
     env = _child_env()
     # pid=None: a resumed run's old, dead pid must not make it read as failed before the new one starts
-    write_status(run_dir, state="queued", pid=None, host=socket.gethostname())
+    write_status(run_dir, state="queued", pid=None, host=socket.gethostname(), cancel_requested_at=None)
     with open(run_dir / LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(cmd, cwd=str(run_dir), stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, close_fds=True)
@@ -324,13 +325,13 @@ def execute(run_dir: str | Path, *, resume: bool = False,
             status(metrics_generation=int(prior.get("metrics_generation") or 0) + 1, resumed_from=step,
                    resume_checkpoint=f"{ck.parent.name}/{ck.name}", note=note)
         status(state="running", pid=os.getpid(), host=socket.gethostname(), error=None, remedy=None,
-               started_at=prior.get("started_at") or _now(), finished_at=None)
+               started_at=prior.get("started_at") or utc_now(), finished_at=None)
     except OSError as exc:  # the disk was full before the first step
         disk = disk_full_message(exc, run_dir)
         if disk is None:
             raise
         _say(f"error: {disk}")
-        return _end(run_dir, status, state="failed", error=disk, finished_at=_now())
+        return _end(run_dir, status, state="failed", error=disk, finished_at=utc_now())
 
     cancel = CancelFlag()
     started = {"training": False}
@@ -353,7 +354,7 @@ def execute(run_dir: str | Path, *, resume: bool = False,
         status.flush()
         state = "cancelled" if result["cancelled"] else "done"
         final = write_status(run_dir, state=state, step=result["step"], max_steps=result["max_steps"],
-                             finished_at=_now(), **({"eval_loss": result["eval_loss"]} if result["eval_loss"] is not None else {}))
+                             finished_at=utc_now(), **({"eval_loss": result["eval_loss"]} if result["eval_loss"] is not None else {}))
         if state == "done" and cfg.eval.at_end and os.environ.get("RANK", "0") == "0":
             final = _eval_at_end(run_dir, cfg)
         if os.environ.get("RANK", "0") == "0":
@@ -369,21 +370,21 @@ def execute(run_dir: str | Path, *, resume: bool = False,
             pass
         return _on_oom(run_dir, cfg, exc, relaunch)
     except KeyboardInterrupt:
-        return _end(run_dir, status, state="cancelled", finished_at=_now())
+        return _end(run_dir, status, state="cancelled", finished_at=utc_now())
     except TrainingError as exc:
         _say(f"error: {exc}")
-        return _end(run_dir, status, state="failed", error=str(exc), finished_at=_now())
+        return _end(run_dir, status, state="failed", error=str(exc), finished_at=utc_now())
     except Exception as exc:  # a bug or a library failure: keep the traceback in train.log
         disk = disk_full_message(exc, run_dir)
         if disk is not None:  # the user's to fix: one line, no traceback
             _say(f"error: {disk}")
-            return _end(run_dir, status, state="failed", error=disk, finished_at=_now())
+            return _end(run_dir, status, state="failed", error=disk, finished_at=utc_now())
         try:
             traceback.print_exc()
         except OSError:
             pass
         return _end(run_dir, status, state="failed", error=f"{type(exc).__name__}: {exc}".strip()[:2000],
-                    finished_at=_now())
+                    finished_at=utc_now())
     finally:
         signal.signal(signal.SIGTERM, old)
         from .report import report_at_end
@@ -492,7 +493,7 @@ def _on_oom(run_dir: Path, cfg: TrainConfig, exc: BaseException, relaunch: Calla
 
     found = remedies(cfg)
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else "CUDA out of memory"
-    final = write_status(run_dir, state="failed", error=f"CUDA out of memory: {msg}", finished_at=_now(),
+    final = write_status(run_dir, state="failed", error=f"CUDA out of memory: {msg}", finished_at=utc_now(),
                          remedy=[r.to_dict() for r in found])
     print(f"run {run_dir.name}: CUDA out of memory. Remedies, in order: " +
           "; ".join(f"{r.name} ({r.why})" for r in found), file=sys.stderr, flush=True)
@@ -548,9 +549,12 @@ def effective_status(run_dir: str | Path) -> dict[str, Any]:
     if not _orphaned(st):
         return st
     pid = st["pid"]
-    fields = {"state": "failed", "finished_at": _now(),
-              "error": f"the training process (pid {pid}) ended without a word: killed or out of memory? "
-                       f"See {LOG_FILE}. Resume with `studio train --resume {run_dir.name}`"}
+    if st.get("cancel_requested_at"):  # SIGTERM came before the process could say so itself
+        fields: dict[str, Any] = {"state": "cancelled", "finished_at": utc_now()}
+    else:
+        fields = {"state": "failed", "finished_at": utc_now(),
+                  "error": f"the training process (pid {pid}) ended without a word: killed or out of memory? "
+                           f"See {LOG_FILE}. Resume with `studio train --resume {run_dir.name}`"}
     if (run_dir / "remote.json").exists():
         return dict(st, **fields)
     now = read_status(run_dir)  # it may have written its end just before it exited
@@ -616,6 +620,8 @@ def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> dict[str, Any]:
         raise TrainingError(f"run {run_dir.name} runs on {st.get('host')}; cancel it there (or through the remote helper)")
     pid = st.get("pid")
     if pid and pid_alive(pid):
+        # a process killed before its handler was in place reads as cancelled, not failed
+        write_status(run_dir, cancel_requested_at=utc_now())
         try:
             os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
@@ -625,9 +631,9 @@ def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> dict[str, Any]:
             time.sleep(0.1)
         st = read_status(run_dir)
         if not pid_alive(pid) and st.get("state") not in FINAL_STATES:
-            st = write_status(run_dir, state="cancelled", finished_at=_now())
+            st = write_status(run_dir, state="cancelled", finished_at=utc_now())
         return st
-    return write_status(run_dir, state="cancelled", finished_at=_now())
+    return write_status(run_dir, state="cancelled", finished_at=utc_now())
 
 
 def resume(run_dir: str | Path, *, foreground: bool = False) -> dict[str, Any] | int:
@@ -646,10 +652,15 @@ def resume(run_dir: str | Path, *, foreground: bool = False) -> dict[str, Any] |
 
 
 def wait(run_dir: str | Path, timeout_s: float = 600, poll_s: float = 0.2) -> dict[str, Any]:
-    """Poll until the run reaches a final state (or its process is gone); returns the status."""
+    """Poll until the run reaches a final state and, on this host, its process has exited (it
+    writes report.html after its final status); returns the status."""
     deadline = time.monotonic() + timeout_s
     while True:
         st = effective_status(run_dir)
-        if st.get("state") in FINAL_STATES or time.monotonic() > deadline:
+        if time.monotonic() > deadline:
             return st
+        if st.get("state") in FINAL_STATES:
+            pid = st.get("pid")
+            if not (pid and st.get("host") == socket.gethostname() and pid_alive(pid)):
+                return st
         time.sleep(poll_s)
