@@ -187,6 +187,11 @@ class TrainSection(_Section):
     instead of on the GPU (the same as transformers 5.24's `offload=True`): t x hidden x 2 bytes
     per checkpointed layer saved (0.77 GB for 7B at micro-batch 4 x 1024), for two copies over
     PCIe per layer and micro-batch."""
+    mlp_tile_tokens: Optional[int] = Field(None, gt=0)
+    """Run each decoder layer's MLP over the sequence in tiles of this many tokens, each tile under
+    its own checkpoint, so its intermediate tensors (3.5 x hidden wide for Llama) never exist for
+    the whole sequence (training/long_context.py). For long sequences; None: the MLP runs whole.
+    Costs one more MLP forward per tile in backward."""
     fused_lora: bool = False
     """LoRA and QLoRA: compute each adapter's dropout and A projection in one function that keeps
     only the layer's input for backward and draws the dropout mask again there (training/

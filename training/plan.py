@@ -417,7 +417,24 @@ def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dic
     }
     if gpu_mem_gb is not None:
         plan["fit"] = fitting_method(shape, cfg, gpu_mem_gb)
+        plan["longest"] = longest_report(shape, cfg, gpu_mem_gb)
     return plan
+
+
+def longest_report(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
+    """The longest single sequence (batch 1) that trains in `gpu_mem_gb` with this config's method on
+    the long path (training/long_context.py; the `long` preset), and whether this config is on it. A
+    config whose rows are longer than its own memory allows is pointed there."""
+    from .config import with_changes
+    from .long_context import longest_length
+
+    on_path = bool(cfg.train.mlp_tile_tokens and cfg.train.offload_checkpoints and cfg.train.gradient_checkpointing)
+    long_cfg = cfg if on_path else with_changes(cfg, {
+        "train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0, "train.offload_checkpoints": True,
+        "train.mlp_tile_tokens": 4096, "train.micro_batch_size": 1, "train.fused_lora": cfg.method != "full"})
+    tokens = longest_length(shape, long_cfg, gpu_mem_gb)
+    return {"gpu_mem_gb": gpu_mem_gb, "method": cfg.method, "tokens": tokens, "on_long_path": on_path,
+            "fits_max_length": tokens >= cfg.data.max_length}
 
 
 def _plan_tokenizer(cfg: Any, split: Any, notes: list[str]):
@@ -465,6 +482,12 @@ def format_plan(plan: dict[str, Any]) -> str:
         out.append(f"  fits in {f['gpu_mem_gb']:g} GB: {fits}; recommended: {f['recommended'] or '-'}")
         if f["hint"]:
             out.append(f"  {f['hint']}")
+    if "longest" in plan:
+        lg = plan["longest"]
+        how = "as configured" if lg["on_long_path"] else "on the long path (--preset long, or --set train.mlp_tile_tokens=4096 --set train.offload_checkpoints=true)"
+        out.append(f"  longest sequence at batch 1 in {lg['gpu_mem_gb']:g} GB ({lg['method']}, {how}): {lg['tokens']:,} "
+                   "tokens (PyTorch's share of the card, as benches/gpu/long_context.py caps it; the CUDA context "
+                   "comes on top)")
     ln = plan["lengths"]
     if ln.get("histogram"):
         out.append(f"\ntoken lengths: min {ln['min']}, median {ln['median']}, p95 {ln['p95']}, max {ln['max']}; "
@@ -545,7 +568,24 @@ def memory_plan(cfg: Any, *, gpu_mem_gb: float | None = None) -> dict[str, Any]:
             "shape": asdict(shape), "memory_gb": {m: asdict(estimate_memory(shape, cfg, m)) for m in ("full", "lora", "qlora")}}
     if gpu_mem_gb is not None:
         plan["fit"] = fitting_method(shape, cfg, gpu_mem_gb)
+        plan["longest"] = longest_report(shape, cfg, gpu_mem_gb)
     return plan
+
+
+def longest_report(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
+    """The longest single sequence (batch 1) that trains in `gpu_mem_gb` with this config's method on
+    the long path (training/long_context.py; the `long` preset), and whether this config is on it. A
+    config whose rows are longer than its own memory allows is pointed there."""
+    from .config import with_changes
+    from .long_context import longest_length
+
+    on_path = bool(cfg.train.mlp_tile_tokens and cfg.train.offload_checkpoints and cfg.train.gradient_checkpointing)
+    long_cfg = cfg if on_path else with_changes(cfg, {
+        "train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0, "train.offload_checkpoints": True,
+        "train.mlp_tile_tokens": 4096, "train.micro_batch_size": 1, "train.fused_lora": cfg.method != "full"})
+    tokens = longest_length(shape, long_cfg, gpu_mem_gb)
+    return {"gpu_mem_gb": gpu_mem_gb, "method": cfg.method, "tokens": tokens, "on_long_path": on_path,
+            "fits_max_length": tokens >= cfg.data.max_length}
 
 
 def launch_refusal(plan: dict[str, Any], device: dict[str, Any]) -> str | None:

@@ -182,6 +182,7 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     fsdp = cfg.train.devices > 1 and cfg.train.distributed == "fsdp"  # FSDP checkpoints every layer itself
     used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
     used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
+    used["mlp_tile_tokens"] = cfg.train.mlp_tile_tokens
     from .sft import trl_supported  # imports trl, which every caller of this function trains with
 
     used["defer_metrics"] = bool(cfg.train.defer_metrics and trl_supported())

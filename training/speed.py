@@ -215,6 +215,10 @@ def speed_callbacks(train_cfg: Any, method: str = "lora") -> list[Any]:
     cbs = []
     if train_cfg.fused_lora and method != "full":
         cbs.append(lora_fusing_callback())
+    if train_cfg.mlp_tile_tokens:
+        from .long_context import tiling_callback
+
+        cbs.append(tiling_callback(train_cfg.mlp_tile_tokens))
     if not train_cfg.gradient_checkpointing or (train_cfg.checkpoint_fraction >= 1 and not train_cfg.offload_checkpoints):
         return cbs
     if train_cfg.devices > 1 and train_cfg.distributed == "fsdp":
