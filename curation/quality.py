@@ -35,7 +35,6 @@ from .errors import NotFound, StudioError
 from .jobs import Job, null_job
 
 CHUNK = 4000
-UNDO_HANDLER = "curation.quality:undo_operation"
 
 # -- measuring helpers ----------------------------------------------------------------------------
 _CJK = lang.CJK_RE
@@ -470,7 +469,7 @@ def _replace(ws, c, rule_list: list[Rule], only: list[int] | None, total: int, v
     the old ones in quality_undo; returns the operation's id."""
     args = [] if only is None else [only]
     op_id = ws.record_operation("quality", sample_count=total, details={
-        "rules": [asdict(r) for r in rule_list], "undo_handler": UNDO_HANDLER,
+        "rules": [asdict(r) for r in rule_list],
         "sample_ids": None if only is None else (only if len(only) <= 1000 else f"{len(only)} ids"),
         "undo_note": "deletes this op's quality_flags/quality_values and restores the rows saved in quality_undo"})
     scope = "TRUE" if only is None else "sample_id IN (SELECT unnest(?))"
@@ -556,7 +555,7 @@ def flags_of(con, sample_id: int) -> list[dict[str, Any]]:
 
 
 def undo_operation(ws, op) -> None:
-    """Undo handler for 'quality' operations: drop this op's flags and values, restore the saved ones."""
+    """Undo of 'quality' operations (curation.review.undo_handlers): drop this op's flags and values, restore the saved ones."""
     con = ws.con
     op_id = op.id if hasattr(op, "id") else int(op)
     con.execute("DELETE FROM quality_flags WHERE op_id = ?", [op_id])

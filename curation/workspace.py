@@ -68,6 +68,12 @@ def migrations() -> list[Migration]:
 
 
 SCHEMA_VERSION = max(m.version for m in migrations())
+# Tables whose rows only describe a sample (by sample_id): without the sample they mean nothing, and
+# some get in the way (an augment_outputs row stops a rerun from landing that answer again).
+# store.delete_samples clears them; `studio check` reports rows left behind in them. The tables that
+# keep a deleted sample's id on purpose (the audit log, what undo puts back) are check.HISTORY_TABLES.
+SAMPLE_TABLES = ("sample_versions", "quality_flags", "quality_values", "dup_members", "minhash_signatures",
+                 "augment_outputs")
 
 
 def _lock_holder(message: str) -> str:
