@@ -295,6 +295,14 @@ def undo(ws, n: int = 1, reason: str | None = None) -> list[int]:
     return [o.id for o in ops]
 
 
+def get_operation(con: duckdb.DuckDBPyConnection, op_id: int) -> Operation:
+    """One operation of the audit log by id."""
+    rows = con.execute(f"SELECT {_OP_COLS} FROM operations WHERE id = ?", [int(op_id)]).fetchall()
+    if not rows:
+        raise NotFound(f"no operation {op_id}; `studio history` lists them.")
+    return _op(rows[0])
+
+
 def history(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[Operation]:
     """The latest operations, newest first."""
     return [_op(r) for r in con.execute(f"SELECT {_OP_COLS} FROM operations ORDER BY id DESC LIMIT ?", [int(limit)]).fetchall()]

@@ -222,6 +222,20 @@ class Workspace:
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {where}", list(params)).fetchall()[0][0])
 
 
+@contextmanager
+def rolled_back(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A transaction that never commits: whatever runs inside is rolled back at the end, so code
+    that must not write (a command the studio serves for another process) changes nothing."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    finally:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+
+
 # -- damage: the WAL before connecting, the file after ------------------------------------------------
 # A DuckDB 2.0 WAL starts with a WAL_VERSION entry written without size and checksum, in DuckDB's
 # binary serialization: field 100 (0x64 0x00) = entry type 98 ('b', WAL_VERSION), field 101 = the
