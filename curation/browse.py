@@ -399,3 +399,39 @@ def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "approved+pending": int(one("SELECT count(*) FROM samples WHERE status <> 'rejected' AND duplicate_of IS NULL")[0]),
         },
     }
+
+
+# -- small reads behind the studio's header, lists and screens -----------------------------------------
+def status_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Samples per review status, every status present (0 when it has none)."""
+    counts = {st: 0 for st in STATUSES}
+    counts.update({st: int(n) for st, n in con.execute("SELECT status, count(*) FROM samples GROUP BY 1").fetchall()})
+    return counts
+
+
+def max_sample_id(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest sample id, 0 in an empty workspace (the width of a list's id column)."""
+    return int(con.execute("SELECT coalesce(max(id), 0) FROM samples").fetchall()[0][0])
+
+
+def status_and_preview(con: duckdb.DuckDBPyConnection, ids: list[int], chars: int = 80) -> dict[int, tuple[str, str]]:
+    """id -> (status, the first `chars` characters of the instruction or text) for these samples;
+    ids that do not exist are left out."""
+    if not ids:
+        return {}
+    return {int(i): (st, prev) for i, st, prev in con.execute(
+        "SELECT id, status, left(coalesce(instruction, text, ''), ?) FROM samples WHERE id IN (SELECT unnest(?))",
+        [int(chars), [int(i) for i in ids]]).fetchall()}
+
+
+def cluster_count(con: duckdb.DuckDBPyConnection) -> int:
+    """How many duplicate clusters the workspace holds."""
+    return int(con.execute("SELECT count(*) FROM dup_clusters").fetchall()[0][0])
+
+
+def cluster_size(con: duckdb.DuckDBPyConnection, cluster_id: int) -> int:
+    """How many samples a duplicate cluster holds, its keeper included."""
+    row = con.execute("SELECT size FROM dup_clusters WHERE id = ?", [int(cluster_id)]).fetchall()
+    if not row:
+        raise NotFound(f"no duplicate cluster {cluster_id}; `studio dedup --json` lists them.")
+    return int(row[0][0])

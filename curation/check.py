@@ -39,6 +39,7 @@ from .errors import StudioError, WorkspaceDamaged, WorkspaceLocked, human_size
 from .workspace import (
     DB_NAME,
     FILE_HEADER_BYTES,
+    SAMPLE_TABLES,
     WAL_SUFFIX,
     WalInfo,
     Workspace,
@@ -52,10 +53,8 @@ from .workspace import (
     recovery_hint,
 )
 
-# Tables whose rows only describe a sample (sample_id): without the sample they mean nothing, and
-# some get in the way (an augment_outputs row stops a rerun from landing that answer again).
-ORPHAN_TABLES = ("sample_versions", "quality_flags", "quality_values", "dup_members", "minhash_signatures",
-                 "augment_outputs")
+# Tables whose rows only describe a sample (sample_id): rows there without their sample are orphans.
+ORPHAN_TABLES = SAMPLE_TABLES
 # Tables with a sample_id that record history (the audit log, what undo puts back, failed requests):
 # a deleted sample's rows stay there on purpose.
 HISTORY_TABLES = ("op_samples", "dup_undo_members", "dup_undo_samples", "quality_undo", "llm_failures")

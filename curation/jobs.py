@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from .errors import Cancelled
+
+if TYPE_CHECKING:
+    import duckdb
 
 ProgressFn = Callable[["Job"], None]
 
@@ -76,3 +79,21 @@ class Job:
 
 def null_job(kind: str = "job") -> Job:
     return Job(kind=kind)
+
+
+class JobRow(NamedTuple):
+    """One row of the `jobs` table as a list shows it."""
+
+    id: int
+    kind: str
+    state: str
+    done: int
+    total: int | None
+    message: str | None
+
+
+def recent_jobs(con: "duckdb.DuckDBPyConnection", limit: int = 20) -> list[JobRow]:
+    """The newest jobs, running ones first."""
+    return [JobRow(*r) for r in con.execute(
+        "SELECT id, kind, state, done, total, message FROM jobs ORDER BY (state = 'running') DESC, id DESC LIMIT ?",
+        [int(limit)]).fetchall()]

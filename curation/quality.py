@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -35,7 +36,6 @@ from .errors import NotFound, StudioError
 from .jobs import Job, null_job
 
 CHUNK = 4000
-UNDO_HANDLER = "curation.quality:undo_operation"
 
 # -- measuring helpers ----------------------------------------------------------------------------
 _CJK = lang.CJK_RE
@@ -470,7 +470,7 @@ def _replace(ws, c, rule_list: list[Rule], only: list[int] | None, total: int, v
     the old ones in quality_undo; returns the operation's id."""
     args = [] if only is None else [only]
     op_id = ws.record_operation("quality", sample_count=total, details={
-        "rules": [asdict(r) for r in rule_list], "undo_handler": UNDO_HANDLER,
+        "rules": [asdict(r) for r in rule_list],
         "sample_ids": None if only is None else (only if len(only) <= 1000 else f"{len(only)} ids"),
         "undo_note": "deletes this op's quality_flags/quality_values and restores the rows saved in quality_undo"})
     scope = "TRUE" if only is None else "sample_id IN (SELECT unnest(?))"
@@ -536,13 +536,31 @@ def preview(con, rule_id: str, threshold: float) -> int:
     return stored + int(np.count_nonzero(fresh < t if d.flag_below else fresh >= t))
 
 
+def rule_values(con: duckdb.DuckDBPyConnection, rule_id: str) -> np.ndarray:
+    """Every sample's value for the rule: stored by the last run, or measured now for samples
+    without one (as `preview` counts them, so a histogram and the preview agree)."""
+    stored = con.execute("SELECT v.value FROM quality_values v JOIN samples s ON s.id = v.sample_id "
+                         "WHERE v.rule_id = ? AND v.value IS NOT NULL", [rule_id]).fetchnumpy()["value"]
+    return np.concatenate([np.asarray(stored, dtype=np.float64), _unmeasured_values(con, rule_id)])
+
+
+def flagged_per_rule(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rule id -> how many samples it flags now (every rule with a flag, the rules file's or not)."""
+    return {r: int(n) for r, n in con.execute(
+        "SELECT rule_id, count(DISTINCT f.sample_id) FROM quality_flags f JOIN samples s ON s.id = f.sample_id "
+        "GROUP BY 1").fetchall()}
+
+
+def measured_samples(con: duckdb.DuckDBPyConnection) -> int:
+    """How many samples have stored values (0: quality never ran)."""
+    return int(con.execute("SELECT count(DISTINCT sample_id) FROM quality_values").fetchall()[0][0])
+
+
 def distribution(con, rule_id: str, bins: int = 20) -> list[tuple[float, float, int]]:
     """Histogram of the values of a rule, stored or (for samples never measured) measured now:
     (low, high, count) per bin."""
     _rule_def(rule_id)
-    vals = con.execute("SELECT v.value FROM quality_values v JOIN samples s ON s.id = v.sample_id "
-                       "WHERE v.rule_id = ? AND v.value IS NOT NULL", [rule_id]).fetchnumpy()["value"]
-    vals = np.concatenate([np.asarray(vals, dtype=np.float64), _unmeasured_values(con, rule_id)])
+    vals = rule_values(con, rule_id)
     if vals.size == 0:
         return []
     counts, edges = np.histogram(vals, bins=max(1, int(bins)))
@@ -556,7 +574,7 @@ def flags_of(con, sample_id: int) -> list[dict[str, Any]]:
 
 
 def undo_operation(ws, op) -> None:
-    """Undo handler for 'quality' operations: drop this op's flags and values, restore the saved ones."""
+    """Undo of 'quality' operations (curation.review.undo_handlers): drop this op's flags and values, restore the saved ones."""
     con = ws.con
     op_id = op.id if hasattr(op, "id") else int(op)
     con.execute("DELETE FROM quality_flags WHERE op_id = ?", [op_id])

@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from .samples import Sample
+from .workspace import SAMPLE_TABLES
 
 _COLUMNS = [
     ("kind", pa.string()),
@@ -87,3 +88,16 @@ def insert_samples(con: duckdb.DuckDBPyConnection, samples: Iterable[Sample], *,
     rows = list(samples)
     first, last = insert_arrow(con, to_arrow(rows), import_id=import_id, status=status)
     return list(range(first, last + 1))
+
+
+def delete_samples(con: duckdb.DuckDBPyConnection, ids: Sequence[int]) -> int:
+    """Delete these samples and their rows in workspace.SAMPLE_TABLES; returns how many ids were given. The
+    audit log keeps their ids (op_samples and the undo tables record history). Call inside the
+    caller's transaction."""
+    id_list = [int(i) for i in ids]
+    if not id_list:
+        return 0
+    for table in SAMPLE_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE sample_id IN (SELECT unnest(?))", [id_list])
+    con.execute("DELETE FROM samples WHERE id IN (SELECT unnest(?))", [id_list])
+    return len(id_list)

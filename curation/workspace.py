@@ -68,6 +68,12 @@ def migrations() -> list[Migration]:
 
 
 SCHEMA_VERSION = max(m.version for m in migrations())
+# Tables whose rows only describe a sample (by sample_id): without the sample they mean nothing, and
+# some get in the way (an augment_outputs row stops a rerun from landing that answer again).
+# store.delete_samples clears them; `studio check` reports rows left behind in them. The tables that
+# keep a deleted sample's id on purpose (the audit log, what undo puts back) are check.HISTORY_TABLES.
+SAMPLE_TABLES = ("sample_versions", "quality_flags", "quality_values", "dup_members", "minhash_signatures",
+                 "augment_outputs")
 
 
 def _lock_holder(message: str) -> str:
@@ -214,6 +220,20 @@ class Workspace:
 
     def count(self, where: str = "TRUE", params: Iterable[Any] = ()) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {where}", list(params)).fetchall()[0][0])
+
+
+@contextmanager
+def rolled_back(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A transaction that never commits: whatever runs inside is rolled back at the end, so code
+    that must not write (a command the studio serves for another process) changes nothing."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    finally:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
 
 
 # -- damage: the WAL before connecting, the file after ------------------------------------------------

@@ -27,6 +27,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from curation import browse
 from curation.errors import StudioError
 
 from . import settings as settings_mod
@@ -159,9 +160,7 @@ class StudioApp(App):
     @work(thread=True, exclusive=True, group="counts")
     def refresh_counts(self) -> None:
         """Workspace name and counts by status in the header; call after any change."""
-        cur = self.engine.reader()
-        rows = cur.execute("SELECT status, count(*) FROM samples GROUP BY 1").fetchall()
-        by = {s: int(n) for s, n in rows}
+        by = browse.status_counts(self.engine.reader())
         total = sum(by.values())
         text = (f"{self.engine.name} · {total:,} samples · {by.get('pending', 0):,} pending "
                 f"· {by.get('approved', 0):,} ✓ · {by.get('rejected', 0):,} ✗")

@@ -32,9 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import duckdb
-
-from curation.workspace import Workspace
+from curation.workspace import Workspace, rolled_back
 
 SOCKET_NAME = ".studio.sock"
 MAX_REQUEST = 64 * 1024
@@ -273,21 +271,15 @@ class Server:
         stdout, stderr = io.StringIO(), io.StringIO()
         token = _common.serving(_Borrowed(root, job_ws.con, read_only=True), stdout, stderr)
         try:
-            con = job_ws.con
-            con.execute("BEGIN TRANSACTION")  # rolled back: a served command cannot write
-            try:
-                rc = int(args.func(args) or 0)
-            except StudioError as exc:
-                print(f"studio: error: {visible(str(exc))}", file=stderr)
-                rc = exc.exit_code
-            except Exception as exc:  # a bug: say where it happened
-                print(f"studio: error: the studio (process {os.getpid()}) failed running it: {exc!r}", file=stderr)
-                rc = 1
-            finally:
+            with rolled_back(job_ws.con):  # a served command cannot write
                 try:
-                    con.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
+                    rc = int(args.func(args) or 0)
+                except StudioError as exc:
+                    print(f"studio: error: {visible(str(exc))}", file=stderr)
+                    rc = exc.exit_code
+                except Exception as exc:  # a bug: say where it happened
+                    print(f"studio: error: the studio (process {os.getpid()}) failed running it: {exc!r}", file=stderr)
+                    rc = 1
         finally:
             _common._SERVING.reset(token)
             self.engine.release(job_ws)

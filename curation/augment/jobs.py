@@ -33,16 +33,17 @@ or the jobs are listed, see curation.workspace.interrupt_dead_jobs). Every state
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from .. import dedup, quality
 from ..errors import NotFound, StudioError
 from ..jobs import Job
+from ..store import delete_samples
 from ..workspace import dead_jobs, interrupt_dead_jobs, register_live_job, unregister_live_job
 from . import cache, cost as cost_mod, ops, providers, selection
 from .client import ProviderClient, Reply
@@ -458,8 +459,7 @@ def _post_process(ws: Any, con: Any, runner: _Runner, spec: Spec) -> dict[str, A
                 ws.record_operation("augment:judge", reason=f"augment job {job_id}", con=con,
                                     sample_count=len(runner.judged_ids),
                                     details={"job_id": job_id, "judged": runner.judged_ids,
-                                             "previous": runner.lander.previous_scores,
-                                             "undo_handler": "curation.augment.jobs:undo_augment"})
+                                             "previous": runner.lander.previous_scores})
         return checks
     unchecked = [int(r[0]) for r in con.execute(
         "SELECT sample_id FROM augment_outputs WHERE job_id = ? AND NOT checked ORDER BY sample_id", [job_id]).fetchall()]
@@ -468,7 +468,7 @@ def _post_process(ws: Any, con: Any, runner: _Runner, spec: Spec) -> dict[str, A
         with ws.transaction(con):
             op_id = ws.record_operation(f"augment:{spec.op}", reason=f"augment job {job_id}", con=con,
                                         sample_count=len(unchecked),
-                                        details={"job_id": job_id, "undo_handler": "curation.augment.jobs:undo_augment"})
+                                        details={"job_id": job_id})
             con.execute("""INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
                            SELECT ?, id, NULL, status, NULL, version FROM samples WHERE id IN (SELECT unnest(?))""",
                         [op_id, unchecked])
@@ -487,13 +487,13 @@ def _post_process(ws: Any, con: Any, runner: _Runner, spec: Spec) -> dict[str, A
             checks["lineage"] = f"failed: {type(exc).__name__}: {exc}"
         rest = unchecked if lineage is None else [i for i in unchecked if i not in lineage.marked]
         if lineage is None:
-            checks["dedup"] = _call_hook("curation.dedup", "check_incremental", ws, unchecked)
+            checks["dedup"] = _run_check(dedup.check_incremental, ws, unchecked)
         elif rest:
-            checks["dedup"] = _call_hook("curation.dedup", "check_incremental", ws, rest,
+            checks["dedup"] = _run_check(dedup.check_incremental, ws, rest,
                                          ignore_pairs={i: lineage.ignore.get(i, ()) for i in rest})
         else:
             checks["dedup"] = "ran"
-        checks["quality"] = _call_hook("curation.quality", "run_quality", ws, unchecked)
+        checks["quality"] = _run_check(quality.run_quality, ws, unchecked)
     else:
         checks["lineage"] = checks["dedup"] = checks["quality"] = "skipped"
     con.execute("UPDATE augment_outputs SET checked = TRUE WHERE job_id = ? AND sample_id IN (SELECT unnest(?))", [job_id, unchecked])
@@ -632,7 +632,6 @@ def _lineage_check(ws: Any, con: Any, op: str, job_id: int, new_ids: list[int]) 
                 reason=f"augment job {job_id}: new samples whose {fld} repeats their parent's or a sibling's",
                 details={"job_id": job_id, "operation": op, "field": fld, "threshold": params.threshold,
                          "shingle": params.shingle, "repeats_parent": n_parent, "repeats_sibling": len(ids) - n_parent,
-                         "undo": {"clear_sample_columns": ["duplicate_of"]},
                          "undo_note": "the marked samples had no duplicate_of before (only unmarked ones are marked)"})
             con.execute("""INSERT INTO op_samples (op_id, sample_id, old_status, new_status, old_version, new_version)
                            SELECT ?, id, status, status, version, version FROM samples WHERE id IN (SELECT unnest(?))""",
@@ -692,20 +691,17 @@ def _with_summary(op: str, land: dict[str, Any]) -> dict[str, Any]:
     return land
 
 
-def _call_hook(module: str, name: str, ws: Any, ids: list[int], **kw: Any) -> str:
-    """Call another part's check on the new samples if that part exists in this install."""
+def _run_check(check: Callable[..., Any], ws: Any, ids: list[int], **kw: Any) -> str:
+    """Run dedup's or quality's check on the new samples: 'ran', or 'failed: why'. A failure there
+    must not lose this job's landed samples; the CLI tells the user to run that check again."""
     try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return "missing"
-    try:
-        fn(ws, sample_ids=ids, **kw)
+        check(ws, sample_ids=ids, **kw)
     except StudioError as exc:
         return f"failed: {exc}"
-    except Exception as exc:  # another part's bug must not lose this job's landed samples
+    except Exception as exc:  # another module's bug
         import logging
 
-        logging.getLogger(__name__).exception("%s.%s failed on %d new samples", module, name, len(ids))
+        logging.getLogger(__name__).exception("%s.%s failed on %d new samples", check.__module__, check.__name__, len(ids))
         return f"failed: {type(exc).__name__}: {exc}"
     return "ran"
 
@@ -735,8 +731,9 @@ def _judge_gate(ws: Any, con: Any, runner: _Runner, spec: Spec, new_ids: list[in
 
 
 def undo_augment(ws: Any, op: Any) -> None:
-    """Undo handler (curation.review): delete the samples an augment operation created, or put
-    back the judge scores it replaced; forget the outputs so a rerun lands them again."""
+    """Undo of 'augment:rewrite', 'augment:answers', 'augment:reverse' and 'augment:judge'
+    (curation.review.undo_handlers): delete the samples the operation created, or put back the
+    judge scores it replaced; forget the outputs so a rerun lands them again."""
     con = ws.con
     job_id = op.details.get("job_id")
     if op.kind == "augment:judge":
@@ -747,12 +744,15 @@ def undo_augment(ws: Any, op: Any) -> None:
         con.execute("DELETE FROM augment_outputs WHERE job_id = ? AND sample_id IN (SELECT unnest(?))", [job_id, judged])
         return
     ids = [r[0] for r in con.execute("SELECT sample_id FROM op_samples WHERE op_id = ? AND old_status IS NULL", [op.id]).fetchall()]
-    if not ids:
-        return
-    for table in ("sample_versions", "quality_flags", "dup_members", "minhash_signatures"):
-        con.execute(f"DELETE FROM {table} WHERE sample_id IN (SELECT unnest(?))", [ids])
-    con.execute("DELETE FROM augment_outputs WHERE sample_id IN (SELECT unnest(?))", [ids])
-    con.execute("DELETE FROM samples WHERE id IN (SELECT unnest(?))", [ids])
+    delete_samples(con, ids)  # their augment_outputs rows too
+
+
+def undo_lineage(ws: Any, op: Any) -> None:
+    """Undo of 'augment:lineage': clear duplicate_of on the samples it marked. It marks only
+    samples that had none (an interrupted run's marks are counted, not marked again), so NULL is
+    what they had before."""
+    ws.con.execute("UPDATE samples SET duplicate_of = NULL WHERE id IN (SELECT sample_id FROM op_samples WHERE op_id = ?)",
+                   [op.id])
 
 
 # -- resume -----------------------------------------------------------------------------------------

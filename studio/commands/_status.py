@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, status: str) -> int:
     with open_ws(args) as ws:
         ids = selected_ids(ws.con, args)
         op_id = review.set_status(ws, ids, status, reason=args.reason)
-        changed = 0 if op_id is None else ws.con.execute("SELECT sample_count FROM operations WHERE id = ?", [op_id]).fetchone()[0]
+        changed = 0 if op_id is None else review.get_operation(ws.con, op_id).sample_count
     if getattr(args, "json", False):
         out_json({"operation": op_id, "status": status, "selected": len(ids), "changed": changed})
     elif op_id is None:

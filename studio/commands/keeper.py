@@ -15,11 +15,11 @@ def register(sub):
 
 
 def run(args) -> int:
-    from curation import dedup
+    from curation import browse, dedup
 
     with open_ws(args) as ws:
         op_id = dedup.set_keeper(ws, args.cluster, args.sample, reason=args.reason)
-        size = ws.con.execute("SELECT size FROM dup_clusters WHERE id = ?", [args.cluster]).fetchall()[0][0]
+        size = browse.cluster_size(ws.con, args.cluster)
     if op_id is None:
         out(f"cluster {args.cluster}: sample {args.sample} already is its keeper, chosen by a reviewer; nothing changed")
         return 0

@@ -64,12 +64,10 @@ MORE_WITHIN = 20  # load the next page when the cursor is this close to the end 
 
 def load_clusters(con, limit: int = CLUSTER_LIMIT, offset: int = 0) -> tuple[list[Cluster], int]:
     """`limit` clusters from `offset` (largest first) with their members, and how many there are."""
-    total = int(con.execute("SELECT count(*) FROM dup_clusters").fetchall()[0][0])
+    total = browse.cluster_count(con)
     raw = dedup.list_clusters(con, limit=limit, offset=offset)
     ids = [m["sample_id"] for c in raw for m in c["members"]]
-    info = {sid: (status, prev) for sid, status, prev in con.execute(
-        "SELECT id, status, left(coalesce(instruction, text, ''), 80) FROM samples WHERE id IN (SELECT unnest(?))",
-        [ids]).fetchall()} if ids else {}
+    info = browse.status_and_preview(con, ids, 80)
     out = []
     for c in raw:
         members = tuple(Member(m["sample_id"], m["similarity"], m["keeper"], *info.get(m["sample_id"], ("?", "")))

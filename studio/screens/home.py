@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from curation import browse
+from curation.jobs import recent_jobs
 from curation.safe_text import visible
 
 from ..bindings import bindings_for, screen_key
@@ -56,10 +57,7 @@ def read_runs(runs_dir: Path, limit: int = 6) -> list[dict[str, Any]]:
 
 def gather_home(con, runs_dir: Path) -> HomeData:
     stats = browse.stats(con)
-    jobs = con.execute(
-        "SELECT id, kind, state, done, total, message FROM jobs "
-        "ORDER BY (state = 'running') DESC, id DESC LIMIT ?", [MAX_ROWS]
-    ).fetchall()
+    jobs = recent_jobs(con, MAX_ROWS)
     return HomeData(stats=stats, jobs=jobs, runs=read_runs(runs_dir))
 
 

@@ -108,16 +108,6 @@ class RuleView:
     around: float = 0.0         # the threshold the rows were laid out around
 
 
-def rule_values(con, rule_id: str):
-    """Every sample's value for the rule: stored by the last run, or measured now for samples
-    without one (as `quality.preview` counts them, so the histogram and the preview agree)."""
-    import numpy as np
-
-    stored = con.execute("SELECT v.value FROM quality_values v JOIN samples s ON s.id = v.sample_id "
-                         "WHERE v.rule_id = ? AND v.value IS NOT NULL", [rule_id]).fetchnumpy()["value"]
-    return np.concatenate([np.asarray(stored, dtype=np.float64), quality._unmeasured_values(con, rule_id)])
-
-
 def bins_around(values, threshold: float, bins: int = BINS) -> tuple[list[tuple[float, float, int]], bool, bool]:
     """Histogram rows laid out around the threshold, not over the whole range (answer lengths run
     to 500 while answer_too_short's threshold is 3: 0-500 in 12 rows puts everything that matters
@@ -169,7 +159,7 @@ def bins_around(values, threshold: float, bins: int = BINS) -> tuple[list[tuple[
 
 def rule_bins(con, rule_id: str, threshold: float, bins: int = BINS) -> tuple[list[tuple[float, float, int]], bool, bool]:
     """`bins_around` the rule's values (stored, or measured now)."""
-    return bins_around(rule_values(con, rule_id), threshold, bins)
+    return bins_around(quality.rule_values(con, rule_id), threshold, bins)
 
 
 def gather(con, root: Path) -> QualityData:
@@ -178,13 +168,12 @@ def gather(con, root: Path) -> QualityData:
         rules, source = load_workspace_rules(root)
     except StudioError as exc:
         rules, source, problem = quality.load_rules(), "built-in rules", app_message(exc)
-    counts = dict(con.execute("SELECT rule_id, count(DISTINCT f.sample_id) FROM quality_flags f "
-                              "JOIN samples s ON s.id = f.sample_id GROUP BY 1").fetchall())
+    counts = quality.flagged_per_rule(con)
     rows = [RuleRow(r.id, int(counts.pop(r.id, 0)), r.threshold if r.definition.numeric else None, r.enabled,
                     r.description, r.definition.numeric, True) for r in rules]
     rows += [RuleRow(rid, int(n), None, False, "", False, False) for rid, n in sorted(counts.items())]
-    samples = int(con.execute("SELECT count(*) FROM samples").fetchone()[0])
-    measured = int(con.execute("SELECT count(DISTINCT sample_id) FROM quality_values").fetchone()[0])
+    samples = browse.count(con)
+    measured = quality.measured_samples(con)
     return QualityData(rows, source, samples, measured, problem)
 
 

@@ -102,7 +102,7 @@ class SampleList(ScrollView, can_focus=True, inherit_bindings=False):
     def _count(self, generation: int, flt: browse.Filter) -> None:
         con = self.engine.reader()
         total = browse.count(con, flt)
-        top = con.execute("SELECT max(id) FROM samples").fetchone()[0] or 0
+        top = browse.max_sample_id(con)
         self.app.call_from_thread(self._count_loaded, generation, total, len(str(top)))
 
     def _count_loaded(self, generation: int, total: int, id_width: int) -> None:
