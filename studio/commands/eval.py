@@ -44,24 +44,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_eval_set(args: argparse.Namespace, specs) -> Path:
-    from training.config import load_run_config
-
-    if args.on:
-        p = Path(args.on)
-        if p.exists():
-            return p.resolve()
-        named = workspace_path(args) / "splits" / args.on
-        if named.is_dir():
-            return named
-        raise StudioError(f"eval set {args.on!r} not found: neither a path nor {named}; give a split name, a split "
-                          "folder or a data file")
-    for spec in specs:
-        if spec.kind == "adapter":
-            return Path(load_run_config(spec.path).data.split)
-    raise StudioError("name the eval set with --on SPLIT|FILE (no run among the models to take its split from)")
-
-
 def _judge(args: argparse.Namespace, job):
     """(workspace, batch scorer): the judge reuses augmentation's client, request cache and cost
     accounting, which live in the workspace (so it is open, and locked, while the eval runs).
@@ -91,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise StudioError(f"{name} must be a positive number, got {value}")
     runs_dir = workspace_path(args) / "runs"
     specs = evaluate.resolve_models(args.models, runs_dir)
-    source = resolve_eval_set(args, specs)
+    source = evaluate.resolve_eval_set(args.on, workspace_path(args) / "splits", specs)
     items = evaluate.load_items(source, part=args.part, limit=args.limit)
     eval_id = args.name or time.strftime("eval-%Y%m%d-%H%M%S")
     # a merged model's run is its folder's parent (RUN/merged)

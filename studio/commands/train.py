@@ -4,7 +4,9 @@ SPLIT is a split name under WORKSPACE/splits/ or a path (split directory or data
 is layered: defaults (the seed's recipe) < --preset < --config FILE < --set KEY=VALUE < --base /
 --method / --oom-retry. The run starts detached (it survives the terminal closing) unless
 --foreground; --host starts it on a GPU box over SSH. Training never opens the workspace database:
-this command only resolves paths.
+this command only resolves paths. The flags become a `training.launch.RunRequest`; planning, checks
+and the start are training.launch's (the Train screen calls the same functions). The trainer's
+errors (TrainingError) are said by cli.main.
 """
 from __future__ import annotations
 
@@ -78,8 +80,8 @@ def run_request(args: argparse.Namespace, split: Path):
         host = host_spec(args)
     return RunRequest(split=split, base=args.base, method=args.method, preset=args.preset,
                       config_file=Path(args.config) if args.config else None,
-                      overrides=dict(parse_override(s) for s in args.sets), oom_retry=bool(getattr(args, "oom_retry", False)),
-                      name=getattr(args, "name", None), host=host,
+                      overrides=dict(parse_override(s) for s in args.sets),
+                      oom_retry=bool(getattr(args, "oom_retry", False)), name=getattr(args, "name", None), host=host,
                       reproduce=reproduce_line(args.split, workspace=getattr(args, "workspace", None)))
 
 

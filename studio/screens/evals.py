@@ -330,21 +330,16 @@ def progress_to_job(job: Job, labels: dict[str, str]):
 def run_eval_job(job: EvalJob, req: EvalRequest, ws_root: Path) -> tuple[str, Any]:
     """The eval as a job body (a worker thread): the eval set as `studio eval --on` reads it (a split
     name, a split folder or a data file), its items first (a set with no rows fails before any model
-    loads), then the models, then run_eval into RUN/evals/EVAL_ID of the form's run. TrainingErrors
-    and load failures become StudioErrors (one notification line)."""
-    import argparse
-
-    from training.errors import TrainingError
-    from training.evaluate import eval_dir, load_items, resolve_models, run_eval
-
-    from ..commands.eval import resolve_eval_set
+    loads), then the models, then run_eval into RUN/evals/EVAL_ID of the form's run. Load failures
+    become StudioErrors; the job runner says those and TrainingErrors in one notification line."""
+    from training.evaluate import eval_dir, load_items, resolve_eval_set, resolve_models, run_eval
 
     runs_dir = Path(ws_root) / "runs"
     run_dir = runs_dir / req.run_id
     try:
         job.set_message("reading the eval items…")
         specs = resolve_models(req.models, runs_dir)
-        source = resolve_eval_set(argparse.Namespace(on=req.source, workspace=str(ws_root)), specs)
+        source = resolve_eval_set(req.source, Path(ws_root) / "splits", specs)
         items = load_items(source, part=req.part, limit=req.limit)
         base = None
         if not any(s.kind in ("adapter", "model") for s in specs):
@@ -362,8 +357,6 @@ def run_eval_job(job: EvalJob, req: EvalRequest, ws_root: Path) -> tuple[str, An
                           max_new_tokens=req.max_new_tokens, batch_size=BATCH_SIZE, base=base,
                           out_dir=eval_dir(run_dir, eval_id), eval_id=eval_id,
                           progress=progress_to_job(job, labels), cancel=job.stop, items=items)
-    except TrainingError as exc:
-        raise StudioError(str(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:  # a model that will not load, out of memory
         raise StudioError(f"eval failed: {exc}") from None
     return req.run_id, result
