@@ -427,15 +427,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             status = execute(run_dir)
             train_s = time.perf_counter() - t0
-            entry: dict[str, Any] = {"arm": arm, "seed": seed, "run": name, "state": status.get("state"),
+            entry: dict[str, Any] = {"arm": arm, "seed": seed, "run": name, "state": str(status.state),
                                      "machine": results["machine"],
                                      "train_s": round(train_s, 2), "rows": prep["splits"][arm]["train"],
                                      **_train_stats(run_dir)}
-            if status.get("state") != "done":
-                entry["error"] = status.get("error") or read_status(run_dir).get("error")
+            if status.state != "done":
+                entry["error"] = status.error or read_status(run_dir).error
                 results["runs"][key] = {**entry, "state": "failed"}
                 _write_json(res_path, results, args.copy_to)
-                raise SystemExit(f"{name}: training ended {status.get('state')}: {entry['error']} (see {run_dir}/train.log)")
+                raise SystemExit(f"{name}: training ended {status.state}: {entry['error']} (see {run_dir}/train.log)")
             _say(f"  trained in {train_s:.1f}s, loss {entry['first_loss']} -> {entry['final_loss']}, "
                  f"{entry['tokens_per_s']} tokens/s; eval")
             entry["eval"] = _eval(args, prep, out, ModelSpec(name, "adapter", str(run_dir)), base=None,

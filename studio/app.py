@@ -29,6 +29,7 @@ from textual.widgets import Footer, Static
 
 from curation import browse
 from curation.errors import StudioError
+from training.errors import TrainingError
 
 from . import settings as settings_mod
 from .bindings import SCREENS, all_actions, bindings_for
@@ -266,8 +267,9 @@ class StudioApp(App):
                 job: Any = None) -> None:
         """Run `fn(job)` (a curation function taking a `curation.jobs.Job`) in a thread worker; the
         JobProgress widget on every screen shows its progress; Escape on it cancels. `on_done`
-        gets the result on the UI thread. StudioErrors become notifications. `job`: a Job (or
-        subclass, e.g. an AugmentJob with its own counters) to use instead of a plain one."""
+        gets the result on the UI thread. StudioErrors and the trainer's TrainingErrors become
+        notifications. `job`: a Job (or subclass, e.g. an AugmentJob with its own counters) to use
+        instead of a plain one."""
         from curation.jobs import Job
 
         self._job_ids += 1
@@ -278,7 +280,7 @@ class StudioApp(App):
         def body() -> None:
             try:
                 result = fn(job)
-            except StudioError as exc:
+            except (StudioError, TrainingError) as exc:
                 # the engine's CLI advice ("pass --skip-invalid") said as the app's fields and keys
                 from .screens._curation import app_message
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from curation.errors import StudioError
+from training.errors import TrainingError
 
 from . import __version__
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_app(workspace_path(args), serve=args.serve, port=args.port)
         result = args.func(args)
         return int(result or 0)
-    except StudioError as exc:
+    except (StudioError, TrainingError) as exc:  # the trainer's user errors are said the same way, here once
         from curation.safe_text import visible
 
         print(f"studio: error: {visible(str(exc))}", file=sys.stderr)

@@ -246,6 +246,7 @@ class Server:
         """Run one request {"argv", "workspace", "cwd"} and return {"rc", "stdout", "stderr"}."""
         from curation.errors import StudioError, WorkspaceLocked
         from curation.safe_text import visible
+        from training.errors import TrainingError
 
         from .commands import _common
 
@@ -274,7 +275,7 @@ class Server:
             with rolled_back(job_ws.con):  # a served command cannot write
                 try:
                     rc = int(args.func(args) or 0)
-                except StudioError as exc:
+                except (StudioError, TrainingError) as exc:
                     print(f"studio: error: {visible(str(exc))}", file=stderr)
                     rc = exc.exit_code
                 except Exception as exc:  # a bug: say where it happened

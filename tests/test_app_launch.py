@@ -118,12 +118,13 @@ async def test_the_confirmation_shows_the_plan_memory_and_device_and_launch_star
     from training import runs
     from training.plan import describe_device, local_device, make_plan
 
-    from studio.screens.train import _gb, config_for, train_args
+    from studio.screens.train import _gb, run_request
+    from training.launch import run_config
 
     app = StudioApp(train_ws, screen="train")
     async with app.run_test(size=(100, 30)) as pilot:
         await train_form(pilot, "tiny-demo", sets="train.max_steps=2 train.save_steps=1000")
-        cfg = config_for(train_args(train_ws, app.screen.form()))
+        cfg = run_config(run_request(train_ws, app.screen.form()))
         dialog = await open_confirmation(pilot)
         text = dialog_text(dialog)
         device = local_device()
@@ -166,7 +167,6 @@ def test_the_cli_refuses_a_7b_base_on_a_cpu_in_one_line(train_ws, monkeypatch, c
     import training.plan
 
     from studio import cli
-    from studio.commands import train as train_cmd
 
     monkeypatch.setattr(training.plan, "local_device", lambda: dict(CPU))
     argv = ["train", "v1", "-w", str(train_ws), "--base", QWEN_7B, "--preset", "seed"]
@@ -180,7 +180,7 @@ def test_the_cli_refuses_a_7b_base_on_a_cpu_in_one_line(train_ws, monkeypatch, c
 
         raise StudioError("preflight reached")
 
-    monkeypatch.setattr(train_cmd, "preflight", stop_here)
+    monkeypatch.setattr(training.plan, "preflight", stop_here)
     assert cli.main(argv + ["--force"]) != 0
     assert "preflight reached" in capsys.readouterr().err and run_dirs(train_ws) == []
 

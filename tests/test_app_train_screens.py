@@ -52,7 +52,7 @@ def points_of(run_dir):
 def state_of(run_dir) -> str:
     from training.runs import effective_status
 
-    return effective_status(run_dir).get("state")
+    return effective_status(run_dir).state
 
 
 @pytest.fixture

@@ -70,3 +70,24 @@ def test_studio_train_on_a_split_folder_needs_neither_duckdb_nor_textual(tmp_pat
     run = studio("--set", "train.max_steps=2", "--set", "data.max_length=64", "--foreground", "--name", "box")
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "ws" / "runs" / "box" / "adapter").is_dir()
+
+
+def test_no_screen_loads_a_cli_command_module():
+    """The Train screen drives training through training.launch, not through `studio train`'s argparse
+    layer: importing it loads no studio.commands module, and no screen, widget or the app names one."""
+    code = ("import sys; import studio.screens.train; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('studio.commands'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [], out.stdout
+
+    import ast
+
+    studio = ROOT / "studio"
+    sources = [studio / "app.py", *sorted((studio / "screens").glob("*.py")), *sorted((studio / "widgets").glob("*.py"))]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                name = "." * node.level + (node.module or "")
+                assert not (name.startswith("..commands") or name.startswith("studio.commands")
+                            or (name in (".", "..") and any(a.name == "commands" for a in node.names))), \
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"

@@ -296,4 +296,4 @@ def test_real_full_disk_during_training_marks_the_run_failed(small_fs, tmp_path,
     assert f"free space in {run}" in status["error"]
     from training.runs import effective_status
 
-    assert effective_status(run)["state"] == "failed"
+    assert effective_status(run).state == "failed"

@@ -84,7 +84,7 @@ def test_a_run_with_eval_at_end_evaluates_base_and_adapter(tmp_path):
         "data.split": str(split), "train.max_steps": 2, "eval.at_end": True, "eval.max_new_tokens": 4})
     run = runs.create_run(tmp_path / "runs", cfg, name="ends")
     status = runs.execute(run)
-    assert status["state"] == "done" and status["eval_state"] == "done", status.get("eval_error")
-    assert set(status["eval"]) == {"base", "ends"}
+    assert status.state == "done" and status.eval_state == "done", status.eval_error
+    assert set(status.eval) == {"base", "ends"}
     rows = read_items(run / "evals" / "end")
     assert len(rows) == 3 and all(set(r["answers"]) == {"base", "ends"} for r in rows)

@@ -401,7 +401,7 @@ def test_the_adapter_loads_with_plain_peft_from_the_run_directory(tmp_path, monk
     ws = tmp_path / "ws"
     split = write_split(ws / "splits" / "v1", n_train=8, n_val=0)
     run = runs.create_run(ws / "runs", tiny_config(split, **{"train.max_steps": 1, "train.eval_steps": 1}), name="one")
-    assert runs.run_foreground(run)["state"] == "done"
+    assert runs.run_foreground(run).state == "done"
     moved = tmp_path / "moved"
     shutil.move(str(ws), str(moved))
     monkeypatch.chdir(moved / "runs" / "one")

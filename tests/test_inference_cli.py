@@ -21,7 +21,7 @@ def workspace(tmp_path_factory):
         # Same seed and split: both runs build the same tiny base, so one session can hold both.
         st = runs.execute(runs.create_run(ws / "runs", tiny_config(split, **{"train.max_steps": 6,
                                                                                "train.learning_rate": lr}), name=name))
-        assert st["state"] == "done"
+        assert st.state == "done"
     return ws
 
 
@@ -92,7 +92,7 @@ def test_qlora_run_chats_and_merges_into_a_full_precision_base(workspace, tmp_pa
     split = workspace / "splits" / "v1"
     run = runs.create_run(workspace / "runs", tiny_config(split, **{"train.max_steps": 3, "method": "qlora"}),
                           name="q1")
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
     result = merge_run(run, tmp_path / "q-merged", dtype="fp32", device="cpu")
     assert result.ok and result.max_abs_diff < 1e-4
     session = load_session(run, device="cpu")  # on a CPU the base loads unquantised

@@ -49,7 +49,7 @@ def trained(tmp_path_factory, real_base):
         "train.grad_accum": 1, "train.save_steps": 100})
     run = runs.create_run(root / "runs", cfg, name="real-lora")
     status = runs.execute(run)
-    assert status["state"] == "done", status.get("error")
+    assert status.state == "done", status.error
     return run
 
 

@@ -225,7 +225,7 @@ def test_a_tracker_that_is_not_installed_is_refused_in_one_line_naming_pip(tmp_p
     run = runs.create_run(ws / "runs", tiny_config(ws / "splits" / "v1", report=["tensorboard"],
                                                    **{"train.max_steps": 2}), name="late")
     st = runs.execute(run)
-    assert st["state"] == "failed" and st["error"] == want
+    assert st.state == "failed" and st.error == want
     page = Page((run / "report.html").read_text(encoding="utf-8"))  # a failed run gets its page too
     assert want in " ".join(page.text)
 
@@ -283,7 +283,7 @@ def test_tensorboard_event_files_are_written_into_the_run(tmp_path, monkeypatch)
     split = write_split(tmp_path / "splits" / "v1", n_train=8, n_val=2)
     cfg = tiny_config(split, report=["tensorboard"], **{"train.max_steps": 3, "train.eval_steps": 3})
     run = runs.create_run(tmp_path / "runs", cfg, name="tb")
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events), list(run.rglob("*tfevents*"))
     assert not (run / "checkpoints" / "runs").exists()  # transformers' default place is not used
@@ -317,7 +317,7 @@ def test_a_cancelled_run_gets_its_page_and_a_failing_page_never_fails_the_run(tm
     with monkeypatch.context() as mp:
         mp.setattr(training.recipe, "CancelFlag", Cancelled)
         run = runs.create_run(tmp_path / "runs", tiny_config(split, **{"train.max_steps": 4}), name="c")
-        assert runs.execute(run)["state"] == "cancelled"
+        assert runs.execute(run).state == "cancelled"
     body = " ".join(Page((run / "report.html").read_text(encoding="utf-8")).text)
     assert "cancelled" in body and "1 of 4" in body
     assert f"run c: report {run / 'report.html'}" in capsys.readouterr().out  # the one line in the log
@@ -328,7 +328,7 @@ def test_a_cancelled_run_gets_its_page_and_a_failing_page_never_fails_the_run(tm
     monkeypatch.setattr(training.report, "render_report", broken)
     run = runs.create_run(tmp_path / "runs", tiny_config(split, **{"train.max_steps": 2}), name="d")
     st = runs.execute(run)
-    assert st["state"] == "done" and runs.read_status(run)["state"] == "done"
+    assert st.state == "done" and runs.read_status(run).state == "done"
     assert not (run / "report.html").exists()
     err = capsys.readouterr().err
     assert "run d: report.html not written: ValueError: the page could not be drawn" in err

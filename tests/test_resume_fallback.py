@@ -33,7 +33,7 @@ def crashed_run(tmp_path_factory):
         for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             m.setenv(key, "1")
         st = runs.execute(run)
-    assert st["state"] == "failed" and "simulated crash" in st["error"]
+    assert st.state == "failed" and "simulated crash" in st.error
     text = (run / "config.yaml").read_text().replace("fail_after_step: 7", "fail_after_step: null")
     (run / "config.yaml").write_text(text)
     assert sorted(p.name for p in (run / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
@@ -71,15 +71,15 @@ def test_resume_falls_back_past_a_truncated_latest_checkpoint(crashed_run, capsy
     capsys.readouterr()
     st = runs.resume(run, foreground=True)
     log = capsys.readouterr().err
-    assert st["state"] == "done" and st["step"] == 8, st.get("error")
-    assert st["resumed_from"] == 4 and st["resume_checkpoint"] == "checkpoints/checkpoint-4"
-    assert st["note"].startswith("resuming from checkpoint-4, the newest whole checkpoint: skipped checkpoint-6: "
-                                 "adapter_model.safetensors is truncated"), st["note"]
-    assert f"run r: {st['note']}" in log  # the run log (train.log when detached)
-    assert json.loads((run / "status.json").read_text())["note"] == st["note"]
+    assert st.state == "done" and st.step == 8, st.error
+    assert st.resumed_from == 4 and st.resume_checkpoint == "checkpoints/checkpoint-4"
+    assert st.note.startswith("resuming from checkpoint-4, the newest whole checkpoint: skipped checkpoint-6: "
+                              "adapter_model.safetensors is truncated"), st.note
+    assert f"run r: {st.note}" in log  # the run log (train.log when detached)
+    assert json.loads((run / "status.json").read_text())["note"] == st.note
     records = read_metrics(run)[0]
     resume = [r for r in records if r.get("event") == "resume"]
-    assert resume and resume[-1]["from_step"] == 4 and resume[-1]["note"] == st["note"]
+    assert resume and resume[-1]["from_step"] == 4 and resume[-1]["note"] == st.note
     points = metric_points(records)
     assert [p["step"] for p in points if "loss" in p] == list(range(1, 9))  # 5, 6 and 7 again, once each
     after = next(p for p in points if p["step"] == 5 and "loss" in p)

@@ -47,7 +47,7 @@ def test_preset_trains_the_tiny_model_on_cpu(tmp_path, split, preset):
         "lora.r": tiny.lora.r, "lora.alpha": tiny.lora.alpha})
     run = runs.create_run(tmp_path / "runs", cfg, name=preset)
     st = runs.execute(run)
-    assert st["state"] == "done", st.get("error")
+    assert st.state == "done", st.error
     header = read_metrics(run)[0][0]
     assert header["speed"] == {"attention": "sdpa", "liger_kernel": False, "compiled_layers": 0,
                                "gradient_checkpointing": cfg.train.gradient_checkpointing,
@@ -66,7 +66,7 @@ def test_fused_lora_trains_and_says_so(tmp_path, split, caplog):
         "lora.r": tiny.lora.r, "lora.alpha": tiny.lora.alpha})
     run = runs.create_run(tmp_path / "runs", cfg, name="fused")
     st = runs.execute(run)
-    assert st["state"] == "done", st.get("error")
+    assert st.state == "done", st.error
     lines = read_metrics(run)[0]
     assert lines[0]["speed"]["fused_lora"] is True
     assert [r["loss"] for r in lines if "loss" in r], "no loss was logged"
@@ -177,7 +177,7 @@ def test_checkpoint_fraction_leaves_the_other_layers_their_activations(tmp_path,
     cfg = tiny_config(split, **{"train.gradient_checkpointing": True, "train.checkpoint_fraction": 0.5,
                                 "train.max_steps": 3})
     run = runs.create_run(tmp_path / "runs", cfg, name="frac")
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
 
 
 def test_loss_vocab_chunk_sets_trls_tile_and_a_run_trains_with_it(tmp_path, split):
@@ -186,7 +186,7 @@ def test_loss_vocab_chunk_sets_trls_tile_and_a_run_trains_with_it(tmp_path, spli
     default = tu._CHUNKED_LOGPROB_CHUNK_SIZE
     cfg = tiny_config(split, **{"train.loss_vocab_chunk": 64, "train.max_steps": 2})
     run = runs.create_run(tmp_path / "runs", cfg, name="chunk")
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
     assert tu._CHUNKED_LOGPROB_CHUNK_SIZE == 64
     assert speed.apply_loss_vocab_chunk(None) is False
     assert tu._CHUNKED_LOGPROB_CHUNK_SIZE == default  # a later run without it gets TRL's own
@@ -200,7 +200,7 @@ def test_several_devices_train_through_torchrun_with_one_base_and_one_writer(tmp
     run = runs.create_run(tmp_path / "runs", tiny_config(split, **{"train.devices": 2, "train.max_steps": 4,
                                                                     "train.save_steps": 2}), name="two")
     st = runs.run_foreground(run)
-    assert st["state"] == "done" and st["step"] == 4, st.get("error")
+    assert st.state == "done" and st.step == 4, st.error
     recs = read_metrics(run)[0]
     assert [r["step"] for r in recs if "loss" in r] == [1, 2, 3, 4]  # one writer: no step twice
     starts = [r for r in recs if r.get("event") == "start"]
@@ -234,7 +234,7 @@ def test_offloaded_checkpoint_inputs_give_the_same_gradients(tmp_path, split):
     cfg = tiny_config(split, **{"train.gradient_checkpointing": True, "train.offload_checkpoints": True,
                                 "train.max_steps": 2})
     run = runs.create_run(tmp_path / "runs", cfg, name="offload")
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
 
 
 def test_a_multi_gpu_run_whose_launcher_dies_early_ends_failed(tmp_path, split, monkeypatch):
@@ -246,6 +246,6 @@ def test_a_multi_gpu_run_whose_launcher_dies_early_ends_failed(tmp_path, split, 
     run = runs.create_run(tmp_path / "runs", cfg, name="dies")
     monkeypatch.setattr(runs, "launch_command", lambda run_dir, resume=False: [sys.executable, "-c", "raise SystemExit(3)"])
     st = runs.run_foreground(run)
-    assert st["state"] == "failed" and "torchrun exited with 3" in st["error"]
-    assert runs.read_status(run)["state"] == "failed"
+    assert st.state == "failed" and "torchrun exited with 3" in st.error
+    assert runs.read_status(run).state == "failed"
 

@@ -37,7 +37,7 @@ def test_kill_9_then_studio_runs_writes_failed_into_status_json(tmp_path, capsys
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         st = runs.read_status(run)
-        if st.get("state") == "running" and (st.get("step") or 0) >= 1:
+        if st.state == "running" and (st.step or 0) >= 1:
             break
         time.sleep(0.2)
     else:
@@ -54,7 +54,7 @@ def test_kill_9_then_studio_runs_writes_failed_into_status_json(tmp_path, capsys
     assert st["state"] == "failed" and st["finished_at"], st
     assert st["error"] == (f"the training process (pid {pid}) ended without a word: killed or out of memory? "
                            f"See train.log. Resume with `studio train --resume k`")
-    assert runs.run_info(run)["state"] == "failed" and runs.effective_status(run) == st  # written once, then read
+    assert runs.run_info(run).state == "failed" and runs.effective_status(run).to_json() == st  # written once, then read
 
 
 def test_remote_mirrors_other_hosts_and_queued_runs_without_a_pid_are_not_written(tmp_path):
@@ -75,7 +75,7 @@ def test_remote_mirrors_other_hosts_and_queued_runs_without_a_pid_are_not_writte
         st = runs.effective_status(run)
         assert (run / "status.json").read_text() == before, name
         # a mirror on this host reads as failed (as before), but its file is its host's to write
-        assert st["state"] == ("failed" if name == "mirror" else status["state"]), (name, st)
+        assert st.state == ("failed" if name == "mirror" else status["state"]), (name, st)
 
 
 def test_a_local_run_that_died_is_reconciled_once_and_an_unwritable_file_still_reads_failed(tmp_path, monkeypatch):
@@ -87,8 +87,8 @@ def test_a_local_run_that_died_is_reconciled_once_and_an_unwritable_file_still_r
     (run / "status.json").write_text(json.dumps({"state": "running", "pid": gone, "host": socket.gethostname(),
                                                  "step": 7}))
     st = runs.effective_status(run)
-    assert st["state"] == "failed" and st["step"] == 7 and f"pid {gone}" in st["error"]
-    assert file_status(run) == st
+    assert st.state == "failed" and st.step == 7 and f"pid {gone}" in st.error
+    assert file_status(run) == st.to_json()
     assert runs.effective_status(run) == st  # no second write: finished_at and updated_at stay
 
     full = tmp_path / "full"
@@ -100,5 +100,5 @@ def test_a_local_run_that_died_is_reconciled_once_and_an_unwritable_file_still_r
 
     monkeypatch.setattr(runs, "write_status", no_space)
     st = runs.effective_status(full)
-    assert st["state"] == "failed" and f"pid {gone}" in st["error"]
+    assert st.state == "failed" and f"pid {gone}" in st.error
     assert file_status(full)["state"] == "queued"  # could not be written; read as failed all the same

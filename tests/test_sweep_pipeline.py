@@ -61,7 +61,7 @@ def test_run_with_replay_trains_on_the_mix_and_says_so_in_its_config(tmp_path):
     assert text.startswith("# reproduce: studio train v1") and "# replay: 6 rows of" in text
     cfg = load_run_config(run)
     assert len(load_split(cfg.data.split).train) == 18 and info.seed == cfg.train.seed
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
 
 
 # ---------------------------------------------------------------- sweep
@@ -90,9 +90,9 @@ def test_sweep_trains_every_point_and_ranks_by_eval_loss(tmp_path, capsys):
     assert all(isinstance(x, float) for x in losses) and losses == sorted(losses)
     assert [r["best"] for r in rows] == [True, False, False, False]
     assert rows[0]["changes"]["train.learning_rate"] == 1e-2  # 4 steps at 1e-4 barely move: the high lr wins
-    listed = {r["id"]: r for r in list_runs(ws / "runs")}
+    listed = {r.id: r for r in list_runs(ws / "runs")}
     for r in rows:
-        assert listed[r["run"]]["eval_loss"] == r["eval_loss"] and listed[r["run"]]["state"] == "done"
+        assert listed[r["run"]].eval_loss == r["eval_loss"] and listed[r["run"]].state == "done"
     record = json.loads((ws / "runs" / "sw.sweep.json").read_text())
     assert [r["run"] for r in record["ranking"]] == [r["run"] for r in rows]
 

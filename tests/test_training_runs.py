@@ -26,7 +26,7 @@ def test_lora_run_loss_goes_down_with_eval_and_adapter(tmp_path, split):
     cfg = tiny_config(split, **{"train.max_steps": 30, "train.learning_rate": 1e-2})
     run = runs.create_run(tmp_path / "runs", cfg, name="r1")
     st = runs.execute(run)
-    assert st["state"] == "done" and st["step"] == 30 and st["untrained"] is True
+    assert st.state == "done" and st.step == 30 and st.untrained is True
     recs = read_metrics(run)[0]
     assert recs[0]["event"] == "start" and recs[0]["untrained"] is True and "mfu_formula" in recs[0]
     losses = [p["loss"] for p in _points(run) if "loss" in p]
@@ -36,10 +36,10 @@ def test_lora_run_loss_goes_down_with_eval_and_adapter(tmp_path, split):
     assert [e["step"] for e in evals] == [10, 20, 30]  # every eval_steps, the last one at the end
     assert all(p["tokens_seen"] > 0 for p in _points(run) if "loss" in p)
     assert (run / "adapter" / "adapter_config.json").is_file() and (run / "base" / "UNTRAINED.txt").is_file()
-    assert st["last_checkpoint"] == "checkpoints/checkpoint-30"
+    assert st.last_checkpoint == "checkpoints/checkpoint-30"
     info = runs.list_runs(tmp_path / "runs")[0]
-    assert (info["id"], info["state"], info["method"], info["loss"]) == ("r1", "done", "lora", losses[-1])
-    assert info["eval_loss"] == evals[-1]["eval_loss"]
+    assert (info.id, info.state, info.method, info.loss) == ("r1", "done", "lora", losses[-1])
+    assert info.eval_loss == evals[-1]["eval_loss"]
 
 
 def test_reloaded_adapter_gives_the_same_logits(tmp_path, split):
@@ -49,7 +49,7 @@ def test_reloaded_adapter_gives_the_same_logits(tmp_path, split):
 
     run = runs.create_run(tmp_path / "runs", tiny_config(split, **{"train.max_steps": 6, "train.learning_rate": 2e-2,
                                                                      "lora.use_rslora": True}), name="r")
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
     model, tok = load_for_inference(run)
     prompt = tok.apply_chat_template([{"role": "user", "content": "Say hello."}], tokenize=False, add_generation_prompt=True)
     ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]])
@@ -70,14 +70,14 @@ def test_resume_continues_at_the_checkpoint_without_gap_or_duplicate(tmp_path, s
     cfg = tiny_config(split, **{"train.max_steps": 20, "train.save_steps": 10, "debug.fail_after_step": 15})
     run = runs.create_run(tmp_path / "runs", cfg, name="r")
     st = runs.execute(run)
-    assert st["state"] == "failed" and "simulated crash after step 15" in st["error"]
+    assert st.state == "failed" and "simulated crash after step 15" in st.error
     assert [p["step"] for p in _points(run) if "loss" in p] == list(range(1, 15))  # died before logging 15
     tokens_at_10 = next(p["tokens_seen"] for p in _points(run) if p["step"] == 10 and "loss" in p)
     # the crash hook is in the saved config: clear it as a user would fix the cause, then resume
     text = (run / "config.yaml").read_text().replace("fail_after_step: 15", "fail_after_step: null")
     (run / "config.yaml").write_text(text)
     st = runs.resume(run, foreground=True)
-    assert st["state"] == "done" and st["step"] == 20 and st["resumed_from"] == 10 and st["metrics_generation"] == 1
+    assert st.state == "done" and st.step == 20 and st.resumed_from == 10 and st.metrics_generation == 1
     loss_steps = [p["step"] for p in _points(run) if "loss" in p]
     assert loss_steps == list(range(1, 21))
     after = [p for p in _points(run) if p["step"] == 11 and "loss" in p][0]
@@ -92,7 +92,7 @@ def test_qlora_trains_on_cpu(tmp_path, split):
                                 "lora.use_dora": False})
     run = runs.create_run(tmp_path / "runs", cfg, name="q")
     st = runs.execute(run)
-    assert st["state"] == "done", st.get("error")
+    assert st.state == "done", st.error
     losses = [p["loss"] for p in _points(run) if "loss" in p]
     assert len(losses) == 8 and losses[-1] < losses[0]
     adapter_cfg = json.loads((run / "adapter" / "adapter_config.json").read_text())
@@ -121,13 +121,13 @@ def test_injected_oom_fails_with_remedy_and_retries_with_the_next(tmp_path, spli
     run = runs.create_run(tmp_path / "runs", cfg, name="big")
     started = []
     st = runs.execute(run, relaunch=lambda child: started.append(runs.execute(child)))
-    assert st["state"] == "failed" and "out of memory" in st["error"]
+    assert st.state == "failed" and "out of memory" in st.error
     # max_length 128 is already short: that remedy is skipped
-    assert [r["name"] for r in st["remedy"]] == ["smaller batch", "gradient checkpointing", "qlora"]
-    assert st["next_run"] == "big-oom1"
+    assert [r["name"] for r in st.remedy] == ["smaller batch", "gradient checkpointing", "qlora"]
+    assert st.next_run == "big-oom1"
     child = tmp_path / "runs" / "big-oom1"
-    assert started and started[0]["state"] == "done"
-    assert runs.read_status(child)["applied_remedy"]["name"] == "smaller batch"
+    assert started and started[0].state == "done"
+    assert runs.read_status(child).applied_remedy["name"] == "smaller batch"
     from training.config import load_run_config
 
     assert load_run_config(child).train.micro_batch_size == 1 and load_run_config(child).train.grad_accum == 2
@@ -146,18 +146,18 @@ def test_detached_run_survives_its_parent_and_cancel_leaves_a_resumable_run(tmp_
     assert parent.returncode == 0, parent.stderr  # the parent is gone now
     pid, slow_pid = (int(x) for x in parent.stdout.split())
     st = runs.wait(run, timeout_s=240)
-    assert st["state"] == "done", (run / "train.log").read_text()[-2000:]
-    assert st["pid"] == pid and (run / "adapter").is_dir()
+    assert st.state == "done", (run / "train.log").read_text()[-2000:]
+    assert st.pid == pid and (run / "adapter").is_dir()
     # cancel: SIGTERM, the run stops at a step end with a checkpoint
     import time
 
     deadline = time.monotonic() + 120
-    while runs.read_status(slow).get("step", 0) < 2 and time.monotonic() < deadline:
+    while (runs.read_status(slow).step or 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     st = runs.cancel(slow, wait_s=60)
-    assert st["state"] == "cancelled", (slow / "train.log").read_text()[-2000:]
+    assert st.state == "cancelled", (slow / "train.log").read_text()[-2000:]
     assert not runs.pid_alive(slow_pid)
-    assert runs.read_status(slow)["last_checkpoint"].startswith("checkpoints/checkpoint-")
+    assert runs.read_status(slow).last_checkpoint.startswith("checkpoints/checkpoint-")
 
 
 def test_a_foreground_run_writes_train_log_as_a_detached_one_does(tmp_path, split, capsys):
@@ -165,14 +165,14 @@ def test_a_foreground_run_writes_train_log_as_a_detached_one_does(tmp_path, spli
     a detached run's log holds the run's own lines. Now both do, and the terminal still shows them."""
     cfg = tiny_config(split, **{"train.max_steps": 2, "train.eval_steps": 1000, "train.save_steps": 1000})
     fg = runs.create_run(tmp_path / "runs", cfg, name="fg")
-    assert runs.run_foreground(fg)["state"] == "done"
+    assert runs.run_foreground(fg).state == "done"
     shown = capsys.readouterr()
     log = (fg / runs.LOG_FILE).read_text(encoding="utf-8")
     assert "run fg: done at step 2" in log and "run fg: done at step 2" in shown.out + shown.err
 
     bg = runs.create_run(tmp_path / "runs", cfg, name="bg")
     runs.launch(bg)
-    assert runs.wait(bg, timeout_s=300)["state"] == "done"
+    assert runs.wait(bg, timeout_s=300).state == "done"
     detached = (bg / runs.LOG_FILE).read_text(encoding="utf-8")
     own = [line.replace("bg", "RUN") for line in detached.splitlines() if line.startswith("run bg:")]
     assert own and own == [line.replace("fg", "RUN") for line in log.splitlines() if line.startswith("run fg:")]
@@ -233,7 +233,7 @@ def test_a_cancel_during_the_child_s_imports_reads_cancelled_not_failed(tmp_path
     pid = runs.launch(first)
     runs.cancel(first, wait_s=0)  # at once: the child is starting up or importing
     st = runs.wait(first, timeout_s=120)
-    assert st["state"] == "cancelled", (first / "train.log").read_text()[-2000:]
+    assert st.state == "cancelled", (first / "train.log").read_text()[-2000:]
     assert not runs.pid_alive(pid) and "Traceback" not in (first / "train.log").read_text()
 
     # a process that died before any handler (here: SIGKILL after the cancel) still reads cancelled
@@ -244,8 +244,8 @@ def test_a_cancel_during_the_child_s_imports_reads_cancelled_not_failed(tmp_path
     import signal
 
     os.kill(pid, signal.SIGKILL)
-    assert runs.wait(second, timeout_s=60)["state"] == "cancelled"
+    assert runs.wait(second, timeout_s=60).state == "cancelled"
     # a new launch of it clears the request: a later kill -9 is a failure again
     runs.launch(second)
-    assert "cancel_requested_at" not in {k for k, v in runs.read_status(second).items() if v}
+    assert "cancel_requested_at" not in {k for k, v in runs.read_status(second).to_json().items() if v}
     runs.cancel(second, wait_s=60)

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries(log_file=Path(args.run_dir) / "train.log")
 
     from .errors import TrainingError
-    from .runs import FINAL_STATES, execute, read_status, utc_now, write_status
+    from .rundir import RunState, read_status, utc_now, write_status
+    from .runs import execute
 
     try:
         status = execute(args.run_dir, resume=args.resume)
@@ -41,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # cancelled before execute took over SIGTERM
-        if read_status(args.run_dir).get("state") not in FINAL_STATES:
-            write_status(args.run_dir, state="cancelled", finished_at=utc_now())
+        if not read_status(args.run_dir).state.is_final:
+            write_status(args.run_dir, state=RunState.CANCELLED, finished_at=utc_now())
         print(f"run {Path(args.run_dir).name}: cancelled before training started", file=sys.stderr)
         return 0
-    return 0 if status.get("state") in ("done", "cancelled") else 1
+    return 0 if status.state in (RunState.DONE, RunState.CANCELLED) else 1
 
 
 if __name__ == "__main__":

@@ -23,3 +23,7 @@ class DataError(TrainingError):
 
 class RunNotFound(TrainingError):
     """A run named by the user does not exist."""
+
+
+class SplitNotFound(TrainingError):
+    """A split named by the user is neither a path nor a folder under WORKSPACE/splits."""

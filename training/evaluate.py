@@ -188,6 +188,27 @@ class ModelSpec:
     path: str = ""  # run dir (adapter), merged dir, or a base reference
 
 
+def resolve_eval_set(on: str | None, splits_dir: Path, specs: list[ModelSpec]) -> Path:
+    """The eval set `studio eval --on` (and the Evals screen's form) names: a path, a split name under
+    `splits_dir` (WORKSPACE/splits), or, when `on` is empty, the split of the first adapter among `specs`."""
+    from .config import load_run_config
+    from .errors import SplitNotFound
+
+    if on:
+        p = Path(on)
+        if p.exists():
+            return p.resolve()
+        named = splits_dir / on
+        if named.is_dir():
+            return named
+        raise SplitNotFound(f"eval set {on!r} not found: neither a path nor {named}; give a split name, a split "
+                            "folder or a data file")
+    for spec in specs:
+        if spec.kind == "adapter":
+            return Path(load_run_config(spec.path).data.split)
+    raise SplitNotFound("name the eval set with --on SPLIT|FILE (no run among the models to take its split from)")
+
+
 def resolve_models(names: Iterable[str], runs_dir: Path | None) -> list[ModelSpec]:
     """`base`, run ids (adapters), `merged:RUN`, or anything `base:` accepts."""
     from .runs import find_run

@@ -17,7 +17,6 @@ do); the studio turns it into its own clean error.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,10 +80,9 @@ def describe_run(run_dir: Path | str) -> RunModel:
 
 
 def _run_state(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("state")
-    except (OSError, ValueError):
-        return None
+    from .rundir import has_status, read_status
+
+    return read_status(run_dir).state if has_status(run_dir) else None
 
 
 def base_identity(run: RunModel) -> str:

@@ -42,6 +42,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ConfigError, TrainingError
+from .rundir import RunState, RunStatus
 
 PIPELINE_FILE = "pipeline.json"
 TOP_KEYS = {"name", "base", "method", "preset", "config", "set", "stages"}
@@ -171,7 +172,7 @@ def stage_config(pipeline: Pipeline, index: int, base_override: str | None = Non
 
 def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | None = None,
                  execute: Callable[[Path], dict] | None = None, merge_dtype: str | None = None,
-                 on_stage: Callable[[int, Path, dict], None] | None = None) -> list[dict[str, Any]]:
+                 on_stage: Callable[[int, Path, RunStatus], None] | None = None) -> list[dict[str, Any]]:
     """Train the stages in order; between stages merge the adapter (16/32-bit) and start the next on it.
     Stops at the first stage that does not finish. Returns one row per started stage."""
     from . import runs
@@ -202,14 +203,14 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
             _base_relative_to_run(run_dir)
         (run_dir / PIPELINE_FILE).write_text(json.dumps(link, indent=1) + "\n", encoding="utf-8")
         status = execute(run_dir)
-        row = {"stage": i + 1, "name": stage.name, "run": run_dir.name, "state": status.get("state"),
-               "eval_loss": status.get("eval_loss"), "base": cfg.base, "rank": cfg.lora.r, "kind": cfg.data.kind}
+        row = {"stage": i + 1, "name": stage.name, "run": run_dir.name, "state": str(status.state),
+               "eval_loss": status.eval_loss, "base": cfg.base, "rank": cfg.lora.r, "kind": cfg.data.kind}
         rows.append(row)
         _record(runs_dir, pipeline, rows)
         if on_stage:
             on_stage(i, run_dir, status)
-        if status.get("state") != "done":
-            row["stopped"] = f"stage {stage.name} ended {status.get('state')}: later stages not started"
+        if status.state != RunState.DONE:
+            row["stopped"] = f"stage {stage.name} ended {status.state}: later stages not started"
             _record(runs_dir, pipeline, rows)
             break
         if i + 1 < len(pipeline.stages):

@@ -32,6 +32,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from .rundir import RunStatus
+
 REPORT_FILE = "report.html"
 MAX_POINTS = 2000  # a curve with more points is thinned to the lowest and highest of each bucket
 
@@ -230,7 +232,7 @@ def _duration(start: str | None, end: str | None) -> str | None:
 
 # ---------------------------------------------------------------- sections
 
-def _summary(run_dir: Path, status: dict[str, Any], start: dict[str, Any], points: list[dict[str, Any]],
+def _summary(run_dir: Path, status: RunStatus, start: dict[str, Any], points: list[dict[str, Any]],
              cfg: Any) -> str:
     from .metrics import run_summary
 
@@ -238,42 +240,42 @@ def _summary(run_dir: Path, status: dict[str, Any], start: dict[str, Any], point
     best = min(evals, key=lambda p: p[1]) if evals else None
     tps = [v for _, v in series(points, "tokens_per_s")]
     seen = series(points, "tokens_seen")
-    base = status.get("base") or start.get("base") or (cfg.base if cfg else None)
-    untrained = bool(status.get("untrained") or start.get("untrained"))
+    base = status.base or start.get("base") or (cfg.base if cfg else None)
+    untrained = bool(status.untrained or start.get("untrained"))
     rows: list[tuple[str, Any]] = [
-        ("state", status.get("state") or "unknown"),
-        ("step", (f"{status.get('step') if status.get('step') is not None else '-'} of "
-                  f"{status.get('max_steps') if status.get('max_steps') is not None else '?'}")),
+        ("state", str(status.state)),
+        ("step", (f"{status.step if status.step is not None else '-'} of "
+                  f"{status.max_steps if status.max_steps is not None else '?'}")),
         ("base", f"{base}" + (" (UNTRAINED built-in model: its answers mean nothing)" if untrained else "")),
-        ("method", status.get("method") or start.get("method") or (cfg.method if cfg else None)),
-        ("precision, device", ", ".join(str(x) for x in (start.get("precision") or status.get("precision"),
-                                                         start.get("device") or status.get("device")) if x) or None),
+        ("method", status.method or start.get("method") or (cfg.method if cfg else None)),
+        ("precision, device", ", ".join(str(x) for x in (start.get("precision") or status.precision,
+                                                         start.get("device") or status.device) if x) or None),
         ("trainable parameters", f"{start['trainable_params']:,} of {start.get('total_params', 0):,}"
          if isinstance(start.get("trainable_params"), int) else None),
         ("what it used", run_summary([start]) if start else None),
-        ("host", status.get("host")),
-        ("started", status.get("started_at")),
-        ("finished", status.get("finished_at")),
-        ("took", _duration(status.get("started_at"), status.get("finished_at")) if status.get("started_at") else None),
+        ("host", status.host),
+        ("started", status.started_at),
+        ("finished", status.finished_at),
+        ("took", _duration(status.started_at, status.finished_at) if status.started_at else None),
         ("final training loss", f"{loss[-1][1]:.4f} at step {loss[-1][0]:g}" if loss else None),
         ("final eval loss", f"{evals[-1][1]:.4f} at step {evals[-1][0]:g}" if evals else None),
         ("best eval loss", f"{best[1]:.4f} at step {best[0]:g}" if best else None),
         ("tokens seen", f"{int(seen[-1][1]):,}" if seen else None),
         ("mean tokens/s", f"{sum(tps) / len(tps):,.0f}" if tps else None),
     ]
-    if status.get("resumed_from") is not None:
-        rows.append(("resumed from", f"step {status['resumed_from']}" + (f" ({status['note']})" if status.get("note") else "")))
-    if status.get("next_run"):
-        rows.append(("retried as", status["next_run"]))
+    if status.resumed_from is not None:
+        rows.append(("resumed from", f"step {status.resumed_from}" + (f" ({status.note})" if status.note else "")))
+    if status.next_run:
+        rows.append(("retried as", status.next_run))
     out = [_table((k, v) for k, v in rows if v is not None)]
-    if status.get("error"):
-        out.append(f'<p class="bad">error: {escape(str(status["error"]))}</p>')
-    for i, r in enumerate(status.get("remedy") or [], 1):
+    if status.error:
+        out.append(f'<p class="bad">error: {escape(status.error)}</p>')
+    for i, r in enumerate(status.remedy or [], 1):
         if isinstance(r, dict):
             sets = " ".join(f"--set {k}={v}" for k, v in (r.get("set") or {}).items())
             out.append(_p(f"remedy {i}: {r.get('name')}: {r.get('why')} ({sets})"))
-    if status.get("eval_state") == "failed" and status.get("eval_error"):
-        out.append(f'<p class="bad">eval at end failed: {escape(str(status["eval_error"]))}</p>')
+    if status.eval_state == "failed" and status.eval_error:
+        out.append(f'<p class="bad">eval at end failed: {escape(status.eval_error)}</p>')
     return "\n".join(out)
 
 
@@ -299,7 +301,7 @@ def _curves(points: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _memory(cfg: Any, status: dict[str, Any], start: dict[str, Any], points: list[dict[str, Any]]) -> str:
+def _memory(cfg: Any, status: RunStatus, start: dict[str, Any], points: list[dict[str, Any]]) -> str:
     out = []
     est = None
     if cfg is None:
@@ -313,7 +315,7 @@ def _memory(cfg: Any, status: dict[str, Any], start: dict[str, Any], points: lis
             out.append(_p(f"No estimate: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", "muted"))
     peak = [v for _, v in series(points, "gpu_mem_gb")]
     reserved = [v for _, v in series(points, "gpu_reserved_gb")]
-    device = start.get("device") or status.get("device")
+    device = start.get("device") or status.device
     measured = max(peak) if peak else None
     if measured is None:
         why = ("not measured: the run trained on the CPU" if device == "cpu"
@@ -444,7 +446,7 @@ def render_report(run_dir: str | Path) -> str:
                 ("split", "Split manifest", _split(cfg)),
                 ("config", "Config (config.yaml)", _config_text(run_dir))]
     body = "\n".join(f'<section id="{sid}"><h2>{escape(h)}</h2>\n{html}\n</section>' for sid, h, html in sections)
-    untrained = bool(status.get("untrained") or start.get("untrained"))
+    untrained = bool(status.untrained or start.get("untrained"))
     warn = ('<p class="warn">Trained on the UNTRAINED built-in tiny model: for demos and tests; its answers mean '
             "nothing.</p>") if untrained else ""
     return (

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import shutil
@@ -22,80 +21,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from .config import TrainConfig, load_run_config, save_config, with_changes
 from .errors import RunNotFound, TrainingError
+# status.json lives in training.rundir; these names are also used as training.runs.X
+from .rundir import REMOTE_JSON, STATUS_FILE, RunInfo, RunState, RunStatus, read_status, start_order, utc_now, write_status  # noqa: F401
 
-STATUS_FILE = "status.json"
 LOG_FILE = "train.log"
-STATES = ("queued", "running", "done", "failed", "cancelled")
-FINAL_STATES = ("done", "failed", "cancelled")
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------- status.json
-
-def read_status(run_dir: str | Path) -> dict[str, Any]:
-    p = Path(run_dir) / STATUS_FILE
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError:
-        return {"state": "failed", "error": f"{p} is not valid JSON"}
-
-
-def write_status(run_dir: str | Path, **changes: Any) -> dict[str, Any]:
-    """Read-modify-write status.json atomically (tmp file + os.replace): readers never see half a file.
-
-    On a full disk the tmp file cannot be written; then a compact copy goes over the old file in
-    place when it fits the blocks that file already holds (a status is about 1 KB, a block 4 KB), so
-    a run that dies of a full disk can still say so. Raises OSError when even that fails."""
-    p = Path(run_dir) / STATUS_FILE
-    status = read_status(run_dir)
-    if os.environ.get("RANK", "0") != "0":
-        return status  # multi-GPU: only rank 0 writes the run's status
-    status.update(changes)
-    status["updated_at"] = utc_now()
-    # one temporary name per writer: two threads of one process (the studio's poll marking a dead run
-    # failed, its cancel) sharing a name made one os.replace fail with FileNotFoundError
-    tmp = p.with_name(f".{STATUS_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(status, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, p)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not _overwrite_in_place(p, status):
-            raise
-    return status
-
-
-def _overwrite_in_place(p: Path, status: dict[str, Any]) -> bool:
-    """Full disk: write `status` compactly over status.json's existing blocks, if it fits them.
-    Not atomic, but one small write; a reader that catches it half-written reads `failed`."""
-    data = (json.dumps(status, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-    try:
-        st = p.stat()
-        if len(data) > max(st.st_size, st.st_blocks * 512):
-            return False
-        with open(p, "r+b") as f:
-            f.write(data)
-            f.truncate()
-        return True
-    except OSError:
-        return False
 
 
 class StatusWriter:
@@ -235,7 +172,7 @@ def _copied_to_log(run_dir: Path):
             pass
 
 
-def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def run_foreground(run_dir: str | Path, *, resume: bool = False) -> RunStatus:
     """Train in this terminal and return the final status. One GPU (or the CPU): in this process.
     Several (train.devices > 1): torchrun attached to this terminal, one process per GPU; a single
     process that sees several GPUs would make the Trainer fall back to nn.DataParallel, which TRL
@@ -248,7 +185,7 @@ def run_foreground(run_dir: str | Path, *, resume: bool = False) -> dict[str, An
     write_status(run_dir, state="queued", pid=None, host=socket.gethostname(), cancel_requested_at=None)  # no stale pid
     rc = subprocess.run(launch_command(run_dir, resume=resume), cwd=str(run_dir), env=_child_env(), check=False).returncode
     st = effective_status(run_dir)
-    if st.get("state") not in FINAL_STATES:  # torchrun or a rank died before rank 0 wrote an end
+    if not st.state.is_final:  # torchrun or a rank died before rank 0 wrote an end
         st = write_status(run_dir, state="failed", finished_at=utc_now(),
                           error=f"torchrun exited with {rc} before the run ended; its output above says why")
     return st
@@ -294,7 +231,7 @@ def pick_resume_checkpoint(run_dir: Path, save_steps: int) -> tuple[Path, str | 
     return ck, (f"resuming from {ck.name}, the newest whole checkpoint: skipped {why}")
 
 def execute(run_dir: str | Path, *, resume: bool = False,
-            relaunch: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+            relaunch: Callable[[Path], Any] | None = None) -> RunStatus:
     """Train the run in this process and leave a final status; returns the final status.
 
     CUDA OOM -> state failed, `error`, `remedy` (the seed's remedies, in order); with the config's
@@ -322,10 +259,10 @@ def execute(run_dir: str | Path, *, resume: bool = False,
                                                    **({"note": note} if note else {})})
             offset = int(metrics.last_value(run_dir, "tokens_seen", at_or_before=step) or 0)
             resume_from = str(ck)
-            status(metrics_generation=int(prior.get("metrics_generation") or 0) + 1, resumed_from=step,
+            status(metrics_generation=(prior.metrics_generation or 0) + 1, resumed_from=step,
                    resume_checkpoint=f"{ck.parent.name}/{ck.name}", note=note)
         status(state="running", pid=os.getpid(), host=socket.gethostname(), error=None, remedy=None,
-               started_at=prior.get("started_at") or utc_now(), finished_at=None)
+               started_at=prior.started_at or utc_now(), finished_at=None)
     except OSError as exc:  # the disk was full before the first step
         disk = disk_full_message(exc, run_dir)
         if disk is None:
@@ -344,7 +281,7 @@ def execute(run_dir: str | Path, *, resume: bool = False,
     old = signal.signal(signal.SIGTERM, on_term)
 
     def status_and_mark(**fields: Any) -> None:
-        if fields.get("state") == "running":
+        if fields.get("state") == RunState.RUNNING:
             started["training"] = True
         status(**fields)
 
@@ -352,10 +289,10 @@ def execute(run_dir: str | Path, *, resume: bool = False,
         result = train(run_dir, cfg, on_status=status_and_mark, resume_from=resume_from, cancel=cancel,
                        tokens_offset=offset)
         status.flush()
-        state = "cancelled" if result["cancelled"] else "done"
+        state = RunState.CANCELLED if result["cancelled"] else RunState.DONE
         final = write_status(run_dir, state=state, step=result["step"], max_steps=result["max_steps"],
                              finished_at=utc_now(), **({"eval_loss": result["eval_loss"]} if result["eval_loss"] is not None else {}))
-        if state == "done" and cfg.eval.at_end and os.environ.get("RANK", "0") == "0":
+        if state == RunState.DONE and cfg.eval.at_end and os.environ.get("RANK", "0") == "0":
             final = _eval_at_end(run_dir, cfg)
         if os.environ.get("RANK", "0") == "0":
             try:
@@ -400,7 +337,7 @@ def _say(line: str) -> None:
         pass
 
 
-def _end(run_dir: Path, status: StatusWriter, **fields: Any) -> dict[str, Any]:
+def _end(run_dir: Path, status: StatusWriter, **fields: Any) -> RunStatus:
     """The run's final status: the pending throttled fields and `fields` in one write. When even
     that write fails (a full disk), the status as it should be is returned, and `effective_status`
     reads the file's `running` with a dead pid as failed."""
@@ -409,7 +346,7 @@ def _end(run_dir: Path, status: StatusWriter, **fields: Any) -> dict[str, Any]:
         return write_status(run_dir, **fields)
     except OSError as exc:
         _say(f"run {run_dir.name}: could not write {STATUS_FILE}: {exc}")
-        return {**read_status(run_dir), **fields}
+        return read_status(run_dir).with_changes(**fields)
 
 
 _DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "os error 28", "os error 122")
@@ -467,7 +404,7 @@ def disk_full_message(exc: BaseException, run_dir: str | Path) -> str | None:
             + (f" ({free >> 20} MB free now)" if free is not None else "") + f", {then}")
 
 
-def _eval_at_end(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
+def _eval_at_end(run_dir: Path, cfg: TrainConfig) -> RunStatus:
     """The config's `eval:` after a finished run: base and adapter on the same items, into
     RUN_DIR/evals/end/; status `eval` holds each model's accuracy. A failure is recorded, not raised:
     the adapter is already saved and good."""
@@ -488,7 +425,7 @@ def _eval_at_end(run_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     return write_status(run_dir, eval_state="done", eval=accuracy)
 
 
-def _on_oom(run_dir: Path, cfg: TrainConfig, exc: BaseException, relaunch: Callable[[Path], Any] | None) -> dict[str, Any]:
+def _on_oom(run_dir: Path, cfg: TrainConfig, exc: BaseException, relaunch: Callable[[Path], Any] | None) -> RunStatus:
     from .oom import remedies
 
     found = remedies(cfg)
@@ -533,14 +470,14 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def _orphaned(st: dict[str, Any]) -> bool:
+def _orphaned(st: RunStatus) -> bool:
     """A run that says queued/running while its process is gone from this host (kill -9, the OOM
     killer, a full disk that stopped even the final status write)."""
-    return (st.get("state") in ("queued", "running") and st.get("host") == socket.gethostname()
-            and bool(st.get("pid")) and not pid_alive(st["pid"]))
+    return (not st.state.is_final and st.host == socket.gethostname()
+            and bool(st.pid) and not pid_alive(st.pid))
 
 
-def effective_status(run_dir: str | Path) -> dict[str, Any]:
+def effective_status(run_dir: str | Path) -> RunStatus:
     """status.json, except that a queued/running run whose process is gone on this host is failed:
     that is written to status.json (the file is the contract), once, by whoever notices first. A
     remote run's mirror (remote.json; its host's status is copied over it) only reads as failed."""
@@ -548,49 +485,51 @@ def effective_status(run_dir: str | Path) -> dict[str, Any]:
     st = read_status(run_dir)
     if not _orphaned(st):
         return st
-    pid = st["pid"]
-    if st.get("cancel_requested_at"):  # SIGTERM came before the process could say so itself
-        fields: dict[str, Any] = {"state": "cancelled", "finished_at": utc_now()}
+    pid = st.pid
+    fields: dict[str, Any]
+    if st.cancel_requested_at:  # SIGTERM came before the process could say so itself
+        fields = {"state": RunState.CANCELLED, "finished_at": utc_now()}
     else:
-        fields = {"state": "failed", "finished_at": utc_now(),
+        fields = {"state": RunState.FAILED, "finished_at": utc_now(),
                   "error": f"the training process (pid {pid}) ended without a word: killed or out of memory? "
                            f"See {LOG_FILE}. Resume with `studio train --resume {run_dir.name}`"}
-    if (run_dir / "remote.json").exists():
-        return dict(st, **fields)
+    if (run_dir / REMOTE_JSON).exists():
+        return st.with_changes(**fields)
     now = read_status(run_dir)  # it may have written its end just before it exited
-    if not (_orphaned(now) and now.get("pid") == pid):
+    if not (_orphaned(now) and now.pid == pid):
         return now
     try:
-        written = write_status(run_dir, **fields)
+        return write_status(run_dir, **fields)
     except OSError:  # a read-only mirror or a full disk: say it all the same
-        written = {}
-    return written if written.get("state") == "failed" else dict(now, **fields)
+        return now.with_changes(**fields)
 
 
-def run_info(run_dir: str | Path) -> dict[str, Any]:
+def run_info(run_dir: str | Path, status: RunStatus | None = None) -> RunInfo:
     """One row of `studio runs`: id, state, step/max, last loss, last eval loss, base, method, started."""
     from .metrics import metric_points, read_metrics
 
     run_dir = Path(run_dir)
-    st = effective_status(run_dir)
+    st = status if status is not None else effective_status(run_dir)
     loss = eval_loss = None
     for r in metric_points(read_metrics(run_dir)[0]):
         loss = r.get("loss", loss)
         eval_loss = r.get("eval_loss", eval_loss)
-    return {"id": run_dir.name, "path": str(run_dir), "state": st.get("state", "queued"), "step": st.get("step"),
-            "max_steps": st.get("max_steps"), "loss": loss, "eval_loss": eval_loss, "base": st.get("base"),
-            "method": st.get("method"), "untrained": bool(st.get("untrained")), "started_at": st.get("started_at"),
-            "host": st.get("host"), "error": st.get("error"), "next_run": st.get("next_run")}
+    return RunInfo(id=run_dir.name, path=run_dir, state=st.state, step=st.step, max_steps=st.max_steps, loss=loss,
+                   eval_loss=eval_loss, base=st.base, method=st.method, untrained=st.untrained,
+                   started_at=st.started_at, host=st.host, error=st.error, next_run=st.next_run)
 
 
-def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """Every run under runs_dir, oldest first (by creation time of status.json's directory)."""
+def run_dirs(runs_dir: str | Path) -> list[Path]:
+    """Every run directory (one with a config.yaml) under runs_dir, oldest first (`rundir.start_order`)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    dirs = [d for d in runs_dir.iterdir() if (d / "config.yaml").is_file()]
-    dirs.sort(key=lambda d: (read_status(d).get("started_at") or "9", d.stat().st_mtime, d.name))
-    return [run_info(d) for d in dirs]
+    return sorted((d for d in runs_dir.iterdir() if (d / "config.yaml").is_file()), key=start_order)
+
+
+def list_runs(runs_dir: str | Path) -> list[RunInfo]:
+    """Every run under runs_dir, oldest first (by start time; runs not started yet last)."""
+    return [run_info(d) for d in run_dirs(runs_dir)]
 
 
 def find_run(runs_dir: str | Path, ref: str) -> Path:
@@ -609,16 +548,16 @@ def find_run(runs_dir: str | Path, ref: str) -> Path:
     raise RunNotFound(f"no run {ref!r} in {runs_dir}; list them with: studio runs")
 
 
-def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> dict[str, Any]:
+def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> RunStatus:
     """SIGTERM the run's process group; it stops at the next step end (with a checkpoint) and writes
     `cancelled`. A run whose process is already gone is marked cancelled here. Returns the status."""
     run_dir = Path(run_dir)
     st = read_status(run_dir)
-    if st.get("state") in FINAL_STATES:
+    if st.state.is_final:
         return st
-    if st.get("host") not in (None, socket.gethostname()):
-        raise TrainingError(f"run {run_dir.name} runs on {st.get('host')}; cancel it there (or through the remote helper)")
-    pid = st.get("pid")
+    if st.host not in (None, socket.gethostname()):
+        raise TrainingError(f"run {run_dir.name} runs on {st.host}; cancel it there (or through the remote helper)")
+    pid = st.pid
     if pid and pid_alive(pid):
         # a process killed before its handler was in place reads as cancelled, not failed
         write_status(run_dir, cancel_requested_at=utc_now())
@@ -630,20 +569,20 @@ def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> dict[str, Any]:
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.1)
         st = read_status(run_dir)
-        if not pid_alive(pid) and st.get("state") not in FINAL_STATES:
-            st = write_status(run_dir, state="cancelled", finished_at=utc_now())
+        if not pid_alive(pid) and not st.state.is_final:
+            st = write_status(run_dir, state=RunState.CANCELLED, finished_at=utc_now())
         return st
-    return write_status(run_dir, state="cancelled", finished_at=utc_now())
+    return write_status(run_dir, state=RunState.CANCELLED, finished_at=utc_now())
 
 
-def resume(run_dir: str | Path, *, foreground: bool = False) -> dict[str, Any] | int:
+def resume(run_dir: str | Path, *, foreground: bool = False) -> RunStatus | int:
     """Continue a stopped run from its last whole checkpoint (a corrupt latest one falls back to the
     one before: `pick_resume_checkpoint`): detached (returns pid) or here (final status)."""
     run_dir = Path(run_dir)
     st = effective_status(run_dir)
-    if st.get("state") in ("queued", "running"):
-        raise TrainingError(f"run {run_dir.name} is still {st['state']} (pid {st.get('pid')}); cancel it first")
-    if st.get("state") == "done":
+    if not st.state.is_final:
+        raise TrainingError(f"run {run_dir.name} is still {st.state} (pid {st.pid}); cancel it first")
+    if st.state == RunState.DONE:
         raise TrainingError(f"run {run_dir.name} is done; start a new run to train further")
     pick_resume_checkpoint(run_dir, load_run_config(run_dir).train.save_steps)  # fails here, not in the child
     if foreground:
@@ -651,7 +590,7 @@ def resume(run_dir: str | Path, *, foreground: bool = False) -> dict[str, Any] |
     return launch(run_dir, resume=True)
 
 
-def wait(run_dir: str | Path, timeout_s: float = 600, poll_s: float = 0.2) -> dict[str, Any]:
+def wait(run_dir: str | Path, timeout_s: float = 600, poll_s: float = 0.2) -> RunStatus:
     """Poll until the run reaches a final state and, on this host, its process has exited (it
     writes report.html after its final status); returns the status."""
     deadline = time.monotonic() + timeout_s
@@ -659,8 +598,7 @@ def wait(run_dir: str | Path, timeout_s: float = 600, poll_s: float = 0.2) -> di
         st = effective_status(run_dir)
         if time.monotonic() > deadline:
             return st
-        if st.get("state") in FINAL_STATES:
-            pid = st.get("pid")
-            if not (pid and st.get("host") == socket.gethostname() and pid_alive(pid)):
+        if st.state.is_final:
+            if not (st.pid and st.host == socket.gethostname() and pid_alive(st.pid)):
                 return st
         time.sleep(poll_s)

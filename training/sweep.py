@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from .config import TrainConfig, with_changes
 from .errors import TrainingError
+from .rundir import RunStatus
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def check_has_validation(cfg: TrainConfig) -> int:
 
 def run_sweep(runs_dir: str | Path, cfg: TrainConfig, points: list[SweepPoint], *, sweep: str,
               reproduce: str | None = None, execute: Callable[[Path], dict] | None = None,
-              on_run: Callable[[SweepPoint, Path, dict], None] | None = None,
+              on_run: Callable[[SweepPoint, Path, RunStatus], None] | None = None,
               replay: tuple[str | Path, float] | None = None) -> list[dict[str, Any]]:
     """Create and train each point's run in turn (a failed run does not stop the sweep); returns `rank(...)`.
     `replay` = (general-data file, fraction) mixes the same replay rows into every run (training/replay.py)."""
@@ -112,6 +113,7 @@ def rank(run_dirs: list[Path], points: list[SweepPoint] | None = None) -> list[d
     """Rows (run, changes, state, eval_loss, best_eval_loss, loss, best) ordered by final eval loss;
     runs without one (failed, cancelled) come last. `best` marks the first."""
     from .metrics import metric_points, read_metrics
+    from .rundir import RunState
     from .runs import run_info
 
     changes = {p.name: p.changes for p in points or []}
@@ -119,9 +121,9 @@ def rank(run_dirs: list[Path], points: list[SweepPoint] | None = None) -> list[d
     for run_dir in run_dirs:
         info = run_info(run_dir)
         evals = [p["eval_loss"] for p in metric_points(read_metrics(run_dir)[0]) if "eval_loss" in p]
-        rows.append({"run": info["id"], "path": info["path"], "changes": changes.get(info["id"], {}),
-                     "state": info["state"], "eval_loss": info["eval_loss"] if info["state"] == "done" else None,
-                     "best_eval_loss": min(evals) if evals else None, "loss": info["loss"], "step": info["step"],
+        rows.append({"run": info.id, "path": str(info.path), "changes": changes.get(info.id, {}),
+                     "state": str(info.state), "eval_loss": info.eval_loss if info.state == RunState.DONE else None,
+                     "best_eval_loss": min(evals) if evals else None, "loss": info.loss, "step": info.step,
                      "best": False})
     rows.sort(key=lambda r: (r["eval_loss"] is None, r["eval_loss"] if r["eval_loss"] is not None else 0.0))
     if rows and rows[0]["eval_loss"] is not None:

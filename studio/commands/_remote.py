@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from curation.errors import NotFound, StudioError
+from curation.errors import NotFound
 
 from ._common import out, workspace_path
 
@@ -35,24 +35,12 @@ def host_spec(args: argparse.Namespace, host: str | None = None):
     from training.remote import parse_host
 
     quiet(args)
-    return call(lambda: parse_host(host or args.host, python=getattr(args, "python", None),
-                                   root=getattr(args, "remote_root", None),
-                                   known_hosts=getattr(args, "known_hosts", None),
-                                   identity=getattr(args, "identity", None)))
-
-
-def call(fn):
-    """fn() with the trainer's user errors shown as the studio's (training cannot import them)."""
-    from training.errors import TrainingError
-
-    try:
-        return fn()
-    except TrainingError as exc:
-        raise StudioError(str(exc)) from None
+    return parse_host(host or args.host, python=getattr(args, "python", None), root=getattr(args, "remote_root", None),
+                      known_hosts=getattr(args, "known_hosts", None), identity=getattr(args, "identity", None))
 
 
 def run_async(coro) -> Any:
-    return call(lambda: asyncio.run(coro))
+    return asyncio.run(coro)
 
 
 def run_dir_of(args: argparse.Namespace, run: str) -> Path:
@@ -92,7 +80,7 @@ def follow_in_terminal(run_dir: Path, *, quiet: bool = False) -> int:
     connection says how to resume. Exit status: 0 done, 1 failed/cancelled, 130 detached."""
     from training.remote import require_remote, stream_metrics
 
-    remote = call(lambda: require_remote(run_dir))
+    remote = require_remote(run_dir)
     try:
         result = run_async(stream_metrics(run_dir, on_lines=None if quiet else print_rows))
     except KeyboardInterrupt:
@@ -102,18 +90,20 @@ def follow_in_terminal(run_dir: Path, *, quiet: bool = False) -> int:
     return 0 if result.state == "done" else 1
 
 
-def launch_and_follow(args: argparse.Namespace, run_dir: Path, *, detach: bool = False) -> int:
-    """`studio train ... --host HOST`: upload, start detached, then follow unless --detach."""
-    from training.remote import launch_remote
+def launch_and_follow(request, runs_dir: Path, *, detach: bool = False, force: bool = False) -> int:
+    """`studio train ... --host HOST` (`request`: its training.launch.RunRequest): check, create,
+    upload, start detached, then follow unless --detach."""
+    from training.launch import launch_run, new_run
 
-    spec = host_spec(args)
+    spec = request.host
+    run_dir = new_run(request, runs_dir, force=force)
 
     def report(rel: str, blob) -> None:
         how = "already there" if blob.skipped else (f"resumed at {blob.resumed_from:,} B" if blob.resumed_from else "sent")
         out(f"  {rel}: {blob.size:,} B, {how} (sha256 {blob.sha256[:12]})")
 
     out(f"uploading to {spec.target} ...")
-    run = run_async(launch_remote(run_dir, spec, on_upload=report))
+    run = launch_run(run_dir, spec, on_upload=report).remote
     out(f"started {run.run_id} on {spec.target}:{run.remote_dir} (pid {run.pid}); it runs detached")
     if detach:
         out(f"`studio attach {run.run_id}` follows it")
@@ -144,18 +134,19 @@ def print_remote_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cancel_if_remote(args: argparse.Namespace, run_dir: Path) -> dict[str, Any] | None:
-    """`studio cancel RUN` for a run started with --host: SIGTERM on the box, mirror refreshed.
-    None when RUN is a local run."""
+def cancel_if_remote(args: argparse.Namespace, run_dir: Path):
+    """`studio cancel RUN` for a run started with --host: SIGTERM on the box, mirror refreshed; the
+    mirror's training.rundir.RunStatus with the agent's state and its report as `remote`. None when
+    RUN is a local run."""
     from training.remote import cancel_remote, read_remote
+    from training.remote.stream import LOST
+    from training.rundir import RunState, read_status
 
     quiet(args)
-    remote = call(lambda: read_remote(run_dir))
-    if remote is None:
+    if read_remote(run_dir) is None:
         return None
     report = run_async(cancel_remote(run_dir))
-    import json
-
-    status_file = run_dir / "status.json"
-    status = json.loads(status_file.read_text(encoding="utf-8")) if status_file.exists() else {}
-    return {**status, "state": report.get("state") or status.get("state"), "remote": report}
+    status = read_status(run_dir)
+    state = RunState.of(report.get("state"))  # the agent's `lost` (no process, no final state) is failed
+    state = state or (RunState.FAILED if report.get("state") == LOST else status.state)
+    return status.with_changes(state=state, remote=report)

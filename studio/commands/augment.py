@@ -17,7 +17,6 @@ stopped (Ctrl-C, --max-cost). 2 for a mistake in the command or the configuratio
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 from typing import Any
@@ -118,41 +117,14 @@ def _spec(args: argparse.Namespace) -> Any:
                 checks=not getattr(args, "no_checks", False))
 
 
-# The spec fields `spec_problems` checks, with the flag that sets each (the Augment screen shows a
-# problem beside its field).
+# The spec fields curation.augment.spec_checks.spec_problems checks, with the flag that sets each.
 FLAGS = {"lang": "--lang", "limit": "--limit", "n": "--n", "max_cost": "--max-cost", "reject_below": "--reject-below",
          "temperature": "--temperature", "concurrency": "--concurrency"}
-LANG_CODE = re.compile(r"^(other|[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*)$")  # zh, en, pt-BR; curation.lang detects zh ja ko en other
-
-
-def spec_problems(spec: Any) -> dict[str, str]:
-    """What is wrong with an augment Spec's values, by field (FLAGS' keys), each a short sentence:
-    the checks `studio augment` makes before it opens the workspace, and the Augment screen makes
-    on every change. Empty when all is well."""
-    from curation.errors import StudioError
-
-    problems: dict[str, str] = {}
-    if spec.lang is not None and not LANG_CODE.match(str(spec.lang)):
-        problems["lang"] = f"{str(spec.lang)[:12]!r} is not a language code (zh, en, ja, ko, other)"
-    if spec.limit is not None and spec.limit < 1:
-        problems["limit"] = "at least 1 sample (empty: no limit)"
-    try:
-        spec.resolved_n()
-    except StudioError:
-        problems["n"] = "between 1 and 50 outputs per sample"
-    if spec.max_cost is not None and not spec.max_cost > 0:
-        problems["max_cost"] = "more than 0 USD (empty: no cap)"
-    if spec.reject_below is not None and not 1 <= spec.reject_below <= 5:
-        problems["reject_below"] = "a judge score from 1 to 5"
-    if spec.temperature is not None and not 0 <= spec.temperature <= 2:
-        problems["temperature"] = "between 0 and 2"
-    if spec.concurrency is not None and spec.concurrency < 1:
-        problems["concurrency"] = "at least 1 request in flight"
-    return problems
 
 
 def check_spec(spec: Any) -> None:
     """Raise a StudioError (exit 2) naming the first flag spec_problems finds wrong."""
+    from curation.augment.spec_checks import spec_problems
     from curation.errors import StudioError
 
     problems = spec_problems(spec)

@@ -29,15 +29,13 @@ def register(sub) -> None:
 
 
 def load(args: argparse.Namespace):
-    """(session, run dir) for a CLI command naming one run; errors become StudioErrors."""
+    """(session, run dir) for a CLI command naming one run."""
     from training import runs
 
-    from .train import call
-
-    run_dir = call(lambda: runs.find_run(workspace_path(args) / "runs", args.run))
+    run_dir = runs.find_run(workspace_path(args) / "runs", args.run)
     from training.inference import load_session
 
-    return call(lambda: load_session(run_dir, device=getattr(args, "device", None))), run_dir
+    return load_session(run_dir, device=getattr(args, "device", None)), run_dir
 
 
 def _gen(args: argparse.Namespace) -> dict:

@@ -44,30 +44,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _call(fn):
-    from .train import call
-
-    return call(fn)
-
-
-def resolve_eval_set(args: argparse.Namespace, specs) -> Path:
-    from training.config import load_run_config
-
-    if args.on:
-        p = Path(args.on)
-        if p.exists():
-            return p.resolve()
-        named = workspace_path(args) / "splits" / args.on
-        if named.is_dir():
-            return named
-        raise StudioError(f"eval set {args.on!r} not found: neither a path nor {named}; give a split name, a split "
-                          "folder or a data file")
-    for spec in specs:
-        if spec.kind == "adapter":
-            return Path(_call(lambda: load_run_config(spec.path)).data.split)
-    raise StudioError("name the eval set with --on SPLIT|FILE (no run among the models to take its split from)")
-
-
 def _judge(args: argparse.Namespace, job):
     """(workspace, batch scorer): the judge reuses augmentation's client, request cache and cost
     accounting, which live in the workspace (so it is open, and locked, while the eval runs).
@@ -96,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise StudioError(f"{name} must be a positive number, got {value}")
     runs_dir = workspace_path(args) / "runs"
-    specs = _call(lambda: evaluate.resolve_models(args.models, runs_dir))
-    source = resolve_eval_set(args, specs)
-    items = _call(lambda: evaluate.load_items(source, part=args.part, limit=args.limit))
+    specs = evaluate.resolve_models(args.models, runs_dir)
+    source = evaluate.resolve_eval_set(args.on, workspace_path(args) / "splits", specs)
+    items = evaluate.load_items(source, part=args.part, limit=args.limit)
     eval_id = args.name or time.strftime("eval-%Y%m%d-%H%M%S")
     # a merged model's run is its folder's parent (RUN/merged)
     first_run = next((Path(s.path) if s.kind == "adapter" else Path(s.path).parent
@@ -131,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"studio eval: {len(items)} items from {source} ({args.part}), models: "
               f"{', '.join(s.name for s in specs)}", file=sys.stderr)
-        result = _call(lambda: evaluate.run_eval(
+        result = evaluate.run_eval(
             source, specs, scorer=args.scorer, part=args.part, max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size, device=args.device, out_dir=out_dir, eval_id=eval_id, extra_scorers=extra,
-            progress=progress, cancel=cancel, items=items))
+            progress=progress, cancel=cancel, items=items)
     finally:
         if old is not None:
             signal.signal(signal.SIGINT, old)

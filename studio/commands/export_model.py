@@ -42,13 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from training import runs
     from training.gguf_export import export_run
 
-    from .train import call
-
     gguf = args.gguf or not args.vllm
-    run_dir = call(lambda: runs.find_run(workspace_path(args) / "runs", args.run))
+    run_dir = runs.find_run(workspace_path(args) / "runs", args.run)
     say = None if args.json else (lambda m: out(f"  {m}"))
-    result = call(lambda: export_run(run_dir, gguf=gguf, vllm=args.vllm, quant=args.quant, out_dir=args.out,
-                                     check=not args.no_check, device=args.device, progress=say))
+    result = export_run(run_dir, gguf=gguf, vllm=args.vllm, quant=args.quant, out_dir=args.out,
+                        check=not args.no_check, device=args.device, progress=say)
     if args.json:
         out_json(result.to_dict())
         return 0 if result.ok else 1

@@ -19,15 +19,11 @@ def register(sub) -> None:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from training.remote import fetch_run, read_remote
+    from training.rundir import has_status, read_status
 
     run_dir = run_dir_of(args, args.run)
     fetched = run_async(fetch_run(run_dir))
-    state = "unknown"
-    status = run_dir / "status.json"
-    if status.exists():
-        import json
-
-        state = json.loads(status.read_text(encoding="utf-8")).get("state", state)
+    state = str(read_status(run_dir).state) if has_status(run_dir) else "unknown"
     remote = read_remote(run_dir)
     out(f"fetched {', '.join(fetched)} from {remote.host.target} into {run_dir} (state {state})")
     if "adapter/" not in fetched and "model/" not in fetched:

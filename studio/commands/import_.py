@@ -36,20 +36,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def parse_mapping(text: str | None) -> dict[str, str]:
-    from curation.errors import StudioError
-
-    mapping: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        canonical, sep, theirs = part.partition("=")
-        if not sep or not canonical.strip() or not theirs.strip():
-            raise StudioError(f"--map: {part!r} is not FIELD=THEIRS (e.g. --map instruction=question,output=answer).")
-        mapping[canonical.strip()] = theirs.strip()
-    return mapping
-
-
 def _err(text: str) -> None:
     """One line on stderr (the app's reply stream when it runs this command for another process)."""
     from curation.safe_text import visible
@@ -64,6 +50,8 @@ def run(args) -> int:
     from curation.importers import import_paths
 
     from ._common import make_job, open_ws, out, out_json
+
+    from curation.importers.mapping import parse_mapping
 
     mapping = parse_mapping(args.mapping)
     job, progress = make_job("import", quiet=args.quiet or args.json)

@@ -32,10 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from training import runs
     from training.merge import merge_run
 
-    from .train import call
-
-    run_dir = call(lambda: runs.find_run(workspace_path(args) / "runs", args.run))
-    result = call(lambda: merge_run(run_dir, args.out, dtype=args.dtype, device=args.device, overwrite=args.force))
+    run_dir = runs.find_run(workspace_path(args) / "runs", args.run)
+    result = merge_run(run_dir, args.out, dtype=args.dtype, device=args.device, overwrite=args.force)
     if args.json:
         out_json({"run": run_dir.name, **result.to_dict()})
     else:

@@ -36,16 +36,10 @@ def register(sub) -> None:
     rp.set_defaults(func=cmd_rm)
 
 
-def _call(fn):
-    from .train import call
-
-    return call(fn)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from training import models
 
-    rows = _call(models.list_models)
+    rows = models.list_models()
     if getattr(args, "json", False):
         out_json({"store": str(models.store_dir()), "models": [
             {"name": m.name, "present": m.present, "path": str(m.path), "size_mb": round(m.size_mb, 1),
@@ -74,7 +68,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         from curation.errors import NotFound
 
         raise NotFound(f"no model named {args.name!r} in the registry; `studio models list` shows them")
-    path = _call(lambda: models.ensure(entry, fetch=True, progress=say))
+    path = models.ensure(entry, fetch=True, progress=say)
     if args.json:
         out_json({"name": args.name, "path": str(path)})
     else:
@@ -85,7 +79,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     from training import models
 
-    entry = _call(lambda: models.add_entry(args.name, args.source, licence=args.licence))
+    entry = models.add_entry(args.name, args.source, licence=args.licence)
     if args.json:
         out_json({"name": entry.name, "source": entry.source, "sha256": entry.sha256})
     else:
@@ -96,7 +90,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_rm(args: argparse.Namespace) -> int:
     from training import models
 
-    removed = _call(lambda: models.remove(args.name))
+    removed = models.remove(args.name)
     if args.json:
         out_json({"name": args.name, "removed": removed})
     else:

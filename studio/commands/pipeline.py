@@ -30,8 +30,6 @@ def run(args: argparse.Namespace) -> int:
 
     from training.pipeline import load_pipeline, run_pipeline, stage_config
 
-    from .train import call
-
     splits = workspace_path(args) / "splits"
 
     def resolve(ref: str) -> str:
@@ -40,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
             return str((splits / ref).resolve())
         return str(p if p.is_absolute() else (args.file.parent / p).resolve())
 
-    pipeline = call(lambda: load_pipeline(args.file, resolve_split=resolve))
+    pipeline = load_pipeline(args.file, resolve_split=resolve)
     if args.check:
         rows = []
         for i, stage in enumerate(pipeline.stages):
-            cfg = call(lambda i=i: stage_config(pipeline, i, base_override="(stage before, merged)" if i else None))
+            cfg = stage_config(pipeline, i, base_override="(stage before, merged)" if i else None)
             rows.append({"stage": i + 1, "run": pipeline.run_id(i), "split": stage.split, "kind": cfg.data.kind,
                          "base": cfg.base, "method": cfg.method, "rank": cfg.lora.r, "replay": stage.replay})
         if args.json:
@@ -58,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(i, run_dir, status) -> None:
         if not args.json:
-            ev = status.get("eval_loss")
-            out(f"stage {i + 1} {run_dir.name}: {status.get('state')}"
+            ev = status.eval_loss
+            out(f"stage {i + 1} {run_dir.name}: {status.state}"
                 + (f", eval_loss {ev:.4f}" if isinstance(ev, float) else ""))
 
     import contextlib
@@ -67,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     # The trainer prints its own progress on stdout; with --json stdout must hold only the JSON.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        rows = call(lambda: run_pipeline(pipeline, workspace_path(args) / "runs", execute=None,
-                                         reproduce=f"studio{ws} pipeline {shlex.quote(str(args.file))}",
-                                         merge_dtype=args.merge_dtype, on_stage=progress))
+        rows = run_pipeline(pipeline, workspace_path(args) / "runs", execute=None,
+                            reproduce=f"studio{ws} pipeline {shlex.quote(str(args.file))}",
+                            merge_dtype=args.merge_dtype, on_stage=progress)
     if args.json:
         out_json({"pipeline": pipeline.name, "stages": rows})
     else:

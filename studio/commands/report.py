@@ -28,10 +28,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from training import runs
     from training.report import write_report
 
-    from .train import call
-
-    run_dir = call(lambda: runs.find_run(workspace_path(args) / "runs", args.run))
-    path = call(lambda: write_report(run_dir))
+    run_dir = runs.find_run(workspace_path(args) / "runs", args.run)
+    path = write_report(run_dir)
     if args.json:
         out_json({"run": run_dir.name, "report": str(path)})
     else:

@@ -28,33 +28,31 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return print_remote_runs(args)
     rows = list_runs(workspace_path(args) / "runs")
     if args.json:
-        out_json(rows)
+        out_json([r.to_json() for r in rows])
         return 0
     if not rows:
         out("no runs yet; start one with: studio train SPLIT")
         return 0
     out(f"{'id':<40} {'state':<10} {'step':>11} {'loss':>8} {'eval':>8}  {'method':<6} {'base':<28} started")
     for r in rows:
-        step = f"{r['step'] or 0}/{r['max_steps'] or '?'}"
-        loss = f"{r['loss']:.4f}" if isinstance(r["loss"], (int, float)) else "-"
-        ev = f"{r['eval_loss']:.4f}" if isinstance(r["eval_loss"], (int, float)) else "-"
-        base = (r["base"] or "?") + (" (untrained)" if r["untrained"] else "")
-        out(f"{r['id']:<40} {r['state']:<10} {step:>11} {loss:>8} {ev:>8}  {r['method'] or '?':<6} {base:<28} "
-            f"{r['started_at'] or '-'}")
+        step = f"{r.step or 0}/{r.max_steps or '?'}"
+        loss = f"{r.loss:.4f}" if isinstance(r.loss, (int, float)) else "-"
+        ev = f"{r.eval_loss:.4f}" if isinstance(r.eval_loss, (int, float)) else "-"
+        base = (r.base or "?") + (" (untrained)" if r.untrained else "")
+        out(f"{r.id:<40} {r.state:<10} {step:>11} {loss:>8} {ev:>8}  {r.method or '?':<6} {base:<28} "
+            f"{r.started_at or '-'}")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from training import runs
 
-    from .train import call
-
-    run_dir = call(lambda: runs.find_run(workspace_path(args) / "runs", args.run))
     from ._remote import cancel_if_remote
 
-    st = cancel_if_remote(args, run_dir) or call(lambda: runs.cancel(run_dir, wait_s=30))
+    run_dir = runs.find_run(workspace_path(args) / "runs", args.run)
+    st = cancel_if_remote(args, run_dir) or runs.cancel(run_dir, wait_s=30)
     if args.json:
-        out_json({"run": run_dir.name, **st})
+        out_json({"run": run_dir.name, **st.to_json()})
     else:
-        out(f"{run_dir.name}: {st.get('state')} at step {st.get('step')}")
+        out(f"{run_dir.name}: {st.state} at step {st.step}")
     return 0

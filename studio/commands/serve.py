@@ -32,15 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from training.quiet import quiet_libraries
     from training.serve import make_server
 
-    from .train import call
-
     quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
     api_key = os.environ.get("STUDIO_SERVE_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         raise StudioError(f"--host {args.host} would let anyone who reaches this port use the model; "
                           f"set STUDIO_SERVE_API_KEY first (clients then send it as their api_key)")
-    run_dirs = [call(lambda r=r: runs.find_run(workspace_path(args) / "runs", r)) for r in args.runs]
-    session = call(lambda: load_session(run_dirs, device=args.device))
+    run_dirs = [runs.find_run(workspace_path(args) / "runs", r) for r in args.runs]
+    session = load_session(run_dirs, device=args.device)
     try:
         server = make_server(session, args.host, args.port, base_name=args.base_name, api_key=api_key)
     except OSError as exc:

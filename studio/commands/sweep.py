@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     from training.sweep import format_table, plan_sweep, run_sweep
 
-    from .train import build_config, call, resolve_split
+    from .train import build_config, resolve_split
 
     split = resolve_split(args)
     cfg = build_config(args, split)
     name = args.name or f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    points = call(lambda: plan_sweep(name, r=args.r, lr=args.lr, epochs=args.epochs))
+    points = plan_sweep(name, r=args.r, lr=args.lr, epochs=args.epochs)
     if cfg.method == "full" and args.r:
         raise StudioError("--r sets the LoRA rank, but --method full trains no adapter; drop --r or use lora/qlora")
     if args.dry_run:
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(point, run_dir, status) -> None:
         if not args.json:
-            ev = status.get("eval_loss")
-            out(f"  {run_dir.name}: {status.get('state')}" + (f", eval_loss {ev:.4f}" if isinstance(ev, float) else ""))
+            ev = status.eval_loss
+            out(f"  {run_dir.name}: {status.state}" + (f", eval_loss {ev:.4f}" if isinstance(ev, float) else ""))
 
     if not args.json:
         out(f"sweep {name}: {len(points)} runs, one after another")
@@ -82,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
     # The trainer prints its own progress on stdout; with --json stdout must hold only the JSON.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        rows = call(lambda: run_sweep(workspace_path(args) / "runs", cfg, points, sweep=name, reproduce=reproduce,
-                                      on_run=progress,
-                                      replay=(args.replay, args.replay_fraction) if args.replay else None))
+        rows = run_sweep(workspace_path(args) / "runs", cfg, points, sweep=name, reproduce=reproduce,
+                         on_run=progress, replay=(args.replay, args.replay_fraction) if args.replay else None)
     if args.json:
         out_json({"sweep": name, "ranking": rows})
     else:

@@ -4,16 +4,17 @@ SPLIT is a split name under WORKSPACE/splits/ or a path (split directory or data
 is layered: defaults (the seed's recipe) < --preset < --config FILE < --set KEY=VALUE < --base /
 --method / --oom-retry. The run starts detached (it survives the terminal closing) unless
 --foreground; --host starts it on a GPU box over SSH. Training never opens the workspace database:
-this command only resolves paths.
+this command only resolves paths. The flags become a `training.launch.RunRequest`; planning, checks
+and the start are training.launch's (the Train screen calls the same functions). The trainer's
+errors (TrainingError) are said by cli.main.
 """
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
-from curation.errors import NotFound, StudioError
+from curation.errors import StudioError
 
 from ._common import add_command, out, out_json, workspace_path
 
@@ -61,51 +62,37 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def call(fn):
-    """fn() with the trainer's user errors shown as the studio's (training cannot import curation)."""
-    from training.errors import RunNotFound, TrainingError
-
-    try:
-        return fn()
-    except RunNotFound as exc:
-        raise NotFound(str(exc)) from None
-    except TrainingError as exc:
-        raise StudioError(str(exc)) from None
-
-
 def resolve_split(args: argparse.Namespace) -> Path:
-    ref = args.split
-    if ref is None:
-        raise StudioError("name a split: studio train SPLIT (a name in WORKSPACE/splits or a path)")
-    p = Path(ref)
-    if p.exists():
-        return p.resolve()
-    ws_split = workspace_path(args) / "splits" / ref
-    if ws_split.is_dir():
-        return ws_split.resolve()
-    raise NotFound(f"split {ref!r} not found: neither a path nor {ws_split}; create one with: studio export {ref}")
+    from training.launch import resolve_split as resolve
+
+    return resolve(args.split, workspace_path(args) / "splits")
+
+
+def run_request(args: argparse.Namespace, split: Path):
+    """The training.launch.RunRequest the flags stand for (--set values read as YAML here, at the edge)."""
+    from training.config import parse_override
+    from training.launch import RunRequest, reproduce_line
+
+    host = None
+    if getattr(args, "host", None):
+        from ._remote import host_spec
+
+        host = host_spec(args)
+    return RunRequest(split=split, base=args.base, method=args.method, preset=args.preset,
+                      config_file=Path(args.config) if args.config else None,
+                      overrides=dict(parse_override(s) for s in args.sets),
+                      oom_retry=bool(getattr(args, "oom_retry", False)), name=getattr(args, "name", None), host=host,
+                      reproduce=reproduce_line(args.split, workspace=getattr(args, "workspace", None)))
 
 
 def build_config(args: argparse.Namespace, split: Path):
-    from training.config import load_config
+    from training.launch import run_config
 
-    overrides = list(args.sets) + [f"data.split={split}"]
-    if args.base:
-        overrides.append(f"base={args.base}")
-    if args.method:
-        overrides.append(f"method={args.method}")
-    if args.oom_retry:
-        overrides.append("oom_retry=true")
-    return call(lambda: load_config(args.config, preset=args.preset, overrides=overrides))
+    return run_config(run_request(args, split))
 
 
 def runs_dir(args: argparse.Namespace) -> Path:
     return workspace_path(args) / "runs"
-
-
-def reproduce_line(args: argparse.Namespace) -> str:
-    ws = f" -w {shlex.quote(str(args.workspace))}" if getattr(args, "workspace", None) else ""
-    return f"studio{ws} train {shlex.quote(args.split)} --config {{config}}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,44 +100,37 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
 
-    from training import runs
+    from training import launch, runs
 
     if args.resume:
-        run_dir = call(lambda: runs.find_run(runs_dir(args), args.resume))
+        run_dir = runs.find_run(runs_dir(args), args.resume)
         if args.foreground:
             st = in_foreground(args, run_dir, lambda: runs.resume(run_dir, foreground=True))
             return report_final(args, run_dir, st)
-        pid = call(lambda: runs.resume(run_dir))
+        pid = runs.resume(run_dir)
         return report_started(args, run_dir, pid, resumed=True)
 
-    split = resolve_split(args)
-    cfg = build_config(args, split)
+    request = run_request(args, resolve_split(args))
     if args.plan:
-        return print_plan(args, cfg)
-    if not args.host and not getattr(args, "force", False):
-        refuse_unworkable(cfg)  # before preflight: it is cheaper and says more
-    preflight(cfg, local=not args.host)
-    rdir = runs_dir(args)
-    run_dir = call(lambda: runs.create_run(rdir, cfg, name=args.name, reproduce=reproduce_line(args),
-                                           host=args.host))
-    if args.host:
-        try:
-            from ._remote import launch_and_follow
-        except ImportError:
-            raise StudioError("remote launch is not available in this build (training.remote is missing)") from None
-        return launch_and_follow(args, run_dir, detach=args.detach)
+        return print_plan(args, request)
+    force = bool(getattr(args, "force", False))
+    if request.host is not None:
+        from ._remote import launch_and_follow
+
+        return launch_and_follow(request, runs_dir(args), detach=args.detach, force=force)
     if args.foreground:
+        run_dir = launch.new_run(request, runs_dir(args), force=force)
         out(f"training {run_dir.name} in the foreground (Ctrl-C cancels; resume with studio train --resume {run_dir.name})")
         try:
             st = in_foreground(args, run_dir, lambda: runs.run_foreground(run_dir))
         except KeyboardInterrupt:
-            st = runs.write_status(run_dir, state="cancelled")
+            st = runs.write_status(run_dir, state=runs.RunState.CANCELLED)
         return report_final(args, run_dir, st)
-    pid = call(lambda: runs.launch(run_dir))
-    return report_started(args, run_dir, pid)
+    started = launch.start_run(request, runs_dir(args), force=force)
+    return report_started(args, started.run_dir, started.pid)
 
 
-def in_foreground(args: argparse.Namespace, run_dir: Path, train) -> dict:
+def in_foreground(args: argparse.Namespace, run_dir: Path, train):
     """train() in this terminal: the libraries' logs go to the run's train.log, and each logged step
     prints as one line from metrics.jsonl (the Trainer's own dict print is off: training/quiet.py)."""
     import threading
@@ -183,7 +163,7 @@ def in_foreground(args: argparse.Namespace, run_dir: Path, train) -> dict:
     if not args.json:
         thread.start()
     try:
-        return call(train)
+        return train()
     finally:
         stop.set()
         if thread.is_alive():
@@ -191,35 +171,9 @@ def in_foreground(args: argparse.Namespace, run_dir: Path, train) -> dict:
             print_new()
 
 
-def preflight(cfg, *, local: bool = True) -> None:
-    """Refuse a run that cannot train before its directory and process exist (training.plan.preflight:
-    LoRA targets the base lacks, a missing attention package here, an empty split, samples all longer
-    than max_length), with the reason as the plan gives it."""
-    from training.plan import preflight as check
-
-    call(lambda: check(cfg, local=local))
-
-
-def refuse_unworkable(cfg) -> None:
-    """Refuse, in one line, a run this machine cannot train (training.plan.launch_refusal: a base above
-    1.5B parameters on a CPU, more memory than the machine or card has); `--force` skips it. A small
-    base skips the device check (and torch's import); an unknown shape cannot be judged here."""
-    from training.errors import ConfigError
-    from training.plan import CPU_MAX_PARAMS_B, launch_refusal, local_device, memory_plan
-
-    try:
-        plan = memory_plan(cfg)
-    except ConfigError:
-        return
-    if plan["params_b"] <= CPU_MAX_PARAMS_B and plan["memory_gb"][cfg.method]["total_gb"] <= 4:
-        return
-    reason = launch_refusal(plan, local_device())
-    if reason:
-        raise StudioError(f"refused: {reason} (--force starts it anyway)")
-
-
-def print_plan(args: argparse.Namespace, cfg) -> int:
-    from training.plan import format_plan, make_plan
+def print_plan(args: argparse.Namespace, request) -> int:
+    from training.launch import plan_run
+    from training.plan import format_plan
 
     shape = None
     if args.shape:
@@ -227,7 +181,7 @@ def print_plan(args: argparse.Namespace, cfg) -> int:
             shape = {k.strip(): int(v) for k, v in (kv.split("=", 1) for kv in args.shape.split(",") if kv.strip())}
         except ValueError:
             raise StudioError(f"--shape {args.shape!r}: expected KEY=INTEGER pairs separated by commas") from None
-    plan = call(lambda: make_plan(cfg, gpu_mem_gb=args.gpu_mem, params_b=args.params, shape_overrides=shape))
+    plan = plan_run(request, gpu_mem_gb=args.gpu_mem, params_b=args.params, shape=shape).plan
     if args.json:
         out_json(plan)
     else:
@@ -252,7 +206,7 @@ def follow(run_dir: Path) -> int:
     import time
 
     from training.metrics import metric_points, read_metrics
-    from training.runs import FINAL_STATES, effective_status
+    from training.runs import RunState, effective_status
 
     from ._common import CliProgress
 
@@ -265,17 +219,17 @@ def follow(run_dir: Path) -> int:
             for r in metric_points(recs):
                 out(format_point(r))
             st = effective_status(run_dir)
-            if st.get("state") in FINAL_STATES:
+            if st.state.is_final:
                 recs, offset = read_metrics(run_dir, offset)
                 for r in metric_points(recs):
                     out(format_point(r))
-                if bar.drawing and isinstance(st.get("step"), int):
-                    bar.update(st["step"], st.get("max_steps") or None)  # where it ended
+                if bar.drawing and st.step is not None:
+                    bar.update(st.step, st.max_steps or None)  # where it ended
                 bar.finish()
-                out(f"{run_dir.name}: {st['state']}" + (f": {st['error']}" if st.get("error") else ""))
-                return 0 if st["state"] == "done" else 1
-            if st.get("state") == "running" and isinstance(st.get("step"), int):
-                bar.update(st["step"], st.get("max_steps") or None)
+                out(f"{run_dir.name}: {st.state}" + (f": {st.error}" if st.error else ""))
+                return 0 if st.state == RunState.DONE else 1
+            if st.state == RunState.RUNNING and st.step is not None:
+                bar.update(st.step, st.max_steps or None)
             time.sleep(0.5)
     except KeyboardInterrupt:
         bar.finish()
@@ -295,26 +249,27 @@ def format_point(r: dict) -> str:
     return "  ".join(parts)
 
 
-def report_final(args: argparse.Namespace, run_dir: Path, st: dict) -> int:
+def report_final(args: argparse.Namespace, run_dir: Path, st) -> int:
+    """The end of a foreground run (`st`: its training.rundir.RunStatus)."""
     if args.json:
-        out_json({"run": run_dir.name, "path": str(run_dir), **st})
+        out_json({"run": run_dir.name, "path": str(run_dir), **st.to_json()})
     else:
-        line = f"{run_dir.name}: {st.get('state')} at step {st.get('step')}/{st.get('max_steps')}"
-        if st.get("eval_loss") is not None:
-            line += f", eval_loss {st['eval_loss']:.4f}"
+        line = f"{run_dir.name}: {st.state} at step {st.step}/{st.max_steps}"
+        if st.eval_loss is not None:
+            line += f", eval_loss {st.eval_loss:.4f}"
         out(line)
-        if st.get("error"):
-            out(f"  error: {st['error']}")
-        for i, r in enumerate(st.get("remedy") or [], 1):
+        if st.error:
+            out(f"  error: {st.error}")
+        for i, r in enumerate(st.remedy or [], 1):
             out(f"  remedy {i}: {r['name']}: {r['why']} (--set " + " --set ".join(f"{k}={v}" for k, v in r["set"].items()) + ")")
-        if st.get("next_run"):
-            out(f"  retrying as {st['next_run']} with the first remedy applied")
-    if st.get("state") == "done":
+        if st.next_run:
+            out(f"  retrying as {st.next_run} with the first remedy applied")
+    if st.state == "done":
         return 0
     from curation.errors import DiskFull
 
     # the run's own "disk full:" error (training.runs): the same exit status as any command's full disk
-    return DiskFull.exit_code if str(st.get("error") or "").startswith("disk full:") else 1
+    return DiskFull.exit_code if (st.error or "").startswith("disk full:") else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

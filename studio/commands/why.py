@@ -76,9 +76,7 @@ def _pick_model(item: dict[str, Any], summary: dict[str, Any], run_id: str, want
 def _split_dir(run_dir: Path) -> Path:
     from training.config import load_run_config
 
-    from .train import call
-
-    split = call(lambda: load_run_config(run_dir)).data.split
+    split = load_run_config(run_dir).data.split
     if not split:
         raise StudioError(f"run {run_dir.name} names no split (config.yaml data.split); nothing to compare with.")
     p = Path(split)
@@ -95,15 +93,14 @@ def explain(args: argparse.Namespace) -> dict[str, Any]:
     from training.runs import find_run
 
     from ._common import open_ws
-    from .train import call
 
     if args.k < 1:
         raise StudioError("-k must be at least 1.")
     root = workspace_path(args)
-    run_dir = call(lambda: find_run(root / "runs", args.run))
+    run_dir = find_run(root / "runs", args.run)
     ev = _pick_eval(run_dir, args.eval_id)
     eval_path = Path(ev["path"])
-    item = _pick_item(call(lambda: read_items(eval_path)), args.item, eval_path)
+    item = _pick_item(read_items(eval_path), args.item, eval_path)
     model = _pick_model(item, ev, run_dir.name, args.model)
     split = _split_dir(run_dir)
     query = item_query(item, model)

@@ -3,7 +3,7 @@
 The form picks the operation, the provider (from studio.yaml, or the OPENAI_* environment when none
 is configured), which samples (a status / language / limit filter, or the samples selected in
 Review) and n, max cost, reject-below. Every change checks the fields as `studio augment` does
-(studio/commands/augment.py's spec_problems: a wrong one says why in the row under it) and re-runs
+(curation.augment.spec_checks.spec_problems: a wrong one says why in the row under it) and re-runs
 the dry-run estimate in a thread worker (requests, cached, tokens, USD expected and worst case): it
 sends nothing and writes nothing.
 
@@ -335,10 +335,10 @@ class AugmentScreen(Screen):
 
     def form(self) -> Form:
         """The form's settings as a Spec; StudioError names the field that is wrong, and each wrong
-        field shows its problem beside it (studio/commands/augment.py's spec_problems: the CLI's checks)."""
+        field shows its problem beside it (curation.augment.spec_checks.spec_problems: the CLI's checks)."""
         from curation.augment import Spec
 
-        from ..commands.augment import spec_problems
+        from curation.augment.spec_checks import spec_problems
 
         problems: dict[str, str] = {}
         op = str(self.query_one("#au-op", Select).value)

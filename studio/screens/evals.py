@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Group
@@ -48,6 +48,9 @@ from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
 from ._curation import app_message
 
+if TYPE_CHECKING:
+    from training.rundir import RunInfo
+
 DEFAULT_LIMIT = 50
 DEFAULT_MAX_NEW_TOKENS = 64
 BATCH_SIZE = 8
@@ -67,22 +70,34 @@ FILTERS = [
 
 # --------------------------------------------------------------------------- pure helpers
 
-def finished_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Runs whose state is done, newest first, each with its training split (`split`) when its
-    config.yaml says."""
+@dataclass(frozen=True)
+class DoneRun:
+    """A run whose state is done, and the split it trained on ("" when its config.yaml names none)."""
+
+    info: RunInfo
+    split: str
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+
+def finished_runs(runs_dir: Path) -> list[DoneRun]:
+    """Runs whose state is done, newest first, each with its training split when its config.yaml says."""
     from training.config import load_run_config
     from training.errors import TrainingError
+    from training.rundir import RunState
     from training.runs import list_runs
 
     out = []
     for r in reversed(list_runs(runs_dir)):
-        if r.get("state") != "done":
+        if r.state != RunState.DONE:
             continue
         try:
-            split = str(load_run_config(r["path"]).data.split or "")
+            split = str(load_run_config(r.path).data.split or "")
         except (TrainingError, OSError, ValueError):
             split = ""
-        out.append({**r, "split": split})
+        out.append(DoneRun(r, split))
     return out
 
 
@@ -315,21 +330,16 @@ def progress_to_job(job: Job, labels: dict[str, str]):
 def run_eval_job(job: EvalJob, req: EvalRequest, ws_root: Path) -> tuple[str, Any]:
     """The eval as a job body (a worker thread): the eval set as `studio eval --on` reads it (a split
     name, a split folder or a data file), its items first (a set with no rows fails before any model
-    loads), then the models, then run_eval into RUN/evals/EVAL_ID of the form's run. TrainingErrors
-    and load failures become StudioErrors (one notification line)."""
-    import argparse
-
-    from training.errors import TrainingError
-    from training.evaluate import eval_dir, load_items, resolve_models, run_eval
-
-    from ..commands.eval import resolve_eval_set
+    loads), then the models, then run_eval into RUN/evals/EVAL_ID of the form's run. Load failures
+    become StudioErrors; the job runner says those and TrainingErrors in one notification line."""
+    from training.evaluate import eval_dir, load_items, resolve_eval_set, resolve_models, run_eval
 
     runs_dir = Path(ws_root) / "runs"
     run_dir = runs_dir / req.run_id
     try:
         job.set_message("reading the eval items…")
         specs = resolve_models(req.models, runs_dir)
-        source = resolve_eval_set(argparse.Namespace(on=req.source, workspace=str(ws_root)), specs)
+        source = resolve_eval_set(req.source, Path(ws_root) / "splits", specs)
         items = load_items(source, part=req.part, limit=req.limit)
         base = None
         if not any(s.kind in ("adapter", "model") for s in specs):
@@ -347,8 +357,6 @@ def run_eval_job(job: EvalJob, req: EvalRequest, ws_root: Path) -> tuple[str, An
                           max_new_tokens=req.max_new_tokens, batch_size=BATCH_SIZE, base=base,
                           out_dir=eval_dir(run_dir, eval_id), eval_id=eval_id,
                           progress=progress_to_job(job, labels), cancel=job.stop, items=items)
-    except TrainingError as exc:
-        raise StudioError(str(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:  # a model that will not load, out of memory
         raise StudioError(f"eval failed: {exc}") from None
     return req.run_id, result
@@ -370,10 +378,10 @@ class NewEvalScreen(ModalScreen["EvalRequest | None"]):
     #ne-buttons Button { margin-right: 2; }
     """
 
-    def __init__(self, runs: list[dict[str, Any]], run_id: str):
+    def __init__(self, runs: list[DoneRun], run_id: str):
         super().__init__()
         self.runs = runs
-        self.splits = {r["id"]: r.get("split", "") for r in runs}
+        self.splits = {r.id: r.split for r in runs}
         self.run_id = run_id
 
     def compose(self) -> ComposeResult:
@@ -381,7 +389,7 @@ class NewEvalScreen(ModalScreen["EvalRequest | None"]):
             yield Static(Text("New eval (Ctrl+S starts, Esc cancels)", style="bold"))
             with Grid(id="ne-grid"):
                 yield Label("run")
-                yield Select([(visible(r["id"], single_line=True), r["id"]) for r in self.runs], value=self.run_id,
+                yield Select([(visible(r.id, single_line=True), r.id) for r in self.runs], value=self.run_id,
                              id="ne-run", allow_blank=False, compact=True)
                 yield Label("models")
                 yield Input(f"base {self.run_id}", id="ne-models", compact=True,
@@ -578,7 +586,7 @@ class EvalScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.runs: list[dict[str, Any]] = []
+        self.runs: list[DoneRun] = []
         self.run_id: str | None = None            # the selected run
         self.evals: list[dict[str, Any]] = []     # its evals' summaries, newest first
         self.eval_path: str | None = None         # the selected eval's folder
@@ -630,12 +638,12 @@ class EvalScreen(Screen):
         rows = finished_runs(self.app.engine.ws.runs_dir)
         self.app.call_from_thread(self._show_runs, rows)
 
-    def _show_runs(self, rows: list[dict[str, Any]]) -> None:
+    def _show_runs(self, rows: list[DoneRun]) -> None:
         self.runs = rows
         box_ = self.query_one("#ev-run", Select)
-        ids = [r["id"] for r in rows]
-        box_.set_options([(visible(r["id"], single_line=True) + (" (UNTRAINED base)" if r.get("untrained") else ""),
-                           r["id"]) for r in rows])
+        ids = [r.id for r in rows]
+        box_.set_options([(visible(r.id, single_line=True) + (" (UNTRAINED base)" if r.info.untrained else ""),
+                           r.id) for r in rows])
         want = self._want_eval[0] if self._want_eval else self.run_id
         if want in ids:
             box_.value = want
@@ -896,8 +904,7 @@ class EvalScreen(Screen):
         if row is None:
             self.notify("select an item first", severity="warning")
             return
-        run = next((r for r in self.runs if r["id"] == self.run_id), {})
-        split = run.get("split") or ""
+        split = next((r.split for r in self.runs if r.id == self.run_id), "")
         if not split:
             self.notify(f"why: run {visible(str(self.run_id), single_line=True)} names no split (config.yaml "
                         "data.split); nothing to compare with", title="why", severity="error")

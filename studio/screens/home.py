@@ -1,16 +1,15 @@
 """Home: the workspace at a glance. Samples by status, languages, sources, quality flags by rule,
-duplicate clusters, the jobs table and training runs (WS/runs/*/status.json, read directly: the
-run directory is a file contract, docs/contracts.md).
+duplicate clusters, the jobs table and training runs (each run's status.json through
+training.rundir, the run directory's contract in code; newest started first, as `studio runs` orders them).
 
 A thread worker gathers everything (`gather_home`) every REFRESH_SECONDS and on Ctrl+R; the
 screen only draws what it got. Nothing shown depends on the clock, so snapshots are stable.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -27,6 +26,9 @@ from curation.safe_text import visible
 from ..bindings import bindings_for, screen_key
 from ..widgets.job_progress import JobProgress
 
+if TYPE_CHECKING:
+    from training.rundir import RunStatus
+
 REFRESH_SECONDS = 5.0
 MAX_ROWS = 6  # lines per list in a panel; the rest are summed into "… N more"
 
@@ -35,24 +37,25 @@ MAX_ROWS = 6  # lines per list in a panel; the rest are summed into "… N more"
 class HomeData:
     stats: dict[str, Any]
     jobs: list[tuple] = field(default_factory=list)   # (id, kind, state, done, total, message)
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[tuple[str, RunStatus | None]] = field(default_factory=list)  # (run id, status; None: unreadable)
 
 
-def read_runs(runs_dir: Path, limit: int = 6) -> list[dict[str, Any]]:
-    """status.json of the newest runs (by folder name, which starts with the date); a run whose
-    status cannot be read shows as 'unreadable' rather than hiding it."""
-    out = []
+def read_runs(runs_dir: Path, limit: int = 6) -> list[tuple[str, RunStatus | None]]:
+    """The newest runs' statuses, newest first in `studio runs`' order (training.rundir.start_order);
+    a folder without a status shows as 'unreadable' rather than hiding it."""
+    from training.rundir import RunStatus, has_status, read_status, start_order
+
     if not runs_dir.is_dir():
-        return out
-    for run in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True)[:limit]:
+        return []
+    found = []
+    for run in (p for p in runs_dir.iterdir() if p.is_dir()):
         try:
-            status = json.loads((run / "status.json").read_text(encoding="utf-8"))
-            if not isinstance(status, dict):
-                raise ValueError
-        except (OSError, ValueError):
-            status = {"state": "unreadable"}
-        out.append({"id": run.name, **status})
-    return out
+            status = read_status(run) if has_status(run) else None
+        except OSError:
+            status = None
+        found.append((run, status))
+    found.sort(key=lambda rs: start_order(rs[0], rs[1] or RunStatus()), reverse=True)
+    return [(run.name, status) for run, status in found[:limit]]
 
 
 def gather_home(con, runs_dir: Path) -> HomeData:
@@ -102,10 +105,10 @@ def activity_panel(data: HomeData) -> Table | Text:
     for jid, kind, state, done, total, _msg in data.jobs:
         progress = f"{done:,}/{total:,}" if total else f"{done:,}"
         t.add_row(Text(f"job {jid} {visible(kind, single_line=True)}"), Text(state, style=_state_style(state)), progress)
-    for run in data.runs:
-        step = f"{run.get('step', 0)}/{run.get('max_steps') or '?'}" if run.get("state") != "unreadable" else ""
-        state = str(run.get("state", "?"))
-        t.add_row(Text(f"run {visible(run['id'], single_line=True)}"), Text(state, style=_state_style(state)), step)
+    for run_id, status in data.runs:
+        step = f"{status.step or 0}/{status.max_steps or '?'}" if status is not None else ""
+        state = str(status.state) if status is not None else "unreadable"
+        t.add_row(Text(f"run {visible(run_id, single_line=True)}"), Text(state, style=_state_style(state)), step)
     return t
 
 

@@ -107,7 +107,7 @@ class ImportScreen(Screen):
             self.action_run_import()
 
     def action_run_import(self) -> None:
-        from ..commands.import_ import parse_mapping
+        from curation.importers.mapping import parse_mapping
 
         box = self.query_one("#im-report", Static)
         path = self.query_one("#im-path", Input).value.strip()

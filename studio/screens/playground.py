@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.text import Text
 from textual import on, work
@@ -29,19 +29,21 @@ from curation.safe_text import visible
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
 
+if TYPE_CHECKING:
+    from training.rundir import RunInfo
+
 RUNS_POLL_S = 3.0  # while shown, the run list is read again: a run that finishes appears without a key
 MAX_NEW_TOKENS = 96
 SEED = 0  # the same seed for both answers: the difference is the adapter's, not the dice's
 
 
-def finished_runs(runs_dir: Path) -> list[dict[str, Any]]:
+def finished_runs(runs_dir: Path) -> list[RunInfo]:
     """Runs that have an adapter/ or model/ to load, newest last."""
     from training.runs import list_runs
 
     out = []
     for r in list_runs(runs_dir):
-        d = Path(r["path"])
-        if (d / "adapter" / "adapter_config.json").is_file() or (d / "model" / "config.json").is_file():
+        if (r.path / "adapter" / "adapter_config.json").is_file() or (r.path / "model" / "config.json").is_file():
             out.append(r)
     return out
 
@@ -144,15 +146,15 @@ class PlaygroundScreen(Screen):
         rows = finished_runs(self.app.engine.ws.runs_dir)
         self.app.call_from_thread(self._show_runs, rows)
 
-    def _show_runs(self, rows: list[dict[str, Any]]) -> None:
+    def _show_runs(self, rows: list[RunInfo]) -> None:
         box = self.query_one("#pg-run", Select)
         current = box.value
-        ids = [r["id"] for r in rows]
+        ids = [r.id for r in rows]
         if ids == self._run_ids:
             return  # unchanged: setting the options again would close an open list
         self._run_ids = ids
-        box.set_options([(visible(r["id"], single_line=True) + (" (UNTRAINED base)" if r.get("untrained") else ""),
-                          r["id"]) for r in rows])
+        box.set_options([(visible(r.id, single_line=True) + (" (UNTRAINED base)" if r.untrained else ""),
+                          r.id) for r in rows])
         if current in ids:
             box.value = current
         elif ids:

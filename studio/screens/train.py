@@ -3,9 +3,9 @@ every run's curve live.
 
 The form is `studio train`'s arguments as fields: preset, split, base, method and the seed's knobs
 (r, alpha, lr, epochs, micro-batch, grad-accum, max length), `--set KEY=VALUE` for the rest, and
-the host. It builds an argparse Namespace and hands it to studio/commands/train.py's own helpers
-(`resolve_split`, `build_config`, `reproduce_line`), so the screen can do nothing the CLI cannot and
-writes the same config.yaml. `p` shows `make_plan` (memory vs the seed's table, lengths, EOS
+the host. It builds a `training.launch.RunRequest` (the knobs as typed values) and plans and starts
+it with `plan_run` and `new_run`/`launch_run`, the API `studio train` uses too, so the screen can
+do nothing the CLI cannot and writes the same config.yaml. `p` shows `make_plan` (memory vs the seed's table, lengths, EOS
 check, steps) in a worker; Ctrl+S (or the Launch button) plans the launch in a worker ("planning…")
 and asks first (studio/screens/confirm.py: what, where, the device, the plan's memory and a rough
 time; a run this machine cannot train, `training.plan.launch_refusal`, as `studio train` refuses
@@ -23,8 +23,6 @@ remote run with `remote.json`, selecting it starts mirroring again). `c` cancels
 """
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -40,6 +38,8 @@ from textual.widgets import Button, ContentSwitcher, DataTable, Footer, Header, 
 
 from curation.errors import StudioError
 from curation.safe_text import visible
+from training.errors import TrainingError
+from training.rundir import REMOTE_JSON, RunInfo, RunState
 
 from ..bindings import bindings_for
 from ._curation import app_message
@@ -48,9 +48,8 @@ from ..widgets.loss_chart import LossChart
 
 FOLLOW_S = 1.0
 RUNS_REFRESH_S = 2.0
-FINAL = ("done", "failed", "cancelled")
 
-# (field id, label, config key, input type); each becomes `--set KEY=VALUE` (base and method: the flags)
+# (field id, label, config key, input type); each becomes a config override (base and method: the request's own)
 KNOBS = [
     ("r", "r", "lora.r", "integer"),
     ("alpha", "alpha", "lora.alpha", "integer"),
@@ -65,13 +64,9 @@ KNOBS = [
 
 def preset_values(preset: str) -> dict[str, str]:
     """The form's field values for a preset (the config defaults are the seed's recipe)."""
-    from training.config import load_config
+    from training.config import TINY, TINY_PRESETS, load_config
 
-    from ..commands.train import call
-
-    cfg = call(lambda: load_config(preset=preset, require_base=False))
-    from training.config import TINY, TINY_PRESETS
-
+    cfg = load_config(preset=preset, require_base=False)
     # a preset that names no base leaves the field empty: launching then says which base to pass
     values = {"base": "" if cfg.base == TINY and preset not in TINY_PRESETS else cfg.base, "method": cfg.method}
     for fid, _label, key, _type in KNOBS:
@@ -80,30 +75,44 @@ def preset_values(preset: str) -> dict[str, str]:
     return values
 
 
-def train_args(ws_root: Path, form: dict[str, str]) -> argparse.Namespace:
-    """The `studio train` arguments the form stands for."""
+def _typed(text: str, kind: str, label: str, key: str) -> int | float:
+    try:
+        return int(text) if kind == "integer" else float(text)
+    except ValueError:
+        what = "a whole number" if kind == "integer" else "a number"
+        raise StudioError(f"{label} ({key}): {text!r} is not {what}") from None
+
+
+def run_request(ws_root: Path, form: dict[str, str]):
+    """The training.launch.RunRequest the form stands for: the knobs as typed values, then the --set
+    field's KEY=VALUE pairs (values read as YAML, as `studio train --set` reads them), the host parsed."""
+    from training.config import parse_override
+    from training.launch import RunRequest, reproduce_line, resolve_split
+
     if not form.get("split"):
         raise StudioError("split: choose a split (export one on the Export screen, key 5)")
-    sets = [f"{key}={form[fid]}" for fid, _l, key, _t in KNOBS if form.get(fid, "").strip()]
+    overrides: dict[str, Any] = {key: _typed(form[fid].strip(), kind, label, key)
+                                 for fid, label, key, kind in KNOBS if form.get(fid, "").strip()}
     try:
-        sets += shlex.split(form.get("sets", ""))
+        sets = shlex.split(form.get("sets", ""))
     except ValueError as exc:
         raise StudioError(f"--set: {exc}; write KEY=VALUE pairs separated by spaces, e.g. train.max_steps=50") from None
     bad = [s for s in sets if "=" not in s]
     if bad:
         raise StudioError(f"--set: {bad[0]!r} is not KEY=VALUE, e.g. train.max_steps=50")
-    host = form.get("host", "").strip()
-    return argparse.Namespace(
-        split=form["split"], workspace=str(ws_root), sets=sets, base=form.get("base") or None,
-        method=form.get("method") or None, oom_retry=False, config=None, preset=form.get("preset") or None,
-        name=None, host=None if host in ("", "local") else host, python=None, remote_root=None, known_hosts=None,
-        identity=None, plan=False, gpu_mem=None, params=None, shape=None, json=False)
+    overrides.update(parse_override(s) for s in sets)
+    host_text = form.get("host", "").strip()
+    host = None
+    if host_text not in ("", "local"):
+        from training.quiet import quiet_libraries
+        from training.remote import parse_host
 
-
-def config_for(args: argparse.Namespace):
-    from ..commands.train import build_config, resolve_split
-
-    return build_config(args, resolve_split(args))
+        quiet_libraries()  # asyncssh's deprecation warnings stay off the screen
+        host = parse_host(host_text)
+    return RunRequest(split=resolve_split(form["split"], ws_root / "splits"), base=form.get("base") or None,
+                      method=form.get("method") or None, preset=form.get("preset") or None, overrides=overrides,
+                      host=host, reproduce=reproduce_line(form["split"], workspace=ws_root,
+                                                          host=host.target if host is not None else None))
 
 
 STATE_ICONS = {"running": ("▶", "run"), "done": ("✓", "done"), "failed": ("✗", "fail"), "cancelled": ("■", "stop"),
@@ -144,7 +153,7 @@ def _started(value: Any) -> str:
     return f"{text[5:10]} {text[11:16]}" if len(text) >= 16 else ""
 
 
-def runs_layout(rows: list[dict[str, Any]], remotes: dict[str, str], width: int
+def runs_layout(rows: list[RunInfo], remotes: dict[str, str], width: int
                 ) -> tuple[list[RunsColumn], list[tuple[str, dict[str, Any]]]]:
     """The runs table's columns and cells for `width` columns of table: run name, state (an icon and
     a short word), step/total, loss and eval loss always; where (when a run is remote), method, base and
@@ -157,16 +166,16 @@ def runs_layout(rows: list[dict[str, Any]], remotes: dict[str, str], width: int
 
     values = []
     for r in rows:
-        state = str(r.get("state"))
+        state = str(r.state)
         icon, word = STATE_ICONS.get(state, ("?", state))
         values.append({
             "state": Text(f"{icon} {state if wide else word}", style=STATE_STYLES.get(state, "")),
-            "step": f"{r.get('step') or 0}/{r.get('max_steps') or '?'}",
-            "loss": num(r.get("loss")), "eval": num(r.get("eval_loss")),
-            "where": visible(remotes.get(r["id"], "local"), single_line=True),
-            "method": visible(str(r.get("method") or ""), single_line=True),
-            "base": visible(str(r.get("base") or "").split("/")[-1], single_line=True),
-            "started": _started(r.get("started_at")),
+            "step": f"{r.step or 0}/{r.max_steps or '?'}",
+            "loss": num(r.loss), "eval": num(r.eval_loss),
+            "where": visible(remotes.get(r.id, "local"), single_line=True),
+            "method": visible(str(r.method or ""), single_line=True),
+            "base": visible(str(r.base or "").split("/")[-1], single_line=True),
+            "started": _started(r.started_at),
         })
 
     def fit(key: str, label: str, right: bool = False, most: int = 99) -> RunsColumn:
@@ -174,9 +183,9 @@ def runs_layout(rows: list[dict[str, Any]], remotes: dict[str, str], width: int
         return RunsColumn(key, label, min(longest, most) + 1, right)
 
     required = [fit("state", "state"), fit("step", "step", True), fit("loss", "loss", True), fit("eval", "eval", True)]
-    optional = ([fit("where", "where", True, most=28)] if any(r["id"] in remotes for r in rows) else [])
+    optional = ([fit("where", "where", True, most=28)] if any(r.id in remotes for r in rows) else [])
     optional += [fit("method", "method", True), fit("base", "base", True, most=22), fit("started", "started", True)]
-    names = [r["id"] + (" (UNTRAINED)" if r.get("untrained") else "") for r in rows]
+    names = [r.id + (" (UNTRAINED)" if r.untrained else "") for r in rows]
     room = width - sum(c.width for c in required)
     want = min(NAME_ROOM, max([len("run")] + [len(DATE_PREFIX.sub("", n)) for n in names]) + 1)
     chosen = []
@@ -188,18 +197,18 @@ def runs_layout(rows: list[dict[str, Any]], remotes: dict[str, str], width: int
     columns = [name_col] + required + chosen
     out = []
     for r, v in zip(rows, values):
-        flag = " (UNTRAINED)" if r.get("untrained") else ""
+        flag = " (UNTRAINED)" if r.untrained else ""
         name_w = name_col.width - 1
-        if flag and len(r["id"]) + len(flag) > name_w:
+        if flag and len(r.id) + len(flag) > name_w:
             flag = " (U)"
-        name = visible(r["id"], single_line=True)
+        name = visible(r.id, single_line=True)
         cells = {"run": Text.assemble(short_run_name(name, max(1, name_w - len(flag))), (flag, "bold red"))}
         for col in columns[1:]:
             cell = v[col.key]
             if not isinstance(cell, Text):
                 cell = Text(cell if len(cell) < col.width else middle(cell, col.width - 1))
             cells[col.key] = cell
-        out.append((r["id"], cells))
+        out.append((r.id, cells))
     for col in columns:
         if col.right:
             for _rid, cells in out:
@@ -211,22 +220,24 @@ def _gb(value: float) -> str:
     return f"{value:.1f} GB" if value >= 0.1 else f"{value * 1024:.0f} MB"
 
 
-def launch_rows(args: argparse.Namespace, plan: dict[str, Any], device: dict[str, Any] | None,
-                seconds: float | None) -> tuple[list[tuple[str, Any]], str]:
-    """The launch confirmation's rows (what, where, device, memory, time, steps) and its title."""
+def launch_rows(run_plan) -> tuple[list[tuple[str, Any]], str]:
+    """The launch confirmation's rows (what, where, device, memory, time, steps) and its title, from a
+    training.launch.RunPlan (`with_device` for a run on this machine)."""
     from training.plan import Shape, describe_device, format_duration
 
+    request, plan, device, seconds = run_plan.request, run_plan.plan, run_plan.device, run_plan.seconds
+    split = request.split.name
     method = plan["method"]
     mem = plan["memory_gb"][method]
     params = sum(Shape(**plan["shape"]).params())
     size = f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.1f}M"
     base = plan["base"] + (" (UNTRAINED tiny model)" if plan.get("untrained") else "")
-    what = f"{method} of {base} ({size} parameters) on split {args.split}"
-    if args.preset:
-        what += f", preset {args.preset}"
+    what = f"{method} of {base} ({size} parameters) on split {split}"
+    if request.preset:
+        what += f", preset {request.preset}"
     rows: list[tuple[str, Any]] = [("run", what)]
     if device is None:
-        rows += [("where", f"SSH host {args.host}: uploaded and started there, detached"),
+        rows += [("where", f"SSH host {request.host.target}: uploaded and started there, detached"),
                  ("device", "the host's GPU (its agent checks it when the run starts)"),
                  ("memory", f"{_gb(mem['total_gb'])} on the card ({_gb(mem['peak_gb'])} peak, plan)")]
     else:
@@ -246,7 +257,7 @@ def launch_rows(args: argparse.Namespace, plan: dict[str, Any], device: dict[str
                               f"{plan['samples']['train']:,} training samples"))
     for note in plan.get("notes") or []:
         rows.append(("note", note))
-    return rows, f"Launch a training run on {args.split}?"
+    return rows, f"Launch a training run on {split}?"
 
 
 class TrainScreen(Screen):
@@ -274,7 +285,8 @@ class TrainScreen(Screen):
         self._run_ids: list[str] = []
         self._streaming: set[str] = set()    # remote runs being mirrored by this screen
         self._remotes: dict[str, str] = {}   # run id -> host target, for runs with remote.json
-        self._rows: list[dict[str, Any]] = []  # the runs listed last (the table is laid out again on resize)
+        self._states: dict[str, RunState] = {}
+        self._rows: list[RunInfo] = []       # the runs listed last (the table is laid out again on resize)
         self._layout: tuple = ()             # the columns shown: (key, width) pairs
         self._preparing = False              # a launch is being planned: another ctrl+s waits for it
 
@@ -352,7 +364,7 @@ class TrainScreen(Screen):
     def _fill_from_preset(self, preset: str) -> None:
         try:
             values = preset_values(preset)
-        except StudioError as exc:
+        except TrainingError as exc:
             self.message(app_message(exc), "bold red")
             return
         from training.config import preset_summary
@@ -397,25 +409,23 @@ class TrainScreen(Screen):
 
     def action_plan(self) -> None:
         try:
-            args = train_args(self.app.engine.ws.root, self.form())
-        except StudioError as exc:
+            request = run_request(self.app.engine.ws.root, self.form())
+        except (StudioError, TrainingError) as exc:
             self.message(app_message(exc), "bold red")
             return
         self.query_one("#tr-plan-text", Static).update(Text("planning… (tokenising the split)", style="dim"))
         self.query_one("#tr-view", ContentSwitcher).current = "tr-plan"
         self.query_one("#tr-view").border_title = "Plan (select a run for its curve)"
-        self._plan(args)
+        self._plan(request)
 
     @work(thread=True, exclusive=True, group="tr-plan")
-    def _plan(self, args: argparse.Namespace) -> None:
-        from training.plan import format_plan, make_plan
-
-        from ..commands.train import call
+    def _plan(self, request) -> None:
+        from training.launch import plan_run
+        from training.plan import format_plan
 
         try:
-            cfg = config_for(args)
-            text = Text(visible(format_plan(call(lambda: make_plan(cfg)))), no_wrap=True)  # tables: scroll, not wrap
-        except StudioError as exc:
+            text = Text(visible(format_plan(plan_run(request).plan)), no_wrap=True)  # tables: scroll, not wrap
+        except (StudioError, TrainingError) as exc:
             text = Text(visible(app_message(exc)), style="bold red")
         self.app.call_from_thread(self.query_one("#tr-plan-text", Static).update, text)
 
@@ -428,49 +438,39 @@ class TrainScreen(Screen):
             self.message("still planning the launch…", "dim")
             return
         try:
-            args = train_args(self.app.engine.ws.root, self.form())
-        except StudioError as exc:
+            request = run_request(self.app.engine.ws.root, self.form())
+        except (StudioError, TrainingError) as exc:
             self.message(app_message(exc), "bold red")
             return
         self._preparing = True
-        self.message(f"planning the launch on {args.split}… (tokenising the split, reading the device)", "dim")
-        self._prepare_launch(args)
+        self.message(f"planning the launch on {request.split.name}… (tokenising the split, reading the device)", "dim")
+        self._prepare_launch(request)
 
     @work(thread=True, exclusive=True, group="tr-prepare")
-    def _prepare_launch(self, args: argparse.Namespace) -> None:
-        from training.plan import estimate_time, launch_refusal, local_device, make_plan
-
-        from ..commands.train import call
+    def _prepare_launch(self, request) -> None:
+        from training.launch import plan_run
 
         try:
-            cfg = config_for(args)
-            device = None if args.host else call(local_device)
-            gpu_mem = device["memory_gb"] if device and device["kind"] == "cuda" else None
-            plan = call(lambda: make_plan(cfg, gpu_mem_gb=gpu_mem))
-        except StudioError as exc:
+            run_plan = plan_run(request, with_device=True)
+        except (StudioError, TrainingError) as exc:
             self.app.call_from_thread(self._launch_refused_early, app_message(exc))
             return
         except Exception as exc:  # a tokenizer or file problem: said here, the studio stays up
             self.app.call_from_thread(self._launch_refused_early, f"planning failed: {type(exc).__name__}: {exc}")
             return
-        refusal = None
-        seconds = None
-        if device is not None:
-            refusal = launch_refusal(plan, device) or (plan.get("problems") or [None])[0]
-            seconds = estimate_time(plan, device)
-        self.app.call_from_thread(self._confirm_launch, args, plan, device, refusal, seconds)
+        self.app.call_from_thread(self._confirm_launch, run_plan)
 
     def _launch_refused_early(self, text: str) -> None:
         self._preparing = False
         self.message(text, "bold red")
 
-    def _confirm_launch(self, args: argparse.Namespace, plan: dict[str, Any], device: dict[str, Any] | None,
-                        refusal: str | None, seconds: float | None) -> None:
+    def _confirm_launch(self, run_plan) -> None:
         from .confirm import LaunchConfirmScreen
 
         self._preparing = False
         self.message("")
-        rows, title = launch_rows(args, plan, device, seconds)
+        rows, title = launch_rows(run_plan)
+        refusal = run_plan.refusal
 
         def answer(result: dict | None) -> None:
             if refusal:
@@ -478,60 +478,40 @@ class TrainScreen(Screen):
             elif result is None:
                 self.message("launch cancelled: nothing was created", "dim")
             else:
-                self._start(args)
+                self._start(run_plan)
 
         self.app.push_screen(LaunchConfirmScreen(title, rows, refusal=refusal), answer)
 
-    def _start(self, args: argparse.Namespace) -> None:
-        where = args.host or "here"
-        self.message(f"starting a run on {args.split} ({where})…", "dim")
-        if args.host:
-            self._launch_remote(args)
-        else:
-            self._launch_local(args)
+    def _start(self, run_plan) -> None:
+        host = run_plan.request.host
+        self.message(f"starting a run on {run_plan.request.split.name} ({host.target if host else 'here'})…", "dim")
+        self._launch(run_plan)
 
     @work(thread=True, group="tr-launch")
-    def _launch_local(self, args: argparse.Namespace) -> None:
-        from training import runs
+    def _launch(self, run_plan) -> None:
+        """Create the planned run and start it detached: here, or uploaded to and started on its host."""
+        from training.launch import launch_run, new_run
 
-        from ..commands.train import call, reproduce_line
-
+        host = run_plan.request.host
         try:
-            cfg = config_for(args)
-            run_dir = call(lambda: runs.create_run(self._runs_dir(), cfg, name=args.name,
-                                                   reproduce=reproduce_line(args)))
-            pid = call(lambda: runs.launch(run_dir))
-        except StudioError as exc:
+            run_dir = new_run(run_plan.request, self._runs_dir(), planned=run_plan)
+            if host is not None:
+                self.app.call_from_thread(self.message, f"uploading {run_dir.name} to {host.target}…", "dim")
+            started = launch_run(run_dir, host)
+        except (StudioError, TrainingError) as exc:
             self.app.call_from_thread(self.message, app_message(exc), "bold red")
             return
-        self.app.call_from_thread(self._started, run_dir.name,
-                                  f"started {run_dir.name} (pid {pid}), detached: it goes on if the studio closes")
+        if started.remote is None:
+            text = f"started {run_dir.name} (pid {started.pid}), detached: it goes on if the studio closes"
+        else:
+            remote = started.remote
+            text = (f"started {remote.run_id} on {remote.host.target}:{remote.remote_dir} (pid {remote.pid}); "
+                    "mirroring its metrics here")  # select_run starts the mirror
+        self.app.call_from_thread(self._started, run_dir.name, text, host.target if host is not None else None)
 
-    @work(group="tr-launch")
-    async def _launch_remote(self, args: argparse.Namespace) -> None:
-        from training import runs
-        from training.errors import TrainingError
-        from training.remote import launch_remote
-
-        from ..commands._remote import host_spec
-        from ..commands.train import call, reproduce_line
-
-        try:
-            spec = host_spec(args)
-            cfg = config_for(args)
-            run_dir = call(lambda: runs.create_run(self._runs_dir(), cfg, name=args.name,
-                                                   reproduce=reproduce_line(args) + f" --host {shlex.quote(args.host)}",
-                                                   host=args.host))
-            self.message(f"uploading {run_dir.name} to {spec.target}…", "dim")
-            run = await launch_remote(run_dir, spec)
-        except (StudioError, TrainingError) as exc:
-            self.message(app_message(exc), "bold red")
-            return
-        self._remotes[run_dir.name] = spec.target
-        self._started(run_dir.name, f"started {run.run_id} on {spec.target}:{run.remote_dir} (pid {run.pid}); "
-                                    "mirroring its metrics here")  # select_run starts the mirror
-
-    def _started(self, run_id: str, text: str) -> None:
+    def _started(self, run_id: str, text: str, host: str | None = None) -> None:
+        if host is not None:
+            self._remotes[run_id] = host
         self.message(text, "bold green")
         self.notify(text, title="train")
         self.select_run(run_id)
@@ -564,24 +544,26 @@ class TrainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="tr-runs")
     def _list_runs(self) -> None:
+        from training.remote import read_remote
         from training.runs import list_runs
 
         rows = list_runs(self._runs_dir())
         remotes = {}
         for r in rows:
-            remote_json = Path(r["path"]) / "remote.json"
-            if remote_json.is_file():
-                try:
-                    remotes[r["id"]] = str(json.loads(remote_json.read_text(encoding="utf-8"))["host"]["target"])
-                except (OSError, ValueError, KeyError, TypeError):
-                    remotes[r["id"]] = "remote"
+            try:
+                remote = read_remote(r.path)
+            except (OSError, ValueError, KeyError, TypeError):
+                remotes[r.id] = "remote"
+                continue
+            if remote is not None:
+                remotes[r.id] = remote.host.target
         self.app.call_from_thread(self._show_runs, rows, remotes)
 
-    def _show_runs(self, rows: list[dict[str, Any]], remotes: dict[str, str]) -> None:
+    def _show_runs(self, rows: list[RunInfo], remotes: dict[str, str]) -> None:
         if not self.query("#tr-runs"):
             return  # the studio is quitting: the screen's widgets are gone
         self._remotes.update(remotes)
-        self._states = {r["id"]: r.get("state") for r in rows}
+        self._states = {r.id: r.state for r in rows}
         self._rows = rows
         self._fill_runs()
         ids = self._run_ids
@@ -651,8 +633,9 @@ class TrainScreen(Screen):
         if run_id in self._run_ids and table.cursor_row != self._run_ids.index(run_id):
             table.move_cursor(row=self._run_ids.index(run_id), animate=False)
         run_dir = self._runs_dir() / run_id
-        if (run_dir / "remote.json").is_file() and run_id not in self._streaming \
-                and getattr(self, "_states", {}).get(run_id) not in FINAL:
+        state = self._states.get(run_id)
+        if (run_dir / REMOTE_JSON).is_file() and run_id not in self._streaming \
+                and not (state is not None and state.is_final):
             self._stream(run_dir)  # reattach: keep the mirror growing
         self._follow()
 
@@ -666,7 +649,7 @@ class TrainScreen(Screen):
         from training.runs import read_status
 
         run_dir = self._runs_dir() / run_id
-        generation = read_status(run_dir).get("metrics_generation")
+        generation = read_status(run_dir).metrics_generation
         records, new_offset = read_metrics(run_dir, offset)
         restarted = new_offset < offset  # the file was cut (resume): read_metrics started at 0
         self.app.call_from_thread(self._got_metrics, run_id, offset, new_offset, metric_points(records),
@@ -699,8 +682,8 @@ class TrainScreen(Screen):
         if run_id is None:
             self.message("select a run to cancel", "yellow")
             return
-        state = getattr(self, "_states", {}).get(run_id)
-        if state in FINAL:
+        state = self._states.get(run_id)
+        if state is not None and state.is_final:
             self.message(f"{run_id} is already {state}", "yellow")
             return
 
@@ -721,7 +704,7 @@ class TrainScreen(Screen):
 
         run_dir = self._runs_dir() / run_id
         try:
-            if (run_dir / "remote.json").is_file():
+            if (run_dir / REMOTE_JSON).is_file():
                 await cancel_remote(run_dir)
             else:
                 await asyncio.to_thread(runs.cancel, run_dir, wait_s=5.0)

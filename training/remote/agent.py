@@ -15,7 +15,6 @@ import sys
 import time
 import zipfile
 
-TERMINAL = ("done", "failed", "cancelled")
 DEPS = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets",
         "tokenizers", "PyYAML", "pydantic")
 

@@ -19,13 +19,13 @@ from typing import Any, Callable
 
 import yaml
 
+from ..rundir import REMOTE_JSON
 from .errors import RemoteError
 from .hosts import HostSpec, parse_host
 from .session import Remote, open_remote
 from .stream import StreamResult, follow, poll_once
 from .transfer import BlobUpload, ensure_trainer, file_sha256, put_blob
 
-REMOTE_JSON = "remote.json"
 
 
 @dataclass(frozen=True)

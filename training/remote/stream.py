@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..rundir import REMOTE_JSON, RunState, RunStatus, read_status, replace_status
 from .errors import ConnectionLostError
 
-TERMINAL = ("done", "failed", "cancelled", "lost")
+LOST = "lost"   # the agent's word for a run whose process died without a final state (agent._run_summary)
 READ_LIMIT = 8 << 20   # bytes per poll; a long backlog arrives over several polls
 
 
@@ -85,12 +86,10 @@ def _parse(lines: list[bytes]) -> list[dict[str, Any]]:
 LOCAL_KEYS = ("base", "method", "untrained")
 
 
-def _read_local_status(local_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((local_dir / "status.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def ended(state: str | None) -> bool:
+    """The agent's summary state says the run will change no more: final, or lost."""
+    run_state = RunState.of(state)
+    return state == LOST or (run_state is not None and run_state.is_final)
 
 
 async def poll_once(remote, remote_dir: str, local_dir: Path,
@@ -139,28 +138,28 @@ async def poll_once(remote, remote_dir: str, local_dir: Path,
         raise ConnectionLostError(
             f"{remote.spec.target}: the SSH connection dropped ({exc}); the run goes on there, "
             f"`studio attach {local_dir.name}` resumes from byte {mirror_offset(local_metrics)}") from None
-    status = summary.get("status") or None
-    if status:
-        status = dict(status)
-        if summary["state"] == "lost":
-            status["state"] = "failed"
-            status.setdefault("error", "the remote training process ended without a final state")
+    remote_status = summary.get("status") or None
+    if remote_status:
+        status = RunStatus.parse(remote_status)
+        if summary["state"] == LOST:
+            status = status.with_changes(state=RunState.FAILED, error=status.error or
+                                         "the remote training process ended without a final state")
         # The run was created here (create_run): the mirror keeps what this machine knows of it.
         # The remote status has no base or method, and its paths name the remote copies.
-        status.update({k: v for k, v in _read_local_status(local_dir).items() if k in LOCAL_KEYS})
-        _write_json_atomic(local_dir / "status.json", status)
+        local = read_status(local_dir).to_json()
+        replace_status(local_dir, status.with_changes(**{k: local[k] for k in LOCAL_KEYS if k in local}))
     return appended, summary
 
 
 def _mirrored_generation(local_dir: Path) -> Any:
     try:
-        return json.loads((local_dir / "remote.json").read_text(encoding="utf-8")).get("metrics_generation")
+        return json.loads((local_dir / REMOTE_JSON).read_text(encoding="utf-8")).get("metrics_generation")
     except (OSError, ValueError):
         return None
 
 
 def _set_mirrored_generation(local_dir: Path, generation: Any) -> None:
-    path = local_dir / "remote.json"
+    path = local_dir / REMOTE_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -185,7 +184,7 @@ async def follow(remote, remote_dir: str, local_dir: Path, *,
         appended, summary = await poll_once(remote, remote_dir, local_dir, on_lines)
         total += appended
         state = summary["state"] if summary else None
-        if until_done and state in TERMINAL:
+        if until_done and ended(state):
             # one more pass: lines written between the read and the status check
             appended, _ = await poll_once(remote, remote_dir, local_dir, on_lines)
             total += appended
