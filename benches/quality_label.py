@@ -186,8 +186,8 @@ def hand_labels() -> dict[str, dict]:
         return {}
     out = {}
     for line in HAND_LABELS.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
+        r = json.loads(line) if line.strip() else {}
+        if "source" in r:
             out[f"{r['source']}:{r['row']}"] = r
     return out
 
@@ -209,18 +209,17 @@ def build(set_name: str, git_root: Path) -> tuple[list[Row], list[dict]]:
         rng.shuffle(unique)
         clean, rest = unique[:n_clean], unique[n_clean:]
         for r in clean:
-            lab = labels.get(r.id)
+            lab = labels.get(r.id) or {}
             rows.append(r)
-            truth.append({"id": r.id, "kind": "real", "defect": lab["defect"] if lab else None,
-                          "expected": lab["expected"] if lab else [], "allowed": lab.get("allowed", []) if lab else [],
-                          "note": lab["note"] if lab else ""})
+            truth.append({"id": r.id, "kind": "real", "defect": lab.get("defect"), "expected": lab.get("expected", []),
+                          "allowed": lab.get("allowed", []), "note": lab.get("note", "")})
         # Answers in the other language, for language swaps: from the other sources of the set.
         others = [x for s, _, _ in SETS[set_name] if s != source for x in read_source(s, git_root)]
         planted = 0
         for r in rest:
             if planted >= n_plant:
                 break
-            if labels.get(r.id):  # a row that was defective already gets no second defect
+            if labels.get(r.id, {}).get("expected"):  # a row that was defective already gets no second defect
                 continue
             kind = DEFECTS[planted % len(DEFECTS)]
             prng = random.Random(f"{SEED}:{r.id}:{kind}")

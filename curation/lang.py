@@ -75,20 +75,22 @@ _INLINE = re.compile(r"`[^`\n]+`")
 _LOWER_WORD = re.compile(r"(?<![A-Za-z\u00c0-\u024f])[a-z\u00df-\u00ff][A-Za-z\u00c0-\u024f]+")
 
 
-def prose_script(text: str | None, given: frozenset[str] = frozenset()) -> str:
+def prose_script(text: str | None, given: frozenset[str] = frozenset(), names: bool = False) -> str:
     """'cjk', 'latin', 'other' or '' (not enough prose to tell) for the language a passage is
     written in, leaving out what it only quotes or names: code, quoted and bracketed spans
     ("翻译“good morning”", "冰雪(snow)"), links, and proper nouns (Latin words that start with a
     capital letter, so a Chinese list of English names stays undecided). A Latin word weighs like
     two CJK characters, as in `detect`. Latin words in `given` (lower case: the words of the
-    instruction, say, when it quotes an English sentence) do not count either."""
+    instruction, say, when it quotes an English sentence) do not count either. `names`: count
+    capitalised words too (for an instruction, which is rarely a list of names)."""
     if not text:
         return ""
     t = _INLINE.sub(" ", _FENCED.sub(" ", text[:4000]))
     t = _URLISH.sub(" ", t)
     t = _QUOTED.sub(" ", _QUOTED.sub(" ", t))  # twice: a quote inside brackets
     cjk = len(CJK_RE.findall(t))
-    latin = sum(1 for w in _LOWER_WORD.findall(t) if w.lower() not in given)
+    words = _LATIN.findall(t) if names else _LOWER_WORD.findall(t)
+    latin = sum(1 for w in words if w.lower() not in given and len(w) > 1)
     other = len(_OTHER_LETTER.findall(t))
     if cjk + latin + other < 4:
         return ""

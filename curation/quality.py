@@ -64,9 +64,9 @@ _ASKS_MARKUP = re.compile(r"(?<![A-Za-z])(?:html|xml|svg|markup|tags?|jsx|css|we
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 # Refusals and "as an AI" disclaimers at the opening of an answer (alone, or as its prefix).
 _AI_DISCLAIMER = re.compile(
-    r"\bas an? (?:ai|a\.i\.|artificial intelligence|(?:large )?language model|llm|ai (?:language )?model|ai assistant|virtual assistant"
+    r"(?:^|(?<=[,.!?:;]\s)|(?<=\bbut\s)|(?<=\band\s))as an? (?:ai|a\.i\.|artificial intelligence|(?:large )?language model|llm|ai (?:language )?model|ai assistant|virtual assistant"
     r"|chatbot|digital assistant|machine learning model)\b"
-    r"|(?<![你您他她它])作为(?:一[个名款位种])?(?:ai|人工智能|(?:大型)?语言模型|ai语言模型|人工智能语言模型|ai助手|ai助理|智能助手|虚拟助手|聊天机器人|机器人|程序)", re.I)
+    r"|(?:^|(?<=[，,。.!?！？:：\s但]))作为(?:一[个名款位种])?(?:ai|人工智能|(?:大型)?语言模型|ai语言模型|人工智能语言模型|ai助手|ai助理|智能助手|虚拟助手|聊天机器人|机器人|程序)", re.I)
 _SELF_INABILITY = re.compile(
     r"^(?:well,?\s*|unfortunately,?\s*|however,?\s*)?i(?: am|'m) (?:sorry|afraid),?\s*(?:but )?i?\s*(?:can(?:no|')t|can not|am unable|am not able"
     r"|am not allowed|won't|will not|do not have|don't have|do not possess|lack)\b"
@@ -74,7 +74,7 @@ _SELF_INABILITY = re.compile(
     r"|^我(?:很|非常)?(?:无法|不能|没办法|没有办法|不可以|做不到|不具备|没有(?:能力|权限|个人|实时|访问|办法))", re.I)
 _APOLOGY_INABILITY = re.compile(
     r"\b(?:sorry|apologi[sz]e|unfortunately|regret)\b[^.!?\n]{0,60}?\bi(?:'m| am)?\s*(?:can(?:no|')t|can not|unable|not able|won't|will not|do not have|don't have)\b"
-    r"|(?:抱歉|对不起|很遗憾|遗憾的是|不好意思)[^。！？\n]{0,12}?(?:无法|不能|不可以|没办法|没有办法|做不到|不具备|不提供)", re.I)
+    r"|(?:抱歉|对不起|很遗憾|遗憾的是|不好意思)[^。！？\n你您他她]{0,12}?(?:无法|不能|不可以|没办法|没有办法|做不到|不具备|不提供)", re.I)
 _TRANSLATE = re.compile(
     r"translat|翻译|译成|译为|译作|[英中日韩法德俄]译[英中日韩法德俄]|(?:into|in|to) (?:english|chinese|mandarin|japanese|korean|french|german|spanish)"
     r"|用(?:英|中|日|韩|法|德)文|用(?:英|汉|日|韩)语|(?:英|中)文(?:回答|回复|写)|english version|中文版", re.I)
@@ -119,7 +119,8 @@ def _m_too_short(ins: str, ans: str, t: float) -> Measure:
     u = units(_URL.sub(" link ", ans))  # a link is one unit, not its path's words
     if not ans.strip():
         return Measure(0, "empty answer")
-    developed = shape.asks_for_developed_answer(shape.split_user_turn(ins)[0]) and not shape.looks_like_code(ans)
+    developed = (shape.asks_for_developed_answer(shape.split_user_turn(ins)[0])
+                 and not shape.looks_like_code(ans) and not shape.is_value(ans))
     v = u if developed else 3 * u
     asks = "a developed answer" if developed else "a short answer (its units count 3 times)"
     return Measure(v, f"answer is {u} unit{'s' if u != 1 else ''} long for an instruction that asks for {asks} (minimum {t:g})")
@@ -210,15 +211,20 @@ def _m_markup(ins: str, ans: str, t: float) -> Measure:
     tail = shape.open_fence_tail(ans)
     if tail is not None and (not tail.strip() or (not shape.looks_like_code(tail) and not shape.unfinished_ending(tail))):
         hits.append("``` (a fence never closed)")  # a stray fence; a cut inside code is truncated_answer
+    asks_markup = bool(_ASKS_MARKUP.search(shape.split_user_turn(ins)[0]))
     if shape.looks_like_code(prose):
+        # In code, a tag or entity outside string literals is debris unless the code is markup.
+        bare = shape._CODE_STRING.sub('""', prose)
+        if not asks_markup and not shape.looks_like_markup(bare) and len(_HTML_TAG.findall(bare)) <= 2:
+            hits += _HTML_TAG.findall(bare) + _ENTITY.findall(bare)
         return Measure(len(hits), f"{len(hits)} piece(s) of markup debris outside code, e.g. {hits[0]!r}" if hits else "")
-    if not shape.looks_like_markup(ans) and not _ASKS_MARKUP.search(shape.split_user_turn(ins)[0]):
+    if not shape.looks_like_markup(ans) and not asks_markup:
         hits += _HTML_TAG.findall(prose) + _ENTITY.findall(prose)
     hits += [m.group(0) for m in _BROKEN_LINK.finditer(prose)]
     hits += [f"table {b!r}" for b in _broken_tables(prose)]
     # Bold markers at word edges (**word** or **粗体**), left open in a line; 2**3 is arithmetic.
-    bold = [ln for ln in prose.splitlines()
-            if len(re.findall(r"(?<![*\w)\]])\*\*(?=[^\s*\d(])|(?<=[^\s*\d)])\*\*(?![*\w(])", ln)) % 2 == 1]
+    bold = [ln for ln in prose.splitlines() if not shape._CODE_LINE.search(ln)
+            and re.sub(r"(?<=[\w)\]])(?:\*\*| \*\* )(?=[\w(])", "", ln).count("**") % 2 == 1]
     hits += ["** left open"] * bool(bold)
     return Measure(len(hits), f"{len(hits)} piece(s) of markup debris outside code, e.g. {hits[0]!r}" if hits else "")
 
@@ -233,9 +239,14 @@ def _m_truncated(ins: str, ans: str, t: float) -> Measure:
     if tail is not None or shape.FENCE_LINE.match(shape.last_line(s)):
         return Measure(0.0, "")  # ends with a code block (or a stray fence: markup_debris)
     prose = shape.FENCED.sub("\n", s).rstrip()
-    if not prose or shape.looks_like_code(prose) or shape.looks_like_markup(prose):
+    if not prose or shape.looks_like_markup(prose):
         return Measure(0.0, "")
+    if shape.looks_like_code(prose):
+        why = shape.unfinished_code(prose) if prose == s else ""
+        return Measure(1.0, f"{why}: …{s[-30:]!r}") if why else Measure(0.0, "")
     why = shape.unfinished_ending(prose)
+    if why == "a sentence with no end" and shape.last_line(ins)[-1:].isalnum():
+        why = ""  # the answer mirrors an input that has no end either (rewrite this sentence: ...)
     return Measure(1.0, f"{why}: …{s[-30:]!r}") if why else Measure(0.0, "")
 
 
@@ -278,9 +289,11 @@ def _m_language(ins: str, ans: str, t: float) -> Measure:
     if not ins.strip() or not ans.strip() or _TRANSLATE.search(ins):
         return Measure(0.0, "")
     instruction, input_text = shape.split_user_turn(ins)
+    if not input_text and "\n" in instruction.strip():  # an input on the lines after the instruction
+        instruction, input_text = (p.strip() for p in instruction.strip().split("\n", 1))
     given = frozenset(w.lower() for w in re.findall(r"[A-Za-z\u00c0-\u024f]{2,}", ins))
     a = lang.prose_script(ans, given)  # words the instruction gave (a sentence it quotes) do not count
-    i = lang.prose_script(instruction)
+    i = lang.prose_script(instruction, names=True)
     if not a or not i or a == i or "other" in (a, i):
         return Measure(0.0, "")
     if input_text and lang.prose_script(input_text) == a:

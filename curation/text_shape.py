@@ -49,6 +49,8 @@ def looks_like_code(text: str) -> bool:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return False
+    if len(lang.CJK_RE.findall(text)) * 5 > len("".join(text.split())):
+        return False  # Chinese prose, whatever its punctuation
     hits = sum(1 for ln in lines if _CODE_LINE.search(ln))
     if len(lines) == 1:
         return bool(re.search(r"[;{}]\s*$|^\s*(?:def|class|import|SELECT|#include|function|public)\b|\w\([^()]*\)\s*;?\s*$"
@@ -59,20 +61,25 @@ def looks_like_code(text: str) -> bool:
 def looks_like_markup(text: str) -> bool:
     """Whether an answer is a markup document (HTML/XML/SVG) rather than prose with tags in it."""
     s = text.strip()
+    if "\n" not in s:  # "<p>prose</p>" on one line is prose in a wrapper: debris
+        return False
     tags = re.findall(r"</?[A-Za-z][\w:-]*[^<>]*>", s)
-    return (s.startswith("<") and s.endswith(">")) or sum(map(len, tags)) * 3 >= len(s) > 0
+    return bool(re.match(r"<(?:!doctype|html|\?xml|svg|head|body|form|table|ul|ol|div|section|nav)\b", s, re.I)) \
+        or sum(map(len, tags)) * 3 >= len(s)
 
 
 # -- lines, lists, sentences -------------------------------------------------------------------------
 LIST_MARKER = re.compile(r"^\s*(?:[-*+•·]\s+|\d{1,3}[.)、:：]\s*|[a-zA-Z][.)]\s+|[（(]\d{1,3}[)）]\s*"
                          r"|[一二三四五六七八九十]{1,3}[、.．]\s*|#{1,6}\s+|>\s*)")
 TABLE_LINE = re.compile(r"^\s*\|.*\|\s*$|^\s*\|")
+_LABEL = re.compile(r"^[^：:。.!?！？\s]{1,8}\s?[：:]")  # "标题：...", "Answer: ..."
 SENTENCE_END = set(".!?。！？…;；")
 CLOSERS = set("\"'”’)）]】」』》>`*_~")
 # Endings that complete a thing without a full stop: numbers, units, formulas, symbols, emoji.
 _COMPLETE_END = re.compile(r"[\d%‰°℃℉$€£¥²³½¼¾=+×÷±√∞π→←↑↓✓✔︎\u2600-\u27bf\U0001f000-\U0001faff]$"
-                           r"|\b(?:[a-zA-Zµμ]{1,3}|kg|km|cm|mm|mph|kph|ml|mL|min|sec|hrs?|lbs?|oz|ft|in|yd|GB|MB|KB|TB|Hz|kHz|MHz|GHz|°[CF]|[CF]°)\.?$")
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Mr|Mrs|Ms|Dr|Prof|St|No|Fig|approx|ca|cf|al|Jr|Sr|Inc|Ltd|Co|U\.S|U\.K|a\.m|p\.m)\.$", re.I)
+                           r"|\d\s?(?:[mgsLKWVAJN]|Pa|mg|kg|km|cm|mm|nm|µm|μm|ms|ml|mL|mph|kph|min|sec|hrs?|lbs?|oz|ft|in|yd"
+                           r"|GB|MB|KB|TB|Hz|kHz|MHz|GHz|kW|kWh|mAh|°[CF]|[CF]°)\.?$")
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Mr|Mrs|Ms|Dr|Prof|St|No|Fig|approx|ca|cf|al|Jr|Sr|Inc|Ltd|Co|U\.S|U\.K|a\.m|p\.m|ft|feat|vol|ch|pp|op)\.$", re.I)
 
 # Words a sentence does not end on: articles, prepositions, conjunctions, auxiliaries, determiners.
 _FUNCTION_WORDS = frozenset(
@@ -81,7 +88,17 @@ _FUNCTION_WORDS = frozenset(
     "toward towards within across behind beyond via per is are was were be been being am has have had do does did will would "
     "shall should can could may might must this these those that which who whom whose where when such their its his her our "
     "your my very more most less least also both either neither each every any some no not such including like".split())
-_CJK_FUNCTION_END = re.compile(r"(?:和|与|及|或|在|把|被|对|从|向|跟|给|但|而|并|且|因为|所以|如果|以及|例如|比如|包括|是|的一|一个|这个|那个|这些|那些|通过|由于|虽然|然后|并且|或者|还有|以便|使得|比)$")
+_CJK_FUNCTION_END = re.compile(r"(?:的|和|与|及|或|在|把|被|对|从|向|跟|给|但|而|并|且|因为|所以|如果|以及|例如|比如|包括|是|的一|一个|这个|那个|这些|那些|通过|由于|虽然|然后|并且|或者|还有|以便|使得|比)$")
+
+
+def _left_open(line: str) -> str:
+    """A quote or bracket opened in `line` and never closed ('' when all are closed)."""
+    if line.count('"') % 2 == 1 and re.search(r'(?:^|\s)"[^"]*$', line):
+        return "a quote"
+    for o, c in ("“”", "()", "（）", "「」", "《》"):
+        if line.count(o) > line.count(c):
+            return f"{o!r}"
+    return ""
 
 
 def last_line(text: str) -> str:
@@ -93,7 +110,7 @@ def last_line(text: str) -> str:
 
 def is_structural_line(line: str) -> bool:
     """A list item, table row, heading or quote line: such lines may end without a full stop."""
-    return bool(LIST_MARKER.match(line) or TABLE_LINE.match(line))
+    return bool(LIST_MARKER.match(line) or TABLE_LINE.match(line) or _LABEL.match(line))
 
 
 def unfinished_ending(text: str) -> str:
@@ -105,6 +122,8 @@ def unfinished_ending(text: str) -> str:
         return ""
     end = s[-1]
     line = last_line(s)
+    if re.search(r"(?:[#@]\w+|https?://\S+)$", s):
+        return ""  # a hashtag, a mention or a link
     if end in ",，、:：(（[【{&/\\–—" or s.endswith(("...,", " -")):
         return f"ends with {end!r}"
     if end in SENTENCE_END or end in CLOSERS or _COMPLETE_END.search(s[-12:]):
@@ -114,6 +133,8 @@ def unfinished_ending(text: str) -> str:
     if not cjk_end and not end.isalpha():
         return ""
     if cjk_end:
+        if _LABEL.match(line) and "。" not in line:
+            return ""  # a "标题：..." line
         m = _CJK_FUNCTION_END.search(s[-4:])
         if m and len(lang.CJK_RE.findall(body)) >= 5:
             return f"ends on {m.group(0)!r}"
@@ -123,15 +144,18 @@ def unfinished_ending(text: str) -> str:
         cut = max(body.rfind(p) for p in "。！？；，")
         if cut >= 0 and len(body) - cut - 1 >= 2 and len(lang.CJK_RE.findall(body)) >= 12:
             return "the last sentence has no end"
-        if is_structural_line(line) or len(lang.CJK_RE.findall(body)) < 8:
+        if is_structural_line(line):
             return ""
         earlier = s[: len(s) - len(line)].rstrip()
-        if earlier and earlier[-1] in "。！？" and not is_structural_line(line):
+        if earlier and earlier[-1] in "。！？" and (len(lang.CJK_RE.findall(body)) >= 3 or "，" in body):
             return "the last paragraph has no end"
         return ""
     words = re.findall(r"[A-Za-z\u00c0-\u024f']+", body)
     if not words:
         return ""
+    opened = _left_open(body)
+    if opened and len(words) >= 2:
+        return f"{opened} is never closed"
     last = words[-1].lower()
     if last in _FUNCTION_WORDS and len(words) >= 4 and not TABLE_LINE.match(line):
         return f"ends on {words[-1]!r}"
@@ -145,8 +169,34 @@ def unfinished_ending(text: str) -> str:
     if len(words) >= 6 and earlier and earlier[-1] in ".!?" and body[:1].isupper() and not is_structural_line(line):
         return "the last paragraph has no end"
     lowers = sum(1 for w in words if w[:1].islower())
-    if len(words) >= 15 and lowers * 2 >= len(words):
-        return "a long sentence with no end"
+    # One sentence (not a title: most words are lower case) that never ends.
+    if (len(words) >= 15 or (len(words) >= 6 and earlier == "" and body[:1].isupper())) and lowers * 3 >= len(words) * 2:
+        return "a sentence with no end"
+    return ""
+
+
+_CODE_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+_CODE_DANGLING = re.compile(
+    r"(?:[,(\[{=+\-*/&|<>]|\b(?:FROM|WHERE|SELECT|BY|AND|OR|JOIN|ON|SET|VALUES|INTO|return|var|let|const|int|float|double"
+    r"|char|void|new|import|from|in|is|not|and|or|def|class|public|private|static|if|for|while|elif|else if))\s*$")
+
+
+def unfinished_code(text: str) -> str:
+    """Why unfenced code stops in the middle, or '': a bracket left open, a last line that ends on
+    an operator, a comma or a keyword, or a Python block header without its colon."""
+    s = text.rstrip()
+    bare = _CODE_STRING.sub('""', s)
+    for o, c in ("()", "[]", "{}"):
+        if bare.count(o) > bare.count(c):
+            return f"{o!r} is never closed"
+    line = last_line(bare)
+    if re.match(r"^\s*(?://|#|--)", line):
+        return ""
+    if _CODE_DANGLING.search(line) and not line.endswith(("++", "--", "*/")):
+        return f"ends on {line.split()[-1]!r}"
+    if (re.match(r"^\s*(?:for|if|while|def|class|elif|with|try|except)\b", line) and not line.endswith((":", "{", ";", ")"))
+            and re.search(r":\s*$", bare, re.M)):
+        return "a block header without its colon"
     return ""
 
 
@@ -168,13 +218,35 @@ _SHORT_WANTED = re.compile(
     r"\b(?:an?|one|single|the)(?: [\w-]+)? (?:number|word|name|title|letter|digit|integer|value|term|adjective|adverb|noun|verb|synonym"
     r"|antonym|colou?r|emoji|date|year|answer|sentence|phrase|slogan|headline|username|password|passphrase|hashtag|acronym|rhyme|string|url|link|noun|character)\b"
     r"|\bhow (?:many|much|old|long|far|often|tall|big)\b|\b(?:one|single)[- ]word\b|\byes or no\b|\btrue or false\b"
+    r"|\b(?:code|script|regex|regular expression|selector|query|command|expression|snippet|one-liner)\b|情感|还是|或者?中性"
     r"|一个[^，。？\n]{0,6}?(?:数字|词|单词|名字|名称|用户名|标题|字|成语|句子|密码|口号|网址)|一句话|一个词|几个字|多少|是否|是不是|对不对|吗[？?]?$",
     re.I)
 
 
+_SHORT_QUESTION = re.compile(
+    r"^\W*(?:what(?:'s| is| was)|who|whom|when|where|which|whose|is|are|was|were|does|do|did|can|could|will|would|should|has|have)\b"
+    r"|^\W*(?:classify|categori[sz]e|identify|select|choose|pick|find|calculate|compute|convert|evaluate|rate|count|determine (?:whether|if|which)"
+    r"|tell (?:me )?(?:whether|if|which)|detect|check|output|print|return|given|you are given|name|translate|correct|rewrite|edit|rephrase|paraphrase|reword|change|replace|sort|arrange|rank|reverse)\b"
+    r"|[吗呢][？?]?$|(?:判断|选择|计算|找出|识别|分类|哪个|哪一|哪里|哪儿|何时|什么时候|是什么|是谁|多少|几个|几岁|改写|翻译|纠正|替换|排序|排列)", re.I)
+
+
 def asks_for_developed_answer(instruction: str) -> bool:
     """Whether an instruction asks for a developed answer (explain, describe, write, list, why,
-    how...), as opposed to a fact, a number, a label or one word, which a one-word answer may
-    give ("Paris.", "42")."""
+    how...), as opposed to a fact, a number, a label, one word or an edit, which a one-word answer
+    may give ("Paris.", "42")."""
     first = instruction.strip().split("\n", 1)[0][:300]
-    return bool(_DEVELOPED.search(first)) and not _SHORT_WANTED.search(first)
+    if _SHORT_WANTED.search(first):
+        return False
+    if _DEVELOPED.search(first):
+        return True
+    return not _SHORT_QUESTION.search(first)
+
+
+_VALUE = re.compile(r"^\W*(?:[-+]?[\d.,/%:]+\w{0,4}|(?i:true|false|null|none|nil)|[\w$#]*(?:[\d_$#]|\.\w)[\w.$#]*|[a-z]+[A-Z]\w*"
+                    r"|int|float|str|string|bool|boolean|char|double|list|dict|array|object)\W*$")
+
+
+def is_value(answer: str) -> bool:
+    """An answer that is a value: a number, a boolean, an identifier or a type name ("42", "true",
+    "my_var", "int")."""
+    return bool(_VALUE.match(answer.strip()))
