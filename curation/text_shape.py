@@ -177,7 +177,7 @@ def unfinished_ending(text: str) -> str:
 
 _CODE_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
 _CODE_DANGLING = re.compile(
-    r"(?:[,(\[{=+\-*/&|<>]|\b(?:FROM|WHERE|SELECT|BY|AND|OR|JOIN|ON|SET|VALUES|INTO|return|var|let|const|int|float|double"
+    r"(?:[,(\[{=+\-*/&|<]|\b(?:FROM|WHERE|SELECT|BY|AND|OR|JOIN|ON|SET|VALUES|INTO|return|var|let|const|int|float|double"
     r"|char|void|new|import|from|in|is|not|and|or|def|class|public|private|static|if|for|while|elif|else if))\s*$")
 
 
@@ -217,7 +217,7 @@ _DEVELOPED = re.compile(
 _SHORT_WANTED = re.compile(
     r"\b(?:an?|one|single|the)(?: [\w-]+)? (?:number|word|name|title|letter|digit|integer|value|term|adjective|adverb|noun|verb|synonym"
     r"|antonym|colou?r|emoji|date|year|answer|sentence|phrase|slogan|headline|username|password|passphrase|hashtag|acronym|rhyme|string|url|link|noun|character)\b"
-    r"|\bhow (?:many|much|old|long|far|often|tall|big)\b|\b(?:one|single)[- ]word\b|\byes or no\b|\btrue or false\b"
+    r"|\bhow (?:many|much|old|long|far|often|tall|big)\b|\b(?:one|single)[- ]word\b|\byes or no\b|\btrue or false\b|\bwhether\b|\b\w+, \w+,? or \w+\W*$"
     r"|\b(?:code|script|regex|regular expression|selector|query|command|expression|snippet|one-liner)\b|情感|还是|或者?中性"
     r"|一个[^，。？\n]{0,6}?(?:数字|词|单词|名字|名称|用户名|标题|字|成语|句子|密码|口号|网址)|一句话|一个词|几个字|多少|是否|是不是|对不对|吗[？?]?$",
     re.I)
