@@ -2,18 +2,39 @@
 and English in words, and flag an answer written in another script than its instruction.
 
 Returns 'zh', 'ja', 'ko', 'en' (Latin script) or 'other'; '' for text with no letters.
+
+The CJK code points are spelled out here once for the whole curation package (`CJK_RANGES` and
+the regex classes built from them); other modules build their patterns from these.
 """
 from __future__ import annotations
 
 import re
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
+KANA_RANGES = ((0x3040, 0x30FF),)
+HAN_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
+HANGUL_RANGES = ((0xAC00, 0xD7AF),)            # syllables
+HANGUL_JAMO_RANGES = ((0x1100, 0x11FF),)       # counted by `detect`, not by CJK_RE
+CJK_RANGES = KANA_RANGES + HAN_RANGES + HANGUL_RANGES
+
+
+def char_class(ranges, *, re2: bool = False) -> str:
+    """The inside of a regex character class for `ranges` ((low, high) code points): Python's re
+    takes the characters themselves, RE2 (DuckDB's regexp_*) spells them \\x{...}."""
+    if re2:
+        return "".join(f"\\x{{{lo:x}}}-\\x{{{hi:x}}}" for lo, hi in ranges)
+    return "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in ranges)
+
+
+CJK_CLASS = char_class(CJK_RANGES)
+HAN_CLASS = char_class(HAN_RANGES)
+
+_HAN = re.compile(f"[{HAN_CLASS}]")
+_KANA = re.compile(f"[{char_class(KANA_RANGES)}]")
+_HANGUL = re.compile(f"[{char_class(HANGUL_RANGES + HANGUL_JAMO_RANGES)}]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 _OTHER_LETTER = re.compile(r"[\u0400-\u04ff\u0600-\u06ff\u0900-\u097f\u0e00-\u0e7f]")
 
-CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+CJK_RE = re.compile(f"[{CJK_CLASS}]")
 
 
 def detect(text: str | None, sample_chars: int = 2000) -> str:
@@ -42,3 +63,39 @@ def detect(text: str | None, sample_chars: int = 2000) -> str:
 
 def is_cjk(lang: str) -> bool:
     return lang in ("zh", "ja", "ko")
+
+
+# -- the language a passage is written in, beside what it quotes or names ---------------------------
+_QUOTED = re.compile(r'"[^"\n]{1,400}"|“[^”\n]{1,400}”|「[^」\n]{1,400}」|『[^』\n]{1,400}』|《[^》\n]{1,200}》'
+                     r"|‘[^’\n]{1,400}’|(?<![A-Za-z0-9])'[^'\n]{1,400}'(?![A-Za-z0-9])"
+                     r"|\([^()\n]{1,400}\)|（[^（）\n]{1,400}）|\[[^\[\]\n]{1,400}\]|【[^】\n]{1,400}】")
+_URLISH = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.I)
+_FENCED = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.S)
+_INLINE = re.compile(r"`[^`\n]+`")
+_LOWER_WORD = re.compile(r"(?<![A-Za-z\u00c0-\u024f])[a-z\u00df-\u00ff][A-Za-z\u00c0-\u024f]+")
+
+
+def prose_script(text: str | None, given: frozenset[str] = frozenset(), names: bool = False) -> str:
+    """'cjk', 'latin', 'other' or '' (not enough prose to tell) for the language a passage is
+    written in, leaving out what it only quotes or names: code, quoted and bracketed spans
+    ("翻译“good morning”", "冰雪(snow)"), links, and proper nouns (Latin words that start with a
+    capital letter, so a Chinese list of English names stays undecided). A Latin word weighs like
+    two CJK characters, as in `detect`. Latin words in `given` (lower case: the words of the
+    instruction, say, when it quotes an English sentence) do not count either. `names`: count
+    capitalised words too (for an instruction, which is rarely a list of names)."""
+    if not text:
+        return ""
+    t = _INLINE.sub(" ", _FENCED.sub(" ", text[:4000]))
+    t = _URLISH.sub(" ", t)
+    t = _QUOTED.sub(" ", _QUOTED.sub(" ", t))  # twice: a quote inside brackets
+    cjk = len(CJK_RE.findall(t))
+    words = _LATIN.findall(t) if names else _LOWER_WORD.findall(t)
+    latin = sum(1 for w in words if w.lower() not in given and len(w) > 1)
+    other = len(_OTHER_LETTER.findall(t))
+    if cjk + latin + other < 4:
+        return ""
+    if cjk >= 2 * latin and cjk >= other:
+        return "cjk"
+    if other > latin:
+        return "other"
+    return "latin" if latin >= 3 else ""

@@ -18,6 +18,8 @@ import json
 import re
 import unicodedata
 
+from .lang import CJK_CLASS
+
 FIELDS = ("sample", "instruction", "answer")
 # Role marks (Unicode private use: no text means them, normalisation keeps them, and the shingler
 # reads them as separators that switch the role; curation/shingles.py).
@@ -39,7 +41,7 @@ _PUNCT = str.maketrans({
 _FAST = {chr(k): (v or "") for k, v in _PUNCT.items()}
 _FAST.update({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)})
 _FAST_RE = re.compile("[" + re.escape("".join(_FAST)) + "]")
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK = CJK_CLASS
 _CJK_SPACE = re.compile(f" (?=[{_CJK}])|(?<=[{_CJK}]) ")
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import lang
+from . import text_shape as shape
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
 
@@ -39,33 +40,47 @@ CHUNK = 4000
 
 # -- measuring helpers ----------------------------------------------------------------------------
 _CJK = lang.CJK_RE
-_WORD = re.compile(r"[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+")
-_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
-_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_WORD = re.compile(f"[^\\W{lang.CJK_CLASS}]+")
+_TOKEN = re.compile(f"[{lang.CJK_CLASS}]|[^\\W{lang.CJK_CLASS}]+")
+_FENCE = shape.FENCED
 _MOJIBAKE = re.compile(
     "\ufffd|[\u00c2-\u00f4][\u0080-\u00bf\u2013\u2014\u2018\u2019\u201a\u201c\u201d\u201e\u2020\u2021\u2022"
     "\u2026\u2030\u2039\u203a\u20ac\u2122\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc]"
     "|[\u00e4-\u00e9][\u00b8-\u00bf\u0080-\u00a0\u2013\u2014\u201c\u201d\u2018\u2019\u20ac\u2026][\u0080-\u00bf\u00a1-\u00bf\u2018-\u203a\u20ac]?"
 )
-_MARKUP = re.compile(
-    r"</?(?:div|span|p|br|hr|a|b|i|u|em|strong|td|tr|th|table|tbody|thead|li|ul|ol|img|script|style|font|center|h[1-6])\b[^>]*>"
-    r"|&(?:nbsp|amp|lt|gt|quot|apos|#\d{2,5}|#x[0-9a-f]{2,4});", re.I)
+# Markup debris, by structure: an HTML element or entity in prose, a chat template's special token
+# (<|...|>, [INST], <<SYS>>, </s>), a prompt template's role header, an unclosed link.
+_HTML_TAG = re.compile(
+    r"</?(?:a|abbr|b|blockquote|body|br|button|center|code|dd|div|dl|dt|em|font|form|h[1-6]|head|hr|html|i|iframe|img|input"
+    r"|label|li|link|meta|nav|ol|option|p|pre|s|script|section|select|small|span|strong|style|sub|sup|table|tbody|td|textarea"
+    r"|tfoot|th|thead|title|tr|u|ul)\b(?:\s[^<>]*)?/?>", re.I)
+_ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,5});")
+_TEMPLATE_TOKEN = re.compile(
+    r"<\|[^<>|\n]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:unk|pad|eos|bos|mask|sep|cls|eot)>|<(?:start|end)_of_turn>"
+    r"|^\s*#{2,4}\s*(?:Instruction|Response|Input|Human|Assistant|System)\s*:?", re.I | re.M)
+_ROLE_AT_END = re.compile(r"\n\s*(?:User|Human|Assistant|AI|Bot|用户|助手|问|答)\s*[:：]\s*$", re.I)
+_BROKEN_LINK = re.compile(r"\[[^\]\n]{1,200}\]\([^)\s]*(?:\s|$)(?![^(\n]*\))|\[[^\]\n]*\]\(\s*\)")
+_ASKS_MARKUP = re.compile(r"(?<![A-Za-z])(?:html|xml|svg|markup|tags?|jsx|css|web ?page|markdown|react|vue)(?![A-Za-z])|网页|标签", re.I)
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
-_REFUSAL = re.compile(
-    r"\bas an ai(?: language model| assistant| model)?\b|\bi(?: am|'m) (?:sorry|afraid),? but i (?:can(?:'|no)t|am unable|won't)"
-    r"|\bi (?:cannot|can't|am unable to|won't) (?:help|assist|provide|comply|fulfill)\b"
-    r"|作为一个?(?:ai|人工智能|语言模型|AI)|作为(?:ai|AI)(?:助手|语言模型)|(?:很)?抱歉[,，]?\s*(?:我)?(?:无法|不能)(?:提供|回答|帮助|协助|完成)"
-    r"|我(?:无法|不能)(?:提供|回答|协助|帮助)(?:这|此|该)", re.I)
-_PLACEHOLDER = re.compile(
-    r"\bTODO\b|\bTBD\b|\bFIXME\b|lorem ipsum|\[(?:INSERT|YOUR|ADD|PLACEHOLDER)[^\]]*\]|<(?:INSERT|YOUR)[^>]*>|\{\{[^}]*\}\}"
-    r"|待补充|待完善|待填写|此处填写|在此(?:处)?填写|（略）|\(略\)|此处省略", re.I)
+# Refusals and "as an AI" disclaimers at the opening of an answer (alone, or as its prefix).
+_AI_DISCLAIMER = re.compile(
+    r"(?:^|(?<=[,.!?:;]\s)|(?<=\bbut\s)|(?<=\band\s))as an? (?:ai|a\.i\.|artificial intelligence|(?:large )?language model|llm|ai (?:language )?model|ai assistant|virtual assistant"
+    r"|chatbot|digital assistant|machine learning model)\b"
+    r"|(?:^|(?<=[，,。.!?！？:：\s但]))作为(?:一[个名款位种])?(?:ai|人工智能|(?:大型)?语言模型|ai语言模型|人工智能语言模型|ai助手|ai助理|智能助手|虚拟助手|聊天机器人|机器人|程序)", re.I)
+_SELF_INABILITY = re.compile(
+    r"^(?:well,?\s*|unfortunately,?\s*|however,?\s*)?i(?: am|'m) (?:sorry|afraid),?\s*(?:but )?i?\s*(?:can(?:no|')t|can not|am unable|am not able"
+    r"|am not allowed|won't|will not|do not have|don't have|do not possess|lack)\b"
+    r"|^i (?:can(?:no|')t|can not|am unable to|am not able to|won't be able to|do not have|don't have)\b"
+    r"|^我(?:很|非常)?(?:无法|不能|没办法|没有办法|不可以|做不到|不具备|没有(?:能力|权限|个人|实时|访问|办法))", re.I)
+_APOLOGY_INABILITY = re.compile(
+    r"\b(?:sorry|apologi[sz]e|unfortunately|regret)\b[^.!?\n]{0,60}?\bi(?:'m| am)?\s*(?:can(?:no|')t|can not|unable|not able|won't|will not|do not have|don't have)\b"
+    r"|(?:抱歉|对不起|很遗憾|遗憾的是|不好意思)[^。！？\n你您他她]{0,12}?(?:无法|不能|不可以|没办法|没有办法|做不到|不具备|不提供)", re.I)
 _TRANSLATE = re.compile(
     r"translat|翻译|译成|译为|译作|[英中日韩法德俄]译[英中日韩法德俄]|(?:into|in|to) (?:english|chinese|mandarin|japanese|korean|french|german|spanish)"
     r"|用(?:英|中|日|韩|法|德)文|用(?:英|汉|日|韩)语|(?:英|中)文(?:回答|回复|写)|english version|中文版", re.I)
-_END_OK = set(".!?。！？…\"'”’)）]】」』>`*~:;|-_=+#0123456789")
-_CONNECTORS = {"and", "or", "but", "the", "a", "an", "to", "of", "with", "because", "which", "that", "for", "in", "is", "are"}
-_DANGLING = set(",，、:：;；(（[【-–—&/\\")
+_PLACEHOLDER = re.compile(
+    r"\bTODO\b|\bTBD\b|\bFIXME\b|lorem ipsum|\[(?:INSERT|YOUR|ADD|PLACEHOLDER)[^\]]*\]|<(?:INSERT|YOUR)[^>]*>|\{\{[^}]*\}\}"
+    r"|待补充|待完善|待填写|此处填写|在此(?:处)?填写|（略）|\(略\)|此处省略", re.I)
 
 
 def units(text: str) -> int:
@@ -76,7 +91,7 @@ def units(text: str) -> int:
 
 
 def _strip_code(text: str) -> str:
-    return _INLINE_CODE.sub(" ", _FENCE.sub(" ", text))
+    return shape.strip_code(text)
 
 
 def _dup_fraction(items: Sequence[Any]) -> float:
@@ -98,23 +113,55 @@ class Measure:
 
 
 def _m_too_short(ins: str, ans: str, t: float) -> Measure:
+    # Relative to what the instruction asks: a fact, a number or a label may come in one word
+    # ("Paris.", "42"), so such an answer's units count three times; a request to explain,
+    # describe, write or list counts them once.
     u = units(_URL.sub(" link ", ans))  # a link is one unit, not its path's words
-    return Measure(u, "empty answer" if not ans.strip() else f"answer is {u} unit{'s' if u != 1 else ''} long (minimum {t:g})")
+    if not ans.strip():
+        return Measure(0, "empty answer")
+    developed = (shape.asks_for_developed_answer(shape.split_user_turn(ins)[0])
+                 and not shape.looks_like_code(ans) and not shape.is_value(ans))
+    v = u if developed else 3 * u
+    asks = "a developed answer" if developed else "a short answer (its units count 3 times)"
+    return Measure(v, f"answer is {u} unit{'s' if u != 1 else ''} long for an instruction that asks for {asks} (minimum {t:g})")
+
+
+def _similarity(a: str, b: str) -> float:
+    from .shingles import jaccard, shingle_set
+
+    if not a or not b:
+        return 0.0
+    return 1.0 if a == b else jaccard(shingle_set(a, 2), shingle_set(b, 2))
 
 
 def _m_equals(ins: str, ans: str, t: float) -> Measure:
+    # Against the whole user turn and against the instruction alone: an answer that repeats the
+    # instruction of a row with an input is not 90% the same as instruction + input. An answer
+    # that only copies the input back (character for character, spaces aside) is an echo too.
     from .normalize import normalize
-    from .shingles import jaccard, shingle_set
 
-    a, b = normalize(ins), normalize(ans)
-    if not a or not b:
+    b = normalize(ans)
+    if not b or not ins.strip():
         return Measure(0.0, "")
-    sim = 1.0 if a == b else jaccard(shingle_set(a, 2), shingle_set(b, 2))
-    return Measure(round(sim, 4), f"answer is {sim:.0%} the same as the instruction")
+    instruction, input_text = shape.split_user_turn(ins)
+    best, what = 0.0, "the instruction"
+    for part, name in ((ins, "the instruction"), (instruction, "the instruction")):
+        sim = _similarity(normalize(part), b)
+        if sim > best:
+            best, what = sim, name
+    if input_text and " ".join(ans.split()) == " ".join(input_text.split()):
+        best, what = 1.0, "the input"
+    return Measure(round(best, 4), f"answer is {best:.0%} the same as {what}")
+
+
+def _prose_of(ans: str) -> str:
+    """The answer without fenced/inline code; '' when the answer is unfenced code."""
+    prose = _strip_code(ans)
+    return "" if shape.looks_like_code(prose) else prose
 
 
 def _m_char_rep(ins: str, ans: str, t: float) -> Measure:
-    s = "".join(ans.split())
+    s = "".join(_prose_of(ans).split())
     if len(s) < 20:
         return Measure(0.0, "")
     v = _dup_fraction(_ngrams(s, 5))
@@ -122,7 +169,7 @@ def _m_char_rep(ins: str, ans: str, t: float) -> Measure:
 
 
 def _m_word_rep(ins: str, ans: str, t: float) -> Measure:
-    toks = _TOKEN.findall(ans.lower())
+    toks = _TOKEN.findall(_prose_of(ans).lower())
     if len(toks) < 15:
         return Measure(0.0, "")
     v = _dup_fraction(_ngrams(toks, 3))
@@ -130,7 +177,7 @@ def _m_word_rep(ins: str, ans: str, t: float) -> Measure:
 
 
 def _m_line_rep(ins: str, ans: str, t: float) -> Measure:
-    lines = [ln.strip() for ln in _FENCE.sub("", ans).splitlines() if len(ln.strip()) > 3]
+    lines = [ln.strip() for ln in _prose_of(ans).splitlines() if len(ln.strip()) > 3 and not shape.TABLE_LINE.match(ln)]
     if len(lines) < 3:
         return Measure(0.0, "")
     v = _dup_fraction(lines)
@@ -142,29 +189,65 @@ def _m_mojibake(ins: str, ans: str, t: float) -> Measure:
     return Measure(len(hits), f"{len(hits)} garbled sequence(s), e.g. {hits[0]!r}" if hits else "")
 
 
+def _broken_tables(text: str) -> list[str]:
+    """Tables whose rows have different numbers of cells, or whose header has no |---| line."""
+    out, block = [], []
+    for ln in text.splitlines() + [""]:
+        if shape.TABLE_LINE.match(ln):
+            block.append(ln.strip())
+            continue
+        if len(block) >= 2:
+            cells = {len(r.strip("|").split("|")) for r in block}
+            has_rule = any(re.fullmatch(r"\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?", r) for r in block[1:2])
+            if len(cells) > 1 or not has_rule:
+                out.append(block[0][:30])
+        block = []
+    return out
+
+
 def _m_markup(ins: str, ans: str, t: float) -> Measure:
-    hits = _MARKUP.findall(_strip_code(ans))
-    return Measure(len(hits), f"{len(hits)} HTML tag(s)/entities outside code, e.g. {hits[0]!r}" if hits else "")
+    prose = _strip_code(ans)
+    hits = _TEMPLATE_TOKEN.findall(prose) + [m.group(0).strip() for m in _ROLE_AT_END.finditer(ans)]
+    tail = shape.open_fence_tail(ans)
+    if tail is not None and (not tail.strip() or (not shape.looks_like_code(tail) and not shape.unfinished_ending(tail))):
+        hits.append("``` (a fence never closed)")  # a stray fence; a cut inside code is truncated_answer
+    asks_markup = bool(_ASKS_MARKUP.search(shape.split_user_turn(ins)[0]))
+    if shape.looks_like_code(prose):
+        # In code, a tag or entity outside string literals is debris unless the code is markup.
+        bare = shape._CODE_STRING.sub('""', prose)
+        if not asks_markup and not shape.looks_like_markup(bare) and len(_HTML_TAG.findall(bare)) <= 2:
+            hits += _HTML_TAG.findall(bare) + _ENTITY.findall(bare)
+        return Measure(len(hits), f"{len(hits)} piece(s) of markup debris outside code, e.g. {hits[0]!r}" if hits else "")
+    if not shape.looks_like_markup(ans) and not asks_markup:
+        hits += _HTML_TAG.findall(prose) + _ENTITY.findall(prose)
+    hits += [m.group(0) for m in _BROKEN_LINK.finditer(prose)]
+    hits += [f"table {b!r}" for b in _broken_tables(prose)]
+    # Bold markers at word edges (**word** or **粗体**), left open in a line; 2**3 is arithmetic.
+    bold = [ln for ln in prose.splitlines() if not shape._CODE_LINE.search(ln)
+            and re.sub(r"(?<=[\w)\]])(?:\*\*| \*\* )(?=[\w(])", "", ln).count("**") % 2 == 1]
+    hits += ["** left open"] * bool(bold)
+    return Measure(len(hits), f"{len(hits)} piece(s) of markup debris outside code, e.g. {hits[0]!r}" if hits else "")
 
 
 def _m_truncated(ins: str, ans: str, t: float) -> Measure:
     s = ans.rstrip()
     if not s:
         return Measure(0.0, "")
-    if s.count("```") % 2 == 1:
-        return Measure(1.0, "code fence left open")
-    last = s[-1]
-    if last in _DANGLING:
-        return Measure(1.0, f"ends with {last!r}")
-    words = _WORD.findall(s[-40:].lower())
-    if units(s) >= 5 and words and s[-1].isalpha() and words[-1] in _CONNECTORS:
-        return Measure(1.0, f"ends on {words[-1]!r}: …{s[-20:]!r}")
-    if units(s) >= 40 and last not in _END_OK:
-        tail = s.splitlines()[-1].lstrip()
-        # A list item, table row or heading may end without punctuation.
-        if not re.match(r"(?:[-*+]|\d+[.)、]|#+|\|)\s*", tail) and (_CJK.match(last) or last.isalpha()):
-            return Measure(1.0, f"ends mid-sentence: …{s[-20:]!r}")
-    return Measure(0.0, "")
+    tail = shape.open_fence_tail(s)
+    if tail is not None and tail.strip() and (shape.looks_like_code(tail) or shape.unfinished_ending(tail)):
+        return Measure(1.0, "ends inside a code block that is never closed")
+    if tail is not None or shape.FENCE_LINE.match(shape.last_line(s)):
+        return Measure(0.0, "")  # ends with a code block (or a stray fence: markup_debris)
+    prose = shape.FENCED.sub("\n", s).rstrip()
+    if not prose or shape.looks_like_markup(prose):
+        return Measure(0.0, "")
+    if shape.looks_like_code(prose):
+        why = shape.unfinished_code(prose) if prose == s else ""
+        return Measure(1.0, f"{why}: …{s[-30:]!r}") if why else Measure(0.0, "")
+    why = shape.unfinished_ending(prose)
+    if why == "a sentence with no end" and shape.last_line(ins)[-1:].isalnum():
+        why = ""  # the answer mirrors an input that has no end either (rewrite this sentence: ...)
+    return Measure(1.0, f"{why}: …{s[-30:]!r}") if why else Measure(0.0, "")
 
 
 def _m_url_only(ins: str, ans: str, t: float) -> Measure:
@@ -174,9 +257,24 @@ def _m_url_only(ins: str, ans: str, t: float) -> Measure:
     return Measure(0.0, "")
 
 
+def _opening(ans: str) -> str:
+    """The first two sentences of an answer (at most 300 characters)."""
+    s = ans.strip()[:300]
+    ends = [m.end() for m in re.finditer(r"[.!?。！？\n](?=\s|[^\d]|$)", s)]
+    return s[: ends[1]] if len(ends) >= 2 else s
+
+
 def _m_refusal(ins: str, ans: str, t: float) -> Measure:
-    m = _REFUSAL.search(ans)
-    return Measure(1.0, f"refusal: {m.group(0)!r}") if m else Measure(0.0, "")
+    head = _opening(ans)
+    for pattern in (_AI_DISCLAIMER, _APOLOGY_INABILITY):
+        m = pattern.search(head)
+        if m:
+            return Measure(1.0, f"refusal: {m.group(0)!r}")
+    for sentence in re.split(r"(?<=[.!?。！？])\s*", head)[:2]:
+        m = _SELF_INABILITY.search(sentence.strip())
+        if m:
+            return Measure(1.0, f"refusal: {m.group(0)!r}")
+    return Measure(0.0, "")
 
 
 def _m_placeholder(ins: str, ans: str, t: float) -> Measure:
@@ -184,21 +282,23 @@ def _m_placeholder(ins: str, ans: str, t: float) -> Measure:
     return Measure(len(hits), f"placeholder {hits[0]!r}" if hits else "")
 
 
-def _script(text: str) -> str:
-    code = lang.detect(text)
-    return "cjk" if lang.is_cjk(code) else code
-
-
 def _m_language(ins: str, ans: str, t: float) -> Measure:
+    # The answer's prose against the instruction's and the input's: quoted spans, code and proper
+    # nouns do not count (lang.prose_script), and an answer in the language of the input (改写这句
+    # 英文: ...) is no mismatch.
     if not ins.strip() or not ans.strip() or _TRANSLATE.search(ins):
         return Measure(0.0, "")
-    prose = _strip_code(ans)
-    if units(prose) < 4:  # mostly code or a number: nothing to compare
+    instruction, input_text = shape.split_user_turn(ins)
+    if not input_text and "\n" in instruction.strip():  # an input on the lines after the instruction
+        instruction, input_text = (p.strip() for p in instruction.strip().split("\n", 1))
+    given = frozenset(w.lower() for w in re.findall(r"[A-Za-z\u00c0-\u024f]{2,}", ins))
+    a = lang.prose_script(ans, given)  # words the instruction gave (a sentence it quotes) do not count
+    i = lang.prose_script(instruction, names=True)
+    if not a or not i or a == i or "other" in (a, i):
         return Measure(0.0, "")
-    a, b = _script(ins), _script(prose)
-    if a and b and a != b and "other" not in (a, b):
-        return Measure(1.0, f"instruction is {lang.detect(ins)}, answer is {lang.detect(prose)}")
-    return Measure(0.0, "")
+    if input_text and lang.prose_script(input_text) == a:
+        return Measure(0.0, "")
+    return Measure(1.0, f"instruction is {lang.detect(instruction)}, answer is {lang.detect(_strip_code(ans))}")
 
 
 def _m_too_long(ins: str, ans: str, t: float, whole: str = "") -> Measure:

@@ -30,11 +30,13 @@ from typing import Sequence
 
 import numpy as np
 
+from .lang import CJK_CLASS, CJK_RANGES
+
 DEFAULT_SHINGLE = 3  # CJK: 3 characters; elsewhere: 3 words
 SEED = 1  # datasketch MinHash's default seed
 EMPTY = np.uint32(0xFFFFFFFF)  # signature value of a text with no shingles
 
-_CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0xAC00, 0xD7AF))
+_CJK_RANGES = CJK_RANGES
 _SEP, _WORD, _CJK = 0, 1, 2
 _MARK_LO, _MARK_HI = 0xE001, 0xE003  # role marks; classed as separators (private use, category Co)
 _MARKS_RE = re.compile("([\ue001-\ue003])")
@@ -218,9 +220,9 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
 
 
 # -- readable reference ------------------------------------------------------------------------
-_CJK_CLASS = "\u3040-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK_CLASS = CJK_CLASS.replace("\u3040-\u30ff", "\u3040-\u30fa\u30fc-\u30ff")  # the katakana middle dot is punctuation
 _TOKEN = re.compile(f"[{_CJK_CLASS}]|[^\\W{_CJK_CLASS}]+")
-_IS_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+_IS_CJK = re.compile(f"[{CJK_CLASS}]")
 
 
 def shingles(text: str, n: int = DEFAULT_SHINGLE) -> list[str]:

@@ -13,9 +13,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from ..lang import CJK_CLASS
+
 TOKENIZER = "approx: 1 token per CJK char, 1 per 4 other chars, +4 per message"
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u3000-\u303f\uff00-\uffef]")
+_CJK = re.compile(f"[{CJK_CLASS}\u3000-\u303f\uff00-\uffef]")  # CJK plus CJK punctuation and full-width forms
 
 
 def count_tokens(text: str | None) -> int:

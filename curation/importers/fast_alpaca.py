@@ -17,6 +17,7 @@ import duckdb
 
 from ..samples import Message, Sample
 from .. import store
+from ..lang import HAN_RANGES, HANGUL_JAMO_RANGES, HANGUL_RANGES, KANA_RANGES, char_class
 from ..store import SCHEMA
 from .fields import ID_KEYS, WHITESPACE_CLASS
 
@@ -29,9 +30,9 @@ MAX_OBJECT_BYTES = 16 * 1024 * 1024  # a longer row fails read_json: the Python 
 FAST_COMPRESSIONS = (None, "gzip", "zstd")
 
 # lang.detect in SQL, same character classes (RE2 spells code points \x{...}).
-_HAN = r"[\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}]"
-_KANA = r"[\x{3040}-\x{30ff}]"
-_HANGUL = r"[\x{ac00}-\x{d7af}\x{1100}-\x{11ff}]"
+_HAN = f"[{char_class(HAN_RANGES, re2=True)}]"
+_KANA = f"[{char_class(KANA_RANGES, re2=True)}]"
+_HANGUL = f"[{char_class(HANGUL_RANGES + HANGUL_JAMO_RANGES, re2=True)}]"
 _LATIN = r"[A-Za-z\x{c0}-\x{24f}]+"
 _OTHER = r"[\x{400}-\x{4ff}\x{600}-\x{6ff}\x{900}-\x{97f}\x{e00}-\x{e7f}]"
 # DuckDB's to_json escapes control characters as \u001B where Python's json.dumps writes \u001b:
@@ -51,7 +52,7 @@ def _count(expr: str, cls: str) -> str:
 # Characters that count for no language in lang.detect and are 3 bytes in UTF-8: general
 # punctuation, CJK punctuation, full-width forms. Chinese text is mostly han plus these.
 _NEUTRAL3 = r"[\x{2000}-\x{206f}\x{3000}-\x{303f}\x{ff00}-\x{ffef}]"
-_COMMON = r"[^\x00-\x7f\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}\x{2000}-\x{206f}\x{3000}-\x{303f}\x{ff00}-\x{ffef}]"
+_COMMON = f"[^\\x00-\\x7f{char_class(HAN_RANGES, re2=True)}\\x{{2000}}-\\x{{206f}}\\x{{3000}}-\\x{{303f}}\\x{{ff00}}-\\x{{ffef}}]"
 
 
 def _latin_words(p: str) -> str:

@@ -1,0 +1,252 @@
+"""The structure of an instruction and its answer, as the quality rules read it: code blocks and
+code-like answers, list items, tables, sentence ends, the instruction apart from its input, and
+whether an instruction asks for a developed answer or a short one.
+
+The rules judge by structure (does the last sentence end? is this fence ever closed? does a tag
+sit in prose?) rather than by lists of bad strings, so they hold on data they were not tuned on.
+"""
+from __future__ import annotations
+
+import re
+
+from . import lang
+
+_CJK = lang.CJK_CLASS
+
+FENCE_LINE = re.compile(r"^[ \t]*(?:```|~~~)", re.M)
+FENCED = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.S)
+INLINE_CODE = re.compile(r"`[^`\n]+`")
+
+
+def strip_code(text: str) -> str:
+    """The text with fenced blocks and inline code replaced by a space."""
+    return INLINE_CODE.sub(" ", FENCED.sub(" ", text))
+
+
+def open_fence_tail(text: str) -> str | None:
+    """What follows a code fence that is never closed (None when every fence is closed). The tail
+    starts after the fence line, so a language tag is not part of it."""
+    fences = list(FENCE_LINE.finditer(text))
+    if len(fences) % 2 == 0:
+        return None
+    last = fences[-1]
+    nl = text.find("\n", last.end())
+    return "" if nl < 0 else text[nl + 1:]
+
+
+# -- code without fences -----------------------------------------------------------------------------
+_CODE_LINE = re.compile(
+    r"[;{}]\s*$|^\s*[})\]]|^\s*(?:def|class|import|from|return|if|elif|else|for|while|try|except|with|function|var|let|const"
+    r"|public|private|static|void|int|float|double|char|bool|string|#include|#define|SELECT|INSERT|UPDATE|DELETE|CREATE"
+    r"|FROM|WHERE|print|console\.|System\.|echo|<\?php|package|fn|func|struct|impl|switch|case|break|continue)\b"
+    r"|^\s*(?:<[a-zA-Z!/][^>]*>)|^\s*(?://|#(?!#)|/\*|\*/|--\s)|\w\s*(?:==|!=|<=|>=|\+=|-=|=>|->|:=)\s*\S|\w\([^()\s]*\)\s*$"
+    r"|^\s*[\w.\[\]]+\s*=\s*\S|^(?: {4}|\t)\S")
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether an answer (or a part of one) is code written without fences: most of its lines
+    carry code syntax. One-line answers count when the line is unmistakable (`x = f(1);`)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return False
+    if len(lang.CJK_RE.findall(text)) * 5 > len("".join(text.split())):
+        return False  # Chinese prose, whatever its punctuation
+    hits = sum(1 for ln in lines if _CODE_LINE.search(ln))
+    if len(lines) == 1:
+        return bool(re.search(r"[;{}]\s*$|^\s*(?:def|class|import|SELECT|#include|function|public)\b|\w\([^()]*\)\s*;?\s*$"
+                              r"|^\s*[\w.\[\]]+\s*=\s*\S", lines[0])) and not re.search(r"[.!?。！？]\s*$", lines[0])
+    return hits * 2 >= len(lines)
+
+
+def looks_like_markup(text: str) -> bool:
+    """Whether an answer is a markup document (HTML/XML/SVG) rather than prose with tags in it."""
+    s = text.strip()
+    if "\n" not in s:  # "<p>prose</p>" on one line is prose in a wrapper: debris
+        return False
+    tags = re.findall(r"</?[A-Za-z][\w:-]*[^<>]*>", s)
+    return bool(re.match(r"<(?:!doctype|html|\?xml|svg|head|body|form|table|ul|ol|div|section|nav)\b", s, re.I)) \
+        or sum(map(len, tags)) * 3 >= len(s)
+
+
+# -- lines, lists, sentences -------------------------------------------------------------------------
+LIST_MARKER = re.compile(r"^\s*(?:[-*+•·]\s+|\d{1,3}[.)、:：]\s*|[a-zA-Z][.)]\s+|[（(]\d{1,3}[)）]\s*"
+                         r"|[一二三四五六七八九十]{1,3}[、.．]\s*|#{1,6}\s+|>\s*)")
+TABLE_LINE = re.compile(r"^\s*\|.*\|\s*$|^\s*\|")
+_LABEL = re.compile(r"^[^：:。.!?！？\s]{1,8}\s?[：:]")  # "标题：...", "Answer: ..."
+SENTENCE_END = set(".!?。！？…;；")
+CLOSERS = set("\"'”’)）]】」』》>`*_~")
+# Endings that complete a thing without a full stop: numbers, units, formulas, symbols, emoji.
+_COMPLETE_END = re.compile(r"[\d%‰°℃℉$€£¥²³½¼¾=+×÷±√∞π→←↑↓✓✔︎\u2600-\u27bf\U0001f000-\U0001faff]$"
+                           r"|\d\s?(?:[mgsLKWVAJN]|Pa|mg|kg|km|cm|mm|nm|µm|μm|ms|ml|mL|mph|kph|min|sec|hrs?|lbs?|oz|ft|in|yd"
+                           r"|GB|MB|KB|TB|Hz|kHz|MHz|GHz|kW|kWh|mAh|°[CF]|[CF]°)\.?$")
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Mr|Mrs|Ms|Dr|Prof|St|No|Fig|approx|ca|cf|al|Jr|Sr|Inc|Ltd|Co|U\.S|U\.K|a\.m|p\.m|ft|feat|vol|ch|pp|op)\.$", re.I)
+
+# Words a sentence does not end on: articles, prepositions, conjunctions, auxiliaries, determiners.
+_FUNCTION_WORDS = frozenset(
+    "a an the and or but nor so yet because although though while whereas if unless until since than as of to in on at by "
+    "for from with without into onto upon about above below between among through during before after over under against "
+    "toward towards within across behind beyond via per is are was were be been being am has have had do does did will would "
+    "shall should can could may might must this these those that which who whom whose where when such their its his her our "
+    "your my very more most less least also both either neither each every any some no not such including like".split())
+_CJK_FUNCTION_END = re.compile(r"(?:的|和|与|及|或|在|把|被|对|从|向|跟|给|但|而|并|且|因为|所以|如果|以及|例如|比如|包括|是|的一|一个|这个|那个|这些|那些|通过|由于|虽然|然后|并且|或者|还有|以便|使得|比)$")
+
+
+def _left_open(line: str) -> str:
+    """A quote or bracket opened in `line` and never closed ('' when all are closed)."""
+    if line.count('"') % 2 == 1 and re.search(r'(?:^|\s)"[^"]*$', line):
+        return "a quote"
+    for o, c in ("“”", "()", "（）", "「」", "《》"):
+        if line.count(o) > line.count(c):
+            return f"{o!r}"
+    return ""
+
+
+def last_line(text: str) -> str:
+    for ln in reversed(text.splitlines()):
+        if ln.strip():
+            return ln.strip()
+    return ""
+
+
+def is_structural_line(line: str) -> bool:
+    """A list item, table row, heading or quote line: such lines may end without a full stop."""
+    return bool(LIST_MARKER.match(line) or TABLE_LINE.match(line) or _LABEL.match(line))
+
+
+def unfinished_ending(text: str) -> str:
+    """Why `text` (prose, code excluded by the caller) stops mid-sentence, or '' when it ends the
+    way finished text ends: sentence punctuation, a closing quote or bracket, a number, unit or
+    formula, a list item or table row, a short label or title."""
+    s = text.rstrip()
+    if not s:
+        return ""
+    end = s[-1]
+    line = last_line(s)
+    if re.search(r"(?:[#@]\w+|https?://\S+)$", s):
+        return ""  # a hashtag, a mention or a link
+    if end in ",，、:：(（[【{&/\\–—" or s.endswith(("...,", " -")):
+        return f"ends with {end!r}"
+    if end in SENTENCE_END or end in CLOSERS or _COMPLETE_END.search(s[-12:]):
+        return ""
+    body = LIST_MARKER.sub("", line, count=1)
+    cjk_end = bool(re.match(f"[{_CJK}]", end))
+    if not cjk_end and not end.isalpha():
+        return ""
+    if cjk_end:
+        if _LABEL.match(line) and "。" not in line:
+            return ""  # a "标题：..." line
+        m = _CJK_FUNCTION_END.search(s[-4:])
+        if m and len(lang.CJK_RE.findall(body)) >= 5:
+            return f"ends on {m.group(0)!r}"
+        if TABLE_LINE.match(line):
+            return ""
+        # Clauses before the tail: a sentence that was cut, not a label or a list of words.
+        cut = max(body.rfind(p) for p in "。！？；，")
+        if cut >= 0 and len(body) - cut - 1 >= 2 and len(lang.CJK_RE.findall(body)) >= 12:
+            return "the last sentence has no end"
+        if is_structural_line(line):
+            return ""
+        earlier = s[: len(s) - len(line)].rstrip()
+        if earlier and earlier[-1] in "。！？" and (len(lang.CJK_RE.findall(body)) >= 3 or "，" in body):
+            return "the last paragraph has no end"
+        return ""
+    words = re.findall(r"[A-Za-z\u00c0-\u024f']+", body)
+    if not words:
+        return ""
+    opened = _left_open(body)
+    if opened and len(words) >= 2:
+        return f"{opened} is never closed"
+    last = words[-1].lower()
+    if last in _FUNCTION_WORDS and len(words) >= 4 and not TABLE_LINE.match(line):
+        return f"ends on {words[-1]!r}"
+    if TABLE_LINE.match(line) or (is_structural_line(line) and not re.search(r"[.!?]\s+[A-Z]", body)):
+        return ""
+    # A sentence break inside the last line, then a tail that never ends.
+    breaks = [m for m in re.finditer(r"[.!?](?=\s+[A-Z\"'“])", body) if not _ABBREV.search(body[: m.end()])]
+    if breaks and len(re.findall(r"[A-Za-z']+", body[breaks[-1].end():])) >= 2:
+        return "the last sentence has no end"
+    earlier = s[: len(s) - len(line)].rstrip()
+    if len(words) >= 6 and earlier and earlier[-1] in ".!?" and body[:1].isupper() and not is_structural_line(line):
+        return "the last paragraph has no end"
+    lowers = sum(1 for w in words if w[:1].islower())
+    # One sentence (not a title: most words are lower case) that never ends.
+    if (len(words) >= 15 or (len(words) >= 6 and earlier == "" and body[:1].isupper())) and lowers * 3 >= len(words) * 2:
+        return "a sentence with no end"
+    return ""
+
+
+_CODE_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+_CODE_DANGLING = re.compile(
+    r"(?:[,(\[{=+\-*/&|<]|\b(?:FROM|WHERE|SELECT|BY|AND|OR|JOIN|ON|SET|VALUES|INTO|return|var|let|const|int|float|double"
+    r"|char|void|new|import|from|in|is|not|and|or|def|class|public|private|static|if|for|while|elif|else if))\s*$")
+
+
+def unfinished_code(text: str) -> str:
+    """Why unfenced code stops in the middle, or '': a bracket left open, a last line that ends on
+    an operator, a comma or a keyword, or a Python block header without its colon."""
+    s = text.rstrip()
+    bare = _CODE_STRING.sub('""', s)
+    for o, c in ("()", "[]", "{}"):
+        if bare.count(o) > bare.count(c):
+            return f"{o!r} is never closed"
+    line = last_line(bare)
+    if re.match(r"^\s*(?://|#|--)", line):
+        return ""
+    if _CODE_DANGLING.search(line) and not line.endswith(("++", "--", "*/")):
+        return f"ends on {line.split()[-1]!r}"
+    if (re.match(r"^\s*(?:for|if|while|def|class|elif|with|try|except)\b", line) and not line.endswith((":", "{", ";", ")"))
+            and re.search(r":\s*$", bare, re.M)):
+        return "a block header without its colon"
+    return ""
+
+
+# -- the instruction ---------------------------------------------------------------------------------
+def split_user_turn(user: str) -> tuple[str, str]:
+    """(instruction, input) of a user turn: the alpaca importer writes instruction, a blank line,
+    then the input; a turn without a blank line is all instruction."""
+    head, sep, rest = user.partition("\n\n")
+    return (head.strip(), rest.strip()) if sep else (user.strip(), "")
+
+
+_DEVELOPED = re.compile(
+    r"(?:^|[.!?:]\s+)\W*(?:please\s+|(?:can|could|would) you\s+|kindly\s+|now\s+)?(?:explain|describe|discuss|elaborate|summari[sz]e|compare|contrast|analy[sz]e|outline|write|compose|draft|create"
+    r"|generate|design|develop|list|provide|suggest|recommend|propose|brainstorm|plan|tell me about|give (?:me )?(?:some|a few|\d+|three|five|an? (?:overview|explanation|description|summary|example))"
+    r")\b|\b(?:why|what are|in what ways|how (?:do|does|can|could|to|would|should|is|are|did|might|will))\b"
+    r"|解释|描述|讨论|阐述|说明|总结|概括|比较|分析|撰写|编写|写一|写出|写个|创作|创建|生成|设计|列出|列举|提供|建议|推荐|介绍|为什么|如何|怎么|怎样|哪些|讲讲|谈谈",
+    re.I)
+_SHORT_WANTED = re.compile(
+    r"\b(?:an?|one|single|the)(?: [\w-]+)? (?:number|word|name|title|letter|digit|integer|value|term|adjective|adverb|noun|verb|synonym"
+    r"|antonym|colou?r|emoji|date|year|answer|sentence|phrase|slogan|headline|username|password|passphrase|hashtag|acronym|rhyme|string|url|link|noun|character)\b"
+    r"|\bhow (?:many|much|old|long|far|often|tall|big)\b|\b(?:one|single)[- ]word\b|\byes or no\b|\btrue or false\b|\bwhether\b|\b\w+, \w+,? or \w+\W*$"
+    r"|\b(?:code|script|regex|regular expression|selector|query|command|expression|snippet|one-liner)\b|情感|还是|或者?中性"
+    r"|一个[^，。？\n]{0,6}?(?:数字|词|单词|名字|名称|用户名|标题|字|成语|句子|密码|口号|网址)|一句话|一个词|几个字|多少|是否|是不是|对不对|吗[？?]?$",
+    re.I)
+
+
+_SHORT_QUESTION = re.compile(
+    r"^\W*(?:what(?:'s| is| was)|who|whom|when|where|which|whose|is|are|was|were|does|do|did|can|could|will|would|should|has|have)\b"
+    r"|^\W*(?:classify|categori[sz]e|identify|select|choose|pick|find|calculate|compute|convert|evaluate|rate|count|determine (?:whether|if|which)"
+    r"|tell (?:me )?(?:whether|if|which)|detect|check|output|print|return|given|you are given|name|translate|correct|rewrite|edit|rephrase|paraphrase|reword|change|replace|sort|arrange|rank|reverse)\b"
+    r"|[吗呢][？?]?$|(?:判断|选择|计算|找出|识别|分类|哪个|哪一|哪里|哪儿|何时|什么时候|是什么|是谁|多少|几个|几岁|改写|翻译|纠正|替换|排序|排列)", re.I)
+
+
+def asks_for_developed_answer(instruction: str) -> bool:
+    """Whether an instruction asks for a developed answer (explain, describe, write, list, why,
+    how...), as opposed to a fact, a number, a label, one word or an edit, which a one-word answer
+    may give ("Paris.", "42")."""
+    first = instruction.strip().split("\n", 1)[0][:300]
+    if _SHORT_WANTED.search(first):
+        return False
+    if _DEVELOPED.search(first):
+        return True
+    return not _SHORT_QUESTION.search(first)
+
+
+_VALUE = re.compile(r"^\W*(?:[-+]?[\d.,/%:]+\w{0,4}|(?i:true|false|null|none|nil)|[\w$#]*(?:[\d_$#]|\.\w)[\w.$#]*|[a-z]+[A-Z]\w*"
+                    r"|int|float|str|string|bool|boolean|char|double|list|dict|array|object)\W*$")
+
+
+def is_value(answer: str) -> bool:
+    """An answer that is a value: a number, a boolean, an identifier or a type name ("42", "true",
+    "my_var", "int")."""
+    return bool(_VALUE.match(answer.strip()))
