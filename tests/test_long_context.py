@@ -79,7 +79,7 @@ def test_a_run_on_the_long_path_trains_and_says_so(tmp_path, split, caplog):
     cfg = tiny_config(split, **{"train.gradient_checkpointing": True, "train.offload_checkpoints": True,
                                 "train.mlp_tile_tokens": 16, "train.micro_batch_size": 1, "train.max_steps": 2})
     run = runs.create_run(tmp_path / "runs", cfg, name="long")
-    assert runs.execute(run)["state"] == "done"
+    assert runs.execute(run).state == "done"
     assert "MLP in tiles of 16 tokens in 2 decoder layers" in caplog.text
     start = next(r for r in read_metrics(run)[0] if r.get("event") == "start")
     assert start["speed"]["mlp_tile_tokens"] == 16 and start["speed"]["offload_checkpoints"] is True

@@ -43,7 +43,7 @@ def test_every_recorded_kind_has_an_undo():
 def _write_data(path: Path) -> Path:
     rows = [{"instruction": "How do I sort a list in Python?", "output": "Use sorted(xs) or xs.sort()."},
             {"instruction": "How do I sort a list in Python ?", "output": "Use sorted(xs) or xs.sort()."},
-            {"instruction": "What is the capital of France?", "output": "Paris"},
+            {"instruction": "What is the capital of France?", "output": "I'm sorry, but I can't help with that request."},
             {"instruction": "Name a prime number.", "output": "7"}]
     path.write_text(json.dumps(rows), encoding="utf-8")
     return path
