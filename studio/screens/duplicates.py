@@ -412,7 +412,7 @@ class DuplicatesScreen(Screen):
                             f"(threshold {threshold:g}; {op_note(result.op_id)})", title="dedup")
             self.reload()
 
-        run_engine_job(self.app, "dedup", dedup.find_duplicates, threshold=threshold, fields=fields, on_done=done)
+        run_engine_job(self.app, "dedup", dedup.find_duplicates, dedup.DedupParams(threshold, fields), on_done=done)
 
     async def action_open_review(self) -> None:
         c = self.current_cluster
