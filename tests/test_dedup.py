@@ -382,3 +382,83 @@ def test_marked_text_is_what_the_database_builds(ws):
     ws.con.execute("UPDATE samples SET messages = ? WHERE id = ?", [json.dumps(msgs, ensure_ascii=False), sid])
     (db_text,) = ws.con.execute(f"SELECT {field_text_sql('sample')} FROM samples s WHERE id = ?", [sid]).fetchall()[0]
     assert db_text == marked_text(msgs, system="be brief")
+
+
+# -- clusters verified against their keeper ---------------------------------------------------------
+CHAIN_Q = "List the words."
+CHAIN_BASE = [f"word{i:02d}" for i in range(60)]
+
+
+def chain_answers():
+    """A~B~C~D~E~F: each hop replaces three words far apart, with shorter words each time (so the
+    policy, longer answer first, ranks them A to F); neighbours stay near, two hops apart do not."""
+    words, out = list(CHAIN_BASE), [" ".join(CHAIN_BASE)]
+    for hop, positions in enumerate(((5, 15, 25), (35, 45, 55), (10, 20, 30), (40, 50, 0), (13, 28, 58))):
+        for k, p in enumerate(positions):
+            words[p] = f"{'bcdef'[hop]}{k}"
+        out.append(" ".join(words))
+    return out
+
+
+def chain_sims(answers):
+    texts = [marked_text([{"role": "user", "content": CHAIN_Q}, {"role": "assistant", "content": a}]) for a in answers]
+    n = len(texts)
+    left, right = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    return similarity.jaccard_chunk(texts, left, right, 3).reshape(n, n)
+
+
+def test_a_chain_splits_into_clusters_whose_members_reach_the_threshold_to_their_keeper(ws):
+    answers = chain_answers()
+    sims = chain_sims(answers)
+    hops = np.abs(np.subtract.outer(np.arange(6), np.arange(6)))
+    assert (sims[hops == 1] >= 0.7).all() and (sims[hops >= 2] < 0.7).all()  # linked hop by hop only
+    a, b, c, d, e, f = add(ws, *[chat(CHAIN_Q, ans) for ans in answers])
+    report = dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    # One chain before; now B keeps A and C (the policy's A would reach B only, and leave C to
+    # pair with D: the member reaching the most of the chain keeps), then E keeps D and F.
+    cs = sorted(clusters(ws), key=lambda cl: cl["keeper_id"])
+    assert [(cl["keeper_id"], member_ids(cl)) for cl in cs] == [(b, [a, b, c]), (e, [d, e, f])]
+    got = {m["sample_id"]: m["similarity"] for cl in cs for m in cl["members"]}
+    assert got == pytest.approx({a: sims[1, 0], b: 1.0, c: sims[1, 2], d: sims[4, 3], e: 1.0, f: sims[4, 5]}, abs=1e-4)
+    assert report.chains_split == 1 and report.clusters == 2 and report.duplicates == 4
+    assert dict(ws.con.execute("SELECT id, duplicate_of FROM samples").fetchall()) == {a: b, b: None, c: b, d: e, e: None, f: e}
+    # The MinHash estimate instead of exact Jaccard (--no-verify) holds its clusters to the same rule.
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7, verify=False))
+    assert all(m["similarity"] >= 0.7 for cl in clusters(ws) for m in cl["members"])
+    # A reviewer's keeper still comes first: A keeps B; C, D, E go on as a chain of their own.
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    dedup.set_keeper(ws, clusters(ws)[0]["cluster_id"], a)
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    cs = sorted(clusters(ws), key=lambda cl: cl["keeper_id"])
+    assert [(cl["keeper_id"], cl["keeper_chosen_by"], member_ids(cl)) for cl in cs] == [
+        (a, "reviewer", [a, b]), (d, "policy", [c, d, e])]
+    assert all(m["similarity"] >= 0.7 for cl in cs for m in cl["members"])
+
+
+def test_a_new_sample_joins_a_cluster_only_when_it_reaches_the_keeper(ws):
+    answers = chain_answers()
+    a, b = add(ws, *[chat(CHAIN_Q, ans) for ans in answers[:2]])
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    assert [(cl["keeper_id"], member_ids(cl)) for cl in clusters(ws)] == [(a, [a, b])]
+    # C links to B (in A's cluster) and to D, but neither reaches A: C and D form their own cluster.
+    near_a, c, d = add(ws, chat(CHAIN_Q, answers[0] + " extra"), *[chat(CHAIN_Q, ans) for ans in answers[2:4]])
+    report = dedup.check_incremental(ws)
+    by_keeper = {cl["keeper_id"]: member_ids(cl) for cl in clusters(ws)}
+    assert by_keeper == {a: sorted([a, b, near_a]), c: [c, d]}
+    assert report.joined_existing == 1 and report.chains_split == 1
+    assert all(m["similarity"] >= 0.7 for cl in clusters(ws) for m in cl["members"])
+
+
+def test_cli_dedup_says_how_many_chains_it_split_and_lists_similarities_to_the_keeper(ws_path, capsys):
+    from curation.workspace import open_workspace
+    from studio.cli import main
+
+    with open_workspace(ws_path) as w:
+        add(w, *[chat(CHAIN_Q, ans) for ans in chain_answers()])
+    assert main(["dedup", "-w", str(ws_path), "--threshold", "0.7", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "1 chains split so that every member reaches 0.7 to its keeper" in out and "2 clusters" in out
+    assert main(["dedup", "-w", str(ws_path), "--threshold", "0.7", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [len(c["members"]) for c in data["clusters"]] == [3, 3]
+    assert all(m["similarity"] >= 0.7 for c in data["clusters"] for m in c["members"])

@@ -9,7 +9,7 @@ The package, one module per data type:
 - signatures.py  MinHash signatures: bulk hashing in worker processes, the signature store
 - lsh.py         banding: bands and rows for the threshold, candidate pairs
 - similarity.py  exact Jaccard (verification) or MinHash estimate of pairs
-- plan.py        clusters from pairs (full run and incremental check)
+- plan.py        clusters from pairs, each member verified against its keeper (full run, incremental)
 - clusters.py    keeper policy, cluster writes, reviewer keeper choice, listing, undo
 - run.py         find_duplicates and check_incremental: one undoable operation each
 

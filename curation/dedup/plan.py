@@ -2,10 +2,11 @@
 
 Exact duplicates have equal normalised text and are grouped first; one representative of each
 group enters the LSH (curation.dedup.lsh). Candidate pairs are checked against the threshold
-(curation.dedup.similarity), and clusters are the connected components of the pairs that pass,
-each with a keeper by the policy (curation.dedup.clusters). A full run plans every cluster; an
-incremental check plans only what new samples change: a new sample joins the existing cluster
-of its most similar partner, or forms a new cluster with its partners.
+(curation.dedup.similarity). The connected components of the pairs that pass are then made into
+clusters whose every member reaches the threshold to the keeper, not only to some other member
+(`keeper_clusters`: chains split). A full run plans every cluster; an incremental check plans
+only what new samples change: a new sample joins the existing cluster of its most similar partner
+when it reaches that cluster's keeper, else it forms a new cluster with its partners.
 """
 from __future__ import annotations
 
@@ -66,40 +67,148 @@ def plan_full(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, repo
     report.verified_pairs = int(keep.sum())
     ea = np.concatenate([rep[dup_pos], ca[keep]])
     eb = np.concatenate([dup_pos, cb[keep]])
-    return _plan_from_edges(ws, data, params, pool, job, rep, ea, eb, lookup)
+    return _plan_from_edges(ws, data, params, pool, job, rep, ea, eb, lookup, report)
 
 
 def _plan_from_edges(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
-                     ea: np.ndarray, eb: np.ndarray, lookup: PairLookup) -> Plan:
+                     ea: np.ndarray, eb: np.ndarray, lookup: PairLookup, report: DedupReport) -> Plan:
     n = data.ids.size
     labels = components(n, ea, eb)
     sizes = np.bincount(labels, minlength=n)
     members = np.flatnonzero(sizes[labels] > 1)
     _, lab = np.unique(labels[members], return_inverse=True)
     reviewer = reviewer_keepers(ws.con)
-    order = keeper_order(ws.con, data.ids[members], lab, reviewer)
-    members, lab = members[order], lab[order]
-    first = np.ones(members.size, dtype=bool)
-    first[1:] = lab[1:] != lab[:-1]
-    keeper_pos = members[first][lab]
-    # Similarity to the keeper: 1.0 within an exact group, else the pair of representatives.
-    sim = np.ones(members.size, np.float64)
-    ra, rb = rep[members], rep[keeper_pos]
-    differ = ra != rb
-    found, vals = lookup.get(ra[differ], rb[differ])
-    missing = ~found
-    if missing.any():
-        ma, mb = ra[differ][missing], rb[differ][missing]
-        vals[missing] = similarities(ws, params, data.ids[ma], data.ids[mb], data, pool, job)
-    sim[differ] = vals
-    exact = np.ones(int(lab.max()) + 1 if lab.size else 0, dtype=bool)
-    np.logical_and.at(exact, lab, ~differ)
-    chosen = np.isin(data.ids[keeper_pos[first]], np.fromiter(reviewer, np.int64, len(reviewer)))
+    members, lab, keeper_pos, sim, report.chains_split = keeper_clusters(
+        ws, data, params, pool, job, rep, lookup, members, lab, reviewer)
+    nlab = int(lab.max()) + 1 if lab.size else 0
+    exact = np.ones(nlab, dtype=bool)
+    np.logical_and.at(exact, lab, rep[members] == rep[keeper_pos])
+    keeper_of = np.zeros(nlab, np.int64)
+    keeper_of[lab] = data.ids[keeper_pos]
+    chosen = np.isin(keeper_of, np.fromiter(reviewer, np.int64, len(reviewer)))
     return Plan(
         member=data.ids[members], label=lab, keeper=data.ids[keeper_pos], similarity=sim,
         method=["exact" if e else "near" for e in exact],
         chosen_by=["reviewer" if c else "policy" for c in chosen],
     )
+
+
+def keeper_clusters(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
+                    lookup: PairLookup, members: np.ndarray, group: np.ndarray, reviewer: set[int],
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Clusters whose every member reaches the threshold to its keeper, from groups of linked
+    samples (positions `members`, a group label each: connected components of verified pairs).
+
+    A component can be a chain (A~B, B~C, A and C far apart): linked through other members, not
+    similar to the keeper. So each group takes its keeper by the policy and keeps the members at
+    or above the threshold to it (the same similarity as for any pair: exact Jaccard with
+    `verify`, else the MinHash estimate); those below leave together as a group of their own that
+    picks its keeper the same way, until no group of two or more is left. A member left alone
+    is no duplicate.
+
+    When the policy's keeper leaves members out, the member of its tier (equal on reviewer,
+    status and quality) that reaches the most of the group keeps instead (_widest_keeper):
+    otherwise the longest copy of a sample, whose edits differ from the other copies' edits,
+    would keep only the original and leave the other copies in the data as clusters of one.
+    Groups whose keeper reaches everyone keep the policy's keeper, as before.
+
+    Returns (members, cluster labels 0..k-1, keeper positions, similarities to the keeper, how
+    many groups were split)."""
+    threshold = params.threshold - 1e-9
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    labels_used, split = 0, None
+    while members.size:
+        order, tier = keeper_order(ws.con, data.ids[members], group, reviewer)
+        members, group, tier = members[order], group[order], tier[order]
+        first = np.ones(members.size, dtype=bool)
+        first[1:] = group[1:] != group[:-1]
+        g = np.cumsum(first) - 1                     # dense group index, keeper first in each
+        keeper = members[first][g]
+        sim = pair_similarity(ws, data, params, pool, job, rep, lookup, members, keeper)
+        near = sim >= threshold                      # the keeper itself: 1.0
+        short = np.unique(g[~near])
+        if short.size:
+            keeper = _widest_keeper(ws, data, params, pool, job, rep, lookup, members, g, tier,
+                                    np.flatnonzero(first), short, keeper)
+            moved = keeper != members[first][g]
+            if moved.any():
+                sim[moved] = pair_similarity(ws, data, params, pool, job, rep, lookup, members[moved], keeper[moved])
+                near = sim >= threshold
+        n_near = np.bincount(g[near], minlength=int(g[-1]) + 1)
+        n_far = np.bincount(g[~near], minlength=int(g[-1]) + 1)
+        if split is None:
+            split = int((n_far > 0).sum())
+        take = near & (n_near[g] > 1)
+        _, lab = np.unique(g[take], return_inverse=True)
+        parts.append((members[take], lab + labels_used, keeper[take], sim[take]))
+        labels_used += int(lab.max()) + 1 if lab.size else 0
+        again = ~near & (n_far[g] > 1)
+        members, group = members[again], g[again]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 0
+    return (*(np.concatenate(cols) for cols in zip(*parts)), split or 0)  # type: ignore[return-value]
+
+
+COVERAGE_PAIRS = 1 << 16   # candidate-member pairs estimated per group in _widest_keeper (more: fewer candidates)
+COVERAGE_MARGIN = 0.1      # pairs whose MinHash estimate is this far below the threshold count as not near
+
+
+def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
+                   lookup: PairLookup, members: np.ndarray, g: np.ndarray, tier: np.ndarray, starts: np.ndarray,
+                   short: np.ndarray, keeper: np.ndarray) -> np.ndarray:
+    """Keepers (per member, as `keeper`) where each group in `short` takes the member of its
+    keeper's tier that reaches the threshold to the most members of the group (the same
+    similarity as for pairs; pairs whose MinHash estimate is far below are not computed). Ties go
+    to the earlier one in policy order (longer answer, then earlier import)."""
+    ends = np.append(starts[1:], members.size)
+    cands: list[np.ndarray] = []
+    pair_a: list[np.ndarray] = []
+    pair_b: list[np.ndarray] = []
+    for gi in short.tolist():
+        lo, hi = int(starts[gi]), int(ends[gi])
+        cand = lo + np.flatnonzero(tier[lo:hi] == tier[lo])
+        cand = cand[:max(1, COVERAGE_PAIRS // (hi - lo))]
+        if cand.size < 2:
+            continue
+        est = (data.sigs[members[cand]][:, None, :] == data.sigs[members[lo:hi]][None, :, :]).mean(axis=2)
+        ci, mi = np.nonzero(est >= params.threshold - COVERAGE_MARGIN)
+        cands.append(cand)
+        pair_a.append(cand[ci])
+        pair_b.append(lo + mi)
+    if not cands:
+        return keeper
+    a, b = np.concatenate(pair_a), np.concatenate(pair_b)
+    sim = pair_similarity(ws, data, params, pool, job, rep, lookup, members[a], members[b])
+    reach = np.bincount(a[sim >= params.threshold - 1e-9], minlength=members.size)
+    keeper = keeper.copy()
+    for cand in cands:
+        lo = int(starts[g[cand[0]]])
+        hi = int(ends[g[cand[0]]])
+        keeper[lo:hi] = members[cand[int(np.argmax(reach[cand]))]]
+    return keeper
+
+
+def pair_similarity(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
+                    lookup: PairLookup, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Similarity of each pair of positions: 1.0 within an exact group, else that of the groups'
+    representatives, from `lookup` or computed (and added to it)."""
+    sim = np.ones(a.size, np.float64)
+    ra, rb = rep[a], rep[b]
+    differ = ra != rb
+    if not differ.any():
+        return sim
+    found, vals = lookup.get(ra[differ], rb[differ])
+    missing = ~found
+    if missing.any():
+        code = np.minimum(ra[differ][missing], rb[differ][missing]).astype(np.int64) * rep.size \
+            + np.maximum(ra[differ][missing], rb[differ][missing])
+        uniq, inv = np.unique(code, return_inverse=True)
+        ua, ub = uniq // rep.size, uniq % rep.size
+        computed = similarities(ws, params, data.ids[ua], data.ids[ub], data, pool, job)
+        lookup.add(ua, ub, computed)
+        vals[missing] = computed[inv]
+    sim[differ] = vals
+    return sim
 
 
 def _ignored_codes(data: Sigs, rep: np.ndarray, ignore_pairs: Mapping[int, Iterable[int]] | None) -> np.ndarray:
@@ -196,63 +305,82 @@ def plan_incremental(ws, data: Sigs, is_new: np.ndarray, params: DedupParams, po
     for p in comp_members.tolist():
         groups.setdefault(int(labels[p]), []).append(p)
     keeper_by_cluster = {cid: keeper for cid, keeper in cluster_of.values()}
-    plan_member, plan_label, plan_keeper, method, chosen, existing = [], [], [], [], [], []
-    pending_policy: list[tuple[int, list[int]]] = []
-    for lab, ps in groups.items():
-        if lab in join:
-            cid = join[lab][1]
-            li = len(method)
-            method.append("near")
-            chosen.append("policy")  # not written: the joined cluster keeps its keeper
-            existing.append(cid)
-            for p in ps:
-                plan_member.append(int(data.ids[p]))
-                plan_label.append(li)
-                plan_keeper.append(keeper_by_cluster[cid])
-            report.joined_existing += sum(1 for p in ps if is_new[p])
-        elif len(ps) > 1:
-            pending_policy.append((lab, ps))
-    # New clusters: keeper by policy.
-    if pending_policy:
-        pos = np.array([p for _, ps in pending_policy for p in ps], dtype=np.int64)
-        lab_local = np.array([i for i, (_, ps) in enumerate(pending_policy) for _ in ps], dtype=np.int64)
-        order = keeper_order(con, data.ids[pos], lab_local, reviewer_keepers(con))
-        pos, lab_local = pos[order], lab_local[order]
-        first = np.ones(pos.size, bool)
-        first[1:] = lab_local[1:] != lab_local[:-1]
-        keeper_pos = pos[first][lab_local]
-        base = len(method)
-        for i in range(len(pending_policy)):
-            method.append("near")
-            chosen.append("policy")
-            existing.append(None)
-        plan_member.extend(data.ids[pos].tolist())
-        plan_label.extend((lab_local + base).tolist())
-        plan_keeper.extend(data.ids[keeper_pos].tolist())
-    if not plan_member:
+    threshold = params.threshold - 1e-9
+    member_parts: list[np.ndarray] = []
+    label_parts: list[np.ndarray] = []
+    keeper_parts: list[np.ndarray] = []
+    sim_parts: list[np.ndarray] = []
+    existing: list[int | None] = []
+    policy_groups = [ps for lab, ps in groups.items() if lab not in join and len(ps) > 1]
+    # Joining an existing cluster: each member must reach the threshold to that cluster's keeper;
+    # the others leave together as a new group (below), as in a full run.
+    join_labs = [lab for lab in groups if lab in join]
+    if join_labs:
+        jpos = np.array([p for lab in join_labs for p in groups[lab]], np.int64)
+        jlab = np.array([i for i, lab in enumerate(join_labs) for _ in groups[lab]], np.int64)
+        jkeeper = np.array([keeper_by_cluster[join[lab][1]] for lab in join_labs for _ in groups[lab]], np.int64)
+        jsim = _similarity_to_keepers(ws, data, params, pool, job, rep, lookup, jpos, jkeeper)
+        near = (jsim >= threshold) | (data.ids[jpos] == jkeeper)
+        kept_labs = np.unique(jlab[near])
+        local = np.searchsorted(kept_labs, jlab[near])
+        member_parts.append(data.ids[jpos[near]])
+        label_parts.append(local)
+        keeper_parts.append(jkeeper[near])
+        sim_parts.append(jsim[near])
+        existing.extend(join[join_labs[k]][1] for k in kept_labs.tolist())
+        report.joined_existing += int(is_new[jpos[near]].sum())
+        report.chains_split += int(np.unique(jlab[~near]).size)
+        for k in np.unique(jlab[~near]).tolist():
+            ps = jpos[~near & (jlab == k)]
+            if ps.size > 1:
+                policy_groups.append(ps.tolist())
+    # New clusters: keepers by policy, every member at or above the threshold to its keeper.
+    if policy_groups:
+        pos = np.array([p for ps in policy_groups for p in ps], dtype=np.int64)
+        group = np.array([i for i, ps in enumerate(policy_groups) for _ in ps], dtype=np.int64)
+        pos, lab, keeper_pos, sim, split = keeper_clusters(
+            ws, data, params, pool, job, rep, lookup, pos, group, reviewer_keepers(con))
+        report.chains_split += split
+        member_parts.append(data.ids[pos])
+        label_parts.append(lab + len(existing))
+        keeper_parts.append(data.ids[keeper_pos])
+        sim_parts.append(sim)
+        existing.extend([None] * (int(lab.max()) + 1 if lab.size else 0))
+    if not existing:
         return empty
-    member = np.array(plan_member, np.int64)
-    keeper = np.array(plan_keeper, np.int64)
-    label = np.array(plan_label, np.int64)
-    # Similarities to keepers; method 'exact' when every member equals its keeper's text.
-    mpos, kpos = data.index_of(member), data.index_of(keeper)
-    keeper_known = np.isin(keeper, data.ids)
+    member, label = np.concatenate(member_parts), np.concatenate(label_parts)
+    keeper, sim = np.concatenate(keeper_parts), np.concatenate(sim_parts)
+    # Method 'exact' when every member equals its keeper's text.
+    mpos, kpos = data.index_of(member), np.clip(data.index_of(keeper), 0, n - 1)
+    same = (member == keeper) | ((data.ids[kpos] == keeper) & (rep[mpos] == rep[kpos]))
+    exact = np.ones(len(existing), bool)
+    np.logical_and.at(exact, label, same)
+    method = ["exact" if e else "near" for e in exact]
+    # chosen_by is not written for joined clusters (they keep theirs); new ones are the policy's.
+    return Plan(member, label, keeper, sim, method, ["policy"] * len(existing), existing)
+
+
+def _similarity_to_keepers(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
+                           lookup: PairLookup, member_pos: np.ndarray, keeper_ids: np.ndarray) -> np.ndarray:
+    """Similarity of members (positions) to the keepers of existing clusters (sample ids; a keeper
+    without a valid signature here is compared by id)."""
+    n = data.ids.size
+    member = data.ids[member_pos]
+    kpos = data.index_of(keeper_ids)
+    keeper_known = (kpos < n) & (data.ids[np.clip(kpos, 0, n - 1)] == keeper_ids)
     sim = np.ones(member.size)
-    ra = rep[mpos]
+    ra = rep[member_pos]
     rb = np.where(keeper_known, rep[np.clip(kpos, 0, n - 1)], -1)
-    differ = (ra != rb) & (member != keeper)
+    differ = (ra != rb) & (member != keeper_ids)
     if differ.any():
         found, vals = lookup.get(ra[differ], np.maximum(rb[differ], 0))
         found &= rb[differ] >= 0
         miss = ~found
         if miss.any():
-            vals[miss] = similarities(ws, params, member[differ][miss], keeper[differ][miss], data, pool, job) \
-                if params.verify else _estimate_with_keepers(con, params, data, member[differ][miss], keeper[differ][miss])
+            vals[miss] = similarities(ws, params, member[differ][miss], keeper_ids[differ][miss], data, pool, job) \
+                if params.verify else _estimate_with_keepers(ws.con, params, data, member[differ][miss], keeper_ids[differ][miss])
         sim[differ] = vals
-    exact = np.ones(len(method), bool)
-    np.logical_and.at(exact, label, ~differ)
-    method = ["exact" if e else "near" for e in exact]
-    return Plan(member, label, keeper, sim, method, chosen, existing)
+    return sim
 
 
 def _estimate_with_keepers(con, params: DedupParams, data: Sigs, a: np.ndarray, b: np.ndarray) -> np.ndarray:

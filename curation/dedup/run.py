@@ -37,6 +37,7 @@ class DedupReport:
     signatures_reused: int = 0
     candidate_pairs: int = 0
     verified_pairs: int = 0       # pairs at or above the threshold
+    chains_split: int = 0         # linked groups split because members were below the threshold to the keeper
     clusters: int = 0
     exact_clusters: int = 0
     near_clusters: int = 0

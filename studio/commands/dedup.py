@@ -46,7 +46,9 @@ def run(args) -> int:
         kind = "incremental check" if report.incremental else "dedup"
         out(f"{kind}: {report.samples:,} samples, {report.signatures_computed:,} hashed "
             f"({report.signatures_reused:,} signatures reused), {report.candidate_pairs:,} candidate pairs, "
-            f"{report.verified_pairs:,} at or above {args.threshold}")
+            f"{report.verified_pairs:,} at or above {args.threshold}"
+            + (f"; {report.chains_split:,} chains split so that every member reaches {args.threshold} to its keeper"
+               if report.chains_split else ""))
         out(f"{report.clusters:,} clusters ({report.exact_clusters:,} exact, {report.near_clusters:,} near), "
             f"{report.duplicates:,} samples marked duplicate"
             + (f", {report.joined_existing:,} joined existing clusters" if report.incremental else "")
