@@ -83,7 +83,7 @@ def build_workspace(path: Path, n: int, seed: int = 0) -> None:
                 "kind": ["chat"] * m, "system": [None] * m, "messages": msgs, "text": [None] * m,
                 "instruction": ins, "answer": ans, "lang": [None] * m, "tags": [[]] * m,
                 "source_file": ["bench.jsonl"] * m, "source_row": list(range(s, s + m)),
-                "source_id": [None] * m, "parent_id": [None] * m, "operation": [None] * m, "lineage": [None] * m,
+                "source_id": [None] * m, "parent_id": [None] * m, "operation": [None] * m, "lineage": [None] * m, "tools": [None] * m,
                 "content_hash": [hashlib.sha256(x.encode()).hexdigest() for x in msgs],
             }
             store.insert_arrow(ws.con, pa.table(cols, schema=store.SCHEMA), import_id=None)
