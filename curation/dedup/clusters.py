@@ -31,10 +31,10 @@ UNDO_HANDLER = "curation.dedup:undo_operation"
 _STATUS_RANK = {"approved": 0, "pending": 1, "rejected": 2}
 
 
-def keeper_order(con, member_ids: np.ndarray, labels: np.ndarray, reviewer: set[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of member_ids sorted by (label, keeper policy rank): the first of each label wins.
-    Also each member's tier: members of equal tier tie on policy steps 1-3 (reviewer, status,
-    quality), so only answer length and import order tell them apart."""
+def keeper_rank(con, member_ids: np.ndarray, reviewer: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's rank by the keeper policy (0: the best keeper; distinct ids, distinct ranks)
+    and its tier: members of equal tier tie on policy steps 1-3 (reviewer, status, quality), so
+    only answer length and import order tell them apart."""
     con.register("_members", pa.table({"id": member_ids}))
     try:
         t = con.sql(
@@ -54,9 +54,11 @@ def keeper_order(con, member_ids: np.ndarray, labels: np.ndarray, reviewer: set[
     nflags = t.column("nflags").to_numpy().astype(np.int64)[pos]
     chosen = np.isin(member_ids, np.fromiter(reviewer, dtype=np.int64, count=len(reviewer)))
     # np.lexsort: the last key is the primary one.
-    order = np.lexsort((member_ids, -alen, -judge, nflags, status, ~chosen, labels))
+    order = np.lexsort((member_ids, -alen, -judge, nflags, status, ~chosen))
+    rank = np.empty(member_ids.size, np.int64)
+    rank[order] = np.arange(member_ids.size)
     _, tier = np.unique(np.stack([~chosen, status, nflags, -judge]).T, axis=0, return_inverse=True)
-    return order, tier.reshape(-1)
+    return rank, tier.reshape(-1)
 
 
 def reviewer_keepers(con) -> set[int]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..jobs import Job
 from ..workers import Workers
-from .clusters import Plan, keeper_order, reviewer_keepers
+from .clusters import Plan, keeper_rank, reviewer_keepers
 from .lsh import band_keys, candidate_pairs, group_pairs, lsh_params, unique_pairs
 from .params import DedupParams
 from .signatures import Sigs
@@ -117,22 +117,25 @@ def keeper_clusters(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
     threshold = params.threshold - 1e-9
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     labels_used, split = 0, None
+    rank, tier = keeper_rank(ws.con, data.ids[members], reviewer)
+    cache = PairLookup(data.ids.size)  # pairs computed while splitting (kept apart from the big `lookup`)
     while members.size:
-        order, tier = keeper_order(ws.con, data.ids[members], group, reviewer)
-        members, group, tier = members[order], group[order], tier[order]
+        order = np.lexsort((rank, group))
+        members, group, rank, tier = members[order], group[order], rank[order], tier[order]
         first = np.ones(members.size, dtype=bool)
         first[1:] = group[1:] != group[:-1]
         g = np.cumsum(first) - 1                     # dense group index, keeper first in each
         keeper = members[first][g]
-        sim = pair_similarity(ws, data, params, pool, job, rep, lookup, members, keeper)
+        sim = pair_similarity(ws, data, params, pool, job, rep, (lookup, cache), members, keeper)
         near = sim >= threshold                      # the keeper itself: 1.0
         short = np.unique(g[~near])
         if short.size:
-            keeper = _widest_keeper(ws, data, params, pool, job, rep, lookup, members, g, tier,
+            keeper = _widest_keeper(ws, data, params, pool, job, rep, (lookup, cache), members, g, tier,
                                     np.flatnonzero(first), short, keeper)
             moved = keeper != members[first][g]
             if moved.any():
-                sim[moved] = pair_similarity(ws, data, params, pool, job, rep, lookup, members[moved], keeper[moved])
+                sim[moved] = pair_similarity(ws, data, params, pool, job, rep, (lookup, cache), members[moved],
+                                             keeper[moved])
                 near = sim >= threshold
         n_near = np.bincount(g[near], minlength=int(g[-1]) + 1)
         n_far = np.bincount(g[~near], minlength=int(g[-1]) + 1)
@@ -143,18 +146,19 @@ def keeper_clusters(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
         parts.append((members[take], lab + labels_used, keeper[take], sim[take]))
         labels_used += int(lab.max()) + 1 if lab.size else 0
         again = ~near & (n_far[g] > 1)
-        members, group = members[again], g[again]
+        members, group, rank, tier = members[again], g[again], rank[again], tier[again]
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 0
     return (*(np.concatenate(cols) for cols in zip(*parts)), split or 0)  # type: ignore[return-value]
 
 
 COVERAGE_PAIRS = 1 << 16   # candidate-member pairs estimated per group in _widest_keeper (more: fewer candidates)
-COVERAGE_MARGIN = 0.1      # pairs whose MinHash estimate is this far below the threshold count as not near
+COVERAGE_MARGIN = 0.15     # a pair whose MinHash estimate is this far below the threshold is far (3.7 sd at 0.7)
 
 
 def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
-                   lookup: PairLookup, members: np.ndarray, g: np.ndarray, tier: np.ndarray, starts: np.ndarray,
+                   lookups: tuple[PairLookup, PairLookup], members: np.ndarray, g: np.ndarray, tier: np.ndarray,
+                   starts: np.ndarray,
                    short: np.ndarray, keeper: np.ndarray) -> np.ndarray:
     """Keepers (per member, as `keeper`) where each group in `short` takes the member of its
     keeper's tier that reaches the threshold to the most members of the group (the same
@@ -178,7 +182,7 @@ def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job,
     if not cands:
         return keeper
     a, b = np.concatenate(pair_a), np.concatenate(pair_b)
-    sim = pair_similarity(ws, data, params, pool, job, rep, lookup, members[a], members[b])
+    sim = pair_similarity(ws, data, params, pool, job, rep, lookups, members[a], members[b])
     reach = np.bincount(a[sim >= params.threshold - 1e-9], minlength=members.size)
     keeper = keeper.copy()
     for cand in cands:
@@ -189,24 +193,33 @@ def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job,
 
 
 def pair_similarity(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
-                    lookup: PairLookup, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+                    lookups: tuple[PairLookup, PairLookup], a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Similarity of each pair of positions: 1.0 within an exact group, else that of the groups'
-    representatives, from `lookup` or computed (and added to it)."""
+    representatives, from `lookups` (the run's verified pairs, then a cache) or computed and
+    added to the cache. Pairs not looked up whose MinHash estimate is more than COVERAGE_MARGIN
+    below the threshold get the estimate, not the exact Jaccard: far apart either way."""
     sim = np.ones(a.size, np.float64)
     ra, rb = rep[a], rep[b]
     differ = ra != rb
     if not differ.any():
         return sim
-    found, vals = lookup.get(ra[differ], rb[differ])
-    missing = ~found
-    if missing.any():
-        code = np.minimum(ra[differ][missing], rb[differ][missing]).astype(np.int64) * rep.size \
-            + np.maximum(ra[differ][missing], rb[differ][missing])
-        uniq, inv = np.unique(code, return_inverse=True)
-        ua, ub = uniq // rep.size, uniq % rep.size
-        computed = similarities(ws, params, data.ids[ua], data.ids[ub], data, pool, job)
-        lookup.add(ua, ub, computed)
-        vals[missing] = computed[inv]
+    da, db = ra[differ], rb[differ]
+    verified, cache = lookups
+    found, vals = verified.get(da, db)
+    if not found.all():
+        in_cache, cached = cache.get(da, db)
+        vals = np.where(found, vals, cached)
+        missing = ~found & ~in_cache
+        if missing.any():
+            code = np.minimum(da[missing], db[missing]).astype(np.int64) * rep.size + np.maximum(da[missing], db[missing])
+            uniq, inv = np.unique(code, return_inverse=True)
+            ua, ub = uniq // rep.size, uniq % rep.size
+            computed = (data.sigs[ua] == data.sigs[ub]).mean(axis=1)
+            close = computed >= params.threshold - COVERAGE_MARGIN
+            if params.verify and close.any():
+                computed[close] = similarities(ws, params, data.ids[ua[close]], data.ids[ub[close]], data, pool, job)
+            cache.add(ua, ub, computed)
+            vals[missing] = computed[inv]
     sim[differ] = vals
     return sim
 
