@@ -168,7 +168,7 @@ def format_catch_table(rows: list[dict[str, Any]]) -> str:
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     from benches._ab_data import build
     from curation import browse, review
-    from curation.dedup import find_duplicates
+    from curation.dedup import DedupParams, find_duplicates
     from curation.export import export_split
     from curation.importers import import_paths
     from curation.quality import run_quality
@@ -195,7 +195,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
         imp = import_paths(ws, [raw_path])
         n_imported = ws.count()
         raw_split = export_split(ws, "raw", val=0.0, include="approved+pending", force=True)
-        dd = find_duplicates(ws, threshold=args.dedup_threshold)
+        dd = find_duplicates(ws, DedupParams(threshold=args.dedup_threshold))
         qr = run_quality(ws)
         flagged = browse.ids(ws.con, browse.Filter(flag="*"))
         if flagged:

@@ -83,7 +83,7 @@ def build_workspace(path: Path, n: int, seed: int = 0) -> None:
                 "kind": ["chat"] * m, "system": [None] * m, "messages": msgs, "text": [None] * m,
                 "instruction": ins, "answer": ans, "lang": [None] * m, "tags": [[]] * m,
                 "source_file": ["bench.jsonl"] * m, "source_row": list(range(s, s + m)),
-                "source_id": [None] * m, "parent_id": [None] * m, "operation": [None] * m, "lineage": [None] * m,
+                "source_id": [None] * m, "parent_id": [None] * m, "operation": [None] * m, "lineage": [None] * m, "tools": [None] * m,
                 "content_hash": [hashlib.sha256(x.encode()).hexdigest() for x in msgs],
             }
             store.insert_arrow(ws.con, pa.table(cols, schema=store.SCHEMA), import_id=None)
@@ -111,7 +111,7 @@ def run_ours(path: Path, limit: int | None) -> dict:
     ws.con.execute("CHECKPOINT")
     c0 = _cpu()
     t = time.perf_counter()
-    report = dedup.find_duplicates(ws)
+    report = dedup.find_duplicates(ws, dedup.DedupParams())
     secs = time.perf_counter() - t
     ws.close()
     return {"seconds": secs, "cpu": _cpu() - c0, "samples": report.samples, "clusters": report.clusters, "duplicates": report.duplicates,
@@ -207,7 +207,7 @@ def accuracy(families: int) -> list[tuple[str, float, float, float]]:
         with ws.transaction():
             ids = store.insert_samples(ws.con, [chat(i, a) for i, a, _ in rows])
         for verify in (True, False):
-            dedup.find_duplicates(ws, verify=verify)
+            dedup.find_duplicates(ws, dedup.DedupParams(verify=verify))
             cl = dict(ws.con.execute("SELECT id, cluster_id FROM samples").fetchall())
             out.append((f"studio dedup ({'verified' if verify else '--no-verify'})", *pair_scores([cl[i] for i in ids], truth)))
         ws.close()

@@ -35,6 +35,7 @@ from . import lang
 from . import text_shape as shape
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
+from .workers import Workers, worker_count
 
 CHUNK = 4000
 
@@ -491,8 +492,6 @@ def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_
                 job: Job | None = None, workers: int | None = None) -> QualityReport:
     """Check samples (all, or `sample_ids`) against the rules and replace their flags and values.
     One undoable operation of kind 'quality'."""
-    from .dedup import _worker_count, _Workers
-
     rule_list = _resolve_rules(rules, ws)
     job = job or null_job("quality")
     started = time.monotonic()
@@ -512,7 +511,7 @@ def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_
             sizes.append(len(cols[0]))
             yield (rule_list, *cols)
 
-    with _Workers(_worker_count(workers, total)) as pool:
+    with Workers(worker_count(workers, total)) as pool:
         for values, flags in pool.stream(_measure_chunk, tasks(), job):
             value_parts.append(pa.table(values, schema=_VALUES_SCHEMA))
             flag_parts.append(pa.table(flags, schema=_FLAGS_SCHEMA))

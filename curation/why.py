@@ -34,7 +34,7 @@ from . import shingles as sh
 from .errors import StudioError
 
 DEFAULT_K = 5
-NUM_PERM = 128           # the dedup default (curation.dedup.DEFAULT_NUM_PERM)
+NUM_PERM = 128           # the dedup default (curation.dedup.params.DEFAULT_NUM_PERM)
 SHORTLIST = 64           # up to this many rows sharing a shingle (or 8 * k) are all compared exactly
 SHORT_QUERY = 24         # a query with fewer distinct shingles: every row sharing one is compared exactly
 

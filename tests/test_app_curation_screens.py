@@ -148,6 +148,39 @@ async def test_run_dedup_from_the_screen_with_a_threshold(studio_ws):
     assert json.loads(details)["threshold"] == 0.95
 
 
+async def test_a_chain_of_copies_shows_clusters_whose_members_reach_the_keeper(tmp_path, monkeypatch):
+    """Six copies linked hop by hop (each near the next only), dedup at 0.7 from the screen: two
+    clusters, each member's similarity to its keeper shown beside it, all at 0.70 or above, at 80x24."""
+    from tests.test_dedup import CHAIN_Q, chain_answers, chain_sims
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    answers = chain_answers()
+    sims = chain_sims(answers)
+    with open_workspace(tmp_path / "ws") as ws:
+        a, b, c, d, e, f = insert_samples(ws.con, [chat(CHAIN_Q, ans, lang="en") for ans in answers])
+    app = StudioApp(tmp_path / "ws", screen="duplicates")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("d")
+        await settle(pilot)
+        app.screen.query_one("#dedup-threshold", Input).value = "0.7"
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert [(cl.keeper_id, sorted(m.sample_id for m in cl.members)) for cl in screen.clusters] == [
+            (b, [a, b, c]), (e, [d, e, f])]
+        for i, (keeper, others) in enumerate(((1, (0, 2)), (4, (3, 5)))):
+            screen.cluster_list.highlighted = i
+            await settle(pilot)
+            shown = [plain(screen.members_list.get_option_at_index(k).prompt) for k in range(3)]
+            assert "keeper" in shown[0]
+            for k in others:  # the similarity to the keeper, as the engine computed it
+                assert any(f"{sims[keeper, k]:.2f}" in line for line in shown[1:]), shown
+            assert all(float(line.split()[1]) >= 0.7 for line in shown[1:]), shown
+            low = min(sims[keeper, k] for k in others)
+            assert f"≥{low:.2f}" in plain(screen.cluster_list.get_option_at_index(i).prompt)
+
+
 def test_cjk_differences_are_characters_and_markup_is_shown_as_typed():
     left, right, _ = diff_pair("这是第三个[bold]回答\x1b", "这是第四个[bold]回答\x1b")
     assert [left.plain[s.start:s.end] for s in left.spans] == ["三"]

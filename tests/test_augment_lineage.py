@@ -108,7 +108,7 @@ def _deduped(ws):
     compares new samples with hashed ones only)."""
     from curation import dedup
 
-    return dedup.find_duplicates(ws)
+    return dedup.find_duplicates(ws, dedup.DedupParams())
 
 
 def _rows(ws, op):

@@ -27,7 +27,7 @@ def test_curation_loads_no_ui_or_trainer():
 
     import curation
 
-    mods = [f"curation.{m.name}" for m in pkgutil.walk_packages(curation.__path__) if not m.ispkg]
+    mods = [m.name for m in pkgutil.walk_packages(curation.__path__, "curation.") if not m.ispkg]
     loaded = _loaded_after("; ".join(f"import {m}" for m in mods))
     assert not loaded & {"textual", "studio", "training", "torch", "transformers"}, loaded
 

@@ -249,7 +249,7 @@ def test_rerunning_quality_or_dedup_unchanged_records_nothing(ws_path, capsys):
     with open_workspace(ws_path) as ws:
         last = ws.con.execute("SELECT max(id) FROM operations").fetchone()[0]
         assert quality.run_quality(ws).op_id is None
-        assert dedup.find_duplicates(ws).op_id is None
+        assert dedup.find_duplicates(ws, dedup.DedupParams()).op_id is None
         assert dedup.check_incremental(ws).op_id is None
         c = dedup.list_clusters(ws.con, limit=1)[0]
         other = next(m["sample_id"] for m in c["members"] if not m["keeper"])

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from curation import dedup, review, store
+from curation.dedup import DedupParams, similarity
+from curation.dedup.lsh import candidate_pairs, lsh_params
 from curation.errors import Cancelled, NotFound, StudioError
 from curation.jobs import Job
 from curation.normalize import ROLE_MARKS, exact_key, marked_text, normalize
@@ -105,7 +107,7 @@ def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
             texts.append(t[:cut[0]] + t[cut[0] + 2:])
     h, off = shingle_hashes(texts)
     sigs = signatures(h, off, 128)
-    bands, rows = dedup.lsh_params(0.8, 128)
+    bands, rows = lsh_params(0.8, 128)
     lsh = MinHashLSH(num_perm=128, params=(bands, rows))
     with lsh.insertion_session() as session:
         for i, s in enumerate(sigs):
@@ -115,7 +117,7 @@ def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
         for j in lsh.query(LeanMinHash(seed=1, hashvalues=s, scheme="affine32")):
             if i < j:
                 expected.add((i, j))
-    a, b = dedup.candidate_pairs(sigs, 0.8, 128)
+    a, b = candidate_pairs(sigs, 0.8, 128)
     from scipy.sparse.csgraph import connected_components
     from scipy.sparse import coo_matrix
 
@@ -137,7 +139,7 @@ def test_near_duplicates_are_found_and_hard_negatives_kept_apart(ws, lang):
     (q1, a1), (q2, a2) = NEAR[lang]
     ids = add(ws, chat(q1, a1, source_id="orig"), chat("something unrelated entirely", "完全无关的回答内容，和排序没有关系。"),
               chat(q2, a2, source_id="copy"), chat(q1, OTHER[lang], source_id="same-question-other-answer"))
-    report = dedup.find_duplicates(ws)
+    report = dedup.find_duplicates(ws, DedupParams())
     cs = clusters(ws)
     assert len(cs) == 1, cs
     c = cs[0]
@@ -145,7 +147,7 @@ def test_near_duplicates_are_found_and_hard_negatives_kept_apart(ws, lang):
     assert member_ids(c) == [ids[0], ids[2]]
     sims = {m["sample_id"]: m["similarity"] for m in c["members"]}
     texts = [marked_text([{"role": "user", "content": q}, {"role": "assistant", "content": a}]) for q, a in ((q1, a1), (q2, a2))]
-    exact = dedup._jaccard_chunk(texts, np.array([0]), np.array([1]), 3)[0]
+    exact = similarity.jaccard_chunk(texts, np.array([0]), np.array([1]), 3)[0]
     assert sims[c["keeper_id"]] == 1.0
     assert min(sims.values()) == pytest.approx(exact, abs=1e-4) and exact >= 0.8
     assert report.duplicates == 1
@@ -159,7 +161,7 @@ def test_exact_duplicates_across_fullwidth_punctuation_and_whitespace(ws):
               chat("你好,请介绍一下你自己.", "我是一个乐于助人的助手!"),
               chat("  你好，  请介绍一下你自己。", "我是一个乐于助人的助手！\n"),
               chat("ＨＥＬＬＯ　world", "Hi   THERE"), chat("hello world", "hi there"))
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     cs = sorted(clusters(ws), key=lambda c: c["keeper_id"])
     assert [member_ids(c) for c in cs] == [ids[:3], ids[3:]]
     assert all(c["method"] == "exact" for c in cs)
@@ -169,18 +171,18 @@ def test_exact_duplicates_across_fullwidth_punctuation_and_whitespace(ws):
 def test_fields_instruction_only_and_answer_only(ws):
     ids = add(ws, chat(EN_Q, "Answer one is about sorting things quickly."), chat(EN_Q, "完全不同的第二个回答。"),
               chat("Question A?", ZH_A), chat("Question B, different?", ZH_A))
-    dedup.find_duplicates(ws, fields="instruction")
+    dedup.find_duplicates(ws, DedupParams(fields="instruction"))
     assert [member_ids(c) for c in clusters(ws)] == [ids[:2]]
-    dedup.find_duplicates(ws, fields="answer")
+    dedup.find_duplicates(ws, DedupParams(fields="answer"))
     assert [member_ids(c) for c in clusters(ws)] == [ids[2:]]
     assert clusters(ws)[0]["fields"] == "answer"
 
 
 def test_bad_parameters_are_user_errors(ws):
     with pytest.raises(StudioError, match="threshold"):
-        dedup.find_duplicates(ws, threshold=1.5)
+        dedup.find_duplicates(ws, DedupParams(threshold=1.5))
     with pytest.raises(StudioError, match="fields"):
-        dedup.find_duplicates(ws, fields="everything")
+        dedup.find_duplicates(ws, DedupParams(fields="everything"))
 
 
 # -- keeper policy ------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ def test_keeper_policy_step_by_step(ws):
     a, b, c = add(ws, chat(EN_Q, EN_A), chat(EN_Q, EN_A + " Really."), chat(EN_Q, EN_A + " Really, truly."))
 
     def keeper():
-        dedup.find_duplicates(ws)
+        dedup.find_duplicates(ws, DedupParams())
         (cl,) = clusters(ws)
         assert member_ids(cl) == [a, b, c]
         return cl["keeper_id"], cl["keeper_chosen_by"]
@@ -211,13 +213,13 @@ def test_keeper_policy_step_by_step(ws):
 
 def test_earlier_import_wins_a_tie(ws):
     ids = add(ws, chat("同一个问题？", "同一个回答。"), chat("同一个问题?", "同一个回答."))
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     assert clusters(ws)[0]["keeper_id"] == ids[0]
 
 
 def test_reviewer_choice_survives_rerun_and_undo_restores_each_step(ws):
     ids = add(ws, chat(ZH_Q, ZH_A), chat(*NEAR["zh"][1]))
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     (c,) = clusters(ws)
     policy_keeper = c["keeper_id"]
     other = [i for i in ids if i != policy_keeper][0]
@@ -226,7 +228,7 @@ def test_reviewer_choice_survives_rerun_and_undo_restores_each_step(ws):
     assert (c2["keeper_id"], c2["keeper_chosen_by"], c2["resolved"]) == (other, "reviewer", True)
     sims = {m["sample_id"]: m["similarity"] for m in c2["members"]}
     assert sims[other] == 1.0 and sims[policy_keeper] < 1.0
-    dedup.find_duplicates(ws, threshold=0.75)  # a re-run with other settings keeps the choice
+    dedup.find_duplicates(ws, DedupParams(threshold=0.75))  # a re-run with other settings keeps the choice
     (c3,) = clusters(ws)
     assert (c3["keeper_id"], c3["keeper_chosen_by"]) == (other, "reviewer")
     review.undo(ws)  # the re-run
@@ -241,7 +243,7 @@ def test_reviewer_choice_survives_rerun_and_undo_restores_each_step(ws):
 
 def test_set_keeper_errors(ws):
     ids = add(ws, chat("q", "same answer here"), chat("q", "same answer here"), chat("other", "thing"))
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     cid = clusters(ws)[0]["cluster_id"]
     with pytest.raises(NotFound, match="no duplicate cluster 999"):
         dedup.set_keeper(ws, 999, ids[0])
@@ -252,7 +254,7 @@ def test_set_keeper_errors(ws):
 # -- incremental --------------------------------------------------------------------------------
 def test_incremental_hashes_only_new_samples_and_joins_the_right_cluster(ws):
     first = add(ws, chat(ZH_Q, ZH_A), chat(*NEAR["zh"][1]), chat(EN_Q, EN_A), chat(MIX_Q, MIX_A))
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     (zh_cluster,) = clusters(ws)
     stored = ws.con.execute("SELECT count(*) FROM minhash_signatures").fetchall()[0][0]
     assert stored == 4
@@ -284,29 +286,25 @@ def test_incremental_hashes_only_new_samples_and_joins_the_right_cluster(ws):
 
 def test_edited_sample_gets_a_fresh_signature(ws):
     ids = add(ws, chat(EN_Q, EN_A), chat("unrelated", "text that is not like the other one at all"))
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     assert clusters(ws) == []
     review.edit(ws, ids[1], messages=[{"role": "user", "content": EN_Q}, {"role": "assistant", "content": EN_A + " Indeed."}])
-    report = dedup.find_duplicates(ws)
+    report = dedup.find_duplicates(ws, DedupParams())
     assert report.signatures_computed == 1 and report.signatures_reused == 1
     assert member_ids(clusters(ws)[0]) == ids
 
 
 # -- processes, cancel, CLI -----------------------------------------------------------------------
-def test_worker_pool_gives_the_same_clusters(ws):
+def test_worker_pool_gives_the_same_clusters(ws, monkeypatch):
     from tests._dedup_data import generate
 
     rows = generate(150, seed=3)
     add(ws, *[chat(i, a) for i, a, _ in rows])
-    dedup.find_duplicates(ws, workers=1)
+    dedup.find_duplicates(ws, DedupParams(), workers=1)
     one = [(c["keeper_id"], member_ids(c)) for c in clusters(ws)]
     ws.con.execute("DELETE FROM minhash_signatures")
-    old_chunk = dedup.CHUNK
-    dedup.CHUNK = 64  # several tasks per worker
-    try:
-        report = dedup.find_duplicates(ws, workers=2)
-    finally:
-        dedup.CHUNK = old_chunk
+    monkeypatch.setattr("curation.dedup.signatures.CHUNK", 64)  # several tasks per worker
+    report = dedup.find_duplicates(ws, DedupParams(), workers=2)
     assert report.signatures_computed == len(rows)
     assert [(c["keeper_id"], member_ids(c)) for c in clusters(ws)] == one and one
 
@@ -318,7 +316,7 @@ def test_cancelled_run_leaves_the_workspace_as_it_was(ws):
     job.on_progress = lambda j: j.cancel() if j.done else None
     job.min_interval = 0
     with pytest.raises(Cancelled):
-        dedup.find_duplicates(ws, job=job)
+        dedup.find_duplicates(ws, DedupParams(), job=job)
     assert clusters(ws) == []
     assert ws.con.execute("SELECT count(*) FROM minhash_signatures").fetchall()[0][0] == 0
     assert ws.con.execute("SELECT count(*) FROM operations").fetchall()[0][0] == ops_before
@@ -329,7 +327,7 @@ def test_accuracy_against_exact_jaccard(ws):
 
     rows = generate(400, seed=11)
     ids = add(ws, *[chat(i, a) for i, a, _ in rows])
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     cl = dict(ws.con.execute("SELECT id, cluster_id FROM samples").fetchall())
     texts = [marked_text([{"role": "user", "content": i}, {"role": "assistant", "content": a}]) for i, a, _ in rows]
     truth = truth_clusters(texts, [f for *_, f in rows], 0.8, 3)
@@ -365,7 +363,7 @@ def test_a_translation_and_its_reverse_are_not_near_duplicates(ws):
     en = ("The weather is nice today, so let's take a walk in the park, bring the camera to take some photos, have "
           "lunch at the small restaurant by the lake, and visit the new exhibition at the museum in the afternoon.")
     ids = add(ws, chat("中译英：" + zh, en), chat("英译中：" + en, zh), chat("中译英：" + zh.replace("顺便", "再"), en))
-    dedup.find_duplicates(ws)
+    dedup.find_duplicates(ws, DedupParams())
     assert [member_ids(c) for c in clusters(ws)] == [[ids[0], ids[2]]]  # the edited copy, not the reverse
     u, a = ROLE_MARKS["user"], ROLE_MARKS["assistant"]
     marked = [normalize(u + "中译英:" + zh + "\n" + a + en), normalize(u + "英译中:" + en + "\n" + a + zh)]
@@ -384,3 +382,83 @@ def test_marked_text_is_what_the_database_builds(ws):
     ws.con.execute("UPDATE samples SET messages = ? WHERE id = ?", [json.dumps(msgs, ensure_ascii=False), sid])
     (db_text,) = ws.con.execute(f"SELECT {field_text_sql('sample')} FROM samples s WHERE id = ?", [sid]).fetchall()[0]
     assert db_text == marked_text(msgs, system="be brief")
+
+
+# -- clusters verified against their keeper ---------------------------------------------------------
+CHAIN_Q = "List the words."
+CHAIN_BASE = [f"word{i:02d}" for i in range(60)]
+
+
+def chain_answers():
+    """A~B~C~D~E~F: each hop replaces three words far apart, with shorter words each time (so the
+    policy, longer answer first, ranks them A to F); neighbours stay near, two hops apart do not."""
+    words, out = list(CHAIN_BASE), [" ".join(CHAIN_BASE)]
+    for hop, positions in enumerate(((5, 15, 25), (35, 45, 55), (10, 20, 30), (40, 50, 0), (13, 28, 58))):
+        for k, p in enumerate(positions):
+            words[p] = f"{'bcdef'[hop]}{k}"
+        out.append(" ".join(words))
+    return out
+
+
+def chain_sims(answers):
+    texts = [marked_text([{"role": "user", "content": CHAIN_Q}, {"role": "assistant", "content": a}]) for a in answers]
+    n = len(texts)
+    left, right = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    return similarity.jaccard_chunk(texts, left, right, 3).reshape(n, n)
+
+
+def test_a_chain_splits_into_clusters_whose_members_reach_the_threshold_to_their_keeper(ws):
+    answers = chain_answers()
+    sims = chain_sims(answers)
+    hops = np.abs(np.subtract.outer(np.arange(6), np.arange(6)))
+    assert (sims[hops == 1] >= 0.7).all() and (sims[hops >= 2] < 0.7).all()  # linked hop by hop only
+    a, b, c, d, e, f = add(ws, *[chat(CHAIN_Q, ans) for ans in answers])
+    report = dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    # One chain before; now B keeps A and C (the policy's A would reach B only, and leave C to
+    # pair with D: the member reaching the most of the chain keeps), then E keeps D and F.
+    cs = sorted(clusters(ws), key=lambda cl: cl["keeper_id"])
+    assert [(cl["keeper_id"], member_ids(cl)) for cl in cs] == [(b, [a, b, c]), (e, [d, e, f])]
+    got = {m["sample_id"]: m["similarity"] for cl in cs for m in cl["members"]}
+    assert got == pytest.approx({a: sims[1, 0], b: 1.0, c: sims[1, 2], d: sims[4, 3], e: 1.0, f: sims[4, 5]}, abs=1e-4)
+    assert report.chains_split == 1 and report.clusters == 2 and report.duplicates == 4
+    assert dict(ws.con.execute("SELECT id, duplicate_of FROM samples").fetchall()) == {a: b, b: None, c: b, d: e, e: None, f: e}
+    # The MinHash estimate instead of exact Jaccard (--no-verify) holds its clusters to the same rule.
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7, verify=False))
+    assert all(m["similarity"] >= 0.7 for cl in clusters(ws) for m in cl["members"])
+    # A reviewer's keeper still comes first: A keeps B; C, D, E go on as a chain of their own.
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    dedup.set_keeper(ws, clusters(ws)[0]["cluster_id"], a)
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    cs = sorted(clusters(ws), key=lambda cl: cl["keeper_id"])
+    assert [(cl["keeper_id"], cl["keeper_chosen_by"], member_ids(cl)) for cl in cs] == [
+        (a, "reviewer", [a, b]), (d, "policy", [c, d, e])]
+    assert all(m["similarity"] >= 0.7 for cl in cs for m in cl["members"])
+
+
+def test_a_new_sample_joins_a_cluster_only_when_it_reaches_the_keeper(ws):
+    answers = chain_answers()
+    a, b = add(ws, *[chat(CHAIN_Q, ans) for ans in answers[:2]])
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    assert [(cl["keeper_id"], member_ids(cl)) for cl in clusters(ws)] == [(a, [a, b])]
+    # C links to B (in A's cluster) and to D, but neither reaches A: C and D form their own cluster.
+    near_a, c, d = add(ws, chat(CHAIN_Q, answers[0] + " extra"), *[chat(CHAIN_Q, ans) for ans in answers[2:4]])
+    report = dedup.check_incremental(ws)
+    by_keeper = {cl["keeper_id"]: member_ids(cl) for cl in clusters(ws)}
+    assert by_keeper == {a: sorted([a, b, near_a]), c: [c, d]}
+    assert report.joined_existing == 1 and report.chains_split == 1
+    assert all(m["similarity"] >= 0.7 for cl in clusters(ws) for m in cl["members"])
+
+
+def test_cli_dedup_says_how_many_chains_it_split_and_lists_similarities_to_the_keeper(ws_path, capsys):
+    from curation.workspace import open_workspace
+    from studio.cli import main
+
+    with open_workspace(ws_path) as w:
+        add(w, *[chat(CHAIN_Q, ans) for ans in chain_answers()])
+    assert main(["dedup", "-w", str(ws_path), "--threshold", "0.7", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "1 chains split so that every member reaches 0.7 to its keeper" in out and "2 clusters" in out
+    assert main(["dedup", "-w", str(ws_path), "--threshold", "0.7", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [len(c["members"]) for c in data["clusters"]] == [3, 3]
+    assert all(m["similarity"] >= 0.7 for c in data["clusters"] for m in c["members"])

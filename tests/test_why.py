@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.dedup import find_duplicates
+from curation.dedup import DedupParams, find_duplicates
 from curation.export import export_split
 from curation.importers import import_paths
 from curation.quality import run_quality
@@ -96,7 +96,7 @@ def make_story(tmp_path: Path) -> dict:
         # An edit of the planted row (a fixed typo in the question) before dedup; the answer is kept.
         edit(ws, planted, messages=[{"role": "user", "content": PLANTED_Q.replace("?", " ?")},
                                     {"role": "assistant", "content": PLANTED_A}], reason="spacing before ?")
-        dedup = find_duplicates(ws, workers=1)
+        dedup = find_duplicates(ws, DedupParams(), workers=1)
         quality = run_quality(ws, workers=1)
         split = export_split(ws, "v1", val=0.0, include="approved+pending")
     finally:

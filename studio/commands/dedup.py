@@ -30,12 +30,11 @@ def run(args) -> int:
     job, progress = make_job("dedup", quiet=args.quiet or args.json)
     with open_ws(args) as ws:
         try:
+            params = dedup.DedupParams(args.threshold, args.fields, args.num_perm, args.shingle, args.verify)
             if args.incremental:
-                report = dedup.check_incremental(ws, job=job, threshold=args.threshold, fields=args.fields,
-                                                 num_perm=args.num_perm, shingle=args.shingle, verify=args.verify)
+                report = dedup.check_incremental(ws, job=job, params=params)
             else:
-                report = dedup.find_duplicates(ws, threshold=args.threshold, fields=args.fields, num_perm=args.num_perm,
-                                               shingle=args.shingle, verify=args.verify, job=job)
+                report = dedup.find_duplicates(ws, params, job=job)
         except KeyboardInterrupt:
             progress.finish()
             raise Cancelled("dedup cancelled; the workspace is unchanged") from None
@@ -47,7 +46,9 @@ def run(args) -> int:
         kind = "incremental check" if report.incremental else "dedup"
         out(f"{kind}: {report.samples:,} samples, {report.signatures_computed:,} hashed "
             f"({report.signatures_reused:,} signatures reused), {report.candidate_pairs:,} candidate pairs, "
-            f"{report.verified_pairs:,} at or above {args.threshold}")
+            f"{report.verified_pairs:,} at or above {args.threshold}"
+            + (f"; {report.chains_split:,} chains split so that every member reaches {args.threshold} to its keeper"
+               if report.chains_split else ""))
         out(f"{report.clusters:,} clusters ({report.exact_clusters:,} exact, {report.near_clusters:,} near), "
             f"{report.duplicates:,} samples marked duplicate"
             + (f", {report.joined_existing:,} joined existing clusters" if report.incremental else "")

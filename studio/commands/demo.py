@@ -25,7 +25,7 @@ def sample_data_dir() -> Path:
 
 def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
     """Import the sample files, find duplicates and flag quality problems; returns what happened."""
-    from curation.dedup import find_duplicates
+    from curation.dedup import DedupParams, find_duplicates
     from curation.errors import StudioError
     from curation.export import export_split
     from curation.importers import import_paths
@@ -41,7 +41,7 @@ def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
         progress.finish()  # a live bar is stopped (the cursor shown again) on an error too
     job, progress = make_job("dedup", quiet=quiet)
     try:
-        dedup = find_duplicates(ws, job=job)
+        dedup = find_duplicates(ws, DedupParams(), job=job)
     finally:
         progress.finish()
     job, progress = make_job("quality", quiet=quiet)

@@ -1,7 +1,8 @@
 """Duplicates: walk the clusters dedup found and pick the member that survives.
 
-Left: the clusters (size, method, keeper, who chose it, resolved) and the selected cluster's members
-with their similarity to the keeper. Right: the keeper and the member under the cursor side by
+Left: the clusters (size, method, the least similarity of a member to the keeper, keeper, resolved)
+and the selected cluster's members with their similarity to the keeper (every member reaches the
+dedup threshold to its keeper: curation.dedup splits chains). Right: the keeper and the member under the cursor side by
 side, their differences highlighted (studio/widgets/text_diff.py). `k` makes the member under the
 cursor the keeper (`curation.dedup.set_keeper` on the writer thread: one undoable operation, kept
 by later dedup runs); `n`/`p` move between clusters; `d` runs dedup as a job after asking for the
@@ -58,6 +59,12 @@ class Cluster:
     resolved: bool
     members: tuple[Member, ...]
 
+    @property
+    def lowest_similarity(self) -> float | None:
+        """The least similar member's similarity to the keeper (every member reaches the threshold)."""
+        sims = [m.similarity for m in self.members if not m.keeper and m.similarity is not None]
+        return min(sims) if sims else None
+
 
 MORE_WITHIN = 20  # load the next page when the cursor is this close to the end of the loaded ones
 
@@ -91,6 +98,9 @@ def cluster_label(c: Cluster) -> Text:
     t.append("✓ " if c.resolved else "• ", style="green" if c.resolved else "yellow")
     t.append(f"#{c.id}", style="bold")
     t.append(f" {c.size}× {c.method}")
+    low = c.lowest_similarity
+    if low is not None and low < 1.0:
+        t.append(f" ≥{low:.2f}")  # members' least similarity to the keeper
     t.append(f"  keep #{c.keeper_id}", style="dim")
     return t
 
@@ -410,7 +420,7 @@ class DuplicatesScreen(Screen):
                             f"(threshold {threshold:g}; {op_note(result.op_id)})", title="dedup")
             self.reload()
 
-        run_engine_job(self.app, "dedup", dedup.find_duplicates, threshold=threshold, fields=fields, on_done=done)
+        run_engine_job(self.app, "dedup", dedup.find_duplicates, dedup.DedupParams(threshold, fields), on_done=done)
 
     async def action_open_review(self) -> None:
         c = self.current_cluster

@@ -1,0 +1,173 @@
+"""The signature store: per-sample exact keys, shingle counts and MinHash signatures.
+
+Signatures are computed in bulk (numpy, datasketch's affine32 scheme) in worker processes and
+stored in minhash_signatures keyed by DedupParams.signature_key and the sample's content_hash,
+so re-runs and incremental checks only hash samples that are new or edited. Only the main
+process touches DuckDB.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .. import normalize as norm
+from .. import shingles as sh
+from ..jobs import Job
+from ..workers import Workers, worker_count
+from .params import DedupParams
+
+CHUNK = 4000            # samples per worker task (a few MB of text)
+
+
+# -- worker side (no DuckDB here) ------------------------------------------------------------------
+def hash_chunk(texts: Sequence[str], shingle: int, num_perm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(exact keys, signatures, shingle counts) of raw texts."""
+    normalized = [norm.normalize(t) for t in texts]
+    keys = np.fromiter((norm.exact_key(t) if t else 0 for t in normalized), dtype=np.int64, count=len(normalized))
+    hashes, offsets = sh.shingle_hashes(normalized, shingle)
+    sigs = sh.signatures(hashes, offsets, num_perm)
+    return keys, sigs, np.diff(offsets).astype(np.int32)
+
+
+# -- main process ---------------------------------------------------------------------------------
+@dataclass
+class Sigs:
+    """Per-sample hashing results, sorted by sample id."""
+
+    ids: np.ndarray
+    keys: np.ndarray
+    sigs: np.ndarray
+    counts: np.ndarray
+    computed: np.ndarray  # bool: hashed in this run (to store)
+    hashes: pa.Array | None = None  # content_hash of each sample (to store with new signatures)
+
+    def index_of(self, sample_ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ids, sample_ids)
+
+    def take(self, mask: np.ndarray) -> "Sigs":
+        """The rows where `mask` holds (without content hashes)."""
+        return Sigs(self.ids[mask], self.keys[mask], self.sigs[mask], self.counts[mask], self.computed[mask])
+
+
+def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = None) -> Sigs:
+    sql = ("SELECT m.sample_id, m.exact_key, m.shingles, m.signature FROM minhash_signatures m "
+           "JOIN samples s ON s.id = m.sample_id AND s.content_hash = m.content_hash WHERE m.params = ?")
+    args: list[Any] = [params.signature_key]
+    if only_ids is not None:
+        sql += " AND m.sample_id IN (SELECT unnest(?))"
+        args.append(only_ids.tolist())
+    t = con.sql(sql + " ORDER BY m.sample_id", params=args).to_arrow_table()
+    n = t.num_rows
+    ids = t.column(0).to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+    sigs = np.zeros((0, params.num_perm), np.uint32)
+    if n:
+        # Read the BLOBs straight from Arrow's buffers: every signature has the same length, so
+        # a chunk's data buffer is already the (rows, num_perm) matrix.
+        parts = []
+        for chunk in t.column(3).chunks:
+            if len(chunk) == 0:
+                continue
+            odt = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+            off = np.frombuffer(chunk.buffers()[1], dtype=odt)[chunk.offset:chunk.offset + len(chunk) + 1]
+            raw = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[off[0]:off[-1]]
+            parts.append(raw.view(np.uint32).reshape(len(chunk), params.num_perm))
+        sigs = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+    return Sigs(
+        ids=ids,
+        keys=t.column(1).to_numpy().astype(np.int64) if n else np.zeros(0, np.int64),
+        sigs=sigs,
+        counts=t.column(2).to_numpy().astype(np.int32) if n else np.zeros(0, np.int32),
+        computed=np.zeros(n, dtype=bool),
+    )
+
+
+def _missing_sql(params: DedupParams, restrict: bool) -> str:
+    sql = (f"SELECT s.id, s.content_hash, {norm.field_text_sql(params.fields)} AS t FROM samples s "
+           "WHERE NOT EXISTS (SELECT 1 FROM minhash_signatures m WHERE m.sample_id = s.id "
+           "AND m.params = ? AND m.content_hash = s.content_hash)")
+    if restrict:
+        sql += " AND s.id IN (SELECT unnest(?))"
+    return sql + " ORDER BY s.id"
+
+
+def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only_ids: np.ndarray | None,
+                    pool_holder: list) -> Sigs:
+    """Hash the samples (all, or `only_ids`) without a valid stored signature. The pool it starts
+    is appended to `pool_holder` (the caller reuses it for verification and closes it)."""
+    con = ws.con
+    args: list[Any] = [params.signature_key]
+    if only_ids is not None:
+        args.append(only_ids.tolist())
+    todo = int(con.execute(f"SELECT count(*) FROM ({_missing_sql(params, only_ids is not None)})", args).fetchall()[0][0])
+    job.set_message(f"hashing {todo:,} samples")
+    pool = Workers(worker_count(workers, todo))
+    pool_holder.append(pool)
+    ids_parts: list[np.ndarray] = []
+    hash_parts: list[pa.Array] = []
+
+    def tasks() -> Iterator[tuple]:
+        reader = con.sql(_missing_sql(params, only_ids is not None), params=args).to_arrow_reader(CHUNK)
+        for batch in reader:
+            ids_parts.append(batch.column(0).to_numpy().astype(np.int64))
+            hash_parts.append(batch.column(1))
+            yield (batch.column(2).to_pylist(), params.shingle, params.num_perm)
+
+    # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
+    # concatenate would hold them twice.
+    keys = np.zeros(todo, np.int64)
+    sigs = np.empty((todo, params.num_perm), np.uint32)
+    counts = np.zeros(todo, np.int32)
+    done = 0
+    for k, s, c in pool.stream(hash_chunk, tasks(), job):
+        if done + k.size > todo:  # samples added meanwhile (another thread): grow
+            extra = done + k.size - todo
+            keys = np.concatenate([keys, np.zeros(extra, np.int64)])
+            sigs = np.concatenate([sigs, np.empty((extra, params.num_perm), np.uint32)])
+            counts = np.concatenate([counts, np.zeros(extra, np.int32)])
+            todo += extra
+        keys[done:done + k.size] = k
+        sigs[done:done + k.size] = s
+        counts[done:done + k.size] = c
+        done += k.size
+        job.advance(len(k))
+    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
+    hashes = pa.concat_arrays(hash_parts) if hash_parts else pa.array([], pa.string())
+    return Sigs(ids, keys[:done], sigs[:done], counts[:done], np.ones(done, dtype=bool), hashes)
+
+
+def merge(a: Sigs, b: Sigs) -> Sigs:
+    """Both sets of rows, sorted by sample id (without content hashes)."""
+    if a.ids.size == 0:
+        return b
+    if b.ids.size == 0:
+        return a
+    ids = np.concatenate([a.ids, b.ids])
+    order = np.argsort(ids, kind="stable")
+    return Sigs(ids[order], np.concatenate([a.keys, b.keys])[order], np.concatenate([a.sigs, b.sigs])[order],
+                np.concatenate([a.counts, b.counts])[order], np.concatenate([a.computed, b.computed])[order])
+
+
+def store_signatures(con, params: DedupParams, data: Sigs) -> None:
+    """Store the signatures computed in this run (replacing stale ones of the same samples)."""
+    new = np.flatnonzero(data.computed)
+    if new.size == 0:
+        return
+    ids = data.ids[new]
+    con.execute("DELETE FROM minhash_signatures WHERE params = ? AND sample_id IN (SELECT unnest(?))",
+                [params.signature_key, ids.tolist()])
+    sigs = data.sigs if new.size == data.ids.size else data.sigs[new]
+    sigs = np.ascontiguousarray(sigs)  # no copy when already contiguous
+    width = params.num_perm * 4
+    # Zero-copy: Arrow wraps the numpy buffer as fixed-size binary values; DuckDB stores BLOBs.
+    blob = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), new.size, [None, pa.py_buffer(sigs)])
+    tbl = pa.table({"sample_id": ids, "content_hash": data.hashes, "exact_key": data.keys[new],
+                    "shingles": data.counts[new], "signature": blob})
+    con.register("_sigs", tbl)
+    try:
+        con.execute("INSERT INTO minhash_signatures (sample_id, params, content_hash, exact_key, shingles, signature) "
+                    "SELECT sample_id, ?, content_hash, exact_key, shingles, signature FROM _sigs", [params.signature_key])
+    finally:
+        con.unregister("_sigs")
