@@ -35,21 +35,23 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import StudioError
+from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql
+from .manifest import (LINEAGE_COLUMNS, LINEAGE_FILE, PARTS, SCHEMA_VERSION, FileEntry, Lineage, Manifest, Settings,
+                       Skipped, read_manifest, split_rows)
 
 FORMATS = ("messages", "alpaca", "sharegpt", "openai")
 TARGETS = ("jsonl", "parquet", "hf")
 INCLUDES = {"approved": ("approved",), "approved+pending": ("approved", "pending")}
-SCHEMA_VERSION = 2  # of manifest.json; 1 had no schema_version key (docs/contracts.md)
-PARTS = ("train", "val")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_BATCH = 10_000
 _SHOWN_PROBLEMS = 20  # problem lines in a refusal; the rest are counted
 
 
@@ -60,48 +62,6 @@ def _created_by() -> str:
         return f"studio {version('finetune-studio')}"
     except Exception:  # not installed as a distribution (a source checkout)
         return "studio"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The split as written: `path` is its folder, `data` the manifest.json content."""
-
-    path: Path
-    data: dict[str, Any]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return self.data["counts"]
-
-    def sample_ids(self, part: str) -> list[int]:
-        return [r["sample_id"] for r in self.data["rows"][part]]
-
-    def file(self, part: str, kind: str = "chat") -> dict[str, Any] | None:
-        """The `files` entry of `part` (train or val) holding `kind` (chat or text) rows, if written."""
-        return self.data["files"].get(part if kind == "chat" else f"{part}.text")
-
-    @property
-    def text_rows(self) -> dict[str, int]:
-        """Raw-text rows per part (they are in the `.text` files, not in the chat files)."""
-        return {p: (self.file(p, "text") or {}).get("rows", 0) for p in PARTS}
-
-    def notes(self) -> list[str]:
-        """What the export summary adds to the counts: where raw text went, what was left out."""
-        out = []
-        text = self.text_rows
-        if sum(text.values()):
-            where = " and ".join(f"{self.file(p, 'text')['path']} ({text[p]:,})" for p in PARTS if text[p])
-            n = sum(text.values())
-            out.append(f"{n:,} raw-text sample{'s' if n != 1 else ''} went to {where}: OpenAI and LLaMA-Factory chat formats "
-                       "can't hold them (studio trains them with the chat rows; LLaMA-Factory: --stage pt with "
-                       f"dataset {self.data['name']}_text{'' if text['train'] else '_val'})")
-        skipped = self.data.get("skipped") or []
-        if skipped:
-            why = ("they break OpenAI's fine-tuning format" if self.data["format"] == "openai"
-                   else f"{self.data['format']} rows can't hold them")
-            out.append(f"{len(skipped):,} row{'s' if len(skipped) != 1 else ''} left out (--skip-invalid): {why}; "
-                       "manifest.json 'skipped' lists them")
-        return out
 
 
 # -- one line per sample, in each format ----------------------------------------------------------
@@ -268,13 +228,14 @@ def check_openai_file(path: str | os.PathLike[str], sample_ids: list[int] | None
 def _manifest_ids(p: Path) -> list[int] | None:
     """The sample ids of a split's chat file `p`, line by line, from its manifest (None if none)."""
     try:
-        m = json.loads((p.parent / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        m = read_manifest(p.parent)
+        rows = split_rows(p.parent, m)
+    except StudioError:
         return None
     for key, entry in (m.get("files") or {}).items():
         if isinstance(entry, dict) and entry.get("path") == p.name and entry.get("kind", "chat") == "chat":
             part = entry.get("part", key)
-            return [r.get("sample_id") for r in ((m.get("rows") or {}).get(part) or [])][:entry.get("rows", 0)]
+            return [r.get("sample_id") for r in (rows.get(part) or [])][:entry.get("rows", 0)]
     return None
 
 
@@ -329,20 +290,6 @@ def preview_counts(con: duckdb.DuckDBPyConnection, val: float = 0.1, seed: int =
     return {"rows": n, "train": n - k, "val": k, "seed": seed, "include": include,
             "excluded": {"rejected": rejected, "duplicates": dups,
                          "pending": 0 if include == "approved+pending" else pending}}
-
-
-def _rows(con: duckdb.DuckDBPyConnection, include: str) -> Iterator[tuple]:
-    where, params = _where(include)
-    has_tools = "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description}
-    res = con.execute(
-        f"""SELECT id, kind, system, messages, text, source_id, source_file, source_row,
-                   {'tools' if has_tools else 'NULL'} AS tools
-            FROM samples WHERE {where} ORDER BY id""", params)
-    while True:
-        batch = res.fetchmany(_BATCH)
-        if not batch:
-            return
-        yield from batch
 
 
 # -- containers: jsonl, parquet, hf ----------------------------------------------------------------
@@ -473,39 +420,152 @@ def _check_name(name: str) -> None:
         )
 
 
-class _Writer:
-    """The JSONL files of one export: `train`, `val` (chat rows) and, once a raw-text row comes,
-    `train.text` and `val.text`. Counts rows, hashes bytes and notes which keys the rows have."""
+class _Written:
+    """The JSONL files of one export: `train`, `val` (chat rows) and, when the split holds raw
+    text, `train.text` and `val.text`: rows, sha256, the keys the rows have, whether any chat row
+    uses tools."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.files: dict[str, Any] = {}
+    def __init__(self) -> None:
         self.rows: dict[str, int] = {}
-        self.tool_use = False  # some chat row has tool calls, tool turns, weights or tools
-        self.hashes: dict[str, Any] = {}
+        self.sha256: dict[str, str] = {}
         self.keys: dict[str, set[str]] = {}
-        for part in PARTS:
-            self._open(part)
+        self.tool_use = False
 
-    def _open(self, key: str) -> None:
-        self.files[key] = open(self.folder / f"{key}.jsonl", "wb")
-        self.rows[key], self.hashes[key], self.keys[key] = 0, hashlib.sha256(), set()
 
-    def write(self, key: str, rec: dict[str, Any]) -> int:
-        """Append `rec` to file `key`; its line number there."""
-        if key not in self.files:
-            for part in PARTS:  # both text files, so the val one exists (empty) like val.jsonl
-                self._open(f"{part}.text")
-        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
-        self.files[key].write(line)
-        self.hashes[key].update(line)
-        self.keys[key].update(rec)
-        self.rows[key] += 1
-        return self.rows[key]
+_ROWS = "_export_rows"  # the temporary table of one export: every row, its part, file, line and JSON text
+_PLAIN_TURN = '[{"role": "user", "content": '  # how every stored messages text starts (json.dumps)
+_EXTRA_KEYS = ('"tool_calls":', '"tool_call_id":', '"name":', '"weight":')  # structural only: a quote in content is escaped
 
-    def close(self) -> None:
-        for f in self.files.values():
-            f.close()
+
+def _line_sql(fmt: str) -> str:
+    """SQL for the JSON line of a row that `_plain_sql` says SQL can write, equal to
+    json.dumps(format_row(...), ensure_ascii=False)."""
+    sys_ = "(system IS NOT NULL AND system <> '')"
+    js = json_string_sql
+    first, second = js("json_extract_string(m, '$[0].content')"), js("json_extract_string(m, '$[1].content')")
+    if fmt in ("messages", "openai"):
+        body = (f"CASE WHEN {sys_} THEN '[{{\"role\": \"system\", \"content\": ' || {js('system')} || '}}, ' || m[2:] "
+                "ELSE m END")
+        chat = f"'{{\"messages\": ' || {body} || '}}'"
+    elif fmt == "alpaca":
+        chat = (f"'{{\"instruction\": ' || {first} || ', \"input\": \"\", \"output\": ' || {second} "
+                f"|| CASE WHEN {sys_} THEN ', \"system\": ' || {js('system')} ELSE '' END || '}}'")
+    else:  # sharegpt
+        chat = (f"'{{\"conversations\": [' || CASE WHEN {sys_} THEN '{{\"from\": \"system\", \"value\": ' || {js('system')} "
+                f"|| '}}, ' ELSE '' END || '{{\"from\": \"human\", \"value\": ' || {first} "
+                f"|| '}}, {{\"from\": \"gpt\", \"value\": ' || {second} || '}}]}}'")
+    text = "'{\"text\": ' || " + js("coalesce(text, '')") + " || '}'"
+    return f"CASE WHEN kind = 'text' THEN {text} ELSE {chat} END"
+
+
+def _plain_sql(fmt: str) -> str:
+    """SQL: the row is one SQL writes (raw text, or a chat without tool use whose messages text is
+    as json.dumps stores it; one user/assistant pair for alpaca and sharegpt rows, no blank turn
+    for openai rows). The others go through format_row in Python, as before."""
+    plain_chat = (f"kind = 'chat' AND tools IS NULL AND starts_with(m, '{_PLAIN_TURN}') AND NOT ("
+                  + " OR ".join(f"contains(m, '{k}')" for k in _EXTRA_KEYS) + ")")
+    if fmt in ("alpaca", "sharegpt"):
+        plain_chat += " AND json_array_length(m) = 2"
+    if fmt == "openai":
+        plain_chat += (" AND NOT list_bool_or(list_transform(json_extract_string(m, '$[*].content'), "
+                       f"lambda c: c IS NULL OR regexp_full_match(c, '[{SQL_WHITESPACE}]*')))")
+    return f"(kind = 'text' OR ({plain_chat}))"
+
+
+def _stage_rows(con: duckdb.DuckDBPyConnection, fmt: str, include: str, val: float, seed: int) -> dict[str, int]:
+    """Fill the temporary table `_ROWS`: every sample that goes into the split with its part (the
+    val_size() samples with the smallest seeded sha256 of their id go to val, as `assign` picks
+    them), file key, position in that file, and its JSON line where SQL can write it (NULL: Python
+    writes it). Rows per file key."""
+    where, params = _where(include)
+    n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
+    k = val_size(int(n), val)
+    has_tools = "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description}
+    con.execute(f"DROP TABLE IF EXISTS {_ROWS}")
+    has_system = "kind = 'chat' AND plain AND system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
+    con.execute(f"""
+        CREATE TEMPORARY TABLE {_ROWS} AS
+        WITH picked AS (
+            SELECT id, kind, system, CAST(messages AS VARCHAR) AS m, text, source_id, source_file, source_row,
+                   {'CAST(tools AS VARCHAR)' if has_tools else 'NULL::VARCHAR'} AS tools,
+                   row_number() OVER (ORDER BY sha256(CAST(? AS VARCHAR) || ':' || CAST(id AS VARCHAR))) <= ? AS is_val
+            FROM samples WHERE {where}
+        ), keyed AS (
+            SELECT *, CASE WHEN is_val THEN 'val' ELSE 'train' END AS part,
+                   CASE WHEN is_val THEN 'val' ELSE 'train' END || CASE WHEN kind = 'text' THEN '.text' ELSE '' END AS file,
+                   {_plain_sql(fmt)} AS plain
+            FROM picked
+        )
+        SELECT id, kind, part, file, source_id, source_file, source_row, plain,
+               row_number() OVER (PARTITION BY file ORDER BY id) AS pos,
+               CASE WHEN plain THEN {_line_sql(fmt)} END AS line,
+               CASE WHEN plain THEN NULL ELSE system END AS system,
+               CASE WHEN plain THEN NULL ELSE m END AS m,
+               CASE WHEN plain THEN NULL ELSE text END AS text,
+               CASE WHEN plain THEN NULL ELSE tools END AS tools,
+               {has_system} AS has_system
+        FROM keyed""", [str(seed), k, *params])
+    return dict(con.execute(f"SELECT file, count(*) FROM {_ROWS} GROUP BY file").fetchall())
+
+
+def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, out: _Written
+                 ) -> tuple[list[tuple[int, str, int, list[str]]], list[tuple[int, str]]]:
+    """format_row (and OpenAI's check) for the rows SQL does not write: the refused ones as (id,
+    part, position in its file, problems), and (id, JSON line) of the others."""
+    bad: list[tuple[int, str, int, list[str]]] = []
+    lines: list[tuple[int, str]] = []
+    res = con.execute(f"SELECT id, kind, part, file, pos, system, m, text, tools FROM {_ROWS} WHERE NOT plain ORDER BY id")
+    while batch := res.fetchmany(10_000):
+        for sid, kind, part, file, pos, system, messages, text, tools in batch:
+            turns = json.loads(messages) if messages else []
+            tools = json.loads(tools) if isinstance(tools, str) else tools
+            try:
+                rec = format_row(fmt, kind, system, turns, text, tools)
+                problems = openai_problems(rec) if fmt == "openai" and kind != "text" else []
+            except Unfit as exc:
+                rec, problems = None, [f"{exc} (export --format messages or openai keeps it)"]
+            if kind != "text" and _has_tool_use(turns, tools):
+                out.tool_use = True
+            if problems:
+                bad.append((int(sid), part, int(pos), problems))
+                continue
+            out.keys.setdefault(file, set()).update(rec)
+            lines.append((int(sid), json.dumps(rec, ensure_ascii=False)))
+    return bad, lines
+
+
+def _write_jsonl(con: duckdb.DuckDBPyConnection, file: str, dest: Path) -> tuple[int, str]:
+    """Write file `file`'s lines, in id order, to `dest` straight from Arrow's string buffers (no
+    Python string per row); (rows, sha256)."""
+    digest = hashlib.sha256()
+    rows = 0
+    reader = con.sql(f"SELECT line || chr(10) AS line FROM {_ROWS} WHERE file = ? ORDER BY id",
+                     params=[file]).to_arrow_reader(100_000)
+    with open(dest, "wb") as f:
+        for batch in reader:
+            arr = batch.column(0)
+            if arr.null_count:
+                raise RuntimeError(f"export: {arr.null_count} rows of {file} have no line")
+            if not pa.types.is_large_string(arr.type):
+                arr = arr.cast(pa.large_string())
+            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+            data = memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])] if len(arr) else b""
+            f.write(data)
+            digest.update(data)
+            rows += len(arr)
+    return rows, digest.hexdigest()
+
+
+def _write_lineage(con: duckdb.DuckDBPyConnection, dest: Path) -> tuple[int, str]:
+    """The lineage sidecar: each row's part, file, line, sample and source, in file order (train
+    then val, each part's chat file before its text file)."""
+    table = con.sql(f"""
+        SELECT part, file, CAST(row_number() OVER (PARTITION BY file ORDER BY id) AS BIGINT) AS line,
+               CAST(id AS BIGINT) AS sample_id, source_id, source_file, CAST(source_row AS BIGINT) AS source_row
+        FROM {_ROWS} ORDER BY part = 'val', file LIKE '%.text', id""").to_arrow_table()
+    table = table.select(list(LINEAGE_COLUMNS))
+    pq.write_table(table, dest, compression="zstd")
+    return table.num_rows, _sha256_file(dest)
 
 
 def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str = "messages",
@@ -526,12 +586,10 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         raise StudioError(f"split {name!r} already exists at {split_dir}. Pass --force to replace it, or choose another name.")
     con = ws.con
     where, params = _where(include)
-    ids = [r[0] for r in con.execute(f"SELECT id FROM samples WHERE {where} ORDER BY id", params).fetchall()]
-    if not ids:
+    if not con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]:
         hint = ("approve samples first (studio approve ID..., or in the review screen) or pass --include approved+pending"
                 if include == "approved" else "import samples and leave some not rejected")
         raise StudioError(f"no samples to export into {name!r}: none is {' or '.join(INCLUDES[include])} and not a duplicate; {hint}.")
-    val_ids = assign(ids, val, seed)
     last_op = ws.last_operation_id()
 
     ws.splits_dir.mkdir(parents=True, exist_ok=True)
@@ -543,67 +601,59 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
     try:
         stage = tmp if target == "jsonl" else tmp / ".jsonl"
         stage.mkdir(exist_ok=True)
-        meta: dict[str, list[dict[str, Any]]] = {key: [] for key in ("train", "val", "train.text", "val.text")}
-        problems: list[str] = []
-        refused = {"train": 0, "val": 0}  # chat rows not written, for the line numbers of the problems
-        skipped: list[dict[str, Any]] = []
-        out = _Writer(stage)
+        out = _Written()
         try:
-            for sid, kind, system, messages, text, source_id, source_file, source_row, tools in _rows(con, include):
-                part = "val" if sid in val_ids else "train"
-                key = f"{part}.text" if kind == "text" else part
-                turns = json.loads(messages) if messages else []
-                tools = json.loads(tools) if isinstance(tools, str) else tools
+            per_file = _stage_rows(con, format, include, val, seed)
+            bad, lines = _python_rows(con, format, out)
+            problems = [f"{part}.jsonl:{pos} (sample {sid}): {b}" for sid, part, pos, bs in bad for b in bs]
+            if problems and not skip_invalid:
+                shown = problems[:_SHOWN_PROBLEMS]
+                more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
+                what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
+                raise StudioError(
+                    f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
+                    "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
+            if bad and len(bad) == sum(per_file.values()):
+                raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
+                                  "fix those samples or export another format.")
+            skipped = [Skipped(sample_id=sid, part=part, problems=bs) for sid, part, _, bs in bad]  # type: ignore[arg-type]
+            if bad:
+                con.execute(f"DELETE FROM {_ROWS} WHERE id IN (SELECT unnest(?))", [[b[0] for b in bad]])
+            if lines:
+                incoming = pa.table({"id": pa.array([i for i, _ in lines], pa.int64()),
+                                     "line": pa.array([t for _, t in lines], pa.large_string())})
+                con.register("_export_lines", incoming)
                 try:
-                    rec = format_row(format, kind, system, turns, text, tools)
-                    bad = openai_problems(rec) if format == "openai" and kind != "text" else []
-                except Unfit as exc:
-                    rec, bad = None, [f"{exc} (export --format messages or openai keeps it)"]
-                if kind != "text" and _has_tool_use(turns, tools):
-                    out.tool_use = True
-                if bad:
-                    if skip_invalid:
-                        skipped.append({"sample_id": int(sid), "part": part, "problems": bad})
-                    else:
-                        at = f"{part}.jsonl:{out.rows[key] + refused[part] + 1} (sample {sid})"
-                        problems += [f"{at}: {b}" for b in bad]
-                    refused[part] += 1
-                    continue
-                out.write(key, rec)
-                meta[key].append({"sample_id": int(sid), "source_id": source_id, "source_file": source_file,
-                                  "source_row": source_row})
+                    con.execute(f"UPDATE {_ROWS} SET line = l.line FROM _export_lines l WHERE {_ROWS}.id = l.id")
+                finally:
+                    con.unregister("_export_lines")
+            text_files = any(f.endswith(".text") for f in per_file)
+            for file in [*PARTS, *([f"{p}.text" for p in PARTS] if text_files else [])]:
+                out.rows[file], out.sha256[file] = _write_jsonl(con, file, stage / f"{file}.jsonl")
+                out.keys.setdefault(file, set())
+                if format == "alpaca" and file in PARTS:
+                    plain, with_system = con.execute(
+                        f"SELECT count(*) FILTER (WHERE plain), count(*) FILTER (WHERE has_system) FROM {_ROWS} WHERE file = ?",
+                        [file]).fetchall()[0]
+                    out.keys[file].update(("instruction", "input", "output") if plain else ())
+                    out.keys[file].update(("system",) if with_system else ())
+                elif file.endswith(".text") and out.rows[file]:
+                    out.keys[file].add("text")
+            lineage_rows, lineage_sha = _write_lineage(con, tmp / LINEAGE_FILE)
         finally:
-            out.close()
-        if problems:
-            shown = problems[:_SHOWN_PROBLEMS]
-            more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
-            what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
-            raise StudioError(
-                f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
-                "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
-        if not any(out.rows.values()):
-            raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(skipped):,}; "
-                              "fix those samples or export another format.")
+            con.execute(f"DROP TABLE IF EXISTS {_ROWS}")
         files = _finish_files(out, stage, tmp, format, target)
         counts = {p: out.rows[p] + out.rows.get(f"{p}.text", 0) for p in PARTS}
-        settings: dict[str, Any] = {"val": val, "seed": seed, "format": format, "include": include, "target": target}
-        data: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "name": name,
-            "format": format,
-            "target": target,
-            "created_by": _created_by(),
-            "settings": settings,
-            "last_operation_id": last_op,
-            "counts": counts,
-            "files": {key: {k: v for k, v in entry.items() if not k.startswith("_")} for key, entry in files.items()},
-            # each part's rows in file order: the chat file's rows, then the text file's
-            "rows": {p: meta[p] + meta[f"{p}.text"] for p in PARTS},
-        }
-        if skip_invalid:
-            settings["skip_invalid"] = True
-            data["skipped"] = skipped
-        (tmp / "manifest.json").write_text(json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        manifest = Manifest(
+            name=name, format=format, target=target, created_by=_created_by(),
+            settings=Settings(val=val, seed=seed, format=format, include=include, target=target,
+                              skip_invalid=True if skip_invalid else None),
+            last_operation_id=last_op, counts=counts,
+            files={key: FileEntry(**{k: v for k, v in entry.items() if not k.startswith("_")}) for key, entry in files.items()},
+            lineage=Lineage(path=LINEAGE_FILE, rows=lineage_rows, sha256=lineage_sha),
+            skipped=skipped if skip_invalid else None)
+        manifest.write(tmp)
+        data = manifest.data
         lf = llamafactory_info(name, format, files, out.keys, out.tool_use)
         (tmp / "dataset_info.json").write_text(json.dumps(lf, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(split_readme(data, lf, out.tool_use), encoding="utf-8")
@@ -619,17 +669,17 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Manifest(split_dir, data)
+    return manifest.at(split_dir)
 
 
-def _finish_files(out: _Writer, stage: Path, dest: Path, fmt: str, target: str) -> dict[str, dict[str, Any]]:
+def _finish_files(out: _Written, stage: Path, dest: Path, fmt: str, target: str) -> dict[str, dict[str, Any]]:
     """Put the staged JSONL files into the target's container in `dest`; the `files` entries of the
     manifest (keys starting with `_` are for dataset_info.json only: the file LLaMA-Factory reads)."""
     kinds = {key: ("text" if key.endswith(".text") else "chat") for key in out.rows}
     files: dict[str, dict[str, Any]] = {}
     if target == "jsonl":
         for key, kind in kinds.items():
-            files[key] = {"path": f"{key}.jsonl", "rows": out.rows[key], "sha256": out.hashes[key].hexdigest(),
+            files[key] = {"path": f"{key}.jsonl", "rows": out.rows[key], "sha256": out.sha256[key],
                           "kind": kind, "part": key.split(".")[0], "_read": f"{key}.jsonl"}
         return files
     parquet_dir = dest if target == "parquet" else stage
@@ -811,17 +861,6 @@ def _axolotl(rel: str, fmt: str, target: str, files: dict[str, dict[str, Any]], 
             out += source + ["    type: chat_template", "    field_messages: messages",
                              "    message_property_mappings:", "      role: role", "      content: content"]
     return out
-
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest.json of the split folder `path`."""
-    p = Path(path) / "manifest.json"
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudioError(f"{p} does not exist: is {path} a split folder (studio export NAME writes one)?") from None
-    except json.JSONDecodeError as exc:
-        raise StudioError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
 
 
 def list_splits(ws) -> list[dict[str, Any]]:

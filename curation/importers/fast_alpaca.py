@@ -21,7 +21,7 @@ from ..store import SCHEMA
 from .fields import ID_KEYS, WHITESPACE_CLASS
 
 # RE2 spells code points \x{1680}, not \u1680.
-_SQL_WHITESPACE = re.sub(r"\\[ux]([0-9a-f]{2,4})", r"\\x{\1}", WHITESPACE_CLASS)
+SQL_WHITESPACE = re.sub(r"\\[ux]([0-9a-f]{2,4})", r"\\x{\1}", WHITESPACE_CLASS)
 
 log = logging.getLogger(__name__)
 MAX_OBJECT_BYTES = 16 * 1024 * 1024  # a longer row fails read_json: the Python path takes the file
@@ -141,6 +141,12 @@ def _py_json(expr: str, plain: str) -> str:
             f"AND NOT regexp_matches({expr}, '{_MARKS}') THEN {fixed} ELSE {plain} END")
 
 
+def json_string_sql(expr: str) -> str:
+    """SQL: json.dumps(expr, ensure_ascii=False) for a non-null VARCHAR, to_json's speed (the
+    export builds its JSON Lines with it)."""
+    return _py_json(expr, f"to_json({expr})")
+
+
 def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, compression: str | None = None) -> str:
     """CTEs ending in `probed`: the file's fields as text, `_ord` (1-based row), `user_turn`.
     With `typed`, fields are read as JSON and `_typed` says whether each is what the fast path
@@ -170,7 +176,7 @@ def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, comp
     else:
         fields = ("c_instruction AS instruction, c_input AS input, c_output AS output, c_system AS system, "
                   f"coalesce({', '.join(f'c_{k}' for k in ID_KEYS)}) AS source_id, _ord")
-    user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{_SQL_WHITESPACE}]*') THEN instruction "
+    user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{SQL_WHITESPACE}]*') THEN instruction "
             f"ELSE instruction || chr(10) || chr(10) || input END")
     # WITH ORDINALITY numbers rows in file order even though read_json parses in parallel; with
     # no blank lines (checked before) it is the line number of a JSON Lines row.
@@ -201,7 +207,7 @@ def stage_query(json_format: str, mapping: dict[str, str], compression: str | No
 
 def check_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
     """(rows, rows the fast path cannot vouch for). Cheap: no hashing, no language."""
-    blank = f"regexp_full_match(instruction, '[{_SQL_WHITESPACE}]*')"
+    blank = f"regexp_full_match(instruction, '[{SQL_WHITESPACE}]*')"
     return _source_ctes(json_format, mapping, typed=True, compression=compression) + f"""
     SELECT count(*), count(*) FILTER (WHERE NOT coalesce(_typed AND NOT {blank}, FALSE)) FROM typed"""
 
@@ -223,7 +229,7 @@ def insert_query() -> str:
                contains(_uj0, '\\u00') OR contains(_aj0, '\\u00') OR contains(_sj0, '\\u00') AS _escaped
         FROM plain_json
     )"""
-    user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{_SQL_WHITESPACE}]*') THEN instruction "
+    user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{SQL_WHITESPACE}]*') THEN instruction "
             f"ELSE instruction || chr(10) || chr(10) || input END")
     probed = f"WITH probed AS (SELECT *, {user} AS user_turn FROM {_STAGED})"
     search = store.SEARCH_TEXT_SQL.replace("instruction", "user_turn").replace("answer", "output").replace("text)", "NULL)")
