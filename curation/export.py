@@ -41,6 +41,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import StudioError
@@ -432,7 +433,6 @@ class _Written:
         self.tool_use = False
 
 
-_ROWS = "_export_rows"  # the temporary table of one export: every row, its part, file, line and JSON text
 _PLAIN_TURN = '[{"role": "user", "content": '  # how every stored messages text starts (json.dumps)
 _EXTRA_KEYS = ('"tool_calls":', '"tool_call_id":', '"name":', '"weight":')  # structural only: a quote in content is escaped
 
@@ -472,51 +472,31 @@ def _plain_sql(fmt: str) -> str:
     return f"(kind = 'text' OR ({plain_chat}))"
 
 
-def _stage_rows(con: duckdb.DuckDBPyConnection, fmt: str, include: str, val: float, seed: int) -> dict[str, int]:
-    """Fill the temporary table `_ROWS`: every sample that goes into the split with its part (the
-    val_size() samples with the smallest seeded sha256 of their id go to val, as `assign` picks
-    them), file key, position in that file, and its JSON line where SQL can write it (NULL: Python
-    writes it). Rows per file key."""
-    where, params = _where(include)
-    n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
-    k = val_size(int(n), val)
-    has_tools = "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description}
-    con.execute(f"DROP TABLE IF EXISTS {_ROWS}")
-    has_system = "kind = 'chat' AND plain AND system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
-    con.execute(f"""
-        CREATE TEMPORARY TABLE {_ROWS} AS
-        WITH picked AS (
-            SELECT id, kind, system, CAST(messages AS VARCHAR) AS m, text, source_id, source_file, source_row,
-                   {'CAST(tools AS VARCHAR)' if has_tools else 'NULL::VARCHAR'} AS tools,
-                   row_number() OVER (ORDER BY sha256(CAST(? AS VARCHAR) || ':' || CAST(id AS VARCHAR))) <= ? AS is_val
-            FROM samples WHERE {where}
-        ), keyed AS (
-            SELECT *, CASE WHEN is_val THEN 'val' ELSE 'train' END AS part,
-                   CASE WHEN is_val THEN 'val' ELSE 'train' END || CASE WHEN kind = 'text' THEN '.text' ELSE '' END AS file,
-                   {_plain_sql(fmt)} AS plain
-            FROM picked
-        )
-        SELECT id, kind, part, file, source_id, source_file, source_row, plain,
-               row_number() OVER (PARTITION BY file ORDER BY id) AS pos,
-               CASE WHEN plain THEN {_line_sql(fmt)} END AS line,
-               CASE WHEN plain THEN NULL ELSE system END AS system,
-               CASE WHEN plain THEN NULL ELSE m END AS m,
-               CASE WHEN plain THEN NULL ELSE text END AS text,
-               CASE WHEN plain THEN NULL ELSE tools END AS tools,
-               {has_system} AS has_system
-        FROM keyed""", [str(seed), k, *params])
-    return dict(con.execute(f"SELECT file, count(*) FROM {_ROWS} GROUP BY file").fetchall())
+_VAL, _LINES, _BAD = "_export_val_ids", "_export_python_lines", "_export_refused_ids"  # Arrow tables the queries join
 
 
-def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, out: _Written
-                 ) -> tuple[list[tuple[int, str, int, list[str]]], list[tuple[int, str]]]:
+def _file_sql(val_ids: str) -> str:
+    """SQL: the files key of a row (train, val, train.text, val.text)."""
+    return (f"CASE WHEN id IN (SELECT id FROM {val_ids}) THEN 'val' ELSE 'train' END "
+            "|| CASE WHEN kind = 'text' THEN '.text' ELSE '' END")
+
+
+def _picked(where: str, has_tools: bool) -> str:
+    tools = "CAST(tools AS VARCHAR)" if has_tools else "NULL::VARCHAR"
+    return (f"(SELECT id, kind, system, CAST(messages AS VARCHAR) AS m, text, source_id, source_file, source_row, "
+            f"{tools} AS tools FROM samples WHERE {where})")
+
+
+def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], out: _Written
+                 ) -> tuple[list[tuple[int, str, list[str]]], list[tuple[int, str]]]:
     """format_row (and OpenAI's check) for the rows SQL does not write: the refused ones as (id,
-    part, position in its file, problems), and (id, JSON line) of the others."""
-    bad: list[tuple[int, str, int, list[str]]] = []
+    file, problems), and (id, JSON line) of the others."""
+    bad: list[tuple[int, str, list[str]]] = []
     lines: list[tuple[int, str]] = []
-    res = con.execute(f"SELECT id, kind, part, file, pos, system, m, text, tools FROM {_ROWS} WHERE NOT plain ORDER BY id")
+    res = con.execute(f"SELECT id, kind, {_file_sql(_VAL)}, system, m, text, tools FROM {picked} "
+                      f"WHERE NOT {_plain_sql(fmt)} ORDER BY id", params)
     while batch := res.fetchmany(10_000):
-        for sid, kind, part, file, pos, system, messages, text, tools in batch:
+        for sid, kind, file, system, messages, text, tools in batch:
             turns = json.loads(messages) if messages else []
             tools = json.loads(tools) if isinstance(tools, str) else tools
             try:
@@ -527,43 +507,97 @@ def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, out: _Written
             if kind != "text" and _has_tool_use(turns, tools):
                 out.tool_use = True
             if problems:
-                bad.append((int(sid), part, int(pos), problems))
+                bad.append((int(sid), file, problems))
                 continue
             out.keys.setdefault(file, set()).update(rec)
             lines.append((int(sid), json.dumps(rec, ensure_ascii=False)))
     return bad, lines
 
 
-def _write_jsonl(con: duckdb.DuckDBPyConnection, file: str, dest: Path) -> tuple[int, str]:
-    """Write file `file`'s lines, in id order, to `dest` straight from Arrow's string buffers (no
-    Python string per row); (rows, sha256)."""
-    digest = hashlib.sha256()
-    rows = 0
-    reader = con.sql(f"SELECT line || chr(10) AS line FROM {_ROWS} WHERE file = ? ORDER BY id",
-                     params=[file]).to_arrow_reader(100_000)
-    with open(dest, "wb") as f:
-        for batch in reader:
-            arr = batch.column(0)
-            if arr.null_count:
-                raise RuntimeError(f"export: {arr.null_count} rows of {file} have no line")
-            if not pa.types.is_large_string(arr.type):
-                arr = arr.cast(pa.large_string())
-            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-            data = memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])] if len(arr) else b""
-            f.write(data)
-            digest.update(data)
-            rows += len(arr)
-    return rows, digest.hexdigest()
+def _positions(con: duckdb.DuckDBPyConnection, picked: str, params: list[Any], ids: list[int]) -> dict[int, int]:
+    """The 1-based line each of `ids` would have had in its file (for the lines of a refusal)."""
+    rows = con.execute(f"""SELECT id, pos FROM (SELECT id, row_number() OVER (PARTITION BY {_file_sql(_VAL)} ORDER BY id) AS pos
+                           FROM {picked}) WHERE id IN (SELECT unnest(?))""", [*params, ids]).fetchall()
+    return {int(i): int(p) for i, p in rows}
 
 
-def _write_lineage(con: duckdb.DuckDBPyConnection, dest: Path) -> tuple[int, str]:
-    """The lineage sidecar: each row's part, file, line, sample and source, in file order (train
-    then val, each part's chat file before its text file)."""
-    table = con.sql(f"""
-        SELECT part, file, CAST(row_number() OVER (PARTITION BY file ORDER BY id) AS BIGINT) AS line,
-               CAST(id AS BIGINT) AS sample_id, source_id, source_file, CAST(source_row AS BIGINT) AS source_row
-        FROM {_ROWS} ORDER BY part = 'val', file LIKE '%.text', id""").to_arrow_table()
-    table = table.select(list(LINEAGE_COLUMNS))
+def _line_buffer(arr: pa.Array) -> memoryview:
+    """The bytes of a string array's values, back to back (no Python string per row)."""
+    if not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_string())
+    if not len(arr):
+        return memoryview(b"")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    return memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])]
+
+
+def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], stage: Path,
+                  files: list[str], out: _Written) -> pa.Table:
+    """One ordered pass over the split's rows: each row's JSON line (SQL's, or Python's from
+    `_LINES`) appended to its file from Arrow buffers, and its lineage collected; the lineage table
+    (LINEAGE_COLUMNS, file order)."""
+    handles = {f: open(stage / f"{f}.jsonl", "wb") for f in files}
+    digests = {f: hashlib.sha256() for f in files}
+    out.rows = {f: 0 for f in files}
+    has_system = "system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
+    plain = _plain_sql(fmt)
+    query = f"""
+        SELECT q.sample_id, q.file, coalesce(q.sql_line, l.line) || chr(10) AS line, q.source_id, q.source_file,
+               q.source_row, q.plain, q.has_system
+        FROM (SELECT id AS sample_id, {_file_sql(_VAL)} AS file, CASE WHEN {plain} THEN {_line_sql(fmt)} END AS sql_line,
+                     source_id, source_file, CAST(source_row AS BIGINT) AS source_row, {plain} AS plain,
+                     kind = 'chat' AND {plain} AND {has_system} AS has_system
+              FROM {picked} WHERE id NOT IN (SELECT id FROM {_BAD})) q
+        LEFT JOIN {_LINES} l ON q.sample_id = l.id
+        ORDER BY q.sample_id"""
+    lineage: list[pa.RecordBatch] = []
+    try:
+        for batch in con.sql(query, params=params).to_arrow_reader(100_000):
+            lines = batch.column("line")
+            if lines.null_count:
+                raise RuntimeError(f"export: {lines.null_count} rows have no JSON line")
+            file_col = batch.column("file")
+            for f in files:
+                mask = pc.equal(file_col, f)
+                n = pc.sum(mask).as_py() or 0
+                if not n:
+                    continue
+                data = _line_buffer(lines.filter(mask))
+                handles[f].write(data)
+                digests[f].update(data)
+                out.rows[f] += n
+                if fmt == "alpaca" and not f.endswith(".text"):
+                    if pc.any(pc.and_(mask, batch.column("plain"))).as_py():
+                        out.keys.setdefault(f, set()).update(("instruction", "input", "output"))
+                    if pc.any(pc.and_(mask, batch.column("has_system"))).as_py():
+                        out.keys.setdefault(f, set()).add("system")
+                elif f.endswith(".text"):
+                    out.keys.setdefault(f, set()).add("text")
+            lineage.append(batch.select(["sample_id", "file", "source_id", "source_file", "source_row"]))
+    finally:
+        for h in handles.values():
+            h.close()
+    out.sha256 = {f: d.hexdigest() for f, d in digests.items()}
+    for f in files:
+        out.keys.setdefault(f, set())
+    schema = pa.schema([("sample_id", pa.int64()), ("file", pa.string()), ("source_id", pa.string()),
+                        ("source_file", pa.string()), ("source_row", pa.int64())])
+    table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in lineage], schema=schema)
+    file_col = table.column("file").to_numpy(zero_copy_only=False).astype(str)
+    line = np.zeros(len(file_col), dtype=np.int64)
+    order = np.zeros(len(file_col), dtype=np.int64)
+    for rank, f in enumerate(["train", "train.text", "val", "val.text"]):
+        hit = file_col == f
+        line[hit] = np.arange(1, int(hit.sum()) + 1)
+        order[hit] = rank
+    table = table.append_column("line", pa.array(line)).append_column(
+        "part", pa.array(np.where(np.char.startswith(file_col, "val"), "val", "train")))
+    # file order: train, then val; each part's chat file before its text file (stable: ids stay sorted)
+    table = table.take(pa.array(np.argsort(order, kind="stable")))
+    return table.select(list(LINEAGE_COLUMNS))
+
+
+def _write_lineage(table: pa.Table, dest: Path) -> tuple[int, str]:
     pq.write_table(table, dest, compression="zstd")
     return table.num_rows, _sha256_file(dest)
 
@@ -602,46 +636,41 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         stage = tmp if target == "jsonl" else tmp / ".jsonl"
         stage.mkdir(exist_ok=True)
         out = _Written()
+        picked = _picked(where, "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description})
+        n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
+        # validation: the val_size() samples with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
+        val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
+                          "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), val_size(int(n), val)]).to_arrow_table()
+        con.register(_VAL, val_ids)
         try:
-            per_file = _stage_rows(con, format, include, val, seed)
-            bad, lines = _python_rows(con, format, out)
-            problems = [f"{part}.jsonl:{pos} (sample {sid}): {b}" for sid, part, pos, bs in bad for b in bs]
-            if problems and not skip_invalid:
-                shown = problems[:_SHOWN_PROBLEMS]
-                more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
-                what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
-                raise StudioError(
-                    f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
-                    "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
-            if bad and len(bad) == sum(per_file.values()):
-                raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
-                                  "fix those samples or export another format.")
-            skipped = [Skipped(sample_id=sid, part=part, problems=bs) for sid, part, _, bs in bad]  # type: ignore[arg-type]
+            bad, lines = _python_rows(con, format, picked, params, out)
             if bad:
-                con.execute(f"DELETE FROM {_ROWS} WHERE id IN (SELECT unnest(?))", [[b[0] for b in bad]])
-            if lines:
-                incoming = pa.table({"id": pa.array([i for i, _ in lines], pa.int64()),
-                                     "line": pa.array([t for _, t in lines], pa.large_string())})
-                con.register("_export_lines", incoming)
-                try:
-                    con.execute(f"UPDATE {_ROWS} SET line = l.line FROM _export_lines l WHERE {_ROWS}.id = l.id")
-                finally:
-                    con.unregister("_export_lines")
-            text_files = any(f.endswith(".text") for f in per_file)
-            for file in [*PARTS, *([f"{p}.text" for p in PARTS] if text_files else [])]:
-                out.rows[file], out.sha256[file] = _write_jsonl(con, file, stage / f"{file}.jsonl")
-                out.keys.setdefault(file, set())
-                if format == "alpaca" and file in PARTS:
-                    plain, with_system = con.execute(
-                        f"SELECT count(*) FILTER (WHERE plain), count(*) FILTER (WHERE has_system) FROM {_ROWS} WHERE file = ?",
-                        [file]).fetchall()[0]
-                    out.keys[file].update(("instruction", "input", "output") if plain else ())
-                    out.keys[file].update(("system",) if with_system else ())
-                elif file.endswith(".text") and out.rows[file]:
-                    out.keys[file].add("text")
-            lineage_rows, lineage_sha = _write_lineage(con, tmp / LINEAGE_FILE)
+                at = _positions(con, picked, params, [b[0] for b in bad])
+                problems = [f"{file.split('.')[0]}.jsonl:{at[sid]} (sample {sid}): {p}" for sid, file, ps in bad for p in ps]
+                if not skip_invalid:
+                    shown = problems[:_SHOWN_PROBLEMS]
+                    more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
+                    what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
+                    raise StudioError(
+                        f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
+                        "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
+                if len(bad) == n:
+                    raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
+                                      "fix those samples or export another format.")
+            skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps in bad]  # type: ignore[arg-type]
+            con.register(_BAD, pa.table({"id": pa.array([b[0] for b in bad], pa.int64())}))
+            con.register(_LINES, pa.table({"id": pa.array([i for i, _ in lines], pa.int64()),
+                                           "line": pa.array([t for _, t in lines], pa.large_string())}))
+            has_text = con.execute(f"SELECT count(*) FROM samples WHERE {where} AND kind = 'text'", params).fetchall()[0][0]
+            files_written = [*PARTS, *([f"{p}.text" for p in PARTS] if has_text else [])]
+            lineage = _stream_files(con, format, picked, params, stage, files_written, out)
         finally:
-            con.execute(f"DROP TABLE IF EXISTS {_ROWS}")
+            for view in (_VAL, _BAD, _LINES):
+                try:
+                    con.unregister(view)
+                except duckdb.Error:
+                    pass
+        lineage_rows, lineage_sha = _write_lineage(lineage, tmp / LINEAGE_FILE)
         files = _finish_files(out, stage, tmp, format, target)
         counts = {p: out.rows[p] + out.rows.get(f"{p}.text", 0) for p in PARTS}
         manifest = Manifest(
