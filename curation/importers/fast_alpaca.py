@@ -52,6 +52,8 @@ def _count(expr: str, cls: str) -> str:
 # Characters that count for no language in lang.detect and are 3 bytes in UTF-8: general
 # punctuation, CJK punctuation, full-width forms. Chinese text is mostly han plus these.
 _NEUTRAL3 = r"[\x{2000}-\x{206f}\x{3000}-\x{303f}\x{ff00}-\x{ffef}]"
+# A class-2 probe less these keeps its ASCII letters and neutral punctuation: one pass counts both.
+_KEPT2 = r"[^A-Za-z\x{2000}-\x{206f}\x{3000}-\x{303f}\x{ff00}-\x{ffef}]"
 _COMMON = r"[^\x00-\x7f\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}\x{2000}-\x{206f}\x{3000}-\x{303f}\x{ff00}-\x{ffef}]"
 
 
@@ -81,8 +83,9 @@ def lang_ctes(source: str, probe: str, ascii_only: str) -> tuple[str, str]:
     - 0: ASCII only: 'en' when there is a letter, else '' (the common English row);
     - 1: no CJK and no other script's letter (English with a dash or an accent): 'en' or '';
     - 2: only ASCII, han and 3-byte punctuation (most Chinese): every non-ASCII character is 3
-      bytes, so han = (bytes - chars) / 2 - punctuation; Latin words are counted only when han is
-      less than twice the ASCII letters (a word has at least one letter);
+      bytes, so han = (bytes - chars) / 2 - punctuation; one regexp pass keeps the ASCII letters
+      and the punctuation, whose bytes and characters count both; Latin words are counted only
+      when han is less than twice the ASCII letters (a word has at least one letter);
     - 3: anything else: the five counts, as lang.detect takes them.
     """
     lp = "_lang_probe"
@@ -93,18 +96,21 @@ def lang_ctes(source: str, probe: str, ascii_only: str) -> tuple[str, str]:
     ), lang_counts AS (
         SELECT *,
             CASE WHEN _lang_class < 2 THEN regexp_matches({lp}, '[A-Za-z\\x{{c0}}-\\x{{24f}}]') END AS _has_letter,
-            CASE WHEN _lang_class = 2 THEN (strlen({lp}) - length({lp})) // 2
-                 - (length({lp}) - length(regexp_replace({lp}, '{_NEUTRAL3}+', '', 'g'))) END AS _han2,
-            CASE WHEN _lang_class = 2 THEN length(regexp_replace({lp}, '[^A-Za-z]+', '', 'g')) END AS _letters2,
+            CASE WHEN _lang_class = 2 THEN regexp_replace({lp}, '{_KEPT2}+', '', 'g') END AS _kept2,
             CASE WHEN _lang_class = 3 THEN {_count(lp, _HAN)} END AS _han3,
             CASE WHEN _lang_class = 3 THEN {_count(lp, _KANA)} END AS _kana3,
             CASE WHEN _lang_class = 3 THEN {_count(lp, _HANGUL)} END AS _hangul3,
             CASE WHEN _lang_class = 3 THEN {_count(lp, _OTHER)} END AS _other3,
             CASE WHEN _lang_class = 3 THEN {_latin_words(lp)} END AS _words3
         FROM lang_class
+    ), lang_split AS (
+        -- _kept2 holds the ASCII letters (1 byte) and the neutral punctuation (3 bytes) of a class-2 probe
+        SELECT *, (strlen({lp}) - length({lp})) // 2 - (strlen(_kept2) - length(_kept2)) // 2 AS _han2,
+               length(_kept2) - (strlen(_kept2) - length(_kept2)) // 2 AS _letters2
+        FROM lang_counts
     ), lang_words AS (
         SELECT *, CASE WHEN _lang_class = 2 AND _han2 > 0 AND _han2 < 2 * _letters2 THEN {_latin_words(lp)} END AS _words2
-        FROM lang_counts
+        FROM lang_split
     )"""
     lang = f"""CASE _lang_class
         WHEN 0 THEN CASE WHEN _has_letter THEN 'en' ELSE '' END
