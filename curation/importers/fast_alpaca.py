@@ -5,8 +5,21 @@ for (a value that is not a string, a blank instruction, history, tags, tools, a 
 lines that would shift line numbers) sends the whole file to the precise Python path, which then
 names each problem by file:line. gzip and zstd files are read by read_json itself (told the
 compression found from their first bytes); bzip2 and xz files take the Python path. Its columns
-must equal what the Python path stores for the same rows (tests/test_import_formats.py compares
-them).
+must equal what the Python path stores for the same rows (tests/test_import_formats.py and
+tests/test_import_fast_sql.py compare them).
+
+Profile (cProfile and EXPLAIN ANALYZE, 100k real-length bilingual rows from benches/io_speed.py,
+2 loaded cores; benches/results/io.md): the import took 10.5 s, 8.8 s of it in the one INSERT.
+Three causes: (1) WITH ORDINALITY is a streaming window, which DuckDB runs on one thread, and
+everything computed above it in the same query ran there too: the rows are now landed numbered in
+a temporary table first (`stage_query`), and the INSERT from it runs on all cores; (2) language
+detection was one CASE whose branches repeated their regexp counts (7.7 s): rows are now classed
+by cheap tests and each count taken once, only for the classes that need it (`lang_ctes`); (3) the
+content hash of any row whose JSON held backslash-u00 (a control character, or a literal backslash-u in
+code) was computed in Python: DuckDB's to_json differs from json.dumps only in the case of nine
+escapes, which `_py_json` fixes in SQL. What is left is the work itself: sha256 over the content
+(~1 s per 100k rows), the regexps of Chinese rows, and writing instruction, answer, messages and
+search_text to the file (the commit's checkpoint ~1 s): about 3x the text read_json writes.
 """
 from __future__ import annotations
 
