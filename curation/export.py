@@ -13,8 +13,14 @@ LLaMA-Factory's sharegpt/alpaca loaders and axolotl's chat_template reject a `{"
 chat file; training reads both. The target picks the container: `jsonl` (default), `parquet`
 (written by DuckDB's COPY from the JSONL, one writer thread so the bytes are fixed) or `hf`
 (`datasets` `save_to_disk` folders; `datasets` is imported for that target only). Beside the data:
-`manifest.json` (schema_version 2), LLaMA-Factory's `dataset_info.json` and a `README.md` saying how
+`manifest.json` (schema_version 3, the `Manifest` model of curation/manifest.py), `lineage.parquet`
+(each row's sample and source), LLaMA-Factory's `dataset_info.json` and a `README.md` saying how
 to train the split with studio, LLaMA-Factory, axolotl and OpenAI.
+
+The rows are written without a Python loop: one ordered DuckDB query builds each row's JSON line
+(`_line_sql`, equal byte for byte to json.dumps of `format_row`), and each Arrow batch's string
+buffer goes to its file as it is. Only rows SQL does not write (tool use, multi-turn alpaca or
+sharegpt rows, openai rows with a blank turn) go through `format_row` in Python and are joined in.
 
 With `--format openai` every chat row is checked against OpenAI's documented fine-tuning format
 (`openai_problems`); a row that breaks it (or a tool-use sample alpaca or sharegpt rows cannot
@@ -801,7 +807,7 @@ def split_readme(data: dict[str, Any], lf: dict[str, Any], tool_use: bool = Fals
         f"Written by `studio export` ({data['created_by']}) at workspace operation {data['last_operation_id']}: "
         f"{total:,} samples, train {data['counts']['train']:,} and val {data['counts']['val']:,}. Format `{fmt}`, "
         f"target `{target}`, include `{s['include']}`, val {s['val']}, seed {s['seed']}. The same workspace and "
-        "arguments give the same files; `manifest.json` names each row's sample and holds each file's sha256.",
+        "arguments give the same files; `manifest.json` holds each file's sha256 and `lineage.parquet` names each row's sample.",
         "",
         "| file | rows | what |",
         "| --- | ---: | --- |",
@@ -815,7 +821,8 @@ def split_readme(data: dict[str, Any], lf: dict[str, Any], tool_use: bool = Fals
         if e:
             what = shape if e["kind"] == "chat" else "raw text `{\"text\"}` (continued pretraining)"
             lines.append(f"| `{e['path']}` | {e['rows']:,} | {e['part']}: {what} |")
-    lines += ["| `manifest.json` | | what the split is: settings, counts, files, each row's sample (docs/contracts.md) |",
+    lines += ["| `manifest.json` | | what the split is: settings, counts, files (docs/contracts.md) |",
+              f"| `lineage.parquet` | {data['lineage']['rows']:,} | each row's part, file, line, sample id, source file and row |",
               "| `dataset_info.json` | | LLaMA-Factory's dataset index for this folder |", ""]
     if "train.text" in files:
         lines += ["Raw-text samples are kept out of the chat files: OpenAI's upload, LLaMA-Factory's chat loaders and "
