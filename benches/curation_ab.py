@@ -206,7 +206,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
             "SELECT s.id, s.source_row, s.status, s.duplicate_of, "
             "list(f.rule_id ORDER BY f.rule_id) FILTER (WHERE f.rule_id IS NOT NULL) "
             "FROM samples s LEFT JOIN quality_flags f ON f.sample_id = s.id GROUP BY ALL ORDER BY s.source_row").fetchall()
-        kept_ids = {r["sample_id"] for r in cur_split.data["rows"]["train"]}
+        kept_ids = set(cur_split.sample_ids("train"))
         first_row = min(r[1] for r in rows)
         fate: dict[int, dict[str, Any]] = {}
         for sid, srow, status, dup_of, rules in rows:

@@ -13,8 +13,14 @@ LLaMA-Factory's sharegpt/alpaca loaders and axolotl's chat_template reject a `{"
 chat file; training reads both. The target picks the container: `jsonl` (default), `parquet`
 (written by DuckDB's COPY from the JSONL, one writer thread so the bytes are fixed) or `hf`
 (`datasets` `save_to_disk` folders; `datasets` is imported for that target only). Beside the data:
-`manifest.json` (schema_version 2), LLaMA-Factory's `dataset_info.json` and a `README.md` saying how
+`manifest.json` (schema_version 3, the `Manifest` model of curation/manifest.py), `lineage.parquet`
+(each row's sample and source), LLaMA-Factory's `dataset_info.json` and a `README.md` saying how
 to train the split with studio, LLaMA-Factory, axolotl and OpenAI.
+
+The rows are written without a Python loop: one ordered DuckDB query builds each row's JSON line
+(`_line_sql`, equal byte for byte to json.dumps of `format_row`), and each Arrow batch's string
+buffer goes to its file as it is. Only rows SQL does not write (tool use, multi-turn alpaca or
+sharegpt rows, openai rows with a blank turn) go through `format_row` in Python and are joined in.
 
 With `--format openai` every chat row is checked against OpenAI's documented fine-tuning format
 (`openai_problems`); a row that breaks it (or a tool-use sample alpaca or sharegpt rows cannot
@@ -35,21 +41,24 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .errors import StudioError
+from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql
+from .manifest import (LINEAGE_COLUMNS, LINEAGE_FILE, PARTS, SCHEMA_VERSION, FileEntry, Lineage, Manifest, Settings,
+                       Skipped, read_manifest, split_rows)
 
 FORMATS = ("messages", "alpaca", "sharegpt", "openai")
 TARGETS = ("jsonl", "parquet", "hf")
 INCLUDES = {"approved": ("approved",), "approved+pending": ("approved", "pending")}
-SCHEMA_VERSION = 2  # of manifest.json; 1 had no schema_version key (docs/contracts.md)
-PARTS = ("train", "val")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_BATCH = 10_000
 _SHOWN_PROBLEMS = 20  # problem lines in a refusal; the rest are counted
 
 
@@ -60,48 +69,6 @@ def _created_by() -> str:
         return f"studio {version('finetune-studio')}"
     except Exception:  # not installed as a distribution (a source checkout)
         return "studio"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The split as written: `path` is its folder, `data` the manifest.json content."""
-
-    path: Path
-    data: dict[str, Any]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return self.data["counts"]
-
-    def sample_ids(self, part: str) -> list[int]:
-        return [r["sample_id"] for r in self.data["rows"][part]]
-
-    def file(self, part: str, kind: str = "chat") -> dict[str, Any] | None:
-        """The `files` entry of `part` (train or val) holding `kind` (chat or text) rows, if written."""
-        return self.data["files"].get(part if kind == "chat" else f"{part}.text")
-
-    @property
-    def text_rows(self) -> dict[str, int]:
-        """Raw-text rows per part (they are in the `.text` files, not in the chat files)."""
-        return {p: (self.file(p, "text") or {}).get("rows", 0) for p in PARTS}
-
-    def notes(self) -> list[str]:
-        """What the export summary adds to the counts: where raw text went, what was left out."""
-        out = []
-        text = self.text_rows
-        if sum(text.values()):
-            where = " and ".join(f"{self.file(p, 'text')['path']} ({text[p]:,})" for p in PARTS if text[p])
-            n = sum(text.values())
-            out.append(f"{n:,} raw-text sample{'s' if n != 1 else ''} went to {where}: OpenAI and LLaMA-Factory chat formats "
-                       "can't hold them (studio trains them with the chat rows; LLaMA-Factory: --stage pt with "
-                       f"dataset {self.data['name']}_text{'' if text['train'] else '_val'})")
-        skipped = self.data.get("skipped") or []
-        if skipped:
-            why = ("they break OpenAI's fine-tuning format" if self.data["format"] == "openai"
-                   else f"{self.data['format']} rows can't hold them")
-            out.append(f"{len(skipped):,} row{'s' if len(skipped) != 1 else ''} left out (--skip-invalid): {why}; "
-                       "manifest.json 'skipped' lists them")
-        return out
 
 
 # -- one line per sample, in each format ----------------------------------------------------------
@@ -268,13 +235,14 @@ def check_openai_file(path: str | os.PathLike[str], sample_ids: list[int] | None
 def _manifest_ids(p: Path) -> list[int] | None:
     """The sample ids of a split's chat file `p`, line by line, from its manifest (None if none)."""
     try:
-        m = json.loads((p.parent / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        m = read_manifest(p.parent)
+        rows = split_rows(p.parent, m)
+    except StudioError:
         return None
     for key, entry in (m.get("files") or {}).items():
         if isinstance(entry, dict) and entry.get("path") == p.name and entry.get("kind", "chat") == "chat":
             part = entry.get("part", key)
-            return [r.get("sample_id") for r in ((m.get("rows") or {}).get(part) or [])][:entry.get("rows", 0)]
+            return [r.get("sample_id") for r in (rows.get(part) or [])][:entry.get("rows", 0)]
     return None
 
 
@@ -329,20 +297,6 @@ def preview_counts(con: duckdb.DuckDBPyConnection, val: float = 0.1, seed: int =
     return {"rows": n, "train": n - k, "val": k, "seed": seed, "include": include,
             "excluded": {"rejected": rejected, "duplicates": dups,
                          "pending": 0 if include == "approved+pending" else pending}}
-
-
-def _rows(con: duckdb.DuckDBPyConnection, include: str) -> Iterator[tuple]:
-    where, params = _where(include)
-    has_tools = "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description}
-    res = con.execute(
-        f"""SELECT id, kind, system, messages, text, source_id, source_file, source_row,
-                   {'tools' if has_tools else 'NULL'} AS tools
-            FROM samples WHERE {where} ORDER BY id""", params)
-    while True:
-        batch = res.fetchmany(_BATCH)
-        if not batch:
-            return
-        yield from batch
 
 
 # -- containers: jsonl, parquet, hf ----------------------------------------------------------------
@@ -473,39 +427,185 @@ def _check_name(name: str) -> None:
         )
 
 
-class _Writer:
-    """The JSONL files of one export: `train`, `val` (chat rows) and, once a raw-text row comes,
-    `train.text` and `val.text`. Counts rows, hashes bytes and notes which keys the rows have."""
+class _Written:
+    """The JSONL files of one export: `train`, `val` (chat rows) and, when the split holds raw
+    text, `train.text` and `val.text`: rows, sha256, the keys the rows have, whether any chat row
+    uses tools."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.files: dict[str, Any] = {}
+    def __init__(self) -> None:
         self.rows: dict[str, int] = {}
-        self.tool_use = False  # some chat row has tool calls, tool turns, weights or tools
-        self.hashes: dict[str, Any] = {}
+        self.sha256: dict[str, str] = {}
         self.keys: dict[str, set[str]] = {}
-        for part in PARTS:
-            self._open(part)
+        self.tool_use = False
 
-    def _open(self, key: str) -> None:
-        self.files[key] = open(self.folder / f"{key}.jsonl", "wb")
-        self.rows[key], self.hashes[key], self.keys[key] = 0, hashlib.sha256(), set()
 
-    def write(self, key: str, rec: dict[str, Any]) -> int:
-        """Append `rec` to file `key`; its line number there."""
-        if key not in self.files:
-            for part in PARTS:  # both text files, so the val one exists (empty) like val.jsonl
-                self._open(f"{part}.text")
-        line = (json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8")
-        self.files[key].write(line)
-        self.hashes[key].update(line)
-        self.keys[key].update(rec)
-        self.rows[key] += 1
-        return self.rows[key]
+_PLAIN_TURN = '[{"role": "user", "content": '  # how every stored messages text starts (json.dumps)
+_EXTRA_KEYS = ('"tool_calls":', '"tool_call_id":', '"name":', '"weight":')  # structural only: a quote in content is escaped
 
-    def close(self) -> None:
-        for f in self.files.values():
-            f.close()
+
+def _line_sql(fmt: str) -> str:
+    """SQL for the JSON line of a row that `_plain_sql` says SQL can write, equal to
+    json.dumps(format_row(...), ensure_ascii=False)."""
+    sys_ = "(system IS NOT NULL AND system <> '')"
+    js = json_string_sql
+    first, second = js("json_extract_string(m, '$[0].content')"), js("json_extract_string(m, '$[1].content')")
+    if fmt in ("messages", "openai"):
+        body = (f"CASE WHEN {sys_} THEN '[{{\"role\": \"system\", \"content\": ' || {js('system')} || '}}, ' || m[2:] "
+                "ELSE m END")
+        chat = f"'{{\"messages\": ' || {body} || '}}'"
+    elif fmt == "alpaca":
+        chat = (f"'{{\"instruction\": ' || {first} || ', \"input\": \"\", \"output\": ' || {second} "
+                f"|| CASE WHEN {sys_} THEN ', \"system\": ' || {js('system')} ELSE '' END || '}}'")
+    else:  # sharegpt
+        chat = (f"'{{\"conversations\": [' || CASE WHEN {sys_} THEN '{{\"from\": \"system\", \"value\": ' || {js('system')} "
+                f"|| '}}, ' ELSE '' END || '{{\"from\": \"human\", \"value\": ' || {first} "
+                f"|| '}}, {{\"from\": \"gpt\", \"value\": ' || {second} || '}}]}}'")
+    text = "'{\"text\": ' || " + js("coalesce(text, '')") + " || '}'"
+    return f"CASE WHEN kind = 'text' THEN {text} ELSE {chat} END"
+
+
+def _plain_sql(fmt: str) -> str:
+    """SQL: the row is one SQL writes (raw text, or a chat without tool use whose messages text is
+    as json.dumps stores it; one user/assistant pair for alpaca and sharegpt rows, no blank turn
+    for openai rows). The others go through format_row in Python, as before."""
+    plain_chat = (f"kind = 'chat' AND tools IS NULL AND starts_with(m, '{_PLAIN_TURN}') AND NOT ("
+                  + " OR ".join(f"contains(m, '{k}')" for k in _EXTRA_KEYS) + ")")
+    if fmt in ("alpaca", "sharegpt"):
+        plain_chat += " AND json_array_length(m) = 2"
+    if fmt == "openai":
+        plain_chat += (" AND NOT list_bool_or(list_transform(json_extract_string(m, '$[*].content'), "
+                       f"lambda c: c IS NULL OR regexp_full_match(c, '[{SQL_WHITESPACE}]*')))")
+    return f"(kind = 'text' OR ({plain_chat}))"
+
+
+_VAL, _LINES, _BAD = "_export_val_ids", "_export_python_lines", "_export_refused_ids"  # Arrow tables the queries join
+
+
+def _file_sql(val_ids: str) -> str:
+    """SQL: the files key of a row (train, val, train.text, val.text)."""
+    return (f"CASE WHEN id IN (SELECT id FROM {val_ids}) THEN 'val' ELSE 'train' END "
+            "|| CASE WHEN kind = 'text' THEN '.text' ELSE '' END")
+
+
+def _picked(where: str, has_tools: bool) -> str:
+    tools = "CAST(tools AS VARCHAR)" if has_tools else "NULL::VARCHAR"
+    return (f"(SELECT id, kind, system, CAST(messages AS VARCHAR) AS m, text, source_id, source_file, source_row, "
+            f"{tools} AS tools FROM samples WHERE {where})")
+
+
+def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], out: _Written
+                 ) -> tuple[list[tuple[int, str, list[str]]], list[tuple[int, str]]]:
+    """format_row (and OpenAI's check) for the rows SQL does not write: the refused ones as (id,
+    file, problems), and (id, JSON line) of the others."""
+    bad: list[tuple[int, str, list[str]]] = []
+    lines: list[tuple[int, str]] = []
+    res = con.execute(f"SELECT id, kind, {_file_sql(_VAL)}, system, m, text, tools FROM {picked} "
+                      f"WHERE NOT {_plain_sql(fmt)} ORDER BY id", params)
+    while batch := res.fetchmany(10_000):
+        for sid, kind, file, system, messages, text, tools in batch:
+            turns = json.loads(messages) if messages else []
+            tools = json.loads(tools) if isinstance(tools, str) else tools
+            try:
+                rec = format_row(fmt, kind, system, turns, text, tools)
+                problems = openai_problems(rec) if fmt == "openai" and kind != "text" else []
+            except Unfit as exc:
+                rec, problems = None, [f"{exc} (export --format messages or openai keeps it)"]
+            if kind != "text" and _has_tool_use(turns, tools):
+                out.tool_use = True
+            if problems:
+                bad.append((int(sid), file, problems))
+                continue
+            out.keys.setdefault(file, set()).update(rec)
+            lines.append((int(sid), json.dumps(rec, ensure_ascii=False)))
+    return bad, lines
+
+
+def _positions(con: duckdb.DuckDBPyConnection, picked: str, params: list[Any], ids: list[int]) -> dict[int, int]:
+    """The 1-based line each of `ids` would have had in its file (for the lines of a refusal)."""
+    rows = con.execute(f"""SELECT id, pos FROM (SELECT id, row_number() OVER (PARTITION BY {_file_sql(_VAL)} ORDER BY id) AS pos
+                           FROM {picked}) WHERE id IN (SELECT unnest(?))""", [*params, ids]).fetchall()
+    return {int(i): int(p) for i, p in rows}
+
+
+def _line_buffer(arr: pa.Array) -> memoryview:
+    """The bytes of a string array's values, back to back (no Python string per row)."""
+    if not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_string())
+    if not len(arr):
+        return memoryview(b"")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    return memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])]
+
+
+def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], stage: Path,
+                  files: list[str], out: _Written) -> pa.Table:
+    """One ordered pass over the split's rows: each row's JSON line (SQL's, or Python's from
+    `_LINES`) appended to its file from Arrow buffers, and its lineage collected; the lineage table
+    (LINEAGE_COLUMNS, file order)."""
+    handles = {f: open(stage / f"{f}.jsonl", "wb") for f in files}
+    digests = {f: hashlib.sha256() for f in files}
+    out.rows = {f: 0 for f in files}
+    has_system = "system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
+    plain = _plain_sql(fmt)
+    query = f"""
+        SELECT q.sample_id, q.file, coalesce(q.sql_line, l.line) || chr(10) AS line, q.source_id, q.source_file,
+               q.source_row, q.plain, q.has_system
+        FROM (SELECT id AS sample_id, {_file_sql(_VAL)} AS file, CASE WHEN {plain} THEN {_line_sql(fmt)} END AS sql_line,
+                     source_id, source_file, CAST(source_row AS BIGINT) AS source_row, {plain} AS plain,
+                     kind = 'chat' AND {plain} AND {has_system} AS has_system
+              FROM {picked} WHERE id NOT IN (SELECT id FROM {_BAD})) q
+        LEFT JOIN {_LINES} l ON q.sample_id = l.id
+        ORDER BY q.sample_id"""
+    lineage: list[pa.RecordBatch] = []
+    try:
+        for batch in con.sql(query, params=params).to_arrow_reader(100_000):
+            lines = batch.column("line")
+            if lines.null_count:
+                raise RuntimeError(f"export: {lines.null_count} rows have no JSON line")
+            file_col = batch.column("file")
+            for f in files:
+                mask = pc.equal(file_col, f)
+                n = pc.sum(mask).as_py() or 0
+                if not n:
+                    continue
+                data = _line_buffer(lines.filter(mask))
+                handles[f].write(data)
+                digests[f].update(data)
+                out.rows[f] += n
+                if fmt == "alpaca" and not f.endswith(".text"):
+                    if pc.any(pc.and_(mask, batch.column("plain"))).as_py():
+                        out.keys.setdefault(f, set()).update(("instruction", "input", "output"))
+                    if pc.any(pc.and_(mask, batch.column("has_system"))).as_py():
+                        out.keys.setdefault(f, set()).add("system")
+                elif f.endswith(".text"):
+                    out.keys.setdefault(f, set()).add("text")
+            lineage.append(batch.select(["sample_id", "file", "source_id", "source_file", "source_row"]))
+    finally:
+        for h in handles.values():
+            h.close()
+    out.sha256 = {f: d.hexdigest() for f, d in digests.items()}
+    for f in files:
+        out.keys.setdefault(f, set())
+    schema = pa.schema([("sample_id", pa.int64()), ("file", pa.string()), ("source_id", pa.string()),
+                        ("source_file", pa.string()), ("source_row", pa.int64())])
+    table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in lineage], schema=schema)
+    file_col = table.column("file").to_numpy(zero_copy_only=False).astype(str)
+    line = np.zeros(len(file_col), dtype=np.int64)
+    order = np.zeros(len(file_col), dtype=np.int64)
+    for rank, f in enumerate(["train", "train.text", "val", "val.text"]):
+        hit = file_col == f
+        line[hit] = np.arange(1, int(hit.sum()) + 1)
+        order[hit] = rank
+    table = table.append_column("line", pa.array(line)).append_column(
+        "part", pa.array(np.where(np.char.startswith(file_col, "val"), "val", "train")))
+    # file order: train, then val; each part's chat file before its text file (stable: ids stay sorted)
+    table = table.take(pa.array(np.argsort(order, kind="stable")))
+    return table.select(list(LINEAGE_COLUMNS))
+
+
+def _write_lineage(table: pa.Table, dest: Path) -> tuple[int, str]:
+    pq.write_table(table, dest, compression="zstd")
+    return table.num_rows, _sha256_file(dest)
 
 
 def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str = "messages",
@@ -526,12 +626,10 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         raise StudioError(f"split {name!r} already exists at {split_dir}. Pass --force to replace it, or choose another name.")
     con = ws.con
     where, params = _where(include)
-    ids = [r[0] for r in con.execute(f"SELECT id FROM samples WHERE {where} ORDER BY id", params).fetchall()]
-    if not ids:
+    if not con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]:
         hint = ("approve samples first (studio approve ID..., or in the review screen) or pass --include approved+pending"
                 if include == "approved" else "import samples and leave some not rejected")
         raise StudioError(f"no samples to export into {name!r}: none is {' or '.join(INCLUDES[include])} and not a duplicate; {hint}.")
-    val_ids = assign(ids, val, seed)
     last_op = ws.last_operation_id()
 
     ws.splits_dir.mkdir(parents=True, exist_ok=True)
@@ -543,67 +641,54 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
     try:
         stage = tmp if target == "jsonl" else tmp / ".jsonl"
         stage.mkdir(exist_ok=True)
-        meta: dict[str, list[dict[str, Any]]] = {key: [] for key in ("train", "val", "train.text", "val.text")}
-        problems: list[str] = []
-        refused = {"train": 0, "val": 0}  # chat rows not written, for the line numbers of the problems
-        skipped: list[dict[str, Any]] = []
-        out = _Writer(stage)
+        out = _Written()
+        picked = _picked(where, "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description})
+        n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
+        # validation: the val_size() samples with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
+        val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
+                          "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), val_size(int(n), val)]).to_arrow_table()
+        con.register(_VAL, val_ids)
         try:
-            for sid, kind, system, messages, text, source_id, source_file, source_row, tools in _rows(con, include):
-                part = "val" if sid in val_ids else "train"
-                key = f"{part}.text" if kind == "text" else part
-                turns = json.loads(messages) if messages else []
-                tools = json.loads(tools) if isinstance(tools, str) else tools
-                try:
-                    rec = format_row(format, kind, system, turns, text, tools)
-                    bad = openai_problems(rec) if format == "openai" and kind != "text" else []
-                except Unfit as exc:
-                    rec, bad = None, [f"{exc} (export --format messages or openai keeps it)"]
-                if kind != "text" and _has_tool_use(turns, tools):
-                    out.tool_use = True
-                if bad:
-                    if skip_invalid:
-                        skipped.append({"sample_id": int(sid), "part": part, "problems": bad})
-                    else:
-                        at = f"{part}.jsonl:{out.rows[key] + refused[part] + 1} (sample {sid})"
-                        problems += [f"{at}: {b}" for b in bad]
-                    refused[part] += 1
-                    continue
-                out.write(key, rec)
-                meta[key].append({"sample_id": int(sid), "source_id": source_id, "source_file": source_file,
-                                  "source_row": source_row})
+            bad, lines = _python_rows(con, format, picked, params, out)
+            if bad:
+                at = _positions(con, picked, params, [b[0] for b in bad])
+                problems = [f"{file.split('.')[0]}.jsonl:{at[sid]} (sample {sid}): {p}" for sid, file, ps in bad for p in ps]
+                if not skip_invalid:
+                    shown = problems[:_SHOWN_PROBLEMS]
+                    more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
+                    what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
+                    raise StudioError(
+                        f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
+                        "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
+                if len(bad) == n:
+                    raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
+                                      "fix those samples or export another format.")
+            skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps in bad]  # type: ignore[arg-type]
+            con.register(_BAD, pa.table({"id": pa.array([b[0] for b in bad], pa.int64())}))
+            con.register(_LINES, pa.table({"id": pa.array([i for i, _ in lines], pa.int64()),
+                                           "line": pa.array([t for _, t in lines], pa.large_string())}))
+            has_text = con.execute(f"SELECT count(*) FROM samples WHERE {where} AND kind = 'text'", params).fetchall()[0][0]
+            files_written = [*PARTS, *([f"{p}.text" for p in PARTS] if has_text else [])]
+            lineage = _stream_files(con, format, picked, params, stage, files_written, out)
         finally:
-            out.close()
-        if problems:
-            shown = problems[:_SHOWN_PROBLEMS]
-            more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
-            what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
-            raise StudioError(
-                f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
-                "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
-        if not any(out.rows.values()):
-            raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(skipped):,}; "
-                              "fix those samples or export another format.")
+            for view in (_VAL, _BAD, _LINES):
+                try:
+                    con.unregister(view)
+                except duckdb.Error:
+                    pass
+        lineage_rows, lineage_sha = _write_lineage(lineage, tmp / LINEAGE_FILE)
         files = _finish_files(out, stage, tmp, format, target)
         counts = {p: out.rows[p] + out.rows.get(f"{p}.text", 0) for p in PARTS}
-        settings: dict[str, Any] = {"val": val, "seed": seed, "format": format, "include": include, "target": target}
-        data: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "name": name,
-            "format": format,
-            "target": target,
-            "created_by": _created_by(),
-            "settings": settings,
-            "last_operation_id": last_op,
-            "counts": counts,
-            "files": {key: {k: v for k, v in entry.items() if not k.startswith("_")} for key, entry in files.items()},
-            # each part's rows in file order: the chat file's rows, then the text file's
-            "rows": {p: meta[p] + meta[f"{p}.text"] for p in PARTS},
-        }
-        if skip_invalid:
-            settings["skip_invalid"] = True
-            data["skipped"] = skipped
-        (tmp / "manifest.json").write_text(json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        manifest = Manifest(
+            name=name, format=format, target=target, created_by=_created_by(),
+            settings=Settings(val=val, seed=seed, format=format, include=include, target=target,
+                              skip_invalid=True if skip_invalid else None),
+            last_operation_id=last_op, counts=counts,
+            files={key: FileEntry(**{k: v for k, v in entry.items() if not k.startswith("_")}) for key, entry in files.items()},
+            lineage=Lineage(path=LINEAGE_FILE, rows=lineage_rows, sha256=lineage_sha),
+            skipped=skipped if skip_invalid else None)
+        manifest.write(tmp)
+        data = manifest.data
         lf = llamafactory_info(name, format, files, out.keys, out.tool_use)
         (tmp / "dataset_info.json").write_text(json.dumps(lf, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(split_readme(data, lf, out.tool_use), encoding="utf-8")
@@ -619,17 +704,17 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Manifest(split_dir, data)
+    return manifest.at(split_dir)
 
 
-def _finish_files(out: _Writer, stage: Path, dest: Path, fmt: str, target: str) -> dict[str, dict[str, Any]]:
+def _finish_files(out: _Written, stage: Path, dest: Path, fmt: str, target: str) -> dict[str, dict[str, Any]]:
     """Put the staged JSONL files into the target's container in `dest`; the `files` entries of the
     manifest (keys starting with `_` are for dataset_info.json only: the file LLaMA-Factory reads)."""
     kinds = {key: ("text" if key.endswith(".text") else "chat") for key in out.rows}
     files: dict[str, dict[str, Any]] = {}
     if target == "jsonl":
         for key, kind in kinds.items():
-            files[key] = {"path": f"{key}.jsonl", "rows": out.rows[key], "sha256": out.hashes[key].hexdigest(),
+            files[key] = {"path": f"{key}.jsonl", "rows": out.rows[key], "sha256": out.sha256[key],
                           "kind": kind, "part": key.split(".")[0], "_read": f"{key}.jsonl"}
         return files
     parquet_dir = dest if target == "parquet" else stage
@@ -722,7 +807,7 @@ def split_readme(data: dict[str, Any], lf: dict[str, Any], tool_use: bool = Fals
         f"Written by `studio export` ({data['created_by']}) at workspace operation {data['last_operation_id']}: "
         f"{total:,} samples, train {data['counts']['train']:,} and val {data['counts']['val']:,}. Format `{fmt}`, "
         f"target `{target}`, include `{s['include']}`, val {s['val']}, seed {s['seed']}. The same workspace and "
-        "arguments give the same files; `manifest.json` names each row's sample and holds each file's sha256.",
+        "arguments give the same files; `manifest.json` holds each file's sha256 and `lineage.parquet` names each row's sample.",
         "",
         "| file | rows | what |",
         "| --- | ---: | --- |",
@@ -736,7 +821,8 @@ def split_readme(data: dict[str, Any], lf: dict[str, Any], tool_use: bool = Fals
         if e:
             what = shape if e["kind"] == "chat" else "raw text `{\"text\"}` (continued pretraining)"
             lines.append(f"| `{e['path']}` | {e['rows']:,} | {e['part']}: {what} |")
-    lines += ["| `manifest.json` | | what the split is: settings, counts, files, each row's sample (docs/contracts.md) |",
+    lines += ["| `manifest.json` | | what the split is: settings, counts, files (docs/contracts.md) |",
+              f"| `lineage.parquet` | {data['lineage']['rows']:,} | each row's part, file, line, sample id, source file and row |",
               "| `dataset_info.json` | | LLaMA-Factory's dataset index for this folder |", ""]
     if "train.text" in files:
         lines += ["Raw-text samples are kept out of the chat files: OpenAI's upload, LLaMA-Factory's chat loaders and "
@@ -811,17 +897,6 @@ def _axolotl(rel: str, fmt: str, target: str, files: dict[str, dict[str, Any]], 
             out += source + ["    type: chat_template", "    field_messages: messages",
                              "    message_property_mappings:", "      role: role", "      content: content"]
     return out
-
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest.json of the split folder `path`."""
-    p = Path(path) / "manifest.json"
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudioError(f"{p} does not exist: is {path} a split folder (studio export NAME writes one)?") from None
-    except json.JSONDecodeError as exc:
-        raise StudioError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
 
 
 def list_splits(ws) -> list[dict[str, Any]]:

@@ -98,6 +98,10 @@ def read_train_rows(split: str | Path) -> tuple[list[tuple[str, str]], list[dict
                 manifest = json.loads(mpath.read_text(encoding="utf-8"))
             except ValueError as exc:
                 raise StudioError(f"{mpath}: not valid JSON ({exc}); export the split again.") from None
+            if isinstance(manifest, dict) and "rows" not in manifest and "lineage" in manifest:
+                from .manifest import split_rows
+
+                manifest = {**manifest, "rows": split_rows(p, manifest)}  # schema 3: the lineage sidecar
         data = p / ((manifest.get("files") or {}).get("train") or {}).get("path", "train.jsonl")
     else:
         data = p

@@ -272,7 +272,10 @@ async def test_export_holds_exactly_the_approved_non_duplicates(studio_ws):
         await settle(pilot)
         assert "wrote splits/v1" in plain(screen.query_one("#ex-result").content)
     manifest = json.loads((studio_ws / "splits" / "v1" / "manifest.json").read_text())
-    got = sorted(r["sample_id"] for part in ("train", "val") for r in manifest["rows"][part])
+    from curation.manifest import split_rows
+
+    lineage = split_rows(studio_ws / "splits" / "v1", manifest)  # lineage.parquet beside the manifest
+    got = sorted(r["sample_id"] for part in ("train", "val") for r in lineage[part])
     assert got == expected
     assert manifest["counts"] == {"train": 4, "val": 2} and manifest["settings"]["val"] == 0.34
 

@@ -38,7 +38,7 @@ def test_split_holds_exactly_the_approved_non_duplicates(ws, ids):
     for part in ("train", "val"):
         recs = _lines(m.path / f"{part}.jsonl")
         assert [r["messages"][0]["content"] for r in recs] == [f"问题 {i - ids[0]}" for i in m.sample_ids(part)]
-        meta = m.data["rows"][part][0]
+        meta = m.rows(part)[0]  # the lineage sidecar (schema 3)
         assert meta["source_id"] == f"zh-{meta['sample_id'] - ids[0]}" and meta["source_file"] == "zh.json"
         digest = hashlib.sha256((m.path / f"{part}.jsonl").read_bytes()).hexdigest()
         assert m.data["files"][part] == {"path": f"{part}.jsonl", "rows": len(recs), "sha256": digest,

@@ -8,7 +8,8 @@
   with the file's builder) and names columns and role tags the rows have; the README's axolotl
   snippet points at files that exist;
 - `--format openai` rows are checked against OpenAI's fine-tuning format;
-- manifest.json carries schema_version 2; load_split still reads schema 1 and refuses a newer one.
+- manifest.json carries schema_version 3 (row lineage in lineage.parquet); load_split still reads schema 1
+  and refuses a newer one.
 """
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def test_raw_text_rows_are_only_in_the_text_files(demo, fmt, target):
     m = splits[(fmt, target)]
     n_text = sum(k == "text" for k in kinds.values())
     assert n_text == 30  # raw_text.jsonl
-    assert m.data["schema_version"] == 2 and m.data["target"] == target
-    assert json.loads((m.path / "manifest.json").read_text(encoding="utf-8"))["schema_version"] == 2
+    assert m.data["schema_version"] == 3 and m.data["target"] == target
+    assert json.loads((m.path / "manifest.json").read_text(encoding="utf-8"))["schema_version"] == 3
     files = m.data["files"]
     assert {k: (e["kind"], e["part"]) for k, e in files.items()} == {
         "train": ("chat", "train"), "val": ("chat", "val"), "train.text": ("text", "train"), "val.text": ("text", "val")}
@@ -105,7 +106,7 @@ def test_a_split_without_raw_text_has_no_text_files(ws):
     review.approve(ws, ids)
     m = export.export_split(ws, "v1", val=0.2)
     assert sorted(m.data["files"]) == ["train", "val"] and m.notes() == []
-    assert sorted(p.name for p in m.path.iterdir()) == ["README.md", "dataset_info.json", "manifest.json",
+    assert sorted(p.name for p in m.path.iterdir()) == ["README.md", "dataset_info.json", "lineage.parquet", "manifest.json",
                                                        "train.jsonl", "val.jsonl"]
 
 
@@ -178,7 +179,8 @@ def test_load_split_reads_every_format_and_target_alike(demo):
     for (fmt, target), m in splits.items():
         got = load_split(m.path)
         assert (got.train, got.val) == (ref.train, ref.val), (fmt, target)
-        assert got.format == fmt and got.manifest["schema_version"] == 2
+        assert got.format == fmt and got.manifest["schema_version"] == 3
+        assert [r["sample_id"] for r in got.manifest["rows"]["train"]] == m.sample_ids("train")
 
 
 def test_load_split_reads_schema_1_and_refuses_a_newer_one(tmp_path, demo):
@@ -190,7 +192,8 @@ def test_load_split_reads_schema_1_and_refuses_a_newer_one(tmp_path, demo):
     old = tmp_path / "old"
     old.mkdir()
     rows = {p: _lines(new.path / f"{p}.jsonl") + _lines(new.path / f"{p}.text.jsonl") for p in PARTS}
-    manifest = {k: v for k, v in new.data.items() if k not in ("schema_version", "target")}
+    manifest = {k: v for k, v in new.data.items() if k not in ("schema_version", "target", "lineage")}
+    manifest["rows"] = {p: new.rows(p) for p in PARTS}
     manifest["files"] = {}
     for p in PARTS:
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[p])
@@ -203,9 +206,9 @@ def test_load_split_reads_schema_1_and_refuses_a_newer_one(tmp_path, demo):
     newer = tmp_path / "newer"
     shutil.copytree(new.path, newer)
     manifest = json.loads((newer / "manifest.json").read_text(encoding="utf-8"))
-    manifest["schema_version"] = 3
+    manifest["schema_version"] = 4
     (newer / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(DataError, match="schema_version 3: this trainer reads split manifests of schema 1 and 2"):
+    with pytest.raises(DataError, match="schema_version 4: this trainer reads split manifests of schema 1, 2 and 3"):
         load_split(newer)
 
     # a listed file that is missing (a copy that left out text/ or the .text files) is an error, not fewer rows

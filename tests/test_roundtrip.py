@@ -47,7 +47,7 @@ def test_import_then_export_same_format_gives_equal_records(ws, tmp_path, fmt):
     _import_all(ws, src, fmt)
     m = export.export_split(ws, "rt", val=0, format=fmt)
     assert _read(m.path / "train.jsonl") == RECORDS[fmt]
-    assert [r["source_row"] for r in m.data["rows"]["train"]] == sorted(r["source_row"] for r in m.data["rows"]["train"])
+    assert [r["source_row"] for r in m.rows("train")] == sorted(r["source_row"] for r in m.rows("train"))
 
 
 @pytest.mark.parametrize("via", ["messages", "sharegpt"])

@@ -224,7 +224,32 @@ def read_file(path: Path) -> list[dict[str, Any]]:
     return [normalise_row(row, f"{path}:{lineno}") for lineno, row in _read_rows(path)]
 
 
-SPLIT_SCHEMA_VERSIONS = (1, 2)  # manifest.json schema_version this reader knows (1: the key is absent)
+SPLIT_SCHEMA_VERSIONS = (1, 2, 3)  # manifest.json schema_version this reader knows (1: the key is absent)
+LINEAGE_KEYS = ("sample_id", "source_id", "source_file", "source_row")  # one row's lineage (docs/contracts.md)
+
+
+def split_lineage(p: Path, manifest: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    """Each part's row lineage in file order ({part: [{sample_id, source_id, source_file,
+    source_row}]}): inline `rows` (schema 1, 2) or the Parquet sidecar `lineage` names (schema 3);
+    {} when the manifest has neither."""
+    manifest = manifest or {}
+    if isinstance(manifest.get("rows"), dict):
+        return manifest["rows"]
+    entry = manifest.get("lineage")
+    if not isinstance(entry, dict):
+        return {}
+    path = p / str(entry.get("path") or "lineage.parquet")
+    try:
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path, columns=["part", *LINEAGE_KEYS]).to_pylist()
+    except Exception as exc:  # missing, damaged
+        raise DataError(f"{path}: cannot read the split's row lineage ({type(exc).__name__}: {str(exc)[:200]}); "
+                        "copy the whole split folder or export it again") from None
+    out: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    for row in rows:
+        out.setdefault(row.pop("part"), []).append(row)
+    return out
 _PART_ORDER = {"train": 0, "val": 1}
 
 
@@ -300,7 +325,8 @@ def load_split(path: str | Path, *, val_fraction: float = 0.0, seed: int = 42) -
 
     A split directory (docs/contracts.md) is read through its manifest's `files`: chat and raw-text
     files, JSONL, Parquet or save_to_disk folders; each part's samples are its chat rows, then its
-    raw-text rows (the manifest's `rows` order). Manifest schema versions 1 and 2 are read."""
+    raw-text rows (the manifest's `rows` order). Manifest schema versions 1, 2 and 3 are read; for
+    schema 3 the returned manifest gets `rows` from the lineage sidecar (lineage.parquet)."""
     p = Path(path)
     if p.is_dir():
         mpath = p / "manifest.json"
@@ -312,8 +338,9 @@ def load_split(path: str | Path, *, val_fraction: float = 0.0, seed: int = 42) -
                 raise DataError(f"{mpath}:{exc.lineno}: not valid JSON ({exc.msg}); re-export the split") from None
         version = (manifest or {}).get("schema_version", 1)
         if manifest is not None and version not in SPLIT_SCHEMA_VERSIONS:
+            known = ", ".join(map(str, SPLIT_SCHEMA_VERSIONS[:-1])) + f" and {SPLIT_SCHEMA_VERSIONS[-1]}"
             raise DataError(f"{mpath}: schema_version {version!r}: this trainer reads split manifests of schema "
-                            f"{' and '.join(map(str, SPLIT_SCHEMA_VERSIONS))}; update studio here, or export the split "
+                            f"{known}; update studio here, or export the split "
                             "with the studio this trainer came with")
         entries = _split_files(p, manifest)
         first = next((e for e in entries if e[1] == "train"), None)
@@ -333,6 +360,8 @@ def load_split(path: str | Path, *, val_fraction: float = 0.0, seed: int = 42) -
                                 "the split was changed after export: export it again")
             parts[part] += rows
         fmt = (manifest or {}).get("format") or _file_format(first[3])
+        if manifest is not None and "rows" not in manifest and "lineage" in manifest:
+            manifest = {**manifest, "rows": split_lineage(p, manifest)}  # readers find each row's lineage in `rows`
         return SplitData(parts["train"], parts["val"], str(p), fmt, manifest)
     if not p.is_file():
         raise DataError(f"{p}: no such split directory or data file")

@@ -393,7 +393,14 @@ def _split(cfg: Any) -> str:
                 for k, f in files.items() if isinstance(f, dict)]
         out.append("<h3>Files</h3>" + _grid(["file", "path", "rows", "kind", "sha256"], rows, {2}))
     sources: Counter[tuple[str, str]] = Counter()
-    for part, rows in (data.get("rows") or {}).items() if isinstance(data.get("rows"), dict) else []:
+    from .data import split_lineage
+    from .errors import DataError
+
+    try:
+        lineage = split_lineage(path, data)
+    except DataError:
+        lineage = {}
+    for part, rows in lineage.items():
         for r in rows if isinstance(rows, list) else []:
             if isinstance(r, dict):
                 sources[(str(r.get("source_file") or "?"), str(part))] += 1

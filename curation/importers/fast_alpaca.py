@@ -5,8 +5,21 @@ for (a value that is not a string, a blank instruction, history, tags, tools, a 
 lines that would shift line numbers) sends the whole file to the precise Python path, which then
 names each problem by file:line. gzip and zstd files are read by read_json itself (told the
 compression found from their first bytes); bzip2 and xz files take the Python path. Its columns
-must equal what the Python path stores for the same rows (tests/test_import_formats.py compares
-them).
+must equal what the Python path stores for the same rows (tests/test_import_formats.py and
+tests/test_import_fast_sql.py compare them).
+
+Profile (cProfile and EXPLAIN ANALYZE, 100k real-length bilingual rows from benches/io_speed.py,
+2 loaded cores; benches/results/io.md): the import took 10.5 s, 8.8 s of it in the one INSERT.
+Three causes: (1) WITH ORDINALITY is a streaming window, which DuckDB runs on one thread, and
+everything computed above it in the same query ran there too: the rows are now landed numbered in
+a temporary table first (`stage_query`), and the INSERT from it runs on all cores; (2) language
+detection was one CASE whose branches repeated their regexp counts (7.7 s): rows are now classed
+by cheap tests and each count taken once, only for the classes that need it (`lang_ctes`); (3) the
+content hash of any row whose JSON held backslash-u00 (a control character, or a literal backslash-u in
+code) was computed in Python: DuckDB's to_json differs from json.dumps only in the case of nine
+escapes, which `_py_json` fixes in SQL. What is left is the work itself: sha256 over the content
+(~1 s per 100k rows), the regexps of Chinese rows, and writing instruction, answer, messages and
+search_text to the file (the commit's checkpoint ~1 s): about 3x the text read_json writes.
 """
 from __future__ import annotations
 
@@ -22,7 +35,7 @@ from ..store import SCHEMA
 from .fields import ID_KEYS, WHITESPACE_CLASS
 
 # RE2 spells code points \x{1680}, not \u1680.
-_SQL_WHITESPACE = re.sub(r"\\[ux]([0-9a-f]{2,4})", r"\\x{\1}", WHITESPACE_CLASS)
+SQL_WHITESPACE = re.sub(r"\\[ux]([0-9a-f]{2,4})", r"\\x{\1}", WHITESPACE_CLASS)
 
 log = logging.getLogger(__name__)
 MAX_OBJECT_BYTES = 16 * 1024 * 1024  # a longer row fails read_json: the Python path takes the file
@@ -35,8 +48,9 @@ _KANA = f"[{char_class(KANA_RANGES, re2=True)}]"
 _HANGUL = f"[{char_class(HANGUL_RANGES + HANGUL_JAMO_RANGES, re2=True)}]"
 _LATIN = r"[A-Za-z\x{c0}-\x{24f}]+"
 _OTHER = r"[\x{400}-\x{4ff}\x{600}-\x{6ff}\x{900}-\x{97f}\x{e00}-\x{e7f}]"
-# DuckDB's to_json escapes control characters as \u001B where Python's json.dumps writes \u001b:
-# rows whose JSON holds "\u00" get their content hash from Python (Sample.content_hash) instead.
+# Any character that counts as CJK or as another script's letter: text without one is '' or 'en'.
+_SCRIPTED = (f"[{char_class(KANA_RANGES + HAN_RANGES + HANGUL_RANGES + HANGUL_JAMO_RANGES, re2=True)}"
+             r"\x{400}-\x{4ff}\x{600}-\x{6ff}\x{900}-\x{97f}\x{e00}-\x{e7f}]")
 
 
 def _sql_str(text: str) -> str:
@@ -52,13 +66,14 @@ def _count(expr: str, cls: str) -> str:
 # Characters that count for no language in lang.detect and are 3 bytes in UTF-8: general
 # punctuation, CJK punctuation, full-width forms. Chinese text is mostly han plus these.
 _NEUTRAL3 = r"[\x{2000}-\x{206f}\x{3000}-\x{303f}\x{ff00}-\x{ffef}]"
+# A class-2 probe less these keeps its ASCII letters and neutral punctuation: one pass counts both.
+_KEPT2 = r"[^A-Za-z\x{2000}-\x{206f}\x{3000}-\x{303f}\x{ff00}-\x{ffef}]"
 _COMMON = f"[^\\x00-\\x7f{char_class(HAN_RANGES, re2=True)}\\x{{2000}}-\\x{{206f}}\\x{{3000}}-\\x{{303f}}\\x{{ff00}}-\\x{{ffef}}]"
 
 
 def _latin_words(p: str) -> str:
-    """Runs of Latin letters: collapse everything else to one space, count the spaces."""
-    t = f"trim(regexp_replace({p}, '[^A-Za-z\\x{{c0}}-\\x{{24f}}]+', ' ', 'g'))"
-    return f"CASE WHEN {t} = '' THEN 0 ELSE length({t}) - length(replace({t}, ' ', '')) + 1 END"
+    """Runs of Latin letters (lang.detect's words), counted once."""
+    return f"len(regexp_extract_all({p}, '{_LATIN}'))"
 
 
 def _decide(han: str, kana: str, hangul: str, latin: str, other: str) -> str:
@@ -70,32 +85,86 @@ def _decide(han: str, kana: str, hangul: str, latin: str, other: str) -> str:
         WHEN {other} > {latin} THEN 'other' ELSE 'en' END"""
 
 
-def lang_sql(p: str, ascii_only: str | None = None, has_letter: str | None = None) -> str:
-    """SQL equal to `lang.detect(p)` for a column `p` already cut to 2000 characters.
+def lang_ctes(source: str, probe: str, ascii_only: str) -> tuple[str, str]:
+    """(CTEs after `source`, the SQL of the language of each row) equal to `lang.detect(probe)`.
+    The CTEs are `lang_class`, `lang_counts`, then `lang_words` (select from it); `probe` must be cut to 2000
+    characters already.
 
-    Counting characters with regexp_replace costs about 10 us a row, too slow for a million rows,
-    so the common cases take shortcuts that give the same answer:
-    - ASCII only: 'en' when there is a letter, else ''.
-    - only ASCII, han and 3-byte punctuation (most Chinese): every non-ASCII character is 3 bytes,
-      so han = (bytes - chars) / 2 - punctuation; Latin words are counted only when han might be
-      less than twice their number.
-    - anything else: the five counts, as lang.detect does them.
+    Profiled on 100k real-length rows (benches/io_speed.py): counting characters with
+    regexp_replace costs 5-20 us a row, and lang.detect's rule spelled as one CASE evaluated its
+    counts again in every branch: 7.7 s of a 10.5 s import. So each row is first put in a class by
+    cheap tests, and only the counts its class needs are taken, once, as columns:
+    - 0: ASCII only: 'en' when there is a letter, else '' (the common English row);
+    - 1: no CJK and no other script's letter (English with a dash or an accent): 'en' or '';
+    - 2: only ASCII, han and 3-byte punctuation (most Chinese): every non-ASCII character is 3
+      bytes, so han = (bytes - chars) / 2 - punctuation; one regexp pass keeps the ASCII letters
+      and the punctuation, whose bytes and characters count both; Latin words are counted only
+      when han is less than twice the ASCII letters (a word has at least one letter);
+    - 3: anything else: the five counts, as lang.detect takes them.
     """
-    n3 = f"((strlen({p}) - length({p})) // 2)"
-    neutral = f"(length({p}) - length(regexp_replace({p}, '{_NEUTRAL3}+', '', 'g')))"
-    n1 = f"(length({p}) - {n3})"
-    han_common = f"({n3} - {neutral})"
-    common = f"""CASE WHEN {han_common} = 0 AND NOT regexp_matches({p}, '[A-Za-z]') THEN ''
-        WHEN {han_common} >= 2 * {n1} THEN 'zh'
-        ELSE {_decide(han_common, '0', '0', _latin_words(p), '0')} END"""
-    han, kana, hangul, other = (_count(p, c) for c in (_HAN, _KANA, _HANGUL, _OTHER))
-    full = _decide(han, kana, hangul, _latin_words(p), other)
-    ascii_only = ascii_only or f"strlen({p}) = length({p})"
-    has_letter = has_letter or f"regexp_matches({p}, '[A-Za-z]')"
-    return f"""CASE WHEN {ascii_only}
-            THEN CASE WHEN {has_letter} THEN 'en' ELSE '' END
-        WHEN NOT regexp_matches({p}, '{_COMMON}') THEN {common}
-        ELSE {full} END"""
+    lp = "_lang_probe"
+    ctes = f""", lang_class AS (
+        SELECT *, CASE WHEN {ascii_only} THEN 0 WHEN NOT regexp_matches({lp}, '{_SCRIPTED}') THEN 1
+                       WHEN NOT regexp_matches({lp}, '{_COMMON}') THEN 2 ELSE 3 END AS _lang_class
+        FROM (SELECT *, {probe} AS {lp} FROM {source})
+    ), lang_counts AS (
+        SELECT *,
+            CASE WHEN _lang_class < 2 THEN regexp_matches({lp}, '[A-Za-z\\x{{c0}}-\\x{{24f}}]') END AS _has_letter,
+            CASE WHEN _lang_class = 2 THEN regexp_replace({lp}, '{_KEPT2}+', '', 'g') END AS _kept2,
+            CASE WHEN _lang_class = 3 THEN {_count(lp, _HAN)} END AS _han3,
+            CASE WHEN _lang_class = 3 THEN {_count(lp, _KANA)} END AS _kana3,
+            CASE WHEN _lang_class = 3 THEN {_count(lp, _HANGUL)} END AS _hangul3,
+            CASE WHEN _lang_class = 3 THEN {_count(lp, _OTHER)} END AS _other3,
+            CASE WHEN _lang_class = 3 THEN {_latin_words(lp)} END AS _words3
+        FROM lang_class
+    ), lang_split AS (
+        -- _kept2 holds the ASCII letters (1 byte) and the neutral punctuation (3 bytes) of a class-2 probe
+        SELECT *, (strlen({lp}) - length({lp})) // 2 - (strlen(_kept2) - length(_kept2)) // 2 AS _han2,
+               length(_kept2) - (strlen(_kept2) - length(_kept2)) // 2 AS _letters2
+        FROM lang_counts
+    ), lang_words AS (
+        SELECT *, CASE WHEN _lang_class = 2 AND _han2 > 0 AND _han2 < 2 * _letters2 THEN {_latin_words(lp)} END AS _words2
+        FROM lang_split
+    )"""
+    lang = f"""CASE _lang_class
+        WHEN 0 THEN CASE WHEN _has_letter THEN 'en' ELSE '' END
+        WHEN 1 THEN CASE WHEN _has_letter THEN 'en' ELSE '' END
+        WHEN 2 THEN CASE WHEN _han2 = 0 THEN CASE WHEN _letters2 > 0 THEN 'en' ELSE '' END
+                         WHEN _han2 >= 2 * _letters2 THEN 'zh'
+                         ELSE {_decide('_han2', '0', '0', '_words2', '0')} END
+        ELSE {_decide('_han3', '_kana3', '_hangul3', '_words3', '_other3')} END"""
+    return ctes, lang
+
+
+# DuckDB's to_json writes nine control characters as \u000B where Python's json.dumps writes
+# \u000b (measured over every code point up to U+2FFFF; nothing else differs). The content hash
+# and the messages JSON must equal Python's, so `_py_json` swaps each of the nine for a Unicode
+# noncharacter (U+FDD0...; to_json keeps them as they are), runs to_json, and writes the
+# lower-case escape in its place: no row's hash leaves SQL for an escape. Only a row that holds
+# one of the nine and also one of those noncharacters (no real text does) is hashed in Python.
+_UPPER_ESCAPES = (0x0B, 0x0E, 0x0F, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F)
+_CONTROL = "[" + "".join(f"\\x{{{c:x}}}" for c in _UPPER_ESCAPES) + "]"
+_MARKS = "[\\x{fdd0}-\\x{fdd8}]"
+
+
+def _py_json(expr: str, plain: str) -> str:
+    """SQL: json.dumps(expr, ensure_ascii=False), given `plain` = to_json(expr) (expr non-null).
+    The regexps run only where `plain` holds a \\u00 escape (a fast substring test: 1 row in
+    1,000 of real data, against 0.4 s per 100k rows for a regexp over every row)."""
+    swapped = expr
+    for i, c in enumerate(_UPPER_ESCAPES):
+        swapped = f"replace({swapped}, chr({c}), chr({0xFDD0 + i}))"
+    fixed = f"to_json({swapped})"
+    for i, c in enumerate(_UPPER_ESCAPES):
+        fixed = f"replace({fixed}, chr({0xFDD0 + i}), '\\u{c:04x}')"
+    return (f"CASE WHEN contains({plain}, '\\u00') AND regexp_matches({expr}, '{_CONTROL}') "
+            f"AND NOT regexp_matches({expr}, '{_MARKS}') THEN {fixed} ELSE {plain} END")
+
+
+def json_string_sql(expr: str) -> str:
+    """SQL: json.dumps(expr, ensure_ascii=False) for a non-null VARCHAR, to_json's speed (the
+    export builds its JSON Lines with it)."""
+    return _py_json(expr, f"to_json({expr})")
 
 
 def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, compression: str | None = None) -> str:
@@ -127,7 +196,7 @@ def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, comp
     else:
         fields = ("c_instruction AS instruction, c_input AS input, c_output AS output, c_system AS system, "
                   f"coalesce({', '.join(f'c_{k}' for k in ID_KEYS)}) AS source_id, _ord")
-    user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{_SQL_WHITESPACE}]*') THEN instruction "
+    user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{SQL_WHITESPACE}]*') THEN instruction "
             f"ELSE instruction || chr(10) || chr(10) || input END")
     # WITH ORDINALITY numbers rows in file order even though read_json parses in parallel; with
     # no blank lines (checked before) it is the line number of a JSON Lines row.
@@ -142,44 +211,73 @@ def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, comp
     )"""
 
 
+_STAGED = "_fast_alpaca_rows"  # a temporary table: the file's rows, numbered, as text
+
+
+def stage_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
+    """CREATE the temporary table of the file's fields as text and `_ord`. One `?`: the path.
+
+    Numbering rows in file order (WITH ORDINALITY) is a streaming window, which DuckDB runs on one
+    thread, and so was everything computed above it in one query: hashing, JSON and language ran
+    on one core. Landing the numbered rows first costs a read (0.5 s per 100k real-length rows);
+    the INSERT from that table then runs on every core."""
+    return f"CREATE TEMPORARY TABLE {_STAGED} AS" + _source_ctes(json_format, mapping, typed=False, compression=compression) + """
+    SELECT instruction, input, output, system, source_id, _ord FROM typed"""
+
+
 def check_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
     """(rows, rows the fast path cannot vouch for). Cheap: no hashing, no language."""
-    blank = f"regexp_full_match(instruction, '[{_SQL_WHITESPACE}]*')"
+    blank = f"regexp_full_match(instruction, '[{SQL_WHITESPACE}]*')"
     return _source_ctes(json_format, mapping, typed=True, compression=compression) + f"""
     SELECT count(*), count(*) FILTER (WHERE NOT coalesce(_typed AND NOT {blank}, FALSE)) FROM typed"""
 
 
-def insert_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
-    """INSERT the file's rows as samples. Parameters: path, first id, source file, import id, tags."""
+def insert_query() -> str:
+    """INSERT the staged rows (`stage_query`) as samples. Parameters: first id, source file, import
+    id, tags. search_text (browse's search column) is written here too, with store's expression:
+    browse computes it for a row without one, but then every search lowers every text again."""
     cols = ", ".join(name for name in SCHEMA.names)
-    # search_text (browse's search column) is set by every writer, with store's expression.
-    search_sql = getattr(store, "SEARCH_TEXT_SQL", None)
-    search_col = ", search_text" if search_sql else ""
-    search_val = ",\n        " + search_sql.replace("instruction", "user_turn").replace("answer", "output").replace("text)", "NULL)") if search_sql else ""
-    return f"INSERT INTO samples (id, {cols}, status, import_id{search_col})" + _source_ctes(json_format, mapping, typed=False, compression=compression) + f"""
+    lang_sql, lang = lang_ctes("encoded", "left(user_turn || ' ' || output, 2000)",
+                               "strlen(user_turn) = length(user_turn) AND strlen(output) = length(output)")
+    # The turns as JSON strings once, shared by the messages column and the content hash.
+    system = "coalesce(system, '')"
+    encoded = f""", plain_json AS (
+        SELECT *, to_json(user_turn) AS _uj0, to_json(output) AS _aj0, to_json({system}) AS _sj0 FROM probed
+    ), encoded AS (
+        SELECT *, {_py_json('user_turn', '_uj0')} AS _uj, {_py_json('output', '_aj0')} AS _aj,
+               {_py_json(system, '_sj0')} AS _sj,
+               contains(_uj0, '\\u00') OR contains(_aj0, '\\u00') OR contains(_sj0, '\\u00') AS _escaped
+        FROM plain_json
+    )"""
+    user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{SQL_WHITESPACE}]*') THEN instruction "
+            f"ELSE instruction || chr(10) || chr(10) || input END")
+    probed = f"WITH probed AS (SELECT *, {user} AS user_turn FROM {_STAGED})"
+    search = store.SEARCH_TEXT_SQL.replace("instruction", "user_turn").replace("answer", "output").replace("text)", "NULL)")
+    return f"INSERT INTO samples (id, {cols}, status, import_id, search_text)" + probed + encoded + lang_sql + f"""
     SELECT
-        $2 + _ord - 1,
+        $1 + _ord - 1,
         'chat',
         nullif(system, ''),
-        '[{{"role": "user", "content": ' || to_json(user_turn) || '}}, {{"role": "assistant", "content": ' || to_json(output) || '}}]',
+        '[{{"role": "user", "content": ' || _uj || '}}, {{"role": "assistant", "content": ' || _aj || '}}]',
         NULL,
         user_turn,
         output,
-        {lang_sql("left(user_turn || ' ' || output, 2000)", "strlen(user_turn) = length(user_turn) AND strlen(output) = length(output)")},
-        CAST($5 AS VARCHAR[]),
-        $3,
+        {lang},
+        CAST($4 AS VARCHAR[]),
+        $2,
         _ord,
         source_id,
         NULL,
         'import',
         NULL,
-        CASE WHEN contains(to_json(user_turn) || to_json(output) || to_json(coalesce(system, '')), '\\u00') THEN '?'
-             ELSE sha256('["chat",' || to_json(coalesce(system, '')) || ',[["user",' || to_json(user_turn)
-                         || '],["assistant",' || to_json(output) || ']],""]') END,
+        CASE WHEN _escaped AND regexp_matches(concat(user_turn, output, system), '{_CONTROL}')
+                  AND regexp_matches(concat(user_turn, output, system), '{_MARKS}') THEN '?'
+             ELSE sha256('["chat",' || _sj || ',[["user",' || _uj || '],["assistant",' || _aj || ']],""]') END,
         NULL,
         'pending',
-        $4{search_val}
-    FROM probed""".replace("read_json(?", "read_json($1")
+        $3,
+        {search}
+    FROM lang_words"""
 
 
 def rows_if_fast(cur: duckdb.DuckDBPyConnection, path: str, json_format: str, mapping: dict[str, str],
@@ -202,7 +300,11 @@ def insert_alpaca(con: duckdb.DuckDBPyConnection, path: str, source_file: str, j
     """Insert the rows `rows_if_fast` counted, in the caller's transaction; (first id, last id).
     `tags` go on every row (a dataset repository's split)."""
     first = reserve_ids(con, rows)
-    con.execute(insert_query(json_format, mapping, compression), [path, first, source_file, import_id, list(tags)])
+    con.execute(stage_query(json_format, mapping, compression), [path])
+    try:
+        con.execute(insert_query(), [first, source_file, import_id, list(tags)])
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_STAGED}")
     _hash_in_python(con, first, first + rows - 1)
     return first, first + rows - 1
 

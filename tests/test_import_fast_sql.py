@@ -1,0 +1,39 @@
+"""The fast import path computes language, messages JSON and content hash in SQL for every row:
+the answers equal what the Python path (lang.detect, Sample.content_hash) gives, also for text
+with control characters and literal escapes, which used to send a row's hash to Python."""
+from __future__ import annotations
+
+import json
+
+from curation import lang
+from curation.importers import fast_alpaca, import_paths
+from curation.samples import chat
+
+TRICKY = [
+    "Explain DNS.", "解释一下DNS是什么？", "ＤＮＳ 是什么", "Кто ты?", "日本語のテキストです", "한국어 문장",
+    "mixed 中文 and English words here", "中文 quicksort quicksort quicksort", "中文，英文 word words more words",
+    "café — naïve", "—", "…中", "Привет 中文", "αβγ 中", "x" * 2100 + "中", "中" * 1990 + " abc def ghi",
+    "ctrl \x1b[31m red \x07 bell \x0b\x0e\x0f\x1a\x1c\x1d\x1e\x1f", "literal \\u001B and \\u00e9 and \\\x1b",
+    'tab\there "q" back\\slash /', "emoji 😀 ok", "1234 + 5678", "   ",
+]
+
+
+def test_language_and_hash_in_sql_equal_python_on_tricky_text(ws, tmp_path, monkeypatch):
+    recs = [{"instruction": t if t.strip() else "blank", "input": "", "output": f"answer {i}: {t}",
+             **({"system": "sys \x1b " + t} if i % 3 == 0 else {})} for i, t in enumerate(TRICKY)]
+    recs += [{"instruction": a, "input": b, "output": b + " " + a} for a in TRICKY[:8] for b in TRICKY[8:16]]
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+
+    def no_python(*_a, **_k):
+        raise AssertionError("a content hash left SQL")
+
+    monkeypatch.setattr(fast_alpaca, "Sample", no_python)  # what the Python fallback builds
+    assert import_paths(ws, [src]).files[0].fast_path
+    got = ws.con.execute("SELECT system, instruction, answer, lang, content_hash, messages::VARCHAR FROM samples ORDER BY id").fetchall()
+    assert len(got) == len(recs)
+    for system, user, answer, lg, digest, messages in got:
+        sample = chat(user, answer, system=system)
+        assert lg == lang.detect(user + " " + answer), user[:40]
+        assert digest == sample.content_hash(), user[:40]
+        assert messages == sample.messages_json(), user[:40]  # byte for byte, escapes included
