@@ -127,8 +127,8 @@ def one_step(model, opt, side: str, length: int, vocab: int, grads_to: Path | No
     loss = out.loss
     loss.backward()
     if grads_to is not None:  # the first step's LoRA B gradients, by name: both sides' should agree
-        norms = {n.replace(".default", ""): float(p.grad.float().norm()) for n, p in model.named_parameters()
-                 if p.grad is not None and "lora_B" in n}
+        norms = {n.replace(".default", ""): [float(p.grad.float().norm())] + p.grad.float().flatten()[:64].tolist()
+                 for n, p in model.named_parameters() if p.grad is not None and "lora_B" in n}
         grads_to.write_text(json.dumps(norms))
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -288,7 +288,18 @@ def table(out: Path) -> str:
         other = out / f.name.replace("grads-seed-", "grads-studio-")
         if other.exists():
             a, b = json.loads(f.read_text()), json.loads(other.read_text())
-            ratios = sorted(b[k] / a[k] for k in a if k in b and a[k] > 0)
+            ratios = sorted(b[k][0] / a[k][0] for k in a if k in b and a[k][0] > 0)
+            cos = []
+            for k in a:
+                if k in b:
+                    x, y = a[k][1:], b[k][1:]
+                    nx, ny = math.sqrt(sum(v * v for v in x)), math.sqrt(sum(v * v for v in y))
+                    if nx > 0 and ny > 0:
+                        cos.append(sum(p * q for p, q in zip(x, y)) / nx / ny)
+            if cos:
+                cos.sort()
+                lines.append(f"- first-step LoRA B gradients, cosine studio vs seed over each matrix's first 64 values: "
+                             f"min {cos[0]:.4f}, median {cos[len(cos) // 2]:.4f} ({len(cos)} matrices)")
             if ratios:
                 q = lambda x: ratios[min(len(ratios) - 1, int(x * len(ratios)))]  # noqa: E731
                 lines.append(f"- first-step LoRA B gradient norms, studio / seed, {len(ratios)} matrices "
