@@ -73,7 +73,7 @@ def test_an_old_workspace_migrates_and_still_undoes_each_step(ws_path, tmp_path,
         import_paths(ws, [data])
         ids = [r[0] for r in ws.con.execute("SELECT id FROM samples ORDER BY id").fetchall()]
         states.append(_state(ws))
-        dedup.find_duplicates(ws, workers=1)
+        dedup.find_duplicates(ws, dedup.DedupParams(), workers=1)
         (cluster,) = dedup.list_clusters(ws.con)
         states.append(_state(ws))
         other = next(m["sample_id"] for m in cluster["members"] if not m["keeper"])

@@ -27,7 +27,7 @@ from training.config import load_config, save_config
 RUN_ID = "r-why"
 EVAL_ID = "eval-20250101-120000"
 
-# The planted row (line 3 of the file): a long answer with two HTML tags (markup_debris fires at 2),
+# The planted row (line 3 of the file): a long answer with two HTML tags (markup_debris fires at 1),
 # and its near duplicate (line 4: one word fewer, so line 3 keeps the longer answer and is the keeper).
 PLANTED_Q = "What is the capital of Australia?"
 PLANTED_A = ("The capital of Australia is <b>Canberra</b>, a planned city chosen in 1908 as a compromise "
@@ -148,7 +148,7 @@ def test_why_puts_the_planted_near_duplicate_first_with_its_history(story, capsy
     assert h["source_file"].endswith("facts.jsonl") and h["source_row"] == 3
     assert first["source"]["source_row"] == 3
     assert h["status"] == "pending"
-    assert [(f["rule_id"], f["value"], f["threshold"]) for f in h["flags"]] == [("markup_debris", 2.0, 2.0)]
+    assert [(f["rule_id"], f["value"], f["threshold"]) for f in h["flags"]] == [("markup_debris", 2.0, 1.0)]
     c = h["cluster"]
     assert c["method"] == "near" and c["size"] == 2 and c["keeper_id"] == story["planted"] and c["is_keeper"] is True
     assert h["edits"]["version"] == 2 and h["edits"]["earlier_versions"] == 1
@@ -166,7 +166,7 @@ def test_why_other_model_and_readable_output(story, capsys):
     assert f"model {RUN_ID}" in out and "[correct]" in out
     assert f" 1. sample {story['planted']}" in out
     assert "source " in out and "facts.jsonl:3" in out
-    assert "flags: markup_debris (2 vs 2)" in out
+    assert "flags: markup_debris (2 vs 1)" in out
     assert "cluster " in out and "the keeper" in out
     assert "edited: version 2 (1 earlier)" in out and "spacing before ?" in out
 

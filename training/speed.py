@@ -154,9 +154,14 @@ def offload_checkpoint_inputs(model: Any) -> int:
     non-reentrant checkpointing keeps for the recompute (saved through `save_for_backward`, so the
     hooks see them) go to pinned CPU memory; what the layer saves inside stays under the
     checkpoint's own hooks. transformers 5.24 has this as `offload=True`; 5.17 (the GPU box) has
-    not, hence this. Returns the number of layers wrapped."""
+    not, hence this. Returns the number of layers wrapped.
+
+    Tensors over PINNED_MAX_BYTES go to pageable memory instead of pinned: PyTorch's pinned
+    (CachingHost) allocator rounds every block up to a power of two, so at 350,000 tokens each
+    layer's 2.87 GB input took a 4 GB block, 128 GB for the 32 layers of an 8B model, and the
+    kernel killed the process on a 128 GB host (benches/gpu/NOTES.md, run 6). Pageable copies are
+    synchronous, which costs little beside a layer's compute at such lengths."""
     import torch
-    from torch.autograd.graph import save_on_cpu
 
     pin = torch.cuda.is_available()
     n = 0
@@ -166,13 +171,36 @@ def offload_checkpoint_inputs(model: Any) -> int:
             continue
 
         def run(function, *args, _func=func, **kwargs):
-            with save_on_cpu(pin_memory=pin):
+            with _saved_on_cpu(pin):
                 return _func(function, *args, **kwargs)
 
         run._studio_offload = True
         layer._gradient_checkpointing_func = run
         n += 1
     return n
+
+
+PINNED_MAX_BYTES = 1 << 30
+
+
+def _saved_on_cpu(pin: bool):
+    """torch.autograd.graph.save_on_cpu, with tensors over PINNED_MAX_BYTES kept in pageable memory
+    (offload_checkpoint_inputs says why)."""
+    import torch
+
+    def pack(t: torch.Tensor):
+        if t.device.type == "cpu":
+            return (None, t)
+        pinned = pin and t.numel() * t.element_size() <= PINNED_MAX_BYTES
+        cpu = torch.empty(t.size(), dtype=t.dtype, layout=t.layout, pin_memory=pinned)
+        cpu.copy_(t, non_blocking=pinned)
+        return (t.device, cpu)
+
+    def unpack(packed):
+        device, t = packed
+        return t if device is None else t.to(device, non_blocking=t.is_pinned())
+
+    return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
 
 
 def checkpointing_callback(fraction: float = 1.0, offload: bool = False):
