@@ -971,7 +971,7 @@ def _plan_incremental(ws, data: _Sigs, is_new: np.ndarray, params: DedupParams, 
         first[1:] = lab_local[1:] != lab_local[:-1]
         keeper_pos = pos[first][lab_local]
         base = len(method)
-        for i in range(len(pending_policy)):
+        for _ in range(len(pending_policy)):
             method.append("near")
             chosen.append("policy")
             existing.append(None)

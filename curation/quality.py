@@ -357,39 +357,24 @@ def default_rules_path() -> Path:
 def load_rules(path: str | Path | None = None) -> list[Rule]:
     """Rules from a YAML file (default: curation/rules/default.yaml). Errors name the file, the
     line and the field (`rules.yaml:12: rules[3].threshold: ...`)."""
-    import yaml
+    from .yaml_lines import parse_yaml
 
     path = Path(path) if path is not None else default_rules_path()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StudioError(f"{path}: cannot read the rules file ({exc.strerror or exc}). Pass an existing file with --rules.") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise StudioError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}. Fix the file.") from None
+    doc = parse_yaml(text, str(path), StudioError)
+    data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
         raise StudioError(f"{path}:1: rules: expected a top-level 'rules:' list of rules (see {default_rules_path().name}).")
-    nodes = []
-    for k, v in root.value:
-        if k.value == "rules":
-            nodes = v.value
     out: list[Rule] = []
     seen: set[str] = set()
     for i, item in enumerate(data["rules"]):
-        line = nodes[i].start_mark.line + 1 if i < len(nodes) else 1
-        where = f"{path}:{line}: rules[{i}]"
+        where = f"{doc.where(f'rules[{i}]')}: rules[{i}]"
 
-        def field_line(name: str) -> str:
-            node = nodes[i] if i < len(nodes) else None
-            if node is not None and hasattr(node, "value") and isinstance(node.value, list):
-                for k, v in node.value:
-                    if getattr(k, "value", None) == name:
-                        return f"{path}:{v.start_mark.line + 1}: rules[{i}].{name}"
-            return f"{where}.{name}"
+        def field_line(name: str, at: str = f"rules[{i}]") -> str:
+            return f"{doc.where(f'{at}.{name}')}: {at}.{name}"
 
         if not isinstance(item, dict):
             raise StudioError(f"{where}: expected a mapping with id, enabled, threshold, description.")

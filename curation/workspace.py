@@ -195,14 +195,11 @@ class Workspace:
 
     # -- settings ---------------------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:
-        import yaml
+        from .yaml_lines import parse_yaml
 
         if not self.config_path.exists():
             return {}
-        try:
-            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise StudioError(f"{self.config_path}: not valid YAML: {exc}. Fix the file or delete it.") from exc
+        data = parse_yaml(self.config_path.read_text(encoding="utf-8"), str(self.config_path), StudioError).data or {}
         if not isinstance(data, dict):
             raise StudioError(f"{self.config_path}: expected a mapping at the top level.")
         return data

@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from .errors import ConfigError, TrainingError
 from .rundir import RunState, RunStatus
+from .yaml_lines import parse_yaml
 
 PIPELINE_FILE = "pipeline.json"
 TOP_KEYS = {"name", "base", "method", "preset", "config", "set", "stages"}
@@ -90,13 +89,8 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such pipeline file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML; fix the syntax") from None
+    doc = parse_yaml(path.read_text(encoding="utf-8"), str(path), ConfigError)
+    data = doc.data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a pipeline is a mapping with `name` and `stages`")
     unknown = set(data) - TOP_KEYS
@@ -108,10 +102,6 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
     stages_data = data.get("stages")
     if not isinstance(stages_data, list) or not stages_data:
         raise ConfigError(f"{path}: stages: expected a list of stages (pretrain, then sft)")
-    stage_lines = []
-    stages_node = next((v for k, v in node.value if k.value == "stages"), None)
-    if stages_node is not None and isinstance(stages_node, yaml.SequenceNode):
-        stage_lines = [n.start_mark.line + 1 for n in stages_node.value]
     common = {}
     for key in ("base", "method"):
         if key in data:
@@ -119,7 +109,7 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
     common.update(_flat(data.get("set"), str(path)))
     stages = []
     for i, s in enumerate(stages_data):
-        where = f"{path}:{stage_lines[i] if i < len(stage_lines) else '?'}: stages[{i}]"
+        where = f"{doc.where(f'stages[{i}]')}: stages[{i}]"
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a mapping with name and split")
         unknown = set(s) - STAGE_KEYS
@@ -146,7 +136,7 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
             split = str((path.parent / split).resolve())
         stages.append(Stage(name=stage_name, split=split, overrides=overrides,
                             preset=s.get("preset", data.get("preset")), config=s.get("config", data.get("config")),
-                            replay=replay, line=stage_lines[i] if i < len(stage_lines) else None))
+                            replay=replay, line=doc.lines.get(f"stages[{i}]")))
     pipeline = Pipeline(name=str(name), stages=stages, source=str(path.resolve()))
     for i in range(len(stages)):
         stage_config(pipeline, i, base_override="(previous stage)" if i else None)  # validate now, fail early

@@ -572,22 +572,6 @@ def memory_plan(cfg: Any, *, gpu_mem_gb: float | None = None) -> dict[str, Any]:
     return plan
 
 
-def longest_report(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
-    """The longest single sequence (batch 1) that trains in `gpu_mem_gb` with this config's method on
-    the long path (training/long_context.py; the `long` preset), and whether this config is on it. A
-    config whose rows are longer than its own memory allows is pointed there."""
-    from .config import with_changes
-    from .long_context import longest_length
-
-    on_path = bool(cfg.train.mlp_tile_tokens and cfg.train.offload_checkpoints and cfg.train.gradient_checkpointing)
-    long_cfg = cfg if on_path else with_changes(cfg, {
-        "train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0, "train.offload_checkpoints": True,
-        "train.mlp_tile_tokens": 4096, "train.micro_batch_size": 1, "train.fused_lora": cfg.method != "full"})
-    tokens = longest_length(shape, long_cfg, gpu_mem_gb)
-    return {"gpu_mem_gb": gpu_mem_gb, "method": cfg.method, "tokens": tokens, "on_long_path": on_path,
-            "fits_max_length": tokens >= cfg.data.max_length}
-
-
 def launch_refusal(plan: dict[str, Any], device: dict[str, Any]) -> str | None:
     """One line saying why a run with this plan (make_plan's or memory_plan's dict) cannot work on
     `device` (local_device's dict), or None. On a CPU: a base above CPU_MAX_PARAMS_B (days of

@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import Cancelled, StudioError
-from . import cache, cost as cost_mod, providers
+from . import cache, providers
+from . import cost as cost_mod
 from .client import ProviderClient, Reply
 from .jobs import _run_loop
 from .ops import JSON_FORMAT, Unusable, _json_object

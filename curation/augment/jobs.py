@@ -45,12 +45,13 @@ from ..errors import NotFound, StudioError
 from ..jobs import Job
 from ..store import delete_samples
 from ..workspace import dead_jobs, interrupt_dead_jobs, register_live_job, unregister_live_job
-from . import cache, cost as cost_mod, ops, providers, selection
+from . import cache, ops, providers, selection
+from . import cost as cost_mod
 from .client import ProviderClient, Reply
+from .defaults import DEFAULT_N
 from .landing import Lander, Outcome, WriterThread
 from .templates import OPERATIONS, TemplateSet
 
-from .defaults import DEFAULT_N  # noqa: E402  (kept light for the CLI)
 CANCEL_GRACE_S = 5.0  # after cancel, wait this long for requests in flight (they are paid for)
 
 

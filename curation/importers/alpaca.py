@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 from ..samples import Message, Problem, Sample, validate
-from . import fields, turns as turns_mod
+from . import fields
+from . import turns as turns_mod
 
 NAME = "alpaca"
 KEYS = ("instruction", "output")
