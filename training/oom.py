@@ -53,8 +53,3 @@ def remedies(cfg: Any) -> list[Remedy]:
         out.append(Remedy("lora", {"method": "lora"}, "train a LoRA adapter instead of all weights: no optimizer "
                                                        "states for the frozen base"))
     return out
-
-
-def next_remedy(cfg: Any) -> Remedy | None:
-    found = remedies(cfg)
-    return found[0] if found else None

@@ -38,7 +38,6 @@ without checkpointing (design.md, 26.3 GB), the fast preset at two checkpoint fr
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -514,10 +513,6 @@ def format_plan(plan: dict[str, Any]) -> str:
     for p in plan.get("problems") or []:
         out.append(f"PROBLEM: {p}")
     return "\n".join(out)
-
-
-def plan_json(plan: dict[str, Any]) -> str:
-    return json.dumps(plan, ensure_ascii=False, indent=2)
 
 
 # ---------------------------------------------------------------- launching: device, time, refusal

@@ -8,7 +8,8 @@ resumable checkpoints; metrics.jsonl + status.json through a TrainerCallback (me
 Raises: DataError / ConfigError for user problems, torch.OutOfMemoryError for CUDA OOM (runs.py
 turns it into status `failed` with remedies), anything else is a bug.
 
-Chat / merge / serve load a finished run with `load_for_inference(run_dir)`.
+Chat, merge and serve load finished runs through training/inference.py (`describe_run`,
+`load_session`); `load_for_inference(run_dir)` here gives one run's (model, tokenizer) to a script.
 """
 from __future__ import annotations
 
