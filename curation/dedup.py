@@ -45,7 +45,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,9 @@ from . import normalize as norm
 from . import shingles as sh
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
@@ -127,7 +130,7 @@ def _hash_chunk(texts: Sequence[str], shingle: int, num_perm: int) -> tuple[np.n
 
 def _jaccard_chunk(texts: Sequence[str], left: np.ndarray, right: np.ndarray, shingle: int) -> np.ndarray:
     """Exact Jaccard of text pairs (indices into `texts`)."""
-    sets = []
+    sets: list[np.ndarray] = []  # the sorted unique shingle hashes of each text
     # Shingle in slices: shingle_hashes holds ~60 bytes per character of its input at its peak.
     for s in range(0, len(texts), 2000):
         hashes, offsets = sh.shingle_hashes([norm.normalize(t) for t in texts[s:s + 2000]], shingle)
@@ -142,7 +145,7 @@ class _Workers:
 
     def __init__(self, processes: int):
         self.processes = processes
-        self.pool = None
+        self.pool: Any = None  # a multiprocessing Pool once started
 
     def _ensure(self):
         if self.pool is None and self.processes > 1:
@@ -324,7 +327,7 @@ def _missing_sql(params: DedupParams, restrict: bool) -> str:
     return sql + " ORDER BY s.id"
 
 
-def _compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only_ids: np.ndarray | None,
+def _compute_missing(ws: Workspace, params: DedupParams, job: Job, workers: int | None, only_ids: np.ndarray | None,
                      pool_holder: list) -> _Sigs:
     con = ws.con
     args: list[Any] = [params.signature_key]
@@ -387,7 +390,7 @@ def _fetch_texts(con, params: DedupParams, ids: np.ndarray) -> list[str]:
     return [by_id.get(int(i), "") for i in ids]
 
 
-def _similarities(ws, params: DedupParams, a_ids: np.ndarray, b_ids: np.ndarray, data: _Sigs,
+def _similarities(ws: Workspace, params: DedupParams, a_ids: np.ndarray, b_ids: np.ndarray, data: _Sigs,
                   pool: _Workers, job: Job) -> np.ndarray:
     """Similarity of each pair of sample ids: exact Jaccard with `verify`, else the MinHash estimate."""
     if a_ids.size == 0:
@@ -495,7 +498,7 @@ class _Plan:
     existing_id: list[int | None] = field(default_factory=list)  # incremental: cluster joined
 
 
-def _plan_full(ws, data: _Sigs, params: DedupParams, pool: _Workers, job: Job, report: DedupReport) -> _Plan:
+def _plan_full(ws: Workspace, data: _Sigs, params: DedupParams, pool: _Workers, job: Job, report: DedupReport) -> _Plan:
     n = data.ids.size
     valid = data.keys != 0
     rep, is_rep = _exact_groups(data.keys, valid)
@@ -516,7 +519,7 @@ def _plan_full(ws, data: _Sigs, params: DedupParams, pool: _Workers, job: Job, r
     return _plan_from_edges(ws, data, params, pool, job, rep, ea, eb, lookup)
 
 
-def _plan_from_edges(ws, data: _Sigs, params: DedupParams, pool: _Workers, job: Job, rep: np.ndarray,
+def _plan_from_edges(ws: Workspace, data: _Sigs, params: DedupParams, pool: _Workers, job: Job, rep: np.ndarray,
                      ea: np.ndarray, eb: np.ndarray, lookup: _PairLookup) -> _Plan:
     n = data.ids.size
     labels = _components(n, ea, eb)
@@ -614,9 +617,9 @@ def _write_plan(con, op_id: int, plan: _Plan, params: DedupParams) -> tuple[int,
     cid = np.zeros(nlab, np.int64)
     for lab, i in zip(new_labels, new_ids):
         cid[lab] = i
-    for lab in range(nlab):
-        if existing[lab] is not None:
-            cid[lab] = existing[lab]
+    for lab, joined in enumerate(existing):
+        if joined is not None:
+            cid[lab] = joined
     member_cid = cid[plan.label]
     sizes = np.bincount(plan.label, minlength=nlab)
     keeper_of = np.zeros(nlab, np.int64)
@@ -670,7 +673,7 @@ def _details(params: DedupParams, report: DedupReport, incremental: bool) -> dic
 
 
 # -- public API ---------------------------------------------------------------------------------
-def find_duplicates(ws, *, threshold: float = DEFAULT_THRESHOLD, fields: str = "sample",
+def find_duplicates(ws: Workspace, *, threshold: float = DEFAULT_THRESHOLD, fields: str = "sample",
                     num_perm: int = DEFAULT_NUM_PERM, shingle: int = DEFAULT_SHINGLE, verify: bool = True,
                     job: Job | None = None, workers: int | None = None) -> DedupReport:
     """Find exact and near duplicates over all samples and replace the workspace's clusters.
@@ -746,7 +749,7 @@ def _same_clusters(c, plan: _Plan, params: DedupParams) -> bool:
     return int(diff) == 0
 
 
-def _full_run_write(ws, c, plan: _Plan, params: DedupParams, report: DedupReport, fresh: _Sigs) -> int:
+def _full_run_write(ws: Workspace, c, plan: _Plan, params: DedupParams, report: DedupReport, fresh: _Sigs) -> int:
     """Record a full run's operation and replace every cluster with the plan's; its id."""
     op_id = ws.record_operation("dedup", details=_details(params, report, False),
                                 sample_count=int((plan.member != plan.keeper).sum()))
@@ -775,7 +778,7 @@ def last_params(con) -> DedupParams | None:
                        d.get("num_perm", DEFAULT_NUM_PERM), d.get("shingle", DEFAULT_SHINGLE), d.get("verify", True))
 
 
-def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | None = None, *,
+def check_incremental(ws: Workspace, sample_ids: Iterable[int] | None = None, job: Job | None = None, *,
                       threshold: float | None = None, fields: str | None = None, num_perm: int | None = None,
                       shingle: int | None = None, verify: bool | None = None,
                       workers: int | None = None,
@@ -874,7 +877,7 @@ def _is_ignored(codes: np.ndarray, rep: np.ndarray, a: np.ndarray, b: np.ndarray
     return np.isin(a.astype(np.int64) * n + rep[b], codes) | np.isin(b.astype(np.int64) * n + rep[a], codes)
 
 
-def _plan_incremental(ws, data: _Sigs, is_new: np.ndarray, params: DedupParams, pool: _Workers, job: Job,
+def _plan_incremental(ws: Workspace, data: _Sigs, is_new: np.ndarray, params: DedupParams, pool: _Workers, job: Job,
                       report: DedupReport, ignore_pairs: Mapping[int, Iterable[int]] | None = None) -> _Plan:
     n = data.ids.size
     valid = data.keys != 0
@@ -922,9 +925,9 @@ def _plan_incremental(ws, data: _Sigs, is_new: np.ndarray, params: DedupParams, 
         return empty
     # Old samples already in clusters: which cluster, and its keeper.
     con = ws.con
-    rows = con.execute("SELECT s.id, s.cluster_id, c.keeper_id FROM samples s JOIN dup_clusters c ON c.id = s.cluster_id "
-                       "WHERE s.cluster_id IS NOT NULL").fetchall()
-    cluster_of = {r[0]: (r[1], r[2]) for r in rows}
+    clustered = con.execute("SELECT s.id, s.cluster_id, c.keeper_id FROM samples s JOIN dup_clusters c ON c.id = s.cluster_id "
+                            "WHERE s.cluster_id IS NOT NULL").fetchall()
+    cluster_of = {r[0]: (r[1], r[2]) for r in clustered}
     labels = _components(n, ea_, eb_)
     # Best edge per component into a clustered old sample decides which cluster it joins.
     edge_sim = np.concatenate([np.ones(ea_.size - keep.sum()), sims[keep]])
@@ -945,7 +948,12 @@ def _plan_incremental(ws, data: _Sigs, is_new: np.ndarray, params: DedupParams, 
     for p in comp_members.tolist():
         groups.setdefault(int(labels[p]), []).append(p)
     keeper_by_cluster = {cid: keeper for cid, keeper in cluster_of.values()}
-    plan_member, plan_label, plan_keeper, method, chosen, existing = [], [], [], [], [], []
+    plan_member: list[int] = []
+    plan_label: list[int] = []
+    plan_keeper: list[int] = []
+    method: list[str] = []
+    chosen: list[str] = []
+    existing: list[int | None] = []
     pending_policy: list[tuple[int, list[int]]] = []
     for lab, ps in groups.items():
         if lab in join:
@@ -1021,7 +1029,7 @@ def _cluster_shingle(con, cluster_op: int | None) -> int:
     return int(d.get("shingle", DEFAULT_SHINGLE))
 
 
-def set_keeper(ws, cluster_id: int, sample_id: int, *, reason: str | None = None) -> int | None:
+def set_keeper(ws: Workspace, cluster_id: int, sample_id: int, *, reason: str | None = None) -> int | None:
     """A person's choice of keeper for a cluster (keeper_chosen_by='reviewer', resolved). Other
     members become duplicates of it; similarities are recomputed against it. Kept by later
     dedup runs; one undoable operation (kind 'keeper'); returns its id, or None when the cluster
@@ -1079,7 +1087,7 @@ def _keeper_unchanged(con, cluster_id: int, sample_id: int, ids: np.ndarray, sim
     return len(stored) == ids.size and all(stored.get(int(i)) == float(v) for i, v in zip(ids.tolist(), sims.tolist()))
 
 
-def undo_operation(ws, op) -> None:
+def undo_operation(ws: Workspace, op) -> None:
     """Undo handler for 'dedup' and 'keeper' operations (runs inside review.undo's transaction):
     drop the clusters the op touched and put back what it saved."""
     con = ws.con

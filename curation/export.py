@@ -37,11 +37,15 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 
 from .errors import StudioError
+from .workspace import one_row
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 FORMATS = ("messages", "alpaca", "sharegpt", "openai")
 TARGETS = ("jsonl", "parquet", "hf")
@@ -90,7 +94,7 @@ class Manifest:
         out = []
         text = self.text_rows
         if sum(text.values()):
-            where = " and ".join(f"{self.file(p, 'text')['path']} ({text[p]:,})" for p in PARTS if text[p])
+            where = " and ".join(f"{(self.file(p, 'text') or {})['path']} ({text[p]:,})" for p in PARTS if text[p])
             n = sum(text.values())
             out.append(f"{n:,} raw-text sample{'s' if n != 1 else ''} went to {where}: OpenAI and LLaMA-Factory chat formats "
                        "can't hold them (studio trains them with the chat rows; LLaMA-Factory: --stage pt with "
@@ -317,13 +321,13 @@ def assign(ids: list[int], val: float, seed: int) -> set[int]:
 def preview_counts(con: duckdb.DuckDBPyConnection, val: float = 0.1, seed: int = 42, include: str = "approved") -> dict[str, Any]:
     """What `export_split` would write, without writing: train/val counts and what stays out."""
     _check_args(val, "messages", include)
-    total, approved, pending, rejected, dups = con.execute(
+    total, approved, pending, rejected, dups = one_row(con.execute(
         """SELECT count(*), count(*) FILTER (WHERE status = 'approved' AND duplicate_of IS NULL),
                   count(*) FILTER (WHERE status = 'pending' AND duplicate_of IS NULL),
                   count(*) FILTER (WHERE status = 'rejected'),
                   count(*) FILTER (WHERE status <> 'rejected' AND duplicate_of IS NOT NULL)
            FROM samples"""
-    ).fetchone()
+    ))
     n = approved + (pending if include == "approved+pending" else 0)
     k = val_size(n, val)
     return {"rows": n, "train": n - k, "val": k, "seed": seed, "include": include,
@@ -439,7 +443,7 @@ def split_leftovers(splits_dir: Path) -> list[dict[str, Any]]:
     path, name, kind ('tmp' or 'old'), pid, alive (that process still runs), bytes."""
     from .workspace import pid_alive
 
-    found = []
+    found: list[dict[str, Any]] = []
     if not splits_dir.is_dir():
         return found
     for d in sorted(splits_dir.iterdir()):
@@ -508,7 +512,7 @@ class _Writer:
             f.close()
 
 
-def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str = "messages",
+def export_split(ws: Workspace, name: str, *, val: float = 0.1, seed: int = 42, format: str = "messages",
                  include: str = "approved", force: bool = False, target: str = "jsonl",
                  skip_invalid: bool = False) -> Manifest:
     """Write `splits/NAME/` (chat rows in train/val, raw-text rows in train.text/val.text, as JSONL,
@@ -561,7 +565,7 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
                     rec, bad = None, [f"{exc} (export --format messages or openai keeps it)"]
                 if kind != "text" and _has_tool_use(turns, tools):
                     out.tool_use = True
-                if bad:
+                if bad or rec is None:
                     if skip_invalid:
                         skipped.append({"sample_id": int(sid), "part": part, "problems": bad})
                     else:
@@ -824,9 +828,9 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise StudioError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
 
 
-def list_splits(ws) -> list[dict[str, Any]]:
+def list_splits(ws: Workspace) -> list[dict[str, Any]]:
     """Existing splits, by name: name, format, target, counts, last_operation_id."""
-    out = []
+    out: list[dict[str, Any]] = []
     if not ws.splits_dir.exists():
         return out
     for d in sorted(ws.splits_dir.iterdir()):

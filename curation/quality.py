@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -35,6 +35,9 @@ from . import lang
 from . import text_shape as shape
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 CHUNK = 4000
 
@@ -405,13 +408,13 @@ def load_rules(path: str | Path | None = None) -> list[Rule]:
 WORKSPACE_RULES = "rules.yaml"  # WORKSPACE/rules.yaml: the workspace's own thresholds (the Quality screen writes it)
 
 
-def workspace_rules_path(ws) -> Path:
+def workspace_rules_path(ws: Workspace) -> Path:
     """The rules a workspace uses: WORKSPACE/rules.yaml when it exists, else the built-in file."""
     own = Path(ws.root) / WORKSPACE_RULES
     return own if own.is_file() else default_rules_path()
 
 
-def _resolve_rules(rules: str | Path | Sequence[Rule] | None, ws=None) -> list[Rule]:
+def _resolve_rules(rules: str | Path | Sequence[Rule] | None, ws: Workspace | None = None) -> list[Rule]:
     if rules is None and ws is not None:
         rules = workspace_rules_path(ws)
     if rules is None or isinstance(rules, (str, Path)):
@@ -472,7 +475,7 @@ class QualityReport:
         return asdict(self)
 
 
-def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_ids: Iterable[int] | None = None,
+def run_quality(ws: Workspace, *, rules: str | Path | Sequence[Rule] | None = None, sample_ids: Iterable[int] | None = None,
                 job: Job | None = None, workers: int | None = None) -> QualityReport:
     """Check samples (all, or `sample_ids`) against the rules and replace their flags and values.
     One undoable operation of kind 'quality'."""
@@ -550,7 +553,7 @@ def _same_as_stored(c, only: list[int] | None, vals: pa.Table, flg: pa.Table) ->
     return int(diff) == 0
 
 
-def _replace(ws, c, rule_list: list[Rule], only: list[int] | None, total: int, vals: pa.Table, flg: pa.Table) -> int:
+def _replace(ws: Workspace, c, rule_list: list[Rule], only: list[int] | None, total: int, vals: pa.Table, flg: pa.Table) -> int:
     """Record the 'quality' operation and replace the checked samples' flags and values, saving
     the old ones in quality_undo; returns the operation's id."""
     args = [] if only is None else [only]
@@ -658,7 +661,7 @@ def flags_of(con, sample_id: int) -> list[dict[str, Any]]:
         "SELECT rule_id, value, threshold, detail FROM quality_flags WHERE sample_id = ? ORDER BY rule_id", [int(sample_id)]).fetchall()]
 
 
-def undo_operation(ws, op) -> None:
+def undo_operation(ws: Workspace, op) -> None:
     """Undo of 'quality' operations (curation.review.undo_handlers): drop this op's flags and values, restore the saved ones."""
     con = ws.con
     op_id = op.id if hasattr(op, "id") else int(op)

@@ -219,6 +219,14 @@ class Workspace:
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {where}", list(params)).fetchall()[0][0])
 
 
+def one_row(cursor: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a query that always has one (an aggregate: count, min, max...)."""
+    row = cursor.fetchone()
+    if row is None:  # a bug in the query, not something a user can cause
+        raise RuntimeError("an aggregate query returned no row")
+    return row
+
+
 @contextmanager
 def rolled_back(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """A transaction that never commits: whatever runs inside is rolled back at the end, so code

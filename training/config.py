@@ -19,6 +19,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 from .models import TINY
@@ -527,7 +528,7 @@ def _looks_float(s: str) -> bool:
         return False
 
 
-def _describe_error(err: dict[str, Any]) -> str:
+def _describe_error(err: ErrorDetails) -> str:
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}

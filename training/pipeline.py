@@ -161,7 +161,7 @@ def stage_config(pipeline: Pipeline, index: int, base_override: str | None = Non
 
 
 def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | None = None,
-                 execute: Callable[[Path], dict] | None = None, merge_dtype: str | None = None,
+                 execute: Callable[[Path], RunStatus] | None = None, merge_dtype: str | None = None,
                  on_stage: Callable[[int, Path, RunStatus], None] | None = None) -> list[dict[str, Any]]:
     """Train the stages in order; between stages merge the adapter (16/32-bit) and start the next on it.
     Stops at the first stage that does not finish. Returns one row per started stage."""
@@ -169,7 +169,7 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
     from .merge import merge_run
     from .replay import apply_replay
 
-    execute = execute or runs.run_foreground
+    run_one: Callable[[Path], RunStatus] = execute or runs.run_foreground
     runs_dir = Path(runs_dir)
     ids = [pipeline.run_id(i) for i in range(len(pipeline.stages))]
     taken = [r for r in ids if (runs_dir / r).exists()]
@@ -192,7 +192,7 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
         if base_from:
             _base_relative_to_run(run_dir)
         (run_dir / PIPELINE_FILE).write_text(json.dumps(link, indent=1) + "\n", encoding="utf-8")
-        status = execute(run_dir)
+        status = run_one(run_dir)
         row = {"stage": i + 1, "name": stage.name, "run": run_dir.name, "state": str(status.state),
                "eval_loss": status.eval_loss, "base": cfg.base, "rank": cfg.lora.r, "kind": cfg.data.kind}
         rows.append(row)

@@ -262,7 +262,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
         def on_step_begin(self, args, state, control, **kw):
             limit = debug.simulated_gpu_tokens
             if limit is not None:
-                need = cfg.train.micro_batch_size * cfg.data.max_length
+                need: float = cfg.train.micro_batch_size * cfg.data.max_length
                 need /= 2 if cfg.train.gradient_checkpointing else 1
                 need /= 4 if cfg.method == "qlora" else 1
                 if need > limit:
