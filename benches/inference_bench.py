@@ -31,11 +31,10 @@ def main() -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from tests._tiny_lora import build_base
     from training.inference import ChatSession, RunModel, load_tokenizer
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the never-matching EOS id below is on purpose
     torch.manual_seed(0)

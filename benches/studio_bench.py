@@ -84,10 +84,10 @@ def startup_once(workspace: Path, screen_args: list[str]) -> dict:
 
 
 async def in_app(workspace: Path, presses: int) -> dict:
+    from textual import events
+
     from studio.app import StudioApp
     from studio.widgets.sample_list import SampleList
-
-    from textual import events
 
     results: dict = {}
     app = StudioApp(workspace)
@@ -135,7 +135,7 @@ async def in_app(workspace: Path, presses: int) -> dict:
                 target = lst.cursor + 1
                 t = time.perf_counter()
                 press("j")
-                await painted_after(lambda: lst.current is not None and lst.cursor == target and shown_id() == lst.current.id)
+                await painted_after(lambda target=target: lst.current is not None and lst.cursor == target and shown_id() == lst.current.id)
                 times.append(time.perf_counter() - t)
                 await asyncio.sleep(0.05)  # a person's key repeat is slower than the loop
             return times

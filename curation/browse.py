@@ -18,6 +18,7 @@ import duckdb
 
 from .errors import NotFound, StudioError
 from .samples import STATUSES
+from .workspace import one_row
 
 SEARCH_TEXT_SQL_S = "lower(concat_ws(chr(10), s.instruction, s.answer, s.text))"  # store.SEARCH_TEXT_SQL on alias s
 PREVIEW_CHARS = 200  # characters of instruction / answer a list row carries
@@ -226,7 +227,7 @@ def _page_ids(con: duckdb.DuckDBPyConnection, where: str, params: list[Any], *, 
     desc = before is not None
     order = "DESC" if desc else "ASC"
     window = max(limit * 8, 1024)
-    if desc:
+    if before is not None:
         bound_sql, bound = " AND s.id < ?", [int(before)]
         lo, hi = int(before) - window, int(before) - 1
     else:
@@ -269,7 +270,7 @@ def page_at(con: duckdb.DuckDBPyConnection, flt: Filter, offset: int, limit: int
 
 def count(con: duckdb.DuckDBPyConnection, flt: Filter = Filter()) -> int:
     where, params = flt.where()
-    return int(con.execute(f"SELECT count(*) FROM samples s WHERE {where}", params).fetchone()[0])
+    return int(one_row(con.execute(f"SELECT count(*) FROM samples s WHERE {where}", params))[0])
 
 
 def rank(con: duckdb.DuckDBPyConnection, flt: Filter, sample_id: int) -> int:
@@ -277,7 +278,7 @@ def rank(con: duckdb.DuckDBPyConnection, flt: Filter, sample_id: int) -> int:
     smaller id. (For a sample the filter excludes, the position it would have.)"""
     where, params = flt.where()
     sql = f"SELECT count(*) FROM samples s WHERE {where} AND s.id < ?"
-    return int(con.execute(sql, params + [int(sample_id)]).fetchone()[0])
+    return int(one_row(con.execute(sql, params + [int(sample_id)]))[0])
 
 
 def ids(con: duckdb.DuckDBPyConnection, flt: Filter, *, limit: int | None = None) -> list[int]:
@@ -352,7 +353,9 @@ def get_sample(con: duckdb.DuckDBPyConnection, sample_id: int) -> SampleDetail:
 def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Counts for the Home screen and `studio stats`: totals, by status / lang / source file / kind,
     quality flags per rule, duplicate clusters, imports, operations."""
-    one = lambda sql, p=(): con.execute(sql, list(p)).fetchone()  # noqa: E731
+    def one(sql: str, p: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        return one_row(con.execute(sql, list(p)))
+
     total, dups, min_id, max_id, scored = one(
         "SELECT count(*), count(duplicate_of), min(id), max(id), count(judge_score) FROM samples"
     )

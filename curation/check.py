@@ -631,7 +631,9 @@ def compact(ws: Workspace, *, keep_backup: bool = False) -> dict[str, Any]:
 
 def _catalog(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, Any]:
     """What must survive a copy besides the rows: sequences with their values, types, views, indexes."""
-    q = lambda sql: sorted(tuple(r) for r in con.execute(sql, [database]).fetchall())
+    def q(sql: str) -> list[tuple]:
+        return sorted(tuple(r) for r in con.execute(sql, [database]).fetchall())
+
     return {
         "sequences": q("SELECT sequence_name, last_value FROM duckdb_sequences() WHERE database_name = ?"),
         "types": q("SELECT type_name FROM duckdb_types() WHERE database_name = ? AND NOT internal"),

@@ -53,7 +53,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     """exc, then its causes and contexts (breadth first, each once): a library may wrap an OSError
     (DuckDB's "Failed to commit", safetensors, torch.save) or raise it while handling another."""
     seen: list[BaseException] = []
-    todo = [exc]
+    todo: list[BaseException | None] = [exc]
     while todo and len(seen) < 32:
         e = todo.pop(0)
         if e is None or any(e is s for s in seen):

@@ -83,7 +83,7 @@ def marked_text(messages: list[dict], system: str | None = None) -> str:
     assistant's tool calls (compact JSON, as DuckDB writes it) follow the turns, after an assistant
     mark, so two samples that differ only in the calls they make are not exact duplicates."""
     parts = [ROLE_MARKS["system"] + system] if system is not None else []
-    parts += [ROLE_MARKS.get(m.get("role"), ROLE_MARKS["system"]) + (m.get("content") or "") for m in messages]
+    parts += [ROLE_MARKS.get(m.get("role") or "", ROLE_MARKS["system"]) + (m.get("content") or "") for m in messages]
     calls = [json.dumps(m["tool_calls"], ensure_ascii=False, separators=(",", ":")) for m in messages if m.get("tool_calls")]
     if calls:
         parts.append(ROLE_MARKS["assistant"] + "\n".join(calls))

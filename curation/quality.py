@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -36,6 +36,9 @@ from . import text_shape as shape
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
 from .workers import Workers, worker_count
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 CHUNK = 4000
 
@@ -358,39 +361,24 @@ def default_rules_path() -> Path:
 def load_rules(path: str | Path | None = None) -> list[Rule]:
     """Rules from a YAML file (default: curation/rules/default.yaml). Errors name the file, the
     line and the field (`rules.yaml:12: rules[3].threshold: ...`)."""
-    import yaml
+    from .yaml_lines import parse_yaml
 
     path = Path(path) if path is not None else default_rules_path()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StudioError(f"{path}: cannot read the rules file ({exc.strerror or exc}). Pass an existing file with --rules.") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise StudioError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}. Fix the file.") from None
+    doc = parse_yaml(text, str(path), StudioError)
+    data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
         raise StudioError(f"{path}:1: rules: expected a top-level 'rules:' list of rules (see {default_rules_path().name}).")
-    nodes = []
-    for k, v in root.value:
-        if k.value == "rules":
-            nodes = v.value
     out: list[Rule] = []
     seen: set[str] = set()
     for i, item in enumerate(data["rules"]):
-        line = nodes[i].start_mark.line + 1 if i < len(nodes) else 1
-        where = f"{path}:{line}: rules[{i}]"
+        where = f"{doc.where(f'rules[{i}]')}: rules[{i}]"
 
-        def field_line(name: str) -> str:
-            node = nodes[i] if i < len(nodes) else None
-            if node is not None and hasattr(node, "value") and isinstance(node.value, list):
-                for k, v in node.value:
-                    if getattr(k, "value", None) == name:
-                        return f"{path}:{v.start_mark.line + 1}: rules[{i}].{name}"
-            return f"{where}.{name}"
+        def field_line(name: str, at: str = f"rules[{i}]") -> str:
+            return f"{doc.where(f'{at}.{name}')}: {at}.{name}"
 
         if not isinstance(item, dict):
             raise StudioError(f"{where}: expected a mapping with id, enabled, threshold, description.")
@@ -421,13 +409,13 @@ def load_rules(path: str | Path | None = None) -> list[Rule]:
 WORKSPACE_RULES = "rules.yaml"  # WORKSPACE/rules.yaml: the workspace's own thresholds (the Quality screen writes it)
 
 
-def workspace_rules_path(ws) -> Path:
+def workspace_rules_path(ws: Workspace) -> Path:
     """The rules a workspace uses: WORKSPACE/rules.yaml when it exists, else the built-in file."""
     own = Path(ws.root) / WORKSPACE_RULES
     return own if own.is_file() else default_rules_path()
 
 
-def _resolve_rules(rules: str | Path | Sequence[Rule] | None, ws=None) -> list[Rule]:
+def _resolve_rules(rules: str | Path | Sequence[Rule] | None, ws: Workspace | None = None) -> list[Rule]:
     if rules is None and ws is not None:
         rules = workspace_rules_path(ws)
     if rules is None or isinstance(rules, (str, Path)):
@@ -488,7 +476,7 @@ class QualityReport:
         return asdict(self)
 
 
-def run_quality(ws, *, rules: str | Path | Sequence[Rule] | None = None, sample_ids: Iterable[int] | None = None,
+def run_quality(ws: Workspace, *, rules: str | Path | Sequence[Rule] | None = None, sample_ids: Iterable[int] | None = None,
                 job: Job | None = None, workers: int | None = None) -> QualityReport:
     """Check samples (all, or `sample_ids`) against the rules and replace their flags and values.
     One undoable operation of kind 'quality'."""
@@ -564,7 +552,7 @@ def _same_as_stored(c, only: list[int] | None, vals: pa.Table, flg: pa.Table) ->
     return int(diff) == 0
 
 
-def _replace(ws, c, rule_list: list[Rule], only: list[int] | None, total: int, vals: pa.Table, flg: pa.Table) -> int:
+def _replace(ws: Workspace, c, rule_list: list[Rule], only: list[int] | None, total: int, vals: pa.Table, flg: pa.Table) -> int:
     """Record the 'quality' operation and replace the checked samples' flags and values, saving
     the old ones in quality_undo; returns the operation's id."""
     args = [] if only is None else [only]
@@ -672,7 +660,7 @@ def flags_of(con, sample_id: int) -> list[dict[str, Any]]:
         "SELECT rule_id, value, threshold, detail FROM quality_flags WHERE sample_id = ? ORDER BY rule_id", [int(sample_id)]).fetchall()]
 
 
-def undo_operation(ws, op) -> None:
+def undo_operation(ws: Workspace, op) -> None:
     """Undo of 'quality' operations (curation.review.undo_handlers): drop this op's flags and values, restore the saved ones."""
     con = ws.con
     op_id = op.id if hasattr(op, "id") else int(op)

@@ -71,7 +71,7 @@ def _missing(ids: list[int], found: set[int]) -> NotFound:
     return NotFound(f"no sample with id {shown}; nothing was changed. `studio stats` shows the id range.")
 
 
-def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -> int | None:
+def set_status(ws: Workspace, ids: Iterable[int], status: str, reason: str | None = None) -> int | None:
     """Give every sample in `ids` the status `status` ('pending', 'approved', 'rejected') as one
     operation; returns its id. Samples that already have that status are left out of `op_samples`;
     when every sample already has it nothing is recorded (undo must not meet an empty operation)
@@ -104,15 +104,15 @@ def set_status(ws, ids: Iterable[int], status: str, reason: str | None = None) -
     return op_id
 
 
-def approve(ws, ids: Iterable[int], reason: str | None = None) -> int | None:
+def approve(ws: Workspace, ids: Iterable[int], reason: str | None = None) -> int | None:
     return set_status(ws, ids, "approved", reason)
 
 
-def reject(ws, ids: Iterable[int], reason: str | None = None) -> int | None:
+def reject(ws: Workspace, ids: Iterable[int], reason: str | None = None) -> int | None:
     return set_status(ws, ids, "rejected", reason)
 
 
-def _undo_status(ws, op: Operation) -> None:
+def _undo_status(ws: Workspace, op: Operation) -> None:
     ws.con.execute(
         """UPDATE samples SET status = x.old_status FROM op_samples x
            WHERE x.op_id = ? AND x.sample_id = samples.id AND x.old_status IS NOT NULL""",
@@ -160,7 +160,7 @@ def _write_content(con: duckdb.DuckDBPyConnection, sample_id: int, s: Sample, ve
     con.execute(f"UPDATE samples SET search_text = {SEARCH_TEXT_SQL} WHERE id = ?", [int(sample_id)])
 
 
-def edit(ws, sample_id: int, *, system: Any = _UNSET, messages: Any = _UNSET, text: Any = _UNSET,
+def edit(ws: Workspace, sample_id: int, *, system: Any = _UNSET, messages: Any = _UNSET, text: Any = _UNSET,
          reason: str | None = None) -> int | None:
     """Change a sample's content as one operation; returns its id, or None when nothing changed.
     The previous content is kept in `sample_versions`; `version` goes up by one; instruction,
@@ -198,7 +198,7 @@ def edit(ws, sample_id: int, *, system: Any = _UNSET, messages: Any = _UNSET, te
     return op_id
 
 
-def _undo_edit(ws, op: Operation) -> None:
+def _undo_edit(ws: Workspace, op: Operation) -> None:
     con = ws.con
     for sample_id, old_v, new_v in con.execute(
         "SELECT sample_id, old_version, new_version FROM op_samples WHERE op_id = ?", [op.id]
@@ -218,7 +218,7 @@ def _undo_edit(ws, op: Operation) -> None:
 
 
 # -- import ---------------------------------------------------------------------------------------
-def _undo_import(ws, op: Operation) -> None:
+def _undo_import(ws: Workspace, op: Operation) -> None:
     con = ws.con
     import_ids = [r[0] for r in con.execute("SELECT id FROM imports WHERE op_id = ?", [op.id]).fetchall()]
     if not import_ids and op.details.get("import_id") is not None:
@@ -264,7 +264,7 @@ def undoable(con: duckdb.DuckDBPyConnection, n: int = 1) -> list[Operation]:
     return [_op(r) for r in rows]
 
 
-def undo(ws, n: int = 1, reason: str | None = None) -> list[int]:
+def undo(ws: Workspace, n: int = 1, reason: str | None = None) -> list[int]:
     """Revert the last `n` operations not yet undone, newest first, in one transaction; returns the
     ids undone (empty when there is nothing to undo). Records an operation of kind 'undo'."""
     if n < 1:

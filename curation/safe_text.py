@@ -29,7 +29,3 @@ def visible(text: str | None, *, single_line: bool = False) -> str:
     if single_line:
         out = out.replace("\n", "\\n").replace("\t", "\\t")
     return out
-
-
-def has_control(text: str | None) -> bool:
-    return bool(text) and bool(_CONTROL.search(text) or _BIDI.search(text))

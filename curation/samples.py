@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from . import lang as lang_mod
 
@@ -234,11 +234,3 @@ def from_row(row: dict[str, Any]) -> Sample:
         lineage=lineage or {},
         tools=tuple(json.loads(tools) if isinstance(tools, str) else (tools or ())),
     )
-
-
-def messages_from_json(value: str | Sequence[dict[str, str]] | None) -> list[dict[str, str]]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return json.loads(value)
-    return list(value)

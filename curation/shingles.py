@@ -12,7 +12,8 @@ hashed with a position-weighted polynomial (mod 2^64), n consecutive token hashe
 shingle hash, and the MinHash is datasketch's own "affine32" scheme (MurmurHash3 fmix32 pre-mix,
 then a*h+b mod 2^32 with datasketch's permutation parameters for the same seed) with a segmented
 minimum per text. A signature equals `MinHash(num_perm, seed, hashfunc=identity).update_batch(
-shingle_hashes)` bit for bit (tests/test_shingles.py checks), so it works with datasketch's LSH.
+shingle_hashes)` bit for bit (tests/test_dedup.py's test_signatures_equal_datasketch_minhash_bit_for_bit
+checks), so it works with datasketch's LSH.
 
 Turns: a role mark (U+E001 user, U+E002 assistant, U+E003 system: curation.normalize.ROLE_MARKS)
 starts a turn. No shingle spans two turns, and each token hash is salted with its turn's role, so

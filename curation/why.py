@@ -25,13 +25,16 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import normalize as norm
 from . import shingles as sh
 from .errors import StudioError
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 DEFAULT_K = 5
 NUM_PERM = 128           # the dedup default (curation.dedup.params.DEFAULT_NUM_PERM)
@@ -63,7 +66,7 @@ def _turns(rec: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
         return [m for m in rec["messages"] if isinstance(m, dict)], None
     if isinstance(rec.get("conversations"), list):
         roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-        return [{"role": roles.get(t.get("from"), "system"), "content": t.get("value") or ""}
+        return [{"role": roles.get(t.get("from") or "", "system"), "content": t.get("value") or ""}
                 for t in rec["conversations"] if isinstance(t, dict)], None
     if "instruction" in rec or "output" in rec:
         msgs = []
@@ -109,8 +112,7 @@ def read_train_rows(split: str | Path) -> tuple[list[tuple[str, str]], list[dict
         raise StudioError(f"{data} does not exist: the split is gone; export it again (studio export NAME) "
                           "or point the run's data.split at it.")
     if data.suffix == ".parquet" or data.is_dir():  # the parquet and hf (save_to_disk) targets
-        recs = _table_rows(data)
-        return _with_meta([_pair(*_turns(r)) if isinstance(r, dict) else ("", "") for r in recs], manifest)
+        return _with_meta([_pair(*_turns(r)) if isinstance(r, dict) else ("", "") for r in _table_rows(data)], manifest)
     text = data.read_text(encoding="utf-8")
     lines = [(1, text)] if data.suffix == ".json" else [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     recs: list[Any] = []
@@ -329,7 +331,7 @@ def _same_sample(meta: dict[str, Any], hist: dict[str, Any]) -> bool:
 
 
 # -- the whole answer -----------------------------------------------------------------------------
-def nearest_training_rows(ws, split_dir: str | Path, query_text: str, *, k: int = DEFAULT_K,
+def nearest_training_rows(ws: Workspace, split_dir: str | Path, query_text: str, *, k: int = DEFAULT_K,
                           shingle: int = sh.DEFAULT_SHINGLE, num_perm: int = NUM_PERM) -> list[dict[str, Any]]:
     """The k train rows of `split_dir` most similar to `query_text`, best first, each with its
     curation history in workspace `ws` (None when the row's sample is not in it; `ws` may be None).

@@ -195,14 +195,11 @@ class Workspace:
 
     # -- settings ---------------------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:
-        import yaml
+        from .yaml_lines import parse_yaml
 
         if not self.config_path.exists():
             return {}
-        try:
-            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise StudioError(f"{self.config_path}: not valid YAML: {exc}. Fix the file or delete it.") from exc
+        data = parse_yaml(self.config_path.read_text(encoding="utf-8"), str(self.config_path), StudioError).data or {}
         if not isinstance(data, dict):
             raise StudioError(f"{self.config_path}: expected a mapping at the top level.")
         return data
@@ -220,6 +217,14 @@ class Workspace:
 
     def count(self, where: str = "TRUE", params: Iterable[Any] = ()) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {where}", list(params)).fetchall()[0][0])
+
+
+def one_row(cursor: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a query that always has one (an aggregate: count, min, max...)."""
+    row = cursor.fetchone()
+    if row is None:  # a bug in the query, not something a user can cause
+        raise RuntimeError("an aggregate query returned no row")
+    return row
 
 
 @contextmanager

@@ -187,9 +187,9 @@ def base_records() -> list[dict]:
         recs.append({"instruction": zh_q[i % 3].format(q=q), "input": "", "output": a, "tags": ["qa", "zh"]})
     for i, (q, a) in enumerate(QA_EN):
         recs.append({"instruction": en_q[i % 3].format(q=q), "input": "", "output": a, "tags": ["qa", "en"]})
-    for i, (q, a) in enumerate(QA_ZH[:20]):  # a second phrasing of the first 20 questions
+    for q, a in QA_ZH[:20]:  # a second phrasing of the first 20 questions
         recs.append({"instruction": f"用通俗的话说说，{q}", "input": "", "output": a, "tags": ["qa", "zh"]})
-    for i, (q, a) in enumerate(QA_EN[:20]):
+    for q, a in QA_EN[:20]:
         recs.append({"instruction": f"In plain words: {q}", "input": "", "output": a, "tags": ["qa", "en"]})
     for q, a in QA_ZH[20:]:
         recs.append({"instruction": f"{q}请举例说明。", "input": "", "output": a, "tags": ["qa", "zh"]})
@@ -394,7 +394,7 @@ def main() -> None:
         "",
         "| file | what |", "| --- | --- |",
         f"| `alpaca_mixed.json` | JSON array, {len(rows)} alpaca records (Chinese and English: QA, translation, code, summarising, writing); {len(info)} planted rows below |",
-        f"| `sharegpt_chat.jsonl` | 40 ShareGPT conversations (1 to 3 user turns, every 5th with a system turn), Chinese and English |",
+        "| `sharegpt_chat.jsonl` | 40 ShareGPT conversations (1 to 3 user turns, every 5th with a system turn), Chinese and English |",
         f"| `raw_text.jsonl` | {len(RAW_TEXT)} raw-text records `{{\"id\", \"text\"}}`: domain paragraphs for continued pretraining |",
         "",
         "## Planted rows in alpaca_mixed.json",

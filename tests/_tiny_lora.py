@@ -28,7 +28,7 @@ CORPUS = [
 def build_base(folder: Path, *, seed: int = 0, with_template: bool = True) -> Path:
     """Save a tiny random Llama model and its tokenizer into `folder`; return it."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)

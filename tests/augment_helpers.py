@@ -1,21 +1,10 @@
-"""Shared pieces of the augmentation tests: a running fake OpenAI server, a workspace with a few
-English and Chinese samples, and a provider pointing at the server with a recognisable fake key."""
+"""Shared pieces of the augmentation tests: a workspace with a few English and Chinese samples, and
+a provider pointing at the fake OpenAI server (the `fake` fixture in conftest.py) with a recognisable key."""
 from __future__ import annotations
-
-import pytest
-
-from tests.llm_server import FakeLLM
 
 FAKE_KEY_ENV = "STUDIO_TEST_LLM_KEY"
 FAKE_KEY = "sk-test-DO-NOT-STORE-7f3a9c1e5b"
 FAST = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05}  # client options: retries without long sleeps
-
-
-@pytest.fixture
-def fake():
-    server = FakeLLM().start()
-    yield server
-    server.stop()
 
 
 def add_samples(ws, items):

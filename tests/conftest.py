@@ -1,7 +1,6 @@
 """Shared fixtures. Everything runs in temporary folders; nothing touches the user's workspace."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,16 @@ def _isolate_env(monkeypatch, tmp_path):
 @pytest.fixture
 def ws_path(tmp_path) -> Path:
     return tmp_path / "ws"
+
+
+@pytest.fixture
+def fake():
+    """A running fake OpenAI-compatible server (tests/llm_server.py) for the augmentation tests."""
+    from tests.llm_server import FakeLLM
+
+    server = FakeLLM().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -115,11 +115,10 @@ async def test_enter_on_the_launch_button_asks_first_and_creates_nothing(train_w
 
 
 async def test_the_confirmation_shows_the_plan_memory_and_device_and_launch_starts_it(train_ws):
-    from training import runs
-    from training.plan import describe_device, local_device, make_plan
-
     from studio.screens.train import _gb, run_request
+    from training import runs
     from training.launch import run_config
+    from training.plan import describe_device, local_device, make_plan
 
     app = StudioApp(train_ws, screen="train")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -165,7 +164,6 @@ async def test_a_7b_base_on_a_cpu_is_refused_with_the_reason(train_ws, monkeypat
 
 def test_the_cli_refuses_a_7b_base_on_a_cpu_in_one_line(train_ws, monkeypatch, capsys):
     import training.plan
-
     from studio import cli
 
     monkeypatch.setattr(training.plan, "local_device", lambda: dict(CPU))

@@ -16,8 +16,8 @@ from studio.app import StudioApp
 from studio.widgets.loss_chart import LossChart
 from tests._studio_ws import make_workspace
 from tests.sshd import sshd  # noqa: F401  (fixture)
-from tests.test_remote import host_env  # noqa: F401  (fixture)
 from tests.test_app_review import plain
+from tests.test_remote import host_env  # noqa: F401  (fixture)
 from tests.training_fixtures import tiny_config, write_split
 
 TRAIN_TIMEOUT_S = 240

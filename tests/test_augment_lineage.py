@@ -20,7 +20,7 @@ import json
 import random
 import re
 
-from tests.augment_helpers import FAST, configure, fake  # noqa: F401
+from tests.augment_helpers import FAST, configure
 
 TOPICS = ["water pump", "bread oven", "bell tower", "tram line", "fish market", "paper mill", "post office",
           "wind mill", "fire station", "glass kiln", "silk loom", "salt pan", "ferry dock", "clock shop",

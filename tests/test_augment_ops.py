@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.augment_helpers import FAST, SAMPLES, add_samples, configure, fake  # noqa: F401
+from tests.augment_helpers import FAST, SAMPLES, add_samples, configure
 
 
 def _run(ws, **kw):

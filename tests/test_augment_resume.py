@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from tests.augment_helpers import FAKE_KEY, FAKE_KEY_ENV, add_samples, configure, fake  # noqa: F401
+from tests.augment_helpers import FAKE_KEY, FAKE_KEY_ENV, add_samples, configure
 from tests.conftest import ROOT
 
 

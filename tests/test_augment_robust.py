@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from tests.augment_helpers import FAST, SAMPLES, add_samples, configure, fake  # noqa: F401
+from tests.augment_helpers import FAST, SAMPLES, add_samples, configure
 
 
 def _run(ws, job=None, **kw):

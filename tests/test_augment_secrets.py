@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.augment_helpers import FAKE_KEY, FAKE_KEY_ENV, SAMPLES, add_samples, configure, fake  # noqa: F401
+from tests.augment_helpers import FAKE_KEY, FAKE_KEY_ENV, SAMPLES, add_samples, configure
 
 
 def _all_bytes(root):

@@ -4,8 +4,8 @@ a fresh interpreter (which also catch imports done inside functions at import ti
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 

@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from studio.cli import build_parser, main
-from tests.augment_helpers import SAMPLES, add_samples, configure, fake  # noqa: F401
+from tests.augment_helpers import SAMPLES, add_samples, configure
 from tests.conftest import ROOT, SAMPLE_DATA
 
 DEMO_FILES = [SAMPLE_DATA / n for n in ("alpaca_mixed.json", "sharegpt_chat.jsonl", "raw_text.jsonl")]

@@ -95,7 +95,7 @@ def test_signatures_equal_datasketch_minhash_bit_for_bit():
 
 
 def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
-    from datasketch import LeanMinHash, MinHash, MinHashLSH
+    from datasketch import LeanMinHash, MinHashLSH
 
     rng = np.random.default_rng(0)
     base = [normalize(t) for t in (ZH_A, EN_A, MIX_A, OTHER["zh"], OTHER["en"])]
@@ -118,8 +118,8 @@ def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
             if i < j:
                 expected.add((i, j))
     a, b = candidate_pairs(sigs, 0.8, 128)
-    from scipy.sparse.csgraph import connected_components
     from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     def comps(pairs):
         pa_, pb_ = zip(*pairs) if pairs else ((), ())

@@ -137,7 +137,7 @@ def test_disk_full_error_knows_the_chain_and_leaves_other_errors_alone(tmp_path)
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 15360 vs 15248")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 15360 vs 15248")  # noqa: B904  (torch chains implicitly; the test needs __context__)
     except RuntimeError as exc:
         assert disk_full_error(exc, tmp_path) is not None
     assert disk_full_error(RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")) \
@@ -208,7 +208,7 @@ def test_train_whose_save_fails_for_space_is_marked_failed_even_when_status_cann
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 15360 vs 15248")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 15360 vs 15248")  # noqa: B904  (torch chains implicitly; the test needs __context__)
 
     def replace(src, dst, *a, **kw):
         if full.is_set() and Path(dst).name == runs.STATUS_FILE:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.augment_helpers import FAKE_KEY, FAKE_KEY_ENV, FAST, configure, fake  # noqa: F401
+from tests.augment_helpers import FAKE_KEY, FAKE_KEY_ENV, FAST, configure
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_parquet_and_hf_hold_the_jsonl_rows(demo):
         assert pq.read_table(pa_split.path / "train.parquet").column_names == {
             "messages": ["messages"], "sharegpt": ["conversations"],
             "alpaca": ["instruction", "input", "output", "system", "history"]}[fmt]
-        for key, entry in pa_split.data["files"].items():
+        for entry in pa_split.data["files"].values():
             assert entry["sha256"] == hashlib.sha256((pa_split.path / entry["path"]).read_bytes()).hexdigest()
 
 

@@ -121,8 +121,7 @@ def test_wrong_user_key_says_login_refused(sshd, host_env, tmp_path, capsys):  #
 # ---------------------------------------------------------------- content-addressed uploads
 
 async def test_upload_skips_known_blobs_and_resumes_a_partial_one(sshd, host_env, tmp_path, monkeypatch):  # noqa: F811
-    from training.remote import open_remote, parse_host, put_blob
-    from training.remote import transfer
+    from training.remote import open_remote, parse_host, put_blob, transfer
 
     monkeypatch.setattr(transfer, "CHUNK", 64 << 10)
     data = os.urandom(300 << 10)

@@ -19,15 +19,15 @@ pytest.importorskip("trl")
 
 from training import recipe  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.sft import StudioSFTTrainer, trl_supported  # noqa: E402
+from training.sft import trl_supported  # noqa: E402
 
 CONVERSIONS = ("item", "__bool__", "tolist", "__float__", "__int__")
 
 
 def _train(tmp_path: Path, name: str, *, defer: bool, spy=None, **trainer_kw):
     from datasets import Dataset
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
     from tokenizers import Tokenizer, models
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
 
     cfg = load_config(preset="fast", overrides={"base": "tiny", "train.defer_metrics": defer, "train.micro_batch_size": 2,
                                                 "train.grad_accum": 2, "data.max_length": 64,

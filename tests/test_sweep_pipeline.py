@@ -96,7 +96,7 @@ def test_sweep_trains_every_point_and_ranks_by_eval_loss(tmp_path, capsys):
     record = json.loads((ws / "runs" / "sw.sweep.json").read_text())
     assert [r["run"] for r in record["ranking"]] == [r["run"] for r in rows]
 
-    from training.sweep import format_table, rank, plan_sweep
+    from training.sweep import format_table, plan_sweep, rank
 
     table = format_table(rank([ws / "runs" / r["run"] for r in rows], plan_sweep("sw", r=[4, 8], lr=[1e-2, 1e-4])))
     lines = table.splitlines()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.augment_helpers import FAST, configure, fake  # noqa: F401
+from tests.augment_helpers import FAST, configure
 
 TOOLS_FILE = Path(__file__).parent / "data" / "openai_tools.jsonl"
 

@@ -33,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries(log_file=Path(args.run_dir) / "train.log")
 
     from .errors import TrainingError
+    from .extras import require_train
     from .rundir import RunState, read_status, utc_now, write_status
     from .runs import execute
 
     try:
+        require_train()  # a GPU box set up by hand: say which pip command, not an ImportError
         status = execute(args.run_dir, resume=args.resume)
     except TrainingError as exc:
         print(f"training: error: {exc}", file=sys.stderr)

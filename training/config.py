@@ -19,9 +19,11 @@ from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 from .models import TINY
+from .yaml_lines import parse_yaml
 
 TINY_NOTE = "tiny: an UNTRAINED random-weight model built here, for demos and tests; its answers mean nothing"
 
@@ -462,32 +464,13 @@ def _preset_text(name: str) -> str:
     return entry.read_text(encoding="utf-8")
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """Map each dotted key path in a YAML mapping to its 1-based line, for file:line errors."""
-    lines: dict[str, int] = {}
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(n: Any, prefix: str) -> None:
-        if isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                path = f"{prefix}{k.value}"
-                lines[path] = k.start_mark.line + 1
-                walk(v, path + ".")
-
-    walk(node, "")
-    return lines
-
-
 class _Layer:
     """One partial config: its mapping and where it came from (for error messages)."""
 
-    def __init__(self, data: dict[str, Any], origin: str, text: str | None = None):
+    def __init__(self, data: dict[str, Any], origin: str, lines: dict[str, int] | None = None):
         self.data = data
         self.origin = origin
-        self.lines = _key_lines(text) if text else {}
+        self.lines = lines or {}
 
     def where(self, path: str) -> str:
         line = self.lines.get(path)
@@ -495,15 +478,11 @@ class _Layer:
 
 
 def _parse_yaml(text: str, origin: str) -> _Layer:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{origin}:{mark.line + 1}" if mark else origin
-        raise ConfigError(f"{at}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+    doc = parse_yaml(text, origin, ConfigError)
+    data = doc.data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: a config must be a YAML mapping of keys to values, got {type(data).__name__}")
-    return _Layer(data, origin, text)
+    return _Layer(data, origin, doc.lines)
 
 
 def _merge(into: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
@@ -549,7 +528,7 @@ def _looks_float(s: str) -> bool:
         return False
 
 
-def _describe_error(err: dict[str, Any]) -> str:
+def _describe_error(err: ErrorDetails) -> str:
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}

@@ -29,9 +29,12 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 ROLES = {"system", "user", "assistant", "tool"}
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -90,7 +93,9 @@ def _read_rows(path: Path) -> list[tuple[int, Any]]:
 
 
 def normalise_row(row: Any, where: str) -> dict[str, Any]:
-    """One row of any supported format -> {"messages": [...]} or {"text": ...}; DataError names `where`."""
+    """One row of any supported format -> {"messages": [...]} or {"text": ...}; DataError names `where`.
+    curation/importers parse the same formats on import (training may not import curation); the
+    test tests/test_row_formats_agree.py keeps a row meaning the same turns on both sides."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
     for key, pair in (("messages", ("role", "content")), ("conversations", ("from", "value"))):
@@ -472,7 +477,8 @@ def _turn_spans(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict
     """The rendered conversation, the spans of the assistant turns to train, and those of the
     assistant turns with weight 0 (rendered, never trained)."""
     full = _render(tokenizer, messages, False, tools)
-    trained, untrained = [], []
+    trained: list[tuple[int, int]] = []
+    untrained: list[tuple[int, int]] = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
@@ -569,16 +575,19 @@ def to_dataset(tokenised: list[Tokenised]):
     return Dataset.from_dict({"input_ids": [t.input_ids for t in keep], "labels": [t.labels for t in keep]})
 
 
-def build_datasets(tokenizer: Any, cfg: Any, split: SplitData | None = None):
+def build_datasets(tokenizer: Any, cfg: TrainConfig, split: SplitData | None = None):
     """(train_dataset, eval_dataset or None) for a TrainConfig."""
     split = split or load_split(cfg.data.split, val_fraction=cfg.data.val_fraction_if_missing, seed=cfg.train.seed)
     if not split.train:
         raise DataError(f"{split.source}: the training split has no rows")
     ensure_chat_template(tokenizer)
-    kw = dict(kind=cfg.data.kind, assistant_only=cfg.data.assistant_only_loss, max_length=cfg.data.max_length)
-    train = to_dataset(tokenise_all(tokenizer, split.train, **kw))
+    def tokenise(samples: list[dict[str, Any]]) -> list[Tokenised]:
+        return tokenise_all(tokenizer, samples, kind=cfg.data.kind, assistant_only=cfg.data.assistant_only_loss,
+                            max_length=cfg.data.max_length)
+
+    train = to_dataset(tokenise(split.train))
     if len(train) == 0:
         raise DataError(f"{split.source}: no training sample keeps a trained token after cutting to "
                         f"max_length {cfg.data.max_length}; raise data.max_length")
-    val = to_dataset(tokenise_all(tokenizer, split.val, **kw)) if split.val else None
+    val = to_dataset(tokenise(split.val)) if split.val else None
     return train, (val if val is not None and len(val) else None)

@@ -305,8 +305,10 @@ def _generators(specs: list[ModelSpec], *, device: str | None, base: str | None)
 
             out.append((spec, _Generator(session.model, session.tokenizer, device, session.lock, ctx)))
         elif spec.kind == "base" and session is not None and session.is_peft:
-            out.append((spec, _Generator(session.model, session.tokenizer, device, session.lock,
-                                         lambda s=session: s.model.disable_adapter())))
+            def base_ctx(s: Any = session) -> Any:
+                return s.model.disable_adapter()
+
+            out.append((spec, _Generator(session.model, session.tokenizer, device, session.lock, base_ctx)))
         else:
             ref = spec.path
             if spec.kind == "base":
@@ -374,6 +376,9 @@ def run_eval(source: str | Path, models: list[ModelSpec], *, scorer: str = "cont
              extra_scorers: dict[str, BatchScorer] | None = None, progress: Progress | None = None,
              cancel: threading.Event | None = None, items: list[EvalItem] | None = None) -> EvalResult:
     """Answer and score every item with every model; write the results to `out_dir` when given."""
+    from .extras import require_train
+
+    require_train("an eval")
     if scorer not in SCORERS:
         raise EvalError(f"unknown scorer {scorer!r}; use one of {', '.join(SCORERS)}")
     batch_scorer = (extra_scorers or {}).get(scorer)

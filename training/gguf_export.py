@@ -475,7 +475,7 @@ def check_gguf(model_dir: str | Path, gguf_path: str | Path, *, quant: str, devi
             diff = max(diff, (got - want).abs().max().item())
             scale = max(scale, want.abs().max().item())
         same = 0
-        if greedy_tokens:
+        if greedy_tokens and first_ids is not None:
             pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             kwargs = {"max_new_tokens": greedy_tokens, "min_new_tokens": greedy_tokens, "do_sample": False,
                       "temperature": None, "top_p": None, "top_k": None, "pad_token_id": pad}
@@ -627,11 +627,11 @@ def vllm_command(run_dir: str | Path) -> VllmCommand:
     run_abs = run.run_dir.resolve()
     notes: list[str] = []
     if run.method == "full":
-        target = run.model_dir.resolve()
+        target = run.weights_dir.resolve()
         argv = ["vllm", "serve", str(target), "--served-model-name", run.name]
         rel = ["vllm", "serve", "$RUN/" + target.relative_to(run_abs).as_posix(), "--served-model-name", run.name]
     else:
-        acfg = json.loads((run.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        acfg = json.loads((run.weights_dir / "adapter_config.json").read_text(encoding="utf-8"))
         r = int(acfg.get("r") or 8)
         ranks = [int(v) for v in (acfg.get("rank_pattern") or {}).values()]
         r = max([r, *ranks])
@@ -641,7 +641,7 @@ def vllm_command(run_dir: str | Path) -> VllmCommand:
             notes.append("a QLoRA adapter: vLLM applies it to the 16-bit base (as studio merge does)")
         base = Path(run.base_path)
         base_arg = str(base.resolve()) if base.exists() else run.base_path
-        adapter = run.adapter_dir.resolve()
+        adapter = run.weights_dir.resolve()
         argv = ["vllm", "serve", base_arg, "--enable-lora", "--lora-modules", f"{run.name}={adapter}",
                 "--max-lora-rank", str(vllm_rank(r))]
         base_rel = base_arg
@@ -736,9 +736,9 @@ def merged_model(run_dir: str | Path, *, device: str | None = None,
     say = progress or (lambda _m: None)
     run = describe_run(run_dir)
     if run.method == "full":
-        return run.model_dir, None
+        return run.weights_dir, None
     merged = run.run_dir / MERGED_DIR
-    if _fresh_merge(merged, run.adapter_dir):
+    if _fresh_merge(merged, run.weights_dir):
         say(f"using the merged model in {merged}")
         return merged, json.loads((merged / "merged.json").read_text(encoding="utf-8")).get("max_abs_diff")
     target = merged if not merged.exists() else run.run_dir / EXPORT_DIR / MERGED_DIR
@@ -755,7 +755,11 @@ def export_run(run_dir: str | Path, *, gguf: bool = True, vllm: bool = False, qu
                progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export a finished run: a GGUF + Modelfile (`gguf`), a vLLM command + vllm.sh (`vllm`), into
     `out_dir` (default RUN_DIR/export). With `check`, the GGUF is loaded back and compared."""
+    from .extras import require_train
     from .inference import describe_run, pick_device
+
+    if gguf:
+        require_train("a GGUF export")
 
     run = describe_run(run_dir)
     out = Path(out_dir) if out_dir else run.run_dir / EXPORT_DIR

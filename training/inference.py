@@ -20,7 +20,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeGuard
 
 from .config import TINY
 from .errors import TrainingError
@@ -49,6 +49,14 @@ class RunModel:
     @property
     def untrained_base(self) -> bool:
         return self.base == TINY
+
+    @property
+    def weights_dir(self) -> Path:
+        """The trained weights: model_dir for a full fine-tune, else adapter_dir."""
+        folder = self.model_dir if self.method == "full" else self.adapter_dir
+        if folder is None:  # describe_run sets the one that matches the method
+            raise RunUnusable(f"{self.run_dir}: no trained weights")
+        return folder
 
 
 def describe_run(run_dir: Path | str) -> RunModel:
@@ -111,8 +119,8 @@ def load_tokenizer(path: str | Path):
         raise RunUnusable(str(exc)) from None
 
 
-def _has_tokenizer(folder: Path | None) -> bool:
-    return bool(folder) and any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+def _has_tokenizer(folder: Path | None) -> TypeGuard[Path]:
+    return folder is not None and any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
 def pick_device(device: str | None = None) -> str:
@@ -167,6 +175,9 @@ def load_session(runs: Path | str | list, *, device: str | None = None, dtype: s
     `quantize_4bit=None` loads the base in 4-bit only for QLoRA runs on a GPU (as they were
     trained); on a CPU everything loads in fp32.
     """
+    from .extras import require_train
+
+    require_train("loading a model")
     from peft import PeftModel
 
     run_list = [runs] if isinstance(runs, (str, Path)) else list(runs)

@@ -112,7 +112,9 @@ def plan_run(request: RunRequest, *, with_device: bool = False, gpu_mem_gb: floa
     """The plan of the request's run. `with_device` (a run on this machine): read the device, plan for
     its memory, and fill `refusal` (training.plan.launch_refusal, or the plan's first problem) and `seconds`."""
     from . import plan as planning
+    from .extras import require_train
 
+    require_train()  # the plan tokenises the split
     cfg = run_config(request)
     device = planning.local_device() if with_device and request.host is None else None
     if gpu_mem_gb is None and device is not None and device["kind"] == "cuda":
@@ -146,6 +148,9 @@ def new_run(request: RunRequest, runs_dir: Path, *, planned: RunPlan | None = No
     With `planned` (a plan_run with the device, which the user saw) its config and refusal are used;
     else the config is built and checked here: refused when this machine cannot train it (a local run
     without `force`), then training.plan.preflight (LoRA targets, attention package, empty split, lengths)."""
+    from .extras import require_train
+
+    require_train()
     if planned is not None:
         if planned.refusal and not force:
             raise TrainingError(f"refused: {planned.refusal}")

@@ -25,7 +25,10 @@ The memory this leaves is modelled in `long_memory` and inverted in `longest_len
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ BYTES_PER_TOKEN_H = {"liger": 38.0, "plain": 54.0}
 ALLOCATOR_SLACK = 1.10
 
 
-def long_memory_gb(shape: Any, cfg: Any, length: int, method: str | None = None) -> dict[str, float]:
+def long_memory_gb(shape: Any, cfg: TrainConfig, length: int, method: str | None = None) -> dict[str, float]:
     """Peak GPU memory of one optimizer step of the long path (batch 1, `length` tokens): what
     `torch.cuda.max_memory_allocated` reads, by part, in GB. The fixed part is the plan's
     (training/plan.py) weights and optimizer; the dequantised widest weight (QLoRA), one MLP tile,
@@ -117,7 +120,7 @@ def long_memory_gb(shape: Any, cfg: Any, length: int, method: str | None = None)
     return {"fixed_gb": fixed / GB, "length_gb": grows / GB, "peak_gb": (fixed + grows) * ALLOCATOR_SLACK / GB}
 
 
-def longest_length(shape: Any, cfg: Any, gpu_mem_gb: float, method: str | None = None, *, multiple: int = 1024) -> int:
+def longest_length(shape: Any, cfg: TrainConfig, gpu_mem_gb: float, method: str | None = None, *, multiple: int = 1024) -> int:
     """The longest sequence (a multiple of `multiple` tokens) whose long-path step fits when
     PyTorch may use `gpu_mem_gb` (`torch.cuda.set_per_process_memory_fraction`, as the benchmark
     caps it; the card needs the CUDA context, ~0.75 GB, on top). 0 when not even `multiple` fits."""

@@ -60,6 +60,9 @@ def merge_run(run_dir: str | Path, out_dir: str | Path | None = None, *, dtype: 
               device: str | None = None, overwrite: bool = False) -> MergeResult:
     """Merge RUN_DIR's adapter into its base in `dtype` (bf16, fp16, fp32; default: the base's own)
     and save to `out_dir` (default RUN_DIR/merged). Returns the verification numbers."""
+    from .extras import require_train
+
+    require_train("merging")
     import torch
     from peft import PeftModel
 
@@ -77,7 +80,8 @@ def merge_run(run_dir: str | Path, out_dir: str | Path | None = None, *, dtype: 
     device = pick_device(device)
     torch_dtype = pick_dtype(device, dtype)
 
-    tokenizer = load_tokenizer(run.adapter_dir if (run.adapter_dir / "tokenizer_config.json").is_file()
+    adapter = run.adapter_dir
+    tokenizer = load_tokenizer(adapter if adapter is not None and (adapter / "tokenizer_config.json").is_file()
                                else run.base_path)
     # Never 4-bit here, whatever the run trained on (module docstring).
     base = load_base_model(run.base_path, device=device, dtype=torch_dtype, quantize_4bit=False)

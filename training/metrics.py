@@ -198,7 +198,7 @@ def make_callback(run_dir: str | Path, *, method: str, matmul_params: int, on_st
     fpt = flops_per_token(matmul_params, method)
 
     class RunCallback(TrainerCallback):
-        def __init__(self):
+        def __init__(self) -> None:
             self.last_t: float | None = None
             self.last_tokens: float | None = None
 

@@ -380,15 +380,6 @@ def _convert_into(gguf: Path, folder: Path, meta: dict, progress: Progress | Non
     return folder
 
 
-def stored_meta(path: str | Path) -> dict:
-    """studio-model.json of a store folder ({} for other folders)."""
-    f = Path(path) / META
-    try:
-        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
 __all__ = ["BUILTIN", "DEMO_MODEL", "ModelUnavailable", "RegistryEntry", "StoredModel", "TrainingError",
            "add_entry", "convert_gguf_file", "describe_base", "ensure", "list_models", "registry", "remove",
            "resolve_base", "store_dir"]

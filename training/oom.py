@@ -10,7 +10,10 @@ Halving the micro-batch doubles grad_accum, so the effective batch (and the reci
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 MIN_LENGTH = 256
 
@@ -25,7 +28,7 @@ class Remedy:
         return {"name": self.name, "set": self.changes, "why": self.why}
 
 
-def remedies(cfg: Any) -> list[Remedy]:
+def remedies(cfg: TrainConfig) -> list[Remedy]:
     """The applicable remedies for `cfg` (a TrainConfig), in the seed's order."""
     out: list[Remedy] = []
     mb, ga = cfg.train.micro_batch_size, cfg.train.grad_accum
@@ -53,8 +56,3 @@ def remedies(cfg: Any) -> list[Remedy]:
         out.append(Remedy("lora", {"method": "lora"}, "train a LoRA adapter instead of all weights: no optimizer "
                                                        "states for the frozen base"))
     return out
-
-
-def next_remedy(cfg: Any) -> Remedy | None:
-    found = remedies(cfg)
-    return found[0] if found else None

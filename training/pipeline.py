@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from .errors import ConfigError, TrainingError
 from .rundir import RunState, RunStatus
+from .yaml_lines import parse_yaml
 
 PIPELINE_FILE = "pipeline.json"
 TOP_KEYS = {"name", "base", "method", "preset", "config", "set", "stages"}
@@ -90,13 +89,8 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such pipeline file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}:{mark.line + 1 if mark else '?'}: not valid YAML; fix the syntax") from None
+    doc = parse_yaml(path.read_text(encoding="utf-8"), str(path), ConfigError)
+    data = doc.data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a pipeline is a mapping with `name` and `stages`")
     unknown = set(data) - TOP_KEYS
@@ -108,10 +102,6 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
     stages_data = data.get("stages")
     if not isinstance(stages_data, list) or not stages_data:
         raise ConfigError(f"{path}: stages: expected a list of stages (pretrain, then sft)")
-    stage_lines = []
-    stages_node = next((v for k, v in node.value if k.value == "stages"), None)
-    if stages_node is not None and isinstance(stages_node, yaml.SequenceNode):
-        stage_lines = [n.start_mark.line + 1 for n in stages_node.value]
     common = {}
     for key in ("base", "method"):
         if key in data:
@@ -119,7 +109,7 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
     common.update(_flat(data.get("set"), str(path)))
     stages = []
     for i, s in enumerate(stages_data):
-        where = f"{path}:{stage_lines[i] if i < len(stage_lines) else '?'}: stages[{i}]"
+        where = f"{doc.where(f'stages[{i}]')}: stages[{i}]"
         if not isinstance(s, dict):
             raise ConfigError(f"{where}: expected a mapping with name and split")
         unknown = set(s) - STAGE_KEYS
@@ -146,7 +136,7 @@ def load_pipeline(path: str | Path, resolve_split: Callable[[str], str] | None =
             split = str((path.parent / split).resolve())
         stages.append(Stage(name=stage_name, split=split, overrides=overrides,
                             preset=s.get("preset", data.get("preset")), config=s.get("config", data.get("config")),
-                            replay=replay, line=stage_lines[i] if i < len(stage_lines) else None))
+                            replay=replay, line=doc.lines.get(f"stages[{i}]")))
     pipeline = Pipeline(name=str(name), stages=stages, source=str(path.resolve()))
     for i in range(len(stages)):
         stage_config(pipeline, i, base_override="(previous stage)" if i else None)  # validate now, fail early
@@ -171,7 +161,7 @@ def stage_config(pipeline: Pipeline, index: int, base_override: str | None = Non
 
 
 def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | None = None,
-                 execute: Callable[[Path], dict] | None = None, merge_dtype: str | None = None,
+                 execute: Callable[[Path], RunStatus] | None = None, merge_dtype: str | None = None,
                  on_stage: Callable[[int, Path, RunStatus], None] | None = None) -> list[dict[str, Any]]:
     """Train the stages in order; between stages merge the adapter (16/32-bit) and start the next on it.
     Stops at the first stage that does not finish. Returns one row per started stage."""
@@ -179,7 +169,7 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
     from .merge import merge_run
     from .replay import apply_replay
 
-    execute = execute or runs.run_foreground
+    run_one: Callable[[Path], RunStatus] = execute or runs.run_foreground
     runs_dir = Path(runs_dir)
     ids = [pipeline.run_id(i) for i in range(len(pipeline.stages))]
     taken = [r for r in ids if (runs_dir / r).exists()]
@@ -202,7 +192,7 @@ def run_pipeline(pipeline: Pipeline, runs_dir: str | Path, *, reproduce: str | N
         if base_from:
             _base_relative_to_run(run_dir)
         (run_dir / PIPELINE_FILE).write_text(json.dumps(link, indent=1) + "\n", encoding="utf-8")
-        status = execute(run_dir)
+        status = run_one(run_dir)
         row = {"stage": i + 1, "name": stage.name, "run": run_dir.name, "state": str(status.state),
                "eval_loss": status.eval_loss, "base": cfg.base, "rank": cfg.lora.r, "kind": cfg.data.kind}
         rows.append(row)

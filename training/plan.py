@@ -38,14 +38,16 @@ without checkpointing (design.md, 26.3 GB), the fast preset at two checkpoint fr
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, DataError
 from .shapes import SHAPES, shape_key  # noqa: F401  (SHAPES is re-exported: benches and tests read it here)
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 GB = 1024**3
 
@@ -82,7 +84,7 @@ class Shape:
         return per_layer * self.num_hidden_layers + self.hidden_size, emb
 
 
-def resolve_shape(cfg: Any, overrides: dict[str, Any] | None = None) -> Shape:
+def resolve_shape(cfg: TrainConfig, overrides: dict[str, Any] | None = None) -> Shape:
     """Model shape from (in order): overrides, the built-in table, AutoConfig (local folder or cache)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if cfg.is_tiny and cfg.tiny.architecture:
@@ -135,7 +137,7 @@ class MemoryEstimate:
     total_gb: float
 
 
-def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradient_checkpointing: bool | None = None,
+def estimate_memory(shape: Shape, cfg: TrainConfig, method: str | None = None, *, gradient_checkpointing: bool | None = None,
                     micro_batch: int | None = None, max_length: int | None = None,
                     checkpoint_fraction: float | None = None, offload: bool | None = None) -> MemoryEstimate:
     """Peak GPU memory of a training run by the formula in this module's docstring. The keyword
@@ -156,6 +158,7 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
     lin = shape.linear_shapes()
     targets = cfg.lora.target_modules
     lora_p = sum(cfg.lora.r * (a + b) for name, (a, b) in lin.items() if name in targets or targets == ["all-linear"]) * L
+    optim: float
     if method == "full":
         trainable, optim = n, 10 * n
     else:
@@ -186,7 +189,7 @@ def estimate_memory(shape: Shape, cfg: Any, method: str | None = None, *, gradie
                           (peak + overhead) / GB)
 
 
-def fitting_method(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
+def fitting_method(shape: Shape, cfg: TrainConfig, gpu_mem_gb: float) -> dict[str, Any]:
     """Which methods fit `gpu_mem_gb` as configured; which fit once more layers recompute
     (`adjust`: the smallest checkpoint fraction that fits) or, failing that, once the checkpointed
     layers' inputs wait in CPU memory (`offload`: the fraction that fits with
@@ -220,7 +223,7 @@ def fitting_method(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
     return {"gpu_mem_gb": gpu_mem_gb, "fits": fits, "adjust": adjust, "offload": offload, "recommended": rec, "hint": hint}
 
 
-def _fraction_that_fits(shape: Shape, cfg: Any, method: str, gpu_mem_gb: float, *, offload: bool = False) -> float | None:
+def _fraction_that_fits(shape: Shape, cfg: TrainConfig, method: str, gpu_mem_gb: float, *, offload: bool = False) -> float | None:
     """The smallest checkpoint fraction, in steps of 0.05 above the configured one (from the
     configured one itself with `offload`), at which `method` fits; None if even full
     recomputation does not."""
@@ -280,7 +283,7 @@ def packed_count(lengths: list[int], max_length: int) -> int:
     return bins
 
 
-def steps_report(tokenised: list[Any], cfg: Any) -> dict[str, Any]:
+def steps_report(tokenised: list[Any], cfg: TrainConfig) -> dict[str, Any]:
     # as training.data.to_dataset: a sample whose trained tokens were all cut off is dropped
     tokenised = [t for t in tokenised if any(x != -100 for x in t.labels[1:])]
     n = len(tokenised)
@@ -296,7 +299,7 @@ def steps_report(tokenised: list[Any], cfg: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- what stops a run before it starts
 
-def split_problem(cfg: Any, split: Any) -> str | None:
+def split_problem(cfg: TrainConfig, split: Any) -> str | None:
     """Why the split cannot train as configured (no rows; a scheduler that needs validation rows), or None."""
     if not split.train:
         rows = "0 rows" if not split.val else f"0 training rows (and {len(split.val)} validation rows)"
@@ -330,7 +333,7 @@ def fit_problem(tokenised: Iterable[Any], max_length: int) -> str | None:
             "check that the samples have assistant answers")
 
 
-def _tokenised_one_by_one(tokenizer: Any, samples: list[dict[str, Any]], cfg: Any) -> Iterator[Any]:
+def _tokenised_one_by_one(tokenizer: Any, samples: list[dict[str, Any]], cfg: TrainConfig) -> Iterator[Any]:
     from .data import tokenise_all
 
     for s in samples:
@@ -338,7 +341,7 @@ def _tokenised_one_by_one(tokenizer: Any, samples: list[dict[str, Any]], cfg: An
                                 max_length=cfg.data.max_length)
 
 
-def preflight(cfg: Any, *, local: bool = True, split: Any = None, tokenizer: Any = None) -> list[str]:
+def preflight(cfg: TrainConfig, *, local: bool = True, split: Any = None, tokenizer: Any = None) -> list[str]:
     """What `studio train` checks before it creates a run and starts a process; raises ConfigError or
     DataError with the reason, as the plan does: lora.target_modules against the base's modules, the
     attention kernel's package (`local`: a run on an SSH host has its own), an empty split, a scheduler
@@ -365,7 +368,7 @@ def preflight(cfg: Any, *, local: bool = True, split: Any = None, tokenizer: Any
     return notes
 
 
-def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dict[str, Any] | None = None,
+def make_plan(cfg: TrainConfig, *, gpu_mem_gb: float | None = None, shape_overrides: dict[str, Any] | None = None,
               params_b: float | None = None, tokenizer: Any = None) -> dict[str, Any]:
     """The whole plan as a dict (the CLI prints it as text or --json). Raises ConfigError / DataError for
     what would stop the run (preflight's checks); `problems` lists what stops it on this machine only
@@ -421,7 +424,7 @@ def make_plan(cfg: Any, *, gpu_mem_gb: float | None = None, shape_overrides: dic
     return plan
 
 
-def longest_report(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
+def longest_report(shape: Shape, cfg: TrainConfig, gpu_mem_gb: float) -> dict[str, Any]:
     """The longest single sequence (batch 1) that trains in `gpu_mem_gb` with this config's method on
     the long path (training/long_context.py; the `long` preset), and whether this config is on it. A
     config whose rows are longer than its own memory allows is pointed there."""
@@ -437,7 +440,7 @@ def longest_report(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
             "fits_max_length": tokens >= cfg.data.max_length}
 
 
-def _plan_tokenizer(cfg: Any, split: Any, notes: list[str]):
+def _plan_tokenizer(cfg: TrainConfig, split: Any, notes: list[str]):
     if cfg.is_tiny:
         from .tiny import build_tokenizer
 
@@ -516,10 +519,6 @@ def format_plan(plan: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def plan_json(plan: dict[str, Any]) -> str:
-    return json.dumps(plan, ensure_ascii=False, indent=2)
-
-
 # ---------------------------------------------------------------- launching: device, time, refusal
 # (added for the launch confirmation, issue 15 item 2: the Train screen's dialog and `studio train`)
 
@@ -558,7 +557,7 @@ def describe_device(device: dict[str, Any]) -> str:
     return f"cpu ({device['cores']} cores{ram})"
 
 
-def memory_plan(cfg: Any, *, gpu_mem_gb: float | None = None) -> dict[str, Any]:
+def memory_plan(cfg: TrainConfig, *, gpu_mem_gb: float | None = None) -> dict[str, Any]:
     """The part of `make_plan` that launch_refusal reads (size and memory), without reading or
     tokenising the split: what `studio train` checks before it starts a run. Raises ConfigError
     when the base's shape is unknown here."""
@@ -570,22 +569,6 @@ def memory_plan(cfg: Any, *, gpu_mem_gb: float | None = None) -> dict[str, Any]:
         plan["fit"] = fitting_method(shape, cfg, gpu_mem_gb)
         plan["longest"] = longest_report(shape, cfg, gpu_mem_gb)
     return plan
-
-
-def longest_report(shape: Shape, cfg: Any, gpu_mem_gb: float) -> dict[str, Any]:
-    """The longest single sequence (batch 1) that trains in `gpu_mem_gb` with this config's method on
-    the long path (training/long_context.py; the `long` preset), and whether this config is on it. A
-    config whose rows are longer than its own memory allows is pointed there."""
-    from .config import with_changes
-    from .long_context import longest_length
-
-    on_path = bool(cfg.train.mlp_tile_tokens and cfg.train.offload_checkpoints and cfg.train.gradient_checkpointing)
-    long_cfg = cfg if on_path else with_changes(cfg, {
-        "train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0, "train.offload_checkpoints": True,
-        "train.mlp_tile_tokens": 4096, "train.micro_batch_size": 1, "train.fused_lora": cfg.method != "full"})
-    tokens = longest_length(shape, long_cfg, gpu_mem_gb)
-    return {"gpu_mem_gb": gpu_mem_gb, "method": cfg.method, "tokens": tokens, "on_long_path": on_path,
-            "fits_max_length": tokens >= cfg.data.max_length}
 
 
 def launch_refusal(plan: dict[str, Any], device: dict[str, Any]) -> str | None:

@@ -160,7 +160,7 @@ def _route_logs(log_file: str | Path | IO[str]) -> None:
                 logger.removeHandler(h)
                 _state.removed.append((logger, h))
     if hasattr(log_file, "write"):
-        handler: logging.Handler = logging.StreamHandler(log_file)  # type: ignore[arg-type]
+        handler: logging.Handler = logging.StreamHandler(log_file)
     else:
         handler = _LogFile(log_file, encoding="utf-8", delay=True)
     handler.setLevel(logging.WARNING)
@@ -224,7 +224,7 @@ def _restore() -> None:
     _state.removed = []
     for entry in _state.filters:
         if entry in warnings.filters:
-            warnings.filters.remove(entry)
+            warnings.filters.remove(entry)  # type: ignore[attr-defined]  # a list at runtime; typeshed says Sequence
     _state.filters = []
     getattr(warnings, "_filters_mutated", lambda: None)()
     with warnings.catch_warnings():  # a library imported while quiet keeps the variable's value, and says so
@@ -254,7 +254,7 @@ def _bitsandbytes_without_hub_kernels() -> Iterator[None]:
         if saved is _MISSING:
             sys.modules.pop("kernels", None)
         else:
-            sys.modules["kernels"] = saved
+            sys.modules["kernels"] = saved  # type: ignore[assignment]  # the module taken out above
 
 
 class _Loader:
@@ -293,7 +293,7 @@ class _ImportHooks:
         spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _Loader(spec.loader, self.around[fullname])
+        spec.loader = _Loader(spec.loader, self.around[fullname])  # type: ignore[assignment]  # duck-typed: forwards the rest
         return spec
 
 

@@ -8,7 +8,8 @@ resumable checkpoints; metrics.jsonl + status.json through a TrainerCallback (me
 Raises: DataError / ConfigError for user problems, torch.OutOfMemoryError for CUDA OOM (runs.py
 turns it into status `failed` with remedies), anything else is a bug.
 
-Chat / merge / serve load a finished run with `load_for_inference(run_dir)`.
+Chat, merge and serve load finished runs through training/inference.py (`describe_run`,
+`load_session`); `load_for_inference(run_dir)` here gives one run's (model, tokenizer) to a script.
 """
 from __future__ import annotations
 
@@ -261,7 +262,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
         def on_step_begin(self, args, state, control, **kw):
             limit = debug.simulated_gpu_tokens
             if limit is not None:
-                need = cfg.train.micro_batch_size * cfg.data.max_length
+                need: float = cfg.train.micro_batch_size * cfg.data.max_length
                 need /= 2 if cfg.train.gradient_checkpointing else 1
                 need /= 4 if cfg.method == "qlora" else 1
                 if need > limit:

@@ -30,9 +30,12 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .rundir import RunStatus
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 REPORT_FILE = "report.html"
 MAX_POINTS = 2000  # a curve with more points is thinned to the lowest and highest of each bucket
@@ -189,7 +192,7 @@ def _table(rows: Iterable[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
-def _grid(head: list[str], rows: list[list[Any]], numeric: set[int] = frozenset()) -> str:
+def _grid(head: list[str], rows: list[list[Any]], numeric: frozenset[int] | set[int] = frozenset()) -> str:
     h = "".join(f"<th>{escape(c)}</th>" for c in head)
     body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{escape(_text(v))}</td>'
                                     for i, v in enumerate(r)) + "</tr>" for r in rows)
@@ -233,7 +236,7 @@ def _duration(start: str | None, end: str | None) -> str | None:
 # ---------------------------------------------------------------- sections
 
 def _summary(run_dir: Path, status: RunStatus, start: dict[str, Any], points: list[dict[str, Any]],
-             cfg: Any) -> str:
+             cfg: TrainConfig | None) -> str:
     from .metrics import run_summary
 
     loss, evals = series(points, "loss"), series(points, "eval_loss")
@@ -301,7 +304,7 @@ def _curves(points: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _memory(cfg: Any, status: RunStatus, start: dict[str, Any], points: list[dict[str, Any]]) -> str:
+def _memory(cfg: TrainConfig | None, status: RunStatus, start: dict[str, Any], points: list[dict[str, Any]]) -> str:
     out = []
     est = None
     if cfg is None:
@@ -368,7 +371,7 @@ def _evals(run_dir: Path) -> str:
     return "\n".join(out)
 
 
-def _split(cfg: Any) -> str:
+def _split(cfg: TrainConfig | None) -> str:
     where = getattr(getattr(cfg, "data", None), "split", "") if cfg is not None else ""
     if not where:
         return _p("No split named in the config.", "muted")

@@ -29,8 +29,19 @@ from typing import Any, Callable
 
 from .config import TrainConfig, load_run_config, save_config, with_changes
 from .errors import RunNotFound, TrainingError
+
 # status.json lives in training.rundir; these names are also used as training.runs.X
-from .rundir import REMOTE_JSON, STATUS_FILE, RunInfo, RunState, RunStatus, read_status, start_order, utc_now, write_status  # noqa: F401
+from .rundir import (  # noqa: F401
+    REMOTE_JSON,
+    STATUS_FILE,
+    RunInfo,
+    RunState,
+    RunStatus,
+    read_status,
+    start_order,
+    utc_now,
+    write_status,
+)
 
 LOG_FILE = "train.log"
 

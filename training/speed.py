@@ -174,7 +174,7 @@ def offload_checkpoint_inputs(model: Any) -> int:
             with _saved_on_cpu(pin):
                 return _func(function, *args, **kwargs)
 
-        run._studio_offload = True
+        run._studio_offload = True  # type: ignore[attr-defined]  # marks a wrapper already installed
         layer._gradient_checkpointing_func = run
         n += 1
     return n

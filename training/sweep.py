@@ -77,7 +77,7 @@ def check_has_validation(cfg: TrainConfig) -> int:
 
 
 def run_sweep(runs_dir: str | Path, cfg: TrainConfig, points: list[SweepPoint], *, sweep: str,
-              reproduce: str | None = None, execute: Callable[[Path], dict] | None = None,
+              reproduce: str | None = None, execute: Callable[[Path], RunStatus] | None = None,
               on_run: Callable[[SweepPoint, Path, RunStatus], None] | None = None,
               replay: tuple[str | Path, float] | None = None) -> list[dict[str, Any]]:
     """Create and train each point's run in turn (a failed run does not stop the sweep); returns `rank(...)`.
@@ -85,7 +85,7 @@ def run_sweep(runs_dir: str | Path, cfg: TrainConfig, points: list[SweepPoint], 
     from . import runs
     from .replay import apply_replay
 
-    execute = execute or runs.run_foreground
+    run_one: Callable[[Path], RunStatus] = execute or runs.run_foreground
     check_has_validation(cfg)
     runs_dir = Path(runs_dir)
     taken = [p.name for p in points if (runs_dir / p.name).exists()]
@@ -101,7 +101,7 @@ def run_sweep(runs_dir: str | Path, cfg: TrainConfig, points: list[SweepPoint], 
         if replay:
             apply_replay(run_dir, replay[0], replay[1])
         _record(runs_dir, sweep, points, run_dirs)
-        status = execute(run_dir)
+        status = run_one(run_dir)
         if on_run:
             on_run(point, run_dir, status)
     ranking = rank(run_dirs, points)

@@ -53,10 +53,9 @@ LORA_SETS = ["lora.r=32", "lora.alpha=32", "lora.dropout=0", "lora.target_module
 
 def build_model(dims: dict, directory: Path) -> None:
     """Random Llama weights in bf16 (fp32 on the CPU), saved for a 4-bit load."""
+    import _dev
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
-
-    import _dev
 
     torch.manual_seed(0)
     cfg = LlamaConfig(**dims, max_position_embeddings=1 << 20)
@@ -67,10 +66,10 @@ def build_model(dims: dict, directory: Path) -> None:
 
 def load_side(side: str, model_dir: str):
     """(model, optimizer, config) of one side, ready to step."""
+    import _dev
     import torch
     from peft import get_peft_model
 
-    import _dev
     from training import recipe, speed
     from training.config import load_config
 
@@ -111,9 +110,8 @@ def load_side(side: str, model_dir: str):
 def one_step(model, opt, side: str, length: int, vocab: int, grads_to: Path | None = None) -> dict:
     """One optimizer step on one sequence of `length` random tokens (seeded by the length, so both
     sides see the same tokens)."""
-    import torch
-
     import _dev
+    import torch
 
     g = torch.Generator().manual_seed(length)
     ids = torch.randint(100, vocab, (1, length), generator=g).to(_dev.DEVICE)
@@ -169,9 +167,9 @@ def set_cap(cap_gb: float | None) -> None:
 
 def run_side(a: argparse.Namespace) -> None:
     """One side in this process: probes, then the search under each cap; a line per step to steps.jsonl."""
+    import _dev
     import torch
 
-    import _dev
     from training.long_context import longest_length
     from training.plan import Shape
 
@@ -263,7 +261,7 @@ def table(out: Path) -> str:
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     caps = sorted({r["cap_gb"] for r in rows if r.get("event") == "longest"})
     for cap in caps:
-        def longest(side):
+        def longest(side, cap=cap):
             return next((r for r in rows if r.get("event") == "longest" and r["side"] == side and r["cap_gb"] == cap), None)
 
         st, sd = longest("studio"), longest("seed")
@@ -301,7 +299,7 @@ def table(out: Path) -> str:
                 lines.append(f"- first-step LoRA B gradients, cosine studio vs seed over each matrix's first 64 values: "
                              f"min {cos[0]:.4f}, median {cos[len(cos) // 2]:.4f} ({len(cos)} matrices)")
             if ratios:
-                q = lambda x: ratios[min(len(ratios) - 1, int(x * len(ratios)))]  # noqa: E731
+                q = lambda x, ratios=ratios: ratios[min(len(ratios) - 1, int(x * len(ratios)))]  # noqa: E731
                 lines.append(f"- first-step LoRA B gradient norms, studio / seed, {len(ratios)} matrices "
                              f"({f.stem.split('-')[-1]} tokens): min {ratios[0]:.3f}, median {q(0.5):.3f}, max {ratios[-1]:.3f}")
     fits = [r for r in rows if r.get("event") == "fit"]

@@ -11,13 +11,16 @@ weight values. Data are random token ids, packed to max_length like the seed's
 
 usage: python gpu_baseline.py --arch 7b --mode lora|qlora|full --steps 20 --out result.json
 """
-import argparse, json, os, time, tempfile, shutil
-
-import torch
+import argparse
+import json
+import shutil
+import tempfile
+import time
 
 import _dev  # benches/gpu/_dev.py: device calls with CPU stand-ins
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
 
 ARCHS = {
     # Qwen2.5 family shapes (from their public config.json files)
@@ -63,7 +66,7 @@ class Prof(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kw):
         if state.global_step == self.warmup + 1 and self.p is None:
-            from torch.profiler import profile, ProfilerActivity
+            from torch.profiler import ProfilerActivity, profile
             self.p = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
             self.p.__enter__()
 
@@ -96,10 +99,13 @@ def main():
     ap.add_argument("--attn", default=None)
     a = ap.parse_args()
 
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from trl import SFTTrainer, SFTConfig
+    import datasets
+    import peft
+    import transformers
+    import trl
     from datasets import Dataset
-    import trl, peft, transformers, datasets
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from trl import SFTConfig, SFTTrainer
 
     cfg = AutoConfig.for_model("qwen2", **ARCHS[a.arch], max_position_embeddings=32768)
     tok = make_tokenizer(cfg.vocab_size)
@@ -159,7 +165,6 @@ def main():
         cbs.append(Prof(a.warmup))
     trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=ds, args=args, callbacks=cbs)
     _dev.reset_peak()
-    t0 = time.perf_counter()
     trainer.train()
     _dev.sync()
     dt = time.perf_counter() - timer.t0

@@ -78,12 +78,11 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
 
     sys.path.insert(0, str(HERE))
+    import _dev  # device calls with CPU stand-ins (benches/gpu/_dev.py)
     from probe_variants import ARCHS_param_count, make_tokenizer  # the seed script's tokenizer and FLOP count
 
     from training import recipe, speed
     from training.config import load_config
-
-    import _dev  # device calls with CPU stand-ins (benches/gpu/_dev.py)
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and _dev.CUDA:  # under torchrun: one process per GPU, DDP through the Trainer

@@ -150,8 +150,9 @@ class ProviderClient:
             try:
                 async with self.semaphore:
                     started = time.monotonic()
+                    # plain dicts, not the SDK's TypedDicts; a model that providers.resolve checked is set
                     raw = await self.client.chat.completions.with_raw_response.create(
-                        model=p.model, messages=messages, **params)
+                        model=p.model, messages=messages, **params)  # type: ignore[arg-type]
                     text = raw.http_response.text
                 reply = parse_body(text)
                 reply.attempts = attempt
@@ -202,14 +203,14 @@ def parse_body(text: str) -> Reply:
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     prompt_tokens = int((usage or {}).get("prompt_tokens") or 0)
     completion_tokens = int((usage or {}).get("completion_tokens") or 0)
-    base = dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, usage_reported=usage is not None)
+    base: dict[str, Any] = dict(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, usage_reported=usage is not None)
     if isinstance(body.get("error"), dict):
         return Reply(ok=False, reason="api_error", detail=str(body["error"].get("message"))[:500], **base)
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return Reply(ok=False, reason="no_choices", detail="the reply has no choices", **base)
     choice = choices[0]
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
     finish = choice.get("finish_reason")
     content = message.get("content")
     refusal = message.get("refusal")

@@ -41,14 +41,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..errors import Cancelled, StudioError
-from . import cache, cost as cost_mod, providers
+from . import cache, providers
+from . import cost as cost_mod
 from .client import ProviderClient, Reply
 from .jobs import _run_loop
 from .ops import JSON_FORMAT, Unusable, _json_object
 from .templates import Template, load_named
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
 
 OPERATION = "eval_judge"          # llm_cache.operation of the judge's requests
 JOB_KIND = "eval:judge"
@@ -155,7 +159,7 @@ class _Tally:
 
 
 class _Judge:
-    def __init__(self, ws: Any, provider: providers.Provider, template: Template, threshold: int, job: Any,
+    def __init__(self, ws: Workspace, provider: providers.Provider, template: Template, threshold: int, job: Any,
                  client_options: dict[str, Any]):
         self.ws, self.p, self.tpl, self.threshold, self.job = ws, provider, template, threshold, job
         self.client_options = client_options
@@ -364,7 +368,8 @@ class _Judge:
                     score = self._grade(a.content, a.usd)
                 else:
                     n = f", {reply.attempts} attempts" if reply.attempts > 1 else ""
-                    score = JudgeScore(False, 0.0, f"judge request failed ({a.failure[0]}{n}): {a.failure[1]}", a.usd)
+                    reason, detail = a.failure or (reply.reason or "failed", "")  # _answer sets it when not ok
+                    score = JudgeScore(False, 0.0, f"judge request failed ({reason}{n}): {detail}", a.usd)
                 for k, i in enumerate(req.positions):  # identical requests: the cost goes to the first
                     results[i] = score if k == 0 else JudgeScore(score.correct, score.score, score.detail, 0.0)
                 tally.sent += int(a.billed)
@@ -413,7 +418,7 @@ class _Judge:
             raise problems[0]
 
 
-def judge_scorer(ws: Any, *, provider: str | None = None, model: str | None = None, threshold: int = 4,
+def judge_scorer(ws: Workspace, *, provider: str | None = None, model: str | None = None, threshold: int = 4,
                  job: Any = None, client_options: dict[str, Any] | None = None
                  ) -> Callable[[list, list[str]], list]:
     """A batch scorer for `training.evaluate.run_eval(..., scorer="judge", extra_scorers={"judge": it})`.

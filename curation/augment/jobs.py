@@ -38,19 +38,23 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import dedup, quality
 from ..errors import NotFound, StudioError
 from ..jobs import Job
 from ..store import delete_samples
 from ..workspace import dead_jobs, interrupt_dead_jobs, register_live_job, unregister_live_job
-from . import cache, cost as cost_mod, ops, providers, selection
+from . import cache, ops, providers, selection
+from . import cost as cost_mod
 from .client import ProviderClient, Reply
+from .defaults import DEFAULT_N
 from .landing import Lander, Outcome, WriterThread
 from .templates import OPERATIONS, TemplateSet
 
-from .defaults import DEFAULT_N  # noqa: E402  (kept light for the CLI)
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
 CANCEL_GRACE_S = 5.0  # after cancel, wait this long for requests in flight (they are paid for)
 
 
@@ -153,7 +157,7 @@ class _Plan:
     estimate: cost_mod.Estimate = field(default_factory=cost_mod.Estimate)
 
 
-def _plan(ws: Any, con: Any, spec: Spec, ids: list[int] | None = None) -> _Plan:
+def _plan(ws: Workspace, con: Any, spec: Spec, ids: list[int] | None = None) -> _Plan:
     if spec.op not in OPERATIONS:
         raise StudioError(f"unknown augment operation {spec.op!r}; choose one of {', '.join(OPERATIONS)}.")
     provider = providers.resolve(ws.read_config(), spec.provider, spec.model, spec.concurrency)
@@ -190,7 +194,7 @@ def _plan(ws: Any, con: Any, spec: Spec, ids: list[int] | None = None) -> _Plan:
     return plan
 
 
-def estimate(ws: Any, spec: Spec) -> cost_mod.Estimate:
+def estimate(ws: Workspace, spec: Spec) -> cost_mod.Estimate:
     """The dry run: which requests the job needs, how many the cache already answers, and the
     expected tokens and dollars of the rest. Sends nothing, writes nothing, needs no key."""
     return _plan(ws, ws.cursor(), spec).estimate
@@ -200,7 +204,7 @@ def estimate(ws: Any, spec: Spec) -> cost_mod.Estimate:
 class _Runner:
     """Sends a plan's requests from an event loop; a writer thread lands the outcomes."""
 
-    def __init__(self, ws: Any, con: Any, plan: _Plan, job: AugmentJob, job_id: int, budget: cost_mod.Budget,
+    def __init__(self, ws: Workspace, con: Any, plan: _Plan, job: AugmentJob, job_id: int, budget: cost_mod.Budget,
                  client_options: dict[str, Any]):
         self.plan, self.job, self.job_id = plan, job, job_id
         self.p = plan.provider
@@ -371,7 +375,7 @@ def _start_job_row(con: Any, spec: Spec, plan: _Plan) -> int:
     return job_id
 
 
-def run(ws: Any, spec: Spec, job: AugmentJob | None = None, *, resume_job_id: int | None = None,
+def run(ws: Workspace, spec: Spec, job: AugmentJob | None = None, *, resume_job_id: int | None = None,
         client_options: dict[str, Any] | None = None, budget: cost_mod.Budget | None = None) -> Result:
     """Run an augment job to the end, a cancel, or the budget; returns its Result. Answers already
     in the cache are applied without a request. See the module docstring for threads."""
@@ -402,7 +406,7 @@ def run(ws: Any, spec: Spec, job: AugmentJob | None = None, *, resume_job_id: in
         unregister_live_job(job_id)
 
 
-def _run_job(ws: Any, con: Any, spec: Spec, plan: _Plan, job: AugmentJob, job_id: int,
+def _run_job(ws: Workspace, con: Any, spec: Spec, plan: _Plan, job: AugmentJob, job_id: int,
              budget: cost_mod.Budget, client_options: dict[str, Any] | None) -> Result:
     """The rest of `run`, while the job is registered as live in this process (so opening the
     workspace again here does not take it for one whose process died)."""
@@ -448,7 +452,7 @@ def _run_loop(coro: Any) -> None:
         loop.close()
 
 
-def _post_process(ws: Any, con: Any, runner: _Runner, spec: Spec) -> dict[str, Any]:
+def _post_process(ws: Workspace, con: Any, runner: _Runner, spec: Spec) -> dict[str, Any]:
     """Record the operation, run dedup/quality on the job's unchecked new samples (including
     those a killed earlier run landed), and the judge gate."""
     job_id = runner.job_id
@@ -550,7 +554,7 @@ def _fingerprints(texts: dict[int, str], shingle: int) -> dict[int, tuple[int, A
     return out
 
 
-def _lineage_check(ws: Any, con: Any, op: str, job_id: int, new_ids: list[int]) -> _Lineage:
+def _lineage_check(ws: Workspace, con: Any, op: str, job_id: int, new_ids: list[int]) -> _Lineage:
     """Judge each new sample's field (JUDGED_FIELD) against its parent and its siblings (same
     parent, same operation: this job's and earlier jobs'). It repeats one when the normalised texts
     are equal or their shingle Jaccard reaches the dedup threshold (the last dedup run's threshold
@@ -691,7 +695,7 @@ def _with_summary(op: str, land: dict[str, Any]) -> dict[str, Any]:
     return land
 
 
-def _run_check(check: Callable[..., Any], ws: Any, ids: list[int], **kw: Any) -> str:
+def _run_check(check: Callable[..., Any], ws: Workspace, ids: list[int], **kw: Any) -> str:
     """Run dedup's or quality's check on the new samples: 'ran', or 'failed: why'. A failure there
     must not lose this job's landed samples; the CLI tells the user to run that check again."""
     try:
@@ -706,10 +710,10 @@ def _run_check(check: Callable[..., Any], ws: Any, ids: list[int], **kw: Any) ->
     return "ran"
 
 
-def _judge_gate(ws: Any, con: Any, runner: _Runner, spec: Spec, new_ids: list[int]) -> list[int]:
+def _judge_gate(ws: Workspace, con: Any, runner: _Runner, spec: Spec, new_ids: list[int]) -> list[int]:
     """Judge the generated samples (same provider, same budget, same job counters) and reject
     those scoring below `reject_below`."""
-    if not new_ids:
+    if not new_ids or spec.reject_below is None:
         return []
     gate_spec = Spec(op="judge", ids=new_ids, provider=spec.provider, model=spec.model, concurrency=spec.concurrency,
                      max_cost=spec.max_cost, checks=False)
@@ -730,7 +734,7 @@ def _judge_gate(ws: Any, con: Any, runner: _Runner, spec: Spec, new_ids: list[in
     return low
 
 
-def undo_augment(ws: Any, op: Any) -> None:
+def undo_augment(ws: Workspace, op: Any) -> None:
     """Undo of 'augment:rewrite', 'augment:answers', 'augment:reverse' and 'augment:judge'
     (curation.review.undo_handlers): delete the samples the operation created, or put back the
     judge scores it replaced; forget the outputs so a rerun lands them again."""
@@ -747,7 +751,7 @@ def undo_augment(ws: Any, op: Any) -> None:
     delete_samples(con, ids)  # their augment_outputs rows too
 
 
-def undo_lineage(ws: Any, op: Any) -> None:
+def undo_lineage(ws: Workspace, op: Any) -> None:
     """Undo of 'augment:lineage': clear duplicate_of on the samples it marked. It marks only
     samples that had none (an interrupted run's marks are counted, not marked again), so NULL is
     what they had before."""
@@ -763,14 +767,14 @@ def _stored_spec(con: Any, job_id: int) -> dict[str, Any]:
     return json.loads(row[0])
 
 
-def last_unfinished(ws: Any) -> int | None:
+def last_unfinished(ws: Workspace) -> int | None:
     row = ws.cursor().execute(
         """SELECT j.id FROM jobs j JOIN augment_jobs a ON a.job_id = j.id
            WHERE j.state <> 'done' ORDER BY j.id DESC LIMIT 1""").fetchone()
     return None if row is None else int(row[0])
 
 
-def resume(ws: Any, job_id: int | None = None, job: AugmentJob | None = None, *, max_cost: float | None = None,
+def resume(ws: Workspace, job_id: int | None = None, job: AugmentJob | None = None, *, max_cost: float | None = None,
            concurrency: int | None = None, client_options: dict[str, Any] | None = None) -> Result:
     """Run a stopped, cancelled or killed job again: the same samples, operation, parameters and
     provider. Answered requests come from the cache; only the rest are sent."""
@@ -789,7 +793,7 @@ def resume(ws: Any, job_id: int | None = None, job: AugmentJob | None = None, *,
     return run(ws, spec, job, resume_job_id=job_id, client_options=client_options)
 
 
-def list_jobs(ws: Any, limit: int = 20) -> list[dict[str, Any]]:
+def list_jobs(ws: Workspace, limit: int = 20) -> list[dict[str, Any]]:
     """The latest augment jobs. A job still marked `running` whose process is gone (killed) shows
     as `interrupted` (and is stored so when the workspace is writable); `resume` continues it."""
     cur = ws.cursor()
@@ -816,7 +820,7 @@ def list_jobs(ws: Any, limit: int = 20) -> list[dict[str, Any]]:
     return jobs
 
 
-def usage_by_provider(ws: Any) -> list[dict[str, Any]]:
+def usage_by_provider(ws: Workspace) -> list[dict[str, Any]]:
     rows = ws.cursor().execute(
         """SELECT provider, model, sum(requests), sum(cached), sum(failed), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)
            FROM llm_usage GROUP BY provider, model ORDER BY provider, model""").fetchall()

@@ -19,13 +19,16 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from .. import samples as samples_mod
 from ..errors import Cancelled
 from ..store import insert_samples
 from . import ops
 from .selection import SampleView
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
 
 MAX_BATCH = 512
 
@@ -50,7 +53,7 @@ class Outcome:
 class Lander:
     """Writes batches of outcomes; tracks what the job produced. Used by one thread at a time."""
 
-    def __init__(self, ws: Any, con: Any, *, job: Any, job_id: int, provider: Any, op: str,
+    def __init__(self, ws: Workspace, con: Any, *, job: Any, job_id: int, provider: Any, op: str,
                  samples: dict[int, SampleView], applied: set[str]):
         self.ws, self.con, self.job, self.job_id, self.p, self.op = ws, con, job, job_id, provider, op
         self.samples = samples
@@ -66,6 +69,7 @@ class Lander:
         ok = [o for o in batch if o.failure is None]
         fresh = [o for o in ok if not o.from_cache]
         failed = [o for o in batch if o.failure is not None]
+        failures = [o.failure for o in failed if o.failure is not None]  # (the same rows, typed)
         to_apply: list[Outcome] = []
         seen: set[str] = set()
         for o in ok:
@@ -91,8 +95,7 @@ class Lander:
                     """INSERT INTO llm_failures (job_id, key, sample_id, reason, detail, attempts)
                        SELECT ?, unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)""",
                     [self.job_id, [o.req.key for o in failed], [o.req.sample_id for o in failed],
-                     [o.failure[0] for o in failed], [o.failure[1][:2000] for o in failed],
-                     [o.failure[2] for o in failed]])
+                     [f[0] for f in failures], [f[1][:2000] for f in failures], [f[2] for f in failures]])
             new_ids, judged = self._land(to_apply)
             sent = [o for o in batch if o.sent]
             con.execute(
@@ -115,8 +118,8 @@ class Lander:
         job.judged += len(judged)
         job.cached += sum(o.from_cache for o in batch)
         job.failed += len(failed)
-        for o in failed:
-            self.failures[o.failure[0]] += 1
+        for f in failures:
+            self.failures[f[0]] += 1
         self._progress(len(batch))
 
     def _land(self, outs: list[Outcome]) -> tuple[list[int], list[int]]:
@@ -166,7 +169,7 @@ class Lander:
         if req.op == "answers":
             return [self._sample(parent, parent.system, msgs[:-1] + [{"role": "assistant", "content": value}], lineage)]
         if req.op == "reverse":
-            body = parent.answer if parent.kind == "chat" else parent.text
+            body = (parent.answer if parent.kind == "chat" else parent.text) or ""
             return [self._sample(parent, None, [{"role": "user", "content": value}, {"role": "assistant", "content": body}], lineage)]
         raise ValueError(req.op)
 
@@ -188,27 +191,30 @@ class Lander:
             self.con.execute("UPDATE jobs SET done = ?, message = ? WHERE id = ?", [job.done, job.summary(), self.job_id])
 
 
-class WriterThread:
+Item = TypeVar("Item")  # what a writer batches: an augment Outcome, a judge's answer
+
+
+class WriterThread(Generic[Item]):
     """Runs `write(batch)` in one thread, batching whatever is queued. `error` holds the first
     exception (the job then stops sending); `close()` drains the queue and joins."""
 
     _STOP = object()
 
-    def __init__(self, write: Callable[[list[Outcome]], None]):
+    def __init__(self, write: Callable[[list[Item]], None]):
         self._write = write
         self._q: queue.Queue[Any] = queue.Queue()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="augment-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, outcome: Outcome) -> None:
-        self._q.put(outcome)
+    def submit(self, item: Item) -> None:
+        self._q.put(item)
 
     def _loop(self) -> None:
         stop = False
         while not stop:
             item = self._q.get()
-            batch = []
+            batch: list[Item] = []
             if item is self._STOP:
                 stop = True
             else:

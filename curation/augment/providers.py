@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StudioError
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ENV_PROVIDER = "openai-env"  # the name results carry when no provider is configured
@@ -122,7 +125,7 @@ def list_providers(config: dict[str, Any]) -> list[Provider]:
     return out
 
 
-def add_provider(ws: Any, provider: Provider, *, replace: bool = False) -> None:
+def add_provider(ws: Workspace, provider: Provider, *, replace: bool = False) -> None:
     """Add (or with `replace`, overwrite) a provider in the workspace's studio.yaml."""
     _validate("provider", {k: v for k, v in asdict(provider).items() if v is not None})
     config = ws.read_config()
@@ -134,7 +137,7 @@ def add_provider(ws: Any, provider: Provider, *, replace: bool = False) -> None:
     ws.write_config(config)
 
 
-def remove_provider(ws: Any, name: str) -> None:
+def remove_provider(ws: Workspace, name: str) -> None:
     config = ws.read_config()
     existing = list_providers(config)
     if not any(p.name == name for p in existing):

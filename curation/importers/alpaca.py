@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 from ..samples import Message, Problem, Sample, validate
-from . import fields, turns as turns_mod
+from . import fields
+from . import turns as turns_mod
 
 NAME = "alpaca"
 KEYS = ("instruction", "output")
@@ -53,11 +54,11 @@ def to_sample(rec: dict, source_file: str, source_row: int) -> tuple[Sample | No
     turns += [Message("user", user_turn(instruction, input_text)), Message("assistant", output)]
     sample = Sample(kind="chat", system=system or None, messages=tuple(turns), source_file=source_file,
                     source_row=source_row, source_id=sid, tags=tags, operation="import", tools=tools)
-    bad = validate(sample)
-    if bad:
+    invalid = validate(sample)
+    if invalid:
         n_hist = len(turns) - 2
         out = []
-        for p in fields.remap_turn_problems(bad, "messages", 0, "role", "content"):
+        for p in fields.remap_turn_problems(invalid, "messages", 0, "role", "content"):
             m = re.match(r"messages\[(\d+)\]", p.field)
             if m and int(m.group(1)) >= n_hist:
                 out.append(Problem("instruction" if int(m.group(1)) == n_hist else "output", p.message))

@@ -47,6 +47,12 @@ class FileProblem(Exception):
 CONTAINERS = ("json", "jsonl", "csv", "parquet", "hf")
 _WS = re.compile(r"[ \t\n\r]*")
 
+
+def _skip_ws(text: str, pos: int = 0) -> int:
+    """The first position at or after `pos` that is not JSON whitespace."""
+    m = _WS.match(text, pos)
+    return m.end() if m else pos  # (the pattern matches the empty string, so m is never None)
+
 MAX_JSON_DEPTH = 100  # levels of [ and { in one row; real rows (messages, tool schemas) stay far below
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 
@@ -123,7 +129,7 @@ def _object_problem(value: Any) -> Problem | None:
 
 def iter_json(text: str, display: str) -> Iterator[RawRecord]:
     """A JSON array (rows numbered by element), a single object, or JSON Lines."""
-    start = _WS.match(text).end()
+    start = _skip_ws(text)
     if start == len(text):
         raise FileProblem(RowProblem(display, 1, "file", "is empty: no rows to import"))
     if text[start] == "[":
@@ -165,7 +171,7 @@ def iter_jsonl(text: str, display: str) -> Iterator[RawRecord]:
             problem = Problem("json", depth_message(line, deep))
         if problem is None:
             try:
-                value, end = decoder.raw_decode(line, _WS.match(line).end())
+                value, end = decoder.raw_decode(line, _skip_ws(line))
                 if line[end:].strip():
                     problem = Problem("json", f"extra data after the JSON value at column {end + 1} (one JSON object per line)")
             except json.JSONDecodeError as exc:
@@ -183,7 +189,7 @@ def _iter_array(text: str, pos: int, display: str) -> Iterator[RawRecord]:
     decoder = json.JSONDecoder(strict=False)
     line = text.count("\n", 0, pos) + 1
     last = pos
-    pos = _WS.match(text, pos + 1).end()
+    pos = _skip_ws(text, pos + 1)
     element = 0
     if text.startswith("]", pos):
         raise FileProblem(RowProblem(display, line, "file", "is an empty JSON array: no rows to import"))
@@ -211,12 +217,12 @@ def _iter_array(text: str, pos: int, display: str) -> Iterator[RawRecord]:
             value = None
         problem = problem or _object_problem(value)
         yield RawRecord(line, element, value if problem is None else None, raw, element=element, problem=problem)
-        pos = _WS.match(text, end).end()
+        pos = _skip_ws(text, end)
         if text.startswith(",", pos):
-            pos = _WS.match(text, pos + 1).end()
+            pos = _skip_ws(text, pos + 1)
             continue
         if text.startswith("]", pos):
-            rest = _WS.match(text, pos + 1).end()
+            rest = _skip_ws(text, pos + 1)
             if rest != len(text):
                 at = text.count("\n", 0, rest) + 1
                 raise FileProblem(RowProblem(display, at, "json", "extra data after the closing ] of the array"))

@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import duckdb
 import pyarrow as pa
@@ -33,6 +33,9 @@ from . import alpaca, containers, fast_alpaca, messages, reading, sharegpt, text
 from .containers import FileProblem, RawRecord
 from .fields import ID_KEYS
 from .report import FileResult, ImportReport, RowProblem, format_problems
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +275,7 @@ def _load_precise(df: reading.DataFile, container: str, row_format: str | None, 
         if problems:
             rejected.append((rec, [RowProblem(df.name, rec.line, _their_field(p.field, mapping), p.message, rec.element, sid)
                                    for p in problems]))
-        else:
+        elif sample is not None:  # a converter gives a sample or problems
             if extra_tags:
                 sample = replace(sample, tags=sample.tags + tuple(t for t in extra_tags if t not in sample.tags))
             samples.append(sample)
@@ -300,7 +303,7 @@ def _fast_candidate(df: reading.DataFile, container: str, row_format: str | None
     return None
 
 
-def _load(ws: Any, df: reading.DataFile, scan: _Scan, container: str, row_format: str | None,
+def _load(ws: Workspace, df: reading.DataFile, scan: _Scan, container: str, row_format: str | None,
           mapping: dict[str, str], encoding: str | None, job: Job) -> _Loaded:
     json_format = _fast_candidate(df, container, row_format, scan, encoding)
     if json_format and set(mapping) <= {"instruction", "input", "output", "system"}:
@@ -314,7 +317,7 @@ def _load(ws: Any, df: reading.DataFile, scan: _Scan, container: str, row_format
     return _load_precise(df, container, row_format, mapping, encoding, job, scan.compression)
 
 
-def _write_rejects(ws: Any, df: reading.DataFile, import_id: int,
+def _write_rejects(ws: Workspace, df: reading.DataFile, import_id: int,
                    rejected: list[tuple[RawRecord, list[RowProblem]]]) -> Path:
     folder = ws.root / "rejects"
     folder.mkdir(exist_ok=True)
@@ -345,7 +348,7 @@ def _sequence_marks(con: Any) -> dict[str, tuple[int | None, int]]:
     return {name: (last, start) for name, last, start in rows}
 
 
-def _give_back_ids(ws: Any, before: dict[str, tuple[int | None, int]]) -> None:
+def _give_back_ids(ws: Workspace, before: dict[str, tuple[int | None, int]]) -> None:
     """After a rolled-back import: set the id sequences back to where they were, so the next
     import's first sample is the one this import would have had (DuckDB's nextval is not undone
     by ROLLBACK). Left alone when some other writer committed ids past that point meanwhile."""
@@ -396,7 +399,7 @@ def _file_failure(path: Path, exc: Exception) -> str:
     return text.removeprefix(f"{path}: ")
 
 
-def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLike[str], *, format: str | None = None,
+def import_paths(ws: Workspace, paths: list[str | os.PathLike[str]] | str | os.PathLike[str], *, format: str | None = None,
                  mapping: dict[str, str] | None = None, encoding: str | None = None, skip_invalid: bool = False,
                  job: Job | None = None) -> ImportReport:
     """Import files (JSON, JSONL, CSV, Parquet, save_to_disk folders; alpaca, sharegpt, messages or
@@ -449,8 +452,8 @@ def import_paths(ws: Any, paths: list[str | os.PathLike[str]] | str | os.PathLik
                         result.problems.append(exc.problem)
                     if not skip_invalid:
                         others = "; pass --skip-invalid to import the other files without it" if len(files) > 1 else ""
-                        first = str(exc.problem) if isinstance(exc, FileProblem) else str(exc)
-                        raise StudioError(f"{_sentence(first)} Nothing was imported{others}.") from None
+                        what = str(exc.problem) if isinstance(exc, FileProblem) else str(exc)
+                        raise StudioError(f"{_sentence(what)} Nothing was imported{others}.") from None
                     result.error = _file_failure(df.path, exc)
                     job.advance(1)
                     continue

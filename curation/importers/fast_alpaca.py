@@ -28,9 +28,9 @@ import re
 
 import duckdb
 
-from ..samples import Message, Sample
 from .. import store
 from ..lang import HAN_RANGES, HANGUL_JAMO_RANGES, HANGUL_RANGES, KANA_RANGES, char_class
+from ..samples import Message, Sample
 from ..store import SCHEMA
 from .fields import ID_KEYS, WHITESPACE_CLASS
 

@@ -90,7 +90,7 @@ def _calls_from_text(text: str, where: str) -> tuple[tuple[ToolCall, ...], Probl
     calls = []
     for j, obj in enumerate(value if isinstance(value, list) else [value]):
         call, bad = tool_call(obj, where if not isinstance(value, list) else f"{where}[{j}]")
-        if bad:
+        if call is None:  # tool_call gives a call or a problem
             return (), bad
         calls.append(call)
     if not calls:
@@ -235,10 +235,10 @@ def to_sample(rec: dict, source_file: str, source_row: int, list_key: str) -> tu
         return None, problems
     sample = Sample(kind="chat", system=system or None, messages=tuple(messages), source_file=source_file,
                     source_row=source_row, source_id=sid, tags=tags, operation="import", tools=schemas)
-    bad = validate(sample)
-    if bad:
+    invalid = validate(sample)
+    if invalid:
         role_key, content_key = first_keys or ("role", "content")
-        return None, fields.remap_turn_problems(bad, list_key, offset, role_key, content_key)
+        return None, fields.remap_turn_problems(invalid, list_key, offset, role_key, content_key)
     return sample, []
 
 

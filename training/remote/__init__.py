@@ -14,8 +14,19 @@ is unknown or changed is a `HostKeyError` and the connection is never made.
 """
 from .errors import ConnectionLostError, HostKeyError, RemoteError
 from .hosts import HostSpec, connect, parse_host
-from .runs import (RemoteRun, cancel_remote, check_host, fetch_run, install_trainer, launch_remote,
-                   list_remote_runs, read_remote, remote_status, require_remote, stream_metrics)
+from .runs import (
+    RemoteRun,
+    cancel_remote,
+    check_host,
+    fetch_run,
+    install_trainer,
+    launch_remote,
+    list_remote_runs,
+    read_remote,
+    remote_status,
+    require_remote,
+    stream_metrics,
+)
 from .session import Remote, open_remote
 from .stream import StreamResult
 from .transfer import BlobUpload, put_blob

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +94,6 @@ def parse_host(text: str, *, python: str | None = None, root: str | None = None,
         identity=(str(ident),) if ident else (),
         ssh_config=str(ssh_config) if ssh_config else env("STUDIO_SSH_CONFIG"),
     )
-
-
-def with_overrides(spec: HostSpec, **changes: Any) -> HostSpec:
-    return replace(spec, **{k: v for k, v in changes.items() if v is not None})
 
 
 def known_hosts_path(spec: HostSpec) -> Path:

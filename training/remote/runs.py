@@ -27,7 +27,6 @@ from .stream import StreamResult, follow, poll_once
 from .transfer import BlobUpload, ensure_trainer, file_sha256, put_blob
 
 
-
 @dataclass(frozen=True)
 class RemoteRun:
     """Where a mirrored run really lives."""

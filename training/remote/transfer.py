@@ -18,7 +18,7 @@ import posixpath
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from .errors import RemoteError
 
@@ -61,8 +61,9 @@ async def put_blob(remote, local: Path | bytes, *, sha256: str | None = None,
 
     `local` is a file path or bytes. `on_progress(done, total)` is called after each chunk (an
     exception it raises interrupts the transfer, leaving the .part to resume from)."""
-    data = local if isinstance(local, (bytes, bytearray)) else None
-    if data is not None:
+    data: bytes | bytearray | None = None
+    if isinstance(local, (bytes, bytearray)):
+        data = local
         sha = sha256 or hashlib.sha256(data).hexdigest()
         size = len(data)
     else:
@@ -81,10 +82,7 @@ async def put_blob(remote, local: Path | bytes, *, sha256: str | None = None,
         have = 0
     resumed_from = have
     async with sftp.open(part, "r+b" if have else "wb") as out:
-        if data is not None:
-            src = io.BytesIO(data)
-        else:
-            src = open(path, "rb")
+        src: BinaryIO = io.BytesIO(data) if data is not None else open(path, "rb")
         with src:
             src.seek(have)
             offset = have
