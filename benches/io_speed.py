@@ -111,7 +111,7 @@ def generate(path: Path, rows: int, seed: int = 0) -> dict[str, float]:
     pools = _pools()
     zh = answer_chars = 0
     with open(path, "w", encoding="utf-8") as f:
-        for i in range(rows):
+        for _ in range(rows):
             chinese = rng.random() < 0.15
             lang = "zh" if chinese else "en"
             ins = _edit(rng.choice(pools[f"{lang}_ins"]), rng)

@@ -52,8 +52,18 @@ import pyarrow.parquet as pq
 
 from .errors import StudioError
 from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql
-from .manifest import (LINEAGE_COLUMNS, LINEAGE_FILE, PARTS, SCHEMA_VERSION, FileEntry, Lineage, Manifest, Settings,
-                       Skipped, read_manifest, split_rows)
+from .manifest import (
+    LINEAGE_COLUMNS,
+    LINEAGE_FILE,
+    PARTS,
+    FileEntry,
+    Lineage,
+    Manifest,
+    Settings,
+    Skipped,
+    read_manifest,
+    split_rows,
+)
 
 FORMATS = ("messages", "alpaca", "sharegpt", "openai")
 TARGETS = ("jsonl", "parquet", "hf")
@@ -242,7 +252,7 @@ def _manifest_ids(p: Path) -> list[int] | None:
     for key, entry in (m.get("files") or {}).items():
         if isinstance(entry, dict) and entry.get("path") == p.name and entry.get("kind", "chat") == "chat":
             part = entry.get("part", key)
-            return [r.get("sample_id") for r in (rows.get(part) or [])][:entry.get("rows", 0)]
+            return [int(r["sample_id"]) for r in (rows.get(part) or []) if r.get("sample_id") is not None][:entry.get("rows", 0)]
     return None
 
 
@@ -291,7 +301,7 @@ def preview_counts(con: duckdb.DuckDBPyConnection, val: float = 0.1, seed: int =
                   count(*) FILTER (WHERE status = 'rejected'),
                   count(*) FILTER (WHERE status <> 'rejected' AND duplicate_of IS NOT NULL)
            FROM samples"""
-    ).fetchone()
+    ).fetchone() or (0, 0, 0, 0, 0)
     n = approved + (pending if include == "approved+pending" else 0)
     k = val_size(n, val)
     return {"rows": n, "train": n - k, "val": k, "seed": seed, "include": include,
@@ -393,7 +403,7 @@ def split_leftovers(splits_dir: Path) -> list[dict[str, Any]]:
     path, name, kind ('tmp' or 'old'), pid, alive (that process still runs), bytes."""
     from .workspace import pid_alive
 
-    found = []
+    found: list[dict[str, Any]] = []
     if not splits_dir.is_dir():
         return found
     for d in sorted(splits_dir.iterdir()):
@@ -515,7 +525,7 @@ def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: 
             if problems:
                 bad.append((int(sid), file, problems))
                 continue
-            out.keys.setdefault(file, set()).update(rec)
+            out.keys.setdefault(file, set()).update(rec or {})
             lines.append((int(sid), json.dumps(rec, ensure_ascii=False)))
     return bad, lines
 
@@ -663,7 +673,7 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
                 if len(bad) == n:
                     raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
                                       "fix those samples or export another format.")
-            skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps in bad]  # type: ignore[arg-type]
+            skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps in bad]
             con.register(_BAD, pa.table({"id": pa.array([b[0] for b in bad], pa.int64())}))
             con.register(_LINES, pa.table({"id": pa.array([i for i, _ in lines], pa.int64()),
                                            "line": pa.array([t for _, t in lines], pa.large_string())}))
@@ -901,7 +911,7 @@ def _axolotl(rel: str, fmt: str, target: str, files: dict[str, dict[str, Any]], 
 
 def list_splits(ws) -> list[dict[str, Any]]:
     """Existing splits, by name: name, format, target, counts, last_operation_id."""
-    out = []
+    out: list[dict[str, Any]] = []
     if not ws.splits_dir.exists():
         return out
     for d in sorted(ws.splits_dir.iterdir()):

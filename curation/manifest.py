@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from .errors import StudioError
 
-SCHEMA_VERSION = 3  # 1: no schema_version key; 2: rows inline; 3: rows in lineage.parquet
+SCHEMA_VERSION: Final = 3  # 1: no schema_version key; 2: rows inline; 3: rows in lineage.parquet
 PARTS = ("train", "val")
 LINEAGE_FILE = "lineage.parquet"
 # The sidecar's columns, in order: `file` is the files key (train, val, train.text, val.text),

@@ -30,7 +30,7 @@ class Workers:
 
     def __init__(self, processes: int):
         self.processes = processes
-        self.pool = None
+        self.pool: Any = None
 
     def _ensure(self):
         if self.pool is None and self.processes > 1:

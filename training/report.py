@@ -400,7 +400,7 @@ def _split(cfg: TrainConfig | None) -> str:
     from .errors import DataError
 
     try:
-        lineage = split_lineage(path, data)
+        lineage: dict[str, Any] = split_lineage(path, data)
     except DataError:
         lineage = {}
     for part, rows in lineage.items():

@@ -121,8 +121,9 @@ def write_plan(con, op_id: int, plan: Plan, params: DedupParams) -> tuple[int, i
     for lab, i in zip(new_labels, new_ids):
         cid[lab] = i
     for lab in range(nlab):
-        if existing[lab] is not None:
-            cid[lab] = existing[lab]
+        known = existing[lab]
+        if known is not None:
+            cid[lab] = known
     member_cid = cid[plan.label]
     sizes = np.bincount(plan.label, minlength=nlab)
     keeper_of = np.zeros(nlab, np.int64)

@@ -344,21 +344,21 @@ def plan_incremental(ws, data: Sigs, is_new: np.ndarray, params: DedupParams, po
         report.joined_existing += int(is_new[jpos[near]].sum())
         report.chains_split += int(np.unique(jlab[~near]).size)
         for k in np.unique(jlab[~near]).tolist():
-            ps = jpos[~near & (jlab == k)]
-            if ps.size > 1:
-                policy_groups.append(ps.tolist())
+            split_pos = jpos[~near & (jlab == k)]
+            if split_pos.size > 1:
+                policy_groups.append(split_pos.tolist())
     # New clusters: keepers by policy, every member at or above the threshold to its keeper.
     if policy_groups:
         pos = np.array([p for ps in policy_groups for p in ps], dtype=np.int64)
         group = np.array([i for i, ps in enumerate(policy_groups) for _ in ps], dtype=np.int64)
-        pos, lab, keeper_pos, sim, split = keeper_clusters(
+        pos, new_lab, keeper_pos, sim, split = keeper_clusters(
             ws, data, params, pool, job, rep, lookup, pos, group, reviewer_keepers(con))
         report.chains_split += split
         member_parts.append(data.ids[pos])
-        label_parts.append(lab + len(existing))
+        label_parts.append(new_lab + len(existing))
         keeper_parts.append(data.ids[keeper_pos])
         sim_parts.append(sim)
-        existing.extend([None] * (int(lab.max()) + 1 if lab.size else 0))
+        existing.extend([None] * (int(new_lab.max()) + 1 if new_lab.size else 0))
     if not existing:
         return empty
     member, label = np.concatenate(member_parts), np.concatenate(label_parts)

@@ -3,7 +3,7 @@ in worker processes) or the MinHash estimate from their signatures, and a lookup
 already computed in a run."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ PAIR_CHUNK = 10000      # candidate pairs per verification task
 # -- worker side (no DuckDB here) ------------------------------------------------------------------
 def jaccard_chunk(texts: Sequence[str], left: np.ndarray, right: np.ndarray, shingle: int) -> np.ndarray:
     """Exact Jaccard of text pairs (indices into `texts`)."""
-    sets = []
+    sets: list[Any] = []
     # Shingle in slices: shingle_hashes holds ~60 bytes per character of its input at its peak.
     for s in range(0, len(texts), 2000):
         hashes, offsets = sh.shingle_hashes([norm.normalize(t) for t in texts[s:s + 2000]], shingle)
