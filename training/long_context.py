@@ -88,20 +88,22 @@ def tiling_callback(tile_tokens: int):
 # Bytes per token and hidden unit that the long path keeps on the GPU at its peak (the backward of
 # one decoder layer: its recomputed activations and their gradients, the residual stream and the
 # loss's inputs outside the layers), with liger's kernels (RMSNorm, SwiGLU, RoPE) and without.
-# A first estimate by count; benches/gpu/long_context.py measures the slope (peak at two lengths)
-# and these follow its result (benches/results/long_context.md).
+# Measured (H100, Llama-3.1-8B shapes, benches/results/long_context.md): allocated memory at 8,192,
+# 25,600, 97,280 and 194,560 tokens within 0.5 GB of what this model gives (7.27 GB + 38 bytes x hidden x L). "plain" is
+# an estimate (PEFT's fp32 norms), not measured.
 BYTES_PER_TOKEN_H = {"liger": 38.0, "plain": 54.0}
-# What the caching allocator reserves over what is allocated at the peak (fragmentation of the
-# L-sized blocks); the cap limits what is reserved. Measured 1.09 at 25,600 tokens and 1.115 at
-# 97,280 (H100, benches/results/long_context.md).
-ALLOCATOR_SLACK = 1.10
+# What the caching allocator reserves beyond what is allocated grows with the length too (free
+# pieces between L-sized blocks): 0.94 GB at 25,600 tokens, 2.45 at 97,280, 6.7 at 194,560, about
+# 8.7 bytes x hidden per token. The cap (set_per_process_memory_fraction) limits what is reserved.
+FRAGMENTATION_PER_TOKEN_H = 8.7
 
 
 def long_memory_gb(shape: Any, cfg: TrainConfig, length: int, method: str | None = None) -> dict[str, float]:
-    """Peak GPU memory of one optimizer step of the long path (batch 1, `length` tokens): what
-    `torch.cuda.max_memory_allocated` reads, by part, in GB. The fixed part is the plan's
-    (training/plan.py) weights and optimizer; the dequantised widest weight (QLoRA), one MLP tile,
-    one loss tile; the rest grows with the length."""
+    """Memory of one optimizer step of the long path (batch 1, `length` tokens), in GB:
+    `allocated_gb` (torch.cuda.max_memory_allocated), `peak_gb` (what the caching allocator
+    reserves, which a memory cap limits), and `host_gb`, the CPU memory the offloaded layer inputs
+    take. The fixed part is the plan's (training/plan.py) weights and optimizer, the dequantised
+    widest weight (QLoRA), one MLP tile and one loss tile; the rest grows with the length."""
     from .plan import GB, estimate_memory
 
     method = method or cfg.method
@@ -113,11 +115,15 @@ def long_memory_gb(shape: Any, cfg: TrainConfig, length: int, method: str | None
     mlp_tile = tile * i * 2 * 3  # gate, up and their product for one tile, bf16
     loss_tile = 4096 * (cfg.train.loss_vocab_chunk or 32768) * 4  # TRL's token x vocab tile, fp32
     per_token = BYTES_PER_TOKEN_H["liger" if liger else "plain"] * h
+    offloaded = length * shape.num_hidden_layers * h * 2  # every layer's input, bf16
     if not cfg.train.offload_checkpoints:
         per_token += shape.num_hidden_layers * h * 2  # every layer's input waits on the GPU
     fixed = base.weights_gb * GB + base.optimizer_gb * GB + (2 * i * h if method == "qlora" else 0)
     grows = length * per_token + mlp_tile + loss_tile
-    return {"fixed_gb": fixed / GB, "length_gb": grows / GB, "peak_gb": (fixed + grows) * ALLOCATOR_SLACK / GB}
+    frag = length * FRAGMENTATION_PER_TOKEN_H * h
+    return {"fixed_gb": fixed / GB, "length_gb": grows / GB, "allocated_gb": (fixed + grows) / GB,
+            "peak_gb": (fixed + grows + frag) / GB,
+            "host_gb": offloaded / GB if cfg.train.offload_checkpoints else 0.0}
 
 
 def longest_length(shape: Any, cfg: TrainConfig, gpu_mem_gb: float, method: str | None = None, *, multiple: int = 1024) -> int:

@@ -429,15 +429,16 @@ def longest_report(shape: Shape, cfg: TrainConfig, gpu_mem_gb: float) -> dict[st
     the long path (training/long_context.py; the `long` preset), and whether this config is on it. A
     config whose rows are longer than its own memory allows is pointed there."""
     from .config import with_changes
-    from .long_context import longest_length
+    from .long_context import long_memory_gb, longest_length
 
     on_path = bool(cfg.train.mlp_tile_tokens and cfg.train.offload_checkpoints and cfg.train.gradient_checkpointing)
     long_cfg = cfg if on_path else with_changes(cfg, {
         "train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0, "train.offload_checkpoints": True,
         "train.mlp_tile_tokens": 4096, "train.micro_batch_size": 1, "train.fused_lora": cfg.method != "full"})
     tokens = longest_length(shape, long_cfg, gpu_mem_gb)
+    host = long_memory_gb(shape, long_cfg, tokens)["host_gb"] if tokens else 0.0
     return {"gpu_mem_gb": gpu_mem_gb, "method": cfg.method, "tokens": tokens, "on_long_path": on_path,
-            "fits_max_length": tokens >= cfg.data.max_length}
+            "fits_max_length": tokens >= cfg.data.max_length, "host_gb": round(host, 1)}
 
 
 def _plan_tokenizer(cfg: TrainConfig, split: Any, notes: list[str]):
@@ -489,8 +490,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         lg = plan["longest"]
         how = "as configured" if lg["on_long_path"] else "on the long path (--preset long, or --set train.mlp_tile_tokens=4096 --set train.offload_checkpoints=true)"
         out.append(f"  longest sequence at batch 1 in {lg['gpu_mem_gb']:g} GB ({lg['method']}, {how}): {lg['tokens']:,} "
-                   "tokens (PyTorch's share of the card, as benches/gpu/long_context.py caps it; the CUDA context "
-                   "comes on top)")
+                   f"tokens (PyTorch's share of the card, as benches/gpu/long_context.py caps it; the CUDA context "
+                   f"comes on top), with {lg['host_gb']:g} GB of CPU memory for the offloaded layer inputs")
     ln = plan["lengths"]
     if ln.get("histogram"):
         out.append(f"\ntoken lengths: min {ln['min']}, median {ln['median']}, p95 {ln['p95']}, max {ln['max']}; "
