@@ -74,7 +74,7 @@ def cmd_rm(args: Args) -> int:
 
 
 @studio_group("models", "list, fetch, add or remove offline base models (the model store)", default=cmd_list,
-              json_flag=True, subcommand_metavar="ACTION",
+              json_flag=True, subcommand_metavar="[ACTION]",
               epilog="examples: studio models list | studio models fetch smollm2-135m-instruct | "
                      "studio models add my-model ./model.Q4_K_M.gguf | studio models rm my-model")
 def command() -> None:

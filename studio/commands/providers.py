@@ -57,7 +57,7 @@ def _remove(args: Args) -> int:
 
 
 @studio_group("providers", "list, add or remove LLM providers (OpenAI-compatible APIs) for augmentation",
-              default=_list, json_flag=True, subcommand_metavar="ACTION")
+              default=_list, json_flag=True, subcommand_metavar="[ACTION]")
 def command() -> None:
     """Without an action: list."""
 
