@@ -12,12 +12,16 @@ import pytest
 from studio.cli import main, parse
 from tests.conftest import ROOT
 
-HEAVY = {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai", "datasketch", "duckdb", "pyarrow"}
+HEAVY = {"torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "openai", "datasketch", "duckdb",
+         "pyarrow"}
 
 
-def _python(code: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, env=env,
-                          timeout=120)
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess:
+    return _run("-c", code, *args)
 
 
 LOADED = ("import sys\n"
@@ -55,12 +59,10 @@ def test_a_command_loads_only_its_own_module_and_help_loads_nothing_heavy():
 
 
 def test_python_dash_m_studio_and_the_version_from_the_package_metadata():
-    proc = subprocess.run([sys.executable, "-m", "studio", "--version"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = _run("-m", "studio", "--version")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"studio {version('finetune-studio')}"
-    proc = subprocess.run([sys.executable, "-m", "studio", "nosuchcommand"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = _run("-m", "studio", "nosuchcommand")
     assert proc.returncode == 2 and "No such command 'nosuchcommand'" in proc.stderr
 
 

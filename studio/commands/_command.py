@@ -13,10 +13,11 @@ and `studio import x -w A` both work, the command's own value winning (`args_of`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import click
 

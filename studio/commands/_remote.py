@@ -3,8 +3,9 @@ terminal view of a mirrored metrics stream. `studio train --host` calls `launch_
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from curation.errors import NotFound
 

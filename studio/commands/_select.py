@@ -2,7 +2,8 @@
 (`--status pending --flag answer_too_short`), shared by approve, reject and any bulk command."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 

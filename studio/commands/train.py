@@ -10,8 +10,8 @@ errors (TrainingError) are said by cli.main.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import click
 
