@@ -56,7 +56,8 @@ class ConfigField:
     def parse(self, text: str) -> Any:
         """`text` as this field's value, checked by the field's own type and constraints; a
         ConfigError naming the label and the key otherwise."""
-        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[(self.info.annotation, *self.info.metadata)])
+        annotated: Any = Annotated[(self.info.annotation, *self.info.metadata)]  # the type with its constraints
+        adapter: TypeAdapter[Any] = TypeAdapter(annotated)
         try:
             return adapter.validate_python(text.strip())
         except ValidationError as exc:

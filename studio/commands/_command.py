@@ -218,8 +218,8 @@ class StudioGroup(_Help, click.Group):
     def __init__(self, *args: Any, default: Handler | None = None, **kw: Any):
         self.default = default
         kw.pop("callback", None)
-        super().__init__(*args, callback=click.pass_context(self._run_default),
-                         invoke_without_command=default is not None, **kw)
+        kw["invoke_without_command"] = default is not None
+        super().__init__(*args, callback=click.pass_context(self._run_default), **kw)
 
     def _run_default(self, ctx: click.Context, **_params: Any) -> Any:
         if ctx.invoked_subcommand is None and self.default is not None:
