@@ -3,8 +3,9 @@
 DuckDB locks the workspace file: while the studio app has it open, no other process can open it,
 not even read-only. So the app listens on a Unix socket in the workspace folder (`.studio.sock`),
 and a read-only command (`studio stats`, `show`, `history`, `export --dry-run`: _common.READ_ONLY)
-that finds the workspace held sends its command line there. The app parses it with a parser that
-knows only those commands, runs the same handler on a DuckDB cursor of its own (in the connection's
+that finds the workspace held sends its command line there. The app parses it (studio.cli.parse:
+nothing runs, and only the named command's module loads), refuses anything but those commands, runs
+the same handler on a DuckDB cursor of its own (in the connection's
 thread, never the UI thread; inside a transaction it rolls back, so the database cannot change) with
 `out`'s output captured, and sends back {"rc", "stdout", "stderr"}; the command prints them and
 exits with that status. Anything else is refused with the usual "workspace is open" line.
@@ -18,7 +19,6 @@ then the server's close.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -121,31 +121,26 @@ class _Refused(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    """Parses without printing or exiting: a bad command line is refused."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise _Refused(message)
-
-    def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
-        raise _Refused(message or "")
-
-    def _print_message(self, message: str, file: Any = None) -> None:
-        pass
+# Parsing these prints help or the version (in the app's terminal): never served.
+_PRINTING = ("-h", "--help", "--version")
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The `studio` command line, knowing only the commands that are served."""
-    from .commands import _common, export, history, show, stats
+def _parse(argv: list[str]) -> Any:
+    """The studio.cli Call of a served command line; _Refused for anything but a read-only command."""
+    import click
 
-    parser = _Parser(prog="studio")
-    _common.add_workspace_option(parser, top_level=True)
-    parser.add_argument("--serve", action="store_true")
-    parser.add_argument("--port", type=int, default=8566)
-    sub = parser.add_subparsers(dest="command")
-    for module in (export, history, show, stats):
-        module.register(sub)
-    return parser
+    from .cli import parse
+    from .commands import _common
+
+    if any(a in _PRINTING for a in argv):
+        raise _Refused("help is not served")
+    try:
+        call = parse(argv)
+    except (click.ClickException, click.exceptions.Exit) as exc:
+        raise _Refused(str(exc)) from None
+    if not _common.is_read_only(call.args):
+        raise _Refused("not a read-only command")
+    return call
 
 
 class _Borrowed(Workspace):
@@ -256,9 +251,7 @@ class Server:
             argv = request.get("argv")
             if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
                 raise _Refused("argv must be a list of strings")
-            args = _parser().parse_args(argv)
-            if not _common.is_read_only(args):
-                raise _Refused("not a read-only command")
+            call = _parse(argv)
             root = self._root_for(request.get("workspace"), request.get("cwd"))
         except _Refused:
             return _error(
@@ -274,7 +267,7 @@ class Server:
         try:
             with rolled_back(job_ws.con):  # a served command cannot write
                 try:
-                    rc = int(args.func(args) or 0)
+                    rc = call()
                 except (StudioError, TrainingError) as exc:
                     print(f"studio: error: {visible(str(exc))}", file=stderr)
                     rc = exc.exit_code

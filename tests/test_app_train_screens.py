@@ -331,3 +331,25 @@ def test_train_screen_snapshot(snap_compare, train_ws, size):
         assert pilot.app.focused.id == "tr-runs"  # a run to watch: the runs table has the keys
 
     assert snap_compare(StudioApp(train_ws, screen="train"), terminal_size=size, run_before=ready)
+
+
+def test_the_form_rows_are_config_fields_with_their_labels_and_checks(tmp_path):
+    """The Train form's knobs are config keys: label, input type and validation come from the
+    field in training/config.py (training.config_fields), not from a second list."""
+    from studio.screens.train import KNOB_KEYS, knobs, run_request
+    from training.config import TrainConfig
+    from training.errors import ConfigError
+
+    rows = knobs()
+    assert [f.path for _, f in rows] == [key for _, key in KNOB_KEYS]
+    sections = TrainConfig.model_fields
+    for _, field in rows:
+        section, name = field.path.split(".")
+        declared = sections[section].annotation.model_fields[name]
+        assert field.label == declared.title
+        assert field.kind == {int: "integer", float: "number"}[declared.annotation]
+    form = {"split": "v1", "micro": "0"}
+    with pytest.raises(ConfigError, match=r"micro-batch \(train.micro_batch_size\): '0' should be greater than 0"):
+        run_request(tmp_path, form)
+    with pytest.raises(ConfigError, match=r"lr \(train.learning_rate\): 'fast' is not a number"):
+        run_request(tmp_path, {"split": "v1", "lr": "fast"})

@@ -4,15 +4,15 @@ preview is right before any quality run; a selection that changes nothing record
 undo reverts the last real one; `studio augment` exits non-zero when every request failed."""
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import shutil
 import socket
 
+import click
 import pytest
 
-from studio.cli import build_parser, main
+from studio.cli import main, parse, walk
 from tests.augment_helpers import SAMPLES, add_samples, configure
 from tests.conftest import ROOT, SAMPLE_DATA
 
@@ -23,15 +23,6 @@ def cli(capsys, *argv):
     code = main([str(a) for a in argv])
     cap = capsys.readouterr()
     return code, cap.out, cap.err
-
-
-def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(command path, parser) for the top level and every command and sub-command."""
-    yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _parsers(sub, path + (name,))
 
 
 # -- help text --------------------------------------------------------------------------------------
@@ -65,27 +56,21 @@ IGNORED_HELP = {
 
 def test_every_argument_and_command_has_help():
     missing = set()
-    for path, parser in _parsers(build_parser()):
-        for action in parser._actions:
-            if isinstance(action, argparse._HelpAction):
-                continue
-            if isinstance(action, argparse._SubParsersAction):
-                for choice in action._choices_actions:  # each sub-command's one-line help
-                    if not choice.help:
-                        missing.add((*path, choice.dest))
-                continue
-            if not action.help:
-                missing.add((*path, action.option_strings[0] if action.option_strings else action.dest))
+    for path, command in walk():
+        if path and not command.get_short_help_str():  # each sub-command's one-line help
+            missing.add(path)
+        for param in command.params:
+            if not param.help:
+                missing.add((*path, param.opts[0] if isinstance(param, click.Option) else param.name))
     assert missing - IGNORED_HELP == set()
     assert IGNORED_HELP - missing == set(), "these have help now: remove them from IGNORED_HELP"
 
 
 def test_augment_judge_has_no_no_checks_and_the_exit_codes_are_documented(capsys, monkeypatch):
-    parser = build_parser()
-    assert parser.parse_args(["augment", "rewrite", "--no-checks"]).no_checks is True
-    with pytest.raises(SystemExit):
-        parser.parse_args(["augment", "judge", "--no-checks"])
-    assert "unrecognized arguments: --no-checks" in capsys.readouterr().err
+    assert parse(["augment", "rewrite", "--no-checks"]).args.no_checks is True
+    with pytest.raises(SystemExit) as exc:
+        main(["augment", "judge", "--no-checks"])
+    assert exc.value.code == 2 and "No such option '--no-checks'" in capsys.readouterr().err
     assert "--no-checks" not in _help(capsys, monkeypatch, "augment", "judge")
     for argv in (("augment",), ("augment", "answers"), ("augment", "resume")):
         text = _help(capsys, monkeypatch, *argv)
@@ -120,8 +105,8 @@ def _examples() -> list[tuple[str, list[str]]]:
     """(example line, argv) for every line starting with `studio ` in any epilog. The command
     ends at `;` or a `(` remark, as in a shell; `# ...` is a comment."""
     found = []
-    for _, parser in _parsers(build_parser()):
-        for line in (parser.epilog or "").splitlines():
+    for _, command in walk():
+        for line in (command.epilog or "").splitlines():
             line = line.strip()
             if not line.startswith("studio "):
                 continue
@@ -156,9 +141,9 @@ def demo_ws(tmp_path_factory):
 @pytest.mark.parametrize("line,argv", EXAMPLES, ids=[line for line, _ in EXAMPLES])
 def test_every_help_example_parses_and_the_curation_ones_run_on_the_demo(line, argv, request, tmp_path, monkeypatch, capsys):
     try:
-        build_parser().parse_args(argv)
-    except SystemExit:
-        pytest.fail(f"{line!r} does not parse: {capsys.readouterr().err}")
+        parse(argv)
+    except click.ClickException as exc:
+        pytest.fail(f"{line!r} does not parse: {exc.format_message()}")
     if argv[0] not in RUN:
         assert argv[0] in NOT_RUN
         return

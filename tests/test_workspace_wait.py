@@ -16,7 +16,7 @@ import pytest
 
 from curation.errors import WorkspaceLocked
 from studio.app import StudioApp
-from studio.cli import build_parser, main
+from studio.cli import main, parse
 from studio.ipc import SOCKET_NAME, _address
 from tests._studio_ws import make_workspace
 from tests.conftest import ROOT
@@ -46,13 +46,14 @@ def studio_ws(tmp_path, monkeypatch):
     return make_workspace(tmp_path / "ws")
 
 
-def test_wait_is_a_global_and_a_command_option():
-    parser = build_parser()
-    assert parser.parse_args(["--wait", "30", "import", "x.jsonl"]).wait == 30
-    assert parser.parse_args(["import", "x.jsonl", "--wait", "2.5"]).wait == 2.5
-    assert parser.parse_args(["stats"]).wait is None
-    with pytest.raises(SystemExit):
-        parser.parse_args(["stats", "--wait", "-1"])
+def test_wait_is_a_global_and_a_command_option(capsys):
+    assert parse(["--wait", "30", "import", "x.jsonl"]).args.wait == 30
+    assert parse(["import", "x.jsonl", "--wait", "2.5"]).args.wait == 2.5
+    assert parse(["--wait", "30", "import", "x.jsonl", "--wait", "2.5"]).args.wait == 2.5  # the command's own wins
+    assert parse(["stats"]).args.wait is None
+    with pytest.raises(SystemExit) as exc:
+        main(["stats", "--wait", "-1"])
+    assert exc.value.code == 2 and "give a number of seconds, 0 or more" in capsys.readouterr().err
 
 
 def test_wait_queues_behind_a_holder_that_exits(studio_ws):

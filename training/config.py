@@ -80,7 +80,7 @@ class DataConfig(_Section):
     kind: Literal["sft", "text"] = "sft"
     """sft: instruction/chat samples through the chat template; text: raw text for continued
     pretraining (every token trained, EOS appended)."""
-    max_length: int = Field(1024, gt=0)
+    max_length: int = Field(1024, gt=0, title="max length")
     """Tokens per training sequence. Longer samples are cut (see `studio train --plan`); memory
     grows with it. The seed's `max_seq_length=1024` (renamed `max_length` in trl>=0.20)."""
     packing: bool = True
@@ -96,9 +96,9 @@ class DataConfig(_Section):
 class LoraSection(_Section):
     """LoRA adapter shape (ignored by method full)."""
 
-    r: int = Field(16, gt=0)
+    r: int = Field(16, gt=0, title="r")
     """Rank of the low-rank update. 8-16 fits most tasks (seed); 32-64 for continued pretraining."""
-    alpha: int = Field(32, gt=0)
+    alpha: int = Field(32, gt=0, title="alpha")
     """Scaling: the update is multiplied by alpha/r (alpha/sqrt(r) with use_rslora). Seed: 2*r."""
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter's input; 0.05 is the seed's robust default against overfitting."""
@@ -147,15 +147,15 @@ class QuantConfig(_Section):
 class TrainSection(_Section):
     """Optimisation and bookkeeping."""
 
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, title="lr")
     """Peak learning rate. LoRA: 1e-4..2e-4 (seed); full fine-tuning wants ~10x lower."""
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(3.0, gt=0, title="epochs")
     """Passes over the training split (seed: 3). Watch eval_loss for overfitting."""
     max_steps: int = -1
     """Stop after this many optimizer steps; -1 = run all epochs."""
-    micro_batch_size: int = Field(2, gt=0)
+    micro_batch_size: int = Field(2, gt=0, title="micro-batch")
     """Sequences per forward pass per device (the seed's per_device_train_batch_size)."""
-    grad_accum: int = Field(4, gt=0)
+    grad_accum: int = Field(4, gt=0, title="grad-accum")
     """Micro-batches summed before each optimizer step; effective batch = micro_batch_size * grad_accum."""
     lr_scheduler: str = "linear"
     """transformers scheduler name: linear, cosine, cosine_with_restarts, polynomial, constant,
@@ -250,7 +250,7 @@ class TrainSection(_Section):
     compile_layers: bool = False
     """torch.compile each decoder layer (regional compilation, dynamic shapes) on a GPU: fewer
     kernel launches; costs a minute of compilation at start."""
-    devices: int = Field(1, gt=0)
+    devices: int = Field(1, gt=0, title="GPUs")
     """GPUs on this machine to train on. >1 starts one process per GPU (torchrun) with DDP: each
     GPU holds the model and trains on its own micro-batches; LoRA gradients are tiny to sync."""
     distributed: Literal["ddp", "fsdp"] = "ddp"
@@ -446,7 +446,9 @@ PASTED_KEYS = {
 # ---------------------------------------------------------------- layered loading
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("training.presets").iterdir() if p.name.endswith(".yaml"))
+    from .presets import names
+
+    return names()
 
 
 def preset_summary(name: str) -> str:

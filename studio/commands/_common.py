@@ -1,4 +1,4 @@
-"""What every command shares: the --workspace and --wait options, opening the workspace, printing
+"""What every command shares: the workspace path and wait, opening the workspace, printing
 safely.
 
 Opening (`open_ws`): DuckDB lets one process hold a workspace. When another holds it, a command
@@ -9,7 +9,6 @@ workspace (on a cursor of its own, `close()` a no-op) and `out` writes to the re
 """
 from __future__ import annotations
 
-import argparse
 import contextvars
 import json
 import os
@@ -22,75 +21,38 @@ from typing import Any, TextIO
 
 from curation.safe_text import visible
 
-WORKSPACE_HELP = "workspace folder (default: $STUDIO_WORKSPACE, else ./studio-workspace)"
-WAIT_HELP = ("if another process holds the workspace, wait up to SECONDS for it instead of failing "
-             "(default: $STUDIO_WAIT, else 0)")
+from ._command import Args, parse_seconds
+
 # Commands the studio app runs for another process while it holds the workspace: they only read.
 READ_ONLY = ("stats", "show", "history", "export --dry-run")
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds, 0 or more")
-    return value
-
-
-def add_workspace_option(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
-    # On subcommands the default is SUPPRESS so `studio -w A import ...` is not reset by the
-    # subparser; `studio import ... -w A` works too. The same for --wait.
-    parser.add_argument(
-        "--workspace", "-w", type=Path, metavar="DIR", help=WORKSPACE_HELP,
-        default=None if top_level else argparse.SUPPRESS,
-    )
-    parser.add_argument("--wait", type=_seconds, metavar="SECONDS", help=WAIT_HELP,
-                        default=None if top_level else argparse.SUPPRESS)
-
-
-def add_command(sub: Any, name: str, help: str, *, json_flag: bool = False, **kw: Any) -> argparse.ArgumentParser:
-    from ._help import LineKeepingFormatter, example_lines
-
-    # Help keeps the lines its epilog is written in (one example a line): see _help.py.
-    kw.setdefault("formatter_class", LineKeepingFormatter)
-    kw["epilog"] = example_lines(kw.get("epilog"))
-    p = sub.add_parser(name, help=help, description=kw.pop("description", help), **kw)
-    add_workspace_option(p)
-    if json_flag:
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    return p
-
-
-def workspace_path(args: argparse.Namespace) -> Path:
+def workspace_path(args: Args) -> Path:
     from curation.paths import default_path
 
-    return Path(args.workspace) if getattr(args, "workspace", None) else default_path()
+    return Path(args.workspace) if args.workspace else default_path()
 
 
-def wait_seconds(args: argparse.Namespace) -> float:
+def wait_seconds(args: Args) -> float:
     """--wait, else $STUDIO_WAIT, else 0."""
-    value = getattr(args, "wait", None)
-    if value is not None:
-        return float(value)
+    if args.wait is not None:
+        return float(args.wait)
     env = os.environ.get("STUDIO_WAIT", "").strip()
     if not env:
         return 0.0
     try:
-        return _seconds(env)
-    except argparse.ArgumentTypeError as exc:
+        return parse_seconds(env)
+    except ValueError as exc:
         from curation.errors import StudioError
 
         raise StudioError(f"$STUDIO_WAIT: {exc}; unset it or give seconds, e.g. STUDIO_WAIT=30.") from None
 
 
-def is_read_only(args: argparse.Namespace) -> bool:
+def is_read_only(args: Args) -> bool:
     """Whether this command only reads (the studio app may run it for us: READ_ONLY)."""
-    command = getattr(args, "command", None)
-    if command == "export":
-        return bool(getattr(args, "dry_run", False))
-    return command in READ_ONLY
+    if args.command == "export":
+        return bool(args.dry_run)
+    return args.command in READ_ONLY
 
 
 # (workspace, stdout, stderr) while the studio app runs a command for another process
@@ -117,7 +79,7 @@ BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 0.5
 
 
-def open_ws(args: argparse.Namespace, *, create: bool = False):
+def open_ws(args: Args, *, create: bool = False):
     """Open the workspace for a command. When another process holds it: a read-only command is
     run by the studio app if that is the holder (its output printed here, then SystemExit with its
     exit status); with --wait, retry until the deadline; else WorkspaceLocked, one line."""
@@ -154,13 +116,12 @@ def open_ws(args: argparse.Namespace, *, create: bool = False):
             delay = min(delay * 1.5, BACKOFF_MAX_S)
 
 
-def _ask_the_studio(args: argparse.Namespace, path: Path) -> None:
+def _ask_the_studio(args: Args, path: Path) -> None:
     """Have the studio app holding `path` run this read-only command; print its output and exit
     with its status (SystemExit). Returns when no studio answers there (the holder is a command)."""
     from .. import ipc
 
-    argv = getattr(args, "argv", None)  # studio.cli.main keeps the command line there
-    reply = ipc.ask(path, sys.argv[1:] if argv is None else argv)
+    reply = ipc.ask(path, sys.argv[1:] if args.argv is None else args.argv)  # studio.cli.parse keeps it
     if reply is None:
         return
     sys.stdout.write(reply["stdout"])

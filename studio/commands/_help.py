@@ -1,15 +1,13 @@
 """How `studio COMMAND --help` lays out text: the lines an epilog is written in are kept.
 
-argparse's default formatter reflows the description and the epilog into one paragraph, so a list
-of examples runs together and a long one wraps inside a word (`--preset tiny-` / `demo`). Here each
-line of a description or epilog stays a line; a line wider than the terminal wraps at spaces only,
-except an example (a line starting with `studio `), which stays whole to copy and paste. Epilogs
-written on one line as `examples: A | B | C` (each part starting with `studio `) become one
-example per line.
+A plain wrapper reflows a description or an epilog into one paragraph, so a list of examples runs
+together and a long one wraps inside a word (`--preset tiny-` / `demo`). Here each line of a
+description or epilog stays a line; a line wider than the terminal wraps at spaces only, except an
+example (a line starting with `studio `), which stays whole to copy and paste. Epilogs written on
+one line as `examples: A | B | C` (each part starting with `studio `) become one example per line.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import textwrap
 
@@ -28,26 +26,21 @@ def example_lines(epilog: str | None) -> str | None:
     return f"{m.group(1)}:\n" + "\n".join(f"  {p.strip()}" for p in parts)
 
 
-class LineKeepingFormatter(argparse.HelpFormatter):
-    """Keeps the line breaks of descriptions and epilogs; wraps over-long lines at spaces only
-    (never inside an option like `--max-cost` or a value like `tiny-demo`), examples not at all."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        out: list[str] = []
-        for line in text.splitlines():
-            if not line.strip():
-                out.append("")
-                continue
-            lead = indent + line[: len(line) - len(line.lstrip())]
-            if line.lstrip().startswith("studio "):  # an example: one line, to copy and paste whole
-                out.append(lead + line.strip())
-                continue
-            # A table row (`  4  every request failed ...`) continues under its text.
-            term = re.match(r"\S+\s{2,}", line.strip())
-            hang = lead + " " * (term.end() if term else 0)
-            out.extend(textwrap.wrap(line.strip(), max(width, 20), initial_indent=lead,
-                                     subsequent_indent=hang, break_on_hyphens=False, break_long_words=False))
-        return "\n".join(out)
-
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        return textwrap.wrap(" ".join(text.split()), max(width, 11), break_on_hyphens=False, break_long_words=False)
+def keep_lines(text: str, width: int, indent: str = "") -> str:
+    """`text` with its line breaks kept; over-long lines wrapped at spaces only (never inside an
+    option like `--max-cost` or a value like `tiny-demo`), examples not at all."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            out.append("")
+            continue
+        lead = indent + line[: len(line) - len(line.lstrip())]
+        if line.lstrip().startswith("studio "):  # an example: one line, to copy and paste whole
+            out.append(lead + line.strip())
+            continue
+        # A table row (`  4  every request failed ...`) continues under its text.
+        term = re.match(r"\S+\s{2,}", line.strip())
+        hang = lead + " " * (term.end() if term else 0)
+        out.extend(textwrap.wrap(line.strip(), max(width, 20), initial_indent=lead,
+                                 subsequent_indent=hang, break_on_hyphens=False, break_long_words=False))
+    return "\n".join(out)

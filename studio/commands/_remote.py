@@ -2,48 +2,56 @@
 terminal view of a mirrored metrics stream. `studio train --host` calls `launch_and_follow`."""
 from __future__ import annotations
 
-import argparse
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from curation.errors import NotFound
 
+from ._command import Args, option
 from ._common import out, workspace_path
 
-
-def add_host_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("remote host")
-    g.add_argument("--python", metavar="PATH", help="the remote interpreter that has torch "
-                   "(default $STUDIO_REMOTE_PYTHON, else python3)")
-    g.add_argument("--remote-root", metavar="DIR", help="the studio's folder on the remote "
-                   "(default $STUDIO_REMOTE_ROOT, else ~/.finetune-studio)")
-    g.add_argument("--known-hosts", metavar="FILE", help="known_hosts file to check the host key against "
-                   "(default $STUDIO_KNOWN_HOSTS, else ~/.ssh/known_hosts)")
-    g.add_argument("--identity", "-i", metavar="KEY", help="private key file (default: ~/.ssh/config, the agent, ~/.ssh/id_*)")
+REMOTE_HOST = "remote host"
 
 
-def quiet(args: argparse.Namespace) -> None:
+def host_options(fn: Callable) -> Callable:
+    """The SSH options, in their own section of the help (read by `host_spec`)."""
+    for decls, kw in reversed([
+        (("--python",), dict(metavar="PATH", help="the remote interpreter that has torch "
+                                                  "(default $STUDIO_REMOTE_PYTHON, else python3)")),
+        (("--remote-root",), dict(metavar="DIR", help="the studio's folder on the remote "
+                                                      "(default $STUDIO_REMOTE_ROOT, else ~/.finetune-studio)")),
+        (("--known-hosts",), dict(metavar="FILE", help="known_hosts file to check the host key against "
+                                                       "(default $STUDIO_KNOWN_HOSTS, else ~/.ssh/known_hosts)")),
+        (("--identity", "-i"), dict(metavar="KEY", help="private key file (default: ~/.ssh/config, the agent, "
+                                                        "~/.ssh/id_*)")),
+    ]):
+        fn = option(*decls, section=REMOTE_HOST, **kw)(fn)
+    return fn
+
+
+def quiet(args: Args) -> None:
     """asyncssh's deprecation warnings (and other library noise) off the terminal unless --verbose
     (training/quiet.py); every remote command passes here before asyncssh is imported."""
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))
+    quiet_libraries(verbose=args.verbose)
 
 
-def host_spec(args: argparse.Namespace, host: str | None = None):
+def host_spec(args: Args, host: str | None = None):
     from training.remote import parse_host
 
     quiet(args)
-    return parse_host(host or args.host, python=getattr(args, "python", None), root=getattr(args, "remote_root", None),
-                      known_hosts=getattr(args, "known_hosts", None), identity=getattr(args, "identity", None))
+    return parse_host(host or args.host, python=args.python, root=args.remote_root, known_hosts=args.known_hosts,
+                      identity=args.identity)
 
 
 def run_async(coro) -> Any:
     return asyncio.run(coro)
 
 
-def run_dir_of(args: argparse.Namespace, run: str) -> Path:
+def run_dir_of(args: Args, run: str) -> Path:
     """RUN is a run id under WORKSPACE/runs/ or a path to a run directory."""
     quiet(args)
     path = Path(run)
@@ -111,13 +119,13 @@ def launch_and_follow(request, runs_dir: Path, *, detach: bool = False, force: b
     return follow_in_terminal(run_dir)
 
 
-def print_remote_runs(args: argparse.Namespace) -> int:
+def print_remote_runs(args: Args) -> int:
     """`studio runs --host HOST`: the runs in the studio's folder on that box."""
     from training.remote import list_remote_runs
 
     spec = host_spec(args)
     rows = run_async(list_remote_runs(spec))
-    if getattr(args, "json", False):
+    if args.json:
         from ._common import out_json
 
         out_json([{k: v for k, v in r.items() if k != "status"} for r in rows])
@@ -134,7 +142,7 @@ def print_remote_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cancel_if_remote(args: argparse.Namespace, run_dir: Path):
+def cancel_if_remote(args: Args, run_dir: Path):
     """`studio cancel RUN` for a run started with --host: SIGTERM on the box, mirror refreshed; the
     mirror's training.rundir.RunStatus with the agent's state and its report as `remote`. None when
     RUN is a local run."""

@@ -2,10 +2,14 @@
 (`--status pending --flag answer_too_short`), shared by approve, reject and any bulk command."""
 from __future__ import annotations
 
-import argparse
+from collections.abc import Callable
 from typing import Any
 
+import click
+
 from curation.errors import StudioError
+
+from ._command import Args, option
 
 
 def parse_ids(tokens: list[str]) -> list[int]:
@@ -32,21 +36,29 @@ def parse_ids(tokens: list[str]) -> list[int]:
     return sorted(out)
 
 
-def add_filter_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("select by filter (combined with AND; with ids, only the ids that match)")
-    g.add_argument("--status", choices=("pending", "approved", "rejected"), help="samples with this review status")
-    g.add_argument("--flag", metavar="RULE", help="samples a quality rule flagged ('*': any rule)")
-    g.add_argument("--cluster", type=int, metavar="ID", help="members of a duplicate cluster")
-    g.add_argument("--source", metavar="FILE", help="samples imported from this file (as `studio stats` names it)")
-    g.add_argument("--lang", metavar="CODE", help="zh, en, ja, ko, other")
-    g.add_argument("--min-score", type=float, metavar="X", help="judge score at least X (`studio augment judge` scores 1-5)")
-    g.add_argument("--max-score", type=float, metavar="X", help="judge score at most X")
-    g.add_argument("--search", metavar="TEXT", help="case-insensitive text in instruction, answer or raw text")
-    g.add_argument("--duplicates", choices=("include", "exclude", "only"), default="include",
-                   help="samples marked duplicate of a cluster's keeper: include them (default), exclude them, or only them")
+FILTERS = "select by filter (combined with AND; with ids, only the ids that match)"
 
 
-def filter_from_args(args: argparse.Namespace) -> Any:
+def filter_options(fn: Callable) -> Callable:
+    """The filter flags, in their own section of the help (read by `filter_from_args`)."""
+    for decls, kw in reversed([
+        (("--status",), dict(type=click.Choice(("pending", "approved", "rejected")), help="samples with this review status")),
+        (("--flag",), dict(metavar="RULE", help="samples a quality rule flagged ('*': any rule)")),
+        (("--cluster",), dict(type=int, metavar="ID", help="members of a duplicate cluster")),
+        (("--source",), dict(metavar="FILE", help="samples imported from this file (as `studio stats` names it)")),
+        (("--lang",), dict(metavar="CODE", help="zh, en, ja, ko, other")),
+        (("--min-score",), dict(type=float, metavar="X", help="judge score at least X (`studio augment judge` scores 1-5)")),
+        (("--max-score",), dict(type=float, metavar="X", help="judge score at most X")),
+        (("--search",), dict(metavar="TEXT", help="case-insensitive text in instruction, answer or raw text")),
+        (("--duplicates",), dict(type=click.Choice(("include", "exclude", "only")), default="include",
+                                 help="samples marked duplicate of a cluster's keeper: include them (default), exclude "
+                                      "them, or only them")),
+    ]):
+        fn = option(*decls, section=FILTERS, **kw)(fn)
+    return fn
+
+
+def filter_from_args(args: Args) -> Any:
     """A browse.Filter from the flags, or None when no filter flag was given."""
     from curation.browse import Filter
 
@@ -57,7 +69,7 @@ def filter_from_args(args: argparse.Namespace) -> Any:
     return Filter(**kw)
 
 
-def selected_ids(con: Any, args: argparse.Namespace) -> list[int]:
+def selected_ids(con: Any, args: Args) -> list[int]:
     from curation import browse
 
     ids = parse_ids(args.ids)

@@ -1,9 +1,10 @@
 """What approve and reject share: select samples, set their status as one operation, report it."""
 from __future__ import annotations
 
-import argparse
+import click
 
-from ._select import add_filter_options
+from ._command import Args, argument, option, studio_command
+from ._select import filter_options
 
 # The second example of each command's help; the first names ids. Every example must select
 # samples in the demo workspace (tests/test_cli_help_and_codes.py runs them).
@@ -13,18 +14,19 @@ EXAMPLE = {
 }
 
 
-def add_status_command(sub, name: str, status: str, add_command) -> None:
-    p = add_command(
-        sub, name, f"mark samples {status} (one operation; `studio undo` reverts it)", json_flag=True,
-        epilog=f"examples:\n  studio {name} 12 15 20-30 --reason 'checked'\n  {EXAMPLE[name]}",
-    )
-    p.add_argument("ids", nargs="*", metavar="ID", help="sample ids or ranges like 10-20")
-    p.add_argument("--reason", help="why (kept in the audit log)")
-    add_filter_options(p)
-    p.set_defaults(func=lambda args: run(args, status))
+def status_command(name: str, status: str) -> click.Command:
+    @studio_command(name, f"mark samples {status} (one operation; `studio undo` reverts it)", json_flag=True,
+             epilog=f"examples:\n  studio {name} 12 15 20-30 --reason 'checked'\n  {EXAMPLE[name]}")
+    @argument("ids", nargs=-1, metavar="ID", help="sample ids or ranges like 10-20")
+    @option("--reason", help="why (kept in the audit log)")
+    @filter_options
+    def handler(args: Args) -> int:
+        return run(args, status)
+
+    return handler
 
 
-def run(args: argparse.Namespace, status: str) -> int:
+def run(args: Args, status: str) -> int:
     from curation import review
 
     from ._common import open_ws, out, out_json
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace, status: str) -> int:
         ids = selected_ids(ws.con, args)
         op_id = review.set_status(ws, ids, status, reason=args.reason)
         changed = 0 if op_id is None else review.get_operation(ws.con, op_id).sample_count
-    if getattr(args, "json", False):
+    if args.json:
         out_json({"operation": op_id, "status": status, "selected": len(ids), "changed": changed})
     elif op_id is None:
         # Nothing changed, so nothing was recorded: `studio undo` still reverts the last real change.

@@ -1,9 +1,6 @@
 """`studio approve ID... [--reason TEXT]`: mark samples approved (one undoable operation)."""
 from __future__ import annotations
 
-from ._common import add_command
-from ._status import add_status_command
+from ._status import status_command
 
-
-def register(sub):
-    add_status_command(sub, "approve", "approved", add_command)
+command = status_command("approve", "approved")

@@ -16,13 +16,15 @@ stopped (Ctrl-C, --max-cost). 2 for a mistake in the command or the configuratio
 """
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from ._common import CliProgress, add_command, add_workspace_option, open_ws, out, out_json
-from ._help import LineKeepingFormatter
+import click
+
+from ._command import Args, argument, option, studio_command, studio_group
+from ._common import CliProgress, open_ws, out, out_json
 
 EXIT_ALL_FAILED = 4   # every request failed: nothing was produced
 EXIT_STOPPED = 3      # stopped before the end (Ctrl-C or the budget); `studio augment resume` carries on
@@ -50,71 +52,94 @@ OPS = {
 }
 
 
-def register(sub) -> None:
-    p = add_command(sub, "augment", "augment samples with an LLM: rewrite, answers, reverse, judge",
-                    epilog=f"{EXAMPLES}\n\n{EXIT_CODES}")
-    actions = p.add_subparsers(dest="augment_op", metavar="OPERATION", required=True,
-                               help="what to do (studio augment OPERATION --help)")
-    for op, help_ in OPS.items():
-        a = actions.add_parser(op, help=help_, description=help_ + ". Without ids or filters: every sample not rejected, "
-                               "not a duplicate" + ("" if op == "judge" else ", not itself generated") + ".",
-                               epilog=EXIT_CODES, formatter_class=LineKeepingFormatter)
-        add_workspace_option(a)
-        a.add_argument("ids", nargs="*", metavar="IDS", help="sample ids or ranges (12 15 20-30)")
-        a.add_argument("--status", choices=("pending", "approved", "rejected", "all"),
-                       help="only samples with this review status (all: rejected ones too)")
-        a.add_argument("--lang", metavar="CODE", help="only samples in this language (zh, en, ...)")
-        a.add_argument("--source", metavar="FILE", help="only samples imported from this file")
-        a.add_argument("--limit", type=int, metavar="N", help="at most N samples")
-        a.add_argument("--include-generated", action="store_true", help="also samples augmentation produced")
-        if op != "judge":
-            a.add_argument("--n", type=int, metavar="N", help=f"outputs per sample (default {_default_n(op)})")
-            a.add_argument("--reject-below", type=float, metavar="S",
-                           help="judge the new samples and reject those scoring below S (e.g. 3)")
-        a.add_argument("--temperature", type=float, metavar="T", help="sampling temperature (default: the operation's own)")
-        _common_run_options(a, checks=op != "judge")
-        a.set_defaults(func=_run, op=op)
-    r = actions.add_parser("resume", help="run a stopped or killed job again; answered requests are not resent",
-                           epilog=EXIT_CODES, formatter_class=LineKeepingFormatter)
-    add_workspace_option(r)
-    r.add_argument("job", nargs="?", type=int, help="job id (default: the last unfinished augment job)")
-    r.add_argument("--max-cost", type=float, metavar="USD", help="a new budget for this run")
-    r.add_argument("--concurrency", type=int, metavar="C", help="requests in flight (default: the job's)")
-    r.add_argument("--json", action="store_true", help="print the result as JSON")
-    r.set_defaults(func=_resume)
-    j = actions.add_parser("jobs", help="list augment jobs with their tokens and cost")
-    add_workspace_option(j)
-    j.add_argument("--json", action="store_true", help="print the jobs and the usage by provider as JSON")
-    j.set_defaults(func=_jobs)
-
-
 def _default_n(op: str) -> int:
     from curation.augment.defaults import DEFAULT_N
 
     return DEFAULT_N[op]
 
 
-def _common_run_options(a: argparse.ArgumentParser, checks: bool = True) -> None:
-    a.add_argument("--provider", metavar="NAME", help="provider from studio.yaml (default: the first; none: OPENAI_* env)")
-    a.add_argument("--model", metavar="M", help="model (overrides the provider's)")
-    a.add_argument("--concurrency", type=int, metavar="C", help="requests in flight (overrides the provider's)")
-    a.add_argument("--max-cost", type=float, metavar="USD", help="stop before the job would spend more than this")
-    a.add_argument("--dry-run", action="store_true", help="estimate requests, tokens and cost; send nothing")
+def _run_options(fn: Callable, checks: bool = True) -> Callable:
+    """The options of every operation that sends requests (`checks`: also --no-checks)."""
+    opts = [
+        (("--provider",), dict(metavar="NAME", help="provider from studio.yaml (default: the first; none: OPENAI_* env)")),
+        (("--model",), dict(metavar="M", help="model (overrides the provider's)")),
+        (("--concurrency",), dict(type=int, metavar="C", help="requests in flight (overrides the provider's)")),
+        (("--max-cost",), dict(type=float, metavar="USD", help="stop before the job would spend more than this")),
+        (("--dry-run",), dict(is_flag=True, help="estimate requests, tokens and cost; send nothing")),
+    ]
     if checks:  # judge makes no new samples: nothing to check
-        a.add_argument("--no-checks", action="store_true", help="skip duplicate and quality checks of the new samples")
-    a.add_argument("--json", action="store_true", help="print the result as JSON")
+        opts.append((("--no-checks",), dict(is_flag=True, help="skip duplicate and quality checks of the new samples")))
+    for decls, kw in reversed(opts):
+        fn = option(*decls, **kw)(fn)
+    return fn
 
 
-def _spec(args: argparse.Namespace) -> Any:
+def operation(op: str, help_: str) -> click.Command:
+    """`studio augment OP`: select samples, then send the requests (_run)."""
+    generates = op != "judge"
+
+    def handler(args: Args) -> int:
+        return _run(args)
+
+    fn: Callable = _run_options(handler, checks=generates)
+    fn = option("--temperature", type=float, metavar="T", help="sampling temperature (default: the operation's own)")(fn)
+    if generates:
+        fn = option("--reject-below", type=float, metavar="S",
+                    help="judge the new samples and reject those scoring below S (e.g. 3)")(fn)
+        fn = option("--n", type=int, metavar="N", help=f"outputs per sample (default {_default_n(op)})")(fn)
+    for decls, kw in reversed([
+        (("ids",), dict(nargs=-1, required=False, metavar="IDS", help="sample ids or ranges (12 15 20-30)")),
+        (("--status",), dict(type=click.Choice(("pending", "approved", "rejected", "all")),
+                             help="only samples with this review status (all: rejected ones too)")),
+        (("--lang",), dict(metavar="CODE", help="only samples in this language (zh, en, ...)")),
+        (("--source",), dict(metavar="FILE", help="only samples imported from this file")),
+        (("--limit",), dict(type=int, metavar="N", help="at most N samples")),
+        (("--include-generated",), dict(is_flag=True, help="also samples augmentation produced")),
+    ]):
+        fn = (argument if not decls[0].startswith("-") else option)(*decls, **kw)(fn)
+    description = (help_ + ". Without ids or filters: every sample not rejected, not a duplicate"
+                   + ("" if op == "judge" else ", not itself generated") + ".")
+    return studio_command(op, help_, json_flag=True, description=description, epilog=EXIT_CODES,
+                          defaults={"op": op, "n": None, "reject_below": None, "no_checks": False})(fn)
+
+
+@studio_command("resume", "run a stopped or killed job again; answered requests are not resent", epilog=EXIT_CODES)
+@argument("job", required=False, type=int, help="job id (default: the last unfinished augment job)")
+@option("--max-cost", type=float, metavar="USD", help="a new budget for this run")
+@option("--concurrency", type=int, metavar="C", help="requests in flight (default: the job's)")
+@option("--json", is_flag=True, help="print the result as JSON")
+def _resume_command(args: Args) -> int:
+    return _resume(args)
+
+
+@studio_command("jobs", "list augment jobs with their tokens and cost")
+@option("--json", is_flag=True, help="print the jobs and the usage by provider as JSON")
+def _jobs_command(args: Args) -> int:
+    return _jobs(args)
+
+
+@studio_group("augment", "augment samples with an LLM: rewrite, answers, reverse, judge",
+              epilog=f"{EXAMPLES}\n\n{EXIT_CODES}", subcommand_metavar="OPERATION")
+def command() -> None:
+    """`studio augment OPERATION --help` says each operation's options."""
+
+
+for _op, _help in OPS.items():
+    command.add_command(operation(_op, _help))
+command.add_command(_resume_command)
+command.add_command(_jobs_command)
+
+
+def _spec(args: Args) -> Any:
     from curation.augment.jobs import Spec
 
     from ._select import parse_ids
 
     return Spec(op=args.op, ids=parse_ids(args.ids) or None, status=args.status, lang=args.lang, source=args.source,
                 limit=args.limit, include_generated=True if args.include_generated else None,
-                n=getattr(args, "n", None), provider=args.provider, model=args.model, concurrency=args.concurrency,
-                max_cost=args.max_cost, reject_below=getattr(args, "reject_below", None), temperature=args.temperature,
-                checks=not getattr(args, "no_checks", False))
+                n=args.n, provider=args.provider, model=args.model, concurrency=args.concurrency,
+                max_cost=args.max_cost, reject_below=args.reject_below, temperature=args.temperature,
+                checks=not args.no_checks)
 
 
 # The spec fields curation.augment.spec_checks.spec_problems checks, with the flag that sets each.
@@ -226,7 +251,7 @@ def _report(result: Any, as_json: bool) -> int:
     return code
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: Args) -> int:
     from curation.augment import jobs
 
     spec = _spec(args)
@@ -251,7 +276,7 @@ def _run(args: argparse.Namespace) -> int:
         return _report(result, args.json)
 
 
-def _resume(args: argparse.Namespace) -> int:
+def _resume(args: Args) -> int:
     from curation.augment import jobs
 
     with open_ws(args) as ws:
@@ -265,7 +290,7 @@ def _resume(args: argparse.Namespace) -> int:
         return _report(result, args.json)
 
 
-def _jobs(args: argparse.Namespace) -> int:
+def _jobs(args: Args) -> int:
     from curation.augment import jobs
 
     with open_ws(args) as ws:

@@ -7,47 +7,43 @@ printed through `visible()`, so a stray escape sequence cannot drive the termina
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ._common import add_command, out, out_json, workspace_path
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
 
 
-def register(sub) -> None:
-    p = add_command(sub, "chat", "chat with a finished run: base and adapter answers side by side", json_flag=True,
-                    epilog="examples: studio chat RUN --prompt '用Python实现快速排序' | studio chat RUN --temperature 0")
-    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
-    p.add_argument("--prompt", metavar="TEXT", help="answer this once and exit (default: interactive)")
-    p.add_argument("--system", metavar="TEXT", help="system message")
-    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="answer length limit (default 256)")
-    p.add_argument("--temperature", type=float, default=0.7, metavar="T", help="0 = greedy (default 0.7)")
-    p.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling (default 1.0)")
-    p.add_argument("--seed", type=int, metavar="N", help="sampling seed, for answers you can reproduce")
-    p.add_argument("--no-base", action="store_true", help="only the adapter's answer")
-    p.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda when present)")
-    p.set_defaults(func=run)
-
-
-def load(args: argparse.Namespace):
+def load(args: Args):
     """(session, run dir) for a CLI command naming one run."""
     from training import runs
 
     run_dir = runs.find_run(workspace_path(args) / "runs", args.run)
     from training.inference import load_session
 
-    return load_session(run_dir, device=getattr(args, "device", None)), run_dir
+    return load_session(run_dir, device=args.device), run_dir
 
 
-def _gen(args: argparse.Namespace) -> dict:
+def _gen(args: Args) -> dict:
     return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
             "seed": args.seed}
 
 
-def run(args: argparse.Namespace) -> int:
+@studio_command("chat", "chat with a finished run: base and adapter answers side by side", json_flag=True,
+                epilog="examples: studio chat RUN --prompt '用Python实现快速排序' | studio chat RUN --temperature 0")
+@argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
+@option("--prompt", metavar="TEXT", help="answer this once and exit (default: interactive)")
+@option("--system", metavar="TEXT", help="system message")
+@option("--max-new-tokens", type=int, default=256, metavar="N", help="answer length limit (default 256)")
+@option("--temperature", type=float, default=0.7, metavar="T", help="0 = greedy (default 0.7)")
+@option("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling (default 1.0)")
+@option("--seed", type=int, metavar="N", help="sampling seed, for answers you can reproduce")
+@option("--no-base", is_flag=True, help="only the adapter's answer")
+@option("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda when present)")
+def command(args: Args) -> int:
     from curation.errors import StudioError
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
     if args.max_new_tokens < 1:
         raise StudioError("--max-new-tokens must be 1 or more")
     session, run_dir = load(args)
@@ -75,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     return interactive(session, args, base_label, tuned_label, system)
 
 
-def interactive(session, args: argparse.Namespace, base_label: str, tuned_label: str, system: list) -> int:
+def interactive(session, args: Args, base_label: str, tuned_label: str, system: list) -> int:
     from curation.safe_text import visible
 
     histories = {"base": list(system), "adapter": list(system)}

@@ -5,26 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_command
+import click
+
+from ._command import Args, option, studio_command
 
 _LABEL = {"ok": "ok", "problem": "PROBLEM", "fixed": "fixed", "note": "note"}
 
 
-def register(sub):
-    p = add_command(
-        sub, "check", "verify the workspace: the DuckDB file and its WAL, every table, the schema, orphan rows, "
-        "jobs whose process died, leftovers of killed exports", json_flag=True,
-        epilog="examples: studio check | studio check --repair | studio check --salvage ../rescued-workspace")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--repair", action="store_true",
-                      help="fix what is safe: move an unreadable WAL aside (kept), delete orphan rows, mark dead jobs "
-                           "interrupted, remove dead temporary folders; never writes to a damaged database file")
-    mode.add_argument("--salvage", type=Path, metavar="DEST",
-                      help="copy every table that can be read (the damaged file is only read) into a new workspace at DEST")
-    p.set_defaults(func=run)
+def _one_mode(args: Args) -> None:
+    if args.repair and args.salvage is not None:
+        raise click.UsageError("--repair and --salvage exclude each other: salvage only reads the damaged file")
 
 
-def run(args) -> int:
+@studio_command(
+    "check", "verify the workspace: the DuckDB file and its WAL, every table, the schema, orphan rows, "
+    "jobs whose process died, leftovers of killed exports", json_flag=True,
+    epilog="examples: studio check | studio check --repair | studio check --salvage ../rescued-workspace",
+    check=_one_mode)
+@option("--repair", is_flag=True,
+        help="fix what is safe: move an unreadable WAL aside (kept), delete orphan rows, mark dead jobs "
+             "interrupted, remove dead temporary folders; never writes to a damaged database file")
+@option("--salvage", type=click.Path(path_type=Path), metavar="DEST",
+        help="copy every table that can be read (the damaged file is only read) into a new workspace at DEST")
+def command(args: Args) -> int:
     from curation import check
 
     from ._common import out, out_json, workspace_path

@@ -3,23 +3,20 @@ deleted rows and killed imports left in it (DuckDB never gives it back by itself
 checked before the new file replaces the old (curation.check.compact)."""
 from __future__ import annotations
 
-from ._common import add_command
-
-
-def register(sub):
-    p = add_command(sub, "compact", "shrink the workspace's DuckDB file: copy everything into a fresh file, check it, "
-                    "switch", json_flag=True,
-                    epilog="it needs free space about the size of the data; nothing changes unless every table matches")
-    p.add_argument("--keep-backup", action="store_true",
-                   help="keep the file as it was before, as studio.duckdb.bak (default: removed once the copy matches)")
-    p.set_defaults(func=run)
+from ._command import Args, option, studio_command
 
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def run(args) -> int:
+@studio_command("compact",
+                "shrink the workspace's DuckDB file: copy everything into a fresh file, check it, "
+                "switch", json_flag=True,
+                epilog="it needs free space about the size of the data; nothing changes unless every table matches")
+@option("--keep-backup", is_flag=True,
+        help="keep the file as it was before, as studio.duckdb.bak (default: removed once the copy matches)")
+def command(args: Args) -> int:
     from curation.check import compact
 
     from ._common import open_ws, out, out_json

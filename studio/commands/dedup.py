@@ -4,26 +4,25 @@ Non-keepers get duplicate_of = keeper and leave every split; nothing is deleted.
 operation (`studio undo`). Ctrl-C cancels and leaves the workspace as it was."""
 from __future__ import annotations
 
-from ._common import add_command, make_job, open_ws, out, out_json
+import click
+
+from ._command import Args, option, studio_command
+from ._common import make_job, open_ws, out, out_json
 
 
-def register(sub):
-    p = add_command(sub, "dedup", "find exact and near duplicates and choose a keeper for each cluster", json_flag=True)
-    p.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity for near duplicates (default 0.8)")
-    p.add_argument("--fields", choices=("sample", "instruction", "answer"), default="sample",
-                   help="what to compare: the whole sample (system and all turns, default), the instruction or the answer")
-    p.add_argument("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
-    p.add_argument("--shingle", type=int, default=3, help="shingle size: CJK characters / words (default 3)")
-    p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="keep LSH candidates without checking their exact Jaccard (faster, a few false positives)")
-    p.add_argument("--incremental", action="store_true",
-                   help="only check samples not hashed yet against the stored signatures (after an import)")
-    p.add_argument("--limit", type=int, default=None, help="with --json: list at most this many clusters")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
+@studio_command("dedup", "find exact and near duplicates and choose a keeper for each cluster", json_flag=True)
+@option("--threshold", type=float, default=0.8, help="Jaccard similarity for near duplicates (default 0.8)")
+@option("--fields", type=click.Choice(("sample", "instruction", "answer")), default="sample",
+        help="what to compare: the whole sample (system and all turns, default), the instruction or the answer")
+@option("--num-perm", type=int, default=128, help="MinHash permutations (default 128)")
+@option("--shingle", type=int, default=3, help="shingle size: CJK characters / words (default 3)")
+@option("--no-verify", "verify", is_flag=True, flag_value=False, default=True,
+        help="keep LSH candidates without checking their exact Jaccard (faster, a few false positives)")
+@option("--incremental", is_flag=True,
+        help="only check samples not hashed yet against the stored signatures (after an import)")
+@option("--limit", type=int, default=None, help="with --json: list at most this many clusters")
+@option("--quiet", "-q", is_flag=True, help="no progress on stderr")
+def command(args: Args) -> int:
     from curation import dedup
     from curation.errors import Cancelled
 

@@ -3,20 +3,15 @@ first split named `demo`) and open the studio on it. The README's first command 
 samples is opened as it is, so a second run starts at once and keeps what you did."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from ._common import add_command, make_job, workspace_path
+import click
+
+from ._command import Args, option, studio_command
+from ._common import make_job, workspace_path
 
 DEMO_FILES = ("alpaca_mixed.json", "sharegpt_chat.jsonl", "raw_text.jsonl")
-
-
-def register(sub) -> None:
-    p = add_command(sub, "demo", "build a demo workspace from sample_data/ and open the studio on it")
-    p.add_argument("--data", type=Path, default=None, help="folder with the sample files (default: the project's sample_data/)")
-    p.add_argument("--no-open", action="store_true", help="build the workspace, do not open the studio")
-    p.set_defaults(func=run)
 
 
 def sample_data_dir() -> Path:
@@ -55,7 +50,11 @@ def build_demo(ws, data: Path, *, quiet: bool = False) -> dict:
     return {"import": report, "dedup": dedup, "quality": quality, "split": split}
 
 
-def run(args: argparse.Namespace) -> int:
+@studio_command("demo", "build a demo workspace from sample_data/ and open the studio on it")
+@option("--data", type=click.Path(path_type=Path), default=None,
+        help="folder with the sample files (default: the project's sample_data/)")
+@option("--no-open", is_flag=True, help="build the workspace, do not open the studio")
+def command(args: Args) -> int:
     from ..cli import run_app
     from ._common import open_ws
 
@@ -71,4 +70,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"studio: {path} holds {total:,} samples", file=sys.stderr)
     if args.no_open:
         return 0
-    return run_app(path, serve=getattr(args, "serve", False))
+    return run_app(path, serve=args.serve)

@@ -16,20 +16,13 @@ from typing import Any
 
 from curation.errors import StudioError
 
-from ._common import add_command
+from ._command import Args, argument, option, studio_command
 
 HEADER = """\
 # Editing sample {id} (version {version}, {status}). Save and quit to apply; quit without
 # saving to cancel. Lines starting with # are ignored.
 """
 CHAT_HELP = "# messages: turns alternate user / assistant, starting with user and ending with assistant.\n"
-
-
-def register(sub):
-    p = add_command(sub, "edit", "edit a sample in $EDITOR (YAML); `studio undo` restores the previous version")
-    p.add_argument("id", type=int, metavar="ID", help="sample id to edit")
-    p.add_argument("--reason", help="why (kept in the audit log)")
-    p.set_defaults(func=run)
 
 
 class _Literal(str):
@@ -101,7 +94,10 @@ def _editor() -> list[str]:
     return shlex.split(cmd)
 
 
-def run(args) -> int:
+@studio_command("edit", "edit a sample in $EDITOR (YAML); `studio undo` restores the previous version")
+@argument("id", type=int, metavar="ID", help="sample id to edit")
+@option("--reason", help="why (kept in the audit log)")
+def command(args: Args) -> int:
     from curation import browse, review
 
     from ._common import open_ws, out

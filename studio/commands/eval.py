@@ -10,41 +10,21 @@ Ctrl-C stops after the batch in flight and writes what finished.
 """
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+import click
+
 from curation.errors import StudioError
 
-from ._common import add_command, out, out_json, workspace_path
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
 
 
-def register(sub) -> None:
-    p = add_command(sub, "eval", "score the base, runs' adapters and merged models on an eval set, side by side",
-                    json_flag=True,
-                    epilog="examples: studio eval base RUN | studio eval base RUN1 RUN2 --on v2 --scorer exact | "
-                           "studio eval RUN merged:RUN --on heldout.jsonl --scorer numeric | "
-                           "studio eval base RUN --scorer judge --provider openai")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="base, a run id, merged:RUN, or a base model name")
-    p.add_argument("--on", metavar="SPLIT|FILE", help="eval set: a split name or path, or a data file "
-                   "(default: the first run's split)")
-    p.add_argument("--part", choices=("val", "train", "all"), default="val", help="which part of a split (default val)")
-    p.add_argument("--scorer", default="contains", choices=("exact", "contains", "regex", "numeric", "json", "judge"),
-                   help="how an answer is scored against the reference (default contains)")
-    p.add_argument("--limit", type=int, metavar="N", help="first N items only")
-    p.add_argument("--max-new-tokens", type=int, default=128, metavar="N", help="answer length cap (default 128)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="prompts generated together (default 8)")
-    p.add_argument("--provider", metavar="NAME", help="with --scorer judge: the provider (studio providers)")
-    p.add_argument("--judge-model", metavar="MODEL", help="with --scorer judge: override the provider's model")
-    p.add_argument("--name", metavar="EVAL_ID", help="eval id (default eval-DATE-TIME)")
-    p.add_argument("--device", metavar="DEV", help="cpu or cuda (default: cuda when there is one)")
-    p.set_defaults(func=run)
-
-
-def _judge(args: argparse.Namespace, job):
+def _judge(args: Args, job):
     """(workspace, batch scorer): the judge reuses augmentation's client, request cache and cost
     accounting, which live in the workspace (so it is open, and locked, while the eval runs).
     `job` (a curation Job) lets Ctrl-C stop the judge's requests too."""
@@ -60,10 +40,28 @@ def _judge(args: argparse.Namespace, job):
         raise
 
 
-def run(args: argparse.Namespace) -> int:
+@studio_command("eval", "score the base, runs' adapters and merged models on an eval set, side by side", json_flag=True,
+                epilog="examples: studio eval base RUN | studio eval base RUN1 RUN2 --on v2 --scorer exact | "
+                       "studio eval RUN merged:RUN --on heldout.jsonl --scorer numeric | "
+                       "studio eval base RUN --scorer judge --provider openai")
+@argument("models", nargs=-1, required=True, metavar="MODEL", help="base, a run id, merged:RUN, or a base model name")
+@option("--on", metavar="SPLIT|FILE",
+        help="eval set: a split name or path, or a data file "
+             "(default: the first run's split)")
+@option("--part", type=click.Choice(("val", "train", "all")), default="val", help="which part of a split (default val)")
+@option("--scorer", type=click.Choice(("exact", "contains", "regex", "numeric", "json", "judge")), default="contains",
+        help="how an answer is scored against the reference (default contains)")
+@option("--limit", type=int, metavar="N", help="first N items only")
+@option("--max-new-tokens", type=int, default=128, metavar="N", help="answer length cap (default 128)")
+@option("--batch-size", type=int, default=8, metavar="N", help="prompts generated together (default 8)")
+@option("--provider", metavar="NAME", help="with --scorer judge: the provider (studio providers)")
+@option("--judge-model", metavar="MODEL", help="with --scorer judge: override the provider's model")
+@option("--name", metavar="EVAL_ID", help="eval id (default eval-DATE-TIME)")
+@option("--device", metavar="DEV", help="cpu or cuda (default: cuda when there is one)")
+def command(args: Args) -> int:
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
 
     from training import evaluate
 

@@ -4,30 +4,9 @@ summary says where the raw text went); `--target` picks JSONL, Parquet or `save_
 `--format openai` checks every row against OpenAI's fine-tuning format."""
 from __future__ import annotations
 
-from ._common import add_command
+import click
 
-
-def register(sub):
-    p = add_command(sub, "export", "write a train/validation split for training (splits/NAME)", json_flag=True,
-                    epilog="the same workspace and arguments always give byte-identical files; raw-text samples go "
-                           "to train.text.* / val.text.*, beside the chat rows")
-    p.add_argument("name", metavar="NAME", help="split name, e.g. v1")
-    p.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1; 0 for none)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the train/validation assignment (default 42)")
-    p.add_argument("--format", choices=("messages", "alpaca", "sharegpt", "openai"), default="messages",
-                   help="row shape (default messages); openai: messages rows checked against OpenAI's fine-tuning "
-                        "format, refused with one line per problem")
-    p.add_argument("--target", choices=("jsonl", "parquet", "hf"), default="jsonl",
-                   help="file type (default jsonl); parquet; hf: datasets save_to_disk folders (needs datasets)")
-    p.add_argument("--include", choices=("approved", "approved+pending"), default="approved",
-                   help="which samples (default approved; rejected samples and duplicates never)")
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="leave out the rows the format can't hold (OpenAI's rules with --format openai; tool use in "
-                        "alpaca) instead of writing nothing")
-    p.add_argument("--force", action="store_true", help="replace an existing split of that name")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the counts the split would have and write nothing (works while the studio is open)")
-    p.set_defaults(func=run)
+from ._command import Args, argument, option, studio_command
 
 
 def dry_run(ws, args) -> dict:
@@ -35,7 +14,7 @@ def dry_run(ws, args) -> dict:
     from curation import export
     from curation.errors import StudioError
 
-    target = getattr(args, "target", "jsonl")
+    target = args.target
     export._check_name(args.name)
     export._check_args(args.val, args.format, args.include, target)
     split_dir = ws.splits_dir / args.name
@@ -49,7 +28,26 @@ def dry_run(ws, args) -> dict:
     return {"dry_run": True, "name": args.name, "path": str(split_dir), "format": args.format, "target": target, **counts}
 
 
-def run(args) -> int:
+@studio_command("export", "write a train/validation split for training (splits/NAME)", json_flag=True,
+                epilog="the same workspace and arguments always give byte-identical files; raw-text samples go "
+                       "to train.text.* / val.text.*, beside the chat rows")
+@argument("name", metavar="NAME", help="split name, e.g. v1")
+@option("--val", type=float, default=0.1, help="validation fraction (default 0.1; 0 for none)")
+@option("--seed", type=int, default=42, help="seed of the train/validation assignment (default 42)")
+@option("--format", type=click.Choice(("messages", "alpaca", "sharegpt", "openai")), default="messages",
+        help="row shape (default messages); openai: messages rows checked against OpenAI's fine-tuning "
+             "format, refused with one line per problem")
+@option("--target", type=click.Choice(("jsonl", "parquet", "hf")), default="jsonl",
+        help="file type (default jsonl); parquet; hf: datasets save_to_disk folders (needs datasets)")
+@option("--include", type=click.Choice(("approved", "approved+pending")), default="approved",
+        help="which samples (default approved; rejected samples and duplicates never)")
+@option("--skip-invalid", is_flag=True,
+        help="leave out the rows the format can't hold (OpenAI's rules with --format openai; tool use in "
+             "alpaca) instead of writing nothing")
+@option("--force", is_flag=True, help="replace an existing split of that name")
+@option("--dry-run", is_flag=True,
+        help="print the counts the split would have and write nothing (works while the studio is open)")
+def command(args: Args) -> int:
     from curation import export
 
     from ._common import open_ws, out, out_json

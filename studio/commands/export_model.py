@@ -8,36 +8,31 @@ adapter as it is and writes it to RUN/export/vllm.sh. The work is training/gguf_
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from ._common import add_command, out, out_json, workspace_path
+import click
+
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
 
 
-def register(sub) -> None:
-    p = add_command(sub, "export-model",
-                    "export a run for llama.cpp/Ollama (GGUF + Modelfile) or vLLM (a serve command)",
-                    json_flag=True,
-                    epilog="examples: studio export-model RUN --gguf --quant q8_0 | studio export-model RUN --vllm")
-    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
-    p.add_argument("--gguf", action="store_true",
-                   help="merge the adapter and write a GGUF file and an Ollama Modelfile (the default when "
-                        "neither --gguf nor --vllm is given)")
-    p.add_argument("--vllm", action="store_true",
-                   help="print a vLLM command serving the adapter (--enable-lora) and write it to vllm.sh")
-    p.add_argument("--quant", choices=("q8_0", "f16"), default="q8_0",
-                   help="GGUF weights: q8_0 (8-bit, about half the size of f16) or f16 (default: q8_0)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: RUN_DIR/export)")
-    p.add_argument("--no-check", action="store_true",
-                   help="skip loading the GGUF back and comparing its logits with the merged model's")
-    p.add_argument("--device", metavar="DEV", help="where to merge and check: cpu, cuda (default: cuda when present)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+@studio_command("export-model", "export a run for llama.cpp/Ollama (GGUF + Modelfile) or vLLM (a serve command)",
+                json_flag=True,
+                epilog="examples: studio export-model RUN --gguf --quant q8_0 | studio export-model RUN --vllm")
+@argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
+@option("--gguf", is_flag=True,
+        help="merge the adapter and write a GGUF file and an Ollama Modelfile (the default when "
+             "neither --gguf nor --vllm is given)")
+@option("--vllm", is_flag=True, help="print a vLLM command serving the adapter (--enable-lora) and write it to vllm.sh")
+@option("--quant", type=click.Choice(("q8_0", "f16")), default="q8_0",
+        help="GGUF weights: q8_0 (8-bit, about half the size of f16) or f16 (default: q8_0)")
+@option("--out", type=click.Path(path_type=Path), metavar="DIR", help="output folder (default: RUN_DIR/export)")
+@option("--no-check", is_flag=True, help="skip loading the GGUF back and comparing its logits with the merged model's")
+@option("--device", metavar="DEV", help="where to merge and check: cpu, cuda (default: cuda when present)")
+def command(args: Args) -> int:
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
 
     from training import runs
     from training.gguf_export import export_run

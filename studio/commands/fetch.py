@@ -5,19 +5,14 @@ fine-tuning), so chat, merge and serve work on this machine.
 """
 from __future__ import annotations
 
-import argparse
-
-from ._common import add_command, out
+from ._command import Args, argument, studio_command
+from ._common import out
 from ._remote import run_async, run_dir_of
 
 
-def register(sub) -> None:
-    p = add_command(sub, "fetch", "copy a remote run's adapter, metrics and status into the local mirror")
-    p.add_argument("run", metavar="RUN", help="run id (under WORKSPACE/runs/) or run directory")
-    p.set_defaults(func=cmd_fetch)
-
-
-def cmd_fetch(args: argparse.Namespace) -> int:
+@studio_command("fetch", "copy a remote run's adapter, metrics and status into the local mirror")
+@argument("run", metavar="RUN", help="run id (under WORKSPACE/runs/) or run directory")
+def command(args: Args) -> int:
     from training.remote import fetch_run, read_remote
     from training.rundir import has_status, read_status
 

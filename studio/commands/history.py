@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import json
 
-from ._common import add_command
+from ._command import Args, option, studio_command
 
 
-def register(sub):
-    p = add_command(sub, "history", "list the latest operations (what changed, when, why)", json_flag=True)
-    p.add_argument("-n", "--limit", type=int, default=30, help="how many (default 30)")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
+@studio_command("history", "list the latest operations (what changed, when, why)", json_flag=True)
+@option("-n", "--limit", type=int, default=30, help="how many (default 30)")
+def command(args: Args) -> int:
     from curation import review
 
     from ._common import open_ws, out, out_json

@@ -6,9 +6,7 @@ under it); a file left out with --skip-invalid gets one `studio: error:` line on
 passed over in a folder one `studio: warning:` line. The exit status is in EPILOG."""
 from __future__ import annotations
 
-import sys
-
-from ._common import add_command
+from ._command import Args, argument, option, studio_command
 
 EPILOG = """the same file twice adds nothing; a file with invalid rows is not imported unless --skip-invalid (then the invalid rows go to WORKSPACE/rejects/)
 a folder imports the data files in it and its subfolders (hidden ones skipped), tagging each with split:train/test/validation from its name, as a hub dataset folder lays them out; a folder named like a file (x.jsonl) is written with a trailing slash: x.jsonl/
@@ -21,37 +19,34 @@ exit status:
 EXIT_SOME_FILES_FAILED = 1
 
 
-def register(sub):
-    p = add_command(sub, "import", "import data files into the workspace", json_flag=True, epilog=EPILOG)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (JSON, JSONL, CSV, TSV, Parquet, save_to_disk)")
-    p.add_argument("--format", metavar="F",
-                   help="row format (alpaca, sharegpt, messages, text) or file type (json, jsonl, csv, parquet, hf); default: detected")
-    p.add_argument("--map", metavar="FIELD=THEIRS,...", dest="mapping",
-                   help="name the file's fields, e.g. instruction=question,output=answer")
-    p.add_argument("--encoding", metavar="E", help="text encoding when not UTF-8/UTF-16 with BOM, e.g. gbk")
-    p.add_argument("--skip-invalid", action="store_true",
-                   help="import the valid rows and write invalid ones to WORKSPACE/rejects/; "
-                        "leave out files that cannot be imported and import the others (exit status 1)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=run)
-
-
 def _err(text: str) -> None:
     """One line on stderr (the app's reply stream when it runs this command for another process)."""
     from curation.safe_text import visible
 
     from . import _common
 
-    stream = getattr(_common, "stderr", lambda: sys.stderr)()
+    stream = _common.stderr()
     print(visible(text, single_line=True), file=stream)
 
 
-def run(args) -> int:
+@studio_command("import", "import data files into the workspace", json_flag=True, epilog=EPILOG)
+@argument("paths", nargs=-1, required=True, metavar="PATH",
+          help="files or folders (JSON, JSONL, CSV, TSV, Parquet, save_to_disk)")
+@option("--format", metavar="F",
+        help="row format (alpaca, sharegpt, messages, text) or file type (json, jsonl, csv, parquet, hf); default: "
+             "detected")
+@option("--map", "mapping", metavar="FIELD=THEIRS,...",
+        help="name the file's fields, e.g. instruction=question,output=answer")
+@option("--encoding", metavar="E", help="text encoding when not UTF-8/UTF-16 with BOM, e.g. gbk")
+@option("--skip-invalid", is_flag=True,
+        help="import the valid rows and write invalid ones to WORKSPACE/rejects/; "
+             "leave out files that cannot be imported and import the others (exit status 1)")
+@option("--quiet", "-q", is_flag=True, help="no progress on stderr")
+def command(args: Args) -> int:
     from curation.importers import import_paths
+    from curation.importers.mapping import parse_mapping
 
     from ._common import make_job, open_ws, out, out_json
-
-    from curation.importers.mapping import parse_mapping
 
     mapping = parse_mapping(args.mapping)
     job, progress = make_job("import", quiet=args.quiet or args.json)

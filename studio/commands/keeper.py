@@ -3,18 +3,15 @@
 The choice is a reviewer's: later dedup runs keep it. One undoable operation."""
 from __future__ import annotations
 
-from ._common import add_command, open_ws, out
+from ._command import Args, argument, option, studio_command
+from ._common import open_ws, out
 
 
-def register(sub):
-    p = add_command(sub, "keeper", "choose the keeper of a duplicate cluster")
-    p.add_argument("cluster", type=int, help="cluster id (from `studio dedup --json`)")
-    p.add_argument("sample", type=int, help="sample id of the member to keep")
-    p.add_argument("--reason", help="why (kept in the history)")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
+@studio_command("keeper", "choose the keeper of a duplicate cluster")
+@argument("cluster", type=int, help="cluster id (from `studio dedup --json`)")
+@argument("sample", type=int, help="sample id of the member to keep")
+@option("--reason", help="why (kept in the history)")
+def command(args: Args) -> int:
     from curation import browse, dedup
 
     with open_ws(args) as ws:

@@ -6,28 +6,26 @@ printed. The folder loads with plain transformers, vLLM or llama.cpp's converter
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from ._common import add_command, out, out_json, workspace_path
+import click
+
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
 
 
-def register(sub) -> None:
-    p = add_command(sub, "merge", "merge a run's LoRA adapter into its base model (16/32-bit) and save it",
-                    json_flag=True, epilog="example: studio merge RUN --out ./my-model --dtype bf16")
-    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: RUN_DIR/merged)")
-    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"),
-                   help="weights of the merged model (default: the base's own dtype, fp32 when it has none)")
-    p.add_argument("--device", metavar="DEV", help="where to merge: cpu, cuda (default: cuda when present)")
-    p.add_argument("--force", action="store_true", help="replace the output folder if it exists")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+@studio_command("merge", "merge a run's LoRA adapter into its base model (16/32-bit) and save it", json_flag=True,
+                epilog="example: studio merge RUN --out ./my-model --dtype bf16")
+@argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
+@option("--out", type=click.Path(path_type=Path), metavar="DIR", help="output folder (default: RUN_DIR/merged)")
+@option("--dtype", type=click.Choice(("bf16", "fp16", "fp32")),
+        help="weights of the merged model (default: the base's own dtype, fp32 when it has none)")
+@option("--device", metavar="DEV", help="where to merge: cpu, cuda (default: cuda when present)")
+@option("--force", is_flag=True, help="replace the output folder if it exists")
+def command(args: Args) -> int:
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
 
     from training import runs
     from training.merge import merge_run

@@ -5,42 +5,17 @@ A training config's `base:` may name any entry listed here.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ._common import add_command, out, out_json
+from ._command import Args, argument, option, studio_command, studio_group
+from ._common import out, out_json
 
 
-def register(sub) -> None:
-    p = add_command(sub, "models", "list, fetch, add or remove offline base models (the model store)", json_flag=True,
-                    epilog="examples: studio models list | studio models fetch smollm2-135m-instruct | "
-                           "studio models add my-model ./model.Q4_K_M.gguf | studio models rm my-model")
-    p.set_defaults(func=cmd_list)
-    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
-    lp = msub.add_parser("list", help="registry entries and converted models, with their state")
-    lp.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    lp.set_defaults(func=cmd_list)
-    fp = msub.add_parser("fetch", help="download and convert a registry model into the store")
-    fp.add_argument("name", metavar="NAME")
-    fp.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    fp.set_defaults(func=cmd_fetch)
-    ap = msub.add_parser("add", help="register NAME for a .gguf file, a model folder or a hub id")
-    ap.add_argument("name", metavar="NAME")
-    ap.add_argument("source", metavar="SOURCE", help=".gguf file, Hugging Face folder, or org/name")
-    ap.add_argument("--licence", default="", help="licence to show in the list")
-    ap.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    ap.set_defaults(func=cmd_add)
-    rp = msub.add_parser("rm", help="forget a user entry and delete its converted copy")
-    rp.add_argument("name", metavar="NAME")
-    rp.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    rp.set_defaults(func=cmd_rm)
-
-
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: Args) -> int:
     from training import models
 
     rows = models.list_models()
-    if getattr(args, "json", False):
+    if args.json:
         out_json({"store": str(models.store_dir()), "models": [
             {"name": m.name, "present": m.present, "path": str(m.path), "size_mb": round(m.size_mb, 1),
              "source": m.entry.source if m.entry else "gguf", "licence": m.entry.licence if m.entry else "",
@@ -57,7 +32,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fetch(args: argparse.Namespace) -> int:
+def cmd_fetch(args: Args) -> int:
     from training import models
 
     def say(msg: str) -> None:
@@ -76,7 +51,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_add(args: argparse.Namespace) -> int:
+def cmd_add(args: Args) -> int:
     from training import models
 
     entry = models.add_entry(args.name, args.source, licence=args.licence)
@@ -87,7 +62,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rm(args: argparse.Namespace) -> int:
+def cmd_rm(args: Args) -> int:
     from training import models
 
     removed = models.remove(args.name)
@@ -96,3 +71,29 @@ def cmd_rm(args: argparse.Namespace) -> int:
     else:
         out(f"removed {args.name}: {', '.join(removed)}")
     return 0
+
+
+@studio_group("models", "list, fetch, add or remove offline base models (the model store)", default=cmd_list,
+              json_flag=True, subcommand_metavar="[ACTION]",
+              epilog="examples: studio models list | studio models fetch smollm2-135m-instruct | "
+                     "studio models add my-model ./model.Q4_K_M.gguf | studio models rm my-model")
+def command() -> None:
+    """Without an action: list."""
+
+
+def _action(name: str, help: str, handler, *params) -> None:
+    fn = handler
+    for decorate in reversed(params):
+        fn = decorate(fn)
+    command.add_command(studio_command(name, help, json_flag=True)(fn))
+
+
+_action("list", "registry entries and converted models, with their state", lambda args: cmd_list(args))
+_action("fetch", "download and convert a registry model into the store", lambda args: cmd_fetch(args),
+        argument("name", metavar="NAME"))
+_action("add", "register NAME for a .gguf file, a model folder or a hub id", lambda args: cmd_add(args),
+        argument("name", metavar="NAME"),
+        argument("source", metavar="SOURCE", help=".gguf file, Hugging Face folder, or org/name"),
+        option("--licence", default="", help="licence to show in the list"))
+_action("rm", "forget a user entry and delete its converted copy", lambda args: cmd_rm(args),
+        argument("name", metavar="NAME"))

@@ -6,27 +6,25 @@ one after another in this process; each is an ordinary run, linked by pipeline.j
 """
 from __future__ import annotations
 
-import argparse
 import shlex
 from pathlib import Path
 
-from ._common import add_command, out, out_json, workspace_path
+import click
+
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
 
 
-def register(sub) -> None:
-    p = add_command(sub, "pipeline", "train a two-stage pipeline (continued pretraining -> SFT) from one YAML file",
-                    json_flag=True, epilog="example: studio pipeline domain.yaml (format: training/pipeline.py)")
-    p.add_argument("file", type=Path, metavar="FILE", help="pipeline YAML: name, base, stages: [...]")
-    p.add_argument("--merge-dtype", choices=("bf16", "fp16", "fp32"),
-                   help="dtype of the merged model between stages (default: the base's own)")
-    p.add_argument("--check", action="store_true", help="validate the file and print the stages; train nothing")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+@studio_command("pipeline", "train a two-stage pipeline (continued pretraining -> SFT) from one YAML file",
+                json_flag=True, epilog="example: studio pipeline domain.yaml (format: training/pipeline.py)")
+@argument("file", type=click.Path(path_type=Path), metavar="FILE", help="pipeline YAML: name, base, stages: [...]")
+@option("--merge-dtype", type=click.Choice(("bf16", "fp16", "fp32")),
+        help="dtype of the merged model between stages (default: the base's own)")
+@option("--check", is_flag=True, help="validate the file and print the stages; train nothing")
+def command(args: Args) -> int:
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
 
     from training.pipeline import load_pipeline, run_pipeline, stage_config
 
@@ -52,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                 out(f"stage {r['stage']} {r['run']}: {r['kind']} on {r['split']}, {r['method']} r={r['rank']}, "
                     f"base {r['base']}" + (f", replay {r['replay']}" if r["replay"] else ""))
         return 0
-    ws = f" -w {shlex.quote(str(args.workspace))}" if getattr(args, "workspace", None) else ""
+    ws = f" -w {shlex.quote(str(args.workspace))}" if args.workspace else ""
 
     def progress(i, run_dir, status) -> None:
         if not args.json:

@@ -5,53 +5,19 @@ its key (`--api-key-env`); the key itself is never written anywhere.
 """
 from __future__ import annotations
 
-import argparse
 import os
 
-from ._common import add_command, add_workspace_option, open_ws, out, out_json
+from ._command import Args, argument, option, studio_command, studio_group
+from ._common import open_ws, out, out_json
 
 
-def register(sub) -> None:
-    p = add_command(sub, "providers", "list, add or remove LLM providers (OpenAI-compatible APIs) for augmentation")
-    actions = p.add_subparsers(dest="providers_action", metavar="ACTION")
-    ls = actions.add_parser("list", help="show the providers in studio.yaml")
-    add_workspace_option(ls)
-    ls.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    ls.set_defaults(func=_list)
-
-    add = actions.add_parser("add", help="add a provider", description="Add an OpenAI-compatible provider to studio.yaml. "
-                             "Prices are USD per million tokens; the key is read from the environment variable "
-                             "named by --api-key-env when a job runs.")
-    add_workspace_option(add)
-    add.add_argument("name")
-    add.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
-    add.add_argument("--model", required=True)
-    add.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                     help="NAME of the environment variable holding the key (default OPENAI_API_KEY; '' for none)")
-    add.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    add.add_argument("--rpm", type=float, help="requests per minute limit")
-    add.add_argument("--tpm", type=float, help="tokens per minute limit")
-    add.add_argument("--input-price", type=float, metavar="USD", help="USD per million prompt tokens")
-    add.add_argument("--output-price", type=float, metavar="USD", help="USD per million completion tokens")
-    add.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    add.add_argument("--max-attempts", type=int, default=5, help="tries per request on timeouts, 429 and 5xx (default 5)")
-    add.add_argument("--replace", action="store_true", help="overwrite a provider of the same name")
-    add.set_defaults(func=_add)
-
-    rm = actions.add_parser("remove", help="remove a provider")
-    add_workspace_option(rm)
-    rm.add_argument("name")
-    rm.set_defaults(func=_remove)
-    p.set_defaults(func=_list, json=False)
-
-
-def _list(args: argparse.Namespace) -> int:
+def _list(args: Args) -> int:
     from curation.augment.providers import list_providers
 
     with open_ws(args, create=True) as ws:
         provs = list_providers(ws.read_config())
     rows = [{**p.public_dict(), "key_set": bool(os.environ.get(p.api_key_env)) if p.api_key_env else None} for p in provs]
-    if getattr(args, "json", False):
+    if args.json:
         out_json(rows)
         return 0
     if not rows:
@@ -68,7 +34,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add(args: argparse.Namespace) -> int:
+def _add(args: Args) -> int:
     from curation.augment.providers import Provider, add_provider
 
     prov = Provider(name=args.name, base_url=args.base_url, model=args.model, api_key_env=args.api_key_env or None,
@@ -81,10 +47,52 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove(args: argparse.Namespace) -> int:
+def _remove(args: Args) -> int:
     from curation.augment.providers import remove_provider
 
     with open_ws(args, create=True) as ws:
         remove_provider(ws, args.name)
         out(f"provider {args.name} removed from {ws.config_path}")
     return 0
+
+
+@studio_group("providers", "list, add or remove LLM providers (OpenAI-compatible APIs) for augmentation",
+              default=_list, json_flag=True, subcommand_metavar="[ACTION]")
+def command() -> None:
+    """Without an action: list."""
+
+
+@studio_command("list", "show the providers in studio.yaml", json_flag=True)
+def _list_command(args: Args) -> int:
+    return _list(args)
+
+
+@studio_command("add", "add a provider", description="Add an OpenAI-compatible provider to studio.yaml. "
+                "Prices are USD per million tokens; the key is read from the environment variable "
+                "named by --api-key-env when a job runs.")
+@argument("name")
+@option("--base-url", required=True, help="e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
+@option("--model", required=True)
+@option("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+        help="NAME of the environment variable holding the key (default OPENAI_API_KEY; '' for none)")
+@option("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+@option("--rpm", type=float, help="requests per minute limit")
+@option("--tpm", type=float, help="tokens per minute limit")
+@option("--input-price", type=float, metavar="USD", help="USD per million prompt tokens")
+@option("--output-price", type=float, metavar="USD", help="USD per million completion tokens")
+@option("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+@option("--max-attempts", type=int, default=5, help="tries per request on timeouts, 429 and 5xx (default 5)")
+@option("--replace", is_flag=True, help="overwrite a provider of the same name")
+def _add_command(args: Args) -> int:
+    return _add(args)
+
+
+@studio_command("remove", "remove a provider")
+@argument("name")
+def _remove_command(args: Args) -> int:
+    return _remove(args)
+
+
+command.add_command(_list_command)
+command.add_command(_add_command)
+command.add_command(_remove_command)

@@ -5,20 +5,8 @@ anything: from the values the last run stored, and for samples it did not measur
 added since), measured on the spot. A run that would change no flag or value records no operation."""
 from __future__ import annotations
 
-from ._common import add_command, make_job, open_ws, out, out_json
-
-
-def register(sub):
-    p = add_command(sub, "quality", "flag samples that break quality rules", json_flag=True,
-                    epilog="examples:\n"
-                           "  studio quality\n"
-                           "  studio quality --preview answer_too_short=5 --preview too_long=2048\n"
-                           "  studio quality --json --quiet")
-    p.add_argument("--rules", metavar="FILE", help="rules YAML (default: WORKSPACE/rules.yaml when it exists, else the built-in curation/rules/default.yaml)")
-    p.add_argument("--preview", metavar="RULE=THRESHOLD", action="append", default=[],
-                   help="count what a threshold would flag, without changing anything (repeatable)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
-    p.set_defaults(func=run)
+from ._command import Args, option, studio_command
+from ._common import make_job, open_ws, out, out_json
 
 
 def _parse_preview(text: str) -> tuple[str, float]:
@@ -33,7 +21,18 @@ def _parse_preview(text: str) -> tuple[str, float]:
         raise StudioError(f"--preview {text!r}: expected RULE=THRESHOLD, e.g. --preview answer_too_short=5") from None
 
 
-def run(args) -> int:
+@studio_command("quality", "flag samples that break quality rules", json_flag=True,
+                epilog="examples:\n"
+                       "  studio quality\n"
+                       "  studio quality --preview answer_too_short=5 --preview too_long=2048\n"
+                       "  studio quality --json --quiet")
+@option("--rules", metavar="FILE",
+        help="rules YAML (default: WORKSPACE/rules.yaml when it exists, else the built-in "
+             "curation/rules/default.yaml)")
+@option("--preview", multiple=True, metavar="RULE=THRESHOLD",
+        help="count what a threshold would flag, without changing anything (repeatable)")
+@option("--quiet", "-q", is_flag=True, help="no progress on stderr")
+def command(args: Args) -> int:
     from curation import quality
     from curation.errors import Cancelled
 

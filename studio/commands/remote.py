@@ -7,26 +7,12 @@ train --host` does the same on every launch, so the box never runs a different t
 """
 from __future__ import annotations
 
-import argparse
-
-from ._common import add_command, out, out_json
-from ._remote import add_host_options, host_spec, run_async
-
-
-def register(sub) -> None:
-    p = add_command(sub, "remote", "check or prepare a remote GPU box reached over SSH")
-    rsub = p.add_subparsers(dest="remote_command", metavar="ACTION", required=True)
-    c = add_command(rsub, "check", "report python, torch, CUDA, GPUs and free disk on HOST", json_flag=True)
-    c.add_argument("host", metavar="HOST", help="an ~/.ssh/config alias or user@host[:port]")
-    add_host_options(c)
-    c.set_defaults(func=cmd_check)
-    i = add_command(rsub, "install", "upload this studio's trainer to HOST")
-    i.add_argument("host", metavar="HOST", help="an ~/.ssh/config alias or user@host[:port]")
-    add_host_options(i)
-    i.set_defaults(func=cmd_install)
+from ._command import Args, argument, studio_command, studio_group
+from ._common import out, out_json
+from ._remote import host_options, host_spec, run_async
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: Args) -> int:
     from training.remote import check_host
 
     spec = host_spec(args)
@@ -59,10 +45,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if not info["problems"] else 1
 
 
-def cmd_install(args: argparse.Namespace) -> int:
+def cmd_install(args: Args) -> int:
     from training.remote import install_trainer
 
     spec = host_spec(args)
     lib = run_async(install_trainer(spec))
     out(f"trainer uploaded to {spec.target}:{lib}; runs started with --host use it")
     return 0
+
+
+HOST_HELP = "an ~/.ssh/config alias or user@host[:port]"
+
+
+@studio_group("remote", "check or prepare a remote GPU box reached over SSH", subcommand_metavar="ACTION")
+def command() -> None:
+    """An action is required: check or install."""
+
+
+@studio_command("check", "report python, torch, CUDA, GPUs and free disk on HOST", json_flag=True)
+@argument("host", metavar="HOST", help=HOST_HELP)
+@host_options
+def _check_command(args: Args) -> int:
+    return cmd_check(args)
+
+
+@studio_command("install", "upload this studio's trainer to HOST")
+@argument("host", metavar="HOST", help=HOST_HELP)
+@host_options
+def _install_command(args: Args) -> int:
+    return cmd_install(args)
+
+
+command.add_command(_check_command)
+command.add_command(_install_command)

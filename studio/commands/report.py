@@ -6,24 +6,19 @@ inline SVG, no script, nothing fetched, so it opens offline and can be mailed or
 """
 from __future__ import annotations
 
-import argparse
-
-from ._common import add_command, out, out_json, workspace_path
-
-
-def register(sub) -> None:
-    p = add_command(sub, "report", "write a run's report.html (curves, memory, evals, split, config) and print "
-                    "its path", json_flag=True,
-                    epilog="examples: studio report RUN | studio report RUN --open")
-    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
-    p.add_argument("--open", action="store_true", help="open the page in the web browser afterwards")
-    p.set_defaults(func=cmd_report)
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+@studio_command("report",
+                "write a run's report.html (curves, memory, evals, split, config) and print "
+                "its path", json_flag=True, epilog="examples: studio report RUN | studio report RUN --open")
+@argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
+@option("--open", is_flag=True, help="open the page in the web browser afterwards")
+def command(args: Args) -> int:
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # the memory estimate may read a base's config
+    quiet_libraries(verbose=args.verbose)  # the memory estimate may read a base's config
 
     from training import runs
     from training.report import write_report

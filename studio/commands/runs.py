@@ -1,28 +1,18 @@
-"""`studio runs` lists training runs; `studio cancel RUN` stops one (it keeps a resumable checkpoint)."""
+"""`studio runs` lists training runs (here, or on an SSH host with --host); `studio cancel` stops one."""
 from __future__ import annotations
 
-import argparse
-
-from ._common import add_command, out, out_json, workspace_path
-
-
-def register(sub) -> None:
-    p = add_command(sub, "runs", "list training runs: state, step, loss, eval loss, base, method", json_flag=True)
-    p.add_argument("--host", metavar="HOST", help="list the runs on this SSH host instead (~/.ssh/config alias or user@host)")
-    from ._remote import add_host_options
-
-    add_host_options(p)
-    p.set_defaults(func=cmd_runs)
-    c = add_command(sub, "cancel", "stop a running training run (resume later with studio train --resume RUN)",
-                    json_flag=True)
-    c.add_argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
-    c.set_defaults(func=cmd_cancel)
+from ._command import Args, option, studio_command
+from ._common import out, out_json, workspace_path
+from ._remote import host_options
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
+@studio_command("runs", "list training runs: state, step, loss, eval loss, base, method", json_flag=True)
+@option("--host", metavar="HOST", help="list the runs on this SSH host instead (~/.ssh/config alias or user@host)")
+@host_options
+def command(args: Args) -> int:
     from training.runs import list_runs
 
-    if getattr(args, "host", None):
+    if args.host:
         from ._remote import print_remote_runs
 
         return print_remote_runs(args)
@@ -41,18 +31,4 @@ def cmd_runs(args: argparse.Namespace) -> int:
         base = (r.base or "?") + (" (untrained)" if r.untrained else "")
         out(f"{r.id:<40} {r.state:<10} {step:>11} {loss:>8} {ev:>8}  {r.method or '?':<6} {base:<28} "
             f"{r.started_at or '-'}")
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    from training import runs
-
-    from ._remote import cancel_if_remote
-
-    run_dir = runs.find_run(workspace_path(args) / "runs", args.run)
-    st = cancel_if_remote(args, run_dir) or runs.cancel(run_dir, wait_s=30)
-    if args.json:
-        out_json({"run": run_dir.name, **st.to_json()})
-    else:
-        out(f"{run_dir.name}: {st.state} at step {st.step}")
     return 0

@@ -6,33 +6,31 @@ STUDIO_SERVE_API_KEY to require `Authorization: Bearer <key>` (needed before usi
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from ._common import add_command, out, workspace_path
+from ._command import Args, argument, option, studio_command
+from ._common import out, workspace_path
 
 
-def register(sub) -> None:
-    p = add_command(sub, "serve", "serve runs' adapters on one base as an OpenAI-compatible chat API",
-                    epilog="example: studio serve run-a run-b --port 8000; then "
-                           "OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='x').chat.completions.create(model='run-a', ...)")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="runs whose adapters to serve (they must share one base)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--base-name", metavar="NAME", help="model id that answers without adapter (default: the base's name)")
-    p.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda when present)")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+@studio_command("serve", "serve runs' adapters on one base as an OpenAI-compatible chat API",
+                epilog="example: studio serve run-a run-b --port 8000; then "
+                       "OpenAI(base_url='http://127.0.0.1:8000/v1', "
+                       "api_key='x').chat.completions.create(model='run-a', ...)")
+@argument("runs", nargs=-1, required=True, metavar="RUN",
+          help="runs whose adapters to serve (they must share one base)")
+@option("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+@option("--port", type=int, default=8000, help="port (default 8000)")
+@option("--base-name", metavar="NAME", help="model id that answers without adapter (default: the base's name)")
+@option("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda when present)")
+def command(args: Args) -> int:
     from curation.errors import StudioError
     from training import runs
     from training.inference import load_session
     from training.quiet import quiet_libraries
     from training.serve import make_server
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
     api_key = os.environ.get("STUDIO_SERVE_API_KEY") or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         raise StudioError(f"--host {args.host} would let anyone who reaches this port use the model; "

@@ -3,14 +3,7 @@ from __future__ import annotations
 
 import textwrap
 
-from ._common import add_command
-
-
-def register(sub):
-    p = add_command(sub, "show", "show one sample: conversation, flags, duplicate cluster, versions, history", json_flag=True,
-                    epilog="examples:\n  studio show 12\n  studio show 12 --json")
-    p.add_argument("id", type=int, metavar="ID", help="sample id (as `studio stats`, the review list and exports show it)")
-    p.set_defaults(func=run)
+from ._command import Args, argument, studio_command
 
 
 def _block(text: str | None) -> str:
@@ -73,7 +66,10 @@ def render(d) -> list[str]:
     return lines
 
 
-def run(args) -> int:
+@studio_command("show", "show one sample: conversation, flags, duplicate cluster, versions, history", json_flag=True,
+                epilog="examples:\n  studio show 12\n  studio show 12 --json")
+@argument("id", type=int, metavar="ID", help="sample id (as `studio stats`, the review list and exports show it)")
+def command(args: Args) -> int:
     from curation import browse
 
     from ._common import open_ws, out, out_json

@@ -1,15 +1,12 @@
 """`studio stats [--json]`: what the workspace holds, by status, language, source, flags, clusters."""
 from __future__ import annotations
 
-from ._common import add_command
+from ._command import Args, studio_command
 
 
-def register(sub):
-    p = add_command(sub, "stats", "summarise the workspace: samples by status, language, source; flags; duplicates; splits", json_flag=True)
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
+@studio_command("stats", "summarise the workspace: samples by status, language, source; flags; duplicates; splits",
+                json_flag=True)
+def command(args: Args) -> int:
     from curation import browse, export
 
     from ._common import open_ws, out, out_json

@@ -7,48 +7,35 @@ runs already finished stay (and `studio runs` lists them).
 """
 from __future__ import annotations
 
-import argparse
 import shlex
 from datetime import datetime
 
 from curation.errors import StudioError
 
-from ._common import add_command, out, out_json, workspace_path
-from .train import add_config_options
+from ._command import Args, CommaList, argument, option, studio_command
+from ._common import out, out_json, workspace_path
+from .train import config_keys_section, config_options
 
 
-def _list(kind):
-    def parse(text: str):
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {kind.__name__}s") from None
-        if not values:
-            raise argparse.ArgumentTypeError("give at least one value")
-        return values
-    return parse
-
-
-def register(sub) -> None:
-    p = add_command(sub, "sweep", "train a grid of runs over rank / learning rate / epochs and rank by eval loss",
-                    json_flag=True, epilog="example: studio sweep v1 --r 8,16,32 --lr 2e-4,1e-4,5e-5 --epochs 1,2,3")
-    p.add_argument("split", metavar="SPLIT", help="split name in WORKSPACE/splits, or a path (needs validation rows)")
-    p.add_argument("--r", type=_list(int), metavar="R,...", help="LoRA ranks (alpha follows 2*r)")
-    p.add_argument("--lr", type=_list(float), metavar="LR,...", help="learning rates")
-    p.add_argument("--epochs", type=_list(float), metavar="E,...", help="epochs")
-    p.add_argument("--name", metavar="NAME", help="sweep name, the prefix of its run ids (default: sweep-TIME)")
-    add_config_options(p)  # --config, --preset, --set, --base, --method: for every run of the grid
-    p.add_argument("--replay", metavar="FILE", help="general-data JSONL mixed into every run against forgetting")
-    p.add_argument("--replay-fraction", type=float, default=0.1, metavar="F",
-                   help="with --replay: general rows per training row (default 0.1)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs the grid makes; train nothing")
-    p.set_defaults(func=run, plan=False, gpu_mem=None, oom_retry=False)
-
-
-def run(args: argparse.Namespace) -> int:
+@studio_command("sweep", "train a grid of runs over rank / learning rate / epochs and rank by eval loss",
+                json_flag=True, epilog="example: studio sweep v1 --r 8,16,32 --lr 2e-4,1e-4,5e-5 --epochs 1,2,3",
+                help_sections=config_keys_section,
+                # what `train.build_config` reads that a sweep does not set
+                defaults={"plan": False, "gpu_mem": None, "oom_retry": False, "host": None})
+@argument("split", metavar="SPLIT", help="split name in WORKSPACE/splits, or a path (needs validation rows)")
+@option("--r", "r", type=CommaList(int), metavar="R,...", help="LoRA ranks (alpha follows 2*r)")
+@option("--lr", "lr", type=CommaList(float), metavar="LR,...", help="learning rates")
+@option("--epochs", type=CommaList(float), metavar="E,...", help="epochs")
+@option("--name", metavar="NAME", help="sweep name, the prefix of its run ids (default: sweep-TIME)")
+@config_options  # --config, --preset, --set, --base, --method: for every run of the grid
+@option("--replay", metavar="FILE", help="general-data JSONL mixed into every run against forgetting")
+@option("--replay-fraction", type=float, default=0.1, metavar="F",
+        help="with --replay: general rows per training row (default 0.1)")
+@option("--dry-run", is_flag=True, help="list the runs the grid makes; train nothing")
+def command(args: Args) -> int:
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
 
     from training.sweep import format_table, plan_sweep, run_sweep
 
@@ -67,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             for p in points:
                 out(f"{p.name}  " + " ".join(f"{k}={v}" for k, v in p.changes.items()))
         return 0
-    ws = f" -w {shlex.quote(str(args.workspace))}" if getattr(args, "workspace", None) else ""
+    ws = f" -w {shlex.quote(str(args.workspace))}" if args.workspace else ""
     reproduce = f"studio{ws} train {shlex.quote(args.split)} --config {{config}}"
 
     def progress(point, run_dir, status) -> None:

@@ -10,95 +10,109 @@ errors (TrainingError) are said by cli.main.
 """
 from __future__ import annotations
 
-import argparse
-import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import click
 
 from curation.errors import StudioError
 
-from ._common import add_command, out, out_json, workspace_path
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
+from ._remote import host_options
 
 
-def add_config_options(p) -> None:
+def _preset_help() -> str:
+    from training.presets import names
+
+    return f"named preset: {', '.join(names())} (training/presets)"
+
+
+def config_options(fn: Callable) -> Callable:
     """The options that build a training config (read by `build_config`); `studio sweep` shares them."""
-    p.add_argument("--config", metavar="FILE", help="YAML config (partial; a run's config.yaml reproduces it)")
-    p.add_argument("--preset", metavar="NAME", help="named preset: seed, fast, lean, tiny-demo (training/presets)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set lora.r=8 (repeatable)")
-    p.add_argument("--base", metavar="MODEL", help="hub id, local model folder, or tiny")
-    p.add_argument("--method", choices=("lora", "qlora", "full"))
+    for decls, kw in reversed([
+        (("--config",), dict(metavar="FILE", help="YAML config (partial; a run's config.yaml reproduces it)")),
+        (("--preset",), dict(metavar="NAME", help=_preset_help())),
+        (("--set", "sets"), dict(multiple=True, metavar="KEY=VALUE",
+                                 help="override one config key, e.g. --set lora.r=8 (repeatable; the keys are "
+                                      "listed under Config keys)")),
+        (("--base",), dict(metavar="MODEL", help="hub id, local model folder, or tiny")),
+        (("--method",), dict(type=click.Choice(("lora", "qlora", "full")))),
+    ]):
+        fn = option(*decls, **kw)(fn)
+    return fn
 
 
-def register(sub) -> None:
-    p = add_command(sub, "train", "plan or start a LoRA/QLoRA/full fine-tuning run on a split", json_flag=True,
-                    epilog="examples: studio train v1 --plan --gpu-mem 24 | studio train v1 --preset tiny-demo | "
-                           "studio train v1 --method qlora --set lora.r=8 --set train.epochs=2 | "
-                           "studio train --resume RUN")
-    p.add_argument("split", nargs="?", metavar="SPLIT", help="split name in WORKSPACE/splits, or a path")
-    add_config_options(p)
-    p.add_argument("--plan", action="store_true", help="print memory, lengths, EOS check and steps; start nothing")
-    p.add_argument("--gpu-mem", type=float, metavar="GB", help="with --plan: which method fits this much GPU memory")
-    p.add_argument("--params", type=float, metavar="B", help="with --plan: model size in billions when its config "
-                   "is unavailable offline")
-    p.add_argument("--shape", metavar="K=V,...", help="with --plan: model shape when its config is unavailable, e.g. "
-                   "hidden_size=4096,intermediate_size=14336,num_hidden_layers=32,num_attention_heads=32,vocab_size=128256")
-    p.add_argument("--foreground", action="store_true", help="train in this process instead of detached")
-    p.add_argument("--follow", action="store_true", help="after a detached start, print metrics until it ends "
-                   "(Ctrl-C stops following, not the run)")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
-    p.add_argument("--name", metavar="NAME", help="run id (default: time-base-method)")
-    p.add_argument("--oom-retry", action="store_true", help="on CUDA out-of-memory, start again with the next "
-                   "remedy (smaller batch, shorter length, gradient checkpointing, QLoRA)")
-    p.add_argument("--host", metavar="HOST", help="start the run on this SSH host (~/.ssh/config alias or user@host)")
-    p.add_argument("--detach", action="store_true", help="with --host: do not follow the remote run")
-    p.add_argument("--force", action="store_true", help="start even a run this machine cannot train in reasonable time "
-                   "or memory (a 7B base on a CPU); without it such a run is refused with the reason")
-    try:
-        from ._remote import add_host_options
+def config_keys_section() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The help section listing every `--set` key, from training/config.py's fields (read when the
+    help is shown, so listing the commands imports no pydantic)."""
+    from training.config_fields import set_help_rows
 
-        add_host_options(p)
-    except ImportError:  # pragma: no cover - the SSH helper is absent
-        pass
-    p.set_defaults(func=run)
+    return [("Config keys (--set KEY=VALUE; training/config.py documents each)", set_help_rows())]
 
 
-def resolve_split(args: argparse.Namespace) -> Path:
+def resolve_split(args: Args) -> Path:
     from training.launch import resolve_split as resolve
 
     return resolve(args.split, workspace_path(args) / "splits")
 
 
-def run_request(args: argparse.Namespace, split: Path):
+def run_request(args: Args, split: Path):
     """The training.launch.RunRequest the flags stand for (--set values read as YAML here, at the edge)."""
     from training.config import parse_override
     from training.launch import RunRequest, reproduce_line
 
     host = None
-    if getattr(args, "host", None):
+    if args.host:
         from ._remote import host_spec
 
         host = host_spec(args)
     return RunRequest(split=split, base=args.base, method=args.method, preset=args.preset,
                       config_file=Path(args.config) if args.config else None,
                       overrides=dict(parse_override(s) for s in args.sets),
-                      oom_retry=bool(getattr(args, "oom_retry", False)), name=getattr(args, "name", None), host=host,
-                      reproduce=reproduce_line(args.split, workspace=getattr(args, "workspace", None)))
+                      oom_retry=bool(args.oom_retry), name=args.name, host=host,
+                      reproduce=reproduce_line(args.split, workspace=args.workspace))
 
 
-def build_config(args: argparse.Namespace, split: Path):
+def build_config(args: Args, split: Path):
     from training.launch import run_config
 
     return run_config(run_request(args, split))
 
 
-def runs_dir(args: argparse.Namespace) -> Path:
+def runs_dir(args: Args) -> Path:
     return workspace_path(args) / "runs"
 
 
-def run(args: argparse.Namespace) -> int:
+@studio_command("train", "plan or start a LoRA/QLoRA/full fine-tuning run on a split", json_flag=True,
+                epilog="examples: studio train v1 --plan --gpu-mem 24 | studio train v1 --preset tiny-demo | "
+                       "studio train v1 --method qlora --set lora.r=8 --set train.epochs=2 | "
+                       "studio train --resume RUN",
+                help_sections=config_keys_section)
+@argument("split", required=False, metavar="SPLIT", help="split name in WORKSPACE/splits, or a path")
+@config_options
+@option("--plan", is_flag=True, help="print memory, lengths, EOS check and steps; start nothing")
+@option("--gpu-mem", type=float, metavar="GB", help="with --plan: which method fits this much GPU memory")
+@option("--params", type=float, metavar="B", help="with --plan: model size in billions when its config is "
+        "unavailable offline")
+@option("--shape", metavar="K=V,...", help="with --plan: model shape when its config is unavailable, e.g. "
+        "hidden_size=4096,intermediate_size=14336,num_hidden_layers=32,num_attention_heads=32,vocab_size=128256")
+@option("--foreground", is_flag=True, help="train in this process instead of detached")
+@option("--follow", is_flag=True, help="after a detached start, print metrics until it ends "
+        "(Ctrl-C stops following, not the run)")
+@option("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+@option("--name", metavar="NAME", help="run id (default: time-base-method)")
+@option("--oom-retry", is_flag=True, help="on CUDA out-of-memory, start again with the next "
+        "remedy (smaller batch, shorter length, gradient checkpointing, QLoRA)")
+@option("--host", metavar="HOST", help="start the run on this SSH host (~/.ssh/config alias or user@host)")
+@option("--detach", is_flag=True, help="with --host: do not follow the remote run")
+@option("--force", is_flag=True, help="start even a run this machine cannot train in reasonable time "
+        "or memory (a 7B base on a CPU); without it such a run is refused with the reason")
+@host_options
+def command(args: Args) -> int:
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False))  # before anything imports transformers
+    quiet_libraries(verbose=args.verbose)  # before anything imports transformers
 
     from training import launch, runs
 
@@ -113,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     request = run_request(args, resolve_split(args))
     if args.plan:
         return print_plan(args, request)
-    force = bool(getattr(args, "force", False))
+    force = bool(args.force)
     if request.host is not None:
         from ._remote import launch_and_follow
 
@@ -130,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     return report_started(args, started.run_dir, started.pid)
 
 
-def in_foreground(args: argparse.Namespace, run_dir: Path, train):
+def in_foreground(args: Args, run_dir: Path, train):
     """train() in this terminal: the libraries' logs go to the run's train.log, and each logged step
     prints as one line from metrics.jsonl (the Trainer's own dict print is off: training/quiet.py)."""
     import threading
@@ -138,7 +152,7 @@ def in_foreground(args: argparse.Namespace, run_dir: Path, train):
     from training.metrics import metric_points, read_metrics
     from training.quiet import quiet_libraries
 
-    quiet_libraries(verbose=getattr(args, "verbose", False), log_file=run_dir / "train.log")
+    quiet_libraries(verbose=args.verbose, log_file=run_dir / "train.log")
 
     def key(r: dict) -> tuple:  # a resumed run's steps after its checkpoint come again, with a later time
         return r["step"], "eval_loss" in r, r.get("time")
@@ -171,7 +185,7 @@ def in_foreground(args: argparse.Namespace, run_dir: Path, train):
             print_new()
 
 
-def print_plan(args: argparse.Namespace, request) -> int:
+def print_plan(args: Args, request) -> int:
     from training.launch import plan_run
     from training.plan import format_plan
 
@@ -189,7 +203,7 @@ def print_plan(args: argparse.Namespace, request) -> int:
     return 1 if (plan.get("eos") and not plan["eos"]["ok"]) or plan.get("problems") else 0
 
 
-def report_started(args: argparse.Namespace, run_dir: Path, pid: int, resumed: bool = False) -> int:
+def report_started(args: Args, run_dir: Path, pid: int, resumed: bool = False) -> int:
     verb = "resumed" if resumed else "started"
     if args.json and not args.follow:
         out_json({"run": run_dir.name, "path": str(run_dir), "pid": pid, "state": "queued"})
@@ -249,7 +263,7 @@ def format_point(r: dict) -> str:
     return "  ".join(parts)
 
 
-def report_final(args: argparse.Namespace, run_dir: Path, st) -> int:
+def report_final(args: Args, run_dir: Path, st) -> int:
     """The end of a foreground run (`st`: its training.rundir.RunStatus)."""
     if args.json:
         out_json({"run": run_dir.name, "path": str(run_dir), **st.to_json()})
@@ -271,6 +285,3 @@ def report_final(args: argparse.Namespace, run_dir: Path, st) -> int:
     # the run's own "disk full:" error (training.runs): the same exit status as any command's full disk
     return DiskFull.exit_code if (st.error or "").startswith("disk full:") else 1
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(2)

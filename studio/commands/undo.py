@@ -1,19 +1,15 @@
 """`studio undo [N]`: revert the last N operations (status changes, edits, imports, ...)."""
 from __future__ import annotations
 
-from ._common import add_command
+from ._command import Args, argument, studio_command
 
 
-def register(sub):
-    p = add_command(sub, "undo", "revert the last N operations not yet undone (default 1)", json_flag=True,
-                    epilog="examples:\n  studio undo\n  studio undo 3 --json\n"
-                           "\n`studio history` lists the operations, newest first; undo reverts them in that order.")
-    p.add_argument("n", nargs="?", type=int, default=1, metavar="N",
-                   help="how many operations to revert, newest first (default 1; `studio history` lists them)")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
+@studio_command("undo", "revert the last N operations not yet undone (default 1)", json_flag=True,
+                epilog="examples:\n  studio undo\n  studio undo 3 --json\n"
+                       "\n`studio history` lists the operations, newest first; undo reverts them in that order.")
+@argument("n", required=False, type=int, default=1, metavar="N",
+          help="how many operations to revert, newest first (default 1; `studio history` lists them)")
+def command(args: Args) -> int:
     from curation import review
 
     from ._common import open_ws, out, out_json

@@ -9,27 +9,15 @@ workspace is opened only for that last step and closed right after (DuckDB locks
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 from curation.errors import NotFound, StudioError
 
-from ._common import add_command, out, out_json, workspace_path
+from ._command import Args, argument, option, studio_command
+from ._common import out, out_json, workspace_path
 
 TEXT_WIDTH = 240  # characters of a prompt, answer or training row shown (all of it with --json)
-
-
-def register(sub) -> None:
-    p = add_command(sub, "why", "show the training rows most like an eval answer, with their curation history",
-                    json_flag=True, epilog="example: studio why RUN s17 --model base -k 3")
-    p.add_argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
-    p.add_argument("item", metavar="ITEM", help="eval item id, as in items.jsonl: s17 (or 17), val:3, row:3")
-    p.add_argument("--eval", dest="eval_id", metavar="EVAL_ID", help="which eval of the run (default: the newest)")
-    p.add_argument("--model", metavar="NAME", help="whose answer to explain (default: the run's adapter, "
-                   "else the eval's first model)")
-    p.add_argument("-k", type=int, default=5, metavar="N", help="how many training rows (default 5)")
-    p.set_defaults(func=run)
 
 
 def _pick_eval(run_dir: Path, eval_id: str | None) -> dict[str, Any]:
@@ -86,7 +74,7 @@ def _split_dir(run_dir: Path) -> Path:
     return p
 
 
-def explain(args: argparse.Namespace) -> dict[str, Any]:
+def explain(args: Args) -> dict[str, Any]:
     """Everything `studio why` shows, as one dict (the --json output)."""
     from curation.why import item_query, nearest_training_rows
     from training.evaluate import read_items
@@ -188,7 +176,16 @@ def render(d: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+@studio_command("why", "show the training rows most like an eval answer, with their curation history", json_flag=True,
+                epilog="example: studio why RUN s17 --model base -k 3")
+@argument("run", metavar="RUN", help="run id (or a unique prefix, or a path)")
+@argument("item", metavar="ITEM", help="eval item id, as in items.jsonl: s17 (or 17), val:3, row:3")
+@option("--eval", "eval_id", metavar="EVAL_ID", help="which eval of the run (default: the newest)")
+@option("--model", metavar="NAME",
+        help="whose answer to explain (default: the run's adapter, "
+             "else the eval's first model)")
+@option("-k", type=int, default=5, metavar="N", help="how many training rows (default 5)")
+def command(args: Args) -> int:
     d = explain(args)
     if args.json:
         out_json(d)

@@ -337,7 +337,6 @@ class AugmentScreen(Screen):
         """The form's settings as a Spec; StudioError names the field that is wrong, and each wrong
         field shows its problem beside it (curation.augment.spec_checks.spec_problems: the CLI's checks)."""
         from curation.augment import Spec
-
         from curation.augment.spec_checks import spec_problems
 
         problems: dict[str, str] = {}

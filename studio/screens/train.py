@@ -2,8 +2,8 @@
 every run's curve live.
 
 The form is `studio train`'s arguments as fields: preset, split, base, method and the seed's knobs
-(r, alpha, lr, epochs, micro-batch, grad-accum, max length), `--set KEY=VALUE` for the rest, and
-the host. It builds a `training.launch.RunRequest` (the knobs as typed values) and plans and starts
+(KNOB_KEYS: config keys whose label, input type and validation the config's fields give), `--set
+KEY=VALUE` for the rest, and the host. It builds a `training.launch.RunRequest` (the knobs as typed values) and plans and starts
 it with `plan_run` and `new_run`/`launch_run`, the API `studio train` uses too, so the screen can
 do nothing the CLI cannot and writes the same config.yaml. `p` shows `make_plan` (memory vs the seed's table, lengths, EOS
 check, steps) in a worker; Ctrl+S (or the Launch button) plans the launch in a worker ("planning…")
@@ -27,7 +27,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -42,24 +42,35 @@ from training.errors import TrainingError
 from training.rundir import REMOTE_JSON, RunInfo, RunState
 
 from ..bindings import bindings_for
-from ._curation import app_message
 from ..widgets.job_progress import JobProgress
 from ..widgets.loss_chart import LossChart
+from ._curation import app_message
+
+if TYPE_CHECKING:
+    from training.config_fields import ConfigField
 
 FOLLOW_S = 1.0
 RUNS_REFRESH_S = 2.0
 
-# (field id, label, config key, input type); each becomes a config override (base and method: the request's own)
-KNOBS = [
-    ("r", "r", "lora.r", "integer"),
-    ("alpha", "alpha", "lora.alpha", "integer"),
-    ("lr", "lr", "train.learning_rate", "number"),
-    ("epochs", "epochs", "train.epochs", "number"),
-    ("micro", "micro-batch", "train.micro_batch_size", "integer"),
-    ("accum", "grad-accum", "train.grad_accum", "integer"),
-    ("maxlen", "max length", "data.max_length", "integer"),
-    ("gpus", "GPUs", "train.devices", "integer"),  # >1: one process per GPU through torchrun (DDP/FSDP)
+# The form's rows: (field id, config key). Label, input type, value and validation are the config
+# field's own (training.config_fields); each becomes a config override (base and method: the request's own).
+KNOB_KEYS = [
+    ("r", "lora.r"),
+    ("alpha", "lora.alpha"),
+    ("lr", "train.learning_rate"),
+    ("epochs", "train.epochs"),
+    ("micro", "train.micro_batch_size"),
+    ("accum", "train.grad_accum"),
+    ("maxlen", "data.max_length"),
+    ("gpus", "train.devices"),  # >1: one process per GPU through torchrun (DDP/FSDP)
 ]
+
+
+def knobs() -> list[tuple[str, ConfigField]]:
+    """(field id, config field) for each row of the form."""
+    from training.config_fields import config_field
+
+    return [(fid, config_field(key)) for fid, key in KNOB_KEYS]
 
 
 def preset_values(preset: str) -> dict[str, str]:
@@ -69,18 +80,9 @@ def preset_values(preset: str) -> dict[str, str]:
     cfg = load_config(preset=preset, require_base=False)
     # a preset that names no base leaves the field empty: launching then says which base to pass
     values = {"base": "" if cfg.base == TINY and preset not in TINY_PRESETS else cfg.base, "method": cfg.method}
-    for fid, _label, key, _type in KNOBS:
-        section, name = key.split(".")
-        values[fid] = f"{getattr(getattr(cfg, section), name):g}"
+    for fid, field in knobs():
+        values[fid] = f"{field.value(cfg):g}"
     return values
-
-
-def _typed(text: str, kind: str, label: str, key: str) -> int | float:
-    try:
-        return int(text) if kind == "integer" else float(text)
-    except ValueError:
-        what = "a whole number" if kind == "integer" else "a number"
-        raise StudioError(f"{label} ({key}): {text!r} is not {what}") from None
 
 
 def run_request(ws_root: Path, form: dict[str, str]):
@@ -91,8 +93,7 @@ def run_request(ws_root: Path, form: dict[str, str]):
 
     if not form.get("split"):
         raise StudioError("split: choose a split (export one on the Export screen, key 5)")
-    overrides: dict[str, Any] = {key: _typed(form[fid].strip(), kind, label, key)
-                                 for fid, label, key, kind in KNOBS if form.get(fid, "").strip()}
+    overrides: dict[str, Any] = {field.path: field.parse(form[fid]) for fid, field in knobs() if form.get(fid, "").strip()}
     try:
         sets = shlex.split(form.get("sets", ""))
     except ValueError as exc:
@@ -308,9 +309,9 @@ class TrainScreen(Screen):
                     yield Label("method")
                     yield Select([(m, m) for m in ("lora", "qlora", "full")], value="lora", id="tr-method",
                                  allow_blank=False, compact=True)
-                    for fid, label, _key, kind in KNOBS:
-                        yield Label(label)
-                        yield Input("", id=f"tr-{fid}", type=kind, compact=True)
+                    for fid, field in knobs():
+                        yield Label(field.label)
+                        yield Input("", id=f"tr-{fid}", type=field.kind, compact=True)
                     yield Label("--set")
                     yield Input("", id="tr-sets", placeholder="train.max_steps=50 …", compact=True)
                     yield Label("host")
@@ -372,7 +373,7 @@ class TrainScreen(Screen):
         self.query_one("#tr-form").border_subtitle = visible(preset_summary(preset), single_line=True)
         self.query_one("#tr-base", Input).value = values["base"]
         self.query_one("#tr-method", Select).value = values["method"]
-        for fid, *_ in KNOBS:
+        for fid, _key in KNOB_KEYS:
             self.query_one(f"#tr-{fid}", Input).value = values[fid]
 
     def form(self) -> dict[str, str]:
@@ -380,7 +381,7 @@ class TrainScreen(Screen):
         values = {"preset": str(self.query_one("#tr-preset", Select).value),
                   "split": "" if split is Select.NULL else str(split),
                   "method": str(self.query_one("#tr-method", Select).value)}
-        for fid in ["base", "sets", "host"] + [k[0] for k in KNOBS]:
+        for fid in ["base", "sets", "host"] + [fid for fid, _key in KNOB_KEYS]:
             values[fid] = self.query_one(f"#tr-{fid}", Input).value.strip()
         return values
 
