@@ -252,7 +252,7 @@ def trained_run(tmp_path_factory):
     split = write_split(root / "split")
     run_dir = runs.create_run(root / "runs", tiny_config(split, **{"train.max_steps": 4}), name="tiny-done")
     st = runs.execute(run_dir)
-    assert st["state"] == "done"
+    assert st.state == "done"
     return run_dir
 
 
