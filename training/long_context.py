@@ -47,12 +47,12 @@ def tile_mlp(model: Any, tile_tokens: int) -> int:
     import torch
     from torch.utils.checkpoint import checkpoint
 
-    from .speed import _decoder_layers
+    from .layers import decoder_layers
 
     if tile_tokens <= 0:
         raise ValueError(f"tile_tokens must be positive, not {tile_tokens}")
     n = 0
-    for layer in _decoder_layers(model):
+    for layer in decoder_layers(model):
         mlp = getattr(layer, "mlp", None)
         if mlp is None:
             continue
@@ -104,7 +104,7 @@ def long_memory_gb(shape: Any, cfg: TrainConfig, length: int, method: str | None
     reserves, which a memory cap limits), and `host_gb`, the CPU memory the offloaded layer inputs
     take. The fixed part is the plan's (training/plan.py) weights and optimizer, the dequantised
     widest weight (QLoRA), one MLP tile and one loss tile; the rest grows with the length."""
-    from .plan import GB, estimate_memory
+    from .memory import GB, estimate_memory
 
     method = method or cfg.method
     base = estimate_memory(shape, cfg, method, gradient_checkpointing=True, micro_batch=1, max_length=1,

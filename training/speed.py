@@ -19,6 +19,8 @@ import importlib.util
 import logging
 from typing import Any
 
+from .layers import checkpointed_layers, decoder_layers  # noqa: F401  (checkpointed_layers: re-exported)
+
 log = logging.getLogger(__name__)
 
 
@@ -91,7 +93,7 @@ def compile_layers(model: Any) -> int:
     operand type(s) for &: 'floor' and 'Add'); transformers compiles it on its own anyway."""
     if not cuda_available():
         return 0
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     if layers:
         _flex_outside_compile()
     for layer in layers:
@@ -132,16 +134,10 @@ def apply_loss_vocab_chunk(columns: int | None) -> bool:
 _TRL_DEFAULT_CHUNK: dict[str, int] = {}
 
 
-def checkpointed_layers(n_layers: int, fraction: float) -> list[int]:
-    """Indices of the round(fraction * n) layers to checkpoint, spread evenly over the depth."""
-    k = max(0, min(n_layers, round(fraction * n_layers)))
-    return [i for i in range(n_layers) if (i + 1) * k // n_layers > i * k // n_layers]
-
-
 def apply_checkpoint_fraction(model: Any, fraction: float) -> int:
     """Turn checkpointing off on the layers outside `checkpointed_layers` (transformers' decoder
     layers read their own `gradient_checkpointing` flag at each call). Returns the count left on."""
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     keep = set(checkpointed_layers(len(layers), fraction))
     for i, layer in enumerate(layers):
         if hasattr(layer, "gradient_checkpointing") and i not in keep:
@@ -165,7 +161,7 @@ def offload_checkpoint_inputs(model: Any) -> int:
 
     pin = torch.cuda.is_available()
     n = 0
-    for layer in _decoder_layers(model):
+    for layer in decoder_layers(model):
         func = getattr(layer, "_gradient_checkpointing_func", None)
         if not getattr(layer, "gradient_checkpointing", False) or func is None or getattr(func, "_studio_offload", False):
             continue
@@ -215,7 +211,7 @@ def checkpointing_callback(fraction: float = 1.0, offload: bool = False):
                 return
             if fraction < 1.0:
                 n = apply_checkpoint_fraction(model, fraction)
-                log.info("gradient checkpointing on %d of %d decoder layers", n, len(_decoder_layers(model)))
+                log.info("gradient checkpointing on %d of %d decoder layers", n, len(decoder_layers(model)))
             if offload:
                 log.info("checkpointed inputs of %d layers kept in CPU memory", offload_checkpoint_inputs(model))
 
@@ -254,15 +250,6 @@ def speed_callbacks(train_cfg: Any, method: str = "lora") -> list[Any]:
                     "checkpoints every wrapped layer itself")
         return cbs
     return cbs + [checkpointing_callback(train_cfg.checkpoint_fraction, train_cfg.offload_checkpoints)]
-
-
-def _decoder_layers(model: Any) -> list[Any]:
-    import torch
-
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.ModuleList) and len(mod) and type(mod[0]).__name__.endswith("DecoderLayer"):
-            return list(mod)
-    return []
 
 
 def describe(attn: str, liger: bool, compiled_layers: int, gradient_checkpointing: bool) -> dict[str, Any]:
