@@ -20,7 +20,7 @@ from .clusters import Plan, keeper_rank, reviewer_keepers
 from .lsh import band_keys, candidate_pairs, group_pairs, lsh_params, unique_pairs
 from .params import DedupParams
 from .signatures import Sigs
-from .similarity import PairLookup, similarities
+from .similarity import COVERAGE_MARGIN, PairLookup, similarities
 
 if TYPE_CHECKING:
     from .run import DedupReport
@@ -153,7 +153,6 @@ def keeper_clusters(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
 
 
 COVERAGE_PAIRS = 1 << 16   # candidate-member pairs estimated per group in _widest_keeper (more: fewer candidates)
-COVERAGE_MARGIN = 0.15     # a pair whose MinHash estimate is this far below the threshold is far (3.7 sd at 0.7)
 
 
 def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,

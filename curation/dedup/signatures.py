@@ -43,6 +43,7 @@ class Sigs:
     counts: np.ndarray
     computed: np.ndarray  # bool: hashed in this run (to store)
     hashes: pa.Array | None = None  # content_hash of each sample (to store with new signatures)
+    shingle_sets: Any = None  # similarity.ShingleSets: exact sets of the samples compared so far in this run
 
     def index_of(self, sample_ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.ids, sample_ids)
