@@ -41,11 +41,9 @@ def jaccard_chunk(texts: Sequence[str], left: np.ndarray, right: np.ndarray, shi
 
 def set_chunk(texts: Sequence[str], shingle: int) -> tuple[np.ndarray, np.ndarray]:
     """(sizes, hashes): the sorted distinct shingle hashes of each raw text, concatenated."""
-    hashes, offsets = sh.shingle_hashes([norm.normalize(t) for t in texts], shingle)
-    row = np.repeat(np.arange(len(texts), dtype=np.uint64), np.diff(offsets))
-    keys = np.unique((row << np.uint64(32)) | hashes.astype(np.uint64))
-    sizes = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=len(texts))
-    return sizes, (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    from .signatures import distinct_rows
+
+    return distinct_rows(*sh.shingle_hashes([norm.normalize(t) for t in texts], shingle))
 
 
 # -- main process ---------------------------------------------------------------------------------
@@ -68,6 +66,15 @@ class ShingleSets:
         self.indptr = np.zeros(1, np.int64)
         self.hashes = np.zeros(0, np.uint32)
         self._matrix = None
+
+    @classmethod
+    def from_blocks(cls, ids: np.ndarray, sizes: np.ndarray, hashes: np.ndarray) -> "ShingleSets":
+        """From ids in increasing order, each set's size, and the sets concatenated."""
+        out = cls()
+        out.ids, out.hashes = ids, hashes
+        out.indptr = np.zeros(ids.size + 1, np.int64)
+        np.cumsum(sizes, out=out.indptr[1:])
+        return out
 
     def ensure(self, ws, params: DedupParams, ids: np.ndarray, pool: Workers, job: Job) -> None:
         """Compute the sets of `ids` not held yet (in the pool; texts read here, in the main process)."""
