@@ -1,7 +1,7 @@
 """Dedup on real-length bilingual rows: the studio end to end (import + dedup, launch to exit),
 the studio's dedup alone at t=0.7 and t=0.8, and rensa alone, in one run.
 
-    PYTHONPATH=. .venv/bin/python benches/dedup_real.py [--rows 100000 1000000] [--skip-rensa]
+    PYTHONPATH=. .venv/bin/python benches/dedup_real.py [--rows 100000 1000000] [--skip-rensa] [--baseline DIR]
 
 Rows: benches/io_speed.py's generator (real text of the repository: LLaMA-Factory's alpaca_zh_demo
 and glaive rows, sample_data, README prose; ~15% Chinese, ~650-character answers, a third with an
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benches"))
 
 
-def studio(*args: str) -> float:
-    """Run `studio ARGS` in a fresh process; wall seconds, launch to exit."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def studio(*args: str, root: Path = ROOT) -> float:
+    """Run `studio ARGS` (the code in `root`) in a fresh process; wall seconds, launch to exit."""
+    env = dict(os.environ, PYTHONPATH=str(root))
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", "import sys; from studio.cli import main; sys.exit(main())", *args],
                           env=env, capture_output=True, text=True)
@@ -67,9 +67,11 @@ def rensa_alone(texts: list[str], threshold: float) -> tuple[float, int]:
     return time.perf_counter() - t, len(texts) - sum(1 for k in keep if k)
 
 
-def recall(ws_dir: Path, threshold: float, sample: int = 2000) -> tuple[float, int]:
-    """Share of near pairs (exact Jaccard >= threshold between a row and an earlier row with the
-    same first answer paragraph) that share a cluster."""
+def recall(ws_dir: Path, threshold: float, sample: int = 2000) -> tuple[float, float, int]:
+    """For up to `sample` rows that have an earlier near copy (exact Jaccard >= threshold with one
+    of the 20 previous rows of the same first answer paragraph): the share that are in a cluster
+    (caught), and the share in the same cluster as that copy (clusters are verified against their
+    keeper, so in families of hundreds two near rows may rightly sit in different clusters)."""
     import duckdb
     import numpy as np
 
@@ -83,8 +85,7 @@ def recall(ws_dir: Path, threshold: float, sample: int = 2000) -> tuple[float, i
     first: dict[str, list[int]] = {}
     for i, (_, _, head, _) in enumerate(rows):
         first.setdefault(head, []).append(i)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(rows))
+    order = np.random.default_rng(0).permutation(len(rows))
     sets: dict[int, np.ndarray] = {}
 
     def get(i: int) -> np.ndarray:
@@ -92,20 +93,21 @@ def recall(ws_dir: Path, threshold: float, sample: int = 2000) -> tuple[float, i
             sets[i] = sh.shingle_set(norm.normalize(rows[i][3]))
         return sets[i]
 
-    near = found = 0
+    near = caught = together = 0
     for i in order.tolist():
         fam = first[rows[i][2]]
         for j in fam[:fam.index(i)][-20:]:
             if sh.jaccard(get(i), get(j)) >= threshold:
                 near += 1
-                found += rows[i][1] is not None and rows[i][1] == rows[j][1]
+                caught += rows[i][1] is not None
+                together += rows[i][1] is not None and rows[i][1] == rows[j][1]
                 break
         if near >= sample:
             break
-    return (found / near if near else float("nan")), near
+    return (caught / near, together / near, near) if near else (float("nan"), float("nan"), 0)
 
 
-def measure(rows: int, tmp: Path, skip_rensa: bool) -> list[tuple]:
+def measure(rows: int, tmp: Path, skip_rensa: bool, baseline: Path | None) -> list[tuple]:
     import io_speed
 
     src = tmp / f"alpaca-{rows}.jsonl"
@@ -119,8 +121,16 @@ def measure(rows: int, tmp: Path, skip_rensa: bool) -> list[tuple]:
         shutil.rmtree(ws, ignore_errors=True)
         shutil.copytree(base, ws)
         dd[t] = studio("--workspace", str(ws), "dedup", "--threshold", str(t), "--quiet")
-        rec, near = recall(ws, t)
-        out.append((f"studio dedup alone, t={t}", dd[t], f"recall {rec:.3f} on {near:,} near pairs"))
+        caught, together, near = recall(ws, t)
+        out.append((f"studio dedup alone, t={t}", dd[t], f"{near:,} rows with a near copy: {caught:.3f} in a cluster, "
+                                                           f"{together:.3f} in the copy's cluster"))
+        if baseline is not None:  # the same dedup by an older checkout, on a fresh copy
+            shutil.rmtree(ws, ignore_errors=True)
+            shutil.copytree(base, ws)
+            old = studio("--workspace", str(ws), "dedup", "--threshold", str(t), "--quiet", root=baseline)
+            caught, together, near = recall(ws, t)
+            out.append((f"baseline ({baseline.name}) dedup alone, t={t}", old,
+                        f"this code {old / dd[t]:.2f}x faster; recall {caught:.3f} / {together:.3f}"))
     out.insert(1, ("studio end to end (import + dedup t=0.8)", imp + dd[0.8], ""))
     out.insert(2, ("studio end to end (import + dedup t=0.7)", imp + dd[0.7], ""))
     if not skip_rensa:
@@ -144,13 +154,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000])
     ap.add_argument("--skip-rensa", action="store_true")
+    ap.add_argument("--baseline", type=Path, help="a checkout of older code (git archive) to time the same dedup with")
     args = ap.parse_args()
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; command: PYTHONPATH=. python benches/dedup_real.py "
-          f"--rows {' '.join(map(str, args.rows))}{' --skip-rensa' if args.skip_rensa else ''}")
+          f"--rows {' '.join(map(str, args.rows))}{' --skip-rensa' if args.skip_rensa else ''}"
+          f"{f' --baseline {args.baseline}' if args.baseline else ''}")
     with tempfile.TemporaryDirectory(prefix="dedup-real-") as d:
         for rows in args.rows:
-            table = measure(rows, Path(d), args.skip_rensa)
+            table = measure(rows, Path(d), args.skip_rensa, args.baseline)
             by = {name: s for name, s, _ in table}
             print("\n| what | seconds | docs/s | note |\n| --- | ---: | ---: | --- |")
             for name, s, note in table:

@@ -123,7 +123,9 @@ def estimates(data: Sigs, a_ids: np.ndarray, b_ids: np.ndarray) -> tuple[np.ndar
     known = (data.ids[ia] == a_ids) & (data.ids[ib] == b_ids) if n else np.zeros(a_ids.size, bool)
     out = np.zeros(a_ids.size, np.float64)
     for s in range(0, a_ids.size, PAIR_BLOCK):
-        out[s:s + PAIR_BLOCK] = (data.sigs[ia[s:s + PAIR_BLOCK]] == data.sigs[ib[s:s + PAIR_BLOCK]]).mean(axis=1) if n else 0.0
+        if n:
+            agree = np.count_nonzero(data.sigs[ia[s:s + PAIR_BLOCK]] == data.sigs[ib[s:s + PAIR_BLOCK]], axis=1)
+            out[s:s + PAIR_BLOCK] = agree / data.sigs.shape[1]
     return out, known
 
 
