@@ -43,8 +43,9 @@ def studio(*args: str, root: Path = ROOT) -> float:
     """Run `studio ARGS` (the code in `root`) in a fresh process; wall seconds, launch to exit."""
     env = dict(os.environ, PYTHONPATH=str(root))
     t = time.perf_counter()
+    # cwd=root: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
     proc = subprocess.run([sys.executable, "-c", "import sys; from studio.cli import main; sys.exit(main())", *args],
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, cwd=root)
     secs = time.perf_counter() - t
     if proc.returncode:
         raise SystemExit(f"studio {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
