@@ -63,6 +63,8 @@ def _bmp_classes() -> np.ndarray:
 
 
 def _classes(cp: np.ndarray) -> np.ndarray:
+    if cp.size == 0 or int(cp.max()) < 0x10000:  # the common case: one table lookup, no masks
+        return _bmp_classes()[cp]
     out = np.empty(cp.shape, dtype=np.uint8)
     bmp = cp < 0x10000
     out[bmp] = _bmp_classes()[cp[bmp]]
@@ -95,9 +97,8 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
     joined = "\x00".join(texts) + "\x00"
     cp = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     lens = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=count)
-    sample_of = np.repeat(np.arange(count, dtype=np.int64), lens)
-    cls = _classes(cp)
-    cls[cp == 0] = _SEP
+    ends = np.cumsum(lens)  # text i's characters end before ends[i]
+    cls = _classes(cp)  # NUL (between texts) is a separator in the table
     is_word = cls == _WORD
     is_cjk = cls == _CJK
     prev_word = np.empty_like(is_word)
@@ -110,15 +111,16 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
         return np.zeros(0, np.uint32), np.zeros(count + 1, np.int64)
     # Token hash: sum of mixed code point * P^position-in-token, over the token's characters.
     chars = np.flatnonzero(tok_char)
-    tok_of_char = np.cumsum(tok_start)[chars] - 1
+    start_of_char = tok_start[chars]  # every token starts on a token character
+    tok_of_char = np.cumsum(start_of_char, dtype=np.int64) - 1
     pos = chars - starts[tok_of_char]
     powers = np.ones(int(pos.max()) + 1, dtype=np.uint64)
     powers[1:] = np.cumprod(np.full(powers.size - 1, _P_CHAR, dtype=np.uint64))
     x = (cp[chars].astype(np.uint64) + np.uint64(1)) * _C_MUL
-    starts_in_chars = np.flatnonzero(tok_start[chars])
+    starts_in_chars = np.flatnonzero(start_of_char)
     th = fmix64(np.add.reduceat(x * powers[pos], starts_in_chars))
     ttype = is_cjk[starts]
-    tsample = sample_of[starts]
+    tsample = np.searchsorted(ends, starts, side="right")
     # Runs: consecutive tokens of one type in one text (and one turn, below).
     t = th.size
     run_start = np.ones(t, dtype=bool)
@@ -129,7 +131,7 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
     if marks.size:
         before = np.searchsorted(marks, starts)  # marks before each token: a turn id
         prev = marks[np.maximum(before - 1, 0)]
-        text_start = (np.cumsum(lens) - lens)[tsample]
+        text_start = (ends - lens)[tsample]
         in_turn = (before > 0) & (prev >= text_start)
         trole = np.where(in_turn, cp[prev] - np.uint32(_MARK_LO - 1), 0)
         th = th ^ _ROLE_SALT[trole]

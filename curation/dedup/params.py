@@ -12,6 +12,8 @@ from ..errors import StudioError
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
 DEFAULT_SHINGLE = sh.DEFAULT_SHINGLE
+SCHEME = "rensa-rminhash2"   # the MinHash of stored signatures (curation/dedup/signatures.py)
+OLD_SCHEMES = ("affine32",)  # earlier schemes, whose stored signatures are dropped
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class DedupParams:
     def signature_key(self) -> str:
         """What a stored signature depends on (threshold and verify do not change it)."""
         # v2: whole samples are shingled turn by turn with role marks (curation/normalize.py)
-        return f"v2 fields={self.fields} num_perm={self.num_perm} shingle={self.shingle} seed={sh.SEED} scheme=affine32"
+        return f"v2 fields={self.fields} num_perm={self.num_perm} shingle={self.shingle} seed={sh.SEED} scheme={SCHEME}"
 
 
 def last_params(con) -> DedupParams | None:

@@ -20,7 +20,7 @@ from .clusters import Plan, keeper_rank, reviewer_keepers
 from .lsh import band_keys, candidate_pairs, group_pairs, lsh_params, unique_pairs
 from .params import DedupParams
 from .signatures import Sigs
-from .similarity import PairLookup, similarities
+from .similarity import COVERAGE_MARGIN, PairLookup, similarities
 
 if TYPE_CHECKING:
     from .run import DedupReport
@@ -153,7 +153,6 @@ def keeper_clusters(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
 
 
 COVERAGE_PAIRS = 1 << 16   # candidate-member pairs estimated per group in _widest_keeper (more: fewer candidates)
-COVERAGE_MARGIN = 0.15     # a pair whose MinHash estimate is this far below the threshold is far (3.7 sd at 0.7)
 
 
 def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, rep: np.ndarray,
@@ -174,8 +173,8 @@ def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job,
         cand = cand[:max(1, COVERAGE_PAIRS // (hi - lo))]
         if cand.size < 2:
             continue
-        est = (data.sigs[members[cand]][:, None, :] == data.sigs[members[lo:hi]][None, :, :]).mean(axis=2)
-        ci, mi = np.nonzero(est >= params.threshold - COVERAGE_MARGIN)
+        agree = np.count_nonzero(data.sigs[members[cand]][:, None, :] == data.sigs[members[lo:hi]][None, :, :], axis=2)
+        ci, mi = np.nonzero(agree >= (params.threshold - COVERAGE_MARGIN) * params.num_perm)
         cands.append(cand)
         pair_a.append(cand[ci])
         pair_b.append(lo + mi)
@@ -214,7 +213,7 @@ def pair_similarity(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
             code = np.minimum(da[missing], db[missing]).astype(np.int64) * rep.size + np.maximum(da[missing], db[missing])
             uniq, inv = np.unique(code, return_inverse=True)
             ua, ub = uniq // rep.size, uniq % rep.size
-            computed = (data.sigs[ua] == data.sigs[ub]).mean(axis=1)
+            computed = np.count_nonzero(data.sigs[ua] == data.sigs[ub], axis=1) / data.sigs.shape[1]
             close = computed >= params.threshold - COVERAGE_MARGIN
             if params.verify and close.any():
                 computed[close] = similarities(ws, params, data.ids[ua[close]], data.ids[ub[close]], data, pool, job)
