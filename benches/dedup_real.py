@@ -24,7 +24,6 @@ Only ratios from the same run mean anything on a loaded machine: the table print
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess

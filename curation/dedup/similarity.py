@@ -102,15 +102,16 @@ class ShingleSets:
         """Exact Jaccard of each pair (ids held here; two empty sets count as different)."""
         from scipy.sparse import csr_matrix
 
-        if self._matrix is None:
-            self._matrix = csr_matrix((np.ones(self.hashes.size, np.int8), self.hashes.astype(np.int64), self.indptr),
-                                      shape=(self.ids.size, 1 << 32))
+        matrix = self._matrix
+        if matrix is None:
+            matrix = self._matrix = csr_matrix((np.ones(self.hashes.size, np.int8), self.hashes.astype(np.int64),
+                                                self.indptr), shape=(self.ids.size, 1 << 32))
         ra, rb = np.searchsorted(self.ids, a_ids), np.searchsorted(self.ids, b_ids)
         size = np.diff(self.indptr)
         out = np.zeros(ra.size, np.float64)
         for s in range(0, ra.size, PAIR_BLOCK):
             a, b = ra[s:s + PAIR_BLOCK], rb[s:s + PAIR_BLOCK]
-            inter = self._matrix[a].multiply(self._matrix[b]).getnnz(axis=1)
+            inter = matrix[a].multiply(matrix[b]).getnnz(axis=1)
             union = size[a] + size[b] - inter
             out[s:s + PAIR_BLOCK] = np.where((size[a] > 0) & (size[b] > 0), inter / np.maximum(union, 1), 0.0)
         return out
