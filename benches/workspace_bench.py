@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curation import browse, review  # noqa: E402
+from curation import browse, review, undo  # noqa: E402
 from curation.browse import Filter  # noqa: E402
 from curation.workspace import open_workspace  # noqa: E402
 
@@ -112,7 +112,7 @@ def main() -> int:
         flip = iter(["approved", "rejected"] * 50)
         add("set_status of 10k random ids (+ operation + 10k op_samples)", timed(lambda: set10k(next(flip)), 8), 100)
 
-        add("undo of the last 10k status change", timed(lambda: (set10k(next(flip)), review.undo(ws)), 4)
+        add("undo of the last 10k status change", timed(lambda: (set10k(next(flip)), undo.undo(ws)), 4)
             - timed(lambda: set10k(next(flip)), 4))
         from curation import export
 

@@ -661,7 +661,7 @@ def flags_of(con, sample_id: int) -> list[dict[str, Any]]:
 
 
 def undo_operation(ws: Workspace, op) -> None:
-    """Undo of 'quality' operations (curation.review.undo_handlers): drop this op's flags and values, restore the saved ones."""
+    """Undo of 'quality' operations (curation.undo.undo_handlers): drop this op's flags and values, restore the saved ones."""
     con = ws.con
     op_id = op.id if hasattr(op, "id") else int(op)
     con.execute("DELETE FROM quality_flags WHERE op_id = ?", [op_id])

@@ -1,24 +1,14 @@
-"""Review: approve, reject, edit and undo, each one operation in the audit log.
+"""Review: approve, reject and edit, each one operation in the audit log; the log itself.
 
 Every change here lands in one transaction with its `operations` row and one `op_samples` row per
 sample it changed (old and new status, old and new version), so the log says exactly what
-happened and undo knows what to put back.
-
-Undo reverts the most recent operations that are not yet undone, newest first (a stack: an older
-operation is never undone under a newer one). Undo is itself an operation (kind 'undo'); each
-reverted operation gets `undone_by` set to it. How an operation is undone depends on its kind
-alone: `undo_handlers()` is the table from kind to a function `fn(ws, op)` (`op` is an
-`Operation`; the function runs inside the undo transaction), one per module that makes the kind.
-An operation stores what it changed, never which code reverts it (workspaces written before
-migration 0007 stored a "module:function" name or a recipe in `details`; that migration drops them).
-An operation of a kind the table lacks cannot be undone: undo stops there with a clear error rather
-than skip it and revert older work out of order.
+happened and undo knows what to put back. Undo itself is curation.undo; this module hands it the
+handlers of the kinds it makes (`UNDO_HANDLERS`: status, edit, import).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from functools import cache
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import duckdb
@@ -48,12 +38,11 @@ class Operation:
                 "sample_count": self.sample_count, "details": self.details, "undone_by": self.undone_by}
 
 
-UndoHandler = Callable[["Workspace", Operation], None]
-
-_OP_COLS = 'id, kind, "at", reason, sample_count, details, undone_by'
+OP_COLUMNS = 'id, kind, "at", reason, sample_count, details, undone_by'
 
 
-def _op(row: tuple) -> Operation:
+def operation_from_row(row: tuple) -> Operation:
+    """An `Operation` from a row of `SELECT {OP_COLUMNS} FROM operations`."""
     details = row[5]
     if isinstance(details, str):
         details = json.loads(details) if details else {}
@@ -229,80 +218,23 @@ def _undo_import(ws: Workspace, op: Operation) -> None:
 
 
 # -- undo ---------------------------------------------------------------------------------------
-@cache
-def undo_handlers() -> dict[str, UndoHandler]:
-    """Operation kind -> the function that reverts it. The modules that own the other kinds are
-    imported here, on the first undo, not at the top: they add about 0.1 s to every approve and
-    reject from the command line otherwise."""
-    from . import dedup, quality
-    from .augment import jobs as augment_jobs
-    from .augment.templates import OPERATIONS as AUGMENT_OPERATIONS
-
-    return {
-        "status": _undo_status,
-        "edit": _undo_edit,
-        "import": _undo_import,
-        "dedup": dedup.undo_operation,
-        "keeper": dedup.undo_operation,
-        "quality": quality.undo_operation,
-        **{f"augment:{name}": augment_jobs.undo_augment for name in AUGMENT_OPERATIONS},
-        "augment:lineage": augment_jobs.undo_lineage,
-    }
-
-
-# A status change that changed no sample: no longer recorded, but workspaces written before that
-# hold some. Undo passes over them (marking them undone with the next real operation).
-_EMPTY_OP_SQL = "(kind = 'status' AND sample_count = 0)"
-
-
-def undoable(con: duckdb.DuckDBPyConnection, n: int = 1) -> list[Operation]:
-    """The next `n` operations undo would revert, newest first."""
-    rows = con.execute(
-        f"SELECT {_OP_COLS} FROM operations WHERE undone_by IS NULL AND kind <> 'undo' AND NOT {_EMPTY_OP_SQL} "
-        f"ORDER BY id DESC LIMIT ?", [int(n)]
-    ).fetchall()
-    return [_op(r) for r in rows]
-
-
-def undo(ws: Workspace, n: int = 1, reason: str | None = None) -> list[int]:
-    """Revert the last `n` operations not yet undone, newest first, in one transaction; returns the
-    ids undone (empty when there is nothing to undo). Records an operation of kind 'undo'."""
-    if n < 1:
-        raise StudioError(f"undo count must be at least 1, got {n}.")
-    ops = undoable(ws.con, n)
-    if not ops:
-        return []
-    table = undo_handlers()
-    handlers = []
-    for op in ops:
-        h = table.get(op.kind)
-        if h is None:
-            raise StudioError(
-                f"operation {op.id} ({op.kind}) cannot be undone: this studio has no undo for that kind. "
-                f"Nothing was undone; `studio history` lists the operations."
-            )
-        handlers.append(h)
-    with ws.transaction() as con:
-        undo_id = ws.record_operation(
-            "undo", reason=reason, sample_count=sum(o.sample_count for o in ops),
-            details={"undid": [o.id for o in ops], "kinds": [o.kind for o in ops]},
-        )
-        for op, h in zip(ops, handlers):
-            h(ws, op)
-            con.execute("UPDATE operations SET undone_by = ? WHERE id = ?", [undo_id, op.id])
-        con.execute(f"UPDATE operations SET undone_by = ? WHERE undone_by IS NULL AND {_EMPTY_OP_SQL} AND id > ?",
-                    [undo_id, min(o.id for o in ops)])
-    return [o.id for o in ops]
+# The kinds this module makes and how each is reverted; curation.undo joins them with the other
+# modules' handlers and runs them.
+UNDO_HANDLERS: dict[str, Callable[[Workspace, Operation], None]] = {
+    "status": _undo_status,
+    "edit": _undo_edit,
+    "import": _undo_import,
+}
 
 
 def get_operation(con: duckdb.DuckDBPyConnection, op_id: int) -> Operation:
     """One operation of the audit log by id."""
-    rows = con.execute(f"SELECT {_OP_COLS} FROM operations WHERE id = ?", [int(op_id)]).fetchall()
+    rows = con.execute(f"SELECT {OP_COLUMNS} FROM operations WHERE id = ?", [int(op_id)]).fetchall()
     if not rows:
         raise NotFound(f"no operation {op_id}; `studio history` lists them.")
-    return _op(rows[0])
+    return operation_from_row(rows[0])
 
 
 def history(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[Operation]:
     """The latest operations, newest first."""
-    return [_op(r) for r in con.execute(f"SELECT {_OP_COLS} FROM operations ORDER BY id DESC LIMIT ?", [int(limit)]).fetchall()]
+    return [operation_from_row(r) for r in con.execute(f"SELECT {OP_COLUMNS} FROM operations ORDER BY id DESC LIMIT ?", [int(limit)]).fetchall()]

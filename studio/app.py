@@ -75,7 +75,7 @@ class StudioApp(App):
         self.first_screen = screen
         self.create = create
         self.engine: Any = None  # studio.engine.Engine once the workspace is open
-        self.ipc: Any = None  # studio.ipc.Server: runs `studio stats` & co. for other processes
+        self.ipc: Any = None  # studio.ipc_server.Server: runs `studio stats` & co. for other processes
         self.jobs: dict[int, Any] = {}  # running curation.jobs.Job by id, shown by JobProgress
         self._job_ids = 0
         self._settings, self._settings_problem = settings_mod.load()
@@ -102,7 +102,7 @@ class StudioApp(App):
         except StudioError as exc:
             self.push_screen(WorkspaceErrorScreen(str(exc)))
             return
-        from .ipc import start_server
+        from .ipc_server import start_server
 
         self.ipc = start_server(self.engine)  # read-only commands while we hold the workspace
         self.sub_title = self.engine.name

@@ -201,7 +201,7 @@ def test_rewrites_are_judged_on_the_instruction_against_their_lineage(ws, fake, 
 
 
 def test_undo_restores_the_dropped_rewrites(ws, fake, monkeypatch):
-    from curation import review
+    from curation import undo
 
     ids = _add(ws, [(_instruction(i), _answer(i)) for i in (3, 15, 0)])  # scripted by their Task number
     _deduped(ws)
@@ -216,11 +216,11 @@ def test_undo_restores_the_dropped_rewrites(ws, fake, monkeypatch):
     # the marks are one operation of their own; undoing it (and what came after) restores them
     op_id = ws.con.execute("SELECT id FROM operations WHERE kind = 'augment:lineage'").fetchone()[0]
     later = ws.con.execute("SELECT count(*) FROM operations WHERE id >= ? AND kind <> 'undo'", [op_id]).fetchone()[0]
-    review.undo(ws, n=later)
+    undo.undo(ws, n=later)
     assert ws.count("duplicate_of IS NOT NULL") == 0
     assert ws.count("operation = 'augment:rewrite' AND status = 'pending'") == 9
     # and undoing the augment operation itself removes every generated sample
-    review.undo(ws, n=1)
+    undo.undo(ws, n=1)
     assert ws.count("operation = 'augment:rewrite'") == 0
 
 
@@ -356,9 +356,9 @@ def test_check_incremental_ignore_pairs(ws):
     members = {r[0] for r in ws.con.execute("SELECT sample_id FROM dup_members").fetchall()}
     assert members == {new, twin}
     # without it (undo that run first): the parent is matched too, as before
-    from curation import review
+    from curation import undo
 
-    review.undo(ws)
+    undo.undo(ws)
     rep = dedup.check_incremental(ws, [twin, new])
     members = {r[0] for r in ws.con.execute("SELECT sample_id FROM dup_members").fetchall()}
     assert members == {ids[1], twin, new}

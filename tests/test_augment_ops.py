@@ -134,7 +134,7 @@ def test_workspace_template_override_changes_version_and_requests(ws, fake, monk
 
 
 def test_undo_removes_generated_samples(ws, fake, monkeypatch):
-    from curation import review
+    from curation import undo
 
     add_samples(ws, SAMPLES[:2])
     configure(ws, fake, monkeypatch)
@@ -143,7 +143,7 @@ def test_undo_removes_generated_samples(ws, fake, monkeypatch):
     # the dedup/quality checks of the new samples are operations of their own, after ours
     op_id = ws.con.execute("SELECT id FROM operations WHERE kind = 'augment:answers'").fetchone()[0]
     later = ws.con.execute("SELECT count(*) FROM operations WHERE id >= ?", [op_id]).fetchone()[0]
-    review.undo(ws, n=later)
+    undo.undo(ws, n=later)
     assert ws.count("operation = 'augment:answers'") == 0
     again = _run(ws, op="answers", n=1)  # answers come back from the cache, and land again
     assert again.sent == 0 and ws.count("operation = 'augment:answers'") == 2

@@ -91,3 +91,72 @@ def test_no_screen_loads_a_cli_command_module():
                 assert not (name.startswith("..commands") or name.startswith("studio.commands")
                             or (name in (".", "..") and any(a.name == "commands" for a in node.names))), \
                     f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+
+
+# Cycles still being broken elsewhere: a strongly connected component inside this set is let pass.
+# training.long_context / plan / recipe / speed: the lead is untangling that one (issue 17); when
+# it lands, this set should go (the test still passes with it, but then guards less).
+KNOWN_CYCLES = [{"training.long_context", "training.plan", "training.recipe", "training.speed"}]
+
+
+def _strongly_connected(nodes: list[str], edges: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm: the strongly connected components of the graph, each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            found.append(sorted(component))
+
+    for v in nodes:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_strongly_connected_finds_a_cycle_and_leaves_a_chain():
+    edges = {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"], "e": []}
+    components = sorted(_strongly_connected(sorted(edges), edges))
+    assert components == [["a", "b", "c"], ["d"], ["e"]]
+
+
+def test_no_import_cycle_between_modules():
+    """No module of studio/, curation/ or training/ reaches itself through imports (function-level
+    and TYPE_CHECKING imports count: a cycle anywhere means neither module can be read, tested or
+    moved without the other). A failure names each cycle's modules and the lines that import."""
+    import grimp
+
+    graph = grimp.build_graph("studio", "curation", "training", cache_dir=None)
+    nodes = sorted(graph.modules)
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in nodes}
+    cycles = [c for c in _strongly_connected(nodes, edges)
+              if len(c) > 1 and not any(set(c) <= known for known in KNOWN_CYCLES)]
+    report = []
+    for component in cycles:
+        report.append("cycle: " + " <-> ".join(component))
+        members = set(component)
+        for importer in component:
+            for imported in edges[importer]:
+                if imported in members:
+                    for d in graph.get_import_details(importer=importer, imported=imported):
+                        report.append(f"  {importer}:{d['line_number']} {d['line_contents']}")
+    assert not cycles, "\n".join(report)

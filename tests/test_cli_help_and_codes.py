@@ -213,13 +213,13 @@ def test_approving_approved_samples_records_nothing_and_undo_reverts_the_real_ap
 
 
 def test_undo_passes_over_empty_status_operations_of_older_workspaces(ws):
-    from curation import review
+    from curation import review, undo
 
     (sid,) = add_samples(ws, SAMPLES[:1])
     real = review.approve(ws, [sid])
     empty = ws.record_operation("status", sample_count=0, details={"status": "approved", "requested": 1})
-    assert [o.id for o in review.undoable(ws.con)] == [real]
-    assert review.undo(ws) == [real]
+    assert [o.id for o in undo.undoable(ws.con)] == [real]
+    assert undo.undo(ws) == [real]
     assert ws.con.execute("SELECT status FROM samples WHERE id = ?", [sid]).fetchone()[0] == "pending"
     assert ws.con.execute("SELECT undone_by IS NOT NULL FROM operations WHERE id = ?", [empty]).fetchone()[0]
 

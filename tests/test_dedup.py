@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from curation import dedup, review, store
+from curation import dedup, review, store, undo
 from curation.dedup import DedupParams, similarity
 from curation.dedup.lsh import candidate_pairs, lsh_params
 from curation.errors import Cancelled, NotFound, StudioError
@@ -231,12 +231,12 @@ def test_reviewer_choice_survives_rerun_and_undo_restores_each_step(ws):
     dedup.find_duplicates(ws, DedupParams(threshold=0.75))  # a re-run with other settings keeps the choice
     (c3,) = clusters(ws)
     assert (c3["keeper_id"], c3["keeper_chosen_by"]) == (other, "reviewer")
-    review.undo(ws)  # the re-run
+    undo.undo(ws)  # the re-run
     assert clusters(ws) == [c2]
-    review.undo(ws)  # the keeper choice
+    undo.undo(ws)  # the keeper choice
     assert clusters(ws) == [c]
     assert ws.con.execute("SELECT duplicate_of FROM samples WHERE id = ?", [other]).fetchall()[0][0] == policy_keeper
-    review.undo(ws)  # the first run
+    undo.undo(ws)  # the first run
     assert clusters(ws) == []
     assert ws.con.execute("SELECT count(*) FROM samples WHERE cluster_id IS NOT NULL OR duplicate_of IS NOT NULL").fetchall()[0][0] == 0
 
@@ -278,7 +278,7 @@ def test_incremental_hashes_only_new_samples_and_joins_the_right_cluster(ws):
     assert again.signatures_computed == 0 and again.duplicates == 0
     assert again.op_id is None  # and no operation: undo reverts the check that changed something
     # Undo the incremental check: the joined cluster shrinks back, the new cluster goes.
-    review.undo(ws)
+    undo.undo(ws)
     assert [member_ids(c) for c in clusters(ws)] == [member_ids(zh_cluster)]
     assert ws.con.execute("SELECT count(*) FROM samples WHERE id IN (SELECT unnest(?)) AND cluster_id IS NOT NULL",
                           [new]).fetchall()[0][0] == 0

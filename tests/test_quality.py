@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from curation import quality, review, store
+from curation import quality, store, undo
 from curation.errors import StudioError
 from curation.quality import Rule, load_rules, measure_sample
 from curation.samples import chat
@@ -92,9 +92,9 @@ def test_run_stores_flags_with_value_threshold_detail_and_replaces_them(ws):
     quality.run_quality(ws, rules=rules, sample_ids=[ids[0]])
     assert [f["rule_id"] for f in quality.flags_of(ws.con, ids[0])] == ["answer_too_short"]
     assert [f["rule_id"] for f in quality.flags_of(ws.con, ids[3])] == ["answer_too_short", "url_only_answer"]
-    review.undo(ws)
+    undo.undo(ws)
     assert quality.flags_of(ws.con, ids[0]) == []
-    review.undo(ws)
+    undo.undo(ws)
     assert ws.con.execute("SELECT count(*) FROM quality_flags").fetchall()[0][0] == 0
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from curation import browse, review, store
+from curation import browse, review, store, undo
 from curation.errors import NotFound, StudioError
 from curation.samples import Message, Sample, chat
 
@@ -25,7 +25,7 @@ def test_approve_three_reject_one_undo_one(ws, ids):
     a = review.approve(ws, ids[:3], reason="looks right")
     r = review.reject(ws, [ids[3]], reason="wrong answer")
     assert _statuses(ws, ids) == ["approved", "approved", "approved", "rejected", "pending"]
-    assert review.undo(ws) == [r]
+    assert undo.undo(ws) == [r]
     assert _statuses(ws, ids) == ["approved", "approved", "approved", "pending", "pending"]
     ops = review.history(ws.con)
     assert [o.kind for o in ops] == ["undo", "status", "status"]
@@ -34,16 +34,16 @@ def test_approve_three_reject_one_undo_one(ws, ids):
     rows = ws.con.execute("SELECT sample_id, old_status, new_status FROM op_samples WHERE op_id = ? ORDER BY 1", [a]).fetchall()
     assert rows == [(i, "pending", "approved") for i in ids[:3]]
     # the next undo skips the undone operation and the undo itself
-    assert review.undo(ws) == [a]
+    assert undo.undo(ws) == [a]
     assert _statuses(ws, ids) == ["pending"] * 5
-    assert review.undo(ws) == []
+    assert undo.undo(ws) == []
 
 
 def test_status_change_records_only_changed_samples_and_checks_ids(ws, ids):
     review.approve(ws, ids[:2])
     op = review.approve(ws, ids[:4])
     assert ws.con.execute("SELECT count(*) FROM op_samples WHERE op_id = ?", [op]).fetchone()[0] == 2
-    review.undo(ws)
+    undo.undo(ws)
     assert _statuses(ws, ids[:4]) == ["approved", "approved", "pending", "pending"]
     last = ws.last_operation_id()
     with pytest.raises(NotFound, match="no sample with id 998, 999"):
@@ -65,10 +65,10 @@ def test_edit_keeps_every_version_and_undo_restores_it(ws, ids):
     assert d.versions[0].messages == before.messages and d.versions[1].system is None
     assert d.versions[1].op_id == e2 and d.content_hash != before.content_hash
     assert review.edit(ws, sid, system="回答要简洁。") is None  # unchanged: no operation
-    assert review.undo(ws) == [e2]
+    assert undo.undo(ws) == [e2]
     d = browse.get_sample(ws.con, sid)
     assert d.version == 2 and d.system is None and [v.version for v in d.versions] == [1]
-    assert review.undo(ws) == [e1]
+    assert undo.undo(ws) == [e1]
     d = browse.get_sample(ws.con, sid)
     assert (d.version, d.messages, d.instruction, d.lang, d.content_hash) == (
         1, before.messages, "question 0", "en", before.content_hash)
@@ -100,7 +100,7 @@ def test_undo_import_deletes_its_samples(ws, ids):
         ws.con.execute("INSERT INTO imports (id, path, file_sha256, format, rows, op_id) VALUES (1, 'x.json', 'abc', 'alpaca', 2, ?)", [op])
         new = store.insert_samples(ws.con, [chat("x", "y"), chat("z", "w")], import_id=1)
         ws.con.execute("INSERT INTO quality_flags (sample_id, rule_id) VALUES (?, 'too_short')", [new[0]])
-    assert review.undo(ws) == [op]
+    assert undo.undo(ws) == [op]
     assert browse.count(ws.con, browse.Filter()) == 5
     assert ws.con.execute("SELECT count(*) FROM imports").fetchone()[0] == 0
     assert ws.con.execute("SELECT count(*) FROM quality_flags").fetchone()[0] == 0
@@ -111,7 +111,7 @@ def test_an_operation_of_a_kind_without_undo_stops_undo_before_anything_changes(
     with ws.transaction():
         stuck = ws.record_operation("mystery", details={"undo_handler": "curation.review:approve"})
     with pytest.raises(StudioError, match=f"operation {stuck} \\(mystery\\) cannot be undone"):
-        review.undo(ws, 2)
+        undo.undo(ws, 2)
     assert _statuses(ws, ids[:1]) == ["approved"]
     assert [o.kind for o in review.history(ws.con, limit=1)] == ["mystery"]
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from curation import browse, export, review
+from curation import browse, export, review, undo
 from curation.importers import import_paths
 
 RECORDS = {
@@ -68,7 +68,7 @@ def test_undo_a_real_import(ws, tmp_path):
     import_paths(ws, [_write(tmp_path / "a.jsonl", RECORDS["alpaca"])], format="alpaca")
     import_paths(ws, [_write(tmp_path / "b.jsonl", RECORDS["messages"])], format="messages")
     assert browse.count(ws.con, browse.Filter()) == 5
-    undone = review.undo(ws)
+    undone = undo.undo(ws)
     assert len(undone) == 1
     st = browse.stats(ws.con)
     assert st["total"] == 3 and list(st["by_source"]) == ["a.jsonl"] and len(st["imports"]) == 1

@@ -14,7 +14,7 @@ import time
 
 from studio.cli import main
 from tests.training_fixtures import tiny_config, write_split
-from training import runs
+from training import rundir, runs
 
 
 def file_status(run) -> dict:
@@ -98,7 +98,7 @@ def test_a_local_run_that_died_is_reconciled_once_and_an_unwritable_file_still_r
     def no_space(*a, **kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs, "write_status", no_space)
+    monkeypatch.setattr(rundir, "write_status", no_space)  # effective_status writes through rundir
     st = runs.effective_status(full)
     assert st.state == "failed" and f"pid {gone}" in st.error
     assert file_status(full)["state"] == "queued"  # could not be written; read as failed all the same

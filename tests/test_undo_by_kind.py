@@ -1,4 +1,4 @@
-"""Undo by kind: one table in code (curation.review.undo_handlers) says how each kind of operation
+"""Undo by kind: one table in code (curation.undo.undo_handlers) says how each kind of operation
 is undone. Every kind the curation engine records is in it, and a workspace written by an older
 studio, whose operations named their undo code in `details` ("curation.dedup:undo_operation", a
 recipe), migrates (0007 drops those keys) and still undoes each step, as `studio undo` reports."""
@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from curation import dedup, quality, review
+from curation import dedup, quality, undo
 from curation.augment.templates import OPERATIONS
 from curation.importers import import_paths
 from curation.workspace import open_workspace
@@ -37,7 +37,7 @@ def _recorded_kinds() -> set[str]:
 def test_every_recorded_kind_has_an_undo():
     kinds = _recorded_kinds()
     assert {"status", "edit", "import", "dedup", "keeper", "quality", "augment:lineage", "augment:judge"} <= kinds
-    assert kinds - {"undo"} <= set(review.undo_handlers()), kinds - set(review.undo_handlers())
+    assert kinds - {"undo"} <= set(undo.undo_handlers()), kinds - set(undo.undo_handlers())
 
 
 def _write_data(path: Path) -> Path:

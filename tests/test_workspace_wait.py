@@ -17,7 +17,7 @@ import pytest
 from curation.errors import WorkspaceLocked
 from studio.app import StudioApp
 from studio.cli import main, parse
-from studio.ipc import SOCKET_NAME, _address
+from studio.ipc import SOCKET_NAME, socket_address
 from tests._studio_ws import make_workspace
 from tests.conftest import ROOT
 
@@ -126,7 +126,7 @@ async def test_read_only_commands_run_in_the_open_studio(tmp_path, monkeypatch, 
     assert free[("show", "99")][0] != 0 and free[("export", "v1", "--dry-run", "--json")][0] == 0
 
     # a socket left by a studio that died is replaced
-    with _address(ws / SOCKET_NAME) as address:
+    with socket_address(ws / SOCKET_NAME) as address:
         socket.socket(socket.AF_UNIX).bind(address)
 
     app = StudioApp(ws)
@@ -157,7 +157,7 @@ async def test_read_only_commands_run_in_the_open_studio(tmp_path, monkeypatch, 
 
 
 def _raw_request(ws, request) -> dict:
-    with socket.socket(socket.AF_UNIX) as sock, _address(ws / SOCKET_NAME) as address:
+    with socket.socket(socket.AF_UNIX) as sock, socket_address(ws / SOCKET_NAME) as address:
         sock.settimeout(60)
         sock.connect(address)
         sock.sendall(json.dumps(request).encode())

@@ -211,7 +211,7 @@ def resolve_eval_set(on: str | None, splits_dir: Path, specs: list[ModelSpec]) -
 
 def resolve_models(names: Iterable[str], runs_dir: Path | None) -> list[ModelSpec]:
     """`base`, run ids (adapters), `merged:RUN`, or anything `base:` accepts."""
-    from .runs import find_run
+    from .rundir import find_run
 
     specs: list[ModelSpec] = []
     for name in names:

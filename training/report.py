@@ -436,7 +436,7 @@ def render_report(run_dir: str | Path) -> str:
     """The report page of a run directory, as a string (reads the run's files; writes nothing)."""
     from .config import load_run_config
     from .metrics import metric_points, read_metrics
-    from .runs import effective_status
+    from .rundir import effective_status
 
     run_dir = Path(run_dir)
     status = effective_status(run_dir)

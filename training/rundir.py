@@ -3,6 +3,8 @@
 `RunState` is the run's lifecycle (`is_final` is the one definition of "finished"), `RunStatus` is
 status.json as a typed model, `RunInfo` is one row of `studio runs`. `read_status` and
 `write_status` are the only code that reads or writes status.json; everything else calls them.
+`effective_status` is status.json as a reader should take it (a run whose process died without a
+word is failed, written once by whoever notices); `find_run` finds a run by id, prefix or path.
 
 Readers tolerate what an older or newer trainer wrote: a missing key reads as its default, a key
 this model does not know is kept (`RunStatus.model_extra`) and written back unchanged, and a value
@@ -14,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
 import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -23,7 +26,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .errors import RunNotFound
+
 STATUS_FILE = "status.json"
+LOG_FILE = "train.log"  # the training process's output
 REMOTE_JSON = "remote.json"  # only in the local mirror of a run on an SSH host (training.remote)
 
 
@@ -219,3 +225,70 @@ def start_order(run_dir: Path, status: RunStatus | None = None) -> tuple[str, fl
     except OSError:
         mtime = 0.0
     return (st.started_at or "9", mtime, run_dir.name)
+
+
+# ---------------------------------------------------------------- what readers see
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child of this process stays a zombie until reaped: not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _orphaned(st: RunStatus) -> bool:
+    """A run that says queued/running while its process is gone from this host (kill -9, the OOM
+    killer, a full disk that stopped even the final status write)."""
+    return (not st.state.is_final and st.host == socket.gethostname()
+            and bool(st.pid) and not pid_alive(st.pid))
+
+
+def effective_status(run_dir: str | Path) -> RunStatus:
+    """status.json, except that a queued/running run whose process is gone on this host is failed:
+    that is written to status.json (the file is the contract), once, by whoever notices first. A
+    remote run's mirror (remote.json; its host's status is copied over it) only reads as failed."""
+    run_dir = Path(run_dir)
+    st = read_status(run_dir)
+    if not _orphaned(st):
+        return st
+    pid = st.pid
+    fields: dict[str, Any]
+    if st.cancel_requested_at:  # SIGTERM came before the process could say so itself
+        fields = {"state": RunState.CANCELLED, "finished_at": utc_now()}
+    else:
+        fields = {"state": RunState.FAILED, "finished_at": utc_now(),
+                  "error": f"the training process (pid {pid}) ended without a word: killed or out of memory? "
+                           f"See {LOG_FILE}. Resume with `studio train --resume {run_dir.name}`"}
+    if (run_dir / REMOTE_JSON).exists():
+        return st.with_changes(**fields)
+    now = read_status(run_dir)  # it may have written its end just before it exited
+    if not (_orphaned(now) and now.pid == pid):
+        return now
+    try:
+        return write_status(run_dir, **fields)
+    except OSError:  # a read-only mirror or a full disk: say it all the same
+        return now.with_changes(**fields)
+
+
+def find_run(runs_dir: str | Path, ref: str) -> Path:
+    """A run by id, unique id prefix, or path."""
+    p = Path(ref)
+    if (p / "config.yaml").is_file():
+        return p
+    runs_dir = Path(runs_dir)
+    if (runs_dir / ref / "config.yaml").is_file():
+        return runs_dir / ref
+    matches = sorted(d for d in runs_dir.glob(f"{ref}*") if (d / "config.yaml").is_file()) if runs_dir.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise RunNotFound(f"run {ref!r} is ambiguous: {', '.join(m.name for m in matches[:5])}")
+    raise RunNotFound(f"no run {ref!r} in {runs_dir}; list them with: studio runs")

@@ -30,20 +30,23 @@ from typing import Any, Callable
 from .config import TrainConfig, load_run_config, save_config, with_changes
 from .errors import RunNotFound, TrainingError
 
-# status.json lives in training.rundir; these names are also used as training.runs.X
+# status.json, reading it as a reader should (effective_status) and finding a run live in
+# training.rundir; these names are also used as training.runs.X
 from .rundir import (  # noqa: F401
+    LOG_FILE,
     REMOTE_JSON,
     STATUS_FILE,
     RunInfo,
     RunState,
     RunStatus,
+    effective_status,
+    find_run,
+    pid_alive,
     read_status,
     start_order,
     utc_now,
     write_status,
 )
-
-LOG_FILE = "train.log"
 
 
 class StatusWriter:
@@ -466,55 +469,6 @@ def _reproduce_line(run_dir: Path) -> str:
 
 # ---------------------------------------------------------------- list / cancel / resume
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of this process stays a zombie until reaped: not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _orphaned(st: RunStatus) -> bool:
-    """A run that says queued/running while its process is gone from this host (kill -9, the OOM
-    killer, a full disk that stopped even the final status write)."""
-    return (not st.state.is_final and st.host == socket.gethostname()
-            and bool(st.pid) and not pid_alive(st.pid))
-
-
-def effective_status(run_dir: str | Path) -> RunStatus:
-    """status.json, except that a queued/running run whose process is gone on this host is failed:
-    that is written to status.json (the file is the contract), once, by whoever notices first. A
-    remote run's mirror (remote.json; its host's status is copied over it) only reads as failed."""
-    run_dir = Path(run_dir)
-    st = read_status(run_dir)
-    if not _orphaned(st):
-        return st
-    pid = st.pid
-    fields: dict[str, Any]
-    if st.cancel_requested_at:  # SIGTERM came before the process could say so itself
-        fields = {"state": RunState.CANCELLED, "finished_at": utc_now()}
-    else:
-        fields = {"state": RunState.FAILED, "finished_at": utc_now(),
-                  "error": f"the training process (pid {pid}) ended without a word: killed or out of memory? "
-                           f"See {LOG_FILE}. Resume with `studio train --resume {run_dir.name}`"}
-    if (run_dir / REMOTE_JSON).exists():
-        return st.with_changes(**fields)
-    now = read_status(run_dir)  # it may have written its end just before it exited
-    if not (_orphaned(now) and now.pid == pid):
-        return now
-    try:
-        return write_status(run_dir, **fields)
-    except OSError:  # a read-only mirror or a full disk: say it all the same
-        return now.with_changes(**fields)
-
-
 def run_info(run_dir: str | Path, status: RunStatus | None = None) -> RunInfo:
     """One row of `studio runs`: id, state, step/max, last loss, last eval loss, base, method, started."""
     from .metrics import metric_points, read_metrics
@@ -541,22 +495,6 @@ def run_dirs(runs_dir: str | Path) -> list[Path]:
 def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     """Every run under runs_dir, oldest first (by start time; runs not started yet last)."""
     return [run_info(d) for d in run_dirs(runs_dir)]
-
-
-def find_run(runs_dir: str | Path, ref: str) -> Path:
-    """A run by id, unique id prefix, or path."""
-    p = Path(ref)
-    if (p / "config.yaml").is_file():
-        return p
-    runs_dir = Path(runs_dir)
-    if (runs_dir / ref / "config.yaml").is_file():
-        return runs_dir / ref
-    matches = sorted(d for d in runs_dir.glob(f"{ref}*") if (d / "config.yaml").is_file()) if runs_dir.is_dir() else []
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise RunNotFound(f"run {ref!r} is ambiguous: {', '.join(m.name for m in matches[:5])}")
-    raise RunNotFound(f"no run {ref!r} in {runs_dir}; list them with: studio runs")
 
 
 def cancel(run_dir: str | Path, *, wait_s: float = 0.0) -> RunStatus:

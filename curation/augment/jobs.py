@@ -736,7 +736,7 @@ def _judge_gate(ws: Workspace, con: Any, runner: _Runner, spec: Spec, new_ids: l
 
 def undo_augment(ws: Workspace, op: Any) -> None:
     """Undo of 'augment:rewrite', 'augment:answers', 'augment:reverse' and 'augment:judge'
-    (curation.review.undo_handlers): delete the samples the operation created, or put back the
+    (curation.undo.undo_handlers): delete the samples the operation created, or put back the
     judge scores it replaced; forget the outputs so a rerun lands them again."""
     con = ws.con
     job_id = op.details.get("job_id")

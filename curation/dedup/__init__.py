@@ -11,13 +11,15 @@ The package, one module per data type:
 - similarity.py  exact Jaccard (verification) or MinHash estimate of pairs
 - plan.py        clusters from pairs, each member verified against its keeper (full run, incremental)
 - clusters.py    keeper policy, cluster writes, reviewer keeper choice, listing, undo
+- report.py      DedupReport: what a run found and did
 - run.py         find_duplicates and check_incremental: one undoable operation each
 
 The worker pool is curation.workers (shared with curation.quality).
 """
 from .clusters import list_clusters, set_keeper, undo_operation
 from .params import DEFAULT_THRESHOLD, DedupParams, last_params
-from .run import DedupReport, check_incremental, find_duplicates
+from .report import DedupReport
+from .run import check_incremental, find_duplicates
 
 __all__ = ["DEFAULT_THRESHOLD", "DedupParams", "DedupReport", "check_incremental", "find_duplicates",
            "last_params", "list_clusters", "set_keeper", "undo_operation"]

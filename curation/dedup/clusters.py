@@ -236,7 +236,7 @@ def _keeper_unchanged(con, cluster_id: int, sample_id: int, ids: np.ndarray, sim
 
 
 def undo_operation(ws, op) -> None:
-    """Undo handler for 'dedup' and 'keeper' operations (runs inside review.undo's transaction):
+    """Undo handler for 'dedup' and 'keeper' operations (runs inside curation.undo's transaction):
     drop the clusters the op touched and put back what it saved."""
     con = ws.con
     op_id = op.id if hasattr(op, "id") else int(op)

@@ -23,7 +23,7 @@ from .signatures import Sigs
 from .similarity import COVERAGE_MARGIN, PairLookup, similarities
 
 if TYPE_CHECKING:
-    from .run import DedupReport
+    from .report import DedupReport
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -22,31 +22,8 @@ from ..workers import Workers
 from .clusters import UNDO_HANDLER, Plan, save_for_undo, write_plan
 from .params import DedupParams, last_params
 from .plan import plan_full, plan_incremental
+from .report import DedupReport
 from .signatures import Sigs, compute_missing, merge, store_signatures, stored_signatures
-
-
-@dataclass
-class DedupReport:
-    """What a run found and did; `as_dict` is the `studio dedup --json` report."""
-
-    op_id: int | None
-    params: dict[str, Any]
-    incremental: bool = False
-    samples: int = 0              # samples compared
-    signatures_computed: int = 0
-    signatures_reused: int = 0
-    candidate_pairs: int = 0
-    verified_pairs: int = 0       # pairs at or above the threshold
-    chains_split: int = 0         # linked groups split because members were below the threshold to the keeper
-    clusters: int = 0
-    exact_clusters: int = 0
-    near_clusters: int = 0
-    duplicates: int = 0           # samples marked duplicate_of a keeper
-    joined_existing: int = 0      # incremental: new samples added to clusters that existed
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _details(params: DedupParams, report: DedupReport, incremental: bool) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 A command module defines `command`: a function taking one `Args` (its parameters as attributes)
 and returning the exit status, made a command with `@studio_command(...)` and click's parameter
 decorators (`option` here may put an option in a titled section of the help). Running it goes
-through `defer`: the command line is parsed completely first (studio.cli.parse hands back a
+through `defer`: the command line is parsed completely first (studio.command_group.parse hands back a
 `Call`), and then run, so the studio app can parse a command sent by another process, check that
-it only reads, and run the same handler (studio/ipc.py).
+it only reads, and run the same handler (studio/ipc_server.py).
 
 `--workspace/-w` and `--wait` are options of `studio` and of every command: `studio -w A import x`
 and `studio import x -w A` both work, the command's own value winning (`args_of`).
@@ -26,7 +26,7 @@ from ._help import example_lines, keep_lines
 WORKSPACE_HELP = "workspace folder (default: $STUDIO_WORKSPACE, else ./studio-workspace)"
 WAIT_HELP = ("if another process holds the workspace, wait up to SECONDS for it instead of failing "
              "(default: $STUDIO_WAIT, else 0)")
-RUNNER = "studio.runner"  # ctx.meta key: what to do with a parsed Call (studio.cli.parse keeps it)
+RUNNER = "studio.runner"  # ctx.meta key: what to do with a parsed Call (studio.command_group.parse keeps it)
 ARGV = "studio.argv"      # ctx.meta key: the command line as given
 
 
@@ -75,7 +75,7 @@ def args_of(ctx: click.Context, defaults: dict[str, Any] | None = None) -> Args:
 
 def defer(ctx: click.Context, handler: Handler, defaults: dict[str, Any] | None = None,
           check: Callable[[Args], None] | None = None) -> Any:
-    """Hand the Call to the runner studio.cli.parse left in ctx.meta; without one, run it. `check`
+    """Hand the Call to the runner studio.command_group.parse left in ctx.meta; without one, run it. `check`
     looks at the Args while parsing: a click.UsageError from it is a usage error (exit 2)."""
     call = Call(handler, args_of(ctx, defaults))
     if check is not None:

@@ -61,7 +61,7 @@ _SERVING: contextvars.ContextVar[tuple[Any, TextIO, TextIO] | None] = contextvar
 
 def serving(ws: Any, stdout: TextIO, stderr: TextIO) -> contextvars.Token:
     """Run command handlers on `ws` (the app's workspace) writing to these streams, in this thread
-    (and context) until `_SERVING.reset(token)`. Used by studio/ipc.py."""
+    (and context) until `_SERVING.reset(token)`. Used by studio/ipc_server.py."""
     return _SERVING.set((ws, stdout, stderr))
 
 
@@ -121,7 +121,7 @@ def _ask_the_studio(args: Args, path: Path) -> None:
     with its status (SystemExit). Returns when no studio answers there (the holder is a command)."""
     from .. import ipc
 
-    reply = ipc.ask(path, sys.argv[1:] if args.argv is None else args.argv)  # studio.cli.parse keeps it
+    reply = ipc.ask(path, sys.argv[1:] if args.argv is None else args.argv)  # studio.command_group.parse keeps it
     if reply is None:
         return
     sys.stdout.write(reply["stdout"])

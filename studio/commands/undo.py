@@ -10,13 +10,13 @@ from ._command import Args, argument, studio_command
 @argument("n", required=False, type=int, default=1, metavar="N",
           help="how many operations to revert, newest first (default 1; `studio history` lists them)")
 def command(args: Args) -> int:
-    from curation import review
+    from curation import undo
 
     from ._common import open_ws, out, out_json
 
     with open_ws(args) as ws:
-        pending = {o.id: o for o in review.undoable(ws.con, args.n)}
-        undone = review.undo(ws, args.n)
+        pending = {o.id: o for o in undo.undoable(ws.con, args.n)}
+        undone = undo.undo(ws, args.n)
     if args.json:
         out_json({"undone": [pending[i].as_dict() for i in undone]})
     elif not undone:

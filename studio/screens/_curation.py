@@ -41,12 +41,12 @@ async def open_review(app: Any, flt: browse.Filter) -> None:
 # -- undo ----------------------------------------------------------------------------------------
 def undo_last(ws: Any) -> list[Any]:
     """Undo the last operation (writer thread) and return it as `curation.review.Operation`s (empty:
-    nothing to undo). `review.undo` returns ids; what they were is read first, in the same
+    nothing to undo). `undo.undo` returns ids; what they were is read first, in the same
     writer-thread call, as `studio undo` does, so nothing can come between."""
-    from curation import review
+    from curation import undo
 
-    pending = {o.id: o for o in review.undoable(ws.con, 1)}
-    return [pending[i] for i in review.undo(ws, 1) if i in pending]
+    pending = {o.id: o for o in undo.undoable(ws.con, 1)}
+    return [pending[i] for i in undo.undo(ws, 1) if i in pending]
 
 
 _STATUS_VERBS = {"approved": "approve", "rejected": "reject", "pending": "reset to pending"}
