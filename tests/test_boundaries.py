@@ -93,10 +93,8 @@ def test_no_screen_loads_a_cli_command_module():
                     f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
 
 
-# Cycles still being broken elsewhere: a strongly connected component inside this set is let pass.
-# training.long_context / plan / recipe / speed: the lead is untangling that one (issue 17); when
-# it lands, this set should go (the test still passes with it, but then guards less).
-KNOWN_CYCLES = [{"training.long_context", "training.plan", "training.recipe", "training.speed"}]
+# Cycles let pass (a strongly connected component inside one of these sets): none, keep it so.
+KNOWN_CYCLES: list[set[str]] = []
 
 
 def _strongly_connected(nodes: list[str], edges: dict[str, list[str]]) -> list[list[str]]:

@@ -26,6 +26,7 @@ from .. import shingles as sh
 from ..jobs import Job
 from ..workers import Workers, worker_count
 from .params import OLD_SCHEMES, DedupParams
+from .shingle_sets import ShingleSets, distinct_rows
 
 CHUNK = 4000            # samples per worker task (a few MB of text)
 SET_CACHE_HASHES = 150_000_000  # distinct shingle hashes kept from hashing for verification (4 bytes each)
@@ -45,18 +46,6 @@ def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarra
     digests = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
         hashes.astype(np.uint64), offsets.astype(np.uint64), num_perm, sh.SEED)
     return np.fromiter(chain.from_iterable(digests.to_rows()), np.uint32, count=count * num_perm).reshape(count, num_perm)
-
-
-def distinct_rows(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sizes, hashes): each text's sorted distinct shingle hashes, concatenated."""
-    count = offsets.size - 1
-    row = np.repeat(np.arange(count, dtype=np.uint64), np.diff(offsets))
-    keys = np.sort((row << np.uint64(32)) | hashes.astype(np.uint64))
-    keep = np.ones(keys.size, bool)
-    keep[1:] = keys[1:] != keys[:-1]
-    keys = keys[keep]
-    sizes = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=count)
-    return sizes, (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def hash_chunk(texts: Sequence[str], shingle: int, num_perm: int, with_sets: bool = False) -> tuple:
@@ -194,8 +183,6 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     hashes = pa.concat_arrays(hash_parts) if hash_parts else pa.array([], pa.string())
     out = Sigs(ids, keys[:done], sigs[:done], counts[:done], np.ones(done, dtype=bool), hashes)
     if set_sizes:
-        from .similarity import ShingleSets
-
         n_kept = sum(x.size for x in set_sizes)
         out.shingle_sets = ShingleSets.from_blocks(ids[:n_kept], np.concatenate(set_sizes), np.concatenate(set_hashes))
     return out
