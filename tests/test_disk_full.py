@@ -175,19 +175,19 @@ def test_export_that_runs_out_of_space_leaves_no_split_and_no_temporary_folder(t
     from curation import export
 
     ws_dir = workspace_with_data(tmp_path / "ws")
-    real = export.format_row
+    real = export._line_buffer
     calls = {"n": 0}
 
-    def format_row(*a, **kw):  # the disk fills after 100 rows have gone to the files
+    def line_buffer(*a, **kw):  # the disk fills after the first block of lines has gone to its file
         calls["n"] += 1
-        if calls["n"] > 100:
+        if calls["n"] > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*a, **kw)
 
-    monkeypatch.setattr(export, "format_row", format_row)
+    monkeypatch.setattr(export, "_line_buffer", line_buffer)
     rc, _, err = run_cli(capsys, "-w", ws_dir, "export", "v1", "--include", "approved+pending")
     assert_one_line(rc, err, f"could not write in {ws_dir}")
-    assert calls["n"] > 100
+    assert calls["n"] > 1
     assert list((ws_dir / "splits").iterdir()) == []  # no v1, no .v1.tmp-PID
 
 
