@@ -172,18 +172,20 @@ def table(rows: int, stages: list[Stage]) -> str:
 
 def extrapolate(small: tuple[int, list[Stage]], big: tuple[int, list[Stage]], target: int) -> str:
     """Each stage's time and memory at `target` rows, from the growth between two measured sizes
-    (t ~ rows^k, k from the two points). An extrapolation, not a measurement."""
+    (t ~ rows^k, k from the two points), and time if it grew linearly from the larger size (a k
+    below 1 is mostly fixed start-up cost fading: linear is the safer guess). Memory capped by
+    DuckDB's memory_limit does not follow the fit. An extrapolation, not a measurement."""
     (n1, a), (n2, b) = small, big
     f = math.log(target / n2)
     g = math.log(n2 / n1)
     lines = [f"Extrapolated to {target:,} rows from {n1:,} and {n2:,} (t ~ rows^k; NOT a run):", "",
-             "| stage | k (time) | seconds | k (tree RSS) | peak RSS, process tree (MB) |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             "| stage | k (time) | seconds | seconds if linear (k=1) | k (tree RSS) | peak RSS, process tree (MB) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for x, y in zip(a, b):
         k = math.log(y.seconds / x.seconds) / g if x.seconds > 0 else 1.0
         mx, my = x.tree_rss_mb or x.max_rss_mb, y.tree_rss_mb or y.max_rss_mb
         km = math.log(my / mx) / g if mx > 0 else 1.0
-        lines.append(f"| {y.name} | {k:.2f} | {y.seconds * math.exp(k * f):,.0f} | {km:.2f} | "
+        lines.append(f"| {y.name} | {k:.2f} | {y.seconds * math.exp(k * f):,.0f} | {y.seconds * target / n2:,.0f} | {km:.2f} | "
                      f"{my * math.exp(km * f):,.0f} |")
     return "\n".join(lines)
 

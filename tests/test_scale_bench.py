@@ -54,8 +54,9 @@ def test_extrapolation_follows_the_measured_growth():
     square = [Stage("a", 40.0, 100.0, 400.0, 1.0)]  # time x4 for rows x2: k = 2
     text = extrapolate((1000, linear), (2000, square), 20_000)
     row = next(line for line in text.splitlines() if line.startswith("| a |"))
-    k, seconds, km, mb = [c.strip() for c in row.strip("|").split("|")][1:]
+    k, seconds, linear, km, mb = [c.strip() for c in row.strip("|").split("|")][1:]
     assert float(k) == pytest.approx(2.0) and float(seconds.replace(",", "")) == pytest.approx(4000)
+    assert float(linear) == pytest.approx(400)
     assert float(km) == pytest.approx(1.0) and float(mb.replace(",", "")) == pytest.approx(4000)
     assert "NOT a run" in text
 
