@@ -443,9 +443,25 @@ _DAMAGE_TEXT = ("could not read enough bytes", "not a valid duckdb database", "c
 _WAL_TEXT = ("replaying wal", "wal file", "wal does not match", "this wal", ".wal\"")
 
 
+MEMORY_ENV = "STUDIO_DUCKDB_MEMORY"
+
+
+def duckdb_config() -> dict[str, str]:
+    """DuckDB settings from the environment: `$STUDIO_DUCKDB_MEMORY` (e.g. `4GB`) caps the memory
+    DuckDB's buffer manager may use; past it DuckDB spills to `studio.duckdb.tmp/`. Unset: DuckDB's
+    own default, 80% of the machine's memory. Python's arrays (dedup's signatures) are not counted."""
+    value = os.environ.get(MEMORY_ENV, "").strip()
+    if not value:
+        return {}
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|[KMGT]i?B)", value, flags=re.I):
+        raise StudioError(f"{MEMORY_ENV}={value!r} is not a memory size: set it like 4GB or 512MB, or unset it.")
+    return {"memory_limit": value}
+
+
 def _connect(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    config = duckdb_config()
     try:
-        return duckdb.connect(str(db), read_only=read_only)
+        return duckdb.connect(str(db), read_only=read_only, config=config)
     except duckdb.Error as exc:
         msg = str(exc)
         if isinstance(exc, duckdb.IOException) and "lock" in msg.lower():

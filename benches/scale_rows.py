@@ -1,0 +1,228 @@
+"""N rows through the whole curation pipeline, each stage a fresh process: time and peak memory.
+
+    PYTHONPATH=. .venv/bin/python benches/scale_rows.py --rows 100000 1000000 [--duckdb-memory 4GB]
+
+Rows: benches/io_speed.py's generator (real-length bilingual alpaca JSON Lines: ~15% Chinese,
+~650-character answers, built from a few hundred real answers with edits, so every answer has
+rows/300 edited near copies: large near-duplicate families).
+
+Stages, each `sys.executable` in its own process through the real CLI, one after another on one
+workspace: `studio import`, `studio dedup`, `studio quality`, a review read (this file with
+`--review WS`: curation.browse.page keyset-paged over every row by id, 100 a page, the review
+list's page), `studio export v1 --include approved+pending`.
+
+Per stage: wall seconds; peak RSS of the largest process (os.wait4's ru_maxrss: the stage's
+process or its largest worker); peak RSS of the whole process tree, summed (psutil, sampled every
+0.2 s; '-' without psutil); the workspace folder's size after it. DuckDB's memory_limit is set with
+$STUDIO_DUCKDB_MEMORY (curation/workspace.py) and read back from an opened workspace.
+
+With two or more sizes it also prints, for the largest sizes, each stage's growth exponent
+(t ~ rows^k) and an extrapolation to --extrapolate rows (default 10M): an extrapolation, not a run.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PAGE = 100
+
+
+@dataclass
+class Stage:
+    name: str
+    seconds: float
+    max_rss_mb: float       # largest single process
+    tree_rss_mb: float | None  # whole process tree, summed, sampled
+    ws_mb: float            # workspace folder after the stage
+
+
+def _tree_rss(pid: int) -> float | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def _folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
+
+
+def run_stage(name: str, argv: list[str], ws: Path, env: dict[str, str]) -> Stage:
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak: list[float | None] = [None]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            rss = _tree_rss(proc.pid)
+            if rss is not None:
+                peak[0] = max(peak[0] or 0.0, rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    # threads drain the pipes; wait4 reaps the child and gives its own rusage (Popen.wait would not)
+    stdout_chunks: list[str] = []
+    stderr_chunks: list[str] = []
+    readers = [threading.Thread(target=lambda s=s, c=c: c.append(s.read()), daemon=True)
+               for s, c in ((proc.stdout, stdout_chunks), (proc.stderr, stderr_chunks))]
+    for r in readers:
+        r.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t
+    done.set()
+    for r in readers:
+        r.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed (exit {proc.returncode}): {' '.join(argv)}\n{''.join(stderr_chunks)[-2000:]}")
+    return Stage(name, seconds, usage.ru_maxrss / 1024, peak[0], _folder_mb(ws))
+
+
+def review_read(ws_dir: str) -> None:
+    """Page through every sample by id, as the review list scrolls (the `--review` stage)."""
+    from curation import browse
+    from curation.workspace import open_workspace
+
+    ws = open_workspace(ws_dir, create=False, read_only=True)
+    after = None
+    seen = 0
+    while True:
+        rows = browse.page(ws.con, after_id=after, limit=PAGE)
+        if not rows:
+            break
+        seen += len(rows)
+        after = rows[-1].id
+    total = browse.count(ws.con)
+    ws.close()
+    if seen != total:
+        raise SystemExit(f"review read saw {seen:,} rows of {total:,}")
+    print(seen)
+
+
+def memory_limit(ws: Path, env: dict[str, str]) -> str:
+    """DuckDB's memory_limit as an opened workspace reports it (in a fresh process, same env)."""
+    code = ("import sys; from curation.workspace import open_workspace; "
+            "ws = open_workspace(sys.argv[1], create=False, read_only=True); "
+            "print(ws.con.execute(\"SELECT current_setting('memory_limit')\").fetchall()[0][0])")
+    return subprocess.run([sys.executable, "-c", code, str(ws)], env=env, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def measure(rows: int, tmp: Path, env: dict[str, str]) -> tuple[list[Stage], str, dict[str, float]]:
+    from benches.io_speed import generate
+
+    src = tmp / f"alpaca-{rows}.jsonl"
+    t = time.perf_counter()
+    shape = generate(src, rows)
+    shape["generate_s"] = time.perf_counter() - t
+    shape["mb"] = src.stat().st_size / 1e6
+    ws = tmp / f"ws-{rows}"
+    studio = [sys.executable, "-m", "studio"]
+    common = ["-w", str(ws), "-q"]
+    stages = [run_stage("studio import", studio + ["import", str(src), *common], ws, env)]
+    limit = memory_limit(ws, env)
+    stages.append(run_stage("studio dedup", studio + ["dedup", *common], ws, env))
+    stages.append(run_stage("studio quality", studio + ["quality", *common], ws, env))
+    stages.append(run_stage("review read (keyset pages)", [sys.executable, __file__, "--review", str(ws)], ws, env))
+    stages.append(run_stage("studio export", studio + ["export", "v1", "--include", "approved+pending", "-w", str(ws)], ws, env))
+    src.unlink()
+    return stages, limit, shape
+
+
+def _mb(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def table(rows: int, stages: list[Stage]) -> str:
+    lines = ["| stage | seconds | rows/s | peak RSS, largest process (MB) | peak RSS, process tree (MB) | workspace after (MB) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for s in stages:
+        lines.append(f"| {s.name} | {s.seconds:.1f} | {rows / s.seconds:,.0f} | {_mb(s.max_rss_mb)} | "
+                     f"{_mb(s.tree_rss_mb)} | {s.ws_mb:,.0f} |")
+    total = sum(s.seconds for s in stages)
+    lines.append(f"| all stages | {total:.1f} | {rows / total:,.0f} | {_mb(max(s.max_rss_mb for s in stages))} | "
+                 f"{_mb(max((s.tree_rss_mb or 0) for s in stages) or None)} | |")
+    return "\n".join(lines)
+
+
+def extrapolate(small: tuple[int, list[Stage]], big: tuple[int, list[Stage]], target: int) -> str:
+    """Each stage's time and memory at `target` rows, from the growth between two measured sizes
+    (t ~ rows^k, k from the two points), and time if it grew linearly from the larger size (a k
+    below 1 is mostly fixed start-up cost fading: linear is the safer guess). Memory capped by
+    DuckDB's memory_limit does not follow the fit. An extrapolation, not a measurement."""
+    (n1, a), (n2, b) = small, big
+    f = math.log(target / n2)
+    g = math.log(n2 / n1)
+    lines = [f"Extrapolated to {target:,} rows from {n1:,} and {n2:,} (t ~ rows^k; NOT a run):", "",
+             "| stage | k (time) | seconds | seconds if linear (k=1) | k (tree RSS) | peak RSS, process tree (MB) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for x, y in zip(a, b):
+        k = math.log(y.seconds / x.seconds) / g if x.seconds > 0 else 1.0
+        mx, my = x.tree_rss_mb or x.max_rss_mb, y.tree_rss_mb or y.max_rss_mb
+        km = math.log(my / mx) / g if mx > 0 else 1.0
+        lines.append(f"| {y.name} | {k:.2f} | {y.seconds * math.exp(k * f):,.0f} | {y.seconds * target / n2:,.0f} | {km:.2f} | "
+                     f"{my * math.exp(km * f):,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[100_000])
+    ap.add_argument("--duckdb-memory", default="4GB", help="STUDIO_DUCKDB_MEMORY for every stage ('' for DuckDB's default)")
+    ap.add_argument("--extrapolate", type=int, default=10_000_000, help="rows to extrapolate to (with 2+ sizes)")
+    ap.add_argument("--review", metavar="WS", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.review:
+        review_read(args.review)
+        return
+    import duckdb
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["STUDIO_DUCKDB_MEMORY"] = args.duckdb_memory
+    if not args.duckdb_memory:
+        env.pop("STUDIO_DUCKDB_MEMORY")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; DuckDB {duckdb.__version__}; "
+          f"STUDIO_DUCKDB_MEMORY={args.duckdb_memory or '(unset)'}")
+    results: list[tuple[int, list[Stage]]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        for rows in args.rows:
+            stages, limit, shape = measure(rows, Path(tmp_name), env)
+            results.append((rows, stages))
+            print(f"\n## {rows:,} rows ({shape['mb']:,.0f} MB JSONL, {shape['zh_share']:.1%} Chinese, mean answer "
+                  f"{shape['mean_answer_chars']:,.0f} chars; generated in {shape['generate_s']:.0f} s); "
+                  f"DuckDB memory_limit {limit}; load average {os.getloadavg()[0]:.1f}\n")
+            print(table(rows, stages), flush=True)
+    if len(results) >= 2:
+        print()
+        print(extrapolate(results[-2], results[-1], args.extrapolate))
+
+
+if __name__ == "__main__":
+    main()
