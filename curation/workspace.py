@@ -459,7 +459,7 @@ def duckdb_config() -> dict[str, str]:
 
 
 def _connect(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    config = duckdb_config()
+    config: dict[str, Any] = dict(duckdb_config())
     try:
         return duckdb.connect(str(db), read_only=read_only, config=config)
     except duckdb.Error as exc:
