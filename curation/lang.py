@@ -92,8 +92,8 @@ def prose_script(text: str | None, given: frozenset[str] = frozenset(), names: b
     words = _LATIN.findall(t) if names else _LOWER_WORD.findall(t)
     latin = sum(1 for w in words if w.lower() not in given and len(w) > 1)
     other = len(_OTHER_LETTER.findall(t))
-    if cjk + latin + other < 4:
-        return ""
+    if cjk + latin + other < 4:  # too little to tell, except a short all-Chinese answer ("64减17等于47。")
+        return "cjk" if cjk >= 3 and not latin and not other else ""
     if cjk >= 2 * latin and cjk >= other:
         return "cjk"
     if other > latin:

@@ -206,3 +206,21 @@ def test_library_logs_go_to_the_log_file_not_the_terminal(tmp_path):
     assert "WARNING transformers.x: from transformers" in text and "WARNING trl.trainer: from trl" in text
     assert "peft info" not in text
     assert proc.stderr.strip() == "the studio says"  # the studio's own loggers still reach the terminal
+
+
+def test_a_library_log_whose_folder_is_gone_loses_the_line_not_the_caller(tmp_path):
+    """quiet_libraries(log_file=...) leaves its handler on the libraries' loggers; when that run's
+    folder is gone (an in-process run whose tmpfs was unmounted, CI), a later library warning
+    raised FileNotFoundError into the code that logged it."""
+    import logging
+
+    from training import quiet
+
+    gone = tmp_path / "run"
+    gone.mkdir()
+    try:
+        quiet.quiet_libraries(log_file=gone / "train.log")
+        gone.rmdir()
+        logging.getLogger("transformers").warning("a warning after the run's folder went away")
+    finally:
+        quiet._restore()  # other tests see the libraries as they were (and STUDIO_VERBOSE unset)
