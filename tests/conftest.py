@@ -43,3 +43,15 @@ def ws(ws_path):
     w = open_workspace(ws_path)
     yield w
     w.close()
+
+
+@pytest.fixture
+def train_ws(tmp_path, monkeypatch):
+    """The studio's small workspace with a split `v1`, for the Train screen and launch tests."""
+    from tests._studio_ws import make_workspace
+    from tests.training_fixtures import write_split
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    ws = make_workspace(tmp_path / "ws")
+    write_split(ws / "splits" / "v1")
+    return ws

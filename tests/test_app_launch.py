@@ -30,8 +30,9 @@ from studio.app import StudioApp
 from tests._studio_ws import make_workspace
 from tests.augment_helpers import configure
 from tests.llm_server import FakeLLM
+from tests.test_app_augment_screen import fill
 from tests.test_app_review import plain
-from tests.training_fixtures import tiny_config, write_split
+from tests.training_fixtures import tiny_config
 
 QWEN_7B = "Qwen/Qwen2.5-7B-Instruct"  # training/shapes.py knows its shape: no download
 CPU = {"kind": "cpu", "name": "cpu", "count": 0, "memory_gb": None, "cores": 2, "ram_gb": 16.0}
@@ -76,14 +77,6 @@ def dialog_text(dialog) -> str:
 def run_dirs(ws) -> list[str]:
     runs = ws / "runs"
     return sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
-
-
-@pytest.fixture
-def train_ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    ws = make_workspace(tmp_path / "ws")
-    write_split(ws / "splits" / "v1")
-    return ws
 
 
 async def train_form(pilot, preset: str, base: str | None = None, sets: str = "") -> None:
@@ -300,17 +293,6 @@ def augment_ws(tmp_path, monkeypatch):
 def db(ws, sql: str):
     with open_workspace(ws, create=False) as w:
         return w.con.execute(sql).fetchall()
-
-
-async def fill(pilot, **values) -> None:
-    screen = pilot.app.screen
-    for name, value in values.items():
-        widget = screen.query_one(f"#au-{name.replace('_', '-')}")
-        if isinstance(widget, Select):
-            widget.value = value
-        else:
-            widget.value = str(value)
-    await settle(pilot)
 
 
 async def test_augment_asks_with_the_request_count_and_cost_and_sends_nothing_before(augment_ws):

@@ -14,7 +14,6 @@ from textual.widgets import Input, Select
 from curation.safe_text import visible
 from studio.app import StudioApp
 from studio.widgets.loss_chart import LossChart
-from tests._studio_ws import make_workspace
 from tests.sshd import sshd  # noqa: F401  (fixture)
 from tests.test_app_review import plain
 from tests.test_remote import host_env  # noqa: F401  (fixture)
@@ -53,14 +52,6 @@ def state_of(run_dir) -> str:
     from training.runs import effective_status
 
     return effective_status(run_dir).state
-
-
-@pytest.fixture
-def train_ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    ws = make_workspace(tmp_path / "ws")
-    write_split(ws / "splits" / "v1")
-    return ws
 
 
 async def confirm_launch(pilot) -> None:

@@ -25,7 +25,8 @@ import pyarrow as pa
 
 from ..errors import NotFound, StudioError
 from .params import DEFAULT_SHINGLE, DedupParams
-from .similarity import fetch_texts, jaccard_chunk
+from .shingle_sets import fetch_texts
+from .similarity import jaccard_chunk
 
 UNDO_HANDLER = "curation.dedup:undo_operation"
 _STATUS_RANK = {"approved": 0, "pending": 1, "rejected": 2}

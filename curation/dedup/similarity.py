@@ -20,7 +20,7 @@ from .. import shingles as sh
 from ..jobs import Job
 from ..workers import Workers
 from .params import DedupParams
-from .shingle_sets import PAIR_BLOCK, ShingleSets, fetch_texts  # noqa: F401  (fetch_texts: re-exported)
+from .shingle_sets import PAIR_BLOCK, ShingleSets
 from .signatures import Sigs
 
 PAIR_CHUNK = 10000      # candidate pairs per verification task (jaccard_chunk)
