@@ -64,8 +64,9 @@ def build_model(dims: dict, directory: Path) -> None:
     model.save_pretrained(directory)
 
 
-def load_side(side: str, model_dir: str):
-    """(model, optimizer, config) of one side, ready to step."""
+def load_side(side: str, model_dir: str, studio_sets: tuple[str, ...] = ()):
+    """(model, optimizer, config) of one side, ready to step; `studio_sets` are --set overrides
+    for the studio side's config (e.g. quant.upcast_fp32=true for the loss check)."""
     import _dev
     import torch
     from peft import get_peft_model
@@ -77,7 +78,7 @@ def load_side(side: str, model_dir: str):
         cfg = load_config(preset="seed", overrides=["method=qlora", "quant.upcast_fp32=true", "train.liger_kernel=off",
                                                      "train.attn_implementation=sdpa", *LORA_SETS], require_base=False)
     else:
-        cfg = load_config(preset="long", overrides=LORA_SETS, require_base=False)
+        cfg = load_config(preset="long", overrides=[*LORA_SETS, *studio_sets], require_base=False)
     model = recipe.load_model(model_dir, cfg, _dev.PRECISION)
     model.config.use_cache = False
     model, used = recipe.prepare_model(model, cfg)
@@ -174,7 +175,7 @@ def run_side(a: argparse.Namespace) -> None:
     from training.plan import Shape
 
     dims = TINY if a.tiny else LLAMA_31_8B
-    model, opt, cfg, used, n_train = load_side(a.side, a.model_dir)
+    model, opt, cfg, used, n_train = load_side(a.side, a.model_dir, tuple(x for x in a.studio_set.split(",") if x))
     if a.drop_model:  # the last side: the saved model's 16 GB of /dev/shm are host memory the offload needs
         shutil.rmtree(a.model_dir, ignore_errors=True)
     shape = Shape(**{k: dims[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
@@ -328,6 +329,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=1e9, help="no new step after this many seconds in a side")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per side before it is stopped")
     ap.add_argument("--tiny", action="store_true", help="tiny shapes on the CPU: a smoke run of the bench")
+    ap.add_argument("--studio-set", default="", help="KEY=VALUE,... config overrides for the studio side")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     ap.add_argument("--drop-model", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--build", help=argparse.SUPPRESS)
@@ -358,7 +360,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--side", side, "--model-dir", str(tmp), "--out", str(out),
                    "--caps", caps, "--probes", a.seed_probes if side == "seed" else a.probes, "--same", a.same, "--tries", str(a.tries),
                    "--step-frac", str(a.step_frac), "--quantum", str(a.quantum), "--budget-s", str(a.budget_s),
-                   "--max-length", str(a.max_length),
+                   "--max-length", str(a.max_length), "--studio-set", a.studio_set,
                    "--start", ",".join(f"{k:g}:{v}" for k, v in a.start.items())] + (["--tiny"] if a.tiny else []) + (["--drop-model"] if side == sides[-1] else [])
             try:
                 rc = subprocess.run(cmd, timeout=a.timeout).returncode
