@@ -162,7 +162,6 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     res = {"graph_breaks": {k[:160]: v for k, v in breaks.items()}, "unique_graphs": counters["stats"]["unique_graphs"],
            "tokens_per_s": tps, "peak_gb": _dev.peak_allocated_gb(), "losses": Timer.losses,
            "model_tflops": 4 * n * tps / 1e12, "gpu": _dev.name(), "used": used, "arch": arch, "method": cfg.method,
-           "gates_recomputed": sum(bool(getattr(m, "_studio_gates_recomputed", False)) for m in trainer.model.modules()),
            "config": {"gradient_checkpointing": cfg.train.gradient_checkpointing,
                       "checkpoint_fraction": cfg.train.checkpoint_fraction, "micro_batch": cfg.train.micro_batch_size,
                       "grad_accum": cfg.train.grad_accum, "method": cfg.method,
