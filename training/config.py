@@ -189,12 +189,6 @@ class TrainSection(_Section):
     instead of on the GPU (the same as transformers 5.24's `offload=True`): t x hidden x 2 bytes
     per checkpointed layer saved (0.77 GB for 7B at micro-batch 4 x 1024), for two copies over
     PCIe per layer and micro-batch."""
-    mlp_recompute: bool = False
-    """LoRA: in the layers that keep their activations (all of them without gradient
-    checkpointing, the others than `checkpoint_fraction`'s with it), recompute only the MLP's gate
-    and up projections in backward instead of keeping their outputs: 2 x intermediate values a
-    token less per layer, for about 57% of a layer's forward again (training/recompute.py). Per
-    byte of memory saved about a third cheaper than recomputing whole layers."""
     mlp_tile_tokens: Optional[int] = Field(None, gt=0)
     """Run each decoder layer's MLP over the sequence in tiles of this many tokens, each tile under
     its own checkpoint, so its intermediate tensors (3.5 x hidden wide for Llama) never exist for

@@ -13,13 +13,10 @@ tokens; L layers, h hidden, i MLP width; C = layers recomputed by gradient check
                (PEFT keeps a bf16 copy of each adapted projection's input and a mask; the fused branch
                keeps q/k/v's shared input and o's input, 4h, against 12h by count; 10h less measured,
                fitted on the 7B fast point at fraction 0.55: training/lora_fused.py);
-               (L - C)*t*a  for the layers that keep their activations; with train.mlp_recompute
-                             (training/recompute.py) their k*i term is 2h instead (the MLP keeps its
-                             input, not its gate and up outputs): a prediction, not yet fitted
+               (L - C)*t*a  for the layers that keep their activations
                + C*t*h*s     the checkpointed layers' inputs (s = 2, or 4 when upcast to fp32;
                              0 with train.offload_checkpoints: they wait in CPU memory)
-               + t*a*w       one layer recomputed in backward when C > 0, or one MLP with mlp_recompute
-                             (w = 1.25 fused, 1.8 not; x1.2 upcast)
+               + t*a*w       one layer recomputed in backward when C > 0 (w = 1.25 fused, 1.8 not; x1.2 upcast)
                + 2*i*h       qlora: the widest weight dequantised to bf16 for its matmul
   (The loss needs no full logits: TRL 1.16 computes it in chunks.)
   FSDP         with train.devices = D > 1 and train.distributed = fsdp, per GPU: weights / D plus three
@@ -128,10 +125,8 @@ def estimate_memory(shape: Shape, cfg: TrainConfig, method: str | None = None, *
     n_ck = len(checkpointed_layers(L, frac)) if gc else 0
     offload = cfg.train.offload_checkpoints if offload is None else offload
     kept_inputs = 0 if offload else n_ck * t * h * (4 if upcast else 2)
-    gates = method != "full" and cfg.train.mlp_recompute and not cfg.train.mlp_tile_tokens
-    kept_tok = per_tok - (5.6 if fused else 8.5) * i + 2 * h if gates else per_tok
-    acts = (L - n_ck) * t * kept_tok + kept_inputs
-    if n_ck or (gates and L > n_ck):
+    acts = (L - n_ck) * t * per_tok + kept_inputs
+    if n_ck:
         acts += t * per_tok * (1.25 if fused else 1.8) * (1.2 if upcast else 1.0)
     if method == "qlora":
         acts += 2 * i * h

@@ -141,10 +141,8 @@ def run_summary(records: list[dict[str, Any]]) -> str | None:
         parts.append("every layer recomputed" if frac is None or frac >= 1 else f"{frac:.0%} of layers recomputed")
         if sp.get("offload_checkpoints"):
             parts.append("checkpoints in CPU memory")
-    elif not sp.get("mlp_recompute"):
+    else:
         parts.append("no recomputation")
-    if sp.get("mlp_recompute"):
-        parts.append("MLP gates recomputed")
     return " · ".join(p for p in parts if p)
 
 

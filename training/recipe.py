@@ -184,8 +184,6 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
     used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
     used["mlp_tile_tokens"] = cfg.train.mlp_tile_tokens
-    used["mlp_recompute"] = bool(cfg.train.mlp_recompute and cfg.method != "full" and not fsdp
-                                 and not cfg.train.mlp_tile_tokens)
     from .sft import trl_supported  # imports trl, which every caller of this function trains with
 
     used["defer_metrics"] = bool(cfg.train.defer_metrics and trl_supported())

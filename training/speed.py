@@ -243,18 +243,13 @@ def speed_callbacks(train_cfg: Any, method: str = "lora") -> list[Any]:
         from .long_context import tiling_callback
 
         cbs.append(tiling_callback(train_cfg.mlp_tile_tokens))
-    fsdp = train_cfg.devices > 1 and train_cfg.distributed == "fsdp"
-    partial = train_cfg.gradient_checkpointing and (train_cfg.checkpoint_fraction < 1 or train_cfg.offload_checkpoints)
-    if partial and fsdp:
+    if not train_cfg.gradient_checkpointing or (train_cfg.checkpoint_fraction >= 1 and not train_cfg.offload_checkpoints):
+        return cbs
+    if train_cfg.devices > 1 and train_cfg.distributed == "fsdp":
         log.warning("train.checkpoint_fraction and train.offload_checkpoints are not applied under FSDP, which "
                     "checkpoints every wrapped layer itself")
-    elif partial:
-        cbs.append(checkpointing_callback(train_cfg.checkpoint_fraction, train_cfg.offload_checkpoints))
-    if train_cfg.mlp_recompute and method != "full" and not fsdp and not train_cfg.mlp_tile_tokens:
-        from .recompute import recompute_callback
-
-        cbs.append(recompute_callback())  # after the checkpointing callback: it reads which layers checkpoint
-    return cbs
+        return cbs
+    return cbs + [checkpointing_callback(train_cfg.checkpoint_fraction, train_cfg.offload_checkpoints)]
 
 
 def describe(attn: str, liger: bool, compiled_layers: int, gradient_checkpointing: bool) -> dict[str, Any]:
