@@ -7,6 +7,7 @@ sit in prose?) rather than by lists of bad strings, so they hold on data they we
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from . import lang
@@ -18,6 +19,7 @@ FENCED = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.S)
 INLINE_CODE = re.compile(r"`[^`\n]+`")
 
 
+@functools.lru_cache(maxsize=64)
 def strip_code(text: str) -> str:
     """The text with fenced blocks and inline code replaced by a space."""
     return INLINE_CODE.sub(" ", FENCED.sub(" ", text))
@@ -41,8 +43,29 @@ _CODE_LINE = re.compile(
     r"|FROM|WHERE|print|console\.|System\.|echo|<\?php|package|fn|func|struct|impl|switch|case|break|continue)\b"
     r"|^\s*(?:<[a-zA-Z!/][^>]*>)|^\s*(?://|#(?!#)|/\*|\*/|--\s)|\w\s*(?:==|!=|<=|>=|\+=|-=|=>|->|:=)\s*\S|\w\([^()\s]*\)\s*$"
     r"|^\s*[\w.\[\]]+\s*=\s*\S|^(?: {4}|\t)\S")
+# The same test, split for speed (is_code_line): the anchored alternatives in one `match`, the
+# end-of-line ones by the line's last character, the operator one only where an operator can be.
+# `_CODE_LINE` stays the definition; tests/test_quality_speed.py checks that both agree.
+_CODE_LINE_START = re.compile(
+    r"\s*(?:[})\]]|(?:def|class|import|from|return|if|elif|else|for|while|try|except|with|function|var|let|const"
+    r"|public|private|static|void|int|float|double|char|bool|string|#include|#define|SELECT|INSERT|UPDATE|DELETE|CREATE"
+    r"|FROM|WHERE|print|console\.|System\.|echo|<\?php|package|fn|func|struct|impl|switch|case|break|continue)\b"
+    r"|<[a-zA-Z!/][^>]*>|//|#(?!#)|/\*|\*/|--\s|[\w.\[\]]+\s*=\s*\S)|(?: {4}|\t)\S")
+_CODE_OPERATOR = re.compile(r"\w\s*(?:==|!=|<=|>=|\+=|-=|=>|->|:=)\s*\S")
+_CODE_CALL_END = re.compile(r"\w\([^()\s]*\)$")
 
 
+def is_code_line(line: str) -> bool:
+    """Whether one line carries code syntax: `_CODE_LINE.search(line)`, about 5x faster on prose."""
+    end = line.rstrip()[-1:]
+    if end in (";", "{", "}") or _CODE_LINE_START.match(line):
+        return True
+    if end == ")" and _CODE_CALL_END.search(line.rstrip()):
+        return True
+    return ("=" in line or "->" in line) and _CODE_OPERATOR.search(line) is not None
+
+
+@functools.lru_cache(maxsize=64)
 def looks_like_code(text: str) -> bool:
     """Whether an answer (or a part of one) is code written without fences: most of its lines
     carry code syntax. One-line answers count when the line is unmistakable (`x = f(1);`)."""
@@ -51,11 +74,20 @@ def looks_like_code(text: str) -> bool:
         return False
     if len(lang.CJK_RE.findall(text)) * 5 > len("".join(text.split())):
         return False  # Chinese prose, whatever its punctuation
-    hits = sum(1 for ln in lines if _CODE_LINE.search(ln))
     if len(lines) == 1:
         return bool(re.search(r"[;{}]\s*$|^\s*(?:def|class|import|SELECT|#include|function|public)\b|\w\([^()]*\)\s*;?\s*$"
                               r"|^\s*[\w.\[\]]+\s*=\s*\S", lines[0])) and not re.search(r"[.!?。！？]\s*$", lines[0])
-    return hits * 2 >= len(lines)
+    # Code when at least half the lines carry code syntax: stop as soon as that is decided.
+    need = (len(lines) + 1) // 2
+    hits = 0
+    for k, ln in enumerate(lines):
+        if is_code_line(ln):
+            hits += 1
+            if hits >= need:
+                return True
+        elif hits + len(lines) - k - 1 < need:
+            return False
+    return False
 
 
 def looks_like_markup(text: str) -> bool:
