@@ -288,7 +288,8 @@ def _broken_tables(text: str) -> list[str]:
 
 def _m_markup(ins: str, ans: str, t: float) -> Measure:
     prose = _strip_code(ans)
-    hits = _TEMPLATE_TOKEN.findall(prose) + [m.group(0).strip() for m in _ROLE_AT_END.finditer(ans)]
+    hits = _TEMPLATE_TOKEN.findall(prose) if may_contain(prose, ("<", "[", "#")) else []  # every token has one
+    hits += [m.group(0).strip() for m in _ROLE_AT_END.finditer(ans)]
     tail = shape.open_fence_tail(ans)
     if tail is not None and (not tail.strip() or (not shape.looks_like_code(tail) and not shape.unfinished_ending(tail))):
         hits.append("``` (a fence never closed)")  # a stray fence; a cut inside code is truncated_answer
@@ -304,7 +305,7 @@ def _m_markup(ins: str, ans: str, t: float) -> Measure:
     hits += [m.group(0) for m in _BROKEN_LINK.finditer(prose)]
     hits += [f"table {b!r}" for b in _broken_tables(prose)]
     # Bold markers at word edges (**word** or **粗体**), left open in a line; 2**3 is arithmetic.
-    bold = [ln for ln in prose.splitlines() if not shape.is_code_line(ln)
+    bold = [ln for ln in prose.splitlines() if "**" in ln and not shape.is_code_line(ln)
             and re.sub(r"(?<=[\w)\]])(?:\*\*| \*\* )(?=[\w(])", "", ln).count("**") % 2 == 1]
     hits += ["** left open"] * bool(bold)
     return Measure(len(hits), f"{len(hits)} piece(s) of markup debris outside code, e.g. {hits[0]!r}" if hits else "")

@@ -72,7 +72,7 @@ def looks_like_code(text: str) -> bool:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         return False
-    if len(lang.CJK_RE.findall(text)) * 5 > len("".join(text.split())):
+    if not text.isascii() and len(lang.CJK_RE.findall(text)) * 5 > len("".join(text.split())):
         return False  # Chinese prose, whatever its punctuation
     if len(lines) == 1:
         return bool(re.search(r"[;{}]\s*$|^\s*(?:def|class|import|SELECT|#include|function|public)\b|\w\([^()]*\)\s*;?\s*$"

@@ -90,19 +90,8 @@ def distinct_char_ngrams(s: str, n: int) -> int:
 
 
 def distinct_token_ngrams(tokens: list[str], n: int) -> int:
-    """len({tuple(tokens[i:i+n]) for i in range(len(tokens) - n + 1)}): tokens numbered by first
-    appearance, the n numbers of an n-gram packed into one int."""
-    count = len(tokens) - n + 1
-    if count <= 0:
-        return 0
-    ids: dict[str, int] = {}
-    num = [ids.setdefault(t, len(ids)) for t in tokens]
-    bits = max(1, (len(ids) - 1).bit_length())
-    if n == 3:
-        keys = {(a << (2 * bits)) | (b << bits) | c for a, b, c in zip(num, num[1:], num[2:])}
-    else:
-        keys = {tuple(num[i:i + n]) for i in range(count)}  # type: ignore[misc]
-    return len(keys)
+    """len({tuple(tokens[i:i+n]) for i in range(len(tokens) - n + 1)}), built by zip (2x faster)."""
+    return len(set(zip(*(tokens[i:] for i in range(n)))))
 
 
 # re.IGNORECASE also matches these four with ASCII letters ('ı', 'İ' with i, 'ſ' with s, 'K' with k)
@@ -121,3 +110,4 @@ def may_contain(text: str, needles: tuple[str, ...]) -> bool:
     """Whether any of `needles` (lower case) occurs in `text`, case-insensitively (see `folded`)."""
     f = folded(text)
     return any(w in f for w in needles)
+
