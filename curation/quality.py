@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from . import lang
 from . import text_shape as shape
-from .text_stats import cjk_and_words, distinct_char_ngrams, distinct_token_ngrams, may_contain
+from .text_stats import cjk_and_words, distinct_char_ngrams, distinct_token_ngrams, may_contain, token_keys
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
 from .workers import Workers, worker_count
@@ -250,7 +250,7 @@ def _m_char_rep(ins: str, ans: str, t: float) -> Measure:
 
 
 def _m_word_rep(ins: str, ans: str, t: float) -> Measure:
-    toks = _TOKEN.findall(_prose_of(ans).lower())
+    toks = token_keys(_prose_of(ans).lower())  # = _TOKEN.findall(...), as bytes for ASCII prose
     if len(toks) < 15:
         return Measure(0.0, "")
     v = 1.0 - distinct_token_ngrams(toks, 3) / (len(toks) - 2)  # = _dup_fraction(_ngrams(toks, 3))
@@ -530,24 +530,32 @@ def _measure_chunk(rules: Sequence[Rule], ids: Sequence[int], ins: Sequence[str 
                    whole: Sequence[str | None]) -> tuple[dict[str, list], dict[str, list]]:
     values: dict[str, list] = {"sample_id": [], "rule_id": [], "value": []}
     flags: dict[str, list] = {"sample_id": [], "rule_id": [], "value": [], "threshold": [], "detail": []}
-    thresholds = {r.id: r.threshold for r in rules}
     ins = [i or "" for i in ins]
     ans = [a or "" for a in ans]
     echo: Sequence[float | None | str] = [""] * len(ins)
     if any(r.enabled and r.id == "answer_equals_instruction" for r in rules):
         echo = echo_similarities(ins, ans)
+    # measure_sample's loop, inlined with each rule's parts looked up once per chunk
+    plan = [(r.id, r.definition.measure, r.definition.whole_sample, r.threshold, r.definition.flag_below, r.definition.numeric)
+            for r in rules if r.enabled]
+    v_sid, v_rid, v_val = values["sample_id"], values["rule_id"], values["value"]
     for sid, i, a, w, e in zip(ids, ins, ans, whole, echo):
-        for rid, value, flagged, detail in measure_sample(rules, i, a, w or "", e):
-            if RULES[rid].numeric:
-                values["sample_id"].append(sid)
-                values["rule_id"].append(rid)
-                values["value"].append(value)
-            if flagged:
+        for rid, measure, whole_sample, t, below, numeric in plan:
+            if rid == "answer_equals_instruction" and e != "":
+                m = Measure(0.0, "") if e is None else _echo_measure(i, a, float(e))
+            else:
+                m = measure(i, a, t, w or "") if whole_sample else measure(i, a, t)
+            value = float(m.value)
+            if numeric:
+                v_sid.append(sid)
+                v_rid.append(rid)
+                v_val.append(value)
+            if (m.value < t) if below else (m.value >= t):
                 flags["sample_id"].append(sid)
                 flags["rule_id"].append(rid)
                 flags["value"].append(value)
-                flags["threshold"].append(thresholds[rid])
-                flags["detail"].append(detail)
+                flags["threshold"].append(t)
+                flags["detail"].append(m.detail)
     return values, flags
 
 

@@ -11,6 +11,7 @@ import functools
 import re
 
 from . import lang
+from .text_stats import may_contain
 
 _CJK = lang.CJK_CLASS
 
@@ -255,6 +256,14 @@ _SHORT_WANTED = re.compile(
     re.I)
 
 
+# Every match of _SHORT_WANTED holds one of these (case-insensitively): the pattern runs only then.
+_SHORT_WANTED_NEEDLES = (
+    "number", "word", "name", "title", "letter", "digit", "integer", "value", "term", "adjective", "adverb", "noun", "verb",
+    "synonym", "antonym", "colo", "emoji", "date", "year", "answer", "sentence", "phrase", "slogan", "headline", "hashtag",
+    "acronym", "rhyme", "string", "url", "link", "character", "how ", "yes or no", "true or false", "whether", " or ",
+    "code", "script", "regex", "regular expression", "selector", "query", "command", "expression", "snippet", "one-liner",
+    "情感", "还是", "中性", "一个", "一句话", "几个字", "多少", "是否", "是不是", "对不对", "吗")
+
 _SHORT_QUESTION = re.compile(
     r"^\W*(?:what(?:'s| is| was)|who|whom|when|where|which|whose|is|are|was|were|does|do|did|can|could|will|would|should|has|have)\b"
     r"|^\W*(?:classify|categori[sz]e|identify|select|choose|pick|find|calculate|compute|convert|evaluate|rate|count|determine (?:whether|if|which)"
@@ -267,7 +276,7 @@ def asks_for_developed_answer(instruction: str) -> bool:
     how...), as opposed to a fact, a number, a label, one word or an edit, which a one-word answer
     may give ("Paris.", "42")."""
     first = instruction.strip().split("\n", 1)[0][:300]
-    if _SHORT_WANTED.search(first):
+    if may_contain(first, _SHORT_WANTED_NEEDLES) and _SHORT_WANTED.search(first):
         return False
     if _DEVELOPED.search(first):
         return True

@@ -35,7 +35,10 @@ HAND = [
     ("Describe", "Paris.<|im_end|>"), ("Describe", "[INST] Paris [/INST] <<SYS>> </s> <unk> <start_of_turn>"),
     ("Describe", "Text\n## Response:\nmore"), ("Describe", "See https://example.com/a/b or WWW.EXAMPLE.COM"),
     ("Describe", "HTTP://EXAMPLE.COM"), ("Describe", "www.example.com"), ("Describe", "Ã©tÃ© â€™ æ–‡ \ufffd"),
-    ("Describe", "This is **bold** and **open"), ("写", "长城很长。It is long."), ("Translate into English", "你好"),
+    ("Describe", "This is **bold** and **open"), ("Give one word for happy", "Glad"), ("How many moons?", "1"),
+    ("Is it hot, cold, or warm", "Warm"), ("Yes or no: is it blue", "Yes"), ("Write a SQL query", "SELECT 1"),
+    ("这句话的情感是正面还是负面？", "正面"), ("给我一个数字", "7"), ("这是对的吗？", "对"), ("Tell me whether it rains", "No"),
+    ("Name the King", "Lear"), ("Give a ſlogan", "Go"), ("Pick a colour", "Blue"), ("Write a regular expression", "a+"), ("写", "长城很长。It is long."), ("Translate into English", "你好"),
     ("Answer in English: 长城在哪里？", "In China."), ("", ""), ("Q", ""), ("", "A"), ("Same", "Same"),
     ("Summarize the following.\n\nThe cat sat.", "The cat sat."), ("How many legs?", "4"), ("Name a colour", "Red."),
     ("x", "\U0001f600 emoji \U0001f600 text with words"), ("x", "Ｆｕｌｌ　ｗｉｄｔｈ ＡＢＣ"), ("Write a function", "def f(x):\n    return"),
@@ -65,6 +68,7 @@ def rows(tmp_path_factory) -> list[tuple[str, str]]:
 def _reference(rows, monkeypatch) -> tuple[dict, dict]:
     """Row by row, no needle checks, the echo from `_similarity`, caches emptied first."""
     monkeypatch.setattr(quality, "may_contain", lambda text, needles: True)
+    monkeypatch.setattr(text_shape, "may_contain", lambda text, needles: True)
     for f in (text_shape.looks_like_code, text_shape.strip_code, quality._prose_of, text_stats.cjk_and_words, text_stats.folded):
         f.cache_clear()
     rules = quality.load_rules()
