@@ -93,7 +93,7 @@ def _worker(mode: str, data: Path, out: Path) -> None:
 def _in_tree(tree: Path, mode: str, rows, tmp: Path):
     data, out = tmp / "rows.pkl", tmp / "out.bin"
     data.write_bytes(pickle.dumps(rows))
-    subprocess.run([sys.executable, __file__, "--worker", mode, str(data), str(out)], env=_env(tree), check=True)
+    subprocess.run([sys.executable, __file__, "--worker", mode, str(data), str(out)], env=_env(tree), cwd=tree, check=True)
     return out.read_bytes()
 
 
@@ -105,7 +105,7 @@ def speed(rows: int, base: Path, tmp: Path) -> None:
     io_speed.generate(src, rows)
     studio = [sys.executable, "-m", "studio"]
     ws0 = tmp / "ws0"
-    subprocess.run(studio + ["import", str(src), "-w", str(ws0), "-q"], env=_env(ROOT), check=True)
+    subprocess.run(studio + ["import", str(src), "-w", str(ws0), "-q"], env=_env(ROOT), cwd=ROOT, check=True)
     print(f"| code | rows | seconds | rows/s | load average before |\n| --- | ---: | ---: | ---: | ---: |")
     got = {}
     for name, tree in (("baseline " + BASELINE, base), ("this tree", ROOT)):
@@ -113,7 +113,8 @@ def speed(rows: int, base: Path, tmp: Path) -> None:
         shutil.copytree(ws0, ws)
         load = os.getloadavg()[0]
         t = time.perf_counter()
-        subprocess.run(studio + ["quality", "-w", str(ws), "-q"], env=_env(tree), check=True)
+        # cwd=tree too: `python -m` puts the working directory first on sys.path, before PYTHONPATH
+        subprocess.run(studio + ["quality", "-w", str(ws), "-q"], env=_env(tree), cwd=tree, check=True)
         s = time.perf_counter() - t
         got[name] = s
         print(f"| {name} | {rows:,} | {s:.1f} | {rows / s:,.0f} | {load:.1f} |", flush=True)

@@ -138,7 +138,17 @@ def _m_too_short(ins: str, ans: str, t: float) -> Measure:
     u = units(_URL.sub(" link ", ans) if may_contain(ans, _URL_NEEDLES) else ans)  # a link is one unit, not its path's words
     if not ans.strip():
         return Measure(0, "empty answer")
-    developed = (shape.asks_for_developed_answer(shape.split_user_turn(ins)[0])
+    instruction = shape.split_user_turn(ins)[0]
+    empty = shape.non_answer(ans, instruction)
+    if empty:
+        return Measure(0, f"answer {ans.strip()[:40]!r} is {empty}")
+    items = shape.items_asked(instruction)
+    if items >= 2:
+        # N items asked: each should take a unit at least, so N units reach the threshold (3)
+        v = round(3 * u / items, 4)
+        return Measure(v, f"answer is {u} unit{'s' if u != 1 else ''} long for an instruction that asks for {items} items "
+                          f"(its units count 3/{items} times; minimum {t:g})")
+    developed = (shape.asks_for_developed_answer(instruction)
                  and not shape.looks_like_code(ans) and not shape.is_value(ans))
     v = u if developed else 3 * u
     asks = "a developed answer" if developed else "a short answer (its units count 3 times)"

@@ -180,7 +180,9 @@ def unfinished_ending(text: str) -> str:
         if is_structural_line(line):
             return ""
         earlier = s[: len(s) - len(line)].rstrip()
-        if earlier and earlier[-1] in "。！？" and (len(lang.CJK_RE.findall(body)) >= 3 or "，" in body):
+        # a last paragraph after a finished one that never ends, however short: the text was cut
+        # right after the paragraph break ("...的满意度。\n\n因")
+        if earlier and earlier[-1] in "。！？" and (len(lang.CJK_RE.findall(body)) >= 1 or "，" in body):
             return "the last paragraph has no end"
         return ""
     words = re.findall(r"[A-Za-z\u00c0-\u024f']+", body)
@@ -245,10 +247,10 @@ _DEVELOPED = re.compile(
     r"(?:^|[.!?:]\s+)\W*(?:please\s+|(?:can|could|would) you\s+|kindly\s+|now\s+)?(?:explain|describe|discuss|elaborate|summari[sz]e|compare|contrast|analy[sz]e|outline|write|compose|draft|create"
     r"|generate|design|develop|list|provide|suggest|recommend|propose|brainstorm|plan|tell me about|give (?:me )?(?:some|a few|\d+|three|five|an? (?:overview|explanation|description|summary|example))"
     r")\b|\b(?:why|what are|in what ways|how (?:do|does|can|could|to|would|should|is|are|did|might|will))\b"
-    r"|解释|描述|讨论|阐述|说明|总结|概括|比较|分析|撰写|编写|写一|写出|写个|创作|创建|生成|设计|列出|列举|提供|建议|推荐|介绍|为什么|如何|怎么|怎样|哪些|讲讲|谈谈",
+    r"|解释|描述|[简概论叙详]述|清单|讨论|阐述|说明|总结|概括|比较|分析|撰写|编写|写一|写出|写个|创作|创建|生成|设计|列出|列举|提供|建议|推荐|介绍|为什么|如何|怎么|怎样|哪些|讲讲|谈谈",
     re.I)
 _SHORT_WANTED = re.compile(
-    r"\b(?:an?|one|single|the)(?: [\w-]+)? (?:number|word|name|title|letter|digit|integer|value|term|adjective|adverb|noun|verb|synonym"
+    r"\b(?:an?|one|single|the(?! (?:following|given|above|below|provided|input|original|same)\b))(?: [\w-]+)? (?:number|word|name|title|letter|digit|integer|value|term|adjective|adverb|noun|verb|synonym"
     r"|antonym|colou?r|emoji|date|year|answer|sentence|phrase|slogan|headline|username|password|passphrase|hashtag|acronym|rhyme|string|url|link|noun|character)\b"
     r"|\bhow (?:many|much|old|long|far|often|tall|big)\b|\b(?:one|single)[- ]word\b|\byes or no\b|\btrue or false\b|\bwhether\b|\b\w+, \w+,? or \w+\W*$"
     r"|\b(?:code|script|regex|regular expression|selector|query|command|expression|snippet|one-liner)\b|情感|还是|或者?中性"
@@ -269,6 +271,56 @@ _SHORT_QUESTION = re.compile(
     r"|^\W*(?:classify|categori[sz]e|identify|select|choose|pick|find|calculate|compute|convert|evaluate|rate|count|determine (?:whether|if|which)"
     r"|tell (?:me )?(?:whether|if|which)|detect|check|output|print|return|given|you are given|name|translate|correct|rewrite|edit|rephrase|paraphrase|reword|change|replace|sort|arrange|rank|reverse)\b"
     r"|[吗呢][？?]?$|(?:判断|选择|计算|找出|识别|分类|哪个|哪一|哪里|哪儿|何时|什么时候|是什么|是谁|多少|几个|几岁|改写|翻译|纠正|替换|排序|排列)", re.I)
+
+
+# How many things an instruction asks for ("three features", "5 examples", "两个", "三句话"), when two or more.
+_COUNT_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+                "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+# The number must be the object of a request verb: "compare the two sentences" or "given 4 options"
+# count what the instruction gives, not what the answer should hold.
+_ASKS_COUNT = re.compile(
+    r"\b(?:list|name|give|provide|write|generate|suggest|add|create|identify|find|come up with|think of|brainstorm|outline"
+    r"|mention|cite|state|recommend|propose|offer|share|compose|make|produce|enumerate|describe|explain)\s+(?:me\s+|us\s+)?"
+    r"(?:at least\s+|exactly\s+|about\s+)?([2-9]|10|two|three|four|five|six|seven|eight|nine|ten)\s+(?:[a-z-]+\s+){0,2}?[a-z]+s\b"
+    r"|(?:列出|列举|写出|写下|给出|提供|举出|说出|生成|编制|想出|提出|推荐|建议|描述)[^，。？！和与及\n]{0,10}?(?:至少)?"
+    r"([2-9]|10|[两二三四五六七八九十])\s*[个种条句点段项首篇位部本件样类]", re.I)
+
+
+def items_asked(instruction: str) -> int:
+    """How many items the instruction's first line asks for (0: no number of items is named):
+    "List three features" -> 3, "写出5个特点" -> 5, "in 2 sentences" -> 2."""
+    first = instruction.strip().split("\n", 1)[0][:300]
+    m = _ASKS_COUNT.search(first)
+    if not m:
+        return 0
+    word = (m.group(1) or m.group(2)).lower()
+    return int(word) if word.isdigit() else _COUNT_WORDS[word]
+
+
+# Answers with no content of their own, by word class: a bare affirmation (only a yes/no question
+# may get one) and a pointer to somewhere else ("See above.", "见上文。", "略。", "N/A").
+_AFFIRMATION = re.compile(r"^\W*(?:yes|yeah|yep|no|nope|ok(?:ay)?|sure|right|correct|true|false|done|got it|certainly|of course"
+                          r"|是的?|好的?|对的?|行|可以|没错|不是|不对|没有|嗯|当然)\W*$", re.I)
+_POINTER = re.compile(r"^\W*(?:(?:please\s+)?(?:see|refer to|as|same as|as stated|as mentioned|as shown)\s+(?:in\s+)?(?:the\s+)?"
+                      r"(?:above|below|before|previous|earlier|text above|answer above)(?:\s+\w+)?|n/?a|none given|omitted|same as before"
+                      r"|(?:参?见|参考|请见|如|同)(?:上|下|前)(?:文|述|面|所述)?|略|省略|同上|无)\W*$", re.I)
+_POLAR = re.compile(r"^\W*(?:is|are|was|were|do|does|did|can|could|will|would|should|has|have|had|may|might|must|shall)\b"
+                    r"|吗[？?]?\s*$|是否|是不是|对不对|有没有|能不能|可不可以|会不会|判断|yes or no|true or false|\b(?:whether|if)\b", re.I)
+_CORE = re.compile(r"[^\w\u4e00-\u9fff]+")
+
+
+def non_answer(answer: str, instruction: str) -> str:
+    """What makes the answer empty of content ('' when it has some): a pointer elsewhere, or a bare
+    yes/no/OK to an instruction that is not a yes/no question."""
+    s = answer.strip()
+    if len(s) > 40:
+        return ""
+    if _POINTER.match(s):
+        return "a pointer to somewhere else"
+    if _AFFIRMATION.match(s) and not _POLAR.search(instruction.strip().split("\n", 1)[0]) \
+            and _CORE.sub("", s).lower() not in _CORE.sub(" ", instruction).lower().split():  # an option the instruction names
+        return "a bare yes/no/OK to a question that is not a yes/no question"
+    return ""
 
 
 def asks_for_developed_answer(instruction: str) -> bool:

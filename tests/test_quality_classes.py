@@ -25,6 +25,7 @@ CASES = {
         "bad": [("Describe the Great Wall", LONG_EN), ("介绍一下长城", LONG_ZH),
                 ("Explain photosynthesis", "Photosynthesis is the process by which plants turn light into"),
                 ("列出三种水果", "常见的水果有很多，例如苹果、香蕉、"),
+                ("工作中动机为什么重要？", "动机能提高生产力。\n\n1. 提高效率：员工更投入。\n\n2. 降低流失率：员工更愿意留下。\n\n因"),
                 ("Give a movie subtitle", '"The Godfather: A Tale of Family, Loyalty'),
                 ("Write a function", "def square(x):\n    return"),
                 ("Show the code", "Here it is:\n```python\nfor i in range(3):\n    print(")],
@@ -80,8 +81,18 @@ CASES = {
     "answer_too_short": {
         "bad": [("Explain what recursion is.", "Yes."), ("请解释什么是递归。", "好的。"),
                 ("Describe the water cycle in detail.", "Evaporation."), ("写一篇关于春天的短文。", "春天。"),
-                ("Explain what recursion is.", "")],
+                ("Explain what recursion is.", ""),
+                # a pointer elsewhere, a bare yes/OK to a question that is no yes/no question
+                ("What is the best way to learn a language?", "See above."), ("简述美国的政治制度。", "见上文。"),
+                ("识别谋杀悬疑小说的氛围。", "略。"), ("使用可再生能源的重要性是什么？", "是的。"),
+                # fewer items than the instruction asks for, even a bare list marker or number
+                ("List three features of the moon.", "1."), ("Add 3 examples to the following sentence.", "1. Gun.", "Gun violence can result in..."),
+                ("编制一个软件工程师的5个具体特点的清单。", "细心。")],
         "good": [("What is the capital of France?", "Paris."), ("How many legs does a spider have?", "8"),
+                 ("Is the sky blue?", "Yes."), ("这句话是正面的吗？", "是的。"), ("Tell if the sentence is toxic.", "No", "You are kind."),
+                 ("Compare the two sentences. Output yes or no.", "yes", "A cat. / A cat."), ("判断两段文本是否相似，输出YES或NO。", "NO"),
+                 ("List 2 fruits.", "Apple, pear."), ("Rewrite the following sentence in the passive voice.", "The fish was eaten.", "The cat ate the fish."),
+                 ("提供一个问题和四个选项，要求回答正确答案。", "A. 绿色"), ("Construct a loop that prints 0 to 10.", "for i in range(11): print(i)"),
                  ("法国的首都是哪里？", "巴黎。"), ("2+2等于几？", "4"), ("Classify the sentiment: I love it!", "Positive"),
                  ("Generate a random number between 1 and 10.", "7"), ("Write a SQL query to list all users.", "SELECT * FROM users;")],
     },
