@@ -67,6 +67,8 @@ _TEMPLATE_TOKEN = re.compile(
 _ROLE_AT_END = re.compile(r"\n\s*(?:User|Human|Assistant|AI|Bot|用户|助手|问|答)\s*[:：]\s*$", re.I)
 _BROKEN_LINK = re.compile(r"\[[^\]\n]{1,200}\]\([^)\s]*(?:\s|$)(?![^(\n]*\))|\[[^\]\n]*\]\(\s*\)")
 _ASKS_MARKUP = re.compile(r"(?<![A-Za-z])(?:html|xml|svg|markup|tags?|jsx|css|web ?page|markdown|react|vue)(?![A-Za-z])|网页|标签", re.I)
+_ASKS_TEMPLATE = re.compile(r"\b(?:templates?|forms?|formats?|fill[- ]in|fill out|boilerplate|placeholders?|filler|dummy text)\b"
+                            r"|模板|模版|格式|范本|样板|占位|填空", re.I)
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 # Refusals and "as an AI" disclaimers at the opening of an answer (alone, or as its prefix).
 _AI_DISCLAIMER = re.compile(
@@ -101,12 +103,15 @@ _MOJIBAKE_START = re.compile("[\ufffd\u00c2-\u00f4]")
 _NON_LATIN = re.compile(f"[{lang.CJK_CLASS}\u0400-\u04ff\u0600-\u06ff\u0900-\u097f\u0e00-\u0e7f]")  # lang's CJK and _OTHER_LETTER
 
 
+_EMOJI = re.compile("[\u2600-\u27bf\U0001f000-\U0001faff]")
+
+
 def units(text: str) -> int:
     """CJK characters plus words: the length measure for bilingual text."""
     if not text:
         return 0
     cjk, words = cjk_and_words(text)
-    return cjk + words
+    return cjk + words + (0 if text.isascii() else len(_EMOJI.findall(text)))
 
 
 def _strip_code(text: str) -> str:
@@ -290,7 +295,7 @@ def _broken_tables(text: str) -> list[str]:
         if len(block) >= 2:
             cells = {len(r.strip("|").split("|")) for r in block}
             has_rule = any(re.fullmatch(r"\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?", r) for r in block[1:2])
-            if len(cells) > 1 or not has_rule:
+            if len(cells) > 1 or (not has_rule and len(block) <= 2):  # 3+ equal rows without a rule: a grid
                 out.append(block[0][:30])
         block = []
     return out
@@ -372,7 +377,17 @@ def _m_refusal(ins: str, ans: str, t: float) -> Measure:
 
 
 def _m_placeholder(ins: str, ans: str, t: float) -> Measure:
-    hits = [h for text in (ins, ans) if may_contain(text, _PLACEHOLDER_NEEDLES) for h in _PLACEHOLDER.findall(_strip_code(text))]
+    hits = []
+    if may_contain(ins, _PLACEHOLDER_NEEDLES):
+        # A placeholder the request names that also sits in its input ("replace the TODO comment") is the subject.
+        request, given = (x.lower() for x in shape.split_user_turn(ins))
+        hits = [h for h in _PLACEHOLDER.findall(_strip_code(ins)) if not (h.lower() in request and h.lower() in given)]
+    if may_contain(ans, _PLACEHOLDER_NEEDLES):
+        # In the answer, a slot is the answer when the instruction asks for a template or form, or is
+        # about filler text; and a placeholder the instruction itself names (a TODO to replace) is its subject.
+        if not _ASKS_TEMPLATE.search(ins):
+            asked = ins.lower()
+            hits += [h for h in _PLACEHOLDER.findall(_strip_code(ans)) if h.lower() not in asked]
     return Measure(len(hits), f"placeholder {hits[0]!r}" if hits else "")
 
 

@@ -46,7 +46,8 @@ CASES = {
                  ("Create an HTML page", "<html>\n<body>\n<p>Hi</p>\n</body>\n</html>"),
                  ("用React写一个按钮", "const B = () => {\n  return <button>OK</button>;\n};"),
                  ("Compute", "result = (a + b)**2\nprint(result)"), ("画一个表格", "| 名称 | 数量 |\n|---|---|\n| 苹果 | 1 |"),
-                 ("Emphasise", "This is **very** important.")],
+                 ("Emphasise", "This is **very** important."),
+                 ("Solve the Sudoku", "Solution:\n\n|1|2|3|\n|3|1|2|\n|2|3|1|")],  # a grid, not a broken table
     },
     "answer_equals_instruction": {
         "bad": [("Summarize the following text.", "Summarize the following text.", "The cat sat on the mat all day."),
@@ -78,6 +79,14 @@ CASES = {
                  ("改写这句英文。", "The dog was seen by me yesterday.", "I saw the dog yesterday."),
                  ("写一个Python函数计算两数之和", "```python\ndef add(a, b):\n    return a + b\n```")],
     },
+    "placeholder": {
+        "bad": [("Write an email to my landlord about the heating.", "Dear landlord,\n\nThe heating is broken.\n\nBest,\n[Your Name]"),
+                ("写一封请假邮件", "尊敬的经理：\n\n我想请假一天。（略）"), ("Write a blog intro", "TODO: write the intro")],
+        "good": [("Write a template for a cover letter.", "Dear [Hiring Manager],\n\nI am applying for [Position].\n\n[Your Name]"),
+                 ("Use an appropriate format for a formal letter.", "[Your Address]\n[Date]\n\nDear [Name],"),
+                 ("How do I add filler text to a Word document?", "Type =lorem() and press Enter to insert Lorem ipsum text."),
+                 ("Replace the TODO comment with code.", "x = 1  # was: TODO", "def f():\n    # TODO\n    pass")],
+    },
     "answer_too_short": {
         "bad": [("Explain what recursion is.", "Yes."), ("请解释什么是递归。", "好的。"),
                 ("Describe the water cycle in detail.", "Evaporation."), ("写一篇关于春天的短文。", "春天。"),
@@ -92,7 +101,7 @@ CASES = {
                  ("Is the sky blue?", "Yes."), ("这句话是正面的吗？", "是的。"), ("Tell if the sentence is toxic.", "No", "You are kind."),
                  ("Compare the two sentences. Output yes or no.", "yes", "A cat. / A cat."), ("判断两段文本是否相似，输出YES或NO。", "NO"),
                  ("List 2 fruits.", "Apple, pear."), ("Rewrite the following sentence in the passive voice.", "The fish was eaten.", "The cat ate the fish."),
-                 ("提供一个问题和四个选项，要求回答正确答案。", "A. 绿色"), ("Construct a loop that prints 0 to 10.", "for i in range(11): print(i)"),
+                 ("提供一个问题和四个选项，要求回答正确答案。", "A. 绿色"), ("Use emojis to convey: cute cat, playful", "🐱😺🐾🎉"), ("Construct a loop that prints 0 to 10.", "for i in range(11): print(i)"),
                  ("法国的首都是哪里？", "巴黎。"), ("2+2等于几？", "4"), ("Classify the sentiment: I love it!", "Positive"),
                  ("Generate a random number between 1 and 10.", "7"), ("Write a SQL query to list all users.", "SELECT * FROM users;")],
     },
