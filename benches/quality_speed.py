@@ -2,7 +2,7 @@
 proof that both give the same verdicts.
 
     PYTHONPATH=. .venv/bin/python benches/quality_speed.py [--rows 100000] [--baseline 97f4b72]
-        [--same 20000] [--git ROOT] [--per-rule 2000]
+        [--same 20000] [--git ROOT] [--per-rule 2000] [--current COMMIT]
 
 - speed: benches/io_speed.py's generator writes --rows rows, `studio import` imports them once,
   and `studio quality` runs on a copy of that workspace with the baseline's code (its tree from
@@ -97,7 +97,7 @@ def _in_tree(tree: Path, mode: str, rows, tmp: Path):
     return out.read_bytes()
 
 
-def speed(rows: int, base: Path, tmp: Path) -> None:
+def speed(rows: int, base: Path, here: Path, tmp: Path) -> None:
     sys.path.insert(0, str(ROOT / "benches"))
     import io_speed
 
@@ -108,7 +108,7 @@ def speed(rows: int, base: Path, tmp: Path) -> None:
     subprocess.run(studio + ["import", str(src), "-w", str(ws0), "-q"], env=_env(ROOT), cwd=ROOT, check=True)
     print(f"| code | rows | seconds | rows/s | load average before |\n| --- | ---: | ---: | ---: | ---: |")
     got = {}
-    for name, tree in (("baseline " + BASELINE, base), ("this tree", ROOT)):
+    for name, tree in (("baseline " + BASELINE, base), ("this tree", here)):
         ws = tmp / f"ws-{len(got)}"
         shutil.copytree(ws0, ws)
         load = os.getloadavg()[0]
@@ -131,6 +131,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=0, help="time `studio quality` on this many generated rows")
     ap.add_argument("--baseline", default=BASELINE, help="the commit to compare with")
+    ap.add_argument("--current", help="compare this commit instead of the working tree")
     ap.add_argument("--per-rule", type=int, default=0, help="CPU us a row per rule on this many rows")
     ap.add_argument("--same", type=int, default=0, help="compare verdicts on this many generated rows")
     ap.add_argument("--git", type=Path, help="with --same: also the labelled sets (sources' git dirs, see quality_label.py)")
@@ -139,10 +140,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         base = _tree(args.baseline, tmp / "baseline")
+        here = _tree(args.current, tmp / "current") if args.current else ROOT
         if args.per_rule:
             rows = _rows_of(args.per_rule, tmp)
             old = json.loads(_in_tree(base, "per-rule", rows, tmp))
-            new = json.loads(_in_tree(ROOT, "per-rule", rows, tmp))
+            new = json.loads(_in_tree(here, "per-rule", rows, tmp))
             print(f"CPU us a row, {args.per_rule:,} generated rows (each rule alone, then all rules as one chunk)\n")
             print("| rule | baseline | this tree | speed-up |\n| --- | ---: | ---: | ---: |")
             for k in old:
@@ -158,10 +160,10 @@ def main() -> None:
                     built, _ = quality_label.build(name, args.git)
                     sets[f"labelled set {name}"] = [(user_turn(r.instruction, r.input or None), r.output) for r in built]
             for name, rows in sets.items():
-                same = _in_tree(base, "verdicts", rows, tmp) == _in_tree(ROOT, "verdicts", rows, tmp)
+                same = _in_tree(base, "verdicts", rows, tmp) == _in_tree(here, "verdicts", rows, tmp)
                 print(f"{name} ({len(rows):,} rows): values, flags and details {'identical' if same else 'DIFFERENT'}")
         if args.rows:
-            speed(args.rows, base, tmp)
+            speed(args.rows, base, here, tmp)
 
 
 if __name__ == "__main__":
