@@ -258,13 +258,33 @@ _SHORT_WANTED = re.compile(
     re.I)
 
 
-# Every match of _SHORT_WANTED holds one of these (case-insensitively): the pattern runs only then.
-_SHORT_WANTED_NEEDLES = (
-    "number", "word", "name", "title", "letter", "digit", "integer", "value", "term", "adjective", "adverb", "noun", "verb",
-    "synonym", "antonym", "colo", "emoji", "date", "year", "answer", "sentence", "phrase", "slogan", "headline", "hashtag",
-    "acronym", "rhyme", "string", "url", "link", "character", "how ", "yes or no", "true or false", "whether", " or ",
-    "code", "script", "regex", "regular expression", "selector", "query", "command", "expression", "snippet", "one-liner",
-    "情感", "还是", "中性", "一个", "一句话", "几个字", "多少", "是否", "是不是", "对不对", "吗")
+# _SHORT_WANTED cut into its alternatives, each run only where a word it needs occurs (every match of
+# the part holds one of them, case-insensitively): the same answer as _SHORT_WANTED.search, 3x faster.
+# tests/test_quality_speed.py checks that both agree.
+_SHORT_WANTED_PARTS = [
+    (re.compile(r"\b(?:an?|one|single|the(?! (?:following|given|above|below|provided|input|original|same)\b))(?: [\w-]+)? "
+                r"(?:number|word|name|title|letter|digit|integer|value|term|adjective|adverb|noun|verb|synonym|antonym|colou?r|emoji"
+                r"|date|year|answer|sentence|phrase|slogan|headline|username|password|passphrase|hashtag|acronym|rhyme|string|url"
+                r"|link|noun|character)\b", re.I),
+     ("number", "word", "name", "title", "letter", "digit", "integer", "value", "term", "adjective", "adverb", "noun", "verb",
+      "synonym", "antonym", "colo", "emoji", "date", "year", "answer", "sentence", "phrase", "slogan", "headline", "hashtag",
+      "acronym", "rhyme", "string", "url", "link", "character")),
+    (re.compile(r"\bhow (?:many|much|old|long|far|often|tall|big)\b", re.I), ("how ",)),
+    (re.compile(r"\b(?:one|single)[- ]word\b", re.I), ("word",)),
+    (re.compile(r"\byes or no\b|\btrue or false\b|\bwhether\b", re.I), ("yes or no", "true or false", "whether")),
+    (re.compile(r"\b\w+, \w+,? or \w+\W*$", re.I), (" or ",)),
+    (re.compile(r"\b(?:code|script|regex|regular expression|selector|query|command|expression|snippet|one-liner)\b", re.I),
+     ("code", "script", "regex", "regular expression", "selector", "query", "command", "expression", "snippet", "one-liner")),
+    (re.compile(r"情感|还是|或者?中性|一个[^，。？\n]{0,6}?(?:数字|词|单词|名字|名称|用户名|标题|字|成语|句子|密码|口号|网址)"
+                r"|一句话|一个词|几个字|多少|是否|是不是|对不对|吗[？?]?$", re.I),
+     ("情感", "还是", "中性", "一个", "一句话", "几个字", "多少", "是否", "是不是", "对不对", "吗")),
+]
+
+
+def short_wanted(first: str) -> bool:
+    """bool(_SHORT_WANTED.search(first)), alternative by alternative."""
+    return any(may_contain(first, needles) and part.search(first) for part, needles in _SHORT_WANTED_PARTS)
+
 
 _SHORT_QUESTION = re.compile(
     r"^\W*(?:what(?:'s| is| was)|who|whom|when|where|which|whose|is|are|was|were|does|do|did|can|could|will|would|should|has|have)\b"
@@ -286,10 +306,15 @@ _ASKS_COUNT = re.compile(
     r"([2-9]|10|[两二三四五六七八九十])\s*[个种条句点段项首篇位部本件样类]", re.I)
 
 
+_COUNT_NEEDLES = tuple("23456789") + ("10",) + tuple(_COUNT_WORDS)  # every _ASKS_COUNT match holds one
+
+
 def items_asked(instruction: str) -> int:
     """How many items the instruction's first line asks for (0: no number of items is named):
     "List three features" -> 3, "写出5个特点" -> 5, "in 2 sentences" -> 2."""
     first = instruction.strip().split("\n", 1)[0][:300]
+    if not may_contain(first, _COUNT_NEEDLES):
+        return 0
     m = _ASKS_COUNT.search(first)
     if not m:
         return 0
@@ -328,7 +353,7 @@ def asks_for_developed_answer(instruction: str) -> bool:
     how...), as opposed to a fact, a number, a label, one word or an edit, which a one-word answer
     may give ("Paris.", "42")."""
     first = instruction.strip().split("\n", 1)[0][:300]
-    if may_contain(first, _SHORT_WANTED_NEEDLES) and _SHORT_WANTED.search(first):
+    if short_wanted(first):
         return False
     if _DEVELOPED.search(first):
         return True

@@ -121,7 +121,9 @@ def folded(text: str) -> str:
     """Lower case, with the four letters that re.IGNORECASE matches to ASCII ones mapped to them:
     a case-insensitive pattern whose every match contains a literal `w` can only match `text`
     where `w.lower() in folded(text)`."""
-    return text.lower() if text.isascii() else text.translate(_FOLD).lower()
+    if text.isascii() or not any(c in text for c in "\u0131\u0130\u017f\u212a"):
+        return text.lower()
+    return text.translate(_FOLD).lower()
 
 
 def may_contain(text: str, needles: tuple[str, ...]) -> bool:

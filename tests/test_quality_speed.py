@@ -35,7 +35,7 @@ HAND = [
     ("Describe", "Paris.<|im_end|>"), ("Describe", "[INST] Paris [/INST] <<SYS>> </s> <unk> <start_of_turn>"),
     ("Describe", "Text\n## Response:\nmore"), ("Describe", "See https://example.com/a/b or WWW.EXAMPLE.COM"),
     ("Describe", "HTTP://EXAMPLE.COM"), ("Describe", "www.example.com"), ("Describe", "Ã©tÃ© â€™ æ–‡ \ufffd"),
-    ("Describe", "This is **bold** and **open"), ("Give one word for happy", "Glad"), ("How many moons?", "1"),
+    ("Describe", "This is **bold** and **open"), ("List 10 animals.", "Cat, dog."), ("写出10个成语", "一马当先"), ("Give one word for happy", "Glad"), ("How many moons?", "1"),
     ("Is it hot, cold, or warm", "Warm"), ("Yes or no: is it blue", "Yes"), ("Write a SQL query", "SELECT 1"),
     ("这句话的情感是正面还是负面？", "正面"), ("给我一个数字", "7"), ("这是对的吗？", "对"), ("Tell me whether it rains", "No"),
     ("Name the King", "Lear"), ("Give a ſlogan", "Go"), ("Pick a colour", "Blue"), ("Write a regular expression", "a+"), ("写", "长城很长。It is long."), ("Translate into English", "你好"),
@@ -116,6 +116,14 @@ def test_is_code_line_equals_the_code_line_pattern(rows):
         "-- sql", "<div>", "SELECT 1", "a -> b", "x :=1", "", "   ", "total=5", "end.)", "call(a, b)"}
     for ln in lines:
         assert text_shape.is_code_line(ln) == bool(text_shape._CODE_LINE.search(ln)), ln
+
+
+def test_short_wanted_parts_equal_the_whole_pattern(rows):
+    firsts = {text_shape.split_user_turn(i)[0].split("\n", 1)[0][:300] for i, _ in rows} | {
+        "Give one word for happy", "How many moons?", "Is it hot, cold, or warm", "Pick red, blue or green.", "Write a regular expression",
+        "Find the synonym", "Tell me whether", "这是对的吗？", "给我一个数字", "The Following Sentence", "HOW MUCH", "a ſlogan", "\u212aey word"}
+    for f in firsts:
+        assert text_shape.short_wanted(f) == bool(text_shape._SHORT_WANTED.search(f)), f
 
 
 def test_counts_equal_the_plain_versions(rows):
