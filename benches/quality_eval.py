@@ -28,6 +28,10 @@ sys.path.insert(0, str(HERE))
 import quality_label  # noqa: E402
 
 TARGET_F1, TARGET_CLEAN = 0.95, 0.005
+BEFORE = ("Read with care: only heldout2's **first run** was blind: P 0.972 / R 0.952 / F1 0.962, **1.67%** of clean rows "
+          "flagged (rules of commit 868a280, after its flagged real rows were hand-labelled): F1 met, the clean-row target "
+          "missed by 1.17 points. The table above is after four classes seen in that run were fixed (see the notes at the "
+          "end). Before this round (commit 97f4b72): tuning F1 0.961 / 0.25%, heldout 0.943 / 0.62%.")
 NOTES = """
 Sources (git snapshots, commits in benches/quality_label.py SOURCES): tuning = hiyouga/LLaMA-Factory
 @ff6d4d1 data/alpaca_en_demo.json + alpaca_zh_demo.json; held-out = BELLE open-source 1k (zh) as kept
@@ -155,7 +159,7 @@ def main() -> None:
                 print("FALSE", *m)
     head = ["| set | P | R | F1 | clean rows flagged | target (F1 >= 0.95, <= 0.5% clean flagged) |",
             "| --- | ---: | ---: | ---: | ---: | --- |", *summary]
-    text = "\n".join(head) + "\n\n" + "\n\n".join(parts)
+    text = "\n".join(head) + "\n\n" + BEFORE + "\n\n" + "\n\n".join(parts)
     print(text)
     if args.write:
         cmd = "PYTHONPATH=$PWD .venv/bin/python benches/quality_eval.py --git ROOT --write"

@@ -106,8 +106,8 @@ def speed(rows: int, base: Path, here: Path, tmp: Path) -> None:
     studio = [sys.executable, "-m", "studio"]
     ws0 = tmp / "ws0"
     subprocess.run(studio + ["import", str(src), "-w", str(ws0), "-q"], env=_env(ROOT), cwd=ROOT, check=True)
-    print(f"| code | rows | seconds | rows/s | load average before |\n| --- | ---: | ---: | ---: | ---: |")
-    got = {}
+    print("| code | rows | seconds | rows/s | load average before |\n| --- | ---: | ---: | ---: | ---: |")
+    got: dict[str, float] = {}
     for name, tree in (("baseline " + BASELINE, base), ("this tree", here)):
         ws = tmp / f"ws-{len(got)}"
         shutil.copytree(ws0, ws)

@@ -34,9 +34,9 @@ import pyarrow as pa
 
 from . import lang
 from . import text_shape as shape
-from .text_stats import cjk_and_words, distinct_char_ngrams, distinct_token_ngrams, may_contain, token_keys
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
+from .text_stats import cjk_and_words, distinct_char_ngrams, distinct_token_ngrams, may_contain, token_keys
 from .workers import Workers, worker_count
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ def echo_similarities(ins: Sequence[str], ans: Sequence[str]) -> list[float | No
         sim = np.zeros(n, dtype=np.float64)
         np.divide(inter, union, out=sim, where=ok)
         np.maximum(out, sim, out=out)
-    res: list[float | None] = out.tolist()
+    res: list[float | None] = list(out.tolist())
     for k in range(n):
         if not live[k]:
             res[k] = None
@@ -555,16 +555,16 @@ def _measure_chunk(rules: Sequence[Rule], ids: Sequence[int], ins: Sequence[str 
                    whole: Sequence[str | None]) -> tuple[dict[str, list], dict[str, list]]:
     values: dict[str, list] = {"sample_id": [], "rule_id": [], "value": []}
     flags: dict[str, list] = {"sample_id": [], "rule_id": [], "value": [], "threshold": [], "detail": []}
-    ins = [i or "" for i in ins]
-    ans = [a or "" for a in ans]
-    echo: Sequence[float | None | str] = [""] * len(ins)
+    ins_text = [i or "" for i in ins]
+    ans_text = [a or "" for a in ans]
+    echo: Sequence[float | None | str] = [""] * len(ins_text)
     if any(r.enabled and r.id == "answer_equals_instruction" for r in rules):
-        echo = echo_similarities(ins, ans)
+        echo = echo_similarities(ins_text, ans_text)
     # measure_sample's loop, inlined with each rule's parts looked up once per chunk
     plan = [(r.id, r.definition.measure, r.definition.whole_sample, r.threshold, r.definition.flag_below, r.definition.numeric)
             for r in rules if r.enabled]
     v_sid, v_rid, v_val = values["sample_id"], values["rule_id"], values["value"]
-    for sid, i, a, w, e in zip(ids, ins, ans, whole, echo):
+    for sid, i, a, w, e in zip(ids, ins_text, ans_text, whole, echo):
         for rid, measure, whole_sample, t, below, numeric in plan:
             if rid == "answer_equals_instruction" and e != "":
                 m = Measure(0.0, "") if e is None else _echo_measure(i, a, float(e))
