@@ -28,12 +28,27 @@ sys.path.insert(0, str(HERE))
 import quality_label  # noqa: E402
 
 TARGET_F1, TARGET_CLEAN = 0.95, 0.005
+BEFORE = ("Read with care: only heldout2's **first run** was blind: P 0.972 / R 0.952 / F1 0.962, **1.67%** of clean rows "
+          "flagged (rules of commit 868a280, after its flagged real rows were hand-labelled): F1 met, the clean-row target "
+          "missed by 1.17 points. The table above is after four classes seen in that run were fixed (see the notes at the "
+          "end). Before this round (commit 97f4b72): tuning F1 0.961 / 0.25%, heldout 0.943 / 0.62%.")
 NOTES = """
 Sources (git snapshots, commits in benches/quality_label.py SOURCES): tuning = hiyouga/LLaMA-Factory
 @ff6d4d1 data/alpaca_en_demo.json + alpaca_zh_demo.json; held-out = BELLE open-source 1k (zh) as kept
 in shibing624/MedicalGPT @5fec167 data/finetune/Belle_open_source_1k.json, sahil280114/codealpaca
 @2f78ddc data/code_alpaca_2k.json (en, code), yizhongw/self-instruct @0b26cca data/seed_tasks.jsonl
-(en, human-written). The rows are rebuilt from the snapshots; the repository keeps ids and labels only.
+(en, human-written); heldout2 = tatsu-lab/alpaca_eval @cd543a1 results/gpt4_0613/model_outputs.json (805
+AlpacaEval instructions with GPT-4 answers, en) and yangjianxin1/Firefly @e22b406 data/dummy_data.jsonl (MOSS
+conversations, one row per turn, 120 of 154 turns Chinese). The rows are rebuilt from the snapshots; the
+repository keeps ids and labels only.
+
+heldout2 was built (labelling script, truth file, commit 868a280) after the tuning-set fixes of this round and
+before anything was measured on it; its first run with those rules, after hand-labelling the 29 real rows they
+flagged, was P 0.972 / R 0.952 / F1 0.962 with 1.67% of clean rows flagged: F1 met, clean-row target missed
+(+1.17 points). Its seven false flags were then read and four classes fixed (a request for a template, form or
+filler text keeps its [slots]; a placeholder the request names and its input holds is the subject; an emoji is a
+unit; three or more equal |-rows without a rule are a grid), which gives the table above. So heldout2 too is now
+a set that was looked at: the blind number is the one above, not the table.
 
 How the truth was made: planted rows carry one defect each (the class is the `defect` field of the
 truth files); truncation and too-short rows may also be flagged by the other of the two without
@@ -42,7 +57,7 @@ flagged during the work was read and labelled by hand (benches/data/quality_hand
 a note each); real rows no rule flagged were not read one by one, so defects that every rule misses
 are counted as clean rows here. "As an AI ..." openings count as refusals (the rule's definition).
 
-Caveat on the held-out set: it was not blind. Its flagged real rows were read for the hand labels,
+Caveat on the first held-out set: it was not blind. Its flagged real rows were read for the hand labels,
 and some of its misses (truncated unfenced code, tags in code, BELLE's "标题：..." lines) led to rule
 changes, so its numbers are closer to a second tuning set than to the issue's outside set.
 Per-rule FP counts include firing on planted rows of another class; the per-row line does not.
@@ -144,7 +159,7 @@ def main() -> None:
                 print("FALSE", *m)
     head = ["| set | P | R | F1 | clean rows flagged | target (F1 >= 0.95, <= 0.5% clean flagged) |",
             "| --- | ---: | ---: | ---: | ---: | --- |", *summary]
-    text = "\n".join(head) + "\n\n" + "\n\n".join(parts)
+    text = "\n".join(head) + "\n\n" + BEFORE + "\n\n" + "\n\n".join(parts)
     print(text)
     if args.write:
         cmd = "PYTHONPATH=$PWD .venv/bin/python benches/quality_eval.py --git ROOT --write"
@@ -153,7 +168,10 @@ def main() -> None:
                f"Command: `{cmd}` (ROOT holds git snapshots of the sources; see benches/quality_label.py).\n\n"
                "Old numbers (issue 20, held-out set kept outside the project): P 0.787 / R 0.870 / F1 0.827, 2.8% of "
                "clean rows flagged; a reference rule set 0.975 / 0.980 / 0.978, 0.3%.\n\n" + text + "\n" + NOTES)
-        (HERE / "results" / "quality.md").write_text(doc, encoding="utf-8")
+        out = HERE / "results" / "quality.md"
+        old = out.read_text(encoding="utf-8") if out.exists() else ""
+        keep = old[old.index("\n## Speed"):] if "\n## Speed" in old else ""  # written by hand from quality_speed.py
+        out.write_text(doc + keep, encoding="utf-8")
 
 
 if __name__ == "__main__":

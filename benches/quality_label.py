@@ -3,10 +3,14 @@ with one planted defect each (truncation at a random word, markup debris, echo o
 or the input, refusals alone and as prefixes, an answer in the other language, a cut-down answer),
 plus the hand labels of real rows that were defective already.
 
-Two sets from different sources, so that the rules are checked on data they were not tuned on:
+Three sets from different sources, so that the rules are checked on data they were not tuned on:
   tuning   LLaMA-Factory data/alpaca_en_demo.json + alpaca_zh_demo.json
   heldout  BELLE open-source 1k (zh, as kept in shibing624/MedicalGPT), CodeAlpaca 2k (en, code),
-           self-instruct's 175 human-written seed tasks (en)
+           self-instruct's 175 human-written seed tasks (en). Read while the rules were tuned: no
+           longer a test of generalisation on its own.
+  heldout2 AlpacaEval's 805 instructions with GPT-4 (0613) answers (en; tatsu-lab/alpaca_eval), and
+           the MOSS conversations of Firefly's data/dummy_data.jsonl (zh and en, one row per turn):
+           built after the rule changes of issue 20 item 1 were made, from sources never read before.
 
 The source rows are not copied into this repository: the script reads them from git snapshots of
 the source repositories (at the commits in SOURCES, checked by blob id) and the truth files hold
@@ -44,11 +48,17 @@ SOURCES = {
                        "72d030181710b5ab46e042a7146773dac3f88998", "json"),
     "self_instruct_seed": ("yizhongw/self-instruct", "0b26ccaa415992100fa32df62d41b994cf928e23", "data/seed_tasks.jsonl",
                            "c97d40d76abd45cd7456f2d0d58459bb4df3cad5", "seed"),
+    # heldout2: built after the rules were tuned on the two sets above, from sources never read before
+    "alpaca_eval_gpt4": ("tatsu-lab/alpaca_eval", "cd543a149df89434d8a54582c0151c0b945c3d20", "results/gpt4_0613/model_outputs.json",
+                         "8246bfd7640ce9bceef7ea8642e9cd0f1458bf74", "json"),
+    "firefly_moss": ("yangjianxin1/Firefly", "e22b406ee440fda0b18a073c6325853de17741cb", "data/dummy_data.jsonl",
+                     "510f91afa14d013763860235b1016a9f89d71a57", "turns"),
 }
 # set: ((source, clean rows, planted rows), ...)
 SETS = {
     "tuning": (("lf_alpaca_en", 420, 200), ("lf_alpaca_zh", 420, 200)),
     "heldout": (("belle_1k", 350, 180), ("code_alpaca_2k", 350, 170), ("self_instruct_seed", 120, 50)),
+    "heldout2": (("alpaca_eval_gpt4", 350, 170), ("firefly_moss", 90, 60)),
 }
 DEFECTS = ("truncated", "debris", "echo", "refusal", "refusal_prefix", "language", "too_short")
 EXPECTED = {"truncated": "truncated_answer", "debris": "markup_debris", "echo": "answer_equals_instruction",
@@ -84,6 +94,8 @@ def read_source(name: str, git_root: Path) -> list[Row]:
         recs = json.loads(text)
     else:
         recs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if fmt == "turns":  # multi-turn conversations: each human turn and its answer a row
+        recs = [{"instruction": t["human"], "output": t["assistant"]} for r in recs for t in r["conversation"]]
     if fmt == "seed":
         recs = [{"instruction": r["instruction"], "input": i["input"], "output": i["output"]} for r in recs for i in r["instances"][:1]]
     for i, r in enumerate(recs):
@@ -224,6 +236,8 @@ def build(set_name: str, git_root: Path) -> tuple[list[Row], list[dict]]:
             kind = DEFECTS[planted % len(DEFECTS)]
             prng = random.Random(f"{SEED}:{r.id}:{kind}")
             other = [x for x in others if is_zh(x.output) != is_zh(r.instruction)]
+            if not other:  # no other source in that language: the other-language rows of this one
+                other = [x for x in pool if is_zh(x.output) != is_zh(r.instruction)]
             new = plant(kind, r, prng, other)
             if new is None:
                 continue

@@ -20,6 +20,7 @@ same rules over the same samples again) records no operation: its report's op_id
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ from . import lang
 from . import text_shape as shape
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
+from .text_stats import cjk_and_words, distinct_char_ngrams, distinct_token_ngrams, may_contain, token_keys
 from .workers import Workers, worker_count
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ _TEMPLATE_TOKEN = re.compile(
 _ROLE_AT_END = re.compile(r"\n\s*(?:User|Human|Assistant|AI|Bot|用户|助手|问|答)\s*[:：]\s*$", re.I)
 _BROKEN_LINK = re.compile(r"\[[^\]\n]{1,200}\]\([^)\s]*(?:\s|$)(?![^(\n]*\))|\[[^\]\n]*\]\(\s*\)")
 _ASKS_MARKUP = re.compile(r"(?<![A-Za-z])(?:html|xml|svg|markup|tags?|jsx|css|web ?page|markdown|react|vue)(?![A-Za-z])|网页|标签", re.I)
+_ASKS_TEMPLATE = re.compile(r"\b(?:templates?|forms?|formats?|fill[- ]in|fill out|boilerplate|placeholders?|filler|dummy text)\b"
+                            r"|模板|模版|格式|范本|样板|占位|填空", re.I)
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 # Refusals and "as an AI" disclaimers at the opening of an answer (alone, or as its prefix).
 _AI_DISCLAIMER = re.compile(
@@ -87,11 +91,27 @@ _PLACEHOLDER = re.compile(
     r"|待补充|待完善|待填写|此处填写|在此(?:处)?填写|（略）|\(略\)|此处省略", re.I)
 
 
+# Cheap preconditions: text without any of these (case-insensitively) cannot match the pattern,
+# so the pattern is not run (every match of the pattern contains one of them; placeholder needles
+# have no space, so replacing code by a space, as _strip_code does, cannot make a new one).
+_URL_NEEDLES = ("http", "www.")
+_PLACEHOLDER_NEEDLES = ("todo", "tbd", "fixme", "lorem", "[insert", "[your", "[add", "[placeholder", "<insert", "<your",
+                        "{{", "待补充", "待完善", "待填写", "此处填写", "在此", "（略）", "(略)", "此处省略")
+_REFUSAL_NEEDLES = ("as a", "作为", "sorry", "apologi", "unfortunately", "regret", "抱歉", "对不起", "遗憾", "不好意思")
+_SELF_STARTS = ("i", "w", "u", "h", "我")  # the first letter of every _SELF_INABILITY match
+_MOJIBAKE_START = re.compile("[\ufffd\u00c2-\u00f4]")
+_NON_LATIN = re.compile(f"[{lang.CJK_CLASS}\u0400-\u04ff\u0600-\u06ff\u0900-\u097f\u0e00-\u0e7f]")  # lang's CJK and _OTHER_LETTER
+
+
+_EMOJI = re.compile("[\u2600-\u27bf\U0001f000-\U0001faff]")
+
+
 def units(text: str) -> int:
     """CJK characters plus words: the length measure for bilingual text."""
     if not text:
         return 0
-    return len(_CJK.findall(text)) + len(_WORD.findall(text))
+    cjk, words = cjk_and_words(text)
+    return cjk + words + (0 if text.isascii() else len(_EMOJI.findall(text)))
 
 
 def _strip_code(text: str) -> str:
@@ -120,10 +140,20 @@ def _m_too_short(ins: str, ans: str, t: float) -> Measure:
     # Relative to what the instruction asks: a fact, a number or a label may come in one word
     # ("Paris.", "42"), so such an answer's units count three times; a request to explain,
     # describe, write or list counts them once.
-    u = units(_URL.sub(" link ", ans))  # a link is one unit, not its path's words
+    u = units(_URL.sub(" link ", ans) if may_contain(ans, _URL_NEEDLES) else ans)  # a link is one unit, not its path's words
     if not ans.strip():
         return Measure(0, "empty answer")
-    developed = (shape.asks_for_developed_answer(shape.split_user_turn(ins)[0])
+    instruction = shape.split_user_turn(ins)[0]
+    empty = shape.non_answer(ans, instruction)
+    if empty:
+        return Measure(0, f"answer {ans.strip()[:40]!r} is {empty}")
+    items = shape.items_asked(instruction)
+    if items >= 2:
+        # N items asked: each should take a unit at least, so N units reach the threshold (3)
+        v = round(3 * u / items, 4)
+        return Measure(v, f"answer is {u} unit{'s' if u != 1 else ''} long for an instruction that asks for {items} items "
+                          f"(its units count 3/{items} times; minimum {t:g})")
+    developed = (shape.asks_for_developed_answer(instruction)
                  and not shape.looks_like_code(ans) and not shape.is_value(ans))
     v = u if developed else 3 * u
     asks = "a developed answer" if developed else "a short answer (its units count 3 times)"
@@ -148,16 +178,77 @@ def _m_equals(ins: str, ans: str, t: float) -> Measure:
     if not b or not ins.strip():
         return Measure(0.0, "")
     instruction, input_text = shape.split_user_turn(ins)
-    best, what = 0.0, "the instruction"
-    for part, name in ((ins, "the instruction"), (instruction, "the instruction")):
-        sim = _similarity(normalize(part), b)
-        if sim > best:
-            best, what = sim, name
+    best = 0.0
+    for part in (ins, instruction):
+        best = max(best, _similarity(normalize(part), b))
+    return _echo_measure(ins, ans, best)
+
+
+def _echo_measure(ins: str, ans: str, best: float) -> Measure:
+    """The echo measure from the best shingle similarity (row by row or `echo_similarities`)."""
+    what = "the instruction"
+    input_text = shape.split_user_turn(ins)[1]
     if input_text and " ".join(ans.split()) == " ".join(input_text.split()):
         best, what = 1.0, "the input"
     return Measure(round(best, 4), f"answer is {best:.0%} the same as {what}")
 
 
+def echo_similarities(ins: Sequence[str], ans: Sequence[str]) -> list[float | None]:
+    """`_m_equals`'s shingle similarity for a whole chunk at once (the input-copy check aside):
+    per row the larger of Jaccard(user turn, answer) and Jaccard(instruction, answer) on 2-shingles
+    of the normalised texts, 1.0 for equal texts; None where the rule measures nothing (an empty
+    answer or instruction). The same numbers as
+    `_similarity` row by row (tests/test_quality_speed.py checks), from one numpy pass over the chunk
+    instead of three small ones per row."""
+    from .normalize import normalize
+    from .shingles import shingle_hashes
+
+    n = len(ins)
+    if n == 0:
+        return []
+    b = [normalize(a) for a in ans]
+    live = [bool(bb) and bool(i.strip()) for i, bb in zip(ins, b)]  # else no measure, as in _m_equals
+    full = [normalize(i) if ok else "" for i, ok in zip(ins, live)]
+    only = [normalize(shape.split_user_turn(i)[0]) if ok else "" for i, ok in zip(ins, live)]
+    apart = [k for k in range(n) if only[k] != full[k]]  # rows with an input: the instruction alone differs
+    texts = full + [only[k] for k in apart] + b
+    owner = np.concatenate([np.arange(n), np.asarray(apart, dtype=np.int64), np.arange(n)]).astype(np.uint64)
+    hashes, offsets = shingle_hashes(texts, 2)
+    keys = (np.repeat(owner, np.diff(offsets)) << np.uint64(32)) | hashes.astype(np.uint64)
+    cut = offsets[[n, n + len(apart)]]
+    answer = _distinct(keys[cut[1]:])
+    answer_size = np.bincount((answer >> np.uint64(32)).astype(np.int64), minlength=n)
+    out = np.zeros(n, dtype=np.float64)
+    for part in (keys[:cut[0]], keys[cut[0]:cut[1]]):
+        side = _distinct(part)
+        size = np.bincount((side >> np.uint64(32)).astype(np.int64), minlength=n)
+        both = np.concatenate([side, answer])
+        both.sort()
+        common = both[1:][both[1:] == both[:-1]]
+        inter = np.bincount((common >> np.uint64(32)).astype(np.int64), minlength=n)
+        union = size + answer_size - inter
+        ok = (size > 0) & (answer_size > 0)
+        sim = np.zeros(n, dtype=np.float64)
+        np.divide(inter, union, out=sim, where=ok)
+        np.maximum(out, sim, out=out)
+    res: list[float | None] = list(out.tolist())
+    for k in range(n):
+        if not live[k]:
+            res[k] = None
+        elif (full[k] and full[k] == b[k]) or (only[k] and only[k] == b[k]):
+            res[k] = 1.0
+    return res
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of `keys` (np.unique, without its hashing detour)."""
+    keys = np.sort(keys)
+    if keys.size < 2:
+        return keys
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+
+
+@functools.lru_cache(maxsize=64)
 def _prose_of(ans: str) -> str:
     """The answer without fenced/inline code; '' when the answer is unfenced code."""
     prose = _strip_code(ans)
@@ -168,15 +259,16 @@ def _m_char_rep(ins: str, ans: str, t: float) -> Measure:
     s = "".join(_prose_of(ans).split())
     if len(s) < 20:
         return Measure(0.0, "")
-    v = _dup_fraction(_ngrams(s, 5))
+    count = len(s) - 4
+    v = 1.0 - distinct_char_ngrams(s, 5) / count  # = _dup_fraction(_ngrams(s, 5))
     return Measure(round(v, 4), f"{v:.0%} of 5-character grams repeat")
 
 
 def _m_word_rep(ins: str, ans: str, t: float) -> Measure:
-    toks = _TOKEN.findall(_prose_of(ans).lower())
+    toks = token_keys(_prose_of(ans).lower())  # = _TOKEN.findall(...), as bytes for ASCII prose
     if len(toks) < 15:
         return Measure(0.0, "")
-    v = _dup_fraction(_ngrams(toks, 3))
+    v = 1.0 - distinct_token_ngrams(toks, 3) / (len(toks) - 2)  # = _dup_fraction(_ngrams(toks, 3))
     return Measure(round(v, 4), f"{v:.0%} of 3-word grams repeat")
 
 
@@ -189,7 +281,7 @@ def _m_line_rep(ins: str, ans: str, t: float) -> Measure:
 
 
 def _m_mojibake(ins: str, ans: str, t: float) -> Measure:
-    hits = _MOJIBAKE.findall(ins) + _MOJIBAKE.findall(ans)
+    hits = [h for text in (ins, ans) if not text.isascii() and _MOJIBAKE_START.search(text) for h in _MOJIBAKE.findall(text)]
     return Measure(len(hits), f"{len(hits)} garbled sequence(s), e.g. {hits[0]!r}" if hits else "")
 
 
@@ -203,7 +295,7 @@ def _broken_tables(text: str) -> list[str]:
         if len(block) >= 2:
             cells = {len(r.strip("|").split("|")) for r in block}
             has_rule = any(re.fullmatch(r"\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?", r) for r in block[1:2])
-            if len(cells) > 1 or not has_rule:
+            if len(cells) > 1 or (not has_rule and len(block) <= 2):  # 3+ equal rows without a rule: a grid
                 out.append(block[0][:30])
         block = []
     return out
@@ -211,7 +303,8 @@ def _broken_tables(text: str) -> list[str]:
 
 def _m_markup(ins: str, ans: str, t: float) -> Measure:
     prose = _strip_code(ans)
-    hits = _TEMPLATE_TOKEN.findall(prose) + [m.group(0).strip() for m in _ROLE_AT_END.finditer(ans)]
+    hits = _TEMPLATE_TOKEN.findall(prose) if may_contain(prose, ("<", "[", "#")) else []  # every token has one
+    hits += [m.group(0).strip() for m in _ROLE_AT_END.finditer(ans)]
     tail = shape.open_fence_tail(ans)
     if tail is not None and (not tail.strip() or (not shape.looks_like_code(tail) and not shape.unfinished_ending(tail))):
         hits.append("``` (a fence never closed)")  # a stray fence; a cut inside code is truncated_answer
@@ -227,7 +320,7 @@ def _m_markup(ins: str, ans: str, t: float) -> Measure:
     hits += [m.group(0) for m in _BROKEN_LINK.finditer(prose)]
     hits += [f"table {b!r}" for b in _broken_tables(prose)]
     # Bold markers at word edges (**word** or **粗体**), left open in a line; 2**3 is arithmetic.
-    bold = [ln for ln in prose.splitlines() if not shape._CODE_LINE.search(ln)
+    bold = [ln for ln in prose.splitlines() if "**" in ln and not shape.is_code_line(ln)
             and re.sub(r"(?<=[\w)\]])(?:\*\*| \*\* )(?=[\w(])", "", ln).count("**") % 2 == 1]
     hits += ["** left open"] * bool(bold)
     return Measure(len(hits), f"{len(hits)} piece(s) of markup debris outside code, e.g. {hits[0]!r}" if hits else "")
@@ -256,7 +349,7 @@ def _m_truncated(ins: str, ans: str, t: float) -> Measure:
 
 def _m_url_only(ins: str, ans: str, t: float) -> Measure:
     s = ans.strip()
-    if s and _URL.sub("", s).strip(" \n\t.,;:!?<>()[]\"'") == "":
+    if s and (_URL.sub("", s) if may_contain(s, _URL_NEEDLES) else s).strip(" \n\t.,;:!?<>()[]\"'") == "":
         return Measure(1.0, "answer is only a link")
     return Measure(0.0, "")
 
@@ -270,19 +363,31 @@ def _opening(ans: str) -> str:
 
 def _m_refusal(ins: str, ans: str, t: float) -> Measure:
     head = _opening(ans)
-    for pattern in (_AI_DISCLAIMER, _APOLOGY_INABILITY):
-        m = pattern.search(head)
-        if m:
-            return Measure(1.0, f"refusal: {m.group(0)!r}")
+    if may_contain(head, _REFUSAL_NEEDLES):
+        for pattern in (_AI_DISCLAIMER, _APOLOGY_INABILITY):
+            m = pattern.search(head)
+            if m:
+                return Measure(1.0, f"refusal: {m.group(0)!r}")
     for sentence in re.split(r"(?<=[.!?。！？])\s*", head)[:2]:
-        m = _SELF_INABILITY.search(sentence.strip())
+        sentence = sentence.strip()
+        m = _SELF_INABILITY.search(sentence) if may_contain(sentence[:1], _SELF_STARTS) else None
         if m:
             return Measure(1.0, f"refusal: {m.group(0)!r}")
     return Measure(0.0, "")
 
 
 def _m_placeholder(ins: str, ans: str, t: float) -> Measure:
-    hits = _PLACEHOLDER.findall(_strip_code(ins)) + _PLACEHOLDER.findall(_strip_code(ans))
+    hits = []
+    if may_contain(ins, _PLACEHOLDER_NEEDLES):
+        # A placeholder the request names that also sits in its input ("replace the TODO comment") is the subject.
+        request, given = (x.lower() for x in shape.split_user_turn(ins))
+        hits = [h for h in _PLACEHOLDER.findall(_strip_code(ins)) if not (h.lower() in request and h.lower() in given)]
+    if may_contain(ans, _PLACEHOLDER_NEEDLES):
+        # In the answer, a slot is the answer when the instruction asks for a template or form, or is
+        # about filler text; and a placeholder the instruction itself names (a TODO to replace) is its subject.
+        if not _ASKS_TEMPLATE.search(ins):
+            asked = ins.lower()
+            hits += [h for h in _PLACEHOLDER.findall(_strip_code(ans)) if h.lower() not in asked]
     return Measure(len(hits), f"placeholder {hits[0]!r}" if hits else "")
 
 
@@ -290,7 +395,11 @@ def _m_language(ins: str, ans: str, t: float) -> Measure:
     # The answer's prose against the instruction's and the input's: quoted spans, code and proper
     # nouns do not count (lang.prose_script), and an answer in the language of the input (改写这句
     # 英文: ...) is no mismatch.
-    if not ins.strip() or not ans.strip() or _TRANSLATE.search(ins):
+    if not ins.strip() or not ans.strip():
+        return Measure(0.0, "")
+    if not _NON_LATIN.search(ins) and not _NON_LATIN.search(ans):
+        return Measure(0.0, "")  # both in Latin script (or none): prose_script can only say 'latin' or ''
+    if _TRANSLATE.search(ins):
         return Measure(0.0, "")
     instruction, input_text = shape.split_user_turn(ins)
     if not input_text and "\n" in instruction.strip():  # an input on the lines after the instruction
@@ -307,7 +416,8 @@ def _m_language(ins: str, ans: str, t: float) -> Measure:
 
 def _m_too_long(ins: str, ans: str, t: float, whole: str = "") -> Measure:
     text = whole or (ins + "\n" + ans)
-    est = len(_CJK.findall(text)) + 1.3 * len(_WORD.findall(text))
+    cjk, words = cjk_and_words(text)
+    est = cjk + 1.3 * words
     return Measure(round(est), f"about {est:,.0f} tokens (limit {t:g})")
 
 
@@ -424,14 +534,19 @@ def _resolve_rules(rules: str | Path | Sequence[Rule] | None, ws: Workspace | No
 
 
 # -- measuring (pure: runs in worker processes too) ------------------------------------------------
-def measure_sample(rules: Sequence[Rule], instruction: str, answer: str, whole: str = "") -> list[tuple[str, float, bool, str]]:
-    """(rule id, value, flagged, detail) for each enabled rule."""
+def measure_sample(rules: Sequence[Rule], instruction: str, answer: str, whole: str = "",
+                   echo: float | None | str = "") -> list[tuple[str, float, bool, str]]:
+    """(rule id, value, flagged, detail) for each enabled rule. `echo`: this sample's entry of
+    `echo_similarities` when the caller computed the chunk's at once ('' : measure it here)."""
     out = []
     for r in rules:
         if not r.enabled:
             continue
         d = r.definition
-        m = d.measure(instruction, answer, r.threshold, whole) if d.whole_sample else d.measure(instruction, answer, r.threshold)
+        if r.id == "answer_equals_instruction" and echo != "":
+            m = Measure(0.0, "") if echo is None else _echo_measure(instruction, answer, float(echo))
+        else:
+            m = d.measure(instruction, answer, r.threshold, whole) if d.whole_sample else d.measure(instruction, answer, r.threshold)
         out.append((r.id, float(m.value), r.flags(m.value), m.detail))
     return out
 
@@ -440,19 +555,32 @@ def _measure_chunk(rules: Sequence[Rule], ids: Sequence[int], ins: Sequence[str 
                    whole: Sequence[str | None]) -> tuple[dict[str, list], dict[str, list]]:
     values: dict[str, list] = {"sample_id": [], "rule_id": [], "value": []}
     flags: dict[str, list] = {"sample_id": [], "rule_id": [], "value": [], "threshold": [], "detail": []}
-    thresholds = {r.id: r.threshold for r in rules}
-    for sid, i, a, w in zip(ids, ins, ans, whole):
-        for rid, value, flagged, detail in measure_sample(rules, i or "", a or "", w or ""):
-            if RULES[rid].numeric:
-                values["sample_id"].append(sid)
-                values["rule_id"].append(rid)
-                values["value"].append(value)
-            if flagged:
+    ins_text = [i or "" for i in ins]
+    ans_text = [a or "" for a in ans]
+    echo: Sequence[float | None | str] = [""] * len(ins_text)
+    if any(r.enabled and r.id == "answer_equals_instruction" for r in rules):
+        echo = echo_similarities(ins_text, ans_text)
+    # measure_sample's loop, inlined with each rule's parts looked up once per chunk
+    plan = [(r.id, r.definition.measure, r.definition.whole_sample, r.threshold, r.definition.flag_below, r.definition.numeric)
+            for r in rules if r.enabled]
+    v_sid, v_rid, v_val = values["sample_id"], values["rule_id"], values["value"]
+    for sid, i, a, w, e in zip(ids, ins_text, ans_text, whole, echo):
+        for rid, measure, whole_sample, t, below, numeric in plan:
+            if rid == "answer_equals_instruction" and e != "":
+                m = Measure(0.0, "") if e is None else _echo_measure(i, a, float(e))
+            else:
+                m = measure(i, a, t, w or "") if whole_sample else measure(i, a, t)
+            value = float(m.value)
+            if numeric:
+                v_sid.append(sid)
+                v_rid.append(rid)
+                v_val.append(value)
+            if (m.value < t) if below else (m.value >= t):
                 flags["sample_id"].append(sid)
                 flags["rule_id"].append(rid)
                 flags["value"].append(value)
-                flags["threshold"].append(thresholds[rid])
-                flags["detail"].append(detail)
+                flags["threshold"].append(t)
+                flags["detail"].append(m.detail)
     return values, flags
 
 

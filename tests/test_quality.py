@@ -77,7 +77,7 @@ def add(ws, *samples):
 
 
 def test_run_stores_flags_with_value_threshold_detail_and_replaces_them(ws):
-    ids = add(ws, chat(*GOOD_ZH), chat(*GOOD_EN), chat("问题", "好"), chat("Question", "https://example.com"))
+    ids = add(ws, chat(*GOOD_ZH), chat(*GOOD_EN), chat("问题", "猫"), chat("Question", "https://example.com"))
     report = quality.run_quality(ws)
     assert report.samples == 4 and report.flagged_samples == 2
     flags = quality.flags_of(ws.con, ids[2])
@@ -142,7 +142,7 @@ def test_missing_rules_file(tmp_path):
 
 
 def test_user_rules_file_disables_and_moves_thresholds(ws, tmp_path):
-    ids = add(ws, chat("问题", "好的"), chat("Question", "https://example.com"))
+    ids = add(ws, chat("问题", "猫狗"), chat("Question", "https://example.com"))
     path = tmp_path / "mine.yaml"
     path.write_text("rules:\n  - id: answer_too_short\n    enabled: true\n    threshold: 2\n"
                     "  - id: url_only_answer\n    enabled: false\n    threshold: 1\n", encoding="utf-8")

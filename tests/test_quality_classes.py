@@ -25,6 +25,7 @@ CASES = {
         "bad": [("Describe the Great Wall", LONG_EN), ("介绍一下长城", LONG_ZH),
                 ("Explain photosynthesis", "Photosynthesis is the process by which plants turn light into"),
                 ("列出三种水果", "常见的水果有很多，例如苹果、香蕉、"),
+                ("工作中动机为什么重要？", "动机能提高生产力。\n\n1. 提高效率：员工更投入。\n\n2. 降低流失率：员工更愿意留下。\n\n因"),
                 ("Give a movie subtitle", '"The Godfather: A Tale of Family, Loyalty'),
                 ("Write a function", "def square(x):\n    return"),
                 ("Show the code", "Here it is:\n```python\nfor i in range(3):\n    print(")],
@@ -45,7 +46,8 @@ CASES = {
                  ("Create an HTML page", "<html>\n<body>\n<p>Hi</p>\n</body>\n</html>"),
                  ("用React写一个按钮", "const B = () => {\n  return <button>OK</button>;\n};"),
                  ("Compute", "result = (a + b)**2\nprint(result)"), ("画一个表格", "| 名称 | 数量 |\n|---|---|\n| 苹果 | 1 |"),
-                 ("Emphasise", "This is **very** important.")],
+                 ("Emphasise", "This is **very** important."),
+                 ("Solve the Sudoku", "Solution:\n\n|1|2|3|\n|3|1|2|\n|2|3|1|")],  # a grid, not a broken table
     },
     "answer_equals_instruction": {
         "bad": [("Summarize the following text.", "Summarize the following text.", "The cat sat on the mat all day."),
@@ -77,11 +79,29 @@ CASES = {
                  ("改写这句英文。", "The dog was seen by me yesterday.", "I saw the dog yesterday."),
                  ("写一个Python函数计算两数之和", "```python\ndef add(a, b):\n    return a + b\n```")],
     },
+    "placeholder": {
+        "bad": [("Write an email to my landlord about the heating.", "Dear landlord,\n\nThe heating is broken.\n\nBest,\n[Your Name]"),
+                ("写一封请假邮件", "尊敬的经理：\n\n我想请假一天。（略）"), ("Write a blog intro", "TODO: write the intro")],
+        "good": [("Write a template for a cover letter.", "Dear [Hiring Manager],\n\nI am applying for [Position].\n\n[Your Name]"),
+                 ("Use an appropriate format for a formal letter.", "[Your Address]\n[Date]\n\nDear [Name],"),
+                 ("How do I add filler text to a Word document?", "Type =lorem() and press Enter to insert Lorem ipsum text."),
+                 ("Replace the TODO comment with code.", "x = 1  # was: TODO", "def f():\n    # TODO\n    pass")],
+    },
     "answer_too_short": {
         "bad": [("Explain what recursion is.", "Yes."), ("请解释什么是递归。", "好的。"),
                 ("Describe the water cycle in detail.", "Evaporation."), ("写一篇关于春天的短文。", "春天。"),
-                ("Explain what recursion is.", "")],
+                ("Explain what recursion is.", ""),
+                # a pointer elsewhere, a bare yes/OK to a question that is no yes/no question
+                ("What is the best way to learn a language?", "See above."), ("简述美国的政治制度。", "见上文。"),
+                ("识别谋杀悬疑小说的氛围。", "略。"), ("使用可再生能源的重要性是什么？", "是的。"),
+                # fewer items than the instruction asks for, even a bare list marker or number
+                ("List three features of the moon.", "1."), ("Add 3 examples to the following sentence.", "1. Gun.", "Gun violence can result in..."),
+                ("编制一个软件工程师的5个具体特点的清单。", "细心。")],
         "good": [("What is the capital of France?", "Paris."), ("How many legs does a spider have?", "8"),
+                 ("Is the sky blue?", "Yes."), ("这句话是正面的吗？", "是的。"), ("Tell if the sentence is toxic.", "No", "You are kind."),
+                 ("Compare the two sentences. Output yes or no.", "yes", "A cat. / A cat."), ("判断两段文本是否相似，输出YES或NO。", "NO"),
+                 ("List 2 fruits.", "Apple, pear."), ("Rewrite the following sentence in the passive voice.", "The fish was eaten.", "The cat ate the fish."),
+                 ("提供一个问题和四个选项，要求回答正确答案。", "A. 绿色"), ("Use emojis to convey: cute cat, playful", "🐱😺🐾🎉"), ("Construct a loop that prints 0 to 10.", "for i in range(11): print(i)"),
                  ("法国的首都是哪里？", "巴黎。"), ("2+2等于几？", "4"), ("Classify the sentiment: I love it!", "Positive"),
                  ("Generate a random number between 1 and 10.", "7"), ("Write a SQL query to list all users.", "SELECT * FROM users;")],
     },
