@@ -97,6 +97,16 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
     joined = "\x00".join(texts) + "\x00"
     cp = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     lens = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=count)
+    return codepoint_shingle_hashes(cp, lens, n)
+
+
+def codepoint_shingle_hashes(cp: np.ndarray, lens: np.ndarray, n: int = DEFAULT_SHINGLE) -> tuple[np.ndarray, np.ndarray]:
+    """`shingle_hashes` of texts given as code points one after another, each followed by a
+    separator (NUL): text i is lens[i] code points, its separator included
+    (curation.normalize_bulk.normalized_codepoints)."""
+    count = lens.size
+    if count == 0:
+        return np.zeros(0, np.uint32), np.zeros(1, np.int64)
     ends = np.cumsum(lens)  # text i's characters end before ends[i]
     cls = _classes(cp)  # NUL (between texts) is a separator in the table
     is_word = cls == _WORD

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import normalize as norm
+from .. import normalize_bulk
 from .. import shingles as sh
 from ..jobs import Job
 from ..workers import Workers, worker_count
@@ -29,7 +30,10 @@ from .params import OLD_SCHEMES, DedupParams
 from .shingle_sets import ShingleSets, distinct_rows
 
 CHUNK = 4000            # samples per worker task (a few MB of text)
-SET_CACHE_HASHES = 150_000_000  # distinct shingle hashes kept from hashing for verification (4 bytes each)
+# Distinct shingle hashes kept from hashing for verification (4 bytes each). 0: none. On real data
+# few rows are ever verified, and their sets are cheaper to compute again (curation/normalize_bulk.py)
+# than to hold for every row: 150M (600 MB) kept only a prefix at 1M rows (benches/results/dedup_real.md).
+SET_CACHE_HASHES = 0
 
 
 # -- worker side (no DuckDB here) ------------------------------------------------------------------
@@ -51,9 +55,12 @@ def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarra
 def hash_chunk(texts: Sequence[str], shingle: int, num_perm: int, with_sets: bool = False) -> tuple:
     """(exact keys, signatures, shingle counts, distinct-set sizes, distinct sets) of raw texts;
     the last two are None unless `with_sets`."""
-    normalized = [norm.normalize(t) for t in texts]
-    keys = np.fromiter((norm.exact_key(t) if t else 0 for t in normalized), dtype=np.int64, count=len(normalized))
-    hashes, offsets = sh.shingle_hashes(normalized, shingle)
+    if not texts:
+        hashes, offsets, keys = np.zeros(0, np.uint32), np.zeros(1, np.int64), np.zeros(0, np.int64)
+    else:
+        cp, lens = normalize_bulk.normalized_codepoints(texts)
+        keys = normalize_bulk.exact_keys(cp, lens)
+        hashes, offsets = sh.codepoint_shingle_hashes(cp, lens, shingle)
     counts = np.diff(offsets).astype(np.int32)
     if not with_sets:
         return keys, minhash(hashes, offsets, num_perm), counts, None, None
@@ -142,7 +149,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
 
     # Verification needs the exact sets of the candidates: keep them from this pass (a full run)
     # while they fit SET_CACHE_HASHES; past that they are computed again for candidates only.
-    with_sets = params.verify and only_ids is None
+    with_sets = params.verify and only_ids is None and SET_CACHE_HASHES > 0
 
     def tasks() -> Iterator[tuple]:
         reader = con.sql(_missing_sql(params, only_ids is not None), params=args).to_arrow_reader(CHUNK)
