@@ -60,23 +60,35 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
     return image, cjk
 
 
-def normalized_codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def normalized_codepoints(texts: "Sequence[str | None] | Utf8Texts") -> tuple[np.ndarray, np.ndarray]:
     """(code points, lens): the normalised texts one after another, each followed by a NUL;
-    text i has lens[i] code points, its NUL included."""
+    text i has lens[i] code points, its NUL included. `texts`: str (None counts as empty), or
+    a Utf8Texts (the UTF-8 bytes of an Arrow string column: no Python string per row)."""
+    if isinstance(texts, Utf8Texts):
+        cp, lens, text_of = texts.codepoints()
+    else:
+        texts = [t or "" for t in texts]
+        cp, lens = _encode(texts)
+        text_of = texts.__getitem__
+    return _normalize(cp, lens, text_of)
+
+
+def _normalize(cp: np.ndarray, lens: np.ndarray, text_of) -> tuple[np.ndarray, np.ndarray]:
     image, cjk = tables()
-    texts = [t or "" for t in texts]
-    cp, lens = _encode(texts)
     mapped = image.take(cp)
     ends = np.cumsum(lens)
     bad = np.flatnonzero(mapped == COMPLEX)
-    pre = sorted(set(np.searchsorted(ends, bad, side="right").tolist())
-                 | {i for i, t in enumerate(texts) if "\x00" in t})
+    # A NUL inside a text (not the separator after it) also takes normalize().
+    nul = np.flatnonzero(cp == 0)
+    if nul.size > lens.size:
+        bad = np.concatenate([bad, nul[~np.isin(nul, ends - 1)]])
+    pre = np.unique(np.searchsorted(ends, bad, side="right")).tolist()
     if pre:
         # Those texts take normalize() and are spliced in, normalised already: kept as they are.
         starts = ends - lens
         pieces, at = [], 0
         for i in pre:
-            t = norm.normalize(texts[i])
+            t = norm.normalize(text_of(i))
             pieces += [cp[at:starts[i]], np.frombuffer((t + "\x00").encode("utf-32-le"), np.uint32)]
             lens[i] = len(t) + 1
             at = int(ends[i])
@@ -89,10 +101,10 @@ def normalized_codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]
         ends = np.cumsum(lens)
     drop = mapped == DROP
     if drop.any():
-        keep_n = np.cumsum(~drop)
+        # Per-text counts of what stays (every text keeps its NUL: no empty segment).
+        lens = np.add.reduceat(~drop, ends - lens, dtype=np.int64)
         mapped = mapped[~drop]
-        ends = keep_n[ends - 1]
-        lens = np.diff(ends, prepend=0)
+        ends = np.cumsum(lens)
     # Whitespace: a run inside a text becomes one space, none at either end or next to CJK.
     # (Every text ends with its NUL, so a run always has a character after it.)
     ws = mapped == SPACE
@@ -109,10 +121,8 @@ def normalized_codepoints(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]
     keep[runs[good]] = True
     for i in pre:
         keep[int(ends[i] - lens[i]):int(ends[i])] = True
-    kept = np.cumsum(keep)
     out = mapped[keep]
-    ends = kept[ends - 1]
-    return out, np.diff(ends, prepend=0)
+    return out, np.add.reduceat(keep, ends - lens, dtype=np.int64)
 
 
 def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +130,50 @@ def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     cp = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     lens = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts))
     return cp, lens
+
+
+class Utf8Texts:
+    """Texts as the UTF-8 bytes of an Arrow string column: `data` (uint8) and `offsets` (text i
+    is data[offsets[i]:offsets[i+1]], offsets[0] == 0). What the dedup hashing pass hands its
+    workers instead of a list of str: no Python object per row on either side."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray):
+        self.data, self.offsets = data, offsets
+
+    @classmethod
+    def from_arrow(cls, arr) -> "Utf8Texts":
+        """From a pyarrow string or large_string array (nulls read as empty texts)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if arr.null_count:
+            arr = pc.fill_null(arr, "")
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        odt = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+        off = np.frombuffer(arr.buffers()[1], dtype=odt)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[off[0]:off[-1]] if len(arr) and off[-1] > off[0] \
+            else np.zeros(0, np.uint8)
+        return cls(data, off - off[0])
+
+    def __len__(self) -> int:
+        return self.offsets.size - 1
+
+    def codepoints(self):
+        """(code points, lens, text_of): as `_encode`, and text i as str."""
+        n = len(self)
+        # A NUL byte after each text, then one decode: the NULs mark where each text ends.
+        joined = np.insert(self.data, self.offsets[1:], 0).tobytes().decode("utf-8")
+        cp = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        ends = np.flatnonzero(cp == 0) + 1
+        if ends.size != n:  # a text holds NUL itself: count its characters the long way
+            head = (self.data & 0xC0) != 0x80
+            chars = np.array([np.count_nonzero(head[a:b]) for a, b in zip(self.offsets[:-1], self.offsets[1:])],
+                             np.int64)
+            ends = np.cumsum(chars + 1)
+        lens = np.diff(ends, prepend=0)
+        starts = ends - lens
+        return cp, lens, lambda i: joined[starts[i]:ends[i] - 1]
 
 
 def strings(cp: np.ndarray, lens: np.ndarray) -> list[str]:

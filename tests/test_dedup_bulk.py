@@ -49,3 +49,19 @@ def test_hash_chunk_keys_and_shingles_match_the_reference_path():
     cp, lens = nb.normalized_codepoints(texts)
     h2, o2 = sh.codepoint_shingle_hashes(cp, lens, 3)
     assert np.array_equal(hashes, h2) and np.array_equal(offsets, o2)
+
+
+def test_arrow_utf8_texts_normalise_and_hash_as_the_str_list():
+    import pyarrow as pa
+
+    texts = EDGE + _real_texts()[:300] + [None, "", "尾"]
+    arr = pa.array(texts, pa.string())
+    for a in (arr, arr.slice(7, 200), pa.array(texts, pa.large_string())):
+        sub = texts[7:207] if len(a) == 200 else texts
+        u = nb.Utf8Texts.from_arrow(a)
+        assert len(u) == len(sub)
+        cp, lens = nb.normalized_codepoints(u)
+        assert nb.strings(cp, lens) == [normalize(t) for t in sub]
+        k1, s1, c1, _, _ = hash_chunk(u, 3, 128)
+        k2, s2, c2, _, _ = hash_chunk(sub, 3, 128)
+        assert np.array_equal(k1, k2) and np.array_equal(s1, s2) and np.array_equal(c1, c2)

@@ -52,9 +52,10 @@ def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarra
     return np.fromiter(chain.from_iterable(digests.to_rows()), np.uint32, count=count * num_perm).reshape(count, num_perm)
 
 
-def hash_chunk(texts: Sequence[str], shingle: int, num_perm: int, with_sets: bool = False) -> tuple:
-    """(exact keys, signatures, shingle counts, distinct-set sizes, distinct sets) of raw texts;
-    the last two are None unless `with_sets`."""
+def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int,
+               with_sets: bool = False) -> tuple:
+    """(exact keys, signatures, shingle counts, distinct-set sizes, distinct sets) of raw texts
+    (str, or the UTF-8 buffers of an Arrow column); the last two are None unless `with_sets`."""
     if not texts:
         hashes, offsets, keys = np.zeros(0, np.uint32), np.zeros(1, np.int64), np.zeros(0, np.int64)
     else:
@@ -156,7 +157,8 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
         for batch in reader:
             ids_parts.append(batch.column(0).to_numpy().astype(np.int64))
             hash_parts.append(batch.column(1))
-            yield (batch.column(2).to_pylist(), params.shingle, params.num_perm, with_sets)
+            # The texts as Arrow's UTF-8 buffers (Utf8Texts): no str per row here or in the worker.
+            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm, with_sets)
 
     # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
     # concatenate would hold them twice.
