@@ -153,13 +153,18 @@ def codepoint_shingle_hashes(cp: np.ndarray, lens: np.ndarray, n: int = DEFAULT_
     pos_in_run = np.arange(t) - run_first[run_id]
     valid = (pos_in_run + n <= k) | ((pos_in_run == 0) & (k < n))
     th_pad = np.concatenate([th, np.zeros(n, np.uint64)])
-    run_pad = np.concatenate([run_id, np.full(n, -1, dtype=run_id.dtype)])
     idx = np.flatnonzero(valid)
-    sh = np.zeros(idx.size, dtype=np.uint64)
-    for m in range(n):
-        j = idx + m
-        comp = np.where(run_pad[j] == run_id[idx], th_pad[j], np.uint64(0))
-        sh = sh * _Q_TOKEN + comp
+    # A shingle's n tokens lie in its run, except the one shingle of a run shorter than n (few):
+    # its places past the run count as 0.
+    short = np.flatnonzero(k[idx] < n)
+    short_len = k[idx[short]]
+    sh = th_pad[idx]
+    for m in range(1, n):
+        comp = th_pad[idx + m]
+        if short.size:
+            comp[short[short_len <= m]] = 0
+        sh *= _Q_TOKEN
+        sh += comp
     hashes = (fmix64(sh) >> np.uint64(32)).astype(np.uint32)
     counts = np.bincount(tsample[idx], minlength=count)
     offsets = np.zeros(count + 1, dtype=np.int64)
