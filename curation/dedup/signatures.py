@@ -52,6 +52,12 @@ def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarra
     return np.fromiter(chain.from_iterable(digests.to_rows()), np.uint32, count=count * num_perm).reshape(count, num_perm)
 
 
+def warm_worker() -> None:
+    """Build the per-process lookup tables of the normaliser and the shingler (~0.3 s)."""
+    normalize_bulk.tables()
+    sh._bmp_classes()
+
+
 def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int,
                with_sets: bool = False) -> tuple:
     """(exact keys, signatures, shingle counts, distinct-set sizes, distinct sets) of raw texts
@@ -145,6 +151,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     job.set_message(f"hashing {todo:,} samples")
     pool = Workers(worker_count(workers, todo))
     pool_holder.append(pool)
+    pool.start(warm_worker)  # the workers import and build their tables while DuckDB runs the query
     ids_parts: list[np.ndarray] = []
     hash_parts: list[pa.Array] = []
 
