@@ -36,11 +36,14 @@ CHUNK = 4000            # samples per worker task (a few MB of text)
 SET_CACHE_HASHES = 0
 
 
+_U32 = "I" if __import__("array").array("I").itemsize == 4 else "L"  # a 4-byte unsigned array code
+
+
 # -- worker side (no DuckDB here) ------------------------------------------------------------------
 def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarray:
     """rensa R-MinHash signatures, shape (texts, num_perm) uint32; a text without shingles gets
     all 0xFFFFFFFF (as curation.shingles.signatures)."""
-    from itertools import chain
+    from array import array
 
     import rensa
 
@@ -49,7 +52,10 @@ def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarra
         return np.zeros((0, num_perm), np.uint32)
     digests = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
         hashes.astype(np.uint64), offsets.astype(np.uint64), num_perm, sh.SEED)
-    return np.fromiter(chain.from_iterable(digests.to_rows()), np.uint32, count=count * num_perm).reshape(count, num_perm)
+    # The digests come only as lists of ints (no buffer protocol): array() packs a row in C, twice
+    # as fast as np.fromiter over all of them.
+    raw = b"".join(array(_U32, row).tobytes() for row in digests.to_rows())
+    return np.frombuffer(raw, np.uint32).reshape(count, num_perm)
 
 
 def warm_worker() -> None:
