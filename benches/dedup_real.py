@@ -1,13 +1,17 @@
 """Dedup on real-length bilingual rows: the studio end to end (import + dedup, launch to exit),
-the studio's dedup alone at t=0.7 and t=0.8, and rensa alone, in one run.
+the studio's dedup alone at t=0.7 and t=0.8 (peak memory of its process tree), and rensa alone,
+in one run.
 
     PYTHONPATH=. .venv/bin/python benches/dedup_real.py [--rows 100000 1000000] [--skip-rensa] [--baseline DIR]
+        [--llamafactory GIT_DIR]
 
-Rows: benches/io_speed.py's generator (real text of the repository: LLaMA-Factory's alpaca_zh_demo
-and glaive rows, sample_data, README prose; ~15% Chinese, ~650-character answers, a third with an
-input, code and escapes), alpaca JSON Lines. Its pools are small (a few hundred answers), so at
-100k rows every answer has hundreds of edited copies: large near-duplicate families, the hard case
-for candidate verification and chain splitting.
+Rows: with --llamafactory (or LLAMAFACTORY_GIT), benches/dedup_data.py's realistic data: mostly
+unique rows composed from the real sentences of LLaMA-Factory's demo files, ~15% of rows in planted
+near-duplicate families of 2-30 with realistic edits; recall is measured on the planted copies
+(recall_planted: copies at or above t to their original, share clustered with their family /
+with the original, by edit type). Without it, benches/io_speed.py's generator (a few hundred real
+answers, so at 100k rows every answer has hundreds of edited copies: giant families), with the
+old recall measure (`recall`).
 
 Each studio step runs as its own `studio` process (python -m studio.cli), timed launch to exit:
 `studio import FILE` into a fresh workspace, then `studio dedup --threshold T` on a copy of the
@@ -16,14 +20,12 @@ normalised texts (read from the workspace, not timed), split into words and CJK 
 Python, `RMinHashDeduplicator` at the same threshold with LSH, one process; this is what a plain
 rensa pipeline does, without verification or clusters.
 
-Recall: for a 2,000-row sample of pairs (row, an earlier row with the same first answer part and
-exact Jaccard >= t), the share that the studio put in one cluster.
-
 Only ratios from the same run mean anything on a loaded machine: the table prints them.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -38,16 +40,31 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benches"))
 
 
+PEAK: dict[str, float] = {}  # the last studio call's peak resident memory of its process tree, bytes
+
+
 def studio(*args: str, root: Path = ROOT) -> float:
-    """Run `studio ARGS` (the code in `root`) in a fresh process; wall seconds, launch to exit."""
+    """Run `studio ARGS` (the code in `root`) in a fresh process; wall seconds, launch to exit.
+    PEAK["rss"]: the peak of the summed resident memory of the process and its workers (polled)."""
+    import psutil
+
     env = dict(os.environ, PYTHONPATH=str(root))
     t = time.perf_counter()
     # cwd=root: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
-    proc = subprocess.run([sys.executable, "-c", "import sys; from studio.cli import main; sys.exit(main())", *args],
-                          env=env, capture_output=True, text=True, cwd=root)
+    proc = psutil.Popen([sys.executable, "-c", "import sys; from studio.cli import main; sys.exit(main())", *args],
+                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=root)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        except psutil.Error:
+            rss = 0
+        peak = max(peak, rss)
+        time.sleep(0.1)
     secs = time.perf_counter() - t
+    PEAK["rss"] = peak
     if proc.returncode:
-        raise SystemExit(f"studio {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        raise SystemExit(f"studio {' '.join(args)} failed ({proc.returncode}): {proc.stderr.read()[-2000:]}")
     return secs
 
 
@@ -107,30 +124,79 @@ def recall(ws_dir: Path, threshold: float, sample: int = 2000) -> tuple[float, f
     return (caught / near, together / near, near) if near else (float("nan"), float("nan"), 0)
 
 
-def measure(rows: int, tmp: Path, skip_rensa: bool, baseline: Path | None) -> list[tuple]:
-    import io_speed
+def recall_planted(ws_dir: Path, truth_path: Path, threshold: float) -> tuple[dict[str, tuple[int, float, float]], int]:
+    """Recall of planted copies, by edit type: of the copies whose exact Jaccard to their family's
+    original reaches the threshold, (how many, share in a cluster with a member of their family,
+    share in the original's cluster). Also: rows clustered that are in no planted family."""
+    import duckdb
 
+    from curation import normalize as norm
+    from curation import shingles as sh
+
+    truth = [json.loads(x) for x in truth_path.read_text().splitlines()]
+    con = duckdb.connect(str(ws_dir / "studio.duckdb"), read_only=True)
+    cluster = dict(con.execute("SELECT id - 1, cluster_id FROM samples WHERE cluster_id IS NOT NULL").fetchall())
+    rows = sorted({t["row"] for t in truth} | {t["root"] for t in truth})
+    text = dict(con.execute(f"SELECT s.id - 1, {norm.field_text_sql('sample')} FROM samples s WHERE s.id - 1 IN "
+                            "(SELECT unnest(?))", [rows]).fetchall())
+    con.close()
+    sets = {r: sh.shingle_set(norm.normalize(text[r])) for r in rows}
+    fam_clusters: dict[int, list] = {}
+    for t in truth:
+        fam_clusters.setdefault(t["family"], []).append(cluster.get(t["row"]))
+    out: dict[str, list[int]] = {}
+    for t in truth:
+        if t["edit"] == "original" or sh.jaccard(sets[t["row"]], sets[t["root"]]) < threshold:
+            continue
+        c = cluster.get(t["row"])
+        with_family = c is not None and fam_clusters[t["family"]].count(c) > 1
+        for key in (t["edit"], "all"):
+            v = out.setdefault(key, [0, 0, 0])
+            v[0] += 1
+            v[1] += with_family
+            v[2] += c is not None and c == cluster.get(t["root"])
+    planted = {t["row"] for t in truth}
+    stray = sum(1 for r in cluster if r not in planted)
+    return {k: (v[0], v[1] / v[0], v[2] / v[0]) for k, v in out.items()}, stray
+
+
+def measure(rows: int, tmp: Path, skip_rensa: bool, baseline: Path | None, lf: Path | None) -> list[tuple]:
     src = tmp / f"alpaca-{rows}.jsonl"
-    shape = io_speed.generate(src, rows)
+    if lf is None:  # the old data: a few hundred answers, each with hundreds of copies
+        import io_speed
+
+        shape = io_speed.generate(src, rows)
+    else:
+        import dedup_data
+
+        shape = dedup_data.generate(src, rows, lf, dedup_data.resolve_commit(lf, "HEAD"))
+    truth = Path(str(src) + ".truth.jsonl")
     base = tmp / f"ws-{rows}"
     imp = studio("--workspace", str(base), "import", str(src), "--quiet")
-    out = [("studio import", imp, "")]
+    out = [("studio import", imp, f"peak {PEAK['rss'] / 1e6:,.0f} MB")]
     dd = {}
     for t in (0.8, 0.7):
-        ws = tmp / f"ws-{rows}-{t}"
-        shutil.rmtree(ws, ignore_errors=True)
-        shutil.copytree(base, ws)
-        dd[t] = studio("--workspace", str(ws), "dedup", "--threshold", str(t), "--quiet")
-        caught, together, near = recall(ws, t)
-        out.append((f"studio dedup alone, t={t}", dd[t], f"{near:,} rows with a near copy: {caught:.3f} in a cluster, "
-                                                           f"{together:.3f} in the copy's cluster"))
-        if baseline is not None:  # the same dedup by an older checkout, on a fresh copy
+        for label, root in [("studio", ROOT)] + ([(f"baseline ({baseline.name})", baseline)] if baseline else []):
+            ws = tmp / f"ws-{rows}-{t}"
             shutil.rmtree(ws, ignore_errors=True)
             shutil.copytree(base, ws)
-            old = studio("--workspace", str(ws), "dedup", "--threshold", str(t), "--quiet", root=baseline)
-            caught, together, near = recall(ws, t)
-            out.append((f"baseline ({baseline.name}) dedup alone, t={t}", old,
-                        f"this code {old / dd[t]:.2f}x faster; recall {caught:.3f} / {together:.3f}"))
+            secs = studio("--workspace", str(ws), "dedup", "--threshold", str(t), "--quiet", root=root)
+            peak = PEAK["rss"]
+            note = f"peak {peak / 1e6:,.0f} MB ({peak / rows / 1e3:.1f} KB/row)"
+            if lf is not None:
+                rec, stray = recall_planted(ws, truth, t)
+                a = rec["all"]
+                note += (f"; planted copies >= t: {a[0]:,}, recall {a[1]:.4f} (with family) / {a[2]:.4f} (with original); "
+                         + ", ".join(f"{k} {v[1]:.3f}" for k, v in sorted(rec.items()) if k != "all")
+                         + f"; {stray:,} clustered rows outside planted families")
+            else:
+                caught, together, near = recall(ws, t)
+                note += f"; {near:,} rows with a near copy: {caught:.3f} in a cluster, {together:.3f} in the copy's cluster"
+            if label == "studio":
+                dd[t] = secs
+            else:
+                note = f"this code {secs / dd[t]:.2f}x faster; " + note
+            out.append((f"{label} dedup alone, t={t}", secs, note))
     out.insert(1, ("studio end to end (import + dedup t=0.8)", imp + dd[0.8], ""))
     out.insert(2, ("studio end to end (import + dedup t=0.7)", imp + dd[0.7], ""))
     if not skip_rensa:
@@ -145,8 +211,7 @@ def measure(rows: int, tmp: Path, skip_rensa: bool, baseline: Path | None) -> li
         for t in (0.8, 0.7):
             secs, dups = rensa_alone(texts, t)
             out.append((f"rensa alone (1 process), t={t}", secs, f"{dups:,} rows flagged"))
-    print(f"\n{rows:,} rows, {shape['zh_share']:.1%} Chinese, mean answer {shape['mean_answer_chars']:,.0f} chars",
-          flush=True)
+    print(f"\n{rows:,} rows: {json.dumps(shape)}", flush=True)
     return out
 
 
@@ -155,14 +220,18 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000])
     ap.add_argument("--skip-rensa", action="store_true")
     ap.add_argument("--baseline", type=Path, help="a checkout of older code (git archive) to time the same dedup with")
+    ap.add_argument("--llamafactory", type=Path, default=os.environ.get("LLAMAFACTORY_GIT"),
+                    help="git directory of a LLaMA-Factory clone: realistic data (benches/dedup_data.py); "
+                         "without it, io_speed's data with giant families")
     args = ap.parse_args()
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; command: PYTHONPATH=. python benches/dedup_real.py "
           f"--rows {' '.join(map(str, args.rows))}{' --skip-rensa' if args.skip_rensa else ''}"
-          f"{f' --baseline {args.baseline}' if args.baseline else ''}")
+          f"{f' --baseline {args.baseline}' if args.baseline else ''}"
+          f"{f' --llamafactory {args.llamafactory}' if args.llamafactory else ''}")
     with tempfile.TemporaryDirectory(prefix="dedup-real-") as d:
         for rows in args.rows:
-            table = measure(rows, Path(d), args.skip_rensa, args.baseline)
+            table = measure(rows, Path(d), args.skip_rensa, args.baseline, args.llamafactory)
             by = {name: s for name, s, _ in table}
             print("\n| what | seconds | docs/s | note |\n| --- | ---: | ---: | --- |")
             for name, s, note in table:

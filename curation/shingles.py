@@ -97,6 +97,16 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
     joined = "\x00".join(texts) + "\x00"
     cp = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     lens = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=count)
+    return codepoint_shingle_hashes(cp, lens, n)
+
+
+def codepoint_shingle_hashes(cp: np.ndarray, lens: np.ndarray, n: int = DEFAULT_SHINGLE) -> tuple[np.ndarray, np.ndarray]:
+    """`shingle_hashes` of texts given as code points one after another, each followed by a
+    separator (NUL): text i is lens[i] code points, its separator included
+    (curation.normalize_bulk.normalized_codepoints)."""
+    count = lens.size
+    if count == 0:
+        return np.zeros(0, np.uint32), np.zeros(1, np.int64)
     ends = np.cumsum(lens)  # text i's characters end before ends[i]
     cls = _classes(cp)  # NUL (between texts) is a separator in the table
     is_word = cls == _WORD
@@ -143,13 +153,18 @@ def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.n
     pos_in_run = np.arange(t) - run_first[run_id]
     valid = (pos_in_run + n <= k) | ((pos_in_run == 0) & (k < n))
     th_pad = np.concatenate([th, np.zeros(n, np.uint64)])
-    run_pad = np.concatenate([run_id, np.full(n, -1, dtype=run_id.dtype)])
     idx = np.flatnonzero(valid)
-    sh = np.zeros(idx.size, dtype=np.uint64)
-    for m in range(n):
-        j = idx + m
-        comp = np.where(run_pad[j] == run_id[idx], th_pad[j], np.uint64(0))
-        sh = sh * _Q_TOKEN + comp
+    # A shingle's n tokens lie in its run, except the one shingle of a run shorter than n (few):
+    # its places past the run count as 0.
+    short = np.flatnonzero(k[idx] < n)
+    short_len = k[idx[short]]
+    sh = th_pad[idx]
+    for m in range(1, n):
+        comp = th_pad[idx + m]
+        if short.size:
+            comp[short[short_len <= m]] = 0
+        sh *= _Q_TOKEN
+        sh += comp
     hashes = (fmix64(sh) >> np.uint64(32)).astype(np.uint32)
     counts = np.bincount(tsample[idx], minlength=count)
     offsets = np.zeros(count + 1, dtype=np.int64)

@@ -37,11 +37,16 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One uint64 key per signature and band, shape (bands, n): equal band values, equal key."""
     out = np.empty((bands, sigs.shape[0]), dtype=np.uint64)
     for b in range(bands):
-        k = np.zeros(sigs.shape[0], dtype=np.uint64)
-        for j in range(b * rows, (b + 1) * rows):
-            k = (k ^ sigs[:, j].astype(np.uint64)) * np.uint64(0x100000001B3)
-        out[b] = sh.fmix64(k + np.uint64(b))
+        out[b] = _band_key(sigs, b, rows)
     return out
+
+
+def _band_key(sigs: np.ndarray, b: int, rows: int) -> np.ndarray:
+    """Band b's uint64 key of each signature (a row of band_keys)."""
+    k = np.zeros(sigs.shape[0], dtype=np.uint64)
+    for j in range(b * rows, (b + 1) * rows):
+        k = (k ^ sigs[:, j].astype(np.uint64)) * np.uint64(0x100000001B3)
+    return sh.fmix64(k + np.uint64(b))
 
 
 def group_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +78,8 @@ def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int) -> tuple[
     bands, rows = lsh_params(threshold, num_perm)
     n = sigs.shape[0]
     parts_a, parts_b = [], []
-    for keys in band_keys(sigs, bands, rows):
-        a, b = group_pairs(keys)
+    for band in range(bands):  # one band's keys at a time: 8 bytes a row, not 8 x bands
+        a, b = group_pairs(_band_key(sigs, band, rows))
         parts_a.append(a)
         parts_b.append(b)
     if not parts_a:

@@ -8,6 +8,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .. import normalize as norm
+from .. import normalize_bulk
 from .. import shingles as sh
 from ..jobs import Job
 from ..workers import Workers
@@ -32,7 +33,9 @@ def distinct_rows(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
 # -- worker side (no DuckDB here)
 def set_chunk(texts: Sequence[str], shingle: int) -> tuple[np.ndarray, np.ndarray]:
     """(sizes, hashes): the sorted distinct shingle hashes of each raw text, concatenated."""
-    return distinct_rows(*sh.shingle_hashes([norm.normalize(t) for t in texts], shingle))
+    if not texts:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint32)
+    return distinct_rows(*sh.codepoint_shingle_hashes(*normalize_bulk.normalized_codepoints(texts), shingle))
 
 
 # -- main process

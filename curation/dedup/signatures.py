@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import normalize as norm
+from .. import normalize_bulk
 from .. import shingles as sh
 from ..jobs import Job
 from ..workers import Workers, worker_count
@@ -29,14 +30,20 @@ from .params import OLD_SCHEMES, DedupParams
 from .shingle_sets import ShingleSets, distinct_rows
 
 CHUNK = 4000            # samples per worker task (a few MB of text)
-SET_CACHE_HASHES = 150_000_000  # distinct shingle hashes kept from hashing for verification (4 bytes each)
+# Distinct shingle hashes kept from hashing for verification (4 bytes each). 0: none. On real data
+# few rows are ever verified, and their sets are cheaper to compute again (curation/normalize_bulk.py)
+# than to hold for every row: 150M (600 MB) kept only a prefix at 1M rows (benches/results/dedup_real.md).
+SET_CACHE_HASHES = 0
+
+
+_U32 = "I" if __import__("array").array("I").itemsize == 4 else "L"  # a 4-byte unsigned array code
 
 
 # -- worker side (no DuckDB here) ------------------------------------------------------------------
 def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarray:
     """rensa R-MinHash signatures, shape (texts, num_perm) uint32; a text without shingles gets
     all 0xFFFFFFFF (as curation.shingles.signatures)."""
-    from itertools import chain
+    from array import array
 
     import rensa
 
@@ -45,15 +52,28 @@ def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarra
         return np.zeros((0, num_perm), np.uint32)
     digests = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
         hashes.astype(np.uint64), offsets.astype(np.uint64), num_perm, sh.SEED)
-    return np.fromiter(chain.from_iterable(digests.to_rows()), np.uint32, count=count * num_perm).reshape(count, num_perm)
+    # The digests come only as lists of ints (no buffer protocol): array() packs a row in C, twice
+    # as fast as np.fromiter over all of them.
+    raw = b"".join(array(_U32, row).tobytes() for row in digests.to_rows())
+    return np.frombuffer(raw, np.uint32).reshape(count, num_perm)
 
 
-def hash_chunk(texts: Sequence[str], shingle: int, num_perm: int, with_sets: bool = False) -> tuple:
-    """(exact keys, signatures, shingle counts, distinct-set sizes, distinct sets) of raw texts;
-    the last two are None unless `with_sets`."""
-    normalized = [norm.normalize(t) for t in texts]
-    keys = np.fromiter((norm.exact_key(t) if t else 0 for t in normalized), dtype=np.int64, count=len(normalized))
-    hashes, offsets = sh.shingle_hashes(normalized, shingle)
+def warm_worker() -> None:
+    """Build the per-process lookup tables of the normaliser and the shingler (~0.3 s)."""
+    normalize_bulk.tables()
+    sh._bmp_classes()
+
+
+def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int,
+               with_sets: bool = False) -> tuple:
+    """(exact keys, signatures, shingle counts, distinct-set sizes, distinct sets) of raw texts
+    (str, or the UTF-8 buffers of an Arrow column); the last two are None unless `with_sets`."""
+    if not texts:
+        hashes, offsets, keys = np.zeros(0, np.uint32), np.zeros(1, np.int64), np.zeros(0, np.int64)
+    else:
+        cp, lens = normalize_bulk.normalized_codepoints(texts)
+        keys = normalize_bulk.exact_keys(cp, lens)
+        hashes, offsets = sh.codepoint_shingle_hashes(cp, lens, shingle)
     counts = np.diff(offsets).astype(np.int32)
     if not with_sets:
         return keys, minhash(hashes, offsets, num_perm), counts, None, None
@@ -137,19 +157,21 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     job.set_message(f"hashing {todo:,} samples")
     pool = Workers(worker_count(workers, todo))
     pool_holder.append(pool)
+    pool.start(warm_worker)  # the workers import and build their tables while DuckDB runs the query
     ids_parts: list[np.ndarray] = []
     hash_parts: list[pa.Array] = []
 
     # Verification needs the exact sets of the candidates: keep them from this pass (a full run)
     # while they fit SET_CACHE_HASHES; past that they are computed again for candidates only.
-    with_sets = params.verify and only_ids is None
+    with_sets = params.verify and only_ids is None and SET_CACHE_HASHES > 0
 
     def tasks() -> Iterator[tuple]:
         reader = con.sql(_missing_sql(params, only_ids is not None), params=args).to_arrow_reader(CHUNK)
         for batch in reader:
             ids_parts.append(batch.column(0).to_numpy().astype(np.int64))
             hash_parts.append(batch.column(1))
-            yield (batch.column(2).to_pylist(), params.shingle, params.num_perm, with_sets)
+            # The texts as Arrow's UTF-8 buffers (Utf8Texts): no str per row here or in the worker.
+            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm, with_sets)
 
     # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
     # concatenate would hold them twice.
