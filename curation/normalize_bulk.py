@@ -67,9 +67,9 @@ def normalized_codepoints(texts: "Sequence[str | None] | Utf8Texts") -> tuple[np
     if isinstance(texts, Utf8Texts):
         cp, lens, text_of = texts.codepoints()
     else:
-        texts = [t or "" for t in texts]
-        cp, lens = _encode(texts)
-        text_of = texts.__getitem__
+        plain = [t or "" for t in texts]
+        cp, lens = _encode(plain)
+        text_of = plain.__getitem__
     return _normalize(cp, lens, text_of)
 
 
