@@ -102,3 +102,18 @@ def test_a_local_run_that_died_is_reconciled_once_and_an_unwritable_file_still_r
     st = runs.effective_status(full)
     assert st.state == "failed" and f"pid {gone}" in st.error
     assert file_status(full)["state"] == "queued"  # could not be written; read as failed all the same
+
+
+def test_home_lists_a_run_whose_process_died_as_failed(tmp_path):
+    """Home read status.json as it was, so a killed run said `running` there until another reader
+    noticed; it reads the effective status now, as `studio runs` does."""
+    from studio.screens.home import read_runs
+
+    gone = dead_pid()
+    run = tmp_path / "runs" / "dead"
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"state": "running", "pid": gone, "host": socket.gethostname(),
+                                                 "started_at": "2026-12-06T10:00:00Z"}))
+    [(name, st)] = read_runs(tmp_path / "runs")
+    assert name == "dead" and st is not None and st.state == "failed" and f"pid {gone}" in st.error
+    assert file_status(run)["state"] == "failed"  # the contract: the first reader writes it

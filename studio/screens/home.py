@@ -42,15 +42,17 @@ class HomeData:
 
 def read_runs(runs_dir: Path, limit: int = 6) -> list[tuple[str, RunStatus | None]]:
     """The newest runs' statuses, newest first in `studio runs`' order (training.rundir.start_order);
-    a folder without a status shows as 'unreadable' rather than hiding it."""
-    from training.rundir import RunStatus, has_status, read_status, start_order
+    a folder without a status shows as 'unreadable' rather than hiding it. Each status is the
+    effective one, as `studio runs` and the Train screen read it: a run whose process died says
+    failed (and the first reader writes that into its status.json), not running forever."""
+    from training.rundir import RunStatus, effective_status, has_status, start_order
 
     if not runs_dir.is_dir():
         return []
     found = []
     for run in (p for p in runs_dir.iterdir() if p.is_dir()):
         try:
-            status = read_status(run) if has_status(run) else None
+            status = effective_status(run) if has_status(run) else None
         except OSError:
             status = None
         found.append((run, status))
