@@ -4,7 +4,9 @@
 
 Rows: benches/io_speed.py's generator (real-length bilingual alpaca JSON Lines: ~15% Chinese,
 ~650-character answers, built from a few hundred real answers with edits, so every answer has
-rows/300 edited near copies: large near-duplicate families).
+rows/300 edited near copies: large near-duplicate families), or with `--realistic GIT_DIR`
+benches/dedup_data.py's (rows composed from a LLaMA-Factory snapshot's real sentences: mostly
+unique, 15% in planted families of 2-30).
 
 Stages, each `sys.executable` in its own process through the real CLI, one after another on one
 workspace: `studio import`, `studio dedup`, `studio quality`, a review read (this file with
@@ -133,12 +135,18 @@ def memory_limit(ws: Path, env: dict[str, str]) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def measure(rows: int, tmp: Path, env: dict[str, str]) -> tuple[list[Stage], str, dict[str, float]]:
-    from benches.io_speed import generate
-
+def measure(rows: int, tmp: Path, env: dict[str, str], realistic: Path | None = None) -> tuple[list[Stage], str, dict[str, float]]:
     src = tmp / f"alpaca-{rows}.jsonl"
     t = time.perf_counter()
-    shape = generate(src, rows)
+    if realistic is not None:  # benches/dedup_data.py: mostly unique rows, 15% in planted families of 2-30
+        from benches.dedup_data import generate as realistic_rows
+        from benches.dedup_data import resolve_commit
+
+        shape = realistic_rows(src, rows, realistic, resolve_commit(realistic, "HEAD"))
+    else:
+        from benches.io_speed import generate
+
+        shape = generate(src, rows)
     shape["generate_s"] = time.perf_counter() - t
     shape["mb"] = src.stat().st_size / 1e6
     ws = tmp / f"ws-{rows}"
@@ -195,6 +203,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000])
     ap.add_argument("--duckdb-memory", default="4GB", help="STUDIO_DUCKDB_MEMORY for every stage ('' for DuckDB's default)")
     ap.add_argument("--extrapolate", type=int, default=10_000_000, help="rows to extrapolate to (with 2+ sizes)")
+    ap.add_argument("--realistic", metavar="GIT_DIR", type=Path,
+                    help="rows from benches/dedup_data.py (a LLaMA-Factory git snapshot's demo files: mostly unique "
+                         "rows, small planted near-duplicate families) instead of io_speed's giant families")
     ap.add_argument("--review", metavar="WS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.review:
@@ -213,7 +224,7 @@ def main() -> None:
     results: list[tuple[int, list[Stage]]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         for rows in args.rows:
-            stages, limit, shape = measure(rows, Path(tmp_name), env)
+            stages, limit, shape = measure(rows, Path(tmp_name), env, args.realistic)
             results.append((rows, stages))
             print(f"\n## {rows:,} rows ({shape['mb']:,.0f} MB JSONL, {shape['zh_share']:.1%} Chinese, mean answer "
                   f"{shape['mean_answer_chars']:,.0f} chars; generated in {shape['generate_s']:.0f} s); "
