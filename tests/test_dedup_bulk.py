@@ -41,7 +41,7 @@ def test_bulk_normalize_equals_normalize_on_edge_cases_and_real_text():
 
 def test_hash_chunk_keys_and_shingles_match_the_reference_path():
     texts = EDGE + _real_texts()[:300] + [None]
-    keys, sigs, counts, _, _ = hash_chunk(texts, 3, 128)
+    keys, sigs, counts = hash_chunk(texts, 3, 128)
     ref = [normalize(t) for t in texts]
     assert keys.tolist() == [exact_key(t) if t else 0 for t in ref]
     hashes, offsets = sh.shingle_hashes(ref, 3)
@@ -62,6 +62,6 @@ def test_arrow_utf8_texts_normalise_and_hash_as_the_str_list():
         assert len(u) == len(sub)
         cp, lens = nb.normalized_codepoints(u)
         assert nb.strings(cp, lens) == [normalize(t) for t in sub]
-        k1, s1, c1, _, _ = hash_chunk(u, 3, 128)
-        k2, s2, c2, _, _ = hash_chunk(sub, 3, 128)
+        k1, s1, c1 = hash_chunk(u, 3, 128)
+        k2, s2, c2 = hash_chunk(sub, 3, 128)
         assert np.array_equal(k1, k2) and np.array_equal(s1, s2) and np.array_equal(c1, c2)

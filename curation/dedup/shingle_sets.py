@@ -59,15 +59,6 @@ class ShingleSets:
         self.hashes = np.zeros(0, np.uint32)
         self._matrix = None
 
-    @classmethod
-    def from_blocks(cls, ids: np.ndarray, sizes: np.ndarray, hashes: np.ndarray) -> "ShingleSets":
-        """From ids in increasing order, each set's size, and the sets concatenated."""
-        out = cls()
-        out.ids, out.hashes = ids, hashes
-        out.indptr = np.zeros(ids.size + 1, np.int64)
-        np.cumsum(sizes, out=out.indptr[1:])
-        return out
-
     def ensure(self, ws, params: DedupParams, ids: np.ndarray, pool: Workers, job: Job) -> None:
         """Compute the sets of `ids` not held yet (in the pool; texts read here, in the main process)."""
         need = np.setdiff1d(np.unique(ids), self.ids)

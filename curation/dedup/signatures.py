@@ -9,12 +9,13 @@ buffer per chunk: 2 us a sample against 35 us for the numpy affine32 loop in
 curation.shingles.signatures (128 permutations, 130 shingles; benches/results/dedup_real.md), and
 its estimate is unbiased with a smaller spread (sd 0.019 against 0.024 at J=0.83). Its values
 differ from datasketch's, so the signature key names the scheme and signatures stored under the
-old scheme are dropped and recomputed (`store_signatures`). The same pass keeps each sample's
-sorted distinct shingle hashes (similarity.ShingleSets), up to SET_CACHE_HASHES of them, so
-verification needs no second read of the texts.
+old scheme are dropped and recomputed (`store_signatures`). Verification computes the exact
+shingle sets of the few candidate samples again (shingle_sets.ShingleSets.ensure): on real data
+that costs less than holding every sample's set from this pass (benches/results/dedup_real.md).
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -27,24 +28,15 @@ from .. import shingles as sh
 from ..jobs import Job
 from ..workers import Workers, worker_count
 from .params import OLD_SCHEMES, DedupParams
-from .shingle_sets import ShingleSets, distinct_rows
 
 CHUNK = 4000            # samples per worker task (a few MB of text)
-# Distinct shingle hashes kept from hashing for verification (4 bytes each). 0: none. On real data
-# few rows are ever verified, and their sets are cheaper to compute again (curation/normalize_bulk.py)
-# than to hold for every row: 150M (600 MB) kept only a prefix at 1M rows (benches/results/dedup_real.md).
-SET_CACHE_HASHES = 0
-
-
-_U32 = "I" if __import__("array").array("I").itemsize == 4 else "L"  # a 4-byte unsigned array code
+_U32 = "I" if array("I").itemsize == 4 else "L"  # a 4-byte unsigned array code
 
 
 # -- worker side (no DuckDB here) ------------------------------------------------------------------
 def minhash(hashes: np.ndarray, offsets: np.ndarray, num_perm: int) -> np.ndarray:
     """rensa R-MinHash signatures, shape (texts, num_perm) uint32; a text without shingles gets
     all 0xFFFFFFFF (as curation.shingles.signatures)."""
-    from array import array
-
     import rensa
 
     count = offsets.size - 1
@@ -64,10 +56,9 @@ def warm_worker() -> None:
     sh._bmp_classes()
 
 
-def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int,
-               with_sets: bool = False) -> tuple:
-    """(exact keys, signatures, shingle counts, distinct-set sizes, distinct sets) of raw texts
-    (str, or the UTF-8 buffers of an Arrow column); the last two are None unless `with_sets`."""
+def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int) -> tuple:
+    """(exact keys, signatures, shingle counts) of raw texts (str, or the UTF-8 buffers of an
+    Arrow column)."""
     if not texts:
         hashes, offsets, keys = np.zeros(0, np.uint32), np.zeros(1, np.int64), np.zeros(0, np.int64)
     else:
@@ -75,12 +66,7 @@ def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, 
         keys = normalize_bulk.exact_keys(cp, lens)
         hashes, offsets = sh.codepoint_shingle_hashes(cp, lens, shingle)
     counts = np.diff(offsets).astype(np.int32)
-    if not with_sets:
-        return keys, minhash(hashes, offsets, num_perm), counts, None, None
-    sizes, distinct = distinct_rows(hashes, offsets)
-    set_offsets = np.zeros(sizes.size + 1, np.int64)
-    np.cumsum(sizes, out=set_offsets[1:])
-    return keys, minhash(distinct, set_offsets, num_perm), counts, sizes, distinct
+    return keys, minhash(hashes, offsets, num_perm), counts
 
 
 # -- main process ---------------------------------------------------------------------------------
@@ -161,17 +147,13 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     ids_parts: list[np.ndarray] = []
     hash_parts: list[pa.Array] = []
 
-    # Verification needs the exact sets of the candidates: keep them from this pass (a full run)
-    # while they fit SET_CACHE_HASHES; past that they are computed again for candidates only.
-    with_sets = params.verify and only_ids is None and SET_CACHE_HASHES > 0
-
     def tasks() -> Iterator[tuple]:
         reader = con.sql(_missing_sql(params, only_ids is not None), params=args).to_arrow_reader(CHUNK)
         for batch in reader:
             ids_parts.append(batch.column(0).to_numpy().astype(np.int64))
             hash_parts.append(batch.column(1))
             # The texts as Arrow's UTF-8 buffers (Utf8Texts): no str per row here or in the worker.
-            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm, with_sets)
+            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm)
 
     # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
     # concatenate would hold them twice.
@@ -179,17 +161,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     sigs = np.empty((todo, params.num_perm), np.uint32)
     counts = np.zeros(todo, np.int32)
     done = 0
-    set_sizes: list[np.ndarray] = []
-    set_hashes: list[np.ndarray] = []
-    kept = 0
-    for k, s, c, sizes, distinct in pool.stream(hash_chunk, tasks(), job):
-        if sizes is not None and kept >= 0:
-            if kept + distinct.size <= SET_CACHE_HASHES:  # a prefix of the samples, in id order
-                set_sizes.append(sizes)
-                set_hashes.append(distinct)
-                kept += distinct.size
-            else:
-                kept = -1
+    for k, s, c in pool.stream(hash_chunk, tasks(), job):
         if done + k.size > todo:  # samples added meanwhile (another thread): grow
             extra = done + k.size - todo
             keys = np.concatenate([keys, np.zeros(extra, np.int64)])
@@ -203,11 +175,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
         job.advance(len(k))
     ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
     hashes = pa.concat_arrays(hash_parts) if hash_parts else pa.array([], pa.string())
-    out = Sigs(ids, keys[:done], sigs[:done], counts[:done], np.ones(done, dtype=bool), hashes)
-    if set_sizes:
-        n_kept = sum(x.size for x in set_sizes)
-        out.shingle_sets = ShingleSets.from_blocks(ids[:n_kept], np.concatenate(set_sizes), np.concatenate(set_hashes))
-    return out
+    return Sigs(ids, keys[:done], sigs[:done], counts[:done], np.ones(done, dtype=bool), hashes)
 
 
 def merge(a: Sigs, b: Sigs) -> Sigs:
