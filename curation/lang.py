@@ -8,6 +8,7 @@ the regex classes built from them); other modules build their patterns from thes
 """
 from __future__ import annotations
 
+import functools
 import re
 
 KANA_RANGES = ((0x3040, 0x30FF),)
@@ -35,6 +36,19 @@ _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 _OTHER_LETTER = re.compile(r"[\u0400-\u04ff\u0600-\u06ff\u0900-\u097f\u0e00-\u0e7f]")
 
 CJK_RE = re.compile(f"[{CJK_CLASS}]")
+
+
+@functools.lru_cache(maxsize=1)
+def cjk_bmp():
+    """A numpy bool array over the code points below 0x10000: True where CJK_RE matches (CJK_RANGES
+    all lie in the BMP). The table the bulk (numpy) text passes look characters up in."""
+    import numpy as np
+
+    table = np.zeros(0x10000, dtype=bool)
+    for lo, hi in CJK_RANGES:
+        table[lo:hi + 1] = True
+    table.flags.writeable = False  # shared by every caller
+    return table
 
 
 def detect(text: str | None, sample_chars: int = 2000) -> str:

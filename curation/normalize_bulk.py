@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from . import normalize as norm
-from .lang import CJK_CLASS
+from .lang import cjk_bmp
 
 DROP = np.uint32(0xFFFFFFFF)     # the character disappears (zero-width)
 COMPLEX = np.uint32(0xFFFFFFFE)  # the text takes normalize() itself
@@ -35,8 +35,6 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
     """(image of every code point: a code point, DROP or COMPLEX (all past the BMP); whether a
     BMP code point is CJK). NUL maps to itself: it separates the texts (a text holding NUL is
     sent to normalize() before the lookup)."""
-    import re
-
     composes = {0x1100 + i for i in range(0x100)} | set(range(0x3131, 0x318F)) | set(range(0xA960, 0xA980)) \
         | set(range(0xD7B0, 0xD800))
     for cp in range(0x10000):
@@ -54,10 +52,7 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
                 unicodedata.combining(c) or ord(c) in composes for c in r):
             continue
         image[cp] = DROP if not r else SPACE if r.isspace() else ord(r)
-    cjk_re = re.compile(f"[{CJK_CLASS}]")
-    cjk = np.array([bool(cjk_re.match(chr(cp))) for cp in range(0x10000)], bool)
-    cjk[0] = False
-    return image, cjk
+    return image, cjk_bmp()
 
 
 def normalized_codepoints(texts: "Sequence[str | None] | Utf8Texts") -> tuple[np.ndarray, np.ndarray]:

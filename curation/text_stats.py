@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from .lang import CJK_CLASS, CJK_RANGES
+from .lang import CJK_CLASS, cjk_bmp
 
 _CJK_RE = re.compile(f"[{CJK_CLASS}]")
 _WORD_RE = re.compile(f"[^\\W{CJK_CLASS}]+")
@@ -29,9 +29,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
     """(is a word character and not CJK, is CJK) for every code point below 0x10000: the classes
     of `[^\\W<CJK>]` and `[<CJK>]` in Python's re (\\w is str.isalnum() or '_')."""
     word = np.fromiter(((chr(c).isalnum() or c == 0x5F) for c in range(0x10000)), dtype=bool, count=0x10000)
-    cjk = np.zeros(0x10000, dtype=bool)
-    for lo, hi in CJK_RANGES:
-        cjk[lo:hi + 1] = True
+    cjk = cjk_bmp()
     return word & ~cjk, cjk
 
 
