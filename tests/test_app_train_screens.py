@@ -191,14 +191,22 @@ async def test_cancel_needs_a_confirmation(train_ws):
         app = StudioApp(train_ws, screen="train")
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            app.screen.query_one("#tr-runs").focus()
+            screen = app.screen
+            # under load the runs list may fill after the first settle: wait for the run to be selected
+            await until(pilot, lambda: screen.selected == "to-cancel", timeout=60, every=0.1)
+            screen.query_one("#tr-runs").focus()
+
+            def asking() -> bool:
+                return type(app.screen).__name__ == "ConfirmScreen"
+
             await pilot.press("c")
-            await pilot.pause()
+            await until(pilot, asking, timeout=30, every=0.1)  # it asks first
             await pilot.press("n")
-            await pilot.pause()
+            await until(pilot, lambda: app.screen is screen, timeout=30, every=0.1)
             assert state_of(run_dir) in ("queued", "running")
+            screen.query_one("#tr-runs").focus()
             await pilot.press("c")
-            await pilot.pause()
+            await until(pilot, asking, timeout=30, every=0.1)
             await pilot.press("y")
             await until(pilot, lambda: state_of(run_dir) == "cancelled", timeout=60)
     finally:
