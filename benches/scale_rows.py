@@ -9,9 +9,15 @@ benches/dedup_data.py's (rows composed from a LLaMA-Factory snapshot's real sent
 unique, 15% in planted families of 2-30).
 
 Stages, each `sys.executable` in its own process through the real CLI, one after another on one
-workspace: `studio import`, `studio dedup`, `studio quality`, a review read (this file with
-`--review WS`: curation.browse.page keyset-paged over every row by id, 100 a page, the review
-list's page), `studio export v1 --include approved+pending`.
+workspace: `studio import`, `studio dedup`, a review read (this file with `--review WS`:
+curation.browse.page keyset-paged over every row by id, 100 a page, the review list's page),
+`studio export v1 --include approved+pending`, `studio quality` (last: the longest).
+
+With `--memory-cap 8G` every stage runs in a memory cgroup of its own with that limit
+(benches/cgroup_cap.py: the kernel enforces it, and kills a stage whose anonymous memory does not
+fit); the table then adds each stage's peak anonymous memory in the group and its peak charge
+(page cache included). `--skip quality` leaves a stage out (at 10M rows `studio quality` alone
+takes ~45 minutes on 2 cores).
 
 Per stage: wall seconds; peak RSS of the largest process (os.wait4's ru_maxrss: the stage's
 process or its largest worker); peak RSS of the whole process tree, summed (psutil, sampled every
@@ -38,6 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benches.cgroup_cap import CapUnavailable, MemoryCap, parse_size  # noqa: E402
+
 PAGE = 100
 
 
@@ -48,6 +56,8 @@ class Stage:
     max_rss_mb: float       # largest single process
     tree_rss_mb: float | None  # whole process tree, summed, sampled
     ws_mb: float            # workspace folder after the stage
+    anon_mb: float | None = None    # under --memory-cap: the cgroup's peak anonymous memory
+    charge_mb: float | None = None  # under --memory-cap: the cgroup's peak charge (page cache included)
 
 
 def _tree_rss(pid: int) -> float | None:
@@ -73,9 +83,12 @@ def _folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6 if path.exists() else 0.0
 
 
-def run_stage(name: str, argv: list[str], ws: Path, env: dict[str, str]) -> Stage:
+def run_stage(name: str, argv: list[str], ws: Path, env: dict[str, str], cap: MemoryCap | None = None) -> Stage:
     t = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if cap is not None:
+        cap.start()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=cap.enter if cap is not None else None)
     peak: list[float | None] = [None]
     done = threading.Event()
 
@@ -100,9 +113,18 @@ def run_stage(name: str, argv: list[str], ws: Path, env: dict[str, str]) -> Stag
     for r in readers:
         r.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if cap is not None:
+        cap.stop()
     if proc.returncode != 0:
-        raise SystemExit(f"{name} failed (exit {proc.returncode}): {' '.join(argv)}\n{''.join(stderr_chunks)[-2000:]}")
-    return Stage(name, seconds, usage.ru_maxrss / 1024, peak[0], _folder_mb(ws))
+        killed = f" (killed for memory: {cap.oom_kills()} OOM kill(s) under the {cap.limit / 2**30:.1f} GiB cap)" \
+            if cap is not None and cap.oom_kills() else ""
+        raise SystemExit(f"{name} failed (exit {proc.returncode}){killed} after {seconds:.0f} s: {' '.join(argv)}\n"
+                         f"{''.join(stderr_chunks)[-2000:]}")
+    stage = Stage(name, seconds, usage.ru_maxrss / 1024, peak[0], _folder_mb(ws))
+    if cap is not None:
+        charge = cap.charge_peak()
+        stage.anon_mb, stage.charge_mb = cap.anon_peak / 2**20, None if charge is None else charge / 2**20
+    return stage
 
 
 def review_read(ws_dir: str) -> None:
@@ -135,7 +157,12 @@ def memory_limit(ws: Path, env: dict[str, str]) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def measure(rows: int, tmp: Path, env: dict[str, str], realistic: Path | None = None) -> tuple[list[Stage], str, dict[str, float]]:
+# quality last: at 10M rows it takes most of an hour, and the other stages' numbers come first
+STAGES = ("import", "dedup", "review", "export", "quality")
+
+
+def measure(rows: int, tmp: Path, env: dict[str, str], realistic: Path | None = None, cap: MemoryCap | None = None,
+            skip: tuple[str, ...] = ()) -> tuple[list[Stage], str, dict[str, float]]:
     src = tmp / f"alpaca-{rows}.jsonl"
     t = time.perf_counter()
     if realistic is not None:  # benches/dedup_data.py: mostly unique rows, 15% in planted families of 2-30
@@ -152,14 +179,27 @@ def measure(rows: int, tmp: Path, env: dict[str, str], realistic: Path | None = 
     ws = tmp / f"ws-{rows}"
     studio = [sys.executable, "-m", "studio"]
     common = ["-w", str(ws), "-q"]
-    stages = [run_stage("studio import", studio + ["import", str(src), *common], ws, env)]
+    argv = {
+        "dedup": ("studio dedup", studio + ["dedup", *common]),
+        "quality": ("studio quality", studio + ["quality", *common]),
+        "review": ("review read (keyset pages)", [sys.executable, __file__, "--review", str(ws)]),
+        "export": ("studio export", studio + ["export", "v1", "--include", "approved+pending", "-w", str(ws)]),
+    }
+    stages = [run_stage("studio import", studio + ["import", str(src), *common], ws, env, cap)]
+    src.unlink()  # the disk it held is the next stages' (10M rows: ~10 GB)
+    _progress(stages[-1])
     limit = memory_limit(ws, env)
-    stages.append(run_stage("studio dedup", studio + ["dedup", *common], ws, env))
-    stages.append(run_stage("studio quality", studio + ["quality", *common], ws, env))
-    stages.append(run_stage("review read (keyset pages)", [sys.executable, __file__, "--review", str(ws)], ws, env))
-    stages.append(run_stage("studio export", studio + ["export", "v1", "--include", "approved+pending", "-w", str(ws)], ws, env))
-    src.unlink()
+    for key in STAGES[1:]:
+        if key not in skip:
+            stages.append(run_stage(*argv[key], ws, env, cap))
+            _progress(stages[-1])
     return stages, limit, shape
+
+
+def _progress(s: Stage) -> None:
+    """A stage's line as it finishes (a 10M run takes most of an hour)."""
+    mem = f", anon {s.anon_mb:,.0f} MB in the cap" if s.anon_mb is not None else ""
+    print(f"  {s.name}: {s.seconds:.1f} s, largest process {s.max_rss_mb:,.0f} MB{mem}", flush=True)
 
 
 def _mb(x: float | None) -> str:
@@ -167,14 +207,19 @@ def _mb(x: float | None) -> str:
 
 
 def table(rows: int, stages: list[Stage]) -> str:
-    lines = ["| stage | seconds | rows/s | peak RSS, largest process (MB) | peak RSS, process tree (MB) | workspace after (MB) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    capped = any(s.anon_mb is not None for s in stages)
+    extra = " peak anonymous, in the cap (MB) | peak charge, page cache included (MB) |" if capped else ""
+    lines = ["| stage | seconds | rows/s | peak RSS, largest process (MB) | peak RSS, process tree (MB) | workspace after (MB) |"
+             + extra,
+             "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if capped else "")]
     for s in stages:
+        cells = f" {_mb(s.anon_mb)} | {_mb(s.charge_mb)} |" if capped else ""
         lines.append(f"| {s.name} | {s.seconds:.1f} | {rows / s.seconds:,.0f} | {_mb(s.max_rss_mb)} | "
-                     f"{_mb(s.tree_rss_mb)} | {s.ws_mb:,.0f} |")
+                     f"{_mb(s.tree_rss_mb)} | {s.ws_mb:,.0f} |" + cells)
     total = sum(s.seconds for s in stages)
+    cells = f" {_mb(max((s.anon_mb or 0) for s in stages))} | {_mb(max((s.charge_mb or 0) for s in stages))} |" if capped else ""
     lines.append(f"| all stages | {total:.1f} | {rows / total:,.0f} | {_mb(max(s.max_rss_mb for s in stages))} | "
-                 f"{_mb(max((s.tree_rss_mb or 0) for s in stages) or None)} | |")
+                 f"{_mb(max((s.tree_rss_mb or 0) for s in stages) or None)} | |" + cells)
     return "\n".join(lines)
 
 
@@ -206,6 +251,9 @@ def main() -> None:
     ap.add_argument("--realistic", metavar="GIT_DIR", type=Path,
                     help="rows from benches/dedup_data.py (a LLaMA-Factory git snapshot's demo files: mostly unique "
                          "rows, small planted near-duplicate families) instead of io_speed's giant families")
+    ap.add_argument("--memory-cap", metavar="SIZE", help="run every stage in a memory cgroup with this limit (e.g. 8G; "
+                    "Linux, root): benches/cgroup_cap.py")
+    ap.add_argument("--skip", nargs="*", default=[], choices=STAGES[1:], help="stages to leave out")
     ap.add_argument("--review", metavar="WS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.review:
@@ -221,15 +269,26 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; DuckDB {duckdb.__version__}; "
           f"STUDIO_DUCKDB_MEMORY={args.duckdb_memory or '(unset)'}")
+    cap = None
+    if args.memory_cap:
+        try:
+            cap = MemoryCap.create(parse_size(args.memory_cap))
+        except (CapUnavailable, ValueError) as exc:
+            raise SystemExit(f"scale_rows: --memory-cap {args.memory_cap}: {exc}") from None
+        print(f"every stage runs in the memory cgroup {cap.path} (limit {cap.limit / 2**30:.2f} GiB, no swap)")
     results: list[tuple[int, list[Stage]]] = []
-    with tempfile.TemporaryDirectory() as tmp_name:
-        for rows in args.rows:
-            stages, limit, shape = measure(rows, Path(tmp_name), env, args.realistic)
-            results.append((rows, stages))
-            print(f"\n## {rows:,} rows ({shape['mb']:,.0f} MB JSONL, {shape['zh_share']:.1%} Chinese, mean answer "
-                  f"{shape['mean_answer_chars']:,.0f} chars; generated in {shape['generate_s']:.0f} s); "
-                  f"DuckDB memory_limit {limit}; load average {os.getloadavg()[0]:.1f}\n")
-            print(table(rows, stages), flush=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            for rows in args.rows:
+                stages, limit, shape = measure(rows, Path(tmp_name), env, args.realistic, cap, tuple(args.skip))
+                results.append((rows, stages))
+                print(f"\n## {rows:,} rows ({shape['mb']:,.0f} MB JSONL, {shape['zh_share']:.1%} Chinese, mean answer "
+                      f"{shape['mean_answer_chars']:,.0f} chars; generated in {shape['generate_s']:.0f} s); "
+                      f"DuckDB memory_limit {limit}; load average {os.getloadavg()[0]:.1f}\n")
+                print(table(rows, stages), flush=True)
+    finally:
+        if cap is not None:
+            cap.remove()
     if len(results) >= 2:
         print()
         print(extrapolate(results[-2], results[-1], args.extrapolate))

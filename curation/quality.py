@@ -617,40 +617,60 @@ def run_quality(ws: Workspace, *, rules: str | Path | Sequence[Rule] | None = No
     total = int(con.execute(f"SELECT count(*) FROM samples WHERE {where}", args).fetchall()[0][0])
     job.set_total(total)
     sql = f"SELECT id, {_PAIR_COLUMNS}, {_WHOLE_COLUMN} FROM samples WHERE {where} ORDER BY id"
-    value_parts: list[pa.Table] = []
-    flag_parts: list[pa.Table] = []
     sizes: list[int] = []
+    # The samples are read on a cursor of their own, so that each chunk's values and flags can go
+    # into temporary tables on `con` as they come back: at 10M samples they are ~70M rows, which
+    # DuckDB holds within its memory_limit (spilling to disk), not Python beside it.
+    reader = ws.cursor()
 
     def tasks() -> Iterator[tuple]:
-        for batch in con.sql(sql, params=args).to_arrow_reader(CHUNK):
+        for batch in reader.sql(sql, params=args).to_arrow_reader(CHUNK):
             cols = [c.to_pylist() for c in batch.columns]
             sizes.append(len(cols[0]))
             yield (rule_list, *cols)
 
-    with Workers(worker_count(workers, total)) as pool:
-        for values, flags in pool.stream(_measure_chunk, tasks(), job):
-            value_parts.append(pa.table(values, schema=_VALUES_SCHEMA))
-            flag_parts.append(pa.table(flags, schema=_FLAGS_SCHEMA))
-            job.advance(sizes.pop(0) if sizes else 0)
-    job.check()
-    vals = pa.concat_tables(value_parts) if value_parts else _VALUES_SCHEMA.empty_table()
-    flg = pa.concat_tables(flag_parts) if flag_parts else _FLAGS_SCHEMA.empty_table()
-    report = QualityReport(op_id=None, samples=total, rules_file=str(rules) if isinstance(rules, (str, Path)) else None)
-    op_id = None
-    with ws.transaction() as c:
-        # When nothing would change (a rerun with the same rules), record no operation: undo then
-        # reverts the last real change, not an empty one. The report counts the same flags either way.
-        if not _same_as_stored(c, only, vals, flg):
-            op_id = _replace(ws, c, rule_list, only, total, vals, flg)
-    if flg.num_rows:
-        ids = flg.column("sample_id").to_numpy()
-        report.flags = int(ids.size)
-        report.flagged_samples = int(np.unique(ids).size)
-        rids, counts = np.unique(np.array(flg.column("rule_id").to_pylist(), dtype=object).astype(str), return_counts=True)
-        report.by_rule = {str(r): int(n) for r, n in zip(rids, counts)}
+    con.execute(f"CREATE OR REPLACE TEMPORARY TABLE {_NEW_VALUES} (sample_id BIGINT, rule_id VARCHAR, value DOUBLE)")
+    con.execute(f"CREATE OR REPLACE TEMPORARY TABLE {_NEW_FLAGS} (sample_id BIGINT, rule_id VARCHAR, value DOUBLE, "
+                "threshold DOUBLE, detail VARCHAR)")
+    try:
+        with Workers(worker_count(workers, total)) as pool:
+            for values, flags in pool.stream(_measure_chunk, tasks(), job):
+                _append(con, _NEW_VALUES, pa.table(values, schema=_VALUES_SCHEMA))
+                _append(con, _NEW_FLAGS, pa.table(flags, schema=_FLAGS_SCHEMA))
+                job.advance(sizes.pop(0) if sizes else 0)
+        job.check()
+        report = QualityReport(op_id=None, samples=total, rules_file=str(rules) if isinstance(rules, (str, Path)) else None)
+        op_id = None
+        with ws.transaction() as c:
+            # When nothing would change (a rerun with the same rules), record no operation: undo then
+            # reverts the last real change, not an empty one. The report counts the same flags either way.
+            if not _same_as_stored(c, only):
+                op_id = _replace(ws, c, rule_list, only, total)
+        by_rule = con.execute(f"SELECT rule_id, count(*), count(DISTINCT sample_id) FROM {_NEW_FLAGS} GROUP BY 1").fetchall()
+        report.by_rule = {str(r): int(n) for r, n, _ in sorted(by_rule)}
+        report.flags = sum(report.by_rule.values())
+        report.flagged_samples = int(con.execute(f"SELECT count(DISTINCT sample_id) FROM {_NEW_FLAGS}").fetchall()[0][0])
+    finally:
+        reader.close()
+        for table in (_NEW_VALUES, _NEW_FLAGS):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     report.op_id = op_id
     report.seconds = time.monotonic() - started
     return report
+
+
+_NEW_VALUES, _NEW_FLAGS = "_quality_new_values", "_quality_new_flags"  # temporary tables of one run
+
+
+def _append(con, table: str, rows: pa.Table) -> None:
+    """Insert an Arrow table's rows into the temporary table `table`."""
+    if not rows.num_rows:
+        return
+    con.register("_quality_chunk", rows)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM _quality_chunk")
+    finally:
+        con.unregister("_quality_chunk")
 
 
 _VALUES_SCHEMA = pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), ("value", pa.float64())])
@@ -658,31 +678,26 @@ _FLAGS_SCHEMA = pa.schema([("sample_id", pa.int64()), ("rule_id", pa.string()), 
                            ("threshold", pa.float64()), ("detail", pa.string())])
 
 
-def _same_as_stored(c, only: list[int] | None, vals: pa.Table, flg: pa.Table) -> bool:
+def _same_as_stored(c, only: list[int] | None) -> bool:
     """Whether the new values and flags of the checked samples equal the stored ones exactly."""
     scope, args = ("TRUE", []) if only is None else ("sample_id IN (SELECT unnest(?))", [only])
-    c.register("_qv", vals)
-    c.register("_qf", flg)
-    try:
-        diff = c.execute(
-            f"""SELECT (SELECT count(*) FROM (SELECT sample_id, rule_id, value FROM quality_values WHERE {scope}
-                                               EXCEPT ALL SELECT sample_id, rule_id, value FROM _qv))
-                     + (SELECT count(*) FROM (SELECT sample_id, rule_id, value FROM _qv
-                                               EXCEPT ALL SELECT sample_id, rule_id, value FROM quality_values WHERE {scope}))
-                     + (SELECT count(*) FROM (SELECT sample_id, rule_id, value, threshold, detail FROM quality_flags WHERE {scope}
-                                               EXCEPT ALL SELECT sample_id, rule_id, value, threshold, detail FROM _qf))
-                     + (SELECT count(*) FROM (SELECT sample_id, rule_id, value, threshold, detail FROM _qf
-                                               EXCEPT ALL SELECT sample_id, rule_id, value, threshold, detail FROM quality_flags WHERE {scope}))""",
-            args * 4).fetchall()[0][0]
-    finally:
-        c.unregister("_qv")
-        c.unregister("_qf")
+    v, f = _NEW_VALUES, _NEW_FLAGS
+    diff = c.execute(
+        f"""SELECT (SELECT count(*) FROM (SELECT sample_id, rule_id, value FROM quality_values WHERE {scope}
+                                           EXCEPT ALL SELECT sample_id, rule_id, value FROM {v}))
+                 + (SELECT count(*) FROM (SELECT sample_id, rule_id, value FROM {v}
+                                           EXCEPT ALL SELECT sample_id, rule_id, value FROM quality_values WHERE {scope}))
+                 + (SELECT count(*) FROM (SELECT sample_id, rule_id, value, threshold, detail FROM quality_flags WHERE {scope}
+                                           EXCEPT ALL SELECT sample_id, rule_id, value, threshold, detail FROM {f}))
+                 + (SELECT count(*) FROM (SELECT sample_id, rule_id, value, threshold, detail FROM {f}
+                                           EXCEPT ALL SELECT sample_id, rule_id, value, threshold, detail FROM quality_flags WHERE {scope}))""",
+        args * 4).fetchall()[0][0]
     return int(diff) == 0
 
 
-def _replace(ws: Workspace, c, rule_list: list[Rule], only: list[int] | None, total: int, vals: pa.Table, flg: pa.Table) -> int:
-    """Record the 'quality' operation and replace the checked samples' flags and values, saving
-    the old ones in quality_undo; returns the operation's id."""
+def _replace(ws: Workspace, c, rule_list: list[Rule], only: list[int] | None, total: int) -> int:
+    """Record the 'quality' operation and replace the checked samples' flags and values (from the
+    run's temporary tables), saving the old ones in quality_undo; returns the operation's id."""
     args = [] if only is None else [only]
     op_id = ws.record_operation("quality", sample_count=total, details={
         "rules": [asdict(r) for r in rule_list],
@@ -695,18 +710,8 @@ def _replace(ws: Workspace, c, rule_list: list[Rule], only: list[int] | None, to
               f"FROM quality_values WHERE {scope}", [op_id, *args])
     c.execute(f"DELETE FROM quality_flags WHERE {scope}", args)
     c.execute(f"DELETE FROM quality_values WHERE {scope}", args)
-    if vals.num_rows:
-        c.register("_qv", vals)
-        try:
-            c.execute("INSERT INTO quality_values SELECT sample_id, rule_id, value, ? FROM _qv", [op_id])
-        finally:
-            c.unregister("_qv")
-    if flg.num_rows:
-        c.register("_qf", flg)
-        try:
-            c.execute("INSERT INTO quality_flags SELECT sample_id, rule_id, value, threshold, detail, ? FROM _qf", [op_id])
-        finally:
-            c.unregister("_qf")
+    c.execute(f"INSERT INTO quality_values SELECT sample_id, rule_id, value, ? FROM {_NEW_VALUES}", [op_id])
+    c.execute(f"INSERT INTO quality_flags SELECT sample_id, rule_id, value, threshold, detail, ? FROM {_NEW_FLAGS}", [op_id])
     return op_id
 
 

@@ -446,10 +446,14 @@ _WAL_TEXT = ("replaying wal", "wal file", "wal does not match", "this wal", ".wa
 MEMORY_ENV = "STUDIO_DUCKDB_MEMORY"
 
 
+DEFAULT_MEMORY_SHARE = 0.5  # of the memory DuckDB sees (the machine's, or the cgroup's limit)
+_SIZE = re.compile(r"([0-9.]+)\s*(bytes|[KMGT]i?B)", re.I)
+
+
 def duckdb_config() -> dict[str, str]:
     """DuckDB settings from the environment: `$STUDIO_DUCKDB_MEMORY` (e.g. `4GB`) caps the memory
-    DuckDB's buffer manager may use; past it DuckDB spills to `studio.duckdb.tmp/`. Unset: DuckDB's
-    own default, 80% of the machine's memory. Python's arrays (dedup's signatures) are not counted."""
+    DuckDB's buffer manager may use; past it DuckDB spills to `studio.duckdb.tmp/`. Unset: half the
+    memory DuckDB sees (`default_memory_limit`)."""
     value = os.environ.get(MEMORY_ENV, "").strip()
     if not value:
         return {}
@@ -458,10 +462,31 @@ def duckdb_config() -> dict[str, str]:
     return {"memory_limit": value}
 
 
+def default_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
+    """Lower DuckDB's own default memory_limit (80% of the memory it sees, a cgroup's limit
+    included) to DEFAULT_MEMORY_SHARE of it: the studio's process holds more than DuckDB's buffers
+    (dedup's signatures and pairs, quality's chunks, the worker processes), and with 80% for DuckDB
+    a 10M-row dedup under an 8 GB limit was killed (benches/results/scale.md). DuckDB reports the
+    setting as text ('6.3 GiB'); one it cannot parse is left as it is."""
+    m = _SIZE.fullmatch(str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]).strip())
+    if not m:
+        return
+    unit = m.group(2).lower()
+    scale = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+             "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}.get(unit)
+    if scale is None:
+        return
+    seen = float(m.group(1)) * scale / 0.8
+    con.execute(f"SET memory_limit = '{int(seen * DEFAULT_MEMORY_SHARE) // 2**20}MiB'")
+
+
 def _connect(db: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     config: dict[str, Any] = dict(duckdb_config())
     try:
-        return duckdb.connect(str(db), read_only=read_only, config=config)
+        con = duckdb.connect(str(db), read_only=read_only, config=config)
+        if "memory_limit" not in config:
+            default_memory_limit(con)
+        return con
     except duckdb.Error as exc:
         msg = str(exc)
         if isinstance(exc, duckdb.IOException) and "lock" in msg.lower():

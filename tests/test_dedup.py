@@ -309,6 +309,43 @@ def test_worker_pool_gives_the_same_clusters(ws, monkeypatch):
     assert [(c["keeper_id"], member_ids(c)) for c in clusters(ws)] == one and one
 
 
+def test_signatures_in_a_mapped_file_give_the_same_clusters(ws, monkeypatch):
+    """Past SPILL_BYTES the signature matrix is a file mapped into memory (10M samples: 5 GB that
+    the kernel may page out): a full run, a re-run from stored signatures and an incremental
+    check find what the in-memory matrix finds, and no file is left in the workspace folder."""
+    from curation.dedup import signatures
+    from tests._dedup_data import generate
+
+    rows = generate(150, seed=5)
+    add(ws, *[chat(i, a) for i, a, _ in rows[:-20]])
+
+    def run_all():
+        ws.con.execute("DELETE FROM minhash_signatures")
+        first = dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+        again = dedup.find_duplicates(ws, DedupParams(threshold=0.8))  # every signature read back
+        assert first.signatures_computed and again.signatures_reused == first.signatures_computed
+        return [(c["keeper_id"], member_ids(c), [m["similarity"] for m in c["members"]]) for c in clusters(ws)]
+
+    mapped: list[str] = []
+    real = signatures.signature_matrix
+
+    def spy(rows_, num_perm, spill_dir=None):
+        m = real(rows_, num_perm, spill_dir)
+        mapped.append(type(m).__name__)
+        return m
+
+    in_memory = run_all()
+    assert set(mapped) <= {"ndarray"}
+    monkeypatch.setattr(signatures, "SPILL_BYTES", 0)
+    monkeypatch.setattr(signatures, "signature_matrix", spy)
+    assert run_all() == in_memory and in_memory
+    assert "memmap" in mapped
+    new = add(ws, *[chat(i, a) for i, a, _ in rows[-20:]])
+    report = dedup.check_incremental(ws, new)
+    assert report.signatures_computed == 20
+    assert {p.name for p in ws.root.iterdir() if p.name.startswith(".signatures")} == set()
+
+
 def test_cancelled_run_leaves_the_workspace_as_it_was(ws):
     add(ws, *[chat(f"question {i}", "the same answer every time") for i in range(50)])
     ops_before = ws.con.execute("SELECT count(*) FROM operations").fetchall()[0][0]

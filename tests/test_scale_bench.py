@@ -70,3 +70,31 @@ def test_bad_duckdb_memory_setting_is_one_line(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr
     assert re.search(r"STUDIO_DUCKDB_MEMORY='lots' is not a memory size: set it like 4GB", lines[0])
+
+
+def test_memory_cap_kills_what_does_not_fit_and_lets_the_rest_run():
+    """benches/cgroup_cap.py: the kernel enforces the cap (a process that holds 200 MB of
+    anonymous memory under a 96 MB cap is killed; one that holds 20 MB completes, and its peak
+    anonymous memory is read back). Needs a memory cgroup it may create (root on Linux)."""
+    sys.path.insert(0, str(ROOT))
+    from benches.cgroup_cap import CapUnavailable, MemoryCap, parse_size
+
+    assert parse_size("8G") == 8 * 2**30 and parse_size("512MiB") == 512 * 2**20 and parse_size("1000") == 1000
+    with pytest.raises(ValueError):
+        parse_size("lots")
+    try:
+        cap = MemoryCap.create(96 * 2**20)
+    except CapUnavailable as exc:
+        pytest.skip(f"no memory cgroup here: {exc}")
+    hold = "import sys, time; b = bytearray(int(sys.argv[1]) * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(0.5)"
+    try:
+        results = {}
+        for mb in (20, 200):
+            cap.start()
+            proc = subprocess.run([sys.executable, "-c", hold, str(mb)], preexec_fn=cap.enter, capture_output=True)
+            cap.stop()
+            results[mb] = (proc.returncode, cap.anon_peak, cap.oom_kills())
+    finally:
+        cap.remove()
+    assert results[20][0] == 0 and 20 * 2**20 <= results[20][1] < 96 * 2**20
+    assert results[200][0] != 0 and results[200][2] >= 1

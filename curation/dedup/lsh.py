@@ -33,19 +33,16 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return num_perm, 1
 
 
-def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One uint64 key per signature and band, shape (bands, n): equal band values, equal key."""
-    out = np.empty((bands, sigs.shape[0]), dtype=np.uint64)
-    for b in range(bands):
-        out[b] = _band_key(sigs, b, rows)
-    return out
-
-
-def _band_key(sigs: np.ndarray, b: int, rows: int) -> np.ndarray:
-    """Band b's uint64 key of each signature (a row of band_keys)."""
-    k = np.zeros(sigs.shape[0], dtype=np.uint64)
-    for j in range(b * rows, (b + 1) * rows):
-        k = (k ^ sigs[:, j].astype(np.uint64)) * np.uint64(0x100000001B3)
+def band_key(sigs: np.ndarray, b: int, rows: int, take: np.ndarray | None = None) -> np.ndarray:
+    """Band b's uint64 key of each signature (equal band values, equal key), or of the rows `take`
+    of `sigs` only: the band's columns of those rows are gathered, never the whole matrix (at 10M
+    samples it is 5 GB)."""
+    band = sigs[:, b * rows:(b + 1) * rows]
+    block = (band if take is None else band[take]).astype(np.uint64)
+    k = np.zeros(block.shape[0], dtype=np.uint64)
+    for j in range(rows):
+        k ^= block[:, j]
+        k *= np.uint64(0x100000001B3)
     return sh.fmix64(k + np.uint64(b))
 
 
@@ -73,13 +70,15 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     return code // n, code % n
 
 
-def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (i < j) among signature rows: they agree on every row of some band."""
+def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int, take: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (i < j) among signature rows (or among the rows `take`, as positions in
+    `take`): they agree on every row of some band."""
     bands, rows = lsh_params(threshold, num_perm)
-    n = sigs.shape[0]
+    n = sigs.shape[0] if take is None else take.size
     parts_a, parts_b = [], []
     for band in range(bands):  # one band's keys at a time: 8 bytes a row, not 8 x bands
-        a, b = group_pairs(_band_key(sigs, band, rows))
+        a, b = group_pairs(band_key(sigs, band, rows, take))
         parts_a.append(a)
         parts_b.append(b)
     if not parts_a:

@@ -49,11 +49,11 @@ def find_duplicates(ws, params: DedupParams, job: Job | None = None, *, workers:
     job.set_total(int(con.execute("SELECT count(*) FROM samples").fetchall()[0][0]))
     holder: list[Workers] = []
     try:
-        stored = stored_signatures(con, params)
+        stored = stored_signatures(con, params, spill_dir=ws.root)
         job.advance(stored.ids.size)
         fresh = compute_missing(ws, params, job, workers, None, holder)
         pool = holder[0]
-        data = merge(stored, fresh)
+        data = merge(stored, fresh, ws.root)
         report.samples = int(data.ids.size)
         report.signatures_computed = int(fresh.ids.size)
         report.signatures_reused = int(stored.ids.size)
@@ -154,7 +154,7 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
     try:
         fresh = compute_missing(ws, params, job, workers, only, holder)
         pool = holder[0]
-        stored = stored_signatures(con, params)
+        stored = stored_signatures(con, params, spill_dir=ws.root)
         if only is not None:
             # Requested samples that already had a signature count as new too.
             mask = np.isin(stored.ids, only)
@@ -170,7 +170,7 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
         report.signatures_computed = int(fresh.ids.size)
         report.signatures_reused = int(stored.ids.size)
         report.samples = int(new.ids.size)
-        data = merge(stored, new)
+        data = merge(stored, new, ws.root)
         is_new = np.isin(data.ids, new.ids)
         plan = plan_incremental(ws, data, is_new, params, pool, job, report, ignore_pairs)
         job.check()

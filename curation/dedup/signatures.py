@@ -15,8 +15,10 @@ that costs less than holding every sample's set from this pass (benches/results/
 """
 from __future__ import annotations
 
+import tempfile
 from array import array
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -30,6 +32,10 @@ from ..workers import Workers, worker_count
 from .params import OLD_SCHEMES, DedupParams
 
 CHUNK = 4000            # samples per worker task (a few MB of text)
+# A signature matrix larger than this lives in an unlinked temporary file in the workspace folder,
+# mapped into memory (`signature_matrix`): 512 bytes a sample is 5 GB at 10M samples, which the
+# kernel can then page out under memory pressure instead of the run being killed.
+SPILL_BYTES = 1 << 30
 _U32 = "I" if array("I").itemsize == 4 else "L"  # a 4-byte unsigned array code
 
 
@@ -90,36 +96,58 @@ class Sigs:
         return Sigs(self.ids[mask], self.keys[mask], self.sigs[mask], self.counts[mask], self.computed[mask])
 
 
-def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = None) -> Sigs:
-    sql = ("SELECT m.sample_id, m.exact_key, m.shingles, m.signature FROM minhash_signatures m "
-           "JOIN samples s ON s.id = m.sample_id AND s.content_hash = m.content_hash WHERE m.params = ?")
+def signature_matrix(rows: int, num_perm: int, spill_dir: Path | None = None) -> np.ndarray:
+    """An uninitialised (rows, num_perm) uint32 matrix: in memory, or, when it is larger than
+    SPILL_BYTES and `spill_dir` is given, mapped from an unlinked temporary file there (file-backed
+    pages, which the kernel writes back and drops under memory pressure; the file's space is freed
+    when the array is)."""
+    if spill_dir is None or rows == 0 or rows * num_perm * 4 <= SPILL_BYTES:
+        return np.empty((rows, num_perm), np.uint32)
+    # mmap keeps its own duplicate of the descriptor, so the file can be closed here.
+    with tempfile.TemporaryFile(dir=spill_dir, prefix=".signatures-") as f:
+        return np.memmap(f, np.uint32, "w+", shape=(rows, num_perm))
+
+
+def _blob_rows(chunk: pa.Array, num_perm: int) -> np.ndarray:
+    """A BLOB column chunk of equal-length signatures as a (rows, num_perm) view of Arrow's buffer."""
+    odt = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+    off = np.frombuffer(chunk.buffers()[1], dtype=odt)[chunk.offset:chunk.offset + len(chunk) + 1]
+    raw = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[off[0]:off[-1]]
+    return raw.view(np.uint32).reshape(len(chunk), num_perm)
+
+
+def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = None,
+                      spill_dir: Path | None = None) -> Sigs:
+    """The valid stored signatures (all, or those of `only_ids`), read in batches into one matrix
+    (`signature_matrix`: in a mapped file past SPILL_BYTES when `spill_dir` is given), never
+    whole as an Arrow table beside it."""
+    where = ("FROM minhash_signatures m JOIN samples s ON s.id = m.sample_id AND s.content_hash = m.content_hash "
+             "WHERE m.params = ?")
     args: list[Any] = [params.signature_key]
     if only_ids is not None:
-        sql += " AND m.sample_id IN (SELECT unnest(?))"
+        where += " AND m.sample_id IN (SELECT unnest(?))"
         args.append(only_ids.tolist())
-    t = con.sql(sql + " ORDER BY m.sample_id", params=args).to_arrow_table()
-    n = t.num_rows
-    ids = t.column(0).to_numpy().astype(np.int64) if n else np.zeros(0, np.int64)
-    sigs = np.zeros((0, params.num_perm), np.uint32)
-    if n:
-        # Read the BLOBs straight from Arrow's buffers: every signature has the same length, so
-        # a chunk's data buffer is already the (rows, num_perm) matrix.
-        parts = []
-        for chunk in t.column(3).chunks:
-            if len(chunk) == 0:
-                continue
-            odt = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
-            off = np.frombuffer(chunk.buffers()[1], dtype=odt)[chunk.offset:chunk.offset + len(chunk) + 1]
-            raw = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[off[0]:off[-1]]
-            parts.append(raw.view(np.uint32).reshape(len(chunk), params.num_perm))
-        sigs = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
-    return Sigs(
-        ids=ids,
-        keys=t.column(1).to_numpy().astype(np.int64) if n else np.zeros(0, np.int64),
-        sigs=sigs,
-        counts=t.column(2).to_numpy().astype(np.int32) if n else np.zeros(0, np.int32),
-        computed=np.zeros(n, dtype=bool),
-    )
+    n = int(con.execute(f"SELECT count(*) {where}", args).fetchall()[0][0])
+    ids, keys, counts = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int32)
+    sigs = signature_matrix(n, params.num_perm, spill_dir)
+    done = 0
+    reader = con.sql(f"SELECT m.sample_id, m.exact_key, m.shingles, m.signature {where} ORDER BY m.sample_id",
+                     params=args).to_arrow_reader(65_536)
+    for batch in reader:
+        k = batch.num_rows
+        if done + k > n:  # signatures stored meanwhile (another thread): grow, in memory
+            extra = done + k - n
+            ids, keys, counts = (np.concatenate([a, np.zeros(extra, a.dtype)]) for a in (ids, keys, counts))
+            sigs = np.concatenate([sigs, np.empty((extra, params.num_perm), np.uint32)])
+            n += extra
+        ids[done:done + k] = batch.column(0).to_numpy(zero_copy_only=False)
+        keys[done:done + k] = batch.column(1).to_numpy(zero_copy_only=False)
+        counts[done:done + k] = batch.column(2).to_numpy(zero_copy_only=False)
+        # Every signature has the same length: the BLOB buffer is already the matrix's rows.
+        sigs[done:done + k] = _blob_rows(batch.column(3), params.num_perm)
+        done += k
+    return Sigs(ids=ids[:done], keys=keys[:done], sigs=sigs[:done], counts=counts[:done],
+                computed=np.zeros(done, dtype=bool))
 
 
 def _missing_sql(params: DedupParams, restrict: bool) -> str:
@@ -156,9 +184,9 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
             yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm)
 
     # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
-    # concatenate would hold them twice.
+    # concatenate would hold them twice. Past SPILL_BYTES they go to a mapped file.
     keys = np.zeros(todo, np.int64)
-    sigs = np.empty((todo, params.num_perm), np.uint32)
+    sigs = signature_matrix(todo, params.num_perm, ws.root)
     counts = np.zeros(todo, np.int32)
     done = 0
     for k, s, c in pool.stream(hash_chunk, tasks(), job):
@@ -178,15 +206,21 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     return Sigs(ids, keys[:done], sigs[:done], counts[:done], np.ones(done, dtype=bool), hashes)
 
 
-def merge(a: Sigs, b: Sigs) -> Sigs:
-    """Both sets of rows, sorted by sample id (without content hashes)."""
+def merge(a: Sigs, b: Sigs, spill_dir: Path | None = None) -> Sigs:
+    """Both sets of rows, sorted by sample id (without content hashes). The signatures are
+    scattered into one new matrix (`signature_matrix`), not concatenated and then reordered."""
     if a.ids.size == 0:
         return b
     if b.ids.size == 0:
         return a
     ids = np.concatenate([a.ids, b.ids])
     order = np.argsort(ids, kind="stable")
-    return Sigs(ids[order], np.concatenate([a.keys, b.keys])[order], np.concatenate([a.sigs, b.sigs])[order],
+    at = np.empty(order.size, np.int64)
+    at[order] = np.arange(order.size)  # where each row of a, then b, goes
+    sigs = signature_matrix(order.size, a.sigs.shape[1], spill_dir)
+    sigs[at[:a.ids.size]] = a.sigs
+    sigs[at[a.ids.size:]] = b.sigs
+    return Sigs(ids[order], np.concatenate([a.keys, b.keys])[order], sigs,
                 np.concatenate([a.counts, b.counts])[order], np.concatenate([a.computed, b.computed])[order],
                 shingle_sets=a.shingle_sets or b.shingle_sets)
 
