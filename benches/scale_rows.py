@@ -148,13 +148,14 @@ def review_read(ws_dir: str) -> None:
     print(seen)
 
 
-def memory_limit(ws: Path, env: dict[str, str]) -> str:
-    """DuckDB's memory_limit as an opened workspace reports it (in a fresh process, same env)."""
+def memory_limit(ws: Path, env: dict[str, str], cap: MemoryCap | None = None) -> str:
+    """DuckDB's memory_limit as an opened workspace reports it (in a fresh process, same env, in
+    the memory cap when there is one: DuckDB sizes its default from the cgroup's limit)."""
     code = ("import sys; from curation.workspace import open_workspace; "
             "ws = open_workspace(sys.argv[1], create=False, read_only=True); "
             "print(ws.con.execute(\"SELECT current_setting('memory_limit')\").fetchall()[0][0])")
-    return subprocess.run([sys.executable, "-c", code, str(ws)], env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run([sys.executable, "-c", code, str(ws)], env=env, check=True, capture_output=True, text=True,
+                          preexec_fn=cap.enter if cap is not None else None).stdout.strip()
 
 
 # quality last: at 10M rows it takes most of an hour, and the other stages' numbers come first
@@ -188,7 +189,7 @@ def measure(rows: int, tmp: Path, env: dict[str, str], realistic: Path | None = 
     stages = [run_stage("studio import", studio + ["import", str(src), *common], ws, env, cap)]
     src.unlink()  # the disk it held is the next stages' (10M rows: ~10 GB)
     _progress(stages[-1])
-    limit = memory_limit(ws, env)
+    limit = memory_limit(ws, env, cap)
     for key in STAGES[1:]:
         if key not in skip:
             stages.append(run_stage(*argv[key], ws, env, cap))
