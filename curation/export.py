@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import StudioError
+from .hashed_writer import HashedWriter
 from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql
 from .manifest import (
     LINEAGE_COLUMNS,
@@ -450,7 +451,9 @@ class _Written:
 
 
 _PLAIN_TURN = '[{"role": "user", "content": '  # how every stored messages text starts (json.dumps)
-_EXTRA_KEYS = ('"tool_calls":', '"tool_call_id":', '"name":', '"weight":')  # structural only: a quote in content is escaped
+# a turn key beside role and content, as json.dumps writes it (structural only: a quote in content is
+# escaped); one regexp is one pass over the text where a contains() a key was four
+_EXTRA_KEYS = '"(?:tool_calls|tool_call_id|name|weight)":'
 
 
 def _line_sql(fmt: str) -> str:
@@ -478,8 +481,8 @@ def _plain_sql(fmt: str) -> str:
     """SQL: the row is one SQL writes (raw text, or a chat without tool use whose messages text is
     as json.dumps stores it; one user/assistant pair for alpaca and sharegpt rows, no blank turn
     for openai rows). The others go through format_row in Python, as before."""
-    plain_chat = (f"kind = 'chat' AND tools IS NULL AND starts_with(m, '{_PLAIN_TURN}') AND NOT ("
-                  + " OR ".join(f"contains(m, '{k}')" for k in _EXTRA_KEYS) + ")")
+    plain_chat = (f"kind = 'chat' AND tools IS NULL AND starts_with(m, '{_PLAIN_TURN}') "
+                  f"AND NOT regexp_matches(m, '{_EXTRA_KEYS}')")
     if fmt in ("alpaca", "sharegpt"):
         plain_chat += " AND json_array_length(m) = 2"
     if fmt == "openai":
@@ -488,13 +491,9 @@ def _plain_sql(fmt: str) -> str:
     return f"(kind = 'text' OR ({plain_chat}))"
 
 
-_VAL, _LINES, _BAD = "_export_val_ids", "_export_python_lines", "_export_refused_ids"  # Arrow tables the queries join
-
-
-def _file_sql(val_ids: str) -> str:
-    """SQL: the files key of a row (train, val, train.text, val.text)."""
-    return (f"CASE WHEN id IN (SELECT id FROM {val_ids}) THEN 'val' ELSE 'train' END "
-            "|| CASE WHEN kind = 'text' THEN '.text' ELSE '' END")
+_FILES = ("train", "train.text", "val", "val.text")  # by the file number the query gives a row (file order)
+_BATCH = 100_000  # rows an Arrow batch asks for
+_RANGE = 100_000  # rows (ids) one query writes
 
 
 def _picked(where: str, has_tools: bool) -> str:
@@ -503,16 +502,114 @@ def _picked(where: str, has_tools: bool) -> str:
             f"{tools} AS tools FROM samples WHERE {where})")
 
 
-def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], out: _Written
-                 ) -> tuple[list[tuple[int, str, list[str]]], list[tuple[int, str]]]:
-    """format_row (and OpenAI's check) for the rows SQL does not write: the refused ones as (id,
-    file, problems), and (id, JSON line) of the others."""
-    bad: list[tuple[int, str, list[str]]] = []
-    lines: list[tuple[int, str]] = []
-    res = con.execute(f"SELECT id, kind, {_file_sql(_VAL)}, system, m, text, tools FROM {picked} "
-                      f"WHERE NOT {_plain_sql(fmt)} ORDER BY id", params)
-    while batch := res.fetchmany(10_000):
-        for sid, kind, file, system, messages, text, tools in batch:
+def _stream_sql(fmt: str, picked: str) -> str:
+    """SQL: the picked rows with ids in [?, ?] (parameters: picked's, low id, high id), with their
+    JSON line when SQL writes it (`_plain_sql`; null for the rows format_row writes), whether they
+    are raw text, and their lineage. No ORDER BY: sorting the ~900 bytes of each line cost more than
+    building it; the rows come in table order, which `_Stream` checks (and sorts if it must)."""
+    has_system = "system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
+    return f"""
+        SELECT id AS sample_id, kind = 'text' AS is_text, CASE WHEN plain THEN {_line_sql(fmt)} || chr(10) END AS line,
+               source_id, source_file, CAST(source_row AS BIGINT) AS source_row,
+               plain AND kind = 'chat' AND {has_system} AS has_system
+        FROM (SELECT *, {_plain_sql(fmt)} AS plain FROM {picked} WHERE id BETWEEN ? AND ?)"""
+
+
+def _line_buffer(arr: pa.Array, starts: np.ndarray, ends: np.ndarray) -> list[memoryview]:
+    """The bytes of rows starts[i]:ends[i] of a string array, each run's values back to back (no
+    Python string per row, no copy)."""
+    if not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    data = memoryview(arr.buffers()[2]) if len(arr) else memoryview(b"")
+    return [data[lo:hi] for lo, hi in zip(offsets[starts].tolist(), offsets[ends].tolist())]
+
+
+class _Stream:
+    """The split's rows, range by range in id order: each row's file is decided here (validation
+    ids, raw text), each file's runs of rows go to it as slices of the Arrow buffer through a
+    HashedWriter; the rows SQL does not write get their line from format_row (the refused ones,
+    with the line they would have had, go to `bad` and are left out); the written rows' lineage is
+    collected."""
+
+    def __init__(self, fmt: str, stage: Path, out: _Written, skip_invalid: bool, val_ids: np.ndarray) -> None:
+        self.fmt, self.stage, self.out, self.skip_invalid = fmt, stage, out, skip_invalid
+        self.val_ids = val_ids  # sorted
+        self.writer = HashedWriter()
+        self.seen = [0] * len(_FILES)  # rows of each file so far, refused ones included (their line)
+        self.rows = [0] * len(_FILES)  # rows written
+        self.bad: list[tuple[int, str, list[str], int]] = []  # (sample id, file, problems, line)
+        self.lineage: list[pa.RecordBatch] = []  # the written rows' lineage and file, in id order
+
+    def batch(self, batch: pa.RecordBatch, rows: dict[int, tuple[Any, ...]]) -> None:
+        """Write one batch of rows in id order (`rows`: what format_row needs of those SQL did not write)."""
+        ids = batch.column("sample_id").to_numpy()
+        at = np.searchsorted(self.val_ids, ids)
+        is_val = at < len(self.val_ids)
+        is_val[is_val] = self.val_ids[at[is_val]] == ids[is_val]
+        file = (is_val * 2 + batch.column("is_text").to_numpy(zero_copy_only=False)).astype(np.uint8)
+        lines, plain = batch.column("line"), None
+        if lines.null_count:
+            plain = lines.is_valid().to_numpy(zero_copy_only=False)
+            lines, keep = self._python_lines(batch, rows, lines, plain, file)
+            if keep is not None:
+                self._count(file)
+                if not self.skip_invalid:
+                    self.lineage = []  # the split will not be written: only the problems matter now
+                if not self.skip_invalid or not keep.any():
+                    return
+                mask = pa.array(keep)
+                batch, lines, plain, file = batch.filter(mask), lines.filter(mask), plain[keep], file[keep]
+                self._write(batch, lines, plain, file)
+                return
+        self._count(file)
+        self._write(batch, lines, plain, file)
+
+    def _count(self, file: np.ndarray) -> None:
+        for i, n in enumerate(np.bincount(file, minlength=len(_FILES)).tolist()):
+            self.seen[i] += n
+
+    def _write(self, batch: pa.RecordBatch, lines: pa.Array, plain: np.ndarray | None, file: np.ndarray) -> None:
+        if self.bad and not self.skip_invalid:
+            return  # refused: nothing more is written
+        n = len(file)
+        starts = np.flatnonzero(np.concatenate(([True], file[1:] != file[:-1])))  # runs of rows of one file
+        ends = np.append(starts[1:], n)
+        run_file = file[starts]
+        has_system = batch.column("has_system").to_numpy(zero_copy_only=False) if self.fmt == "alpaca" else None
+        for i, key in enumerate(_FILES):
+            mine = run_file == i
+            if not mine.any():
+                continue
+            if key not in self.writer:
+                self.writer.open(key, self.stage / f"{key}.jsonl")
+            self.writer.write(key, _line_buffer(lines, starts[mine], ends[mine]))
+            in_file = file == i
+            self.rows[i] += int(in_file.sum())
+            keys = self.out.keys.setdefault(key, set())
+            if key.endswith(".text"):
+                keys.add("text")
+            elif has_system is not None:
+                if plain is None or plain[in_file].any():
+                    keys.update(("instruction", "input", "output"))
+                if has_system[in_file].any():
+                    keys.add("system")
+        self.lineage.append(pa.record_batch(
+            [batch.column("sample_id"), pa.array(file), batch.column("source_id"), batch.column("source_file"),
+             batch.column("source_row")], names=["sample_id", "file", "source_id", "source_file", "source_row"]))
+
+    def _python_lines(self, batch: pa.RecordBatch, rows: dict[int, tuple[Any, ...]], lines: pa.Array,
+                      plain: np.ndarray, file: np.ndarray) -> tuple[pa.Array, np.ndarray | None]:
+        """format_row (and OpenAI's check) for the batch's rows SQL did not write: the lines with
+        theirs filled in, and which rows to keep (None when none was refused)."""
+        fmt, out = self.fmt, self.out
+        todo = np.flatnonzero(~plain)
+        sample_ids = batch.column("sample_id").take(pa.array(todo)).to_pylist()
+        filled: list[str | None] = [None] * batch.num_rows
+        keep = None
+        for i, sid in zip(todo.tolist(), sample_ids):
+            kind, system, messages, text, tools = rows[sid]
+            f = int(file[i])
             turns = json.loads(messages) if messages else []
             tools = json.loads(tools) if isinstance(tools, str) else tools
             try:
@@ -523,94 +620,93 @@ def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: 
             if kind != "text" and _has_tool_use(turns, tools):
                 out.tool_use = True
             if problems:
-                bad.append((int(sid), file, problems))
+                line = self.seen[f] + int(np.count_nonzero(file[:i + 1] == f))  # the line it would have had
+                self.bad.append((int(sid), _FILES[f], problems, line))
+                if keep is None:
+                    keep = np.ones(batch.num_rows, dtype=bool)
+                keep[i] = False
                 continue
-            out.keys.setdefault(file, set()).update(rec or {})
-            lines.append((int(sid), json.dumps(rec, ensure_ascii=False)))
-    return bad, lines
+            out.keys.setdefault(_FILES[f], set()).update(rec or {})
+            filled[i] = json.dumps(rec, ensure_ascii=False) + "\n"
+        return pc.coalesce(lines, pa.array(filled, lines.type)), keep
+
+    def finish(self) -> None:
+        """Close the files (creating those no row went to), and fill `out`."""
+        has_text = self.seen[1] + self.seen[3] > 0
+        keys = ["train", "val", *(["train.text", "val.text"] if has_text else [])]
+        try:
+            for key in keys:
+                if key not in self.writer:
+                    self.writer.open(key, self.stage / f"{key}.jsonl")
+        except BaseException:
+            self.writer.abort()
+            raise
+        sha = self.writer.close()
+        out = self.out
+        out.rows = {key: self.rows[_FILES.index(key)] for key in keys}
+        out.sha256 = {key: sha[key] for key in keys}
+        for key in keys:
+            out.keys.setdefault(key, set())
+
+    def lineage_table(self) -> pa.Table:
+        """The lineage of the written rows (LINEAGE_COLUMNS), in file order."""
+        schema = pa.schema([("sample_id", pa.int64()), ("file", pa.uint8()), ("source_id", pa.string()),
+                            ("source_file", pa.string()), ("source_row", pa.int64())])
+        table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in self.lineage], schema=schema)
+        number = table.column("file").to_numpy()
+        order = np.argsort(number, kind="stable")  # file order; ids stay sorted in each file
+        table = table.take(pa.array(order))
+        number = number[order]
+        line = np.concatenate([np.arange(1, r + 1, dtype=np.int64) for r in self.rows])
+        parts = pa.array([key.split(".")[0] for key in _FILES], pa.string())
+        table = table.set_column(1, "file", pc.take(pa.array(_FILES, pa.string()), pa.array(number)))
+        table = table.append_column("line", pa.array(line)).append_column("part", pc.take(parts, pa.array(number)))
+        return table.select(list(LINEAGE_COLUMNS))
 
 
-def _positions(con: duckdb.DuckDBPyConnection, picked: str, params: list[Any], ids: list[int]) -> dict[int, int]:
-    """The 1-based line each of `ids` would have had in its file (for the lines of a refusal)."""
-    rows = con.execute(f"""SELECT id, pos FROM (SELECT id, row_number() OVER (PARTITION BY {_file_sql(_VAL)} ORDER BY id) AS pos
-                           FROM {picked}) WHERE id IN (SELECT unnest(?))""", [*params, ids]).fetchall()
-    return {int(i): int(p) for i, p in rows}
-
-
-def _line_buffer(arr: pa.Array) -> memoryview:
-    """The bytes of a string array's values, back to back (no Python string per row)."""
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    if not len(arr):
-        return memoryview(b"")
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-    return memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])]
-
-
-def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], stage: Path,
-                  files: list[str], out: _Written) -> pa.Table:
-    """One ordered pass over the split's rows: each row's JSON line (SQL's, or Python's from
-    `_LINES`) appended to its file from Arrow buffers, and its lineage collected; the lineage table
-    (LINEAGE_COLUMNS, file order)."""
-    handles = {f: open(stage / f"{f}.jsonl", "wb") for f in files}
-    digests = {f: hashlib.sha256() for f in files}
-    out.rows = {f: 0 for f in files}
-    has_system = "system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
-    plain = _plain_sql(fmt)
-    query = f"""
-        SELECT q.sample_id, q.file, coalesce(q.sql_line, l.line) || chr(10) AS line, q.source_id, q.source_file,
-               q.source_row, q.plain, q.has_system
-        FROM (SELECT id AS sample_id, {_file_sql(_VAL)} AS file, CASE WHEN {plain} THEN {_line_sql(fmt)} END AS sql_line,
-                     source_id, source_file, CAST(source_row AS BIGINT) AS source_row, {plain} AS plain,
-                     kind = 'chat' AND {plain} AND {has_system} AS has_system
-              FROM {picked} WHERE id NOT IN (SELECT id FROM {_BAD})) q
-        LEFT JOIN {_LINES} l ON q.sample_id = l.id
-        ORDER BY q.sample_id"""
-    lineage: list[pa.RecordBatch] = []
+def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: list[Any], picked: str,
+                  seed: int, k: int, stage: Path, out: _Written, skip_invalid: bool) -> _Stream:
+    """Write the split's JSONL files into `stage` (`_Stream`): one query per range of _RANGE ids,
+    so DuckDB builds the next range's lines while the writer thread writes this one's. The pass,
+    with its refused rows (`bad`) and the lineage of the written ones (`lineage_table()`)."""
+    ids = np.sort(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table().column(0).to_numpy())
+    # validation: the k ids with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
+    val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
+                      "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), k]).to_arrow_table().column(0)
+    sql = _stream_sql(fmt, picked)
+    stream = _Stream(fmt, stage, out, skip_invalid, np.sort(val_ids.to_numpy()))
     try:
-        for batch in con.sql(query, params=params).to_arrow_reader(100_000):
-            lines = batch.column("line")
-            if lines.null_count:
-                raise RuntimeError(f"export: {lines.null_count} rows have no JSON line")
-            file_col = batch.column("file")
-            for f in files:
-                mask = pc.equal(file_col, f)
-                n = pc.sum(mask).as_py() or 0
-                if not n:
-                    continue
-                data = _line_buffer(lines.filter(mask))
-                handles[f].write(data)
-                digests[f].update(data)
-                out.rows[f] += n
-                if fmt == "alpaca" and not f.endswith(".text"):
-                    if pc.any(pc.and_(mask, batch.column("plain"))).as_py():
-                        out.keys.setdefault(f, set()).update(("instruction", "input", "output"))
-                    if pc.any(pc.and_(mask, batch.column("has_system"))).as_py():
-                        out.keys.setdefault(f, set()).add("system")
-                elif f.endswith(".text"):
-                    out.keys.setdefault(f, set()).add("text")
-            lineage.append(batch.select(["sample_id", "file", "source_id", "source_file", "source_row"]))
-    finally:
-        for h in handles.values():
-            h.close()
-    out.sha256 = {f: d.hexdigest() for f, d in digests.items()}
-    for f in files:
-        out.keys.setdefault(f, set())
-    schema = pa.schema([("sample_id", pa.int64()), ("file", pa.string()), ("source_id", pa.string()),
-                        ("source_file", pa.string()), ("source_row", pa.int64())])
-    table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in lineage], schema=schema)
-    file_col = table.column("file").to_numpy(zero_copy_only=False).astype(str)
-    line = np.zeros(len(file_col), dtype=np.int64)
-    order = np.zeros(len(file_col), dtype=np.int64)
-    for rank, f in enumerate(["train", "train.text", "val", "val.text"]):
-        hit = file_col == f
-        line[hit] = np.arange(1, int(hit.sum()) + 1)
-        order[hit] = rank
-    table = table.append_column("line", pa.array(line)).append_column(
-        "part", pa.array(np.where(np.char.startswith(file_col, "val"), "val", "train")))
-    # file order: train, then val; each part's chat file before its text file (stable: ids stay sorted)
-    table = table.take(pa.array(np.argsort(order, kind="stable")))
-    return table.select(list(LINEAGE_COLUMNS))
+        for lo in range(0, len(ids), _RANGE):
+            low, high = int(ids[lo]), int(ids[min(lo + _RANGE, len(ids)) - 1])
+            table = con.sql(sql, params=[*params, low, high]).to_arrow_table(_BATCH)
+            rows = _format_rows(con, picked, params, table) if table.column("line").null_count else {}
+            for batch in _in_id_order(table):
+                stream.batch(batch, rows)
+    except BaseException:
+        stream.writer.abort()
+        raise
+    stream.finish()
+    return stream
+
+
+def _in_id_order(table: pa.Table) -> list[pa.RecordBatch]:
+    """The table's batches in id order. DuckDB's scan threads hand over each row group's rows in
+    table order (ids ascending), but the row groups may come in any order: put the batches in order
+    of their first id, and sort the rows themselves only if that is not enough."""
+    batches = sorted((b for b in table.to_batches() if b.num_rows), key=lambda b: b.column(0)[0].as_py())
+    ids = [b.column(0).to_numpy() for b in batches]
+    ordered = all((i[1:] > i[:-1]).all() for i in ids) and all(a[-1] < b[0] for a, b in zip(ids, ids[1:]))
+    return batches if ordered else table.take(pc.sort_indices(table.column("sample_id"))).to_batches()
+
+
+def _format_rows(con: duckdb.DuckDBPyConnection, picked: str, params: list[Any], table: pa.Table
+                 ) -> dict[int, tuple[Any, ...]]:
+    """What format_row needs of the rows of `table` that SQL did not write: id -> (kind, system,
+    messages JSON text, text, tools JSON text)."""
+    ids = pc.filter(table.column("sample_id"), table.column("line").is_null()).to_pylist()
+    found = con.execute(f"SELECT id, kind, system, m, text, tools FROM {picked} WHERE id IN (SELECT unnest(?))",
+                        [*params, ids]).fetchall()
+    return {int(r[0]): r[1:] for r in found}
 
 
 def _write_lineage(table: pa.Table, dest: Path) -> tuple[int, str]:
@@ -636,7 +732,8 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         raise StudioError(f"split {name!r} already exists at {split_dir}. Pass --force to replace it, or choose another name.")
     con = ws.con
     where, params = _where(include)
-    if not con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]:
+    n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
+    if not n:
         hint = ("approve samples first (studio approve ID..., or in the review screen) or pass --include approved+pending"
                 if include == "approved" else "import samples and leave some not rejected")
         raise StudioError(f"no samples to export into {name!r}: none is {' or '.join(INCLUDES[include])} and not a duplicate; {hint}.")
@@ -653,39 +750,22 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         stage.mkdir(exist_ok=True)
         out = _Written()
         picked = _picked(where, "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description})
-        n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
-        # validation: the val_size() samples with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
-        val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
-                          "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), val_size(int(n), val)]).to_arrow_table()
-        con.register(_VAL, val_ids)
-        try:
-            bad, lines = _python_rows(con, format, picked, params, out)
-            if bad:
-                at = _positions(con, picked, params, [b[0] for b in bad])
-                problems = [f"{file.split('.')[0]}.jsonl:{at[sid]} (sample {sid}): {p}" for sid, file, ps in bad for p in ps]
-                if not skip_invalid:
-                    shown = problems[:_SHOWN_PROBLEMS]
-                    more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
-                    what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
-                    raise StudioError(
-                        f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
-                        "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
-                if len(bad) == n:
-                    raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
-                                      "fix those samples or export another format.")
-            skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps in bad]
-            con.register(_BAD, pa.table({"id": pa.array([b[0] for b in bad], pa.int64())}))
-            con.register(_LINES, pa.table({"id": pa.array([i for i, _ in lines], pa.int64()),
-                                           "line": pa.array([t for _, t in lines], pa.large_string())}))
-            has_text = con.execute(f"SELECT count(*) FROM samples WHERE {where} AND kind = 'text'", params).fetchall()[0][0]
-            files_written = [*PARTS, *([f"{p}.text" for p in PARTS] if has_text else [])]
-            lineage = _stream_files(con, format, picked, params, stage, files_written, out)
-        finally:
-            for view in (_VAL, _BAD, _LINES):
-                try:
-                    con.unregister(view)
-                except duckdb.Error:
-                    pass
+        stream = _stream_files(con, format, where, params, picked, seed, val_size(int(n), val), stage, out, skip_invalid)
+        bad = sorted(stream.bad, key=lambda b: b[0])  # by sample id, as the rows were picked
+        if bad:
+            problems = [f"{file.split('.')[0]}.jsonl:{line} (sample {sid}): {p}" for sid, file, ps, line in bad for p in ps]
+            if not skip_invalid:
+                shown = problems[:_SHOWN_PROBLEMS]
+                more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
+                what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
+                raise StudioError(
+                    f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
+                    "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
+            if len(bad) == n:
+                raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
+                                  "fix those samples or export another format.")
+        skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps, _ in bad]
+        lineage = stream.lineage_table()
         lineage_rows, lineage_sha = _write_lineage(lineage, tmp / LINEAGE_FILE)
         files = _finish_files(out, stage, tmp, format, target)
         counts = {p: out.rows[p] + out.rows.get(f"{p}.text", 0) for p in PARTS}
