@@ -515,13 +515,52 @@ def _stream_sql(fmt: str, picked: str) -> str:
         FROM (SELECT *, {_plain_sql(fmt)} AS plain FROM {picked} WHERE id BETWEEN ? AND ?)"""
 
 
+# Arrow <-> numpy by hand: pyarrow's to_numpy and pa.array import pandas (a quarter of a second)
+def _ints(arr: pa.Array) -> np.ndarray:
+    """The values of an int64 Arrow array without nulls, as numpy (no copy)."""
+    if not len(arr):
+        return np.zeros(0, dtype=np.int64)
+    return np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr), offset=arr.offset * 8)
+
+
+def _bits(arr: pa.Array, buffer: int) -> np.ndarray:
+    n, skip = len(arr), arr.offset
+    return np.unpackbits(np.frombuffer(arr.buffers()[buffer], dtype=np.uint8), bitorder="little")[skip:skip + n].view(bool)
+
+
+def _bools(arr: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as numpy, null as false."""
+    if not len(arr):
+        return np.zeros(0, dtype=bool)
+    values = _bits(arr, 1)
+    return values & _bits(arr, 0) if arr.null_count else values
+
+
+def _valid(arr: pa.Array) -> np.ndarray:
+    """Which values of an Arrow array are not null, as numpy."""
+    return _bits(arr, 0) if arr.null_count else np.ones(len(arr), dtype=bool)
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array of numbers as an Arrow array (no copy)."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _strings(values: tuple[str, ...]) -> pa.Array:
+    data = [v.encode() for v in values]
+    offsets = np.cumsum([0, *map(len, data)], dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
 def _line_buffer(arr: pa.Array, starts: np.ndarray, ends: np.ndarray) -> list[memoryview]:
     """The bytes of rows starts[i]:ends[i] of a string array, each run's values back to back (no
     Python string per row, no copy)."""
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-    data = memoryview(arr.buffers()[2]) if len(arr) else memoryview(b"")
+    if not len(arr):
+        return []
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width, count=len(arr) + 1, offset=arr.offset * np.dtype(width).itemsize)
+    data = memoryview(arr.buffers()[2] or b"")
     return [data[lo:hi] for lo, hi in zip(offsets[starts].tolist(), offsets[ends].tolist())]
 
 
@@ -539,23 +578,24 @@ class _Stream:
         self.seen = [0] * len(_FILES)  # rows of each file so far, refused ones included (their line)
         self.rows = [0] * len(_FILES)  # rows written
         self.bad: list[tuple[int, str, list[str], int]] = []  # (sample id, file, problems, line)
-        self.lineage: list[pa.RecordBatch] = []  # the written rows' lineage and file, in id order
+        self.lineage: list[pa.RecordBatch] = []  # the written rows' lineage, in id order
+        self.files: list[np.ndarray] = []  # and their file numbers
 
     def batch(self, batch: pa.RecordBatch, rows: dict[int, tuple[Any, ...]]) -> None:
         """Write one batch of rows in id order (`rows`: what format_row needs of those SQL did not write)."""
-        ids = batch.column("sample_id").to_numpy()
+        ids = _ints(batch.column("sample_id"))
         at = np.searchsorted(self.val_ids, ids)
         is_val = at < len(self.val_ids)
         is_val[is_val] = self.val_ids[at[is_val]] == ids[is_val]
-        file = (is_val * 2 + batch.column("is_text").to_numpy(zero_copy_only=False)).astype(np.uint8)
+        file = (is_val * 2 + _bools(batch.column("is_text"))).astype(np.uint8)
         lines, plain = batch.column("line"), None
         if lines.null_count:
-            plain = lines.is_valid().to_numpy(zero_copy_only=False)
+            plain = _valid(lines)
             lines, keep = self._python_lines(batch, rows, lines, plain, file)
             if keep is not None:
                 self._count(file)
                 if not self.skip_invalid:
-                    self.lineage = []  # the split will not be written: only the problems matter now
+                    self.lineage, self.files = [], []  # the split will not be written: only the problems matter now
                 if not self.skip_invalid or not keep.any():
                     return
                 mask = pa.array(keep)
@@ -576,7 +616,7 @@ class _Stream:
         starts = np.flatnonzero(np.concatenate(([True], file[1:] != file[:-1])))  # runs of rows of one file
         ends = np.append(starts[1:], n)
         run_file = file[starts]
-        has_system = batch.column("has_system").to_numpy(zero_copy_only=False) if self.fmt == "alpaca" else None
+        has_system = _bools(batch.column("has_system")) if self.fmt == "alpaca" else None
         for i, key in enumerate(_FILES):
             mine = run_file == i
             if not mine.any():
@@ -594,9 +634,8 @@ class _Stream:
                     keys.update(("instruction", "input", "output"))
                 if has_system[in_file].any():
                     keys.add("system")
-        self.lineage.append(pa.record_batch(
-            [batch.column("sample_id"), pa.array(file), batch.column("source_id"), batch.column("source_file"),
-             batch.column("source_row")], names=["sample_id", "file", "source_id", "source_file", "source_row"]))
+        self.lineage.append(batch.select(["sample_id", "source_id", "source_file", "source_row"]))
+        self.files.append(file)
 
     def _python_lines(self, batch: pa.RecordBatch, rows: dict[int, tuple[Any, ...]], lines: pa.Array,
                       plain: np.ndarray, file: np.ndarray) -> tuple[pa.Array, np.ndarray | None]:
@@ -604,7 +643,7 @@ class _Stream:
         theirs filled in, and which rows to keep (None when none was refused)."""
         fmt, out = self.fmt, self.out
         todo = np.flatnonzero(~plain)
-        sample_ids = batch.column("sample_id").take(pa.array(todo)).to_pylist()
+        sample_ids = batch.column("sample_id").take(_arrow(todo)).to_pylist()
         filled: list[str | None] = [None] * batch.num_rows
         keep = None
         for i, sid in zip(todo.tolist(), sample_ids):
@@ -650,17 +689,17 @@ class _Stream:
 
     def lineage_table(self) -> pa.Table:
         """The lineage of the written rows (LINEAGE_COLUMNS), in file order."""
-        schema = pa.schema([("sample_id", pa.int64()), ("file", pa.uint8()), ("source_id", pa.string()),
-                            ("source_file", pa.string()), ("source_row", pa.int64())])
+        schema = pa.schema([("sample_id", pa.int64()), ("source_id", pa.string()), ("source_file", pa.string()),
+                            ("source_row", pa.int64())])
         table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in self.lineage], schema=schema)
-        number = table.column("file").to_numpy()
+        number = np.concatenate([np.zeros(0, dtype=np.uint8), *self.files])
         order = np.argsort(number, kind="stable")  # file order; ids stay sorted in each file
-        table = table.take(pa.array(order))
-        number = number[order]
+        table = table.take(_arrow(order))
+        number = _arrow(number[order])
         line = np.concatenate([np.arange(1, r + 1, dtype=np.int64) for r in self.rows])
-        parts = pa.array([key.split(".")[0] for key in _FILES], pa.string())
-        table = table.set_column(1, "file", pc.take(pa.array(_FILES, pa.string()), pa.array(number)))
-        table = table.append_column("line", pa.array(line)).append_column("part", pc.take(parts, pa.array(number)))
+        parts = _strings(tuple(key.split(".")[0] for key in _FILES))
+        table = table.append_column("file", pc.take(_strings(_FILES), number))
+        table = table.append_column("line", _arrow(line)).append_column("part", pc.take(parts, number))
         return table.select(list(LINEAGE_COLUMNS))
 
 
@@ -669,12 +708,12 @@ def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: 
     """Write the split's JSONL files into `stage` (`_Stream`): one query per range of _RANGE ids,
     so DuckDB builds the next range's lines while the writer thread writes this one's. The pass,
     with its refused rows (`bad`) and the lineage of the written ones (`lineage_table()`)."""
-    ids = np.sort(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table().column(0).to_numpy())
+    ids = np.sort(_column(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table()))
     # validation: the k ids with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
     val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
-                      "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), k]).to_arrow_table().column(0)
+                      "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), k]).to_arrow_table()
     sql = _stream_sql(fmt, picked)
-    stream = _Stream(fmt, stage, out, skip_invalid, np.sort(val_ids.to_numpy()))
+    stream = _Stream(fmt, stage, out, skip_invalid, np.sort(_column(val_ids)))
     try:
         for lo in range(0, len(ids), _RANGE):
             low, high = int(ids[lo]), int(ids[min(lo + _RANGE, len(ids)) - 1])
@@ -689,12 +728,17 @@ def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: 
     return stream
 
 
+def _column(table: pa.Table) -> np.ndarray:
+    """The first column of a table of int64s, as numpy."""
+    return np.concatenate([np.zeros(0, dtype=np.int64), *(_ints(c) for c in table.column(0).chunks)])
+
+
 def _in_id_order(table: pa.Table) -> list[pa.RecordBatch]:
     """The table's batches in id order. DuckDB's scan threads hand over each row group's rows in
     table order (ids ascending), but the row groups may come in any order: put the batches in order
     of their first id, and sort the rows themselves only if that is not enough."""
     batches = sorted((b for b in table.to_batches() if b.num_rows), key=lambda b: b.column(0)[0].as_py())
-    ids = [b.column(0).to_numpy() for b in batches]
+    ids = [_ints(b.column(0)) for b in batches]
     ordered = all((i[1:] > i[:-1]).all() for i in ids) and all(a[-1] < b[0] for a, b in zip(ids, ids[1:]))
     return batches if ordered else table.take(pc.sort_indices(table.column("sample_id"))).to_batches()
 
