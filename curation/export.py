@@ -456,24 +456,28 @@ _PLAIN_TURN = '[{"role": "user", "content": '  # how every stored messages text 
 _EXTRA_KEYS = '"(?:tool_calls|tool_call_id|name|weight)":'
 
 
-def _line_sql(fmt: str) -> str:
+def _line_sql(fmt: str, newline: bool = False) -> str:
     """SQL for the JSON line of a row that `_plain_sql` says SQL can write, equal to
-    json.dumps(format_row(...), ensure_ascii=False)."""
+    json.dumps(format_row(...), ensure_ascii=False) (and a newline after it with `newline`).
+    Messages and text lines are one concat() (one copy of the text where each || made one); its
+    parts are never null for such a row. Alpaca and sharegpt lines keep ||, null when a turn's
+    content is (format_row writes those)."""
     sys_ = "(system IS NOT NULL AND system <> '')"
     js = json_string_sql
+    nl = " || chr(10)" if newline else ""
     first, second = js("json_extract_string(m, '$[0].content')"), js("json_extract_string(m, '$[1].content')")
     if fmt in ("messages", "openai"):
         body = (f"CASE WHEN {sys_} THEN '[{{\"role\": \"system\", \"content\": ' || {js('system')} || '}}, ' || m[2:] "
                 "ELSE m END")
-        chat = f"'{{\"messages\": ' || {body} || '}}'"
+        chat = f"concat('{{\"messages\": ', {body}, '}}'{nl})"
     elif fmt == "alpaca":
         chat = (f"'{{\"instruction\": ' || {first} || ', \"input\": \"\", \"output\": ' || {second} "
-                f"|| CASE WHEN {sys_} THEN ', \"system\": ' || {js('system')} ELSE '' END || '}}'")
+                f"|| CASE WHEN {sys_} THEN ', \"system\": ' || {js('system')} ELSE '' END || ('}}'{nl})")
     else:  # sharegpt
         chat = (f"'{{\"conversations\": [' || CASE WHEN {sys_} THEN '{{\"from\": \"system\", \"value\": ' || {js('system')} "
                 f"|| '}}, ' ELSE '' END || '{{\"from\": \"human\", \"value\": ' || {first} "
-                f"|| '}}, {{\"from\": \"gpt\", \"value\": ' || {second} || '}}]}}'")
-    text = "'{\"text\": ' || " + js("coalesce(text, '')") + " || '}'"
+                f"|| '}}, {{\"from\": \"gpt\", \"value\": ' || {second} || ('}}]}}'{nl})")
+    text = "concat('{\"text\": ', " + js("coalesce(text, '')") + f", '}}'{nl})"
     return f"CASE WHEN kind = 'text' THEN {text} ELSE {chat} END"
 
 
@@ -509,7 +513,7 @@ def _stream_sql(fmt: str, picked: str) -> str:
     building it; the rows come in table order, which `_Stream` checks (and sorts if it must)."""
     has_system = "system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
     return f"""
-        SELECT id AS sample_id, kind = 'text' AS is_text, CASE WHEN plain THEN {_line_sql(fmt)} || chr(10) END AS line,
+        SELECT id AS sample_id, kind = 'text' AS is_text, CASE WHEN plain THEN {_line_sql(fmt, newline=True)} END AS line,
                source_id, source_file, CAST(source_row AS BIGINT) AS source_row,
                plain AND kind = 'chat' AND {has_system} AS has_system
         FROM (SELECT *, {_plain_sql(fmt)} AS plain FROM {picked} WHERE id BETWEEN ? AND ?)"""
@@ -704,10 +708,12 @@ class _Stream:
 
 
 def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: list[Any], picked: str,
-                  seed: int, k: int, stage: Path, out: _Written, skip_invalid: bool) -> _Stream:
+                  seed: int, k: int, stage: Path, out: _Written, skip_invalid: bool,
+                  lineage_path: Path) -> tuple[list[tuple[int, str, list[str], int]], int, str]:
     """Write the split's JSONL files into `stage` (`_Stream`): one query per range of _RANGE ids,
-    so DuckDB builds the next range's lines while the writer thread writes this one's. The pass,
-    with its refused rows (`bad`) and the lineage of the written ones (`lineage_table()`)."""
+    so DuckDB builds the next range's lines while the writer thread writes this one's; then the
+    lineage of the written rows to `lineage_path` while the writer finishes (unless the export is
+    refused). The refused rows (sample id, file, problems, line), the lineage's rows and sha256."""
     ids = np.sort(_column(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table()))
     # validation: the k ids with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
     val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
@@ -721,11 +727,14 @@ def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: 
             rows = _format_rows(con, picked, params, table) if table.column("line").null_count else {}
             for batch in _in_id_order(table):
                 stream.batch(batch, rows)
+        lineage_rows, lineage_sha = 0, ""
+        if skip_invalid or not stream.bad:
+            lineage_rows, lineage_sha = _write_lineage(stream.lineage_table(), lineage_path)
     except BaseException:
         stream.writer.abort()
         raise
     stream.finish()
-    return stream
+    return stream.bad, lineage_rows, lineage_sha
 
 
 def _column(table: pa.Table) -> np.ndarray:
@@ -794,8 +803,9 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         stage.mkdir(exist_ok=True)
         out = _Written()
         picked = _picked(where, "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description})
-        stream = _stream_files(con, format, where, params, picked, seed, val_size(int(n), val), stage, out, skip_invalid)
-        bad = sorted(stream.bad, key=lambda b: b[0])  # by sample id, as the rows were picked
+        bad, lineage_rows, lineage_sha = _stream_files(con, format, where, params, picked, seed, val_size(int(n), val),
+                                                       stage, out, skip_invalid, tmp / LINEAGE_FILE)
+        bad.sort(key=lambda b: b[0])  # by sample id, as the rows were picked
         if bad:
             problems = [f"{file.split('.')[0]}.jsonl:{line} (sample {sid}): {p}" for sid, file, ps, line in bad for p in ps]
             if not skip_invalid:
@@ -809,8 +819,6 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
                 raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
                                   "fix those samples or export another format.")
         skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps, _ in bad]
-        lineage = stream.lineage_table()
-        lineage_rows, lineage_sha = _write_lineage(lineage, tmp / LINEAGE_FILE)
         files = _finish_files(out, stage, tmp, format, target)
         counts = {p: out.rows[p] + out.rows.get(f"{p}.text", 0) for p in PARTS}
         manifest = Manifest(
