@@ -1,14 +1,14 @@
-"""Files written and sha256-hashed on a background thread, so the caller can produce the next block.
+"""Files written and sha256-hashed on background threads, so the caller can produce the next block.
 
 `export` streams ~900 MB of JSON lines per million rows; writing them to the page cache and hashing
 them each take about as long as DuckDB takes to build them. `os.writev` and `hashlib`'s `update`
-release the GIL (update for pieces of 2 KiB or more), so one thread that writes and hashes the
-blocks (in the order they were given, which is the order of the bytes in each file) runs beside
-DuckDB producing the next rows. A block is a list of pieces (slices of an Arrow buffer: the runs
-of rows that go to one file), written with one writev per IOV_MAX pieces, never copied. The queue
-is short: a block holds its Arrow buffer (tens of MB) until it is written.
+release the GIL (update for pieces of 2 KiB or more), so one thread writes the blocks and another
+hashes them, each in the order they were given (the order of the bytes in each file), beside
+DuckDB producing the next rows. A block is a list of pieces (slices of an Arrow buffer: the runs of
+rows that go to one file), written with one writev per IOV_MAX pieces, never copied. The queues
+are short: a block holds its Arrow buffer (tens of MB) until both threads are done with it.
 
-An error in the thread (a full disk) is raised again, as it is, by the next `write` or by `close`.
+An error in a thread (a full disk) is raised again, as it is, by the next `write` or by `close`.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
-_QUEUED = 4  # blocks waiting for the thread: enough to ride out a slow write, few enough to bound memory
+_QUEUED = 4  # blocks waiting for a thread: enough to ride out a slow write, few enough to bound memory
 _IOV_MAX = 1024  # pieces per writev (POSIX guarantees at least 16; Linux and macOS allow 1024)
 
 
@@ -45,15 +45,19 @@ def _write_all(f: BinaryIO, pieces: list[memoryview]) -> None:
 
 class HashedWriter:
     """Files by key: `open(key, path)`, then `write(key, pieces)` in byte order; `close()` waits for
-    the thread and returns each file's sha256 (hex). `abort()` stops it on the way out of an error."""
+    the threads and returns each file's sha256 (hex). `abort()` stops them on the way out of an error."""
 
     def __init__(self) -> None:
         self._files: dict[str, BinaryIO] = {}
         self._digests: dict[str, hashlib._Hash] = {}
-        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUED)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="export-writer", daemon=True)
-        self._thread.start()
+        self._queues: list[queue.Queue] = []
+        self._threads: list[threading.Thread] = []
+        for name, job in (("export-writer", self._write), ("export-hasher", self._hash)):
+            q: queue.Queue = queue.Queue(maxsize=_QUEUED)
+            self._queues.append(q)
+            self._threads.append(threading.Thread(target=self._run, args=(q, job), name=name, daemon=True))
+            self._threads[-1].start()
 
     def open(self, key: str, path: Path) -> None:
         self._files[key] = open(path, "wb", buffering=0)
@@ -65,24 +69,31 @@ class HashedWriter:
     def write(self, key: str, block: list[memoryview]) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put((key, block))
+        for q in self._queues:
+            q.put((key, block))
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+    def _write(self, key: str, block: list[memoryview]) -> None:
+        _write_all(self._files[key], block)
+
+    def _hash(self, key: str, block: list[memoryview]) -> None:
+        digest = self._digests[key]
+        for piece in block:
+            digest.update(piece)
+
+    def _run(self, q: queue.Queue, job: Callable[[str, list[memoryview]], None]) -> None:
+        while (item := q.get()) is not None:
             if self._error is not None:
                 continue  # drain: the caller learns of the error at its next write or at close
-            key, block = item
             try:
-                _write_all(self._files[key], block)
-                digest = self._digests[key]
-                for piece in block:
-                    digest.update(piece)
+                job(*item)
             except BaseException as exc:  # noqa: BLE001  (raised again in the caller's thread)
                 self._error = exc
 
     def _stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        for q in self._queues:
+            q.put(None)
+        for t in self._threads:
+            t.join()
         error = self._error
         for f in self._files.values():
             try:
