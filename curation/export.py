@@ -42,7 +42,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import duckdb
 import numpy as np
@@ -551,10 +551,20 @@ def _arrow(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
-def _strings(values: tuple[str, ...]) -> pa.Array:
-    data = [v.encode() for v in values]
-    offsets = np.cumsum([0, *map(len, data)], dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+def _mask(values: np.ndarray) -> pa.Array:
+    """A numpy array of booleans as an Arrow array."""
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+
+
+def _strings(values: Sequence[str | None], kind: pa.DataType | None = None) -> pa.Array:
+    """Python strings (None for null) as an Arrow string (or `kind`: large_string) array."""
+    kind = kind or pa.string()
+    data = [b"" if v is None else v.encode() for v in values]
+    width = np.int64 if pa.types.is_large_string(kind) else np.int32
+    offsets = np.cumsum([0, *map(len, data)], dtype=width)
+    valid = np.array([v is not None for v in values], dtype=bool)
+    bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(kind, len(values), [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
 
 def _line_buffer(arr: pa.Array, starts: np.ndarray, ends: np.ndarray) -> list[memoryview]:
@@ -602,7 +612,7 @@ class _Stream:
                     self.lineage, self.files = [], []  # the split will not be written: only the problems matter now
                 if not self.skip_invalid or not keep.any():
                     return
-                mask = pa.array(keep)
+                mask = _mask(keep)
                 batch, lines, plain, file = batch.filter(mask), lines.filter(mask), plain[keep], file[keep]
                 self._write(batch, lines, plain, file)
                 return
@@ -671,7 +681,7 @@ class _Stream:
                 continue
             out.keys.setdefault(_FILES[f], set()).update(rec or {})
             filled[i] = json.dumps(rec, ensure_ascii=False) + "\n"
-        return pc.coalesce(lines, pa.array(filled, lines.type)), keep
+        return pc.coalesce(lines, _strings(filled, lines.type)), keep
 
     def finish(self) -> None:
         """Close the files (creating those no row went to), and fill `out`."""
