@@ -17,10 +17,13 @@ chat file; training reads both. The target picks the container: `jsonl` (default
 (each row's sample and source), LLaMA-Factory's `dataset_info.json` and a `README.md` saying how
 to train the split with studio, LLaMA-Factory, axolotl and OpenAI.
 
-The rows are written without a Python loop: one ordered DuckDB query builds each row's JSON line
-(`_line_sql`, equal byte for byte to json.dumps of `format_row`), and each Arrow batch's string
-buffer goes to its file as it is. Only rows SQL does not write (tool use, multi-turn alpaca or
-sharegpt rows, openai rows with a blank turn) go through `format_row` in Python and are joined in.
+The rows are written in one pass without a Python loop per row: DuckDB builds each row's JSON line
+(`_line_sql`, equal byte for byte to json.dumps of `format_row`), one query per range of ids with
+no ORDER BY (sorting the lines cost more than building them; the rows are checked, and put, in id
+order); numpy decides each row's file; the runs of rows of each file go, as slices of the Arrow
+buffer, to a thread that writes them and one that hashes them (curation/hashed_writer.py) while
+DuckDB builds the next range. Only rows SQL does not write (tool use, multi-turn alpaca or sharegpt
+rows, openai rows with a blank turn) go through `format_row`, inside the same pass.
 
 With `--format openai` every chat row is checked against OpenAI's documented fine-tuning format
 (`openai_problems`); a row that breaks it (or a tool-use sample alpaca or sharegpt rows cannot
@@ -495,7 +498,7 @@ def _plain_sql(fmt: str) -> str:
     return f"(kind = 'text' OR ({plain_chat}))"
 
 
-_FILES = ("train", "train.text", "val", "val.text")  # by the file number the query gives a row (file order)
+_FILES = ("train", "train.text", "val", "val.text")  # by file number: 2 * validation + raw text (file order)
 _BATCH = 100_000  # rows an Arrow batch asks for
 _RANGE = 100_000  # rows (ids) one query writes
 
@@ -659,7 +662,7 @@ class _Stream:
         todo = np.flatnonzero(~plain)
         sample_ids = batch.column("sample_id").take(_arrow(todo)).to_pylist()
         filled: list[str | None] = [None] * batch.num_rows
-        keep = None
+        keep = position = None
         for i, sid in zip(todo.tolist(), sample_ids):
             kind, system, messages, text, tools = rows[sid]
             f = int(file[i])
@@ -673,11 +676,13 @@ class _Stream:
             if kind != "text" and _has_tool_use(turns, tools):
                 out.tool_use = True
             if problems:
-                line = self.seen[f] + int(np.count_nonzero(file[:i + 1] == f))  # the line it would have had
-                self.bad.append((int(sid), _FILES[f], problems, line))
                 if keep is None:
                     keep = np.ones(batch.num_rows, dtype=bool)
+                    position = np.zeros(batch.num_rows, dtype=np.int64)  # each row's place in its file's rows here
+                    for g in range(len(_FILES)):
+                        position[file == g] = np.arange(1, int(np.count_nonzero(file == g)) + 1)
                 keep[i] = False
+                self.bad.append((int(sid), _FILES[f], problems, self.seen[f] + int(position[i])))  # the line it would have had
                 continue
             out.keys.setdefault(_FILES[f], set()).update(rec or {})
             filled[i] = json.dumps(rec, ensure_ascii=False) + "\n"
@@ -721,9 +726,8 @@ def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: 
                   seed: int, k: int, stage: Path, out: _Written, skip_invalid: bool,
                   lineage_path: Path) -> tuple[list[tuple[int, str, list[str], int]], int, str]:
     """Write the split's JSONL files into `stage` (`_Stream`): one query per range of _RANGE ids,
-    so DuckDB builds the next range's lines while the writer thread writes this one's; then the
-    lineage of the written rows to `lineage_path` while the writer finishes (unless the export is
-    refused). The refused rows (sample id, file, problems, line), the lineage's rows and sha256."""
+    so DuckDB builds the next range's lines while the writer threads write this one's; then the
+    lineage of the written rows to `lineage_path` while they finish (unless the export is refused). The refused rows (sample id, file, problems, line), the lineage's rows and sha256."""
     ids = np.sort(_column(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table()))
     # validation: the k ids with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
     val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
