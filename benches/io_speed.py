@@ -16,6 +16,12 @@ Printed, side by side from one run (rows/s, and each studio step as a ratio of i
   messages rows, `--include approved+pending`, val 0.1) to JSONL and to Parquet.
 
 `--profile` runs cProfile on the import of the first size instead and prints the top entries.
+
+`--export WS [--against TREE] [--rounds N]` times only `studio export` on an existing workspace
+(`export_split(ws, "bench-export", include="approved+pending", force=True)`), each run in a fresh
+interpreter (imports included in the process time), alternating with DuckDB's own COPY of the same
+lines and, with `--against`, with the code of another checkout (e.g. `git archive a5c150a | tar -x
+-C TREE`): the export's wall and CPU seconds, the process's wall seconds, the load average.
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ import pstats
 import random
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -212,11 +220,58 @@ def measure(rows: int, tmp: Path) -> list[tuple[str, float, str]]:
     ]
 
 
+_EXPORT_RUN = """
+import json, sys, time
+from pathlib import Path
+from curation.workspace import open_workspace
+ws = open_workspace(Path(sys.argv[1]))
+t, c = time.perf_counter(), time.process_time()
+if sys.argv[2] == "copy":  # DuckDB by itself: the same messages lines, in id order, one file
+    ws.con.execute(
+        "COPY (SELECT '{\\"messages\\": ' || CAST(messages AS VARCHAR) || '}' FROM samples ORDER BY id) TO ? "
+        "(FORMAT csv, header false, quote '', escape '', delimiter '\\x01')", [str(Path(sys.argv[1]) / "copy.jsonl")])
+    rows = ws.con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
+else:
+    from curation.export import export_split
+    m = export_split(ws, "bench-export", include="approved+pending", force=True)
+    rows = sum(m.data["counts"].values())
+print(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c, "rows": rows}))
+"""
+
+
+def export_runs(ws_dir: Path, against: Path | None, rounds: int) -> None:
+    """Alternate DuckDB's COPY, the export of `against` and this checkout's, each in a fresh process."""
+    contenders = [("DuckDB COPY", ROOT, "copy")] + ([(f"export, {against.name}", against, "export")] if against else [])
+    contenders.append(("export, this checkout", ROOT, "export"))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; DuckDB {duckdb.__version__}; {ws_dir}")
+    print("\n| run | what | seconds | rows/s | CPU s | process s | load 1 min |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in range(1, rounds + 1):
+        for what, tree, mode in contenders:
+            load = os.getloadavg()[0]
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", _EXPORT_RUN, str(ws_dir), mode], capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)
+            process = time.perf_counter() - t
+            if out.returncode:
+                raise SystemExit(f"{what} failed:\n{out.stderr}")
+            res = json.loads(out.stdout.splitlines()[-1])
+            print(f"| {r} | {what} | {res['s']:.2f} | {res['rows'] / res['s']:,.0f} | {res['cpu']:.2f} | {process:.2f} | {load:.2f} |",
+                  flush=True)
+    (ws_dir / "copy.jsonl").unlink(missing_ok=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000])
     ap.add_argument("--profile", action="store_true", help="cProfile the import of the first size instead")
+    ap.add_argument("--export", type=Path, metavar="WS", help="time only the export of this workspace (a copy: it writes "
+                    "splits/bench-export and copy.jsonl into it)")
+    ap.add_argument("--against", type=Path, metavar="TREE", help="with --export: another checkout's tree to alternate with")
+    ap.add_argument("--rounds", type=int, default=2, help="with --export: how many times each runs")
     args = ap.parse_args()
+    if args.export:
+        export_runs(args.export, args.against, args.rounds)
+        return
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.profile:

@@ -17,10 +17,13 @@ chat file; training reads both. The target picks the container: `jsonl` (default
 (each row's sample and source), LLaMA-Factory's `dataset_info.json` and a `README.md` saying how
 to train the split with studio, LLaMA-Factory, axolotl and OpenAI.
 
-The rows are written without a Python loop: one ordered DuckDB query builds each row's JSON line
-(`_line_sql`, equal byte for byte to json.dumps of `format_row`), and each Arrow batch's string
-buffer goes to its file as it is. Only rows SQL does not write (tool use, multi-turn alpaca or
-sharegpt rows, openai rows with a blank turn) go through `format_row` in Python and are joined in.
+The rows are written in one pass without a Python loop per row: DuckDB builds each row's JSON line
+(`_line_sql`, equal byte for byte to json.dumps of `format_row`), one query per range of ids with
+no ORDER BY (sorting the lines cost more than building them; the rows are checked, and put, in id
+order); numpy decides each row's file; the runs of rows of each file go, as slices of the Arrow
+buffer, to a thread that writes them and one that hashes them (curation/hashed_writer.py) while
+DuckDB builds the next range. Only rows SQL does not write (tool use, multi-turn alpaca or sharegpt
+rows, openai rows with a blank turn) go through `format_row`, inside the same pass.
 
 With `--format openai` every chat row is checked against OpenAI's documented fine-tuning format
 (`openai_problems`); a row that breaks it (or a tool-use sample alpaca or sharegpt rows cannot
@@ -42,7 +45,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import duckdb
 import numpy as np
@@ -51,6 +54,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import StudioError
+from .hashed_writer import HashedWriter
 from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql
 from .manifest import (
     LINEAGE_COLUMNS,
@@ -450,27 +454,33 @@ class _Written:
 
 
 _PLAIN_TURN = '[{"role": "user", "content": '  # how every stored messages text starts (json.dumps)
-_EXTRA_KEYS = ('"tool_calls":', '"tool_call_id":', '"name":', '"weight":')  # structural only: a quote in content is escaped
+# a turn key beside role and content, as json.dumps writes it (structural only: a quote in content is
+# escaped); one regexp is one pass over the text where a contains() a key was four
+_EXTRA_KEYS = '"(?:tool_calls|tool_call_id|name|weight)":'
 
 
-def _line_sql(fmt: str) -> str:
+def _line_sql(fmt: str, newline: bool = False) -> str:
     """SQL for the JSON line of a row that `_plain_sql` says SQL can write, equal to
-    json.dumps(format_row(...), ensure_ascii=False)."""
+    json.dumps(format_row(...), ensure_ascii=False) (and a newline after it with `newline`).
+    Messages and text lines are one concat() (one copy of the text where each || made one); its
+    parts are never null for such a row. Alpaca and sharegpt lines keep ||, null when a turn's
+    content is (format_row writes those)."""
     sys_ = "(system IS NOT NULL AND system <> '')"
     js = json_string_sql
+    nl = " || chr(10)" if newline else ""
     first, second = js("json_extract_string(m, '$[0].content')"), js("json_extract_string(m, '$[1].content')")
     if fmt in ("messages", "openai"):
         body = (f"CASE WHEN {sys_} THEN '[{{\"role\": \"system\", \"content\": ' || {js('system')} || '}}, ' || m[2:] "
                 "ELSE m END")
-        chat = f"'{{\"messages\": ' || {body} || '}}'"
+        chat = f"concat('{{\"messages\": ', {body}, '}}'{nl})"
     elif fmt == "alpaca":
         chat = (f"'{{\"instruction\": ' || {first} || ', \"input\": \"\", \"output\": ' || {second} "
-                f"|| CASE WHEN {sys_} THEN ', \"system\": ' || {js('system')} ELSE '' END || '}}'")
+                f"|| CASE WHEN {sys_} THEN ', \"system\": ' || {js('system')} ELSE '' END || ('}}'{nl})")
     else:  # sharegpt
         chat = (f"'{{\"conversations\": [' || CASE WHEN {sys_} THEN '{{\"from\": \"system\", \"value\": ' || {js('system')} "
                 f"|| '}}, ' ELSE '' END || '{{\"from\": \"human\", \"value\": ' || {first} "
-                f"|| '}}, {{\"from\": \"gpt\", \"value\": ' || {second} || '}}]}}'")
-    text = "'{\"text\": ' || " + js("coalesce(text, '')") + " || '}'"
+                f"|| '}}, {{\"from\": \"gpt\", \"value\": ' || {second} || ('}}]}}'{nl})")
+    text = "concat('{\"text\": ', " + js("coalesce(text, '')") + f", '}}'{nl})"
     return f"CASE WHEN kind = 'text' THEN {text} ELSE {chat} END"
 
 
@@ -478,8 +488,8 @@ def _plain_sql(fmt: str) -> str:
     """SQL: the row is one SQL writes (raw text, or a chat without tool use whose messages text is
     as json.dumps stores it; one user/assistant pair for alpaca and sharegpt rows, no blank turn
     for openai rows). The others go through format_row in Python, as before."""
-    plain_chat = (f"kind = 'chat' AND tools IS NULL AND starts_with(m, '{_PLAIN_TURN}') AND NOT ("
-                  + " OR ".join(f"contains(m, '{k}')" for k in _EXTRA_KEYS) + ")")
+    plain_chat = (f"kind = 'chat' AND tools IS NULL AND starts_with(m, '{_PLAIN_TURN}') "
+                  f"AND NOT regexp_matches(m, '{_EXTRA_KEYS}')")
     if fmt in ("alpaca", "sharegpt"):
         plain_chat += " AND json_array_length(m) = 2"
     if fmt == "openai":
@@ -488,13 +498,9 @@ def _plain_sql(fmt: str) -> str:
     return f"(kind = 'text' OR ({plain_chat}))"
 
 
-_VAL, _LINES, _BAD = "_export_val_ids", "_export_python_lines", "_export_refused_ids"  # Arrow tables the queries join
-
-
-def _file_sql(val_ids: str) -> str:
-    """SQL: the files key of a row (train, val, train.text, val.text)."""
-    return (f"CASE WHEN id IN (SELECT id FROM {val_ids}) THEN 'val' ELSE 'train' END "
-            "|| CASE WHEN kind = 'text' THEN '.text' ELSE '' END")
+_FILES = ("train", "train.text", "val", "val.text")  # by file number: 2 * validation + raw text (file order)
+_BATCH = 100_000  # rows an Arrow batch asks for
+_RANGE = 100_000  # rows (ids) one query writes
 
 
 def _picked(where: str, has_tools: bool) -> str:
@@ -503,16 +509,163 @@ def _picked(where: str, has_tools: bool) -> str:
             f"{tools} AS tools FROM samples WHERE {where})")
 
 
-def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], out: _Written
-                 ) -> tuple[list[tuple[int, str, list[str]]], list[tuple[int, str]]]:
-    """format_row (and OpenAI's check) for the rows SQL does not write: the refused ones as (id,
-    file, problems), and (id, JSON line) of the others."""
-    bad: list[tuple[int, str, list[str]]] = []
-    lines: list[tuple[int, str]] = []
-    res = con.execute(f"SELECT id, kind, {_file_sql(_VAL)}, system, m, text, tools FROM {picked} "
-                      f"WHERE NOT {_plain_sql(fmt)} ORDER BY id", params)
-    while batch := res.fetchmany(10_000):
-        for sid, kind, file, system, messages, text, tools in batch:
+def _stream_sql(fmt: str, picked: str) -> str:
+    """SQL: the picked rows with ids in [?, ?] (parameters: picked's, low id, high id), with their
+    JSON line when SQL writes it (`_plain_sql`; null for the rows format_row writes), whether they
+    are raw text, and their lineage. No ORDER BY: sorting the ~900 bytes of each line cost more than
+    building it; the rows come in table order, which `_Stream` checks (and sorts if it must)."""
+    has_system = "system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
+    return f"""
+        SELECT id AS sample_id, kind = 'text' AS is_text, CASE WHEN plain THEN {_line_sql(fmt, newline=True)} END AS line,
+               source_id, source_file, CAST(source_row AS BIGINT) AS source_row,
+               plain AND kind = 'chat' AND {has_system} AS has_system
+        FROM (SELECT *, {_plain_sql(fmt)} AS plain FROM {picked} WHERE id BETWEEN ? AND ?)"""
+
+
+# Arrow <-> numpy by hand: pyarrow's to_numpy and pa.array import pandas (a quarter of a second)
+def _ints(arr: pa.Array) -> np.ndarray:
+    """The values of an int64 Arrow array without nulls, as numpy (no copy)."""
+    if not len(arr):
+        return np.zeros(0, dtype=np.int64)
+    return np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr), offset=arr.offset * 8)
+
+
+def _bits(arr: pa.Array, buffer: int) -> np.ndarray:
+    n, skip = len(arr), arr.offset
+    return np.unpackbits(np.frombuffer(arr.buffers()[buffer], dtype=np.uint8), bitorder="little")[skip:skip + n].view(bool)
+
+
+def _bools(arr: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as numpy, null as false."""
+    if not len(arr):
+        return np.zeros(0, dtype=bool)
+    values = _bits(arr, 1)
+    return values & _bits(arr, 0) if arr.null_count else values
+
+
+def _valid(arr: pa.Array) -> np.ndarray:
+    """Which values of an Arrow array are not null, as numpy."""
+    return _bits(arr, 0) if arr.null_count else np.ones(len(arr), dtype=bool)
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """A numpy array of numbers as an Arrow array (no copy)."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
+def _mask(values: np.ndarray) -> pa.Array:
+    """A numpy array of booleans as an Arrow array."""
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
+
+
+def _strings(values: Sequence[str | None], kind: pa.DataType | None = None) -> pa.Array:
+    """Python strings (None for null) as an Arrow string (or `kind`: large_string) array."""
+    kind = kind or pa.string()
+    data = [b"" if v is None else v.encode() for v in values]
+    width = np.int64 if pa.types.is_large_string(kind) else np.int32
+    offsets = np.cumsum([0, *map(len, data)], dtype=width)
+    valid = np.array([v is not None for v in values], dtype=bool)
+    bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(kind, len(values), [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def _line_buffer(arr: pa.Array, starts: np.ndarray, ends: np.ndarray) -> list[memoryview]:
+    """The bytes of rows starts[i]:ends[i] of a string array, each run's values back to back (no
+    Python string per row, no copy)."""
+    if not len(arr):
+        return []
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width, count=len(arr) + 1, offset=arr.offset * np.dtype(width).itemsize)
+    data = memoryview(arr.buffers()[2] or b"")
+    return [data[lo:hi] for lo, hi in zip(offsets[starts].tolist(), offsets[ends].tolist())]
+
+
+class _Stream:
+    """The split's rows, range by range in id order: each row's file is decided here (validation
+    ids, raw text), each file's runs of rows go to it as slices of the Arrow buffer through a
+    HashedWriter; the rows SQL does not write get their line from format_row (the refused ones,
+    with the line they would have had, go to `bad` and are left out); the written rows' lineage is
+    collected."""
+
+    def __init__(self, fmt: str, stage: Path, out: _Written, skip_invalid: bool, val_ids: np.ndarray) -> None:
+        self.fmt, self.stage, self.out, self.skip_invalid = fmt, stage, out, skip_invalid
+        self.val_ids = val_ids  # sorted
+        self.writer = HashedWriter()
+        self.seen = [0] * len(_FILES)  # rows of each file so far, refused ones included (their line)
+        self.rows = [0] * len(_FILES)  # rows written
+        self.bad: list[tuple[int, str, list[str], int]] = []  # (sample id, file, problems, line)
+        self.lineage: list[pa.RecordBatch] = []  # the written rows' lineage, in id order
+        self.files: list[np.ndarray] = []  # and their file numbers
+
+    def batch(self, batch: pa.RecordBatch, rows: dict[int, tuple[Any, ...]]) -> None:
+        """Write one batch of rows in id order (`rows`: what format_row needs of those SQL did not write)."""
+        ids = _ints(batch.column("sample_id"))
+        at = np.searchsorted(self.val_ids, ids)
+        is_val = at < len(self.val_ids)
+        is_val[is_val] = self.val_ids[at[is_val]] == ids[is_val]
+        file = (is_val * 2 + _bools(batch.column("is_text"))).astype(np.uint8)
+        lines, plain = batch.column("line"), None
+        if lines.null_count:
+            plain = _valid(lines)
+            lines, keep = self._python_lines(batch, rows, lines, plain, file)
+            if keep is not None:
+                self._count(file)
+                if not self.skip_invalid:
+                    self.lineage, self.files = [], []  # the split will not be written: only the problems matter now
+                if not self.skip_invalid or not keep.any():
+                    return
+                mask = _mask(keep)
+                batch, lines, plain, file = batch.filter(mask), lines.filter(mask), plain[keep], file[keep]
+                self._write(batch, lines, plain, file)
+                return
+        self._count(file)
+        self._write(batch, lines, plain, file)
+
+    def _count(self, file: np.ndarray) -> None:
+        for i, n in enumerate(np.bincount(file, minlength=len(_FILES)).tolist()):
+            self.seen[i] += n
+
+    def _write(self, batch: pa.RecordBatch, lines: pa.Array, plain: np.ndarray | None, file: np.ndarray) -> None:
+        if self.bad and not self.skip_invalid:
+            return  # refused: nothing more is written
+        n = len(file)
+        starts = np.flatnonzero(np.concatenate(([True], file[1:] != file[:-1])))  # runs of rows of one file
+        ends = np.append(starts[1:], n)
+        run_file = file[starts]
+        has_system = _bools(batch.column("has_system")) if self.fmt == "alpaca" else None
+        for i, key in enumerate(_FILES):
+            mine = run_file == i
+            if not mine.any():
+                continue
+            if key not in self.writer:
+                self.writer.open(key, self.stage / f"{key}.jsonl")
+            self.writer.write(key, _line_buffer(lines, starts[mine], ends[mine]))
+            in_file = file == i
+            self.rows[i] += int(in_file.sum())
+            keys = self.out.keys.setdefault(key, set())
+            if key.endswith(".text"):
+                keys.add("text")
+            elif has_system is not None:
+                if plain is None or plain[in_file].any():
+                    keys.update(("instruction", "input", "output"))
+                if has_system[in_file].any():
+                    keys.add("system")
+        self.lineage.append(batch.select(["sample_id", "source_id", "source_file", "source_row"]))
+        self.files.append(file)
+
+    def _python_lines(self, batch: pa.RecordBatch, rows: dict[int, tuple[Any, ...]], lines: pa.Array,
+                      plain: np.ndarray, file: np.ndarray) -> tuple[pa.Array, np.ndarray | None]:
+        """format_row (and OpenAI's check) for the batch's rows SQL did not write: the lines with
+        theirs filled in, and which rows to keep (None when none was refused)."""
+        fmt, out = self.fmt, self.out
+        todo = np.flatnonzero(~plain)
+        sample_ids = batch.column("sample_id").take(_arrow(todo)).to_pylist()
+        filled: list[str | None] = [None] * batch.num_rows
+        keep = position = None
+        for i, sid in zip(todo.tolist(), sample_ids):
+            kind, system, messages, text, tools = rows[sid]
+            f = int(file[i])
             turns = json.loads(messages) if messages else []
             tools = json.loads(tools) if isinstance(tools, str) else tools
             try:
@@ -523,94 +676,104 @@ def _python_rows(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: 
             if kind != "text" and _has_tool_use(turns, tools):
                 out.tool_use = True
             if problems:
-                bad.append((int(sid), file, problems))
+                if keep is None:
+                    keep = np.ones(batch.num_rows, dtype=bool)
+                    position = np.zeros(batch.num_rows, dtype=np.int64)  # each row's place in its file's rows here
+                    for g in range(len(_FILES)):
+                        position[file == g] = np.arange(1, int(np.count_nonzero(file == g)) + 1)
+                keep[i] = False
+                self.bad.append((int(sid), _FILES[f], problems, self.seen[f] + int(position[i])))  # the line it would have had
                 continue
-            out.keys.setdefault(file, set()).update(rec or {})
-            lines.append((int(sid), json.dumps(rec, ensure_ascii=False)))
-    return bad, lines
+            out.keys.setdefault(_FILES[f], set()).update(rec or {})
+            filled[i] = json.dumps(rec, ensure_ascii=False) + "\n"
+        return pc.coalesce(lines, _strings(filled, lines.type)), keep
+
+    def finish(self) -> None:
+        """Close the files (creating those no row went to), and fill `out`."""
+        has_text = self.seen[1] + self.seen[3] > 0
+        keys = ["train", "val", *(["train.text", "val.text"] if has_text else [])]
+        try:
+            for key in keys:
+                if key not in self.writer:
+                    self.writer.open(key, self.stage / f"{key}.jsonl")
+        except BaseException:
+            self.writer.abort()
+            raise
+        sha = self.writer.close()
+        out = self.out
+        out.rows = {key: self.rows[_FILES.index(key)] for key in keys}
+        out.sha256 = {key: sha[key] for key in keys}
+        for key in keys:
+            out.keys.setdefault(key, set())
+
+    def lineage_table(self) -> pa.Table:
+        """The lineage of the written rows (LINEAGE_COLUMNS), in file order."""
+        schema = pa.schema([("sample_id", pa.int64()), ("source_id", pa.string()), ("source_file", pa.string()),
+                            ("source_row", pa.int64())])
+        table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in self.lineage], schema=schema)
+        number = np.concatenate([np.zeros(0, dtype=np.uint8), *self.files])
+        order = np.argsort(number, kind="stable")  # file order; ids stay sorted in each file
+        table = table.take(_arrow(order))
+        number = _arrow(number[order])
+        line = np.concatenate([np.arange(1, r + 1, dtype=np.int64) for r in self.rows])
+        parts = _strings(tuple(key.split(".")[0] for key in _FILES))
+        table = table.append_column("file", pc.take(_strings(_FILES), number))
+        table = table.append_column("line", _arrow(line)).append_column("part", pc.take(parts, number))
+        return table.select(list(LINEAGE_COLUMNS))
 
 
-def _positions(con: duckdb.DuckDBPyConnection, picked: str, params: list[Any], ids: list[int]) -> dict[int, int]:
-    """The 1-based line each of `ids` would have had in its file (for the lines of a refusal)."""
-    rows = con.execute(f"""SELECT id, pos FROM (SELECT id, row_number() OVER (PARTITION BY {_file_sql(_VAL)} ORDER BY id) AS pos
-                           FROM {picked}) WHERE id IN (SELECT unnest(?))""", [*params, ids]).fetchall()
-    return {int(i): int(p) for i, p in rows}
-
-
-def _line_buffer(arr: pa.Array) -> memoryview:
-    """The bytes of a string array's values, back to back (no Python string per row)."""
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    if not len(arr):
-        return memoryview(b"")
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-    return memoryview(arr.buffers()[2])[int(offsets[0]):int(offsets[-1])]
-
-
-def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, picked: str, params: list[Any], stage: Path,
-                  files: list[str], out: _Written) -> pa.Table:
-    """One ordered pass over the split's rows: each row's JSON line (SQL's, or Python's from
-    `_LINES`) appended to its file from Arrow buffers, and its lineage collected; the lineage table
-    (LINEAGE_COLUMNS, file order)."""
-    handles = {f: open(stage / f"{f}.jsonl", "wb") for f in files}
-    digests = {f: hashlib.sha256() for f in files}
-    out.rows = {f: 0 for f in files}
-    has_system = "system IS NOT NULL AND system <> ''" if fmt == "alpaca" else "FALSE"
-    plain = _plain_sql(fmt)
-    query = f"""
-        SELECT q.sample_id, q.file, coalesce(q.sql_line, l.line) || chr(10) AS line, q.source_id, q.source_file,
-               q.source_row, q.plain, q.has_system
-        FROM (SELECT id AS sample_id, {_file_sql(_VAL)} AS file, CASE WHEN {plain} THEN {_line_sql(fmt)} END AS sql_line,
-                     source_id, source_file, CAST(source_row AS BIGINT) AS source_row, {plain} AS plain,
-                     kind = 'chat' AND {plain} AND {has_system} AS has_system
-              FROM {picked} WHERE id NOT IN (SELECT id FROM {_BAD})) q
-        LEFT JOIN {_LINES} l ON q.sample_id = l.id
-        ORDER BY q.sample_id"""
-    lineage: list[pa.RecordBatch] = []
+def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: list[Any], picked: str,
+                  seed: int, k: int, stage: Path, out: _Written, skip_invalid: bool,
+                  lineage_path: Path) -> tuple[list[tuple[int, str, list[str], int]], int, str]:
+    """Write the split's JSONL files into `stage` (`_Stream`): one query per range of _RANGE ids,
+    so DuckDB builds the next range's lines while the writer threads write this one's; then the
+    lineage of the written rows to `lineage_path` while they finish (unless the export is refused). The refused rows (sample id, file, problems, line), the lineage's rows and sha256."""
+    ids = np.sort(_column(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table()))
+    # validation: the k ids with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
+    val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
+                      "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), k]).to_arrow_table()
+    sql = _stream_sql(fmt, picked)
+    stream = _Stream(fmt, stage, out, skip_invalid, np.sort(_column(val_ids)))
     try:
-        for batch in con.sql(query, params=params).to_arrow_reader(100_000):
-            lines = batch.column("line")
-            if lines.null_count:
-                raise RuntimeError(f"export: {lines.null_count} rows have no JSON line")
-            file_col = batch.column("file")
-            for f in files:
-                mask = pc.equal(file_col, f)
-                n = pc.sum(mask).as_py() or 0
-                if not n:
-                    continue
-                data = _line_buffer(lines.filter(mask))
-                handles[f].write(data)
-                digests[f].update(data)
-                out.rows[f] += n
-                if fmt == "alpaca" and not f.endswith(".text"):
-                    if pc.any(pc.and_(mask, batch.column("plain"))).as_py():
-                        out.keys.setdefault(f, set()).update(("instruction", "input", "output"))
-                    if pc.any(pc.and_(mask, batch.column("has_system"))).as_py():
-                        out.keys.setdefault(f, set()).add("system")
-                elif f.endswith(".text"):
-                    out.keys.setdefault(f, set()).add("text")
-            lineage.append(batch.select(["sample_id", "file", "source_id", "source_file", "source_row"]))
-    finally:
-        for h in handles.values():
-            h.close()
-    out.sha256 = {f: d.hexdigest() for f, d in digests.items()}
-    for f in files:
-        out.keys.setdefault(f, set())
-    schema = pa.schema([("sample_id", pa.int64()), ("file", pa.string()), ("source_id", pa.string()),
-                        ("source_file", pa.string()), ("source_row", pa.int64())])
-    table = pa.Table.from_batches([b.cast(schema) if b.schema != schema else b for b in lineage], schema=schema)
-    file_col = table.column("file").to_numpy(zero_copy_only=False).astype(str)
-    line = np.zeros(len(file_col), dtype=np.int64)
-    order = np.zeros(len(file_col), dtype=np.int64)
-    for rank, f in enumerate(["train", "train.text", "val", "val.text"]):
-        hit = file_col == f
-        line[hit] = np.arange(1, int(hit.sum()) + 1)
-        order[hit] = rank
-    table = table.append_column("line", pa.array(line)).append_column(
-        "part", pa.array(np.where(np.char.startswith(file_col, "val"), "val", "train")))
-    # file order: train, then val; each part's chat file before its text file (stable: ids stay sorted)
-    table = table.take(pa.array(np.argsort(order, kind="stable")))
-    return table.select(list(LINEAGE_COLUMNS))
+        for lo in range(0, len(ids), _RANGE):
+            low, high = int(ids[lo]), int(ids[min(lo + _RANGE, len(ids)) - 1])
+            table = con.sql(sql, params=[*params, low, high]).to_arrow_table(_BATCH)
+            rows = _format_rows(con, picked, params, table) if table.column("line").null_count else {}
+            for batch in _in_id_order(table):
+                stream.batch(batch, rows)
+        lineage_rows, lineage_sha = 0, ""
+        if skip_invalid or not stream.bad:
+            lineage_rows, lineage_sha = _write_lineage(stream.lineage_table(), lineage_path)
+    except BaseException:
+        stream.writer.abort()
+        raise
+    stream.finish()
+    return stream.bad, lineage_rows, lineage_sha
+
+
+def _column(table: pa.Table) -> np.ndarray:
+    """The first column of a table of int64s, as numpy."""
+    return np.concatenate([np.zeros(0, dtype=np.int64), *(_ints(c) for c in table.column(0).chunks)])
+
+
+def _in_id_order(table: pa.Table) -> list[pa.RecordBatch]:
+    """The table's batches in id order. DuckDB's scan threads hand over each row group's rows in
+    table order (ids ascending), but the row groups may come in any order: put the batches in order
+    of their first id, and sort the rows themselves only if that is not enough."""
+    batches = sorted((b for b in table.to_batches() if b.num_rows), key=lambda b: b.column(0)[0].as_py())
+    ids = [_ints(b.column(0)) for b in batches]
+    ordered = all((i[1:] > i[:-1]).all() for i in ids) and all(a[-1] < b[0] for a, b in zip(ids, ids[1:]))
+    return batches if ordered else table.take(pc.sort_indices(table.column("sample_id"))).to_batches()
+
+
+def _format_rows(con: duckdb.DuckDBPyConnection, picked: str, params: list[Any], table: pa.Table
+                 ) -> dict[int, tuple[Any, ...]]:
+    """What format_row needs of the rows of `table` that SQL did not write: id -> (kind, system,
+    messages JSON text, text, tools JSON text)."""
+    ids = pc.filter(table.column("sample_id"), table.column("line").is_null()).to_pylist()
+    found = con.execute(f"SELECT id, kind, system, m, text, tools FROM {picked} WHERE id IN (SELECT unnest(?))",
+                        [*params, ids]).fetchall()
+    return {int(r[0]): r[1:] for r in found}
 
 
 def _write_lineage(table: pa.Table, dest: Path) -> tuple[int, str]:
@@ -636,7 +799,8 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         raise StudioError(f"split {name!r} already exists at {split_dir}. Pass --force to replace it, or choose another name.")
     con = ws.con
     where, params = _where(include)
-    if not con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]:
+    n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
+    if not n:
         hint = ("approve samples first (studio approve ID..., or in the review screen) or pass --include approved+pending"
                 if include == "approved" else "import samples and leave some not rejected")
         raise StudioError(f"no samples to export into {name!r}: none is {' or '.join(INCLUDES[include])} and not a duplicate; {hint}.")
@@ -653,40 +817,22 @@ def export_split(ws, name: str, *, val: float = 0.1, seed: int = 42, format: str
         stage.mkdir(exist_ok=True)
         out = _Written()
         picked = _picked(where, "tools" in {d[0] for d in con.execute("SELECT * FROM samples LIMIT 0").description})
-        n = con.execute(f"SELECT count(*) FROM samples WHERE {where}", params).fetchall()[0][0]
-        # validation: the val_size() samples with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
-        val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
-                          "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), val_size(int(n), val)]).to_arrow_table()
-        con.register(_VAL, val_ids)
-        try:
-            bad, lines = _python_rows(con, format, picked, params, out)
-            if bad:
-                at = _positions(con, picked, params, [b[0] for b in bad])
-                problems = [f"{file.split('.')[0]}.jsonl:{at[sid]} (sample {sid}): {p}" for sid, file, ps in bad for p in ps]
-                if not skip_invalid:
-                    shown = problems[:_SHOWN_PROBLEMS]
-                    more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
-                    what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
-                    raise StudioError(
-                        f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
-                        "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
-                if len(bad) == n:
-                    raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
-                                      "fix those samples or export another format.")
-            skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps in bad]
-            con.register(_BAD, pa.table({"id": pa.array([b[0] for b in bad], pa.int64())}))
-            con.register(_LINES, pa.table({"id": pa.array([i for i, _ in lines], pa.int64()),
-                                           "line": pa.array([t for _, t in lines], pa.large_string())}))
-            has_text = con.execute(f"SELECT count(*) FROM samples WHERE {where} AND kind = 'text'", params).fetchall()[0][0]
-            files_written = [*PARTS, *([f"{p}.text" for p in PARTS] if has_text else [])]
-            lineage = _stream_files(con, format, picked, params, stage, files_written, out)
-        finally:
-            for view in (_VAL, _BAD, _LINES):
-                try:
-                    con.unregister(view)
-                except duckdb.Error:
-                    pass
-        lineage_rows, lineage_sha = _write_lineage(lineage, tmp / LINEAGE_FILE)
+        bad, lineage_rows, lineage_sha = _stream_files(con, format, where, params, picked, seed, val_size(int(n), val),
+                                                       stage, out, skip_invalid, tmp / LINEAGE_FILE)
+        bad.sort(key=lambda b: b[0])  # by sample id, as the rows were picked
+        if bad:
+            problems = [f"{file.split('.')[0]}.jsonl:{line} (sample {sid}): {p}" for sid, file, ps, line in bad for p in ps]
+            if not skip_invalid:
+                shown = problems[:_SHOWN_PROBLEMS]
+                more = f"\n  ... and {len(problems) - len(shown):,} more" if len(problems) > len(shown) else ""
+                what = "OpenAI's fine-tuning format" if format == "openai" else f"the {format} row format"
+                raise StudioError(
+                    f"split {name!r} not written: {len(problems):,} problem(s) with {what}; fix or "
+                    "reject those samples, or pass --skip-invalid to leave them out:\n  " + "\n  ".join(shown) + more)
+            if len(bad) == n:
+                raise StudioError(f"no rows left to export into {name!r}: --skip-invalid left out all {len(bad):,}; "
+                                  "fix those samples or export another format.")
+        skipped = [Skipped(sample_id=sid, part=file.split(".")[0], problems=ps) for sid, file, ps, _ in bad]
         files = _finish_files(out, stage, tmp, format, target)
         counts = {p: out.rows[p] + out.rows.get(f"{p}.text", 0) for p in PARTS}
         manifest = Manifest(
