@@ -346,6 +346,23 @@ def test_signatures_in_a_mapped_file_give_the_same_clusters(ws, monkeypatch):
     assert {p.name for p in ws.root.iterdir() if p.name.startswith(".signatures")} == set()
 
 
+def test_incremental_check_of_a_clustered_sample_leaves_it_where_it_is(ws):
+    """A requested sample that already sits in a cluster takes no part in the check (it is not
+    re-planned, and nothing is matched against it), while a new sample still joins that cluster
+    through its keeper; the clustered sample's signature counts as neither reused nor new."""
+    add(ws, chat(ZH_Q, ZH_A), chat(*NEAR["zh"][1]), chat(EN_Q, EN_A))
+    dedup.find_duplicates(ws, DedupParams())
+    (zh,) = clusters(ws)
+    member = next(m["sample_id"] for m in zh["members"] if m["sample_id"] != zh["keeper_id"])
+    (new,) = add(ws, chat(ZH_Q, ZH_A + "如有疑问，欢迎继续提问。"))
+    report = dedup.check_incremental(ws, [member, new])
+    assert report.samples == 1 and report.signatures_computed == 1 and report.signatures_reused == 2
+    assert report.joined_existing == 1
+    (after,) = clusters(ws)
+    assert after["cluster_id"] == zh["cluster_id"] and after["keeper_id"] == zh["keeper_id"]
+    assert member_ids(after) == sorted(member_ids(zh) + [new])
+
+
 def test_cancelled_run_leaves_the_workspace_as_it_was(ws):
     add(ws, *[chat(f"question {i}", "the same answer every time") for i in range(50)])
     ops_before = ws.con.execute("SELECT count(*) FROM operations").fetchall()[0][0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -155,23 +155,22 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
         fresh = compute_missing(ws, params, job, workers, only, holder)
         pool = holder[0]
         stored = stored_signatures(con, params, spill_dir=ws.root)
-        if only is not None:
-            # Requested samples that already had a signature count as new too.
-            mask = np.isin(stored.ids, only)
-            new_stored, stored = stored.take(mask), stored.take(~mask)
-            new = merge(fresh, new_stored)
-        else:
-            new = Sigs(fresh.ids, fresh.keys, fresh.sigs, fresh.counts, fresh.computed)
-        # Samples already placed in a cluster stay where they are.
+        # The new samples: those hashed now and, when ids were given, requested samples that
+        # already had a signature. Flags over one merged set, no copies of the signature matrix
+        # (at 10M samples it is 5 GB, mapped from a file).
+        new_ids = fresh.ids if only is None else np.union1d(fresh.ids, stored.ids[np.isin(stored.ids, only)])
+        # Samples already placed in a cluster stay where they are: such a "new" sample takes no
+        # part in this check (an exact key of 0 leaves a row out of every group and band).
         placed = {r[0] for r in con.execute("SELECT id FROM samples WHERE cluster_id IS NOT NULL").fetchall()}
-        if placed and new.ids.size:
-            m = ~np.isin(new.ids, np.fromiter(placed, np.int64, len(placed)))
-            new = new.take(m)
+        left_out = new_ids[np.isin(new_ids, np.fromiter(placed, np.int64, len(placed)))] if placed else new_ids[:0]
+        new_ids = np.setdiff1d(new_ids, left_out)
         report.signatures_computed = int(fresh.ids.size)
-        report.signatures_reused = int(stored.ids.size)
-        report.samples = int(new.ids.size)
-        data = merge(stored, new, ws.root)
-        is_new = np.isin(data.ids, new.ids)
+        report.signatures_reused = int(stored.ids.size) - (int(np.isin(stored.ids, only).sum()) if only is not None else 0)
+        report.samples = int(new_ids.size)
+        data = merge(stored, fresh, ws.root)
+        if left_out.size:  # a new Sigs: `data` may be `fresh` itself, whose keys are stored below
+            data = replace(data, keys=np.where(np.isin(data.ids, left_out), 0, data.keys))
+        is_new = np.isin(data.ids, new_ids)
         plan = plan_incremental(ws, data, is_new, params, pool, job, report, ignore_pairs)
         job.check()
     finally:
