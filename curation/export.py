@@ -662,7 +662,8 @@ class _Stream:
         todo = np.flatnonzero(~plain)
         sample_ids = batch.column("sample_id").take(_arrow(todo)).to_pylist()
         filled: list[str | None] = [None] * batch.num_rows
-        keep = position = None
+        keep: np.ndarray | None = None
+        position = np.zeros(0, dtype=np.int64)  # filled at the first refused row
         for i, sid in zip(todo.tolist(), sample_ids):
             kind, system, messages, text, tools = rows[sid]
             f = int(file[i])
