@@ -346,6 +346,38 @@ def test_signatures_in_a_mapped_file_give_the_same_clusters(ws, monkeypatch):
     assert {p.name for p in ws.root.iterdir() if p.name.startswith(".signatures")} == set()
 
 
+def test_rows_stored_out_of_id_order_hash_and_read_back_into_their_own_rows(ws):
+    """Hashing and reading stored signatures take rows in table order (no ORDER BY over the texts
+    or the BLOBs) and place each result by its sample id: samples whose rows sit out of id order
+    in the table get the clusters they get in order, both when hashed and when read back."""
+    from tests._dedup_data import generate
+
+    rows = generate(60, seed=9)
+    ids = add(ws, *[chat(i, a) for i, a, _ in rows])
+    dedup.find_duplicates(ws, DedupParams())
+    want = [(c["keeper_id"], member_ids(c)) for c in clusters(ws)]
+    assert want
+    ws.con.execute("DELETE FROM minhash_signatures")
+    # move the first half of the rows (and their signatures, once stored) to the end of the table
+    with ws.transaction() as c:
+        for table in ("samples",):
+            c.execute(f"CREATE TEMP TABLE moved AS SELECT * FROM {table} WHERE id <= ?", [ids[len(ids) // 2]])
+            c.execute(f"DELETE FROM {table} WHERE id <= ?", [ids[len(ids) // 2]])
+            c.execute(f"INSERT INTO {table} SELECT * FROM moved")
+            c.execute("DROP TABLE moved")
+    order = [r[0] for r in ws.con.execute("SELECT id FROM samples").fetchall()]
+    assert order != sorted(order)
+    first = dedup.find_duplicates(ws, DedupParams(threshold=0.7))  # hashed out of order
+    assert first.signatures_computed == len(rows)
+    with ws.transaction() as c:  # and the stored signatures too
+        c.execute("CREATE TEMP TABLE moved AS SELECT * FROM minhash_signatures WHERE sample_id <= ?", [ids[len(ids) // 3]])
+        c.execute("DELETE FROM minhash_signatures WHERE sample_id <= ?", [ids[len(ids) // 3]])
+        c.execute("INSERT INTO minhash_signatures SELECT * FROM moved")
+    again = dedup.find_duplicates(ws, DedupParams())
+    assert again.signatures_reused == len(rows)
+    assert [(c["keeper_id"], member_ids(c)) for c in clusters(ws)] == want
+
+
 def test_incremental_check_of_a_clustered_sample_leaves_it_where_it_is(ws):
     """A requested sample that already sits in a cluster takes no part in the check (it is not
     re-planned, and nothing is matched against it), while a new sample still joins that cluster

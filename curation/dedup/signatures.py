@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from array import array
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -116,38 +117,48 @@ def _blob_rows(chunk: pa.Array, num_perm: int) -> np.ndarray:
     return raw.view(np.uint32).reshape(len(chunk), num_perm)
 
 
+def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `ids` sits in `sorted_ids`, and whether it is there at all."""
+    pos = np.searchsorted(sorted_ids, ids)
+    ok = pos < sorted_ids.size
+    ok[ok] = sorted_ids[pos[ok]] == ids[ok]
+    return pos, ok
+
+
+def _int_column(table: pa.Table | pa.RecordBatch, i: int = 0) -> np.ndarray:
+    return np.asarray(table.column(i).to_numpy(zero_copy_only=False), dtype=np.int64) if table.num_rows else np.zeros(0, np.int64)
+
+
 def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = None,
                       spill_dir: Path | None = None) -> Sigs:
-    """The valid stored signatures (all, or those of `only_ids`), read in batches into one matrix
-    (`signature_matrix`: in a mapped file past SPILL_BYTES when `spill_dir` is given), never
-    whole as an Arrow table beside it."""
+    """The valid stored signatures (all, or those of `only_ids`), sorted by sample id. The ids come
+    first (sorted here); the BLOBs then stream in table order and go to their rows of one matrix
+    (`signature_matrix`: in a mapped file past SPILL_BYTES when `spill_dir` is given). No ORDER BY
+    over the BLOBs: at 10M samples DuckDB would sort 5 GB to hand them over in order."""
     where = ("FROM minhash_signatures m JOIN samples s ON s.id = m.sample_id AND s.content_hash = m.content_hash "
              "WHERE m.params = ?")
     args: list[Any] = [params.signature_key]
     if only_ids is not None:
         where += " AND m.sample_id IN (SELECT unnest(?))"
         args.append(only_ids.tolist())
-    n = int(con.execute(f"SELECT count(*) {where}", args).fetchall()[0][0])
-    ids, keys, counts = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int32)
+    ids = np.sort(_int_column(con.sql(f"SELECT m.sample_id {where}", params=args).to_arrow_table()))
+    n = ids.size
+    keys, counts, found = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, bool)
     sigs = signature_matrix(n, params.num_perm, spill_dir)
-    done = 0
-    reader = con.sql(f"SELECT m.sample_id, m.exact_key, m.shingles, m.signature {where} ORDER BY m.sample_id",
-                     params=args).to_arrow_reader(65_536)
+    reader = con.sql(f"SELECT m.sample_id, m.exact_key, m.shingles, m.signature {where}", params=args).to_arrow_reader(65_536)
     for batch in reader:
-        k = batch.num_rows
-        if done + k > n:  # signatures stored meanwhile (another thread): grow, in memory
-            extra = done + k - n
-            ids, keys, counts = (np.concatenate([a, np.zeros(extra, a.dtype)]) for a in (ids, keys, counts))
-            sigs = np.concatenate([sigs, np.empty((extra, params.num_perm), np.uint32)])
-            n += extra
-        ids[done:done + k] = batch.column(0).to_numpy(zero_copy_only=False)
-        keys[done:done + k] = batch.column(1).to_numpy(zero_copy_only=False)
-        counts[done:done + k] = batch.column(2).to_numpy(zero_copy_only=False)
-        # Every signature has the same length: the BLOB buffer is already the matrix's rows.
-        sigs[done:done + k] = _blob_rows(batch.column(3), params.num_perm)
-        done += k
-    return Sigs(ids=ids[:done], keys=keys[:done], sigs=sigs[:done], counts=counts[:done],
-                computed=np.zeros(done, dtype=bool))
+        pos, ok = _positions(ids, _int_column(batch))
+        rows = _blob_rows(batch.column(3), params.num_perm)  # every signature has the same length
+        if not ok.all():  # stored after the ids were read (another thread): left for the next run
+            pos, rows = pos[ok], rows[ok]
+            batch = batch.filter(pa.array(ok))
+        keys[pos] = _int_column(batch, 1)
+        counts[pos] = _int_column(batch, 2)
+        sigs[pos] = rows
+        found[pos] = True
+    if not found.all():  # deleted after the ids were read: dropped (a copy, only then)
+        ids, keys, counts, sigs = ids[found], keys[found], counts[found], sigs[found]
+    return Sigs(ids=ids, keys=keys, sigs=sigs, counts=counts, computed=np.zeros(ids.size, dtype=bool))
 
 
 def _missing_sql(params: DedupParams, restrict: bool) -> str:
@@ -156,7 +167,7 @@ def _missing_sql(params: DedupParams, restrict: bool) -> str:
            "AND m.params = ? AND m.content_hash = s.content_hash)")
     if restrict:
         sql += " AND s.id IN (SELECT unnest(?))"
-    return sql + " ORDER BY s.id"
+    return sql
 
 
 def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only_ids: np.ndarray | None,
@@ -167,19 +178,30 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     args: list[Any] = [params.signature_key]
     if only_ids is not None:
         args.append(only_ids.tolist())
-    todo = int(con.execute(f"SELECT count(*) FROM ({_missing_sql(params, only_ids is not None)})", args).fetchall()[0][0])
+    sql = _missing_sql(params, only_ids is not None)
+    # The ids first, sorted here; the texts then stream in table order (no ORDER BY: at 10M samples
+    # DuckDB would sort ~10 GB of text before handing over the first row) and each chunk's results
+    # go to its samples' rows.
+    ids = np.sort(_int_column(con.sql(f"SELECT id FROM ({sql})", params=args).to_arrow_table()))
+    todo = ids.size
     job.set_message(f"hashing {todo:,} samples")
     pool = Workers(worker_count(workers, todo))
     pool_holder.append(pool)
     pool.start(warm_worker)  # the workers import and build their tables while DuckDB runs the query
-    ids_parts: list[np.ndarray] = []
+    pos_parts: list[np.ndarray] = []
     hash_parts: list[pa.Array] = []
+    waiting: deque[np.ndarray] = deque()  # positions of the chunks handed to the pool, in order
 
     def tasks() -> Iterator[tuple]:
-        reader = con.sql(_missing_sql(params, only_ids is not None), params=args).to_arrow_reader(CHUNK)
-        for batch in reader:
-            ids_parts.append(batch.column(0).to_numpy().astype(np.int64))
+        for batch in con.sql(sql, params=args).to_arrow_reader(CHUNK):
+            pos, ok = _positions(ids, _int_column(batch))
+            if not ok.all():  # added after the ids were read (another thread): hashed next time
+                pos, batch = pos[ok], batch.filter(pa.array(ok))
+            if not pos.size:
+                continue
+            pos_parts.append(pos)
             hash_parts.append(batch.column(1))
+            waiting.append(pos)
             # The texts as Arrow's UTF-8 buffers (Utf8Texts): no str per row here or in the worker.
             yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm)
 
@@ -188,22 +210,21 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     keys = np.zeros(todo, np.int64)
     sigs = signature_matrix(todo, params.num_perm, ws.root)
     counts = np.zeros(todo, np.int32)
-    done = 0
     for k, s, c in pool.stream(hash_chunk, tasks(), job):
-        if done + k.size > todo:  # samples added meanwhile (another thread): grow
-            extra = done + k.size - todo
-            keys = np.concatenate([keys, np.zeros(extra, np.int64)])
-            sigs = np.concatenate([sigs, np.empty((extra, params.num_perm), np.uint32)])
-            counts = np.concatenate([counts, np.zeros(extra, np.int32)])
-            todo += extra
-        keys[done:done + k.size] = k
-        sigs[done:done + k.size] = s
-        counts[done:done + k.size] = c
-        done += k.size
+        pos = waiting.popleft()
+        keys[pos] = k
+        sigs[pos] = s
+        counts[pos] = c
         job.advance(len(k))
-    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
-    hashes = pa.concat_arrays(hash_parts) if hash_parts else pa.array([], pa.string())
-    return Sigs(ids, keys[:done], sigs[:done], counts[:done], np.ones(done, dtype=bool), hashes)
+    hashed = np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64)
+    # content hashes in id order (the chunks came in table order)
+    hashes = pa.concat_arrays(hash_parts).take(pa.array(np.argsort(hashed, kind="stable"))) if hash_parts \
+        else pa.array([], pa.string())
+    if hashed.size < todo:  # deleted after the ids were read: dropped (a copy, only then)
+        found = np.zeros(todo, bool)
+        found[hashed] = True
+        ids, keys, sigs, counts = ids[found], keys[found], sigs[found], counts[found]
+    return Sigs(ids, keys, sigs, counts, np.ones(ids.size, dtype=bool), hashes)
 
 
 def merge(a: Sigs, b: Sigs, spill_dir: Path | None = None) -> Sigs:
