@@ -30,6 +30,7 @@ With two or more sizes it also prints, for the largest sizes, each stage's growt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -255,6 +256,8 @@ def main() -> None:
     ap.add_argument("--memory-cap", metavar="SIZE", help="run every stage in a memory cgroup with this limit (e.g. 8G; "
                     "Linux, root): benches/cgroup_cap.py")
     ap.add_argument("--skip", nargs="*", default=[], choices=STAGES[1:], help="stages to leave out")
+    ap.add_argument("--workdir", type=Path, help="keep the data and workspaces here (default: a temporary folder, "
+                    "removed at the end); a failed stage can then be run again by hand")
     ap.add_argument("--review", metavar="WS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.review:
@@ -279,7 +282,8 @@ def main() -> None:
         print(f"every stage runs in the memory cgroup {cap.path} (limit {cap.limit / 2**30:.2f} GiB, no swap)")
     results: list[tuple[int, list[Stage]]] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp_name:
+        with contextlib.nullcontext(str(args.workdir)) if args.workdir else tempfile.TemporaryDirectory() as tmp_name:
+            Path(tmp_name).mkdir(parents=True, exist_ok=True)
             for rows in args.rows:
                 stages, limit, shape = measure(rows, Path(tmp_name), env, args.realistic, cap, tuple(args.skip))
                 results.append((rows, stages))
