@@ -200,7 +200,9 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
             if not pos.size:
                 continue
             pos_parts.append(pos)
-            hash_parts.append(batch.column(1))
+            # a copy: a column of a batch DuckDB hands over keeps the whole batch alive (its
+            # texts too: ~3.5 KB a row, 35 GB at 10M samples)
+            hash_parts.append(pa.concat_arrays([batch.column(1)]))
             waiting.append(pos)
             # The texts as Arrow's UTF-8 buffers (Utf8Texts): no str per row here or in the worker.
             yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm)
