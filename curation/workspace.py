@@ -446,14 +446,14 @@ _WAL_TEXT = ("replaying wal", "wal file", "wal does not match", "this wal", ".wa
 MEMORY_ENV = "STUDIO_DUCKDB_MEMORY"
 
 
-DEFAULT_MEMORY_SHARE = 0.5  # of the memory DuckDB sees (the machine's, or the cgroup's limit)
+DEFAULT_MEMORY_SHARE = 0.25  # of the memory DuckDB sees (the machine's, or the cgroup's limit)
 _SIZE = re.compile(r"([0-9.]+)\s*(bytes|[KMGT]i?B)", re.I)
 
 
 def duckdb_config() -> dict[str, str]:
     """DuckDB settings from the environment: `$STUDIO_DUCKDB_MEMORY` (e.g. `4GB`) caps the memory
-    DuckDB's buffer manager may use; past it DuckDB spills to `studio.duckdb.tmp/`. Unset: half the
-    memory DuckDB sees (`default_memory_limit`)."""
+    DuckDB's buffer manager may use; past it DuckDB spills to `studio.duckdb.tmp/`. Unset: a quarter
+    of the memory DuckDB sees (`default_memory_limit`)."""
     value = os.environ.get(MEMORY_ENV, "").strip()
     if not value:
         return {}
@@ -465,9 +465,11 @@ def duckdb_config() -> dict[str, str]:
 def default_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
     """Lower DuckDB's own default memory_limit (80% of the memory it sees, a cgroup's limit
     included) to DEFAULT_MEMORY_SHARE of it: the studio's process holds more than DuckDB's buffers
-    (dedup's signatures and pairs, quality's chunks, the worker processes), and with 80% for DuckDB
-    a 10M-row dedup under an 8 GB limit was killed (benches/results/scale.md). DuckDB reports the
-    setting as text ('6.3 GiB'); one it cannot parse is left as it is."""
+    (dedup's signatures and pairs, quality's chunks, the worker processes), and DuckDB keeps the
+    blocks a scan read cached up to its limit: a 10M-row dedup under an 8 GB cgroup limit was
+    killed with DuckDB at half (3.9 GiB) once its hashing pass had read every text
+    (benches/results/scale.md). DuckDB reports the setting as text ('6.3 GiB'); one it cannot
+    parse is left as it is."""
     m = _SIZE.fullmatch(str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]).strip())
     if not m:
         return
