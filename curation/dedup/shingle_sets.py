@@ -40,10 +40,19 @@ def set_chunk(texts: Sequence[str], shingle: int) -> tuple[np.ndarray, np.ndarra
 
 # -- main process
 def fetch_texts(con, params: DedupParams, ids: np.ndarray) -> list[str]:
-    """The compared text of each sample id (params.fields), in the order of `ids`."""
+    """The compared text of each sample id (params.fields), in the order of `ids`.
+
+    The id range is spelled out beside the IN list: DuckDB then skips every row group outside it
+    (zone maps), where the IN list alone made each call scan the whole table. Verification calls
+    this once per 4,000 ids, sorted, so a call's range is narrow: at 10M samples under an 8 GB
+    limit the full scans read 340 GB from disk in 15 minutes; at 1M rows, 10 calls take 0.19 s
+    instead of 0.29 warm and 0.28 instead of 1.13 cold."""
+    if not ids.size:
+        return []
     rows = con.execute(
-        f"SELECT s.id, {norm.field_text_sql(params.fields)} FROM samples s WHERE s.id IN (SELECT unnest(?))",
-        [ids.tolist()],
+        f"SELECT s.id, {norm.field_text_sql(params.fields)} FROM samples s "
+        "WHERE s.id BETWEEN ? AND ? AND s.id IN (SELECT unnest(?))",
+        [int(ids.min()), int(ids.max()), ids.tolist()],
     ).fetchall()
     by_id = {r[0]: r[1] or "" for r in rows}
     return [by_id.get(int(i), "") for i in ids]
