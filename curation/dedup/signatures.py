@@ -35,7 +35,11 @@ from .params import OLD_SCHEMES, DedupParams
 CHUNK = 4000            # samples per worker task (a few MB of text)
 # A signature matrix larger than this lives in an unlinked temporary file in the workspace folder,
 # mapped into memory (`signature_matrix`): 512 bytes a sample is 5 GB at 10M samples, which the
-# kernel can then page out under memory pressure instead of the run being killed.
+# kernel can then page out under memory pressure instead of the run being killed. Known limit: the
+# LSH reads it a band at a time, and a band's 6 values sit in every row, so each band touches every
+# page; with too little page cache every band reads the file from disk again (10M samples under an
+# 8 GiB cap: 200 GB read in 5 minutes, benches/results/scale.md). Band keys computed while hashing,
+# or a band-major matrix, would read it once.
 SPILL_BYTES = 1 << 30
 _U32 = "I" if array("I").itemsize == 4 else "L"  # a 4-byte unsigned array code
 
