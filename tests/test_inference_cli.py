@@ -111,9 +111,12 @@ def test_studio_serve_command_answers_openai_clients(workspace):
     openai = pytest.importorskip("openai")
     from tests.conftest import ROOT
 
+    # Ctrl-C in a terminal: SIGINT at its default in the child, whatever the test runner inherited
+    # (a shell's background job ignores SIGINT, and Python then installs no KeyboardInterrupt).
     proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "-w", str(workspace), "serve", "r1", "r2",
                              "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()
         assert first.startswith("serving tiny, r1, r2 at http://127.0.0.1:"), first
