@@ -131,6 +131,17 @@ def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
     assert set(zip(a.tolist(), b.tolist())) <= expected
     assert comps(list(zip(a.tolist(), b.tolist()))) == comps(sorted(expected))
     assert len(expected) > 0
+    # The band keys computed ahead (by the hashing workers, band-major) give the same pairs, also
+    # among a subset of the rows.
+    from curation.dedup.lsh import all_band_keys
+
+    keys = all_band_keys(sigs, bands, rows)
+    assert keys.shape == (bands, len(texts))
+    ahead = candidate_pairs(sigs, 0.8, 128, band_keys=keys)
+    assert [x.tolist() for x in ahead] == [a.tolist(), b.tolist()]
+    take = np.arange(0, len(texts), 2)
+    assert [x.tolist() for x in candidate_pairs(sigs, 0.8, 128, take, keys)] == \
+        [x.tolist() for x in candidate_pairs(sigs, 0.8, 128, take)]
 
 
 # -- finding duplicates -------------------------------------------------------------------------
@@ -327,23 +338,29 @@ def test_signatures_in_a_mapped_file_give_the_same_clusters(ws, monkeypatch):
         return [(c["keeper_id"], member_ids(c), [m["similarity"] for m in c["members"]]) for c in clusters(ws)]
 
     mapped: list[str] = []
-    real = signatures.signature_matrix
+    real, real_bands = signatures.signature_matrix, signatures.band_matrix
 
     def spy(rows_, num_perm, spill_dir=None):
         m = real(rows_, num_perm, spill_dir)
         mapped.append(type(m).__name__)
         return m
 
+    def spy_bands(bands, samples, spill_dir=None):
+        m = real_bands(bands, samples, spill_dir)
+        mapped.append("bands " + type(m).__name__)
+        return m
+
     in_memory = run_all()
     assert set(mapped) <= {"ndarray"}
     monkeypatch.setattr(signatures, "SPILL_BYTES", 0)
     monkeypatch.setattr(signatures, "signature_matrix", spy)
+    monkeypatch.setattr(signatures, "band_matrix", spy_bands)
     assert run_all() == in_memory and in_memory
-    assert "memmap" in mapped
+    assert "memmap" in mapped and "bands memmap" in mapped
     new = add(ws, *[chat(i, a) for i, a, _ in rows[-20:]])
     report = dedup.check_incremental(ws, new)
     assert report.signatures_computed == 20
-    assert {p.name for p in ws.root.iterdir() if p.name.startswith(".signatures")} == set()
+    assert {p.name for p in ws.root.iterdir() if p.name.startswith((".signatures", ".bands"))} == set()
 
 
 def test_rows_stored_out_of_id_order_hash_and_read_back_into_their_own_rows(ws):

@@ -46,6 +46,25 @@ def band_key(sigs: np.ndarray, b: int, rows: int, take: np.ndarray | None = None
     return sh.fmix64(k + np.uint64(b))
 
 
+def all_band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Every band's key of a block of signatures, shape (bands, len(sigs)): computed where the
+    rows are in memory (a worker's chunk, a batch read back), so that banding later reads one
+    contiguous row of keys per band instead of 6 values from every row of the whole matrix."""
+    out = np.empty((bands, sigs.shape[0]), np.uint64)
+    for b in range(bands):
+        out[b] = band_key(sigs, b, rows)
+    return out
+
+
+def keys_of_band(sigs: np.ndarray, band_keys: np.ndarray | None, b: int, rows: int,
+                 take: np.ndarray | None = None) -> np.ndarray:
+    """Band b's keys (of the rows `take`): from the precomputed (bands, n) keys when there are
+    some, else from the signatures."""
+    if band_keys is None:
+        return band_key(sigs, b, rows, take)
+    return band_keys[b] if take is None else band_keys[b][take]
+
+
 def group_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of positions sharing a key: each member with the group's first and with its
     predecessor (enough for connected components, at most 2(g-1) pairs per group of g)."""
@@ -70,15 +89,16 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     return code // n, code % n
 
 
-def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int, take: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int, take: np.ndarray | None = None,
+                    band_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs (i < j) among signature rows (or among the rows `take`, as positions in
-    `take`): they agree on every row of some band."""
+    `take`): they agree on every row of some band. `band_keys`: the rows' keys of every band
+    (`all_band_keys`), when they were computed already."""
     bands, rows = lsh_params(threshold, num_perm)
     n = sigs.shape[0] if take is None else take.size
     parts_a, parts_b = [], []
     for band in range(bands):  # one band's keys at a time: 8 bytes a row, not 8 x bands
-        a, b = group_pairs(band_key(sigs, band, rows, take))
+        a, b = group_pairs(keys_of_band(sigs, band_keys, band, rows, take))
         parts_a.append(a)
         parts_b.append(b)
     if not parts_a:

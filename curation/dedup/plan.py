@@ -17,7 +17,7 @@ import numpy as np
 from ..jobs import Job
 from ..workers import Workers
 from .clusters import Plan, keeper_rank, reviewer_keepers
-from .lsh import band_key, candidate_pairs, group_pairs, lsh_params, unique_pairs
+from .lsh import candidate_pairs, group_pairs, keys_of_band, lsh_params, unique_pairs
 from .params import DedupParams
 from .signatures import Sigs
 from .similarity import COVERAGE_MARGIN, PairLookup, similarities
@@ -57,7 +57,7 @@ def plan_full(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job, repo
     lookup = PairLookup(n)
     near_pos = np.flatnonzero(is_rep & (data.counts > 0))
     job.set_message("finding candidate pairs")
-    ca, cb = candidate_pairs(data.sigs, params.threshold, params.num_perm, near_pos)
+    ca, cb = candidate_pairs(data.sigs, params.threshold, params.num_perm, near_pos, data.bands)
     ca, cb = near_pos[ca], near_pos[cb]
     report.candidate_pairs = int(ca.size)
     job.set_message(f"checking {ca.size:,} candidate pairs")
@@ -267,7 +267,7 @@ def plan_incremental(ws, data: Sigs, is_new: np.ndarray, params: DedupParams, po
     pa_, pb_ = [], []
     new_local = is_new[near_pos]
     for band in range(bands):  # one band's keys at a time, gathered from the rows near_pos (no copy)
-        k = band_key(data.sigs, band, rows, near_pos)
+        k = keys_of_band(data.sigs, data.bands, band, rows, near_pos)
         # Only groups that hold a new sample matter: select them before pairing.
         hot = np.isin(k, k[new_local])
         sub = np.flatnonzero(hot)

@@ -30,16 +30,18 @@ from .. import normalize_bulk
 from .. import shingles as sh
 from ..jobs import Job
 from ..workers import Workers, worker_count
+from .lsh import all_band_keys, lsh_params
 from .params import OLD_SCHEMES, DedupParams
 
 CHUNK = 4000            # samples per worker task (a few MB of text)
 # A signature matrix larger than this lives in an unlinked temporary file in the workspace folder,
 # mapped into memory (`signature_matrix`): 512 bytes a sample is 5 GB at 10M samples, which the
-# kernel can then page out under memory pressure instead of the run being killed. Known limit: the
-# LSH reads it a band at a time, and a band's 6 values sit in every row, so each band touches every
-# page; with too little page cache every band reads the file from disk again (10M samples under an
-# 8 GiB cap: 200 GB read in 5 minutes, benches/results/scale.md). Band keys computed while hashing,
-# or a band-major matrix, would read it once.
+# kernel can then page out under memory pressure instead of the run being killed. The LSH must not
+# read that matrix a band at a time: a band's 6 values sit in every row, so each band touches every
+# page, and with too little page cache every band read the file from disk again (10M samples under
+# an 8 GiB cap: 200 GB read in 5 minutes, benches/results/scale.md). So every band's key is
+# computed where the rows are in memory (the workers' chunks, the batches read back) and kept
+# band-major (`Sigs.bands`, mapped the same way past SPILL_BYTES): a band is one contiguous row.
 SPILL_BYTES = 1 << 30
 _U32 = "I" if array("I").itemsize == 4 else "L"  # a 4-byte unsigned array code
 
@@ -80,6 +82,13 @@ def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, 
     return keys, minhash(hashes, offsets, num_perm), counts
 
 
+def hash_chunk_banded(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int,
+                      bands: int, rows: int) -> tuple:
+    """hash_chunk's results and every LSH band's key of the chunk (`lsh.all_band_keys`)."""
+    keys, sigs, counts = hash_chunk(texts, shingle, num_perm)
+    return keys, sigs, counts, all_band_keys(sigs, bands, rows)
+
+
 # -- main process ---------------------------------------------------------------------------------
 @dataclass
 class Sigs:
@@ -92,13 +101,15 @@ class Sigs:
     computed: np.ndarray  # bool: hashed in this run (to store)
     hashes: pa.Array | None = None  # content_hash of each sample (to store with new signatures)
     shingle_sets: Any = None  # similarity.ShingleSets: exact sets of the samples compared so far in this run
+    bands: np.ndarray | None = None  # (bands, samples) uint64: every LSH band's key of each sample
 
     def index_of(self, sample_ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.ids, sample_ids)
 
     def take(self, mask: np.ndarray) -> "Sigs":
         """The rows where `mask` holds (without content hashes)."""
-        return Sigs(self.ids[mask], self.keys[mask], self.sigs[mask], self.counts[mask], self.computed[mask])
+        return Sigs(self.ids[mask], self.keys[mask], self.sigs[mask], self.counts[mask], self.computed[mask],
+                    bands=None if self.bands is None else self.bands[:, mask])
 
 
 def signature_matrix(rows: int, num_perm: int, spill_dir: Path | None = None) -> np.ndarray:
@@ -106,11 +117,21 @@ def signature_matrix(rows: int, num_perm: int, spill_dir: Path | None = None) ->
     SPILL_BYTES and `spill_dir` is given, mapped from an unlinked temporary file there (file-backed
     pages, which the kernel writes back and drops under memory pressure; the file's space is freed
     when the array is)."""
-    if spill_dir is None or rows == 0 or rows * num_perm * 4 <= SPILL_BYTES:
-        return np.empty((rows, num_perm), np.uint32)
+    return _matrix((rows, num_perm), np.uint32, spill_dir, ".signatures-")
+
+
+def band_matrix(bands: int, samples: int, spill_dir: Path | None = None) -> np.ndarray:
+    """An uninitialised (bands, samples) uint64 matrix of band keys, kept as `signature_matrix`."""
+    return _matrix((bands, samples), np.uint64, spill_dir, ".bands-")
+
+
+def _matrix(shape: tuple[int, int], dtype: type, spill_dir: Path | None, prefix: str) -> np.ndarray:
+    size = shape[0] * shape[1] * np.dtype(dtype).itemsize
+    if spill_dir is None or size == 0 or size <= SPILL_BYTES:
+        return np.empty(shape, dtype)
     # mmap keeps its own duplicate of the descriptor, so the file can be closed here.
-    with tempfile.TemporaryFile(dir=spill_dir, prefix=".signatures-") as f:
-        return np.memmap(f, np.uint32, "w+", shape=(rows, num_perm))
+    with tempfile.TemporaryFile(dir=spill_dir, prefix=prefix) as f:
+        return np.memmap(f, dtype, "w+", shape=shape)
 
 
 def _blob_rows(chunk: pa.Array, num_perm: int) -> np.ndarray:
@@ -149,6 +170,8 @@ def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = No
     n = ids.size
     keys, counts, found = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, bool)
     sigs = signature_matrix(n, params.num_perm, spill_dir)
+    nb, rows_per_band = lsh_params(params.threshold, params.num_perm)
+    bands = band_matrix(nb, n, spill_dir)
     reader = con.sql(f"SELECT m.sample_id, m.exact_key, m.shingles, m.signature {where}", params=args).to_arrow_reader(65_536)
     for batch in reader:
         pos, ok = _positions(ids, _int_column(batch))
@@ -159,10 +182,11 @@ def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = No
         keys[pos] = _int_column(batch, 1)
         counts[pos] = _int_column(batch, 2)
         sigs[pos] = rows
+        bands[:, pos] = all_band_keys(rows, nb, rows_per_band)
         found[pos] = True
     if not found.all():  # deleted after the ids were read: dropped (a copy, only then)
-        ids, keys, counts, sigs = ids[found], keys[found], counts[found], sigs[found]
-    return Sigs(ids=ids, keys=keys, sigs=sigs, counts=counts, computed=np.zeros(ids.size, dtype=bool))
+        ids, keys, counts, sigs, bands = ids[found], keys[found], counts[found], sigs[found], bands[:, found]
+    return Sigs(ids=ids, keys=keys, sigs=sigs, counts=counts, computed=np.zeros(ids.size, dtype=bool), bands=bands)
 
 
 def _missing_sql(params: DedupParams, restrict: bool) -> str:
@@ -188,6 +212,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     # go to its samples' rows.
     ids = np.sort(_int_column(con.sql(f"SELECT id FROM ({sql})", params=args).to_arrow_table()))
     todo = ids.size
+    nb, rows_per_band = lsh_params(params.threshold, params.num_perm)
     job.set_message(f"hashing {todo:,} samples")
     pool = Workers(worker_count(workers, todo))
     pool_holder.append(pool)
@@ -209,17 +234,19 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
             hash_parts.append(pa.concat_arrays([batch.column(1)]))
             waiting.append(pos)
             # The texts as Arrow's UTF-8 buffers (Utf8Texts): no str per row here or in the worker.
-            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm)
+            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm, nb, rows_per_band)
 
     # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
     # concatenate would hold them twice. Past SPILL_BYTES they go to a mapped file.
     keys = np.zeros(todo, np.int64)
     sigs = signature_matrix(todo, params.num_perm, ws.root)
+    bands = band_matrix(nb, todo, ws.root)
     counts = np.zeros(todo, np.int32)
-    for k, s, c in pool.stream(hash_chunk, tasks(), job):
+    for k, s, c, b in pool.stream(hash_chunk_banded, tasks(), job):
         pos = waiting.popleft()
         keys[pos] = k
         sigs[pos] = s
+        bands[:, pos] = b
         counts[pos] = c
         job.advance(len(k))
     hashed = np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64)
@@ -229,8 +256,8 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     if hashed.size < todo:  # deleted after the ids were read: dropped (a copy, only then)
         found = np.zeros(todo, bool)
         found[hashed] = True
-        ids, keys, sigs, counts = ids[found], keys[found], sigs[found], counts[found]
-    return Sigs(ids, keys, sigs, counts, np.ones(ids.size, dtype=bool), hashes)
+        ids, keys, sigs, counts, bands = ids[found], keys[found], sigs[found], counts[found], bands[:, found]
+    return Sigs(ids, keys, sigs, counts, np.ones(ids.size, dtype=bool), hashes, bands=bands)
 
 
 def merge(a: Sigs, b: Sigs, spill_dir: Path | None = None) -> Sigs:
@@ -247,9 +274,14 @@ def merge(a: Sigs, b: Sigs, spill_dir: Path | None = None) -> Sigs:
     sigs = signature_matrix(order.size, a.sigs.shape[1], spill_dir)
     sigs[at[:a.ids.size]] = a.sigs
     sigs[at[a.ids.size:]] = b.sigs
+    bands = None
+    if a.bands is not None and b.bands is not None:
+        bands = band_matrix(a.bands.shape[0], order.size, spill_dir)
+        bands[:, at[:a.ids.size]] = a.bands
+        bands[:, at[a.ids.size:]] = b.bands
     return Sigs(ids[order], np.concatenate([a.keys, b.keys])[order], sigs,
                 np.concatenate([a.counts, b.counts])[order], np.concatenate([a.computed, b.computed])[order],
-                shingle_sets=a.shingle_sets or b.shingle_sets)
+                shingle_sets=a.shingle_sets or b.shingle_sets, bands=bands)
 
 
 def store_signatures(con, params: DedupParams, data: Sigs) -> None:
