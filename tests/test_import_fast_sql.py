@@ -37,3 +37,52 @@ def test_language_and_hash_in_sql_equal_python_on_tricky_text(ws, tmp_path, monk
         assert lg == lang.detect(user + " " + answer), user[:40]
         assert digest == sample.content_hash(), user[:40]
         assert messages == sample.messages_json(), user[:40]  # byte for byte, escapes included
+
+
+def _counting_check(monkeypatch):
+    """Wrap fast_alpaca.rows_if_fast: the threads it ran on, in call order."""
+    import threading
+
+    calls: list[str] = []
+    real = fast_alpaca.rows_if_fast
+
+    def spy(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fast_alpaca, "rows_if_fast", spy)
+    return calls
+
+
+def test_the_fast_check_runs_once_beside_the_file_hash(ws, tmp_path, monkeypatch):
+    """The read_json check of a plain JSONL file runs on a thread while the main thread hashes the
+    file: once, not again after the scan; a file already imported is skipped with the check
+    stopped, and imports nothing twice."""
+    import threading
+
+    calls = _counting_check(monkeypatch)
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(500)),
+                   encoding="utf-8")
+    first = import_paths(ws, [src])
+    assert first.files[0].fast_path and first.files[0].rows_imported == 500
+    assert calls == ["studio-import-check"]
+    again = import_paths(ws, [src])
+    assert again.files[0].skipped_as_already_imported
+    assert ws.con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == 500
+    assert calls == ["studio-import-check"] * 2  # the second stopped once the hash was known
+    assert "studio-import-check" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_blank_line_past_the_head_sends_the_file_to_the_precise_path(ws, tmp_path, monkeypatch):
+    """The early check only sees the first 4 KB: a blank line further on (which would shift line
+    numbers) is found by the scan, and the file is then read by the Python path, every row kept."""
+    calls = _counting_check(monkeypatch)
+    rows = [json.dumps({"instruction": f"question {i} " + "x" * 40, "output": f"a{i}"}) for i in range(300)]
+    src = tmp_path / "b.jsonl"
+    src.write_text("\n".join(rows[:200]) + "\n\n" + "\n".join(rows[200:]) + "\n", encoding="utf-8")
+    assert src.read_bytes().index(b"\n\n") > 4096
+    report = import_paths(ws, [src])
+    assert not report.files[0].fast_path and report.files[0].rows_imported == 300
+    assert len(calls) == 1  # the early one, stopped or finished, not run again
+    assert ws.con.execute("SELECT max(source_row) FROM samples").fetchall()[0][0] == 301

@@ -63,6 +63,11 @@ def test_old_workspace_migrates_and_keeps_its_samples(ws_path):
         assert browse.ids(ws.con, browse.Filter(search="old question")) == [1]  # search_text filled by 0005
         applied = [r[0] for r in ws.con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
         assert applied == [m.version for m in migrations()]
+        # 0008: messages and search_text kept their values and are now stored uncompressed
+        assert ws.con.execute("SELECT messages, search_text FROM samples").fetchall() == [("[]", "old question\nold answer")]
+        ddl = ws.con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'").fetchall()[0][0]
+        assert "messages JSON USING COMPRESSION Uncompressed" in ddl
+        assert "search_text VARCHAR USING COMPRESSION Uncompressed" in ddl
 
 
 def test_newer_workspace_is_refused_clearly(ws_path):
