@@ -565,3 +565,33 @@ def test_cli_dedup_says_how_many_chains_it_split_and_lists_similarities_to_the_k
     data = json.loads(capsys.readouterr().out)
     assert [len(c["members"]) for c in data["clusters"]] == [3, 3]
     assert all(m["similarity"] >= 0.7 for c in data["clusters"] for m in c["members"])
+
+
+def test_gather_rows_reads_a_mapped_matrix_as_numpy_indexing_does(tmp_path, monkeypatch):
+    """The estimate's gather (ascending reads, the mapping advised random meanwhile and normal
+    after) returns exactly sigs[positions], repeats and any order included."""
+    import mmap
+
+    from curation.dedup import signatures
+
+    monkeypatch.setattr(signatures, "SPILL_BYTES", 0)
+    m = signatures.signature_matrix(3000, 128, tmp_path)
+    assert isinstance(m, np.memmap)
+    m[:] = np.random.default_rng(1).integers(0, 2**32, (3000, 128), dtype=np.uint32)
+    pos = np.random.default_rng(2).integers(0, 3000, 5000)
+    advised: list[int] = []
+    real = mmap.mmap.madvise
+
+    class Spy:  # records the advice, passes it on
+        def __init__(self, inner):
+            self.inner = inner
+
+        def madvise(self, option, *args):
+            advised.append(option)
+            return real(self.inner, option, *args)
+
+    monkeypatch.setattr(m, "_mmap", Spy(m._mmap))
+    assert np.array_equal(signatures.gather_rows(m, pos), np.asarray(m)[pos])
+    assert advised == [mmap.MADV_RANDOM, mmap.MADV_NORMAL]
+    plain = np.asarray(m).copy()
+    assert np.array_equal(signatures.gather_rows(plain, pos[::-1]), plain[pos[::-1]])

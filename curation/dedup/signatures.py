@@ -15,6 +15,7 @@ that costs less than holding every sample's set from this pass (benches/results/
 """
 from __future__ import annotations
 
+import mmap
 import tempfile
 from array import array
 from collections import deque
@@ -132,6 +133,26 @@ def _matrix(shape: tuple[int, int], dtype: type, spill_dir: Path | None, prefix:
     # mmap keeps its own duplicate of the descriptor, so the file can be closed here.
     with tempfile.TemporaryFile(dir=spill_dir, prefix=prefix) as f:
         return np.memmap(f, dtype, "w+", shape=shape)
+
+
+def gather_rows(sigs: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """sigs[positions], read in ascending order. For a matrix mapped from a file (10M samples:
+    5 GB, with ~2.5 GB of page cache under an 8 GiB cap) the kernel is told the reads are random
+    for the time of the gather: by default each page fault reads ~128 KB around the page, and
+    estimating a few million candidate pairs (one row of 512 bytes each, anywhere in the file)
+    then read 800 GB in half an hour without finishing (benches/results/scale.md)."""
+    order = np.argsort(positions, kind="stable")
+    out = np.empty((positions.size, sigs.shape[1]), sigs.dtype)
+    mm: Any = getattr(sigs, "_mmap", None) if isinstance(sigs, np.memmap) else None
+    if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_RANDOM"):
+        out[order] = sigs[positions[order]]
+        return out
+    mm.madvise(mmap.MADV_RANDOM)
+    try:
+        out[order] = sigs[positions[order]]
+    finally:
+        mm.madvise(mmap.MADV_NORMAL)
+    return out
 
 
 def _blob_rows(chunk: pa.Array, num_perm: int) -> np.ndarray:

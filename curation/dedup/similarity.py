@@ -21,7 +21,7 @@ from ..jobs import Job
 from ..workers import Workers
 from .params import DedupParams
 from .shingle_sets import PAIR_BLOCK, ShingleSets
-from .signatures import Sigs
+from .signatures import Sigs, gather_rows
 
 PAIR_CHUNK = 10000      # candidate pairs per verification task (jaccard_chunk)
 COVERAGE_MARGIN = 0.15  # a pair whose MinHash estimate is this far below the threshold is far (3.7 sd at 0.7)
@@ -47,8 +47,10 @@ def estimates(data: Sigs, a_ids: np.ndarray, b_ids: np.ndarray) -> tuple[np.ndar
     out = np.zeros(a_ids.size, np.float64)
     for s in range(0, a_ids.size, PAIR_BLOCK):
         if n:
-            agree = np.count_nonzero(data.sigs[ia[s:s + PAIR_BLOCK]] == data.sigs[ib[s:s + PAIR_BLOCK]], axis=1)
-            out[s:s + PAIR_BLOCK] = agree / data.sigs.shape[1]
+            # one gather of both sides' rows, in ascending order (a mapped matrix: see gather_rows)
+            k = min(PAIR_BLOCK, a_ids.size - s)
+            rows = gather_rows(data.sigs, np.concatenate([ia[s:s + k], ib[s:s + k]]))
+            out[s:s + k] = np.count_nonzero(rows[:k] == rows[k:], axis=1) / data.sigs.shape[1]
     return out, known
 
 
