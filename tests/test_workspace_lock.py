@@ -63,11 +63,35 @@ def test_old_workspace_migrates_and_keeps_its_samples(ws_path):
         assert browse.ids(ws.con, browse.Filter(search="old question")) == [1]  # search_text filled by 0005
         applied = [r[0] for r in ws.con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
         assert applied == [m.version for m in migrations()]
-        # 0008: messages and search_text kept their values and are now stored uncompressed
+        # 0008 changes only how two columns are stored: recorded, not run, on a table with rows
+        # (a rewrite of every row ran out of memory at 10M samples); the values are as they were
         assert ws.con.execute("SELECT messages, search_text FROM samples").fetchall() == [("[]", "old question\nold answer")]
-        ddl = ws.con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'").fetchall()[0][0]
+        assert "USING COMPRESSION" not in _samples_ddl(ws)
+
+
+def _samples_ddl(ws) -> str:
+    return ws.con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'samples'").fetchall()[0][0]
+
+
+def test_a_new_workspace_stores_the_derived_text_uncompressed(ws_path):
+    with open_workspace(ws_path) as ws:
+        ddl = _samples_ddl(ws)
         assert "messages JSON USING COMPRESSION Uncompressed" in ddl
         assert "search_text VARCHAR USING COMPRESSION Uncompressed" in ddl
+
+
+def test_an_old_empty_workspace_gets_the_new_layout(ws_path):
+    ws_path.mkdir()
+    con = duckdb.connect(str(ws_path / "studio.duckdb"))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, "
+                "applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for m in migrations()[:7]:
+        con.execute(m.sql)
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [m.version, m.name])
+    con.close()
+    with open_workspace(ws_path) as ws:
+        assert ws.schema_version() == SCHEMA_VERSION
+        assert "messages JSON USING COMPRESSION Uncompressed" in _samples_ddl(ws)
 
 
 def test_newer_workspace_is_refused_clearly(ws_path):

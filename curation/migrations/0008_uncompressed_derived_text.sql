@@ -1,3 +1,4 @@
+-- only while empty: samples
 -- samples.messages and samples.search_text are stored uncompressed (DuckDB's USING COMPRESSION).
 --
 -- Both repeat text the row holds already (the turns as JSON; the lowered turns for search), and
@@ -10,7 +11,10 @@
 -- workspace file 1,122 MB instead of 817 MB. Forcing ZSTD instead wrote a smaller file but as
 -- slowly, and read 2.5x slower.
 --
--- A workspace made before this rewrites both columns once here (the last two columns then).
+-- Only new workspaces get this (the first line above): in a workspace that holds samples, every
+-- row would be rewritten, which at 10M samples ran out of DuckDB's memory limit while the
+-- workspace opened. Such a workspace keeps its layout, which works the same. In a new one the two
+-- columns are the last two.
 ALTER TABLE samples ADD COLUMN messages_uncompressed JSON USING COMPRESSION uncompressed;
 UPDATE samples SET messages_uncompressed = messages;
 ALTER TABLE samples DROP COLUMN messages;
