@@ -15,7 +15,8 @@ from ..workers import Workers
 from .params import DedupParams
 
 SET_CHUNK = 4000        # samples per shingle-set task
-PAIR_BLOCK = 65536      # pairs per sparse product (memory: ~10 MB a block per 100 shingles a sample)
+PAIR_BLOCK = 65536      # pairs per block of MinHash estimates (similarity.estimates)
+PAIR_HASHES = 4_000_000  # hashes of each side per block of exact Jaccards (~240 MB of working memory)
 
 
 def distinct_rows(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,14 +60,21 @@ def fetch_texts(con, params: DedupParams, ids: np.ndarray) -> list[str]:
 
 
 class ShingleSets:
-    """Sorted distinct shingle hashes of the samples compared in one run, by sample id (CSR rows),
-    computed once each and kept for the run's later comparisons."""
+    """Sorted distinct shingle hashes of the samples compared in one run (CSR rows, in the order
+    they were computed; `ids`/`rows` find a sample's row), computed once each and kept for the
+    run's later comparisons.
+
+    4 bytes a shingle and nothing else is kept: at 10M samples about 1.2M are compared (~200M
+    shingles, 0.8 GB). The scipy CSR matrix used before (int64 column indices for the 2^32 hash
+    space, plus the hashes, plus three copies while merging) took ~13 bytes a shingle and got the
+    10M run killed under its 8 GiB cap (benches/results/scale.md). Intersections are counted per
+    block of pairs from sorted keys (`jaccard`), with a bounded working set."""
 
     def __init__(self) -> None:
-        self.ids = np.zeros(0, np.int64)
+        self.ids = np.zeros(0, np.int64)     # sorted sample ids held
+        self.rows = np.zeros(0, np.int64)    # row of each id in indptr / hashes
         self.indptr = np.zeros(1, np.int64)
         self.hashes = np.zeros(0, np.uint32)
-        self._matrix = None
 
     def ensure(self, ws, params: DedupParams, ids: np.ndarray, pool: Workers, job: Job) -> None:
         """Compute the sets of `ids` not held yet (in the pool; texts read here, in the main process)."""
@@ -78,32 +86,50 @@ class ShingleSets:
             for s in range(0, need.size, SET_CHUNK):
                 yield (fetch_texts(ws.con, params, need[s:s + SET_CHUNK]), params.shingle)
 
-        parts = list(pool.stream(set_chunk, tasks(), job))
-        sizes = np.concatenate([np.diff(self.indptr)] + [p[0] for p in parts])
-        hashes = np.concatenate([self.hashes] + [p[1] for p in parts])
-        ids_all = np.concatenate([self.ids, need])
-        order = np.argsort(ids_all, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[order]
-        sizes = sizes[order]
-        indptr = np.zeros(order.size + 1, np.int64)
-        np.cumsum(sizes, out=indptr[1:])
-        pos = np.arange(int(indptr[-1]), dtype=np.int64) - np.repeat(indptr[:-1] - starts, sizes)
-        self.ids, self.indptr, self.hashes, self._matrix = ids_all[order], indptr, hashes[pos], None
+        size_parts, hash_parts = [np.diff(self.indptr)], [self.hashes]
+        for sizes, hashes in pool.stream(set_chunk, tasks(), job):
+            size_parts.append(sizes)
+            hash_parts.append(hashes)
+        first_new = self.indptr.size - 1
+        sizes = np.concatenate(size_parts)
+        self.indptr = np.zeros(sizes.size + 1, np.int64)
+        np.cumsum(sizes, out=self.indptr[1:])
+        self.hashes = np.concatenate(hash_parts)
+        del hash_parts
+        ids = np.concatenate([self.ids, need])
+        rows = np.concatenate([self.rows, np.arange(first_new, first_new + need.size, dtype=np.int64)])
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.rows = ids[order], rows[order]
+
+    def _keys(self, rows: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pair << 32 | hash, pair) of every hash of `rows`, pair = the position in `rows`: sorted,
+        as each row's hashes are sorted and distinct."""
+        total = int(sizes.sum())
+        pair = np.repeat(np.arange(rows.size, dtype=np.uint64), sizes)
+        ends = np.cumsum(sizes)
+        at = np.arange(total, dtype=np.int64) - np.repeat(ends - sizes - self.indptr[rows], sizes)
+        return (pair << np.uint64(32)) | self.hashes[at].astype(np.uint64), pair
 
     def jaccard(self, a_ids: np.ndarray, b_ids: np.ndarray) -> np.ndarray:
         """Exact Jaccard of each pair (ids held here; two empty sets count as different)."""
-        from scipy.sparse import csr_matrix
-
-        matrix = self._matrix
-        if matrix is None:
-            matrix = self._matrix = csr_matrix((np.ones(self.hashes.size, np.int8), self.hashes.astype(np.int64),
-                                                self.indptr), shape=(self.ids.size, 1 << 32))
-        ra, rb = np.searchsorted(self.ids, a_ids), np.searchsorted(self.ids, b_ids)
+        ra = self.rows[np.searchsorted(self.ids, a_ids)]
+        rb = self.rows[np.searchsorted(self.ids, b_ids)]
         size = np.diff(self.indptr)
+        sa, sb = size[ra], size[rb]
         out = np.zeros(ra.size, np.float64)
-        for s in range(0, ra.size, PAIR_BLOCK):
-            a, b = ra[s:s + PAIR_BLOCK], rb[s:s + PAIR_BLOCK]
-            inter = matrix[a].multiply(matrix[b]).getnnz(axis=1)
-            union = size[a] + size[b] - inter
-            out[s:s + PAIR_BLOCK] = np.where((size[a] > 0) & (size[b] > 0), inter / np.maximum(union, 1), 0.0)
+        # blocks of about PAIR_HASHES hashes of each side (~60 bytes a hash of working memory)
+        cum = np.cumsum(np.maximum(sa, sb))
+        s = 0
+        while s < ra.size:
+            e = max(s + 1, int(np.searchsorted(cum, (cum[s - 1] if s else 0) + PAIR_HASHES, side="right")))
+            ka, pair = self._keys(ra[s:e], sa[s:e])
+            kb, _ = self._keys(rb[s:e], sb[s:e])
+            if kb.size and ka.size:
+                pos = np.minimum(np.searchsorted(kb, ka), kb.size - 1)
+                inter = np.bincount(pair[kb[pos] == ka].astype(np.int64), minlength=e - s)
+            else:
+                inter = np.zeros(e - s, np.int64)
+            union = sa[s:e] + sb[s:e] - inter
+            out[s:e] = np.where((sa[s:e] > 0) & (sb[s:e] > 0), inter / np.maximum(union, 1), 0.0)
+            s = e
         return out
