@@ -19,8 +19,8 @@ from ..workers import Workers
 from .clusters import Plan, keeper_rank, reviewer_keepers
 from .lsh import candidate_pairs, group_pairs, keys_of_band, lsh_params, unique_pairs
 from .params import DedupParams
-from .signatures import Sigs
-from .similarity import COVERAGE_MARGIN, PairLookup, similarities
+from .signatures import Sigs, gather_rows
+from .similarity import COVERAGE_MARGIN, PairLookup, estimates_at, similarities
 
 if TYPE_CHECKING:
     from .report import DedupReport
@@ -173,7 +173,8 @@ def _widest_keeper(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job,
         cand = cand[:max(1, COVERAGE_PAIRS // (hi - lo))]
         if cand.size < 2:
             continue
-        agree = np.count_nonzero(data.sigs[members[cand]][:, None, :] == data.sigs[members[lo:hi]][None, :, :], axis=2)
+        rows = gather_rows(data.sigs, members[lo:hi])
+        agree = np.count_nonzero(rows[cand - lo][:, None, :] == rows[None, :, :], axis=2)
         ci, mi = np.nonzero(agree >= (params.threshold - COVERAGE_MARGIN) * params.num_perm)
         cands.append(cand)
         pair_a.append(cand[ci])
@@ -213,7 +214,7 @@ def pair_similarity(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
             code = np.minimum(da[missing], db[missing]).astype(np.int64) * rep.size + np.maximum(da[missing], db[missing])
             uniq, inv = np.unique(code, return_inverse=True)
             ua, ub = uniq // rep.size, uniq % rep.size
-            computed = np.count_nonzero(data.sigs[ua] == data.sigs[ub], axis=1) / data.sigs.shape[1]
+            computed = estimates_at(data.sigs, ua, ub)
             close = computed >= params.threshold - COVERAGE_MARGIN
             if params.verify and close.any():
                 computed[close] = similarities(ws, params, data.ids[ua[close]], data.ids[ub[close]], data, pool, job)
@@ -398,6 +399,6 @@ def _similarity_to_keepers(ws, data: Sigs, params: DedupParams, pool: Workers, j
 def _estimate_with_keepers(con, params: DedupParams, data: Sigs, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """MinHash estimates where a keeper's signature may not be loaded (it always is: all stored)."""
     ia, ib = data.index_of(a), np.clip(data.index_of(b), 0, data.ids.size - 1)
-    return (data.sigs[ia] == data.sigs[ib]).mean(axis=1)
+    return estimates_at(data.sigs, ia, ib)
 
 

@@ -42,16 +42,22 @@ def jaccard_chunk(texts: Sequence[str], left: np.ndarray, right: np.ndarray, shi
 def estimates(data: Sigs, a_ids: np.ndarray, b_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(MinHash estimate of each pair, whether both samples have a signature in `data`)."""
     n = data.ids.size
-    ia, ib = np.clip(data.index_of(a_ids), 0, max(n - 1, 0)), np.clip(data.index_of(b_ids), 0, max(n - 1, 0))
-    known = (data.ids[ia] == a_ids) & (data.ids[ib] == b_ids) if n else np.zeros(a_ids.size, bool)
-    out = np.zeros(a_ids.size, np.float64)
-    for s in range(0, a_ids.size, PAIR_BLOCK):
-        if n:
-            # one gather of both sides' rows, in ascending order (a mapped matrix: see gather_rows)
-            k = min(PAIR_BLOCK, a_ids.size - s)
-            rows = gather_rows(data.sigs, np.concatenate([ia[s:s + k], ib[s:s + k]]))
-            out[s:s + k] = np.count_nonzero(rows[:k] == rows[k:], axis=1) / data.sigs.shape[1]
-    return out, known
+    if not n:
+        return np.zeros(a_ids.size, np.float64), np.zeros(a_ids.size, bool)
+    ia, ib = np.clip(data.index_of(a_ids), 0, n - 1), np.clip(data.index_of(b_ids), 0, n - 1)
+    known = (data.ids[ia] == a_ids) & (data.ids[ib] == b_ids)
+    return estimates_at(data.sigs, ia, ib), known
+
+
+def estimates_at(sigs: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """MinHash estimate of each pair of rows (ia, ib) of `sigs`: both sides' rows gathered in one
+    ascending read per block (a mapped matrix: see gather_rows)."""
+    out = np.zeros(ia.size, np.float64)
+    for s in range(0, ia.size, PAIR_BLOCK):
+        k = min(PAIR_BLOCK, ia.size - s)
+        rows = gather_rows(sigs, np.concatenate([ia[s:s + k], ib[s:s + k]]))
+        out[s:s + k] = np.count_nonzero(rows[:k] == rows[k:], axis=1) / sigs.shape[1]
+    return out
 
 
 def similarities(ws, params: DedupParams, a_ids: np.ndarray, b_ids: np.ndarray, data: Sigs,
