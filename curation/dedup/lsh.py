@@ -95,12 +95,16 @@ def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int, take: np.
     `take`): they agree on every row of some band. `band_keys`: the rows' keys of every band
     (`all_band_keys`), when they were computed already."""
     bands, rows = lsh_params(threshold, num_perm)
-    n = sigs.shape[0] if take is None else take.size
-    parts_a, parts_b = [], []
+    n = max(sigs.shape[0] if take is None else take.size, 1)
+    # Each band's pairs are kept as distinct codes (lo * n + hi, 8 bytes a pair), not as position
+    # arrays joined at the end: at 10M samples the joined arrays and their copies in unique_pairs
+    # peaked at 6.8 GB of an 8 GiB cap.
+    codes = []
     for band in range(bands):  # one band's keys at a time: 8 bytes a row, not 8 x bands
         a, b = group_pairs(keys_of_band(sigs, band_keys, band, rows, take))
-        parts_a.append(a)
-        parts_b.append(b)
-    if not parts_a:
+        codes.append(np.unique(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)))
+        del a, b
+    if not codes:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return unique_pairs(np.concatenate(parts_a), np.concatenate(parts_b), max(n, 1))
+    code = np.unique(np.concatenate(codes))
+    return code // n, code % n
