@@ -82,10 +82,14 @@ def group_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], b[keep]
 
 
+def pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """The distinct unordered pairs among (a, b) as sorted int64 codes low * n + high."""
+    return np.unique(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
+
+
 def unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The distinct unordered pairs among (a, b), as (low, high), positions below n."""
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    code = np.unique(lo.astype(np.int64) * n + hi)
+    code = pair_codes(a, b, n)
     return code // n, code % n
 
 
@@ -102,7 +106,7 @@ def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int, take: np.
     codes = []
     for band in range(bands):  # one band's keys at a time: 8 bytes a row, not 8 x bands
         a, b = group_pairs(keys_of_band(sigs, band_keys, band, rows, take))
-        codes.append(np.unique(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)))
+        codes.append(pair_codes(a, b, n))
         del a, b
     if not codes:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
