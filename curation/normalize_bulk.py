@@ -19,6 +19,7 @@ import numpy as np
 
 from . import normalize as norm
 from .lang import cjk_bmp
+from .text_kernels import normalizer
 
 DROP = np.uint32(0xFFFFFFFF)     # the character disappears (zero-width)
 COMPLEX = np.uint32(0xFFFFFFFE)  # the text takes normalize() itself
@@ -70,6 +71,9 @@ def normalized_codepoints(texts: "Sequence[str | None] | Utf8Texts") -> tuple[np
 
 def _normalize(cp: np.ndarray, lens: np.ndarray, text_of) -> tuple[np.ndarray, np.ndarray]:
     image, cjk = tables()
+    compiled = normalizer()
+    if compiled is not None:  # the same code points, one pass (curation/text_kernels.py)
+        return _compiled_normalize(compiled, cp, lens, text_of)
     mapped = image.take(cp)
     ends = np.cumsum(lens)
     bad = np.flatnonzero(mapped == COMPLEX)
@@ -118,6 +122,30 @@ def _normalize(cp: np.ndarray, lens: np.ndarray, text_of) -> tuple[np.ndarray, n
         keep[int(ends[i] - lens[i]):int(ends[i])] = True
     out = mapped[keep]
     return out, np.add.reduceat(keep, ends - lens, dtype=np.int64)
+
+
+def _compiled_normalize(compiled, cp: np.ndarray, lens: np.ndarray, text_of) -> tuple[np.ndarray, np.ndarray]:
+    """_normalize through the compiled kernel; the texts it leaves (out_lens 0: a character that
+    maps to several, composes, lies past the BMP, or an inner NUL) take normalize() and are
+    spliced in."""
+    image, cjk = tables()
+    out = np.empty(cp.size, np.uint32)  # no character maps to more than one here
+    out_lens = np.empty(lens.size, np.int64)
+    used = compiled(np.ascontiguousarray(cp, dtype=np.uint32), np.ascontiguousarray(lens, dtype=np.int64), image, cjk,
+                    DROP, COMPLEX, SPACE, out, out_lens)
+    out = out[:used]
+    left = np.flatnonzero(out_lens == 0).tolist()
+    if not left:
+        return out, out_lens
+    starts = np.cumsum(out_lens) - out_lens
+    pieces, at = [], 0
+    for i in left:
+        t = norm.normalize(text_of(i))
+        pieces += [out[at:starts[i]], np.frombuffer((t + "\x00").encode("utf-32-le"), np.uint32)]
+        out_lens[i] = len(t) + 1
+        at = int(starts[i])
+    pieces.append(out[at:])
+    return np.concatenate(pieces), out_lens
 
 
 def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -107,6 +107,11 @@ def codepoint_shingle_hashes(cp: np.ndarray, lens: np.ndarray, n: int = DEFAULT_
     count = lens.size
     if count == 0:
         return np.zeros(0, np.uint32), np.zeros(1, np.int64)
+    from .text_kernels import shingler
+
+    compiled = shingler()
+    if compiled is not None:  # the same hashes, one pass (curation/text_kernels.py)
+        return _compiled_hashes(compiled, cp, lens, n)
     ends = np.cumsum(lens)  # text i's characters end before ends[i]
     cls = _classes(cp)  # NUL (between texts) is a separator in the table
     is_word = cls == _WORD
@@ -174,6 +179,18 @@ def codepoint_shingle_hashes(cp: np.ndarray, lens: np.ndarray, n: int = DEFAULT_
 
 # role 0 (no mark) leaves a token hash as it is; 1..3 (user, assistant, system) salt it
 _ROLE_SALT = np.array([0, 0x9E6C63D0676A9A99, 0x5851F42D4C957F2D, 0xD6E8FEB86659FD93], dtype=np.uint64)
+
+
+def _compiled_hashes(compiled, cp: np.ndarray, lens: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """codepoint_shingle_hashes through the compiled kernel (a text has at most one shingle per
+    code point, so `cp.size` bounds the output)."""
+    out = np.empty(cp.size, np.uint32)
+    counts = np.empty(lens.size, np.int64)
+    k = compiled(np.ascontiguousarray(cp, dtype=np.uint32), np.ascontiguousarray(lens, dtype=np.int64), int(n),
+                 _bmp_classes(), _ROLE_SALT, _P_CHAR, _Q_TOKEN, _C_MUL, _MARK_LO, _MARK_HI, out, counts)
+    offsets = np.zeros(lens.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return out[:k].copy(), offsets
 
 
 def shingle_set(text: str, n: int = DEFAULT_SHINGLE) -> np.ndarray:
