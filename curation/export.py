@@ -45,7 +45,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -53,6 +53,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .arrow_ints import arrow_of as _arrow
+from .arrow_ints import int64s
+from .arrow_ints import strings_of as _strings
 from .errors import StudioError
 from .hashed_writer import HashedWriter
 from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql
@@ -525,9 +528,7 @@ def _stream_sql(fmt: str, picked: str) -> str:
 # Arrow <-> numpy by hand: pyarrow's to_numpy and pa.array import pandas (a quarter of a second)
 def _ints(arr: pa.Array) -> np.ndarray:
     """The values of an int64 Arrow array without nulls, as numpy (no copy)."""
-    if not len(arr):
-        return np.zeros(0, dtype=np.int64)
-    return np.frombuffer(arr.buffers()[1], dtype=np.int64, count=len(arr), offset=arr.offset * 8)
+    return int64s(arr)
 
 
 def _bits(arr: pa.Array, buffer: int) -> np.ndarray:
@@ -548,26 +549,11 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return _bits(arr, 0) if arr.null_count else np.ones(len(arr), dtype=bool)
 
 
-def _arrow(values: np.ndarray) -> pa.Array:
-    """A numpy array of numbers as an Arrow array (no copy)."""
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
 def _mask(values: np.ndarray) -> pa.Array:
     """A numpy array of booleans as an Arrow array."""
     return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
-
-
-def _strings(values: Sequence[str | None], kind: pa.DataType | None = None) -> pa.Array:
-    """Python strings (None for null) as an Arrow string (or `kind`: large_string) array."""
-    kind = kind or pa.string()
-    data = [b"" if v is None else v.encode() for v in values]
-    width = np.int64 if pa.types.is_large_string(kind) else np.int32
-    offsets = np.cumsum([0, *map(len, data)], dtype=width)
-    valid = np.array([v is not None for v in values], dtype=bool)
-    bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    return pa.Array.from_buffers(kind, len(values), [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
 
 def _line_buffer(arr: pa.Array, starts: np.ndarray, ends: np.ndarray) -> list[memoryview]:

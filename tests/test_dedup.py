@@ -624,3 +624,24 @@ def test_shingle_set_jaccard_is_exact_across_blocks(monkeypatch):
     for block in (1, 50, 10**9):
         monkeypatch.setattr(ss, "PAIR_HASHES", block)
         assert held.jaccard(ids[a], ids[b]).tolist() == pytest.approx(expected, abs=0)
+
+
+def test_a_dedup_run_and_a_keeper_choice_load_no_pandas(ws):
+    """pyarrow's pa.array / pa.table / to_numpy import pandas (~0.6 s a process): the dedup pass
+    builds its Arrow tables from buffers (curation/arrow_ints.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (q1, a1), (q2, a2) = NEAR["en"]
+    add(ws, chat(q1, a1), chat(q2, a2), chat("unrelated", "something else entirely"), chat(q1, a1))
+    ws.close()
+    code = ("import sys; from pathlib import Path; from curation.workspace import open_workspace; "
+            "from curation import dedup; "
+            f"ws = open_workspace(Path({str(ws.root)!r})); dedup.find_duplicates(ws, dedup.DedupParams()); "
+            "c = dedup.list_clusters(ws.con)[0]; "
+            "other = [m['sample_id'] for m in c['members'] if m['sample_id'] != c['keeper_id']][0]; "
+            "dedup.set_keeper(ws, c['cluster_id'], other); print(len(dedup.list_clusters(ws.con)), 'pandas' in sys.modules)")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[1:] == ["False"] and int(out.stdout.split()[0]) >= 1, out.stdout + out.stderr

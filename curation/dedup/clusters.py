@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..arrow_ints import arrow_of, float64s, int64s, table_of
 from ..errors import NotFound, StudioError
 from .params import DEFAULT_SHINGLE, DedupParams
 from .shingle_sets import fetch_texts
@@ -36,7 +37,7 @@ def keeper_rank(con, member_ids: np.ndarray, reviewer: set[int]) -> tuple[np.nda
     """Each member's rank by the keeper policy (0: the best keeper; distinct ids, distinct ranks)
     and its tier: members of equal tier tie on policy steps 1-3 (reviewer, status, quality), so
     only answer length and import order tell them apart."""
-    con.register("_members", pa.table({"id": member_ids}))
+    con.register("_members", pa.table({"id": arrow_of(np.asarray(member_ids, np.int64))}))
     try:
         t = con.sql(
             "SELECT m.id, s.status, s.judge_score, length(coalesce(s.answer, s.text, '')) AS alen, "
@@ -46,13 +47,13 @@ def keeper_rank(con, member_ids: np.ndarray, reviewer: set[int]) -> tuple[np.nda
         ).to_arrow_table()
     finally:
         con.unregister("_members")
-    ids = t.column("id").to_numpy()
+    ids = int64s(t.column("id"))
     pos = np.searchsorted(ids, member_ids)
     status = np.array([_STATUS_RANK.get(s, 1) for s in t.column("status").to_pylist()], dtype=np.int64)[pos]
-    judge = t.column("judge_score").to_numpy(zero_copy_only=False).astype(np.float64)[pos]
+    judge = float64s(t.column("judge_score"))[pos]
     judge = np.where(np.isnan(judge), -np.inf, judge)
-    alen = t.column("alen").to_numpy().astype(np.int64)[pos]
-    nflags = t.column("nflags").to_numpy().astype(np.int64)[pos]
+    alen = int64s(t.column("alen"))[pos]
+    nflags = int64s(t.column("nflags"))[pos]
     chosen = np.isin(member_ids, np.fromiter(reviewer, dtype=np.int64, count=len(reviewer)))
     # np.lexsort: the last key is the primary one.
     order = np.lexsort((member_ids, -alen, -judge, nflags, status, ~chosen))
@@ -131,7 +132,7 @@ def write_plan(con, op_id: int, plan: Plan, params: DedupParams) -> tuple[int, i
     keeper_of[plan.label] = plan.keeper
     new_mask = np.array([e is None for e in existing])
     if new_mask.any():
-        clusters = pa.table({
+        clusters = table_of({
             "id": cid[new_mask], "method": [m for m, k in zip(plan.method, new_mask) if k],
             "keeper_id": keeper_of[new_mask], "chosen": [c for c, k in zip(plan.chosen_by, new_mask) if k],
             "size": sizes[new_mask].astype(np.int32),
@@ -144,7 +145,7 @@ def write_plan(con, op_id: int, plan: Plan, params: DedupParams) -> tuple[int, i
             con.execute("INSERT INTO dup_undo_clusters (op_id, existed, id) SELECT ?, FALSE, id FROM _clusters", [op_id])
         finally:
             con.unregister("_clusters")
-    members = pa.table({
+    members = table_of({
         "cluster_id": member_cid, "sample_id": plan.member, "similarity": plan.similarity,
         "duplicate_of": np.where(plan.member == plan.keeper, -1, plan.keeper),
     })
@@ -212,7 +213,7 @@ def set_keeper(ws, cluster_id: int, sample_id: int, *, reason: str | None = None
         save_for_undo(c, op_id, [int(cluster_id)], ids)
         c.execute("UPDATE dup_clusters SET keeper_id = ?, keeper_chosen_by = 'reviewer', resolved = TRUE WHERE id = ?",
                   [int(sample_id), int(cluster_id)])
-        c.register("_sims", pa.table({"sample_id": ids, "similarity": sims}))
+        c.register("_sims", table_of({"sample_id": np.asarray(ids, np.int64), "similarity": np.asarray(sims, np.float64)}))
         try:
             c.execute("UPDATE dup_members SET similarity = s.similarity FROM _sims s "
                       "WHERE dup_members.cluster_id = ? AND dup_members.sample_id = s.sample_id", [int(cluster_id)])

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pyarrow as pa
 
+from ..arrow_ints import table_of
 from ..jobs import Job, null_job
 from ..workers import Workers
 from .clusters import UNDO_HANDLER, Plan, save_for_undo, write_plan
@@ -84,7 +85,7 @@ def _same_clusters(c, plan: Plan, params: DedupParams) -> bool:
     methods, who chose the keeper, duplicate_of) and the last run used the same parameters."""
     if last_params(c) != params:
         return False
-    new = pa.table({"sample_id": plan.member, "keeper_id": plan.keeper, "similarity": plan.similarity,
+    new = table_of({"sample_id": plan.member, "keeper_id": plan.keeper, "similarity": plan.similarity,
                     "method": [plan.method[i] for i in plan.label.tolist()],
                     "chosen": [plan.chosen_by[i] for i in plan.label.tolist()]},
                    schema=pa.schema([("sample_id", pa.int64()), ("keeper_id", pa.int64()), ("similarity", pa.float64()),

@@ -29,6 +29,7 @@ import pyarrow as pa
 from .. import normalize as norm
 from .. import normalize_bulk
 from .. import shingles as sh
+from ..arrow_ints import arrow_of, int64s, mask_of, table_of
 from ..jobs import Job
 from ..workers import Workers, worker_count
 from .lsh import all_band_keys, lsh_params
@@ -68,6 +69,7 @@ def warm_worker() -> None:
     """Build the per-process lookup tables of the normaliser and the shingler (~0.3 s)."""
     normalize_bulk.tables()
     sh._bmp_classes()
+    sh.codepoint_shingle_hashes(*normalize_bulk.normalized_codepoints(["warm 暖"]), 3)  # numba: import, load its cache
 
 
 def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int) -> tuple:
@@ -172,7 +174,7 @@ def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _int_column(table: pa.Table | pa.RecordBatch, i: int = 0) -> np.ndarray:
-    return np.asarray(table.column(i).to_numpy(zero_copy_only=False), dtype=np.int64) if table.num_rows else np.zeros(0, np.int64)
+    return int64s(table.column(i))
 
 
 def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = None,
@@ -199,7 +201,7 @@ def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = No
         rows = _blob_rows(batch.column(3), params.num_perm)  # every signature has the same length
         if not ok.all():  # stored after the ids were read (another thread): left for the next run
             pos, rows = pos[ok], rows[ok]
-            batch = batch.filter(pa.array(ok))
+            batch = batch.filter(mask_of(ok))
         keys[pos] = _int_column(batch, 1)
         counts[pos] = _int_column(batch, 2)
         sigs[pos] = rows
@@ -246,7 +248,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
         for batch in con.sql(sql, params=args).to_arrow_reader(CHUNK):
             pos, ok = _positions(ids, _int_column(batch))
             if not ok.all():  # added after the ids were read (another thread): hashed next time
-                pos, batch = pos[ok], batch.filter(pa.array(ok))
+                pos, batch = pos[ok], batch.filter(mask_of(ok))
             if not pos.size:
                 continue
             pos_parts.append(pos)
@@ -272,7 +274,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
         job.advance(len(k))
     hashed = np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64)
     # content hashes in id order (the chunks came in table order)
-    hashes = pa.concat_arrays(hash_parts).take(pa.array(np.argsort(hashed, kind="stable"))) if hash_parts \
+    hashes = pa.concat_arrays(hash_parts).take(arrow_of(np.argsort(hashed, kind="stable"))) if hash_parts \
         else pa.array([], pa.string())
     if hashed.size < todo:  # deleted after the ids were read: dropped (a copy, only then)
         found = np.zeros(todo, bool)
@@ -321,7 +323,7 @@ def store_signatures(con, params: DedupParams, data: Sigs) -> None:
     width = params.num_perm * 4
     # Zero-copy: Arrow wraps the numpy buffer as fixed-size binary values; DuckDB stores BLOBs.
     blob = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), new.size, [None, pa.py_buffer(sigs)])
-    tbl = pa.table({"sample_id": ids, "content_hash": data.hashes, "exact_key": data.keys[new],
+    tbl = table_of({"sample_id": ids, "content_hash": data.hashes, "exact_key": data.keys[new],
                     "shingles": data.counts[new], "signature": blob})
     con.register("_sigs", tbl)
     try:
