@@ -53,9 +53,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .arrow_ints import arrow_of as _arrow
-from .arrow_ints import int64s
-from .arrow_ints import strings_of as _strings
+from .arrow_buffers import arrow_of as _arrow
+from .arrow_buffers import int64s
+from .arrow_buffers import strings_of as _strings
 from .errors import StudioError
 from .hashed_writer import HashedWriter
 from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql

@@ -628,7 +628,7 @@ def test_shingle_set_jaccard_is_exact_across_blocks(monkeypatch):
 
 def test_a_dedup_run_and_a_keeper_choice_load_no_pandas(ws):
     """pyarrow's pa.array / pa.table / to_numpy import pandas (~0.6 s a process): the dedup pass
-    builds its Arrow tables from buffers (curation/arrow_ints.py)."""
+    builds its Arrow tables from buffers (curation/arrow_buffers.py)."""
     import subprocess
     import sys
     from pathlib import Path

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from ..arrow_ints import arrow_of, float64s, int64s, table_of
+from ..arrow_buffers import float64s, int64s, table_of
 from ..errors import NotFound, StudioError
 from .params import DEFAULT_SHINGLE, DedupParams
 from .shingle_sets import fetch_texts
@@ -37,7 +36,7 @@ def keeper_rank(con, member_ids: np.ndarray, reviewer: set[int]) -> tuple[np.nda
     """Each member's rank by the keeper policy (0: the best keeper; distinct ids, distinct ranks)
     and its tier: members of equal tier tie on policy steps 1-3 (reviewer, status, quality), so
     only answer length and import order tell them apart."""
-    con.register("_members", pa.table({"id": arrow_of(np.asarray(member_ids, np.int64))}))
+    con.register("_members", table_of({"id": np.asarray(member_ids, np.int64)}))
     try:
         t = con.sql(
             "SELECT m.id, s.status, s.judge_score, length(coalesce(s.answer, s.text, '')) AS alen, "

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pyarrow as pa
 
-from ..arrow_ints import table_of
+from ..arrow_buffers import table_of
 from ..jobs import Job, null_job
 from ..workers import Workers
 from .clusters import UNDO_HANDLER, Plan, save_for_undo, write_plan

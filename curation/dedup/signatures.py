@@ -29,7 +29,7 @@ import pyarrow as pa
 from .. import normalize as norm
 from .. import normalize_bulk
 from .. import shingles as sh
-from ..arrow_ints import arrow_of, int64s, mask_of, table_of
+from ..arrow_buffers import arrow_of, int64s, mask_of, table_of
 from ..jobs import Job
 from ..workers import Workers, worker_count
 from .lsh import all_band_keys, lsh_params
