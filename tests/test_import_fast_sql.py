@@ -86,3 +86,19 @@ def test_a_blank_line_past_the_head_sends_the_file_to_the_precise_path(ws, tmp_p
     assert not report.files[0].fast_path and report.files[0].rows_imported == 300
     assert len(calls) == 1  # the early one, stopped or finished, not run again
     assert ws.con.execute("SELECT max(source_row) FROM samples").fetchall()[0][0] == 301
+
+
+def test_a_failed_insert_reports_its_own_error(ws, tmp_path, monkeypatch):
+    """The staged rows' DROP runs in the insert's aborted transaction and fails there too: that
+    must not hide what failed (on a full disk, the disk-full message)."""
+    import pytest
+
+    src = tmp_path / "a.jsonl"
+    src.write_text(json.dumps({"instruction": "q", "input": "", "output": "a"}) + "\n", encoding="utf-8")
+    monkeypatch.setattr(fast_alpaca, "insert_query", lambda: "SELECT error('the insert failed: ' || $2 || $1 || $3 || len($4))")
+    with pytest.raises(Exception) as err:
+        import_paths(ws, [src])
+    assert "the insert failed" in str(err.value) and "aborted" not in str(err.value)
+    assert ws.count() == 0
+    monkeypatch.undo()
+    assert import_paths(ws, [src]).files[0].fast_path and ws.count() == 1  # the workspace is fine afterwards

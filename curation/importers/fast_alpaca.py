@@ -304,9 +304,19 @@ def insert_alpaca(con: duckdb.DuckDBPyConnection, path: str, source_file: str, j
     try:
         con.execute(insert_query(), [first, source_file, import_id, list(tags)])
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {_STAGED}")
+        _drop_staged(con)
     _hash_in_python(con, first, first + rows - 1)
     return first, first + rows - 1
+
+
+def _drop_staged(con: duckdb.DuckDBPyConnection) -> None:
+    """DROP the staged rows. After a failed insert in the caller's transaction the DROP fails too
+    (the transaction is aborted; its rollback drops the table): the insert's error (a full disk,
+    say) is the one to raise, not "Current transaction is aborted"."""
+    try:
+        con.execute(f"DROP TABLE IF EXISTS {_STAGED}")
+    except duckdb.TransactionException:
+        pass
 
 
 def reserve_ids(con: duckdb.DuckDBPyConnection, n: int) -> int:
