@@ -102,3 +102,27 @@ def test_newer_workspace_is_refused_clearly(ws_path):
     proc = subprocess.run([sys.executable, "-m", "studio.cli", "stats", "--workspace", str(ws_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Upgrade the studio" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _signatures_ddl(ws) -> str:
+    return ws.con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'minhash_signatures'").fetchall()[0][0]
+
+
+def test_signatures_are_stored_uncompressed_in_a_new_workspace_and_kept_in_an_old_one(ws_path, tmp_path):
+    with open_workspace(ws_path) as ws:
+        assert "signature BLOB USING COMPRESSION Uncompressed NOT NULL" in _signatures_ddl(ws)
+    # a workspace at 0008 that holds signatures keeps them, and its layout (0009 recorded, not run)
+    old = tmp_path / "old"
+    old.mkdir()
+    con = duckdb.connect(str(old / "studio.duckdb"))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for m in migrations():
+        if m.version <= 8:
+            con.execute(m.sql)
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [m.version, m.name])
+    con.execute("INSERT INTO minhash_signatures VALUES (1, 'k', 'h', 7, 3, '\\x00\\x01'::BLOB)")
+    con.close()
+    with open_workspace(old) as ws:
+        assert ws.schema_version() == SCHEMA_VERSION
+        assert ws.con.execute("SELECT sample_id, exact_key FROM minhash_signatures").fetchall() == [(1, 7)]
+        assert "USING COMPRESSION" not in _signatures_ddl(ws)

@@ -316,8 +316,6 @@ def store_signatures(con, params: DedupParams, data: Sigs) -> None:
     # Signatures of an earlier scheme are never read again (their key differs): drop them.
     for scheme in OLD_SCHEMES:
         con.execute("DELETE FROM minhash_signatures WHERE params LIKE ?", [f"% scheme={scheme}"])
-    con.execute("DELETE FROM minhash_signatures WHERE params = ? AND sample_id IN (SELECT unnest(?))",
-                [params.signature_key, ids.tolist()])
     sigs = data.sigs if new.size == data.ids.size else data.sigs[new]
     sigs = np.ascontiguousarray(sigs)  # no copy when already contiguous
     width = params.num_perm * 4
@@ -327,6 +325,9 @@ def store_signatures(con, params: DedupParams, data: Sigs) -> None:
                     "shingles": data.counts[new], "signature": blob})
     con.register("_sigs", tbl)
     try:
+        # the ids as a join, not a list parameter (1M ids as a Python list: ~1 s before the scan)
+        con.execute("DELETE FROM minhash_signatures WHERE params = ? AND sample_id IN (SELECT sample_id FROM _sigs)",
+                    [params.signature_key])
         con.execute("INSERT INTO minhash_signatures (sample_id, params, content_hash, exact_key, shingles, signature) "
                     "SELECT sample_id, ?, content_hash, exact_key, shingles, signature FROM _sigs", [params.signature_key])
     finally:
