@@ -84,14 +84,7 @@ def _normalize(cp: np.ndarray, lens: np.ndarray, text_of) -> tuple[np.ndarray, n
     pre = np.unique(np.searchsorted(ends, bad, side="right")).tolist()
     if pre:
         # Those texts take normalize() and are spliced in, normalised already: kept as they are.
-        starts = ends - lens
-        pieces, at = [], 0
-        for i in pre:
-            t = norm.normalize(text_of(i))
-            pieces += [cp[at:starts[i]], np.frombuffer((t + "\x00").encode("utf-32-le"), np.uint32)]
-            lens[i] = len(t) + 1
-            at = int(ends[i])
-        pieces.append(cp[at:])
+        pieces = _spliced(cp, ends - lens, lens, pre, text_of)
         cp = np.concatenate(pieces)
         pieces[-1] = image.take(pieces[-1])
         for k in range(0, len(pieces) - 1, 2):
@@ -137,15 +130,21 @@ def _compiled_normalize(compiled, cp: np.ndarray, lens: np.ndarray, text_of) -> 
     left = np.flatnonzero(out_lens == 0).tolist()
     if not left:
         return out, out_lens
-    starts = np.cumsum(out_lens) - out_lens
+    return np.concatenate(_spliced(out, np.cumsum(out_lens) - out_lens, out_lens, left, text_of)), out_lens
+
+
+def _spliced(arr: np.ndarray, starts: np.ndarray, lens: np.ndarray, which: list[int], text_of) -> list[np.ndarray]:
+    """`arr` cut around the texts `which` (text i: lens[i] code points from starts[i]), each
+    replaced by normalize() of it and its NUL; lens[i] becomes that length. Even places hold the
+    pieces of `arr`, odd places the normalised texts."""
     pieces, at = [], 0
-    for i in left:
+    for i in which:
         t = norm.normalize(text_of(i))
-        pieces += [out[at:starts[i]], np.frombuffer((t + "\x00").encode("utf-32-le"), np.uint32)]
-        out_lens[i] = len(t) + 1
-        at = int(starts[i])
-    pieces.append(out[at:])
-    return np.concatenate(pieces), out_lens
+        pieces += [arr[at:starts[i]], np.frombuffer((t + "\x00").encode("utf-32-le"), np.uint32)]
+        at = int(starts[i] + lens[i])
+        lens[i] = len(t) + 1
+    pieces.append(arr[at:])
+    return pieces
 
 
 def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
