@@ -54,7 +54,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .arrow_buffers import arrow_of as _arrow
-from .arrow_buffers import int64s
+from .arrow_buffers import int64s as _ints
+from .arrow_buffers import mask_of as _mask
 from .arrow_buffers import strings_of as _strings
 from .errors import StudioError
 from .hashed_writer import HashedWriter
@@ -526,11 +527,6 @@ def _stream_sql(fmt: str, picked: str) -> str:
 
 
 # Arrow <-> numpy by hand: pyarrow's to_numpy and pa.array import pandas (a quarter of a second)
-def _ints(arr: pa.Array) -> np.ndarray:
-    """The values of an int64 Arrow array without nulls, as numpy (no copy)."""
-    return int64s(arr)
-
-
 def _bits(arr: pa.Array, buffer: int) -> np.ndarray:
     n, skip = len(arr), arr.offset
     return np.unpackbits(np.frombuffer(arr.buffers()[buffer], dtype=np.uint8), bitorder="little")[skip:skip + n].view(bool)
@@ -547,13 +543,6 @@ def _bools(arr: pa.Array) -> np.ndarray:
 def _valid(arr: pa.Array) -> np.ndarray:
     """Which values of an Arrow array are not null, as numpy."""
     return _bits(arr, 0) if arr.null_count else np.ones(len(arr), dtype=bool)
-
-
-
-
-def _mask(values: np.ndarray) -> pa.Array:
-    """A numpy array of booleans as an Arrow array."""
-    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))])
 
 
 def _line_buffer(arr: pa.Array, starts: np.ndarray, ends: np.ndarray) -> list[memoryview]:

@@ -29,7 +29,7 @@ import pyarrow as pa
 from .. import normalize as norm
 from .. import normalize_bulk
 from .. import shingles as sh
-from ..arrow_buffers import arrow_of, int64s, mask_of, table_of
+from ..arrow_buffers import arrow_of, int64s, mask_of, strings_of, table_of
 from ..jobs import Job
 from ..workers import Workers, worker_count
 from .lsh import all_band_keys, lsh_params
@@ -275,7 +275,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     hashed = np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64)
     # content hashes in id order (the chunks came in table order)
     hashes = pa.concat_arrays(hash_parts).take(arrow_of(np.argsort(hashed, kind="stable"))) if hash_parts \
-        else pa.array([], pa.string())
+        else strings_of([])
     if hashed.size < todo:  # deleted after the ids were read: dropped (a copy, only then)
         found = np.zeros(todo, bool)
         found[hashed] = True
