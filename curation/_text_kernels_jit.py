@@ -45,7 +45,8 @@ def _shingle_hashes(cp, lens, n, table, salt, p_char, q_token, c_mul, mark_lo, m
         in_word = False
         j = at
         while j <= end:
-            # one step past the text's end flushes its last token and run
+            # one step past the text's end flushes its last token and run; cls as in
+            # shingles._classes: 0 separator, 1 word character, 2 CJK character
             if j < end:
                 c = cp[j]
                 if c < 0x10000:
