@@ -707,12 +707,12 @@ def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: 
     """Write the split's JSONL files into `stage` (`_Stream`): one query per range of _RANGE ids,
     so DuckDB builds the next range's lines while the writer threads write this one's; then the
     lineage of the written rows to `lineage_path` while they finish (unless the export is refused). The refused rows (sample id, file, problems, line), the lineage's rows and sha256."""
-    ids = np.sort(_column(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table()))
+    ids = np.sort(_ints(con.sql(f"SELECT id FROM samples WHERE {where}", params=params).to_arrow_table().column(0)))
     # validation: the k ids with the smallest sha256 of "SEED:ID" (`assign`, in SQL)
     val_ids = con.sql(f"SELECT id FROM samples WHERE {where} ORDER BY sha256(CAST(? AS VARCHAR) || ':' || "
                       "CAST(id AS VARCHAR)) LIMIT ?", params=[*params, str(seed), k]).to_arrow_table()
     sql = _stream_sql(fmt, picked)
-    stream = _Stream(fmt, stage, out, skip_invalid, np.sort(_column(val_ids)))
+    stream = _Stream(fmt, stage, out, skip_invalid, np.sort(_ints(val_ids.column(0))))
     try:
         for lo in range(0, len(ids), _RANGE):
             low, high = int(ids[lo]), int(ids[min(lo + _RANGE, len(ids)) - 1])
@@ -728,11 +728,6 @@ def _stream_files(con: duckdb.DuckDBPyConnection, fmt: str, where: str, params: 
         raise
     stream.finish()
     return stream.bad, lineage_rows, lineage_sha
-
-
-def _column(table: pa.Table) -> np.ndarray:
-    """The first column of a table of int64s, as numpy."""
-    return np.concatenate([np.zeros(0, dtype=np.int64), *(_ints(c) for c in table.column(0).chunks)])
 
 
 def _in_id_order(table: pa.Table) -> list[pa.RecordBatch]:
