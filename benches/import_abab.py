@@ -35,6 +35,15 @@ def read_json_into_file(src: Path, db: Path) -> float:
     return time.perf_counter() - t
 
 
+def read_json_in_memory(src: Path) -> float:
+    """DuckDB's read_json of the file into a table of an in-memory database: seconds."""
+    t = time.perf_counter()
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format = 'newline_delimited')", [str(src)])
+    con.close()
+    return time.perf_counter() - t
+
+
 def main() -> None:
     if len(sys.argv) < 4:
         raise SystemExit(__doc__)
@@ -45,13 +54,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="import-abab-") as d:
         for r in range(rounds):
             order = labels if r % 2 == 0 else labels[::-1]
-            for label in ["read_json", *order]:
+            for label in ["read_json", "in_memory", *order]:
                 target = Path(d) / "run"
                 shutil.rmtree(target, ignore_errors=True)
                 target.mkdir()
                 load = os.getloadavg()[0]
                 r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                if label == "read_json":
+                if label == "in_memory":
+                    c0 = time.process_time()
+                    secs = read_json_in_memory(src)
+                    cpu, size = time.process_time() - c0, 0
+                elif label == "read_json":
                     c0 = time.process_time()
                     secs = read_json_into_file(src, target / "t.duckdb")
                     cpu = time.process_time() - c0
@@ -65,15 +78,19 @@ def main() -> None:
                 rows.append((r, label, secs, cpu, size / 1e6, load))
                 print(f"round {r} {label}: {secs:.2f} s, cpu {cpu:.2f} s, {size / 1e6:,.0f} MB, load {load:.2f}", flush=True)
     base = {r: s for r, what, s, *_ in rows if what == "read_json"}
+    mem = {r: s for r, what, s, *_ in rows if what == "in_memory"}
     print(f"\n{src.name}, {rounds} rounds\n")
-    print("| round | what | seconds | CPU s | file MB | vs read_json into a file | load 1 min |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| round | what | seconds | CPU s | file MB | vs read_json into a file | vs read_json in memory | load 1 min |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r, what, secs, cpu, mb, load in rows:
-        ratio = "" if what == "read_json" else f"{base[r] / secs:.3f}x"
-        print(f"| {r} | {what} | {secs:.2f} | {cpu:.2f} | {mb:,.0f} | {ratio} | {load:.2f} |")
+        studio = what not in ("read_json", "in_memory")
+        ratio, ratio_mem = (f"{base[r] / secs:.3f}x", f"{mem[r] / secs:.3f}x") if studio else ("", "")
+        print(f"| {r} | {what} | {secs:.2f} | {cpu:.2f} | {mb:,.0f} | {ratio} | {ratio_mem} | {load:.2f} |")
     for label in labels:
         ratios = [base[r] / s for r, what, s, *_ in rows if what == label]
-        print(f"\n{label}: median {statistics.median(ratios):.3f}x of read_json into a file ({', '.join(f'{x:.3f}' for x in ratios)})")
+        in_mem = [mem[r] / s for r, what, s, *_ in rows if what == label]
+        print(f"\n{label}: median {statistics.median(ratios):.3f}x of read_json into a file ({', '.join(f'{x:.3f}' for x in ratios)}), "
+              f"{statistics.median(in_mem):.3f}x of read_json in memory")
 
 
 if __name__ == "__main__":

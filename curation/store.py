@@ -6,40 +6,88 @@ statement (DuckDB scans Arrow without copying), far faster than row-by-row INSER
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import duckdb
-import pyarrow as pa
 
 from .samples import Sample
 from .workspace import SAMPLE_TABLES
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .jobs import Job
+
+# The samples columns an insert writes, with their Arrow types by name: pyarrow is imported only
+# when rows go in through Arrow (0.15-0.25 s a process; the fast alpaca import never needs it).
 _COLUMNS = [
-    ("kind", pa.string()),
-    ("system", pa.string()),
-    ("messages", pa.string()),
-    ("text", pa.string()),
-    ("instruction", pa.string()),
-    ("answer", pa.string()),
-    ("lang", pa.string()),
-    ("tags", pa.list_(pa.string())),
-    ("source_file", pa.string()),
-    ("source_row", pa.int64()),
-    ("source_id", pa.string()),
-    ("parent_id", pa.int64()),
-    ("operation", pa.string()),
-    ("lineage", pa.string()),
-    ("content_hash", pa.string()),
-    ("tools", pa.string()),  # JSON text of the tool schemas (migration 0006), null for most samples
+    ("kind", "string"),
+    ("system", "string"),
+    ("messages", "string"),
+    ("text", "string"),
+    ("instruction", "string"),
+    ("answer", "string"),
+    ("lang", "string"),
+    ("tags", "list<string>"),
+    ("source_file", "string"),
+    ("source_row", "int64"),
+    ("source_id", "string"),
+    ("parent_id", "int64"),
+    ("operation", "string"),
+    ("lineage", "string"),
+    ("content_hash", "string"),
+    ("tools", "string"),  # JSON text of the tool schemas (migration 0006), null for most samples
 ]
-SCHEMA = pa.schema(_COLUMNS)
+COLUMN_NAMES = tuple(name for name, _ in _COLUMNS)
+
+
+def arrow_schema() -> "pa.Schema":
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int64": pa.int64(), "list<string>": pa.list_(pa.string())}
+    return pa.schema([(name, types[kind]) for name, kind in _COLUMNS])
 # samples.search_text (migration 0005): what browse's case-insensitive search scans. Every writer of
-# instruction / answer / text sets it with this expression (lowercased by DuckDB, like the needle).
+# instruction / answer / text sets it with this expression (lowercased by DuckDB, like the needle),
+# except the fast alpaca import, which leaves it NULL for `fill_search_text` (browse lowers the
+# text of a row without one at each search: same matches, ~10x slower).
 SEARCH_TEXT_SQL = "lower(concat_ws(chr(10), instruction, answer, text))"
+SEARCH_FILL_CHUNK = 100_000  # ids a fill_search_text call covers: ~0.3-0.6 s of the writer's time
 
 
-def to_arrow(samples: Sequence[Sample]) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
+def search_text_missing(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """(rows without search_text, their smallest id, their largest id); (0, 0, -1) when none."""
+    n, lo, hi = con.execute("SELECT count(*), min(id), max(id) FROM samples WHERE search_text IS NULL").fetchall()[0]
+    return (int(n), int(lo), int(hi)) if n else (0, 0, -1)
+
+
+def fill_search_text(con: duckdb.DuckDBPyConnection, first: int, last: int) -> int:
+    """Write search_text for the rows with ids in [first, last] that have none; returns how many.
+    One statement, so it commits alone or joins the caller's transaction."""
+    return int(con.execute(
+        f"UPDATE samples SET search_text = {SEARCH_TEXT_SQL} WHERE id BETWEEN ? AND ? AND search_text IS NULL",
+        [int(first), int(last)]).fetchall()[0][0])
+
+
+def fill_all_search_text(con: duckdb.DuckDBPyConnection, job: "Job | None" = None,
+                         chunk: int = SEARCH_FILL_CHUNK) -> int:
+    """Fill every missing search_text, `chunk` ids per statement (each commits on its own, so a
+    cancel keeps what was done); returns how many rows were filled."""
+    n, lo, hi = search_text_missing(con)
+    if job is not None:
+        job.set_total(n)
+    done = 0
+    for start in range(lo, hi + 1, chunk):
+        filled = fill_search_text(con, start, min(start + chunk - 1, hi))
+        done += filled
+        if job is not None:
+            job.advance(filled)
+    return done
+
+
+def to_arrow(samples: Sequence[Sample]) -> "pa.Table":
+    import pyarrow as pa
+
+    cols: dict[str, list[Any]] = {name: [] for name in COLUMN_NAMES}
     for s in samples:
         cols["kind"].append(s.kind)
         cols["system"].append(s.system)
@@ -57,14 +105,16 @@ def to_arrow(samples: Sequence[Sample]) -> pa.Table:
         cols["lineage"].append(json.dumps(s.lineage, ensure_ascii=False) if s.lineage else None)
         cols["content_hash"].append(s.content_hash())
         cols["tools"].append(s.tools_json())
-    return pa.table(cols, schema=SCHEMA)
+    return pa.table(cols, schema=arrow_schema())
 
 
-def insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, *, import_id: int | None, status: str = "pending") -> tuple[int, int]:
+def insert_arrow(con: duckdb.DuckDBPyConnection, table: "pa.Table", *, import_id: int | None, status: str = "pending") -> tuple[int, int]:
     """Insert prepared rows (see `to_arrow`); returns (first_id, last_id) of the new samples, or
     (0, -1) when the table is empty. Call inside the caller's transaction."""
     if table.num_rows == 0:
         return (0, -1)
+    import pyarrow as pa
+
     table = table.append_column("_ord", pa.array(range(table.num_rows), type=pa.int64()))
     con.register("_incoming", table)
     try:
@@ -73,7 +123,7 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, *, import_id: 
         n = table.num_rows
         if n > 1:
             con.execute(f"SELECT max(nextval('sample_id_seq')) FROM range({n - 1})")
-        cols = ", ".join(name for name, _ in _COLUMNS)
+        cols = ", ".join(COLUMN_NAMES)
         con.execute(
             f"""INSERT INTO samples (id, {cols}, status, import_id, search_text)
                 SELECT ? + _ord, {cols}, ?, ?, {SEARCH_TEXT_SQL} FROM _incoming""",

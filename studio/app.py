@@ -119,6 +119,12 @@ class StudioApp(App):
                 "heavy_modules": sorted(m for m in HEAVY_MODULES if m in sys.modules),
             }))
             self.exit()
+            return
+        if self.engine is not None and not self.engine.ws.read_only:
+            # rows a command-line import left without their search column (after the first paint)
+            from .screens._curation import fill_search_text
+
+            fill_search_text(self)
 
     def on_unmount(self) -> None:
         # Cancel running jobs first: engine.close() waits for the writer thread and for jobs on

@@ -76,6 +76,24 @@ async def test_import_a_file_and_see_the_count(studio_ws, tmp_path):
         assert "3 rows imported" in report and "new.json" in report
         assert app.sub_title.startswith("ws · 15 samples")
     assert db(studio_ws, "SELECT count(*) FROM samples WHERE source_file = 'new.json'") == [(3,)]
+    # the fast import leaves the search column NULL; the job the screen starts after it fills it
+    assert db(studio_ws, "SELECT count(*) FROM samples WHERE search_text IS NULL") == [(0,)]
+    assert db(studio_ws, "SELECT search_text FROM samples WHERE source_file = 'new.json' ORDER BY id LIMIT 1") == [("新问题0\n新回答0",)]
+
+
+async def test_rows_imported_without_their_search_column_get_it_when_the_studio_opens(studio_ws, tmp_path):
+    from curation.importers import import_paths
+
+    data = tmp_path / "cli.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Question {i}", "output": f"ANSWER {i}"}) + "\n" for i in range(5)))
+    with open_workspace(studio_ws, create=False) as ws:  # as `studio import` does
+        assert import_paths(ws, [data]).files[0].fast_path
+        assert ws.con.execute("SELECT count(*) FROM samples WHERE search_text IS NULL").fetchall() == [(5,)]
+    app = StudioApp(studio_ws, screen="home")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+    assert db(studio_ws, "SELECT count(*) FROM samples WHERE search_text IS NULL") == [(0,)]
+    assert db(studio_ws, "SELECT search_text FROM samples WHERE source_file = 'cli.jsonl' ORDER BY id LIMIT 1") == [("question 0\nanswer 0",)]
 
 
 async def test_bad_rows_are_listed_escaped_and_skip_invalid_imports_the_rest(studio_ws, tmp_path):

@@ -102,3 +102,26 @@ def test_a_failed_insert_reports_its_own_error(ws, tmp_path, monkeypatch):
     assert ws.count() == 0
     monkeypatch.undo()
     assert import_paths(ws, [src]).files[0].fast_path and ws.count() == 1  # the workspace is fine afterwards
+
+
+def test_search_text_is_filled_after_the_fast_import_with_the_same_matches(ws, tmp_path):
+    """The fast path leaves the lowered search column to `store.fill_search_text`; browse finds
+    the rows before the fill (lowering their text itself) and after it, the same ones, and the
+    filled values are what every other writer stores."""
+    from curation import browse, store
+
+    recs = [{"instruction": t if t.strip() else "blank", "output": f"ANSWER {i}: Straße {t}"} for i, t in enumerate(TRICKY)]
+    src = tmp_path / "s.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    assert import_paths(ws, [src]).files[0].fast_path
+    n, lo, hi = store.search_text_missing(ws.con)
+    assert n == len(recs) and hi - lo + 1 == len(recs)
+    needles = ["answer 3", "STRASSE", "straße", "dns", "中文", "квто", "кто", "😀"]
+    before = {q: browse.ids(ws.con, browse.Filter(search=q)) for q in needles}
+    assert before["answer 3"] and before["straße"] and before["кто"] and not before["STRASSE"]
+    assert store.fill_all_search_text(ws.con, chunk=7) == len(recs)  # several chunks, an odd size
+    assert store.search_text_missing(ws.con) == (0, 0, -1)
+    assert {q: browse.ids(ws.con, browse.Filter(search=q)) for q in needles} == before
+    stored = ws.con.execute(f"SELECT count(*) FROM samples WHERE search_text IS DISTINCT FROM {store.SEARCH_TEXT_SQL}").fetchall()
+    assert stored == [(0,)]
+    assert store.fill_all_search_text(ws.con) == 0

@@ -63,9 +63,10 @@ def test_old_workspace_migrates_and_keeps_its_samples(ws_path):
         assert browse.ids(ws.con, browse.Filter(search="old question")) == [1]  # search_text filled by 0005
         applied = [r[0] for r in ws.con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
         assert applied == [m.version for m in migrations()]
-        # 0008 changes only how two columns are stored: recorded, not run, on a table with rows
+        # 0008 and 0010 change only how columns are stored: recorded, not run, on a table with rows
         # (a rewrite of every row ran out of memory at 10M samples); the values are as they were
-        assert ws.con.execute("SELECT messages, search_text FROM samples").fetchall() == [("[]", "old question\nold answer")]
+        assert ws.con.execute("SELECT messages, search_text, instruction, answer FROM samples").fetchall() == [
+            ("[]", "old question\nold answer", "Old Question", "old answer")]
         assert "USING COMPRESSION" not in _samples_ddl(ws)
 
 
@@ -78,6 +79,8 @@ def test_a_new_workspace_stores_the_derived_text_uncompressed(ws_path):
         ddl = _samples_ddl(ws)
         assert "messages JSON USING COMPRESSION Uncompressed" in ddl
         assert "search_text VARCHAR USING COMPRESSION Uncompressed" in ddl
+        assert "instruction VARCHAR USING COMPRESSION Uncompressed" in ddl  # 0010
+        assert "answer VARCHAR USING COMPRESSION Uncompressed" in ddl
 
 
 def test_an_old_empty_workspace_gets_the_new_layout(ws_path):
@@ -92,6 +95,7 @@ def test_an_old_empty_workspace_gets_the_new_layout(ws_path):
     with open_workspace(ws_path) as ws:
         assert ws.schema_version() == SCHEMA_VERSION
         assert "messages JSON USING COMPRESSION Uncompressed" in _samples_ddl(ws)
+        assert "answer VARCHAR USING COMPRESSION Uncompressed" in _samples_ddl(ws)
 
 
 def test_newer_workspace_is_refused_clearly(ws_path):

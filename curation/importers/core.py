@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import duckdb
-import pyarrow as pa
 
 from ..errors import Cancelled, StudioError
 from ..jobs import Job, null_job
@@ -36,6 +35,8 @@ from .fields import ID_KEYS
 from .report import FileResult, ImportReport, RowProblem, format_problems
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class _Loaded:
     insert straight from the file."""
 
     format: str
-    table: pa.Table | None
+    table: "pa.Table | None"
     rejected: list[tuple[RawRecord, list[RowProblem]]]
     fast: bool = False
     json_format: str = ""

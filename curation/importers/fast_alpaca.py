@@ -18,8 +18,10 @@ by cheap tests and each count taken once, only for the classes that need it (`la
 content hash of any row whose JSON held backslash-u00 (a control character, or a literal backslash-u in
 code) was computed in Python: DuckDB's to_json differs from json.dumps only in the case of nine
 escapes, which `_py_json` fixes in SQL. What is left is the work itself: sha256 over the content
-(~1 s per 100k rows), the regexps of Chinese rows, and writing instruction, answer, messages and
-search_text to the file (the commit's checkpoint ~1 s): about 3x the text read_json writes.
+(~1 s per 100k rows), the regexps of Chinese rows, and writing instruction, answer and messages to
+the file: about 2x the text read_json writes. Two later cuts (300k realistic rows): the text
+columns are stored uncompressed (migrations 0008, 0010), and search_text is filled after the
+import, not in it (`insert_query`).
 """
 from __future__ import annotations
 
@@ -28,10 +30,9 @@ import re
 
 import duckdb
 
-from .. import store
 from ..lang import HAN_RANGES, HANGUL_JAMO_RANGES, HANGUL_RANGES, KANA_RANGES, char_class
 from ..samples import Message, Sample
-from ..store import SCHEMA
+from ..store import COLUMN_NAMES
 from .fields import ID_KEYS, WHITESPACE_CLASS
 
 # RE2 spells code points \x{1680}, not \u1680.
@@ -234,9 +235,14 @@ def check_query(json_format: str, mapping: dict[str, str], compression: str | No
 
 def insert_query() -> str:
     """INSERT the staged rows (`stage_query`) as samples. Parameters: first id, source file, import
-    id, tags. search_text (browse's search column) is written here too, with store's expression:
-    browse computes it for a row without one, but then every search lowers every text again."""
-    cols = ", ".join(name for name in SCHEMA.names)
+    id, tags.
+
+    search_text (browse's lowered search column) is left NULL: nothing reads it during an import,
+    and lowering and writing a second copy of every text was 1.0-1.4 s of a 300k-row import
+    (benches/results/io.md). `store.fill_search_text` fills it afterwards (the studio runs it as a
+    background job); until then browse lowers those rows' text at each search, with the same
+    result, ~10x slower."""
+    cols = ", ".join(COLUMN_NAMES)
     lang_sql, lang = lang_ctes("encoded", "left(user_turn || ' ' || output, 2000)",
                                "strlen(user_turn) = length(user_turn) AND strlen(output) = length(output)")
     # The turns as JSON strings once, shared by the messages column and the content hash.
@@ -252,8 +258,7 @@ def insert_query() -> str:
     user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{SQL_WHITESPACE}]*') THEN instruction "
             f"ELSE instruction || chr(10) || chr(10) || input END")
     probed = f"WITH probed AS (SELECT *, {user} AS user_turn FROM {_STAGED})"
-    search = store.SEARCH_TEXT_SQL.replace("instruction", "user_turn").replace("answer", "output").replace("text)", "NULL)")
-    return f"INSERT INTO samples (id, {cols}, status, import_id, search_text)" + probed + encoded + lang_sql + f"""
+    return f"INSERT INTO samples (id, {cols}, status, import_id)" + probed + encoded + lang_sql + f"""
     SELECT
         $1 + _ord - 1,
         'chat',
@@ -275,8 +280,7 @@ def insert_query() -> str:
              ELSE sha256('["chat",' || _sj || ',[["user",' || _uj || '],["assistant",' || _aj || ']],""]') END,
         NULL,
         'pending',
-        $3,
-        {search}
+        $3
     FROM lang_words"""
 
 
