@@ -162,3 +162,78 @@ def _normalize(cp, lens, image, cjk, drop, complex_, space, out, out_lens):
             out_lens[i] = o - first
         at = end + 1
     return o
+
+
+@_jit
+def _exact_keys(cp, lens, salt, length_mul, out):
+    """text_kernels.exact_keys_numpy, one pass: each text's code points (its NUL left out)."""
+    start = 0
+    for t in range(lens.size):
+        n = lens[t] - 1
+        acc = np.uint64(0)
+        for i in range(n):
+            acc += _fmix64((np.uint64(cp[start + i]) << np.uint64(32)) ^ np.uint64(i) ^ salt)
+        if n <= 0:
+            out[t] = 0
+        else:
+            key = np.int64(_fmix64(acc ^ (np.uint64(n) * length_mul)))
+            out[t] = key if key != 0 else 1
+        start += lens[t]
+
+
+@_jit
+def _utf8_codepoints(data, offsets, out, lens):
+    """Decode each text's UTF-8 bytes (valid UTF-8: Arrow's strings are) into `out`, each text
+    followed by a NUL; lens[t] = its code points + 1. `out` holds at least len(data) + texts.
+    Returns how many code points were written."""
+    k = 0
+    for t in range(offsets.size - 1):
+        start = k
+        i = offsets[t]
+        end = offsets[t + 1]
+        while i < end:
+            b = np.uint32(data[i])
+            if b < 0x80:
+                out[k] = b
+                i += 1
+            elif b < 0xE0:
+                out[k] = ((b & np.uint32(0x1F)) << np.uint32(6)) | (np.uint32(data[i + 1]) & np.uint32(0x3F))
+                i += 2
+            elif b < 0xF0:
+                out[k] = (((b & np.uint32(0x0F)) << np.uint32(12)) | ((np.uint32(data[i + 1]) & np.uint32(0x3F)) << np.uint32(6))
+                          | (np.uint32(data[i + 2]) & np.uint32(0x3F)))
+                i += 3
+            else:
+                out[k] = (((b & np.uint32(0x07)) << np.uint32(18)) | ((np.uint32(data[i + 1]) & np.uint32(0x3F)) << np.uint32(12))
+                          | ((np.uint32(data[i + 2]) & np.uint32(0x3F)) << np.uint32(6)) | (np.uint32(data[i + 3]) & np.uint32(0x3F)))
+                i += 4
+            k += 1
+        out[k] = 0
+        k += 1
+        lens[t] = k - start
+    return k
+
+
+@_jit
+def _sorted_jaccard(indptr, hashes, ra, rb, out):
+    """Exact Jaccard of rows ra[i] and rb[i] of a CSR of sorted distinct hashes (two empty rows: 0),
+    by merging the two rows."""
+    for p in range(ra.size):
+        i, i_end = indptr[ra[p]], indptr[ra[p] + 1]
+        j, j_end = indptr[rb[p]], indptr[rb[p] + 1]
+        na, nb = i_end - i, j_end - j
+        if na == 0 or nb == 0:
+            out[p] = 0.0
+            continue
+        inter = 0
+        while i < i_end and j < j_end:
+            x, y = hashes[i], hashes[j]
+            if x == y:
+                inter += 1
+                i += 1
+                j += 1
+            elif x < y:
+                i += 1
+            else:
+                j += 1
+        out[p] = inter / (na + nb - inter)

@@ -13,7 +13,6 @@ turns apart and tags each shingle with its role, so a translation pair and its r
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import unicodedata
@@ -78,8 +77,14 @@ def normalize(text: str | None) -> str:
 
 
 def exact_key(normalized: str) -> int:
-    """A signed 64-bit key of normalised text (blake2b): equal keys, equal text."""
-    return int.from_bytes(hashlib.blake2b(normalized.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+    """A signed 64-bit key of normalised text (text_kernels.exact_keys_numpy; 0 for ''): equal keys,
+    equal text. The dedup pass computes the same keys in bulk (normalize_bulk.exact_keys)."""
+    import numpy as np
+
+    from .text_kernels import exact_keys_numpy
+
+    cp = np.frombuffer((normalized + "\0").encode("utf-32-le"), np.uint32)
+    return int(exact_keys_numpy(cp, np.array([cp.size]))[0])
 
 
 def check_fields(fields: str) -> str:

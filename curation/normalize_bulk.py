@@ -19,7 +19,7 @@ import numpy as np
 
 from . import normalize as norm
 from .lang import cjk_bmp
-from .text_kernels import normalizer
+from .text_kernels import KEY_LENGTH_MUL, KEY_SALT, exact_keys_numpy, key_hasher, normalizer, utf8_decoder
 
 DROP = np.uint32(0xFFFFFFFF)     # the character disappears (zero-width)
 COMPLEX = np.uint32(0xFFFFFFFE)  # the text takes normalize() itself
@@ -183,6 +183,13 @@ class Utf8Texts:
 
     def codepoints(self):
         """(code points, lens, text_of): as `_encode`, and text i as str."""
+        decode = utf8_decoder()
+        if decode is not None:  # one pass in numba: no Python string of the whole chunk
+            cp = np.empty(self.data.size + len(self), np.uint32)
+            lens = np.empty(len(self), np.int64)
+            cp = cp[:decode(self.data, self.offsets, cp, lens)]
+            data, offsets = self.data, self.offsets
+            return cp, lens, lambda i: data[offsets[i]:offsets[i + 1]].tobytes().decode("utf-8")
         n = len(self)
         # A NUL byte after each text, then one decode: the NULs mark where each text ends.
         joined = np.insert(self.data, self.offsets[1:], 0).tobytes().decode("utf-8")
@@ -213,5 +220,11 @@ def normalize_many(texts: Sequence[str]) -> list[str]:
 
 
 def exact_keys(cp: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """normalize.exact_key of each text of `normalized_codepoints`' result (0: empty text)."""
-    return np.fromiter((norm.exact_key(t) if t else 0 for t in strings(cp, lens)), np.int64, count=lens.size)
+    """normalize.exact_key of each text of `normalized_codepoints`' result (0: empty text), from
+    the code points themselves: no Python string per text (text_kernels.exact_keys_numpy)."""
+    compiled = key_hasher()
+    if compiled is None:
+        return exact_keys_numpy(cp, lens)
+    out = np.empty(lens.size, np.int64)
+    compiled(cp, np.asarray(lens, np.int64), np.uint64(KEY_SALT), np.uint64(KEY_LENGTH_MUL), out)
+    return out

@@ -3,7 +3,11 @@ points instead of a dozen or more numpy passes:
 
 - `shingler`: curation.shingles.codepoint_shingle_hashes (tokens, runs, role salts, n-grams);
 - `normalizer`: the table-driven part of curation.normalize_bulk (characters mapped, zero-width
-  ones dropped, whitespace collapsed, none next to CJK).
+  ones dropped, whitespace collapsed, none next to CJK);
+- `key_hasher`: the exact key of each normalised text (`exact_keys_numpy` is the definition);
+- `utf8_decoder`: the code points of Arrow's UTF-8 texts (Python's codecs are the reference);
+- `jaccard_merger`: the exact Jaccard of pairs of sorted shingle sets, by merging each pair
+  (dedup/shingle_sets.ShingleSets.jaccard's numpy blocks are the reference).
 
 The numpy versions stay as the reference and the fallback; tests/test_text_kernels.py checks that
 both give the same results bit for bit.
@@ -47,3 +51,61 @@ def normalizer() -> Any:
     """The compiled normaliser (`_normalize`), or None (as `shingler`)."""
     mod = _module()
     return None if mod is None else mod._normalize
+
+
+def utf8_decoder() -> Any:
+    """The compiled UTF-8 decoder (`_utf8_codepoints`), or None (as `shingler`)."""
+    mod = _module()
+    return None if mod is None else mod._utf8_codepoints
+
+
+def jaccard_merger() -> Any:
+    """The compiled pairwise Jaccard (`_sorted_jaccard`), or None (as `shingler`)."""
+    mod = _module()
+    return None if mod is None else mod._sorted_jaccard
+
+
+def key_hasher() -> Any:
+    """The compiled exact-key hash (`_exact_keys`), or None (as `shingler`)."""
+    mod = _module()
+    return None if mod is None else mod._exact_keys
+
+
+# The exact key of a normalised text: a signed 64-bit hash of its code points, 0 for an empty text
+# (never 0 otherwise). Each code point is mixed with its position (murmur3's fmix64 of cp << 32 ^ i
+# ^ KEY_SALT), the mixes are summed mod 2^64, and the sum is mixed again with the length. Sums of
+# independent 64-bit mixes collide with probability ~2^-64 a pair, as blake2b's 8-byte digest did,
+# and they vectorise: numpy computes it without a Python loop per text, numba in one pass.
+KEY_SALT = 0x9E3779B97F4A7C15
+KEY_LENGTH_MUL = 0xD6E8FEB86659FD93
+
+
+def _fmix64_numpy(h):
+    import numpy as np
+
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def exact_keys_numpy(cp: Any, lens: Any) -> Any:
+    """int64 exact keys of texts laid out as normalize_bulk.normalized_codepoints gives them (text
+    i: lens[i] code points, the last a NUL separator that does not count)."""
+    import numpy as np
+
+    lens = np.asarray(lens, np.int64)
+    if lens.size == 0:
+        return np.zeros(0, np.int64)
+    starts = np.cumsum(lens) - lens
+    pos = np.arange(cp.size, dtype=np.int64) - np.repeat(starts, lens)
+    with np.errstate(over="ignore"):
+        mixed = _fmix64_numpy((cp.astype(np.uint64) << np.uint64(32)) ^ pos.astype(np.uint64) ^ np.uint64(KEY_SALT))
+        mixed[starts + lens - 1] = 0  # the separators add nothing
+        sums = np.add.reduceat(mixed, starts)
+        n = lens - 1
+        keys = _fmix64_numpy(sums ^ (n.astype(np.uint64) * np.uint64(KEY_LENGTH_MUL))).view(np.int64)
+    keys[keys == 0] = 1
+    keys[n <= 0] = 0
+    return keys

@@ -598,9 +598,9 @@ def test_gather_rows_reads_a_mapped_matrix_as_numpy_indexing_does(tmp_path, monk
 
 
 def test_shingle_set_jaccard_is_exact_across_blocks(monkeypatch):
-    """ShingleSets.jaccard counts intersections from sorted keys in blocks of PAIR_HASHES: equal to
-    Python's set arithmetic for every pair, rows held out of id order, empty sets (0) included,
-    whatever the block size."""
+    """ShingleSets.jaccard, compiled (a merge a pair) and in numpy (intersections from sorted keys
+    in blocks of PAIR_HASHES): equal to Python's set arithmetic for every pair, rows held out of id
+    order, empty sets (0) included, whatever the block size."""
     from curation.dedup import shingle_sets as ss
 
     rng = np.random.default_rng(4)
@@ -621,9 +621,12 @@ def test_shingle_set_jaccard_is_exact_across_blocks(monkeypatch):
         return len(x & y) / len(x | y) if x and y else 0.0
 
     expected = [want(i, j) for i, j in zip(a, b)]
+    monkeypatch.setenv("STUDIO_NO_JIT", "1")  # the numpy blocks
     for block in (1, 50, 10**9):
         monkeypatch.setattr(ss, "PAIR_HASHES", block)
         assert held.jaccard(ids[a], ids[b]).tolist() == pytest.approx(expected, abs=0)
+    monkeypatch.delenv("STUDIO_NO_JIT")  # the compiled merge
+    assert held.jaccard(ids[a], ids[b]).tolist() == pytest.approx(expected, abs=0)
 
 
 def test_a_dedup_run_and_a_keeper_choice_load_no_pandas(ws):
@@ -645,3 +648,19 @@ def test_a_dedup_run_and_a_keeper_choice_load_no_pandas(ws):
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.split()[1:] == ["False"] and int(out.stdout.split()[0]) >= 1, out.stdout + out.stderr
+
+
+def test_band_grouping_order_equals_a_stable_argsort():
+    """lsh._stable_order (packed positions, a plain sort) gives np.argsort(kind="stable")'s order,
+    also where keys share their high bits and interleave (the runs it puts in order itself)."""
+    from curation.dedup import lsh
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 17, 300, 2500):
+        keys = rng.integers(0, 2**64 - 1, n, dtype=np.uint64)
+        keys[rng.integers(0, n, n // 4)] = keys[rng.integers(0, n, n // 4)]  # true groups
+        mixed = rng.integers(0, n, n // 4)  # same high bits, other low bits
+        keys[mixed] = (keys[rng.integers(0, n, mixed.size)] & ~np.uint64(0xFFF)) | rng.integers(0, 0xFFF, mixed.size, dtype=np.uint64)
+        order, sorted_keys = lsh._stable_order(keys)
+        want = np.argsort(keys, kind="stable")
+        assert np.array_equal(order, want) and np.array_equal(sorted_keys, keys[want]), n

@@ -125,3 +125,20 @@ def test_search_text_is_filled_after_the_fast_import_with_the_same_matches(ws, t
     stored = ws.con.execute(f"SELECT count(*) FROM samples WHERE search_text IS DISTINCT FROM {store.SEARCH_TEXT_SQL}").fetchall()
     assert stored == [(0,)]
     assert store.fill_all_search_text(ws.con) == 0
+
+
+def test_rows_keep_their_line_numbers_when_read_json_reads_in_parallel(ws, tmp_path):
+    """The staged table's rowid numbers the rows (no WITH ORDINALITY): on a file that read_json
+    reads in parallel pieces (past ~40 MB with DuckDB 2.0; with preserve_insertion_order off, this
+    test then fails), every row's id, source_row and text still follow the file's line order."""
+    n = 100_000
+    src = tmp_path / "many.jsonl"
+    pad = "x" * 480
+    with src.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            f.write(f'{{"instruction": "question {i} {pad[: 400 + i % 80]}", "output": "answer {i}"}}\n')
+    assert src.stat().st_size > 45e6
+    assert import_paths(ws, [src]).files[0].fast_path
+    rows = ws.con.execute("SELECT id, source_row, split_part(instruction, ' ', 2) FROM samples ORDER BY id").fetchall()
+    first = rows[0][0]
+    assert [(i - first, r, int(k)) for i, r, k in rows] == [(k, k + 1, k) for k in range(n)]

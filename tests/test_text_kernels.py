@@ -50,8 +50,10 @@ def numpy_only(monkeypatch):
 def test_the_kernels_are_there_and_can_be_switched_off(monkeypatch):
     monkeypatch.delenv("STUDIO_NO_JIT", raising=False)
     assert text_kernels.shingler() is not None and text_kernels.normalizer() is not None
+    assert text_kernels.key_hasher() is not None
     monkeypatch.setenv("STUDIO_NO_JIT", "1")
     assert text_kernels.shingler() is None and text_kernels.normalizer() is None
+    assert text_kernels.key_hasher() is None
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
@@ -99,3 +101,38 @@ def test_normalizer_on_arrow_texts(numpy_only):
     numpy_only(False)
     got = nb.normalized_codepoints(nb.Utf8Texts.from_arrow(arr))
     assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+
+
+def test_exact_keys_equal_numpy_and_the_single_text_key(numpy_only):
+    """The compiled exact keys equal the numpy definition and normalize.exact_key of each text:
+    0 for an empty text, equal for equal texts, distinct for the distinct texts here (order,
+    length and a code point's position all count)."""
+    from curation.normalize import exact_key
+
+    normed = [normalize(t) for t in _texts()] + ["ab", "ba", "a", "aa", "a b", "ab\0", "\0ab", "𠀀", "\uffff" * 2]
+    cp, lens = nb._encode(normed)
+    numpy_only(True)
+    ref = nb.exact_keys(cp, lens)
+    numpy_only(False)
+    got = nb.exact_keys(cp, lens)
+    assert got.dtype == ref.dtype == np.int64 and np.array_equal(got, ref)
+    assert got.tolist() == [exact_key(t) for t in normed]
+    by_text = dict(zip(normed, got.tolist()))
+    assert by_text[""] == 0 and all(k != 0 for t, k in by_text.items() if t)
+    assert len(set(by_text.values())) == len(by_text)  # no two distinct texts share a key
+    assert nb.exact_keys(np.zeros(0, np.uint32), np.zeros(0, np.int64)).size == 0
+
+
+def test_utf8_decoder_equals_python(numpy_only):
+    """Arrow texts decoded by the kernel: the same code points and lengths as Python's codecs,
+    for every byte length of UTF-8, an inner NUL, empty texts and a sliced array."""
+    pa = pytest.importorskip("pyarrow")
+    texts = _texts() + ["", "x\x00y", "\x00", "é中😀\U0010ffff\x7f\x80\u07ff\u0800\uffff\U00010000"]
+    arr = pa.array(texts)
+    for sub in (arr, arr.slice(3, 50)):
+        numpy_only(True)
+        ref = nb.Utf8Texts.from_arrow(sub).codepoints()
+        numpy_only(False)
+        got = nb.Utf8Texts.from_arrow(sub).codepoints()
+        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+        assert [got[2](i) for i in range(len(sub))] == sub.to_pylist()

@@ -65,11 +65,40 @@ def keys_of_band(sigs: np.ndarray, band_keys: np.ndarray | None, b: int, rows: i
     return band_keys[b] if take is None else band_keys[b][take]
 
 
+def _stable_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, keys[order]): the positions sorted by key, equal keys in position order, as
+    np.argsort(kind="stable") gives them, ~2.5x faster. A stable argsort of 1M uint64 keys is a
+    merge sort (~100 ms; 21 bands a run: 2.4 s of a 1M-row dedup); numpy's plain sort of uint64 is
+    SIMD (~15 ms). So each key's low bits are replaced by its position and the packed values are
+    sorted: equal keys end up together and in position order. Keys equal only in their kept high
+    bits are told apart by their full keys; where they interleave (rare: 2^-(64 - bits) a pair),
+    those runs are put in order by (key, position)."""
+    n = keys.size
+    bits = max(int(n - 1).bit_length(), 1)
+    if bits > 40:  # the kept high bits would be too few to tell keys apart
+        order = np.argsort(keys, kind="stable")
+        return order, keys[order]
+    low = np.uint64((1 << bits) - 1)
+    packed = np.sort((keys & ~low) | np.arange(n, dtype=np.uint64))
+    order = (packed & low).astype(np.int64)
+    sk = keys[order]
+    high = packed & ~low
+    run_start = np.ones(n, bool)
+    run_start[1:] = high[1:] != high[:-1]
+    odd = np.flatnonzero(~run_start & (sk != np.roll(sk, 1)))  # a key change inside a run
+    if odd.size:
+        runs = np.unique(np.cumsum(run_start)[odd])  # run numbers (1-based) that mix keys
+        run_id = np.cumsum(run_start)
+        fix = np.flatnonzero(np.isin(run_id, runs))
+        sub = fix[np.lexsort((order[fix], sk[fix], run_id[fix]))]
+        order[fix], sk[fix] = order[sub], sk[sub]
+    return order, sk
+
+
 def group_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of positions sharing a key: each member with the group's first and with its
     predecessor (enough for connected components, at most 2(g-1) pairs per group of g)."""
-    order = np.argsort(keys, kind="stable")
-    sk = keys[order]
+    order, sk = _stable_order(keys)
     same = np.flatnonzero(sk[1:] == sk[:-1]) + 1
     if same.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)

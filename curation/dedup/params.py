@@ -12,8 +12,10 @@ from ..errors import StudioError
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
 DEFAULT_SHINGLE = sh.DEFAULT_SHINGLE
-SCHEME = "rensa-rminhash2"   # the MinHash of stored signatures (curation/dedup/signatures.py)
-OLD_SCHEMES = ("affine32",)  # earlier schemes, whose stored signatures are dropped
+# The MinHash of stored signatures (curation/dedup/signatures.py) and, after the '+', the hash of
+# their exact keys (text_kernels.exact_keys_numpy; rensa-rminhash2 alone stored blake2b keys).
+SCHEME = "rensa-rminhash2+key64"
+OLD_SCHEMES = ("affine32", "rensa-rminhash2")  # earlier schemes, whose stored signatures are dropped
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ import numpy as np
 from .. import normalize as norm
 from .. import normalize_bulk
 from .. import shingles as sh
+from ..arrow_buffers import int64s
 from ..jobs import Job
+from ..text_kernels import jaccard_merger
 from ..workers import Workers
 from .params import DedupParams
 
@@ -32,7 +34,7 @@ def distinct_rows(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, 
 
 
 # -- worker side (no DuckDB here)
-def set_chunk(texts: Sequence[str], shingle: int) -> tuple[np.ndarray, np.ndarray]:
+def set_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int) -> tuple[np.ndarray, np.ndarray]:
     """(sizes, hashes): the sorted distinct shingle hashes of each raw text, concatenated."""
     if not texts:
         return np.zeros(0, np.int64), np.zeros(0, np.uint32)
@@ -40,6 +42,22 @@ def set_chunk(texts: Sequence[str], shingle: int) -> tuple[np.ndarray, np.ndarra
 
 
 # -- main process
+def fetch_utf8(con, params: DedupParams, ids: np.ndarray) -> "normalize_bulk.Utf8Texts | list[str]":
+    """fetch_texts for sorted distinct `ids`, as Arrow's UTF-8 buffers: no Python string per row
+    here, in the pickle to the worker or in the worker (at 1M real rows verification reads ~500k
+    texts). Ids that are gone (deleted meanwhile) take fetch_texts, which reads them as ''."""
+    if not ids.size:
+        return []
+    tbl = con.sql(
+        f"SELECT s.id, {norm.field_text_sql(params.fields)} FROM samples s "
+        "WHERE s.id BETWEEN ? AND ? AND s.id IN (SELECT unnest(?)) ORDER BY s.id",
+        params=[int(ids.min()), int(ids.max()), ids.tolist()],
+    ).to_arrow_table()
+    if not np.array_equal(int64s(tbl.column(0)), ids):
+        return fetch_texts(con, params, ids)
+    return normalize_bulk.Utf8Texts.from_arrow(tbl.column(1))
+
+
 def fetch_texts(con, params: DedupParams, ids: np.ndarray) -> list[str]:
     """The compared text of each sample id (params.fields), in the order of `ids`.
 
@@ -84,7 +102,7 @@ class ShingleSets:
 
         def tasks() -> Iterator[tuple]:
             for s in range(0, need.size, SET_CHUNK):
-                yield (fetch_texts(ws.con, params, need[s:s + SET_CHUNK]), params.shingle)
+                yield (fetch_utf8(ws.con, params, need[s:s + SET_CHUNK]), params.shingle)
 
         size_parts, hash_parts = [np.diff(self.indptr)], [self.hashes]
         for sizes, hashes in pool.stream(set_chunk, tasks(), job):
@@ -111,9 +129,16 @@ class ShingleSets:
         return (pair << np.uint64(32)) | self.hashes[at].astype(np.uint64), pair
 
     def jaccard(self, a_ids: np.ndarray, b_ids: np.ndarray) -> np.ndarray:
-        """Exact Jaccard of each pair (ids held here; two empty sets count as different)."""
+        """Exact Jaccard of each pair (ids held here; two empty sets count as different). Compiled:
+        one merge of the two sorted rows a pair (344k pairs of ~170 shingles at 1M real rows: 0.3 s
+        instead of the numpy blocks' 2.8 s); without numba, the blocks below."""
         ra = self.rows[np.searchsorted(self.ids, a_ids)]
         rb = self.rows[np.searchsorted(self.ids, b_ids)]
+        merge = jaccard_merger()
+        if merge is not None:
+            out = np.empty(ra.size, np.float64)
+            merge(self.indptr, self.hashes, ra, rb, out)
+            return out
         size = np.diff(self.indptr)
         sa, sb = size[ra], size[rb]
         out = np.zeros(ra.size, np.float64)

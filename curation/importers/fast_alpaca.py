@@ -169,7 +169,7 @@ def json_string_sql(expr: str) -> str:
 
 
 def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, compression: str | None = None) -> str:
-    """CTEs ending in `probed`: the file's fields as text, `_ord` (1-based row), `user_turn`.
+    """CTEs ending in `probed`: the file's fields as text and `user_turn`.
     With `typed`, fields are read as JSON and `_typed` says whether each is what the fast path
     takes (strings, integer ids, no history/tags); without, they are read as VARCHAR, 5x faster,
     which is right only after a typed pass found every row valid (VARCHAR turns 5 into '5').
@@ -193,18 +193,16 @@ def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, comp
               AND (c_system IS NULL OR json_type(c_system) = 'VARCHAR')
               AND c_history IS NULL AND c_tags IS NULL AND c_tools IS NULL AND {id_ok} AS _typed,
             c_instruction ->> '$' AS instruction, c_input ->> '$' AS input, c_output ->> '$' AS output,
-            c_system ->> '$' AS system, CASE {ids} END AS source_id, _ord"""
+            c_system ->> '$' AS system, CASE {ids} END AS source_id"""
     else:
         fields = ("c_instruction AS instruction, c_input AS input, c_output AS output, c_system AS system, "
-                  f"coalesce({', '.join(f'c_{k}' for k in ID_KEYS)}) AS source_id, _ord")
+                  f"coalesce({', '.join(f'c_{k}' for k in ID_KEYS)}) AS source_id")
     user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{SQL_WHITESPACE}]*') THEN instruction "
             f"ELSE instruction || chr(10) || chr(10) || input END")
-    # WITH ORDINALITY numbers rows in file order even though read_json parses in parallel; with
-    # no blank lines (checked before) it is the line number of a JSON Lines row.
     return f"""
     WITH src AS (
-        SELECT {sel}, ordinality AS _ord FROM read_json(?, format = '{json_format}', columns = {columns},
-                                    maximum_object_size = {MAX_OBJECT_BYTES}, compression = '{compression or "none"}') WITH ORDINALITY
+        SELECT {sel} FROM read_json(?, format = '{json_format}', columns = {columns},
+                                    maximum_object_size = {MAX_OBJECT_BYTES}, compression = '{compression or "none"}')
     ), typed AS (
         SELECT {fields} FROM src
     ), probed AS (
@@ -216,14 +214,17 @@ _STAGED = "_fast_alpaca_rows"  # a temporary table: the file's rows, numbered, a
 
 
 def stage_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
-    """CREATE the temporary table of the file's fields as text and `_ord`. One `?`: the path.
+    """CREATE the temporary table of the file's fields as text, in file order. One `?`: the path.
 
-    Numbering rows in file order (WITH ORDINALITY) is a streaming window, which DuckDB runs on one
-    thread, and so was everything computed above it in one query: hashing, JSON and language ran
-    on one core. Landing the numbered rows first costs a read (0.5 s per 100k real-length rows);
-    the INSERT from that table then runs on every core."""
+    The rows' numbers come from this table's rowid (`insert_query`): DuckDB keeps the source's
+    order when it lands a parallel read_json in a table (preserve_insertion_order, on by default),
+    so the rowid (less the first one's) is the row's number in the file; with no blank lines (checked before) it is the
+    line number of a JSON Lines row. Numbering in the query instead (WITH ORDINALITY) is a
+    streaming window that DuckDB runs on one thread: the stage took 1.9 s at 1M real rows on one
+    core, ~2.5x what the parallel read takes. Both gave the same numbers on those 1M rows;
+    tests/test_import_fast_sql.py checks the order on a file read in many parallel pieces."""
     return f"CREATE TEMPORARY TABLE {_STAGED} AS" + _source_ctes(json_format, mapping, typed=False, compression=compression) + """
-    SELECT instruction, input, output, system, source_id, _ord FROM typed"""
+    SELECT instruction, input, output, system, source_id FROM typed"""
 
 
 def check_query(json_format: str, mapping: dict[str, str], compression: str | None = None) -> str:
@@ -257,7 +258,10 @@ def insert_query() -> str:
     )"""
     user = (f"CASE WHEN input IS NULL OR regexp_full_match(input, '[{SQL_WHITESPACE}]*') THEN instruction "
             f"ELSE instruction || chr(10) || chr(10) || input END")
-    probed = f"WITH probed AS (SELECT *, {user} AS user_turn FROM {_STAGED})"
+    # Inside the import's transaction the table's rows are transaction-local, and DuckDB numbers
+    # those from a large offset (2^62), not from 0: the row's number is its distance from the first.
+    probed = (f"WITH probed AS (SELECT *, rowid - (SELECT min(rowid) FROM {_STAGED}) + 1 AS _ord, {user} AS user_turn "
+              f"FROM {_STAGED})")
     return f"INSERT INTO samples (id, {cols}, status, import_id)" + probed + encoded + lang_sql + f"""
     SELECT
         $1 + _ord - 1,
