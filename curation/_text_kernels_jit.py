@@ -185,7 +185,8 @@ def _exact_keys(cp, lens, salt, length_mul, out):
 def _utf8_codepoints(data, offsets, out, lens):
     """Decode each text's UTF-8 bytes (valid UTF-8: Arrow's strings are) into `out`, each text
     followed by a NUL; lens[t] = its code points + 1. `out` holds at least len(data) + texts.
-    Returns how many code points were written."""
+    Returns how many code points were written. A sequence cut off by the text's end (invalid
+    UTF-8) becomes U+FFFD instead of reading past it."""
     k = 0
     for t in range(offsets.size - 1):
         start = k
@@ -193,7 +194,11 @@ def _utf8_codepoints(data, offsets, out, lens):
         end = offsets[t + 1]
         while i < end:
             b = np.uint32(data[i])
-            if b < 0x80:
+            need = 1 if b < 0x80 else (2 if b < 0xE0 else (3 if b < 0xF0 else 4))
+            if i + need > end:
+                out[k] = np.uint32(0xFFFD)
+                i = end
+            elif b < 0x80:
                 out[k] = b
                 i += 1
             elif b < 0xE0:

@@ -136,3 +136,17 @@ def test_utf8_decoder_equals_python(numpy_only):
         got = nb.Utf8Texts.from_arrow(sub).codepoints()
         assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
         assert [got[2](i) for i in range(len(sub))] == sub.to_pylist()
+
+
+def test_utf8_decoder_stops_at_a_cut_off_sequence():
+    """Invalid UTF-8 (a sequence cut off by the text's end) becomes U+FFFD; the next text is read
+    from its own start, never from the bytes the cut sequence would have run into."""
+    decode = text_kernels.utf8_decoder()
+    if decode is None:
+        pytest.skip("numba is not installed")
+    data = np.frombuffer("ab".encode() + "中".encode()[:2] + "xy".encode() + "😀".encode()[:3], np.uint8)
+    offsets = np.array([0, 4, 6, 9], np.int64)
+    cp, lens = np.empty(data.size + 3, np.uint32), np.empty(3, np.int64)
+    n = decode(data, offsets, cp, lens)
+    assert cp[:n].tolist() == [ord("a"), ord("b"), 0xFFFD, 0, ord("x"), ord("y"), 0, 0xFFFD, 0]
+    assert lens.tolist() == [4, 3, 2]
