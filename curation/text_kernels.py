@@ -30,45 +30,36 @@ import os
 from typing import Any
 
 
-def _module() -> Any:
+def _compiled(name: str) -> Any:
+    """The numba-compiled kernel `name` of _text_kernels_jit, or None when numba is missing or
+    switched off (STUDIO_NO_JIT=1): the caller then runs its numpy version."""
     if os.environ.get("STUDIO_NO_JIT"):
         return None
     try:
         from . import _text_kernels_jit
     except ImportError:  # no numba: the numpy versions run
         return None
-    return _text_kernels_jit
+    return getattr(_text_kernels_jit, name)
 
 
 def shingler() -> Any:
-    """The compiled shingler (`_shingle_hashes`), or None when numba is missing or switched off
-    (STUDIO_NO_JIT=1)."""
-    mod = _module()
-    return None if mod is None else mod._shingle_hashes
+    return _compiled("_shingle_hashes")
 
 
 def normalizer() -> Any:
-    """The compiled normaliser (`_normalize`), or None (as `shingler`)."""
-    mod = _module()
-    return None if mod is None else mod._normalize
+    return _compiled("_normalize")
 
 
 def utf8_decoder() -> Any:
-    """The compiled UTF-8 decoder (`_utf8_codepoints`), or None (as `shingler`)."""
-    mod = _module()
-    return None if mod is None else mod._utf8_codepoints
+    return _compiled("_utf8_codepoints")
 
 
 def jaccard_merger() -> Any:
-    """The compiled pairwise Jaccard (`_sorted_jaccard`), or None (as `shingler`)."""
-    mod = _module()
-    return None if mod is None else mod._sorted_jaccard
+    return _compiled("_sorted_jaccard")
 
 
 def key_hasher() -> Any:
-    """The compiled exact-key hash (`_exact_keys`), or None (as `shingler`)."""
-    mod = _module()
-    return None if mod is None else mod._exact_keys
+    return _compiled("_exact_keys")
 
 
 # The exact key of a normalised text: a signed 64-bit hash of its code points, 0 for an empty text
