@@ -16,8 +16,6 @@ from .workspace import SAMPLE_TABLES
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .jobs import Job
-
 # The samples columns an insert writes, with their Arrow types by name: pyarrow is imported only
 # when rows go in through Arrow (0.15-0.25 s a process; the fast alpaca import never needs it).
 _COLUMNS = [
@@ -46,6 +44,8 @@ def arrow_schema() -> "pa.Schema":
 
     types = {"string": pa.string(), "int64": pa.int64(), "list<string>": pa.list_(pa.string())}
     return pa.schema([(name, types[kind]) for name, kind in _COLUMNS])
+
+
 # samples.search_text (migration 0005): what browse's case-insensitive search scans. Every writer of
 # instruction / answer / text sets it with this expression (lowercased by DuckDB, like the needle),
 # except the fast alpaca import, which leaves it NULL for `fill_search_text` (browse lowers the
@@ -66,22 +66,6 @@ def fill_search_text(con: duckdb.DuckDBPyConnection, first: int, last: int) -> i
     return int(con.execute(
         f"UPDATE samples SET search_text = {SEARCH_TEXT_SQL} WHERE id BETWEEN ? AND ? AND search_text IS NULL",
         [int(first), int(last)]).fetchall()[0][0])
-
-
-def fill_all_search_text(con: duckdb.DuckDBPyConnection, job: "Job | None" = None,
-                         chunk: int = SEARCH_FILL_CHUNK) -> int:
-    """Fill every missing search_text, `chunk` ids per statement (each commits on its own, so a
-    cancel keeps what was done); returns how many rows were filled."""
-    n, lo, hi = search_text_missing(con)
-    if job is not None:
-        job.set_total(n)
-    done = 0
-    for start in range(lo, hi + 1, chunk):
-        filled = fill_search_text(con, start, min(start + chunk - 1, hi))
-        done += filled
-        if job is not None:
-            job.advance(filled)
-    return done
 
 
 def to_arrow(samples: Sequence[Sample]) -> "pa.Table":
