@@ -26,19 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dedup_real  # noqa: E402
 
 
-def read_json_into_file(src: Path, db: Path) -> float:
-    """DuckDB's read_json of the file into a table of a new DuckDB file, committed: seconds."""
+def read_json_seconds(src: Path, db: Path | None) -> float:
+    """DuckDB's read_json of the file into a table of a new DuckDB file (`db`), committed, or of an
+    in-memory database (`db` None): seconds."""
     t = time.perf_counter()
-    con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format = 'newline_delimited')", [str(src)])
-    con.close()
-    return time.perf_counter() - t
-
-
-def read_json_in_memory(src: Path) -> float:
-    """DuckDB's read_json of the file into a table of an in-memory database: seconds."""
-    t = time.perf_counter()
-    con = duckdb.connect()
+    con = duckdb.connect(str(db) if db is not None else ":memory:")
     con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format = 'newline_delimited')", [str(src)])
     con.close()
     return time.perf_counter() - t
@@ -62,11 +54,11 @@ def main() -> None:
                 r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 if label == "in_memory":
                     c0 = time.process_time()
-                    secs = read_json_in_memory(src)
+                    secs = read_json_seconds(src, None)
                     cpu, size = time.process_time() - c0, 0
                 elif label == "read_json":
                     c0 = time.process_time()
-                    secs = read_json_into_file(src, target / "t.duckdb")
+                    secs = read_json_seconds(src, target / "t.duckdb")
                     cpu = time.process_time() - c0
                     size = (target / "t.duckdb").stat().st_size
                 else:

@@ -1,5 +1,5 @@
-"""The dedup hashing pass's two inner loops compiled with numba, each in one pass over the code
-points instead of a dozen or more numpy passes:
+"""The dedup pass's inner loops compiled with numba, each in one pass over its data instead of a
+dozen or more numpy passes:
 
 - `shingler`: curation.shingles.codepoint_shingle_hashes (tokens, runs, role salts, n-grams);
 - `normalizer`: the table-driven part of curation.normalize_bulk (characters mapped, zero-width
@@ -71,20 +71,12 @@ KEY_SALT = 0x9E3779B97F4A7C15
 KEY_LENGTH_MUL = 0xD6E8FEB86659FD93
 
 
-def _fmix64_numpy(h):
-    import numpy as np
-
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
-
-
 def exact_keys_numpy(cp: Any, lens: Any) -> Any:
     """int64 exact keys of texts laid out as normalize_bulk.normalized_codepoints gives them (text
     i: lens[i] code points, the last a NUL separator that does not count)."""
     import numpy as np
+
+    from .shingles import fmix64  # the same murmur3 finalizer the band keys use
 
     lens = np.asarray(lens, np.int64)
     if lens.size == 0:
@@ -92,11 +84,11 @@ def exact_keys_numpy(cp: Any, lens: Any) -> Any:
     starts = np.cumsum(lens) - lens
     pos = np.arange(cp.size, dtype=np.int64) - np.repeat(starts, lens)
     with np.errstate(over="ignore"):
-        mixed = _fmix64_numpy((cp.astype(np.uint64) << np.uint64(32)) ^ pos.astype(np.uint64) ^ np.uint64(KEY_SALT))
+        mixed = fmix64((cp.astype(np.uint64) << np.uint64(32)) ^ pos.astype(np.uint64) ^ np.uint64(KEY_SALT))
         mixed[starts + lens - 1] = 0  # the separators add nothing
         sums = np.add.reduceat(mixed, starts)
         n = lens - 1
-        keys = _fmix64_numpy(sums ^ (n.astype(np.uint64) * np.uint64(KEY_LENGTH_MUL))).view(np.int64)
+        keys = fmix64(sums ^ (n.astype(np.uint64) * np.uint64(KEY_LENGTH_MUL))).view(np.int64)
     keys[keys == 0] = 1
     keys[n <= 0] = 0
     return keys
