@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from .lang import CJK_CLASS, CJK_RANGES
+from .text_kernels import fmix64, shingler
 
 DEFAULT_SHINGLE = 3  # CJK: 3 characters; elsewhere: 3 words
 SEED = 1  # datasketch MinHash's default seed
@@ -76,14 +77,6 @@ def _classes(cp: np.ndarray) -> np.ndarray:
     return out
 
 
-def fmix64(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
-
-
 def shingle_hashes(texts: Sequence[str], n: int = DEFAULT_SHINGLE) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of the shingles of each (already normalised) text.
 
@@ -107,8 +100,6 @@ def codepoint_shingle_hashes(cp: np.ndarray, lens: np.ndarray, n: int = DEFAULT_
     count = lens.size
     if count == 0:
         return np.zeros(0, np.uint32), np.zeros(1, np.int64)
-    from .text_kernels import shingler
-
     compiled = shingler()
     if compiled is not None:  # the same hashes, one pass (curation/text_kernels.py)
         return _compiled_hashes(compiled, cp, lens, n)

@@ -71,12 +71,22 @@ KEY_SALT = 0x9E3779B97F4A7C15
 KEY_LENGTH_MUL = 0xD6E8FEB86659FD93
 
 
+def fmix64(h: Any) -> Any:
+    """murmur3's 64-bit finalizer over a uint64 numpy array (the shingle hashes, the LSH band keys
+    and the exact keys all end with it; the compiled kernels have their own `_fmix64`)."""
+    import numpy as np
+
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
 def exact_keys_numpy(cp: Any, lens: Any) -> Any:
     """int64 exact keys of texts laid out as normalize_bulk.normalized_codepoints gives them (text
     i: lens[i] code points, the last a NUL separator that does not count)."""
     import numpy as np
-
-    from .shingles import fmix64  # the same murmur3 finalizer the band keys use
 
     lens = np.asarray(lens, np.int64)
     if lens.size == 0:
