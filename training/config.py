@@ -200,6 +200,12 @@ class TrainSection(_Section):
     lora_fused.py), instead of PEFT's fp32 copy, mask and dropped-out copy per adapted projection.
     Same results for the same mask; about 8 x hidden bytes less per token and layer, and less
     memory traffic. Off keeps PEFT's own branch (the seed's recipe). DoRA branches stay PEFT's."""
+    async_input: bool = True
+    """On a CUDA GPU: one DataLoader worker collates the next micro-batches while the GPU trains,
+    and the pinned batches go to the GPU without the host waiting for it (accelerate's
+    non_blocking). The Trainer's default collates in the training process and copies each input
+    tensor with a host sync (~6 per micro-batch), which leaves the GPU idle while it does
+    (benches/gpu/NOTES.md, run 11). Off: the Trainer's defaults. No effect on a CPU."""
     defer_metrics: bool = True
     """Keep each micro-batch's logged statistics (entropy, token accuracy, token count, loss NaN
     check) on the GPU until the next log step, instead of TRL's and the Trainer's 7 host syncs per
@@ -250,6 +256,12 @@ class TrainSection(_Section):
     compile_layers: bool = False
     """torch.compile each decoder layer (regional compilation, dynamic shapes) on a GPU: fewer
     kernel launches; costs a minute of compilation at start."""
+    cuda_graphs: bool = False
+    """Replay each decoder layer's forward and backward as CUDA graphs (training/cuda_graphs.py):
+    one launch per layer instead of ~70 kernels, for runs bound by the host launching kernels.
+    Every packed micro-batch is padded to micro_batch_size x max_length tokens. Needs packing and
+    no gradient checkpointing (graphed layers keep their activations); captured at the first step,
+    which takes a few seconds. Skipped, with a log line, without a CUDA GPU."""
     devices: int = Field(1, gt=0, title="GPUs")
     """GPUs on this machine to train on. >1 starts one process per GPU (torchrun) with DDP: each
     GPU holds the model and trains on its own micro-batches; LoRA gradients are tiny to sync."""
@@ -383,6 +395,20 @@ class TrainConfig(_Section):
     def _heads_divide(self) -> "TrainConfig":
         if self.tiny.hidden_size % self.tiny.num_heads:
             raise ValueError(f"tiny.hidden_size ({self.tiny.hidden_size}) must divide by tiny.num_heads ({self.tiny.num_heads})")
+        return self
+
+    @model_validator(mode="after")
+    def _graphs_fit(self) -> "TrainConfig":
+        t = self.train
+        if not t.cuda_graphs:
+            return self
+        if t.gradient_checkpointing:
+            raise ValueError("train.cuda_graphs needs train.gradient_checkpointing=false: a graphed layer keeps its "
+                             "activations (set both, and check the plan's memory)")
+        if t.compile_layers:
+            raise ValueError("train.cuda_graphs and train.compile_layers exclude each other: choose one")
+        if not self.data.packing:
+            raise ValueError("train.cuda_graphs needs data.packing=true: the graphs replay one padded, packed length")
         return self
 
     @property

@@ -13,6 +13,10 @@ that state and draws the same mask again, the way activation checkpointing repla
 matmul runs in the autocast dtype, as PEFT's does under autocast, else in the adapter's dtype. Without dropout (p = 0) it is a
 plain linear in the compute dtype, still without the fp32 copy.
 
+Inside a CUDA graph capture (train.cuda_graphs, training/cuda_graphs.py) the generator's state
+cannot be read or set, so there the function keeps the mask itself (1 byte an element) instead;
+PyTorch's dropout inside a graph draws a new mask at each replay.
+
 Measured effect: benches/gpu/NOTES.md. Equal gradients to the unfused branch for the same mask:
 tests/test_lora_fused.py.
 """
@@ -39,27 +43,38 @@ def _generator(device: torch.device) -> torch.Generator:
     return torch.default_generator
 
 
+KEEP_MASK = False
+"""Keep the dropout mask instead of the generator state even outside a CUDA graph capture (tests)."""
+
+
+def _keeps_mask(device: torch.device) -> bool:
+    return KEEP_MASK or (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+
+
 class _DropoutLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
-        gen = _generator(x.device)
-        state = gen.get_state()
-        xc = x.to(dtype)
-        xd, _ = torch.native_dropout(xc, p, True)
-        ctx.save_for_backward(x, weight)
-        ctx.state, ctx.p, ctx.dtype = state, p, dtype
+        ctx.p, ctx.dtype = p, dtype
+        keep = _keeps_mask(x.device)  # a graph capture: no generator state to read (module docstring)
+        ctx.state = None if keep else _generator(x.device).get_state()
+        xd, mask = torch.native_dropout(x.to(dtype), p, True)
+        ctx.save_for_backward(*((x, weight, mask) if keep else (x, weight)))
         return F.linear(xd, weight.to(dtype))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        gen = _generator(x.device)
-        now = gen.get_state()
-        gen.set_state(ctx.state)
-        try:  # the forward's mask again: same state, same tensor, same kernel
-            xd, mask = torch.native_dropout(x.to(ctx.dtype), ctx.p, True)
-        finally:
-            gen.set_state(now)
+        if ctx.state is None:
+            x, weight, mask = ctx.saved_tensors
+            xd = torch.ops.aten.native_dropout_backward(x.to(ctx.dtype), mask, 1.0 / (1.0 - ctx.p))
+        else:
+            x, weight = ctx.saved_tensors
+            gen = _generator(x.device)
+            now = gen.get_state()
+            gen.set_state(ctx.state)
+            try:  # the forward's mask again: same state, same tensor, same kernel
+                xd, mask = torch.native_dropout(x.to(ctx.dtype), ctx.p, True)
+            finally:
+                gen.set_state(now)
         grad = grad.to(ctx.dtype)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:

@@ -18,6 +18,11 @@ tokens; L layers, h hidden, i MLP width; C = layers recomputed by gradient check
                              0 with train.offload_checkpoints: they wait in CPU memory)
                + t*a*w       one layer recomputed in backward when C > 0 (w = 1.25 fused, 1.8 not; x1.2 upcast)
                + 2*i*h       qlora: the widest weight dequantised to bf16 for its matmul
+               + L*t*(2h + m) train.cuda_graphs (never with checkpointing): each graphed layer's static
+                             input, and with the fused branch and dropout its masks, 1 byte per
+                             element of each adapted projection's input (m = 4h for q/k/v/o), which
+                             the branch keeps inside a graph instead of the generator state. 1.15 GiB
+                             for 7B at 2 x 1024 by count; 1.13 GiB measured (benches/gpu/NOTES.md run 11)
   (The loss needs no full logits: TRL 1.16 computes it in chunks.)
   FSDP         with train.devices = D > 1 and train.distributed = fsdp, per GPU: weights / D plus three
                layers gathered whole (the current unit, the prefetched next one and one in flight),
@@ -130,6 +135,10 @@ def estimate_memory(shape: Shape, cfg: TrainConfig, method: str | None = None, *
         acts += t * per_tok * (1.25 if fused else 1.8) * (1.2 if upcast else 1.0)
     if method == "qlora":
         acts += 2 * i * h
+    if cfg.train.cuda_graphs and not gc:
+        adapted_inputs = sum(a for name, (a, _b) in lin.items() if name in targets or targets == ["all-linear"])
+        masks = adapted_inputs if method != "full" and cfg.train.fused_lora and cfg.lora.dropout > 0 else 0
+        acts += L * t * (2 * h + masks)
     if cfg.train.devices > 1 and cfg.train.distributed == "fsdp":
         # sharded weights and optimizer state, plus three layers gathered whole (module docstring)
         layer_w = (n_m / L) * (0.516 if method == "qlora" else 2)
@@ -161,6 +170,8 @@ def fitting_method(shape: Shape, cfg: TrainConfig, gpu_mem_gb: float) -> dict[st
         f = offload[rec] if off else adjust[rec]
         need = estimate_memory(shape, cfg, rec, gradient_checkpointing=True, checkpoint_fraction=f, offload=off).total_gb
         sets = "--set train.gradient_checkpointing=true"
+        if cfg.train.cuda_graphs:  # graphed layers cannot recompute (training/cuda_graphs.py)
+            sets += " --set train.cuda_graphs=false"
         if f != cfg.train.checkpoint_fraction or not cfg.train.gradient_checkpointing:
             sets += f" --set train.checkpoint_fraction={f:g}"
         how = "with more recomputation"

@@ -134,6 +134,9 @@ def sft_args(cfg: TrainConfig, run_dir: Path, precision: str, has_eval: bool, ov
         extra["gradient_checkpointing_kwargs"] = None
     elif cfg.train.devices > 1:
         extra["ddp_find_unused_parameters"] = False
+    if cfg.train.async_input and device_kind() == "cuda":
+        extra["dataloader_num_workers"] = 1  # collates while the GPU trains; fork: the worker never touches CUDA
+        extra["accelerator_config"] = {"non_blocking": True}  # pinned batches (dataloader_pin_memory) copied async
     if cfg.train.defer_metrics:
         # the Trainer's NaN filter asks the GPU `isnan(loss) or isinf(loss)` every micro-batch: two
         # host syncs (training/sft.py); without it a NaN loss is logged as NaN
@@ -184,6 +187,7 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
     used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
     used["mlp_tile_tokens"] = cfg.train.mlp_tile_tokens
+    used["cuda_graphs"] = bool(cfg.train.cuda_graphs and speed.cuda_available())
     from .sft import trl_supported  # imports trl, which every caller of this function trains with
 
     used["defer_metrics"] = bool(cfg.train.defer_metrics and trl_supported())
@@ -279,7 +283,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, *, on_status: Callable[..., Non
                                tokens_offset=tokens_offset, step_hook=step_hook)
     trainer = make_trainer(cfg, model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                            processing_class=tokenizer, peft_config=lora_config(cfg) if cfg.uses_adapter else None,
-                           callbacks=[Control(), metrics_cb] + speed.speed_callbacks(cfg.train, cfg.method))
+                           callbacks=[Control(), metrics_cb] + speed.speed_callbacks(cfg.train, cfg.method, cfg.data.max_length))
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     if resume_from is None:

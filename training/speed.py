@@ -233,12 +233,17 @@ def lora_fusing_callback():
     return FuseLora()
 
 
-def speed_callbacks(train_cfg: Any, method: str = "lora") -> list[Any]:
+def speed_callbacks(train_cfg: Any, method: str = "lora", max_length: int = 1024) -> list[Any]:
     """The Trainer callbacks a config's speed and memory choices need (none for the seed's recipe):
-    partial or offloaded checkpointing, and the fused LoRA branch."""
+    partial or offloaded checkpointing, the fused LoRA branch (before the CUDA graphs, which
+    capture it), the graphed layers."""
     cbs = []
     if train_cfg.fused_lora and method != "full":
         cbs.append(lora_fusing_callback())
+    if getattr(train_cfg, "cuda_graphs", False):
+        from .cuda_graphs import graphs_callback
+
+        cbs.append(graphs_callback(train_cfg.micro_batch_size * max_length))
     if train_cfg.mlp_tile_tokens:
         from .long_context import tiling_callback
 

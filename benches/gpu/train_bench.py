@@ -57,7 +57,12 @@ def parse_variant(name: str) -> tuple[str, str, str]:
 
 
 def file_stem(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100]
+    """A file name for a variant; a long one is cut and keeps a hash of the whole, so two variants
+    that differ only past the cut do not overwrite each other's files."""
+    import hashlib
+
+    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return stem if len(stem) <= 100 else stem[:91] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
 
 
 def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, out: Path,
@@ -142,7 +147,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
             if logs and "loss" in logs:
                 Timer.losses.append(logs["loss"])
 
-    callbacks = [Timer()] + speed.speed_callbacks(cfg.train, cfg.method)
+    callbacks = [Timer()] + speed.speed_callbacks(cfg.train, cfg.method, cfg.data.max_length)
     if os.environ.get("BENCH_PROFILE"):  # NAME~prof: profile two steps after warm-up (timings then include it)
         from _profile import ProfileSteps
 
