@@ -242,3 +242,17 @@ def _sorted_jaccard(indptr, hashes, ra, rb, out):
             else:
                 j += 1
         out[p] = inter / (na + nb - inter)
+
+
+@_jit
+def _row_agreement(sigs, ia, ib, out):
+    """out[p] = the share of columns where rows ia[p] and ib[p] of `sigs` agree (the MinHash
+    estimate), read in place: no gathered copy of the two rows."""
+    k = sigs.shape[1]
+    for p in range(ia.size):
+        a, b = ia[p], ib[p]
+        same = 0
+        for j in range(k):
+            if sigs[a, j] == sigs[b, j]:
+                same += 1
+        out[p] = same / k

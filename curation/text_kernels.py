@@ -7,7 +7,9 @@ dozen or more numpy passes:
 - `key_hasher`: the exact key of each normalised text (`exact_keys_numpy` is the definition);
 - `utf8_decoder`: the code points of Arrow's UTF-8 texts (Python's codecs are the reference);
 - `jaccard_merger`: the exact Jaccard of pairs of sorted shingle sets, by merging each pair
-  (dedup/shingle_sets.ShingleSets.jaccard's numpy blocks are the reference).
+  (dedup/shingle_sets.ShingleSets.jaccard's numpy blocks are the reference);
+- `row_agreement`: the MinHash estimate of pairs of signature rows, read in place
+  (dedup/similarity.estimates_at's gathered blocks are the reference).
 
 The numpy versions stay as the reference and the fallback; tests/test_text_kernels.py checks that
 both give the same results bit for bit.
@@ -60,6 +62,10 @@ def jaccard_merger() -> Any:
 
 def key_hasher() -> Any:
     return _compiled("_exact_keys")
+
+
+def row_agreement() -> Any:
+    return _compiled("_row_agreement")
 
 
 # The exact key of a normalised text: a signed 64-bit hash of its code points, 0 for an empty text

@@ -18,7 +18,7 @@ def test_train_bench_runs_the_seed_beside_the_presets_at_tiny_size(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads((out / "bench.json").read_text())
     assert all("tokens_per_s" in r for r in res.values()), {k: r.get("error") for k, r in res.items()}
-    assert res["fast"]["arch"] == "tiny" and res["fast"]["config"]["micro_batch"] == 8
+    assert res["fast"]["arch"] == "tiny" and res["fast"]["config"]["micro_batch"] == 2
     assert len(res["seed-lora"]["losses"]) == len(res["fast"]["losses"]) == 3
     table = (out / "table.md").read_text()
     assert "| fast | cpu |" in table and "| seed-lora | cpu |" in table

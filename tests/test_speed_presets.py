@@ -23,11 +23,13 @@ def test_presets_keep_the_seed_recipe_and_turn_the_levers():
         # the same 8 sequences of 1024 per optimizer step, split into fewer, larger micro-batches
         assert (c.train.micro_batch_size * c.train.grad_accum, c.data.max_length, c.data.packing) == (8, 1024, True)
         assert c.train.loss_vocab_chunk == 8192
-    assert (fast.train.micro_batch_size, lean.train.micro_batch_size) == (8, 4)  # fast: the step in one pass
+    # fast: the seed's micro-batch without recompute, its layers replayed as CUDA graphs
+    assert (fast.train.micro_batch_size, lean.train.micro_batch_size) == (2, 4)
+    assert fast.train.cuda_graphs and not lean.train.cuda_graphs and not seed.train.cuda_graphs
     assert (seed.train.micro_batch_size, seed.train.grad_accum) == (2, 4)
     assert (seed.train.attn_implementation, seed.train.liger_kernel, seed.train.gradient_checkpointing) == ("sdpa", "off", True)
     assert seed.train.checkpoint_fraction == 1.0 and seed.train.loss_vocab_chunk is None
-    assert (fast.method, fast.train.gradient_checkpointing, fast.train.checkpoint_fraction) == ("lora", True, 0.75)
+    assert (fast.method, fast.train.gradient_checkpointing) == ("lora", False)
     assert fast.train.fused_lora and lean.train.fused_lora and not seed.train.fused_lora
     assert (lean.method, lean.quant.upcast_fp32, lean.train.gradient_checkpointing) == ("qlora", False, True)
 

@@ -150,3 +150,19 @@ def test_utf8_decoder_stops_at_a_cut_off_sequence():
     n = decode(data, offsets, cp, lens)
     assert cp[:n].tolist() == [ord("a"), ord("b"), 0xFFFD, 0, ord("x"), ord("y"), 0, 0xFFFD, 0]
     assert lens.tolist() == [4, 3, 2]
+
+
+def test_row_agreement_equals_the_gathered_estimates(numpy_only):
+    from curation.dedup.similarity import estimates_at
+
+    rng = np.random.default_rng(3)
+    sigs = rng.integers(0, 4, size=(500, 64), dtype=np.uint32)  # few values: every agreement count occurs
+    ia, ib = rng.integers(0, 500, 2000), rng.integers(0, 500, 2000)
+    ia[:5] = ib[:5]  # a row against itself agrees everywhere
+    numpy_only(True)
+    want = estimates_at(sigs, ia, ib)
+    numpy_only(False)
+    assert text_kernels.row_agreement() is not None
+    got = estimates_at(sigs, ia, ib)
+    assert np.array_equal(got, want) and (got[:5] == 1.0).all() and len(set(got.tolist())) > 10
+    assert estimates_at(sigs, ia[:0], ib[:0]).size == 0

@@ -18,6 +18,7 @@ import numpy as np
 from .. import normalize as norm
 from .. import shingles as sh
 from ..jobs import Job
+from ..text_kernels import row_agreement
 from ..workers import Workers
 from .params import DedupParams
 from .shingle_sets import PAIR_BLOCK, ShingleSets
@@ -50,8 +51,16 @@ def estimates(data: Sigs, a_ids: np.ndarray, b_ids: np.ndarray) -> tuple[np.ndar
 
 
 def estimates_at(sigs: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-    """MinHash estimate of each pair of rows (ia, ib) of `sigs`: both sides' rows gathered in one
-    ascending read per block (a mapped matrix: see gather_rows)."""
+    """MinHash estimate of each pair of rows (ia, ib) of `sigs`. In memory, compiled: each pair's
+    two rows compared where they are (1M pairs at t=0.7 on the 1M real rows: 1.14 -> 0.67 s, of which
+    ~0.36 s is loading the compiled kernel). A matrix mapped from a file
+    (10M samples), or without numba: both sides' rows gathered in one ascending read per block
+    (see gather_rows)."""
+    agree = None if isinstance(sigs, np.memmap) else row_agreement()
+    if agree is not None and ia.size:
+        out = np.empty(ia.size, np.float64)
+        agree(sigs, np.ascontiguousarray(ia, np.int64), np.ascontiguousarray(ib, np.int64), out)
+        return out
     out = np.zeros(ia.size, np.float64)
     for s in range(0, ia.size, PAIR_BLOCK):
         k = min(PAIR_BLOCK, ia.size - s)
