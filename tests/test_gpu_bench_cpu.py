@@ -36,3 +36,12 @@ def test_studio_train_check_compares_the_plan_with_the_runs_metrics(tmp_path):
     (r,) = json.loads((out / "check.json").read_text())
     assert r["state"] == "done" and r["steps"] == 2 and r["plan_gb"] > 0 and len(r["losses"]) == 2
     assert "| tiny-demo:lora | done (2) |" in proc.stdout
+
+
+def test_graphs_check_runs_its_padded_path_on_the_cpu(tmp_path):
+    """benches/gpu/graphs_check.py at CPU size (no capture here: the same padded, static-mask path)."""
+    proc = subprocess.run([sys.executable, "benches/gpu/graphs_check.py", "--out", str(tmp_path), "--tokens", "512"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads((tmp_path / "graphs_check.json").read_text())
+    assert [c["passed"] for c in res["checks"]] == [True, True] and res["checks"][0]["replays"] == 6

@@ -66,10 +66,10 @@ def file_stem(name: str) -> str:
 
 
 def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, out: Path,
-             timeout: float | None = None) -> dict:
+             timeout: float | None = None, log_every: int = 1) -> dict:
     res = out / f"seed-{mode}-{arch}.json"
     cmd = [sys.executable, seed_script, "--arch", arch, "--mode", mode, "--steps", str(steps),
-           "--warmup", str(warmup), "--out", str(res)]
+           "--warmup", str(warmup), "--out", str(res)] + (["--log-every", str(log_every)] if log_every != 1 else [])
     subprocess.run(cmd, check=True, stdout=open(out / f"seed-{mode}-{arch}.log", "w"), stderr=subprocess.STDOUT,
                    timeout=timeout)
     d = json.loads(res.read_text())
@@ -77,7 +77,7 @@ def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, ou
             "model_tflops": d["model_tflops"], "gpu": d["gpu"], "arch": arch, "method": mode}
 
 
-def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: str) -> None:
+def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: str, log_every: int = 1) -> None:
     """In a fresh process: the studio's trainer from `preset` on the random model and rows."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
@@ -131,13 +131,15 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     ds = Dataset.from_list(rows)
     run_dir = Path(tempfile.mkdtemp(dir="/tmp"))
     args = recipe.sft_args(cfg, run_dir, precision, has_eval=False, overrides=dict(
-        max_steps=steps + warmup, logging_steps=1, save_strategy="no"))
+        max_steps=steps + warmup, logging_steps=log_every, save_strategy="no"))
 
     class Timer(TrainerCallback):
+        """As probe_variants.Timer: a GPU wait at every step end only with a loss logged each step."""
         t0, n, losses = None, 0, []
 
         def on_step_end(self, a, state, control, **kw):
-            _dev.sync()
+            if log_every == 1 or state.global_step == warmup:
+                _dev.sync()
             if state.global_step == warmup:
                 Timer.t0 = time.perf_counter()
             elif state.global_step > warmup:
@@ -186,11 +188,15 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=None, help="seconds per variant before it is stopped")
     ap.add_argument("--arch", choices=("7b", "14b", "tiny"), default=None,
                     help="every variant on this shape; tiny: a CPU smoke run of the bench itself (no GPU needed)")
+    ap.add_argument("--log-every", type=int, default=1,
+                    help="logging_steps of every variant, the seed's included. 1 (runs 1-11): a loss a step to "
+                         "compare with the seed's, and the clock waits for the GPU at every step end; 10: as the "
+                         "seed article and the presets log, the clock waiting only where it starts and stops")
     ap.add_argument("--child", nargs=4, metavar=("PRESET", "ARCH", "STEPS", "OUT"))
     a = ap.parse_args()
     if a.child:
         preset, arch, steps, out_json = a.child
-        run_studio_child(preset, arch, int(steps), a.warmup, out_json)
+        run_studio_child(preset, arch, int(steps), a.warmup, out_json, a.log_every)
         return
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,18 +213,18 @@ def main() -> None:
             if runner == "torchrun2":
                 js = out / f"{stem}.json"
                 subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                                __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)],
+                                __file__, "--warmup", str(a.warmup), "--log-every", str(a.log_every), "--child", what, arch, str(steps), str(js)],
                                check=True, stdout=open(out / f"{stem}.log", "w"), stderr=subprocess.STDOUT, timeout=a.timeout)
                 results[name] = json.loads(js.read_text())
             elif runner == "seed":
-                results[name] = run_seed(what, arch, steps, a.warmup, a.seed_script, out, a.timeout)
+                results[name] = run_seed(what, arch, steps, a.warmup, a.seed_script, out, a.timeout, a.log_every)
             else:
                 js = out / f"{stem}.json"
                 # one process seeing several GPUs gets nn.DataParallel, which TRL refuses: show it one
                 env = dict(os.environ, CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0])
                 if profiled:
                     env["BENCH_PROFILE"] = str(out / f"{stem}.profile.txt")
-                subprocess.run([sys.executable, __file__, "--warmup", str(a.warmup), "--child", what, arch, str(steps), str(js)], env=env,
+                subprocess.run([sys.executable, __file__, "--warmup", str(a.warmup), "--log-every", str(a.log_every), "--child", what, arch, str(steps), str(js)], env=env,
                                check=True, stdout=open(out / f"{stem}.log", "w"), stderr=subprocess.STDOUT, timeout=a.timeout)
                 results[name] = json.loads(js.read_text())
         except subprocess.CalledProcessError as exc:
