@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from . import lang
 from . import text_shape as shape
+from .distinct import distinct
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
 from .text_stats import cjk_and_words, distinct_char_ngrams, distinct_token_ngrams, may_contain, token_keys
@@ -216,11 +217,11 @@ def echo_similarities(ins: Sequence[str], ans: Sequence[str]) -> list[float | No
     hashes, offsets = shingle_hashes(texts, 2)
     keys = (np.repeat(owner, np.diff(offsets)) << np.uint64(32)) | hashes.astype(np.uint64)
     cut = offsets[[n, n + len(apart)]]
-    answer = _distinct(keys[cut[1]:])
+    answer = distinct(keys[cut[1]:])
     answer_size = np.bincount((answer >> np.uint64(32)).astype(np.int64), minlength=n)
     out = np.zeros(n, dtype=np.float64)
     for part in (keys[:cut[0]], keys[cut[0]:cut[1]]):
-        side = _distinct(part)
+        side = distinct(part)
         size = np.bincount((side >> np.uint64(32)).astype(np.int64), minlength=n)
         both = np.concatenate([side, answer])
         both.sort()
@@ -238,14 +239,6 @@ def echo_similarities(ins: Sequence[str], ans: Sequence[str]) -> list[float | No
         elif (full[k] and full[k] == b[k]) or (only[k] and only[k] == b[k]):
             res[k] = 1.0
     return res
-
-
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    """The sorted distinct values of `keys` (np.unique, without its hashing detour)."""
-    keys = np.sort(keys)
-    if keys.size < 2:
-        return keys
-    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
 
 
 @functools.lru_cache(maxsize=64)

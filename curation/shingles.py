@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .distinct import distinct
 from .lang import CJK_CLASS, CJK_RANGES
 from .text_kernels import fmix64, shingler
 
@@ -187,7 +188,7 @@ def _compiled_hashes(compiled, cp: np.ndarray, lens: np.ndarray, n: int) -> tupl
 def shingle_set(text: str, n: int = DEFAULT_SHINGLE) -> np.ndarray:
     """Sorted distinct shingle hashes of one normalised text (for exact Jaccard)."""
     h, _ = shingle_hashes([text], n)
-    return np.unique(h)
+    return distinct(h)
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

@@ -37,6 +37,7 @@ model's own outputs and gradients.
 from __future__ import annotations
 
 import logging
+import os
 import types
 from typing import Any, Callable
 
@@ -301,6 +302,10 @@ def graphs_callback(tokens: int):
                 return
             if not torch.cuda.is_available():
                 log.warning("train.cuda_graphs=true but there is no CUDA GPU: the layers run as they are")
+                return
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # DDP's gradient hooks beside the graphs: not measured
+                log.warning("train.cuda_graphs=true is not used with several GPUs yet (untested): the layers run "
+                            "as they are")
                 return
             try:
                 self.graphs = GraphedLayers(model, tokens).install()

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import shingles as sh
+from ..distinct import distinct
 
 CANDIDATE_RECALL = 0.99  # chance that a pair exactly at the threshold becomes a candidate
 BAND_THREADS = 2  # bands grouped at once (candidate_pairs)
@@ -95,7 +96,7 @@ def _stable_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     np.not_equal(sk[1:], sk[:-1], out=changed[1:])
     odd = np.flatnonzero(changed & ~run_start)  # a key change inside a run
     if odd.size:
-        runs = np.unique(np.cumsum(run_start)[odd])  # run numbers (1-based) that mix keys
+        runs = distinct(np.cumsum(run_start)[odd])  # run numbers (1-based) that mix keys
         run_id = np.cumsum(run_start)
         fix = np.flatnonzero(np.isin(run_id, runs))
         sub = fix[np.lexsort((order[fix], sk[fix], run_id[fix]))]
@@ -121,7 +122,7 @@ def group_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """The distinct unordered pairs among (a, b) as sorted int64 codes low * n + high."""
-    return np.unique(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
+    return distinct(np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b))
 
 
 def unique_pairs(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,5 +156,5 @@ def candidate_pairs(sigs: np.ndarray, threshold: float, num_perm: int, take: np.
         codes = [band_codes(band) for band in range(bands)]
     if not codes:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    code = np.unique(np.concatenate(codes))
+    code = distinct(np.concatenate(codes))
     return code // n, code % n

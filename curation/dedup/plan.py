@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
+from ..distinct import distinct
 from ..jobs import Job
 from ..workers import Workers
 from .clusters import Plan, keeper_rank, reviewer_keepers
@@ -128,7 +129,7 @@ def keeper_clusters(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
         keeper = members[first][g]
         sim = pair_similarity(ws, data, params, pool, job, rep, (lookup, cache), members, keeper)
         near = sim >= threshold                      # the keeper itself: 1.0
-        short = np.unique(g[~near])
+        short = distinct(g[~near])
         if short.size:
             keeper = _widest_keeper(ws, data, params, pool, job, rep, (lookup, cache), members, g, tier,
                                     np.flatnonzero(first), short, keeper)
@@ -236,7 +237,7 @@ def _ignored_codes(data: Sigs, rep: np.ndarray, ignore_pairs: Mapping[int, Itera
     a, b = np.clip(data.index_of(a_ids), 0, n - 1), np.clip(data.index_of(b_ids), 0, n - 1)
     ok = (data.ids[a] == a_ids) & (data.ids[b] == b_ids)
     a, b = a[ok], b[ok]
-    return np.unique(np.concatenate([a.astype(np.int64) * n + rep[b], b.astype(np.int64) * n + rep[a]]))
+    return distinct(np.concatenate([a.astype(np.int64) * n + rep[b], b.astype(np.int64) * n + rep[a]]))
 
 
 def _is_ignored(codes: np.ndarray, rep: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -334,7 +335,7 @@ def plan_incremental(ws, data: Sigs, is_new: np.ndarray, params: DedupParams, po
         jkeeper = np.array([keeper_by_cluster[join[lab][1]] for lab in join_labs for _ in groups[lab]], np.int64)
         jsim = _similarity_to_keepers(ws, data, params, pool, job, rep, lookup, jpos, jkeeper)
         near = (jsim >= threshold) | (data.ids[jpos] == jkeeper)
-        kept_labs = np.unique(jlab[near])
+        kept_labs = distinct(jlab[near])
         local = np.searchsorted(kept_labs, jlab[near])
         member_parts.append(data.ids[jpos[near]])
         label_parts.append(local)
@@ -342,8 +343,8 @@ def plan_incremental(ws, data: Sigs, is_new: np.ndarray, params: DedupParams, po
         sim_parts.append(jsim[near])
         existing.extend(join[join_labs[k]][1] for k in kept_labs.tolist())
         report.joined_existing += int(is_new[jpos[near]].sum())
-        report.chains_split += int(np.unique(jlab[~near]).size)
-        for k in np.unique(jlab[~near]).tolist():
+        report.chains_split += int(distinct(jlab[~near]).size)
+        for k in distinct(jlab[~near]).tolist():
             split_pos = jpos[~near & (jlab == k)]
             if split_pos.size > 1:
                 policy_groups.append(split_pos.tolist())

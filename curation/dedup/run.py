@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..arrow_buffers import table_of
+from ..distinct import distinct
 from ..jobs import Job, null_job
 from ..workers import Workers
 from .clusters import UNDO_HANDLER, Plan, save_for_undo, write_plan
@@ -150,7 +151,7 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
     started = time.monotonic()
     report = DedupReport(op_id=None, params=asdict(params), incremental=True)
     con = ws.con
-    only = None if sample_ids is None else np.unique(np.fromiter(sample_ids, dtype=np.int64))
+    only = None if sample_ids is None else distinct(np.fromiter(sample_ids, dtype=np.int64))
     holder: list[Workers] = []
     try:
         fresh = compute_missing(ws, params, job, workers, only, holder)
@@ -159,12 +160,12 @@ def check_incremental(ws, sample_ids: Iterable[int] | None = None, job: Job | No
         # The new samples: those hashed now and, when ids were given, requested samples that
         # already had a signature. Flags over one merged set, no copies of the signature matrix
         # (at 10M samples it is 5 GB, mapped from a file).
-        new_ids = fresh.ids if only is None else np.union1d(fresh.ids, stored.ids[np.isin(stored.ids, only)])
+        new_ids = fresh.ids if only is None else distinct(np.concatenate([fresh.ids, stored.ids[np.isin(stored.ids, only)]]))
         # Samples already placed in a cluster stay where they are: such a "new" sample takes no
         # part in this check (an exact key of 0 leaves a row out of every group and band).
         placed = {r[0] for r in con.execute("SELECT id FROM samples WHERE cluster_id IS NOT NULL").fetchall()}
         left_out = new_ids[np.isin(new_ids, np.fromiter(placed, np.int64, len(placed)))] if placed else new_ids[:0]
-        new_ids = np.setdiff1d(new_ids, left_out)
+        new_ids = distinct(new_ids[~np.isin(new_ids, left_out)])  # np.setdiff1d, without np.unique's hashing
         report.signatures_computed = int(fresh.ids.size)
         report.signatures_reused = int(stored.ids.size) - (int(np.isin(stored.ids, only).sum()) if only is not None else 0)
         report.samples = int(new_ids.size)

@@ -11,6 +11,7 @@ from .. import normalize as norm
 from .. import normalize_bulk
 from .. import shingles as sh
 from ..arrow_buffers import int64s
+from ..distinct import distinct
 from ..jobs import Job
 from ..text_kernels import jaccard_merger
 from ..workers import Workers
@@ -96,7 +97,7 @@ class ShingleSets:
 
     def ensure(self, ws, params: DedupParams, ids: np.ndarray, pool: Workers, job: Job) -> None:
         """Compute the sets of `ids` not held yet (in the pool; texts read here, in the main process)."""
-        need = np.setdiff1d(np.unique(ids), self.ids)
+        need = np.setdiff1d(distinct(ids), self.ids, assume_unique=True)
         if need.size == 0:
             return
 
