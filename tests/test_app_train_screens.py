@@ -139,10 +139,15 @@ async def test_choosing_a_preset_fills_the_form_and_says_what_it_is_for(train_ws
         assert "article" in str(form.border_subtitle)  # seed, the default
         await pick(pilot, "#tr-preset", "fast")
         assert "24 GB" in str(form.border_subtitle)
-        assert (app.screen.query_one("#tr-micro", Input).value, app.screen.query_one("#tr-accum", Input).value) == ("8", "1")
+        def batch():
+            return app.screen.query_one("#tr-micro", Input).value, app.screen.query_one("#tr-accum", Input).value
+
+        assert batch() == ("2", "4")  # fast keeps the seed's micro-batch (its layers run as CUDA graphs)
         await pick(pilot, "#tr-preset", "lean")
         assert "QLoRA" in str(form.border_subtitle)
-        assert app.screen.query_one("#tr-method", Select).value == "qlora"
+        assert app.screen.query_one("#tr-method", Select).value == "qlora" and batch() == ("4", "2")
+        await pick(pilot, "#tr-preset", "fast")
+        assert batch() == ("2", "4") and app.screen.query_one("#tr-method", Select).value == "lora"
 
 
 async def test_bad_field_is_named_and_nothing_starts(train_ws):

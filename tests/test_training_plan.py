@@ -162,6 +162,10 @@ def test_gpu_mem_with_cuda_graphs_suggests_recomputation_without_them():
     assert "train.cuda_graphs=false" in fit["hint"]
     off = load_config(preset="fast", overrides={"base": "Qwen/Qwen2.5-7B-Instruct", "train.cuda_graphs": False})
     assert estimate_memory(shape, off).peak_gb < estimate_memory(shape, cfg).peak_gb - 1.0
+    # the plan's long-path line models the long path (recompute, so no graphs) from this config
+    from training.plan import longest_report
+
+    assert longest_report(shape, cfg, 24)["tokens"] > 50_000
 
 
 def test_gpu_mem_suggests_offloaded_checkpoints_when_recomputing_all_is_not_enough():

@@ -109,10 +109,17 @@ def test_oom_remedies_in_the_seed_order():
     assert remedies(cfg)[0].changes == {"train.micro_batch_size": 2, "train.grad_accum": 8}
     done = load_config(overrides={"train.micro_batch_size": 1, "data.max_length": 256, "method": "qlora"})
     assert remedies(done) == []
-    # the fast preset recomputes only part of the layers: the checkpointing remedy takes it to all
+    # a run recomputing only part of the layers: the checkpointing remedy takes it to all
+    part = load_config(preset="fast", require_base=False, overrides={
+        "train.cuda_graphs": False, "train.gradient_checkpointing": True, "train.checkpoint_fraction": 0.75})
+    ck = [r for r in remedies(part) if r.name == "gradient checkpointing"]
+    assert ck and ck[0].changes == {"train.checkpoint_fraction": 1.0}
+    # the fast preset's CUDA graphs cannot recompute: the remedy turns them off, and the result is a valid config
     fast = load_config(preset="fast", require_base=False)
     ck = [r for r in remedies(fast) if r.name == "gradient checkpointing"]
-    assert ck and ck[0].changes == {"train.checkpoint_fraction": 1.0}
+    assert ck and ck[0].changes == {"train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0,
+                                    "train.cuda_graphs": False}
+    assert load_config(preset="fast", require_base=False, overrides=ck[0].changes).train.gradient_checkpointing
 
 
 def test_injected_oom_fails_with_remedy_and_retries_with_the_next(tmp_path, split):

@@ -4,7 +4,8 @@ Q1 of the seed: (1) lower per_device_train_batch_size (e.g. 4 -> 2 or 1), (2) sh
 max_seq_length (e.g. 2048 -> 1024), (3) turn on gradient checkpointing, (4) for LoRA, use QLoRA.
 Only remedies that still change something are offered: a batch of 1 cannot shrink, a length of 256
 is as short as we go, checkpointing already on every layer is skipped (on only some, the
-remedy turns it on for all: train.checkpoint_fraction), a qlora run has no step 4.
+remedy turns it on for all: train.checkpoint_fraction; with CUDA graphs, it turns them off, since
+a graphed layer cannot recompute), a qlora run has no step 4.
 Halving the micro-batch doubles grad_accum, so the effective batch (and the recipe) stays the same.
 """
 from __future__ import annotations
@@ -44,8 +45,12 @@ def remedies(cfg: TrainConfig) -> list[Remedy]:
                           f"max_length {n} -> {new_len}: activations and logits shrink; check with --plan how many "
                           "samples get cut"))
     if not cfg.train.gradient_checkpointing:
-        out.append(Remedy("gradient checkpointing", {"train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0},
-                          "recompute activations in backward: much less memory, about 30% slower"))
+        # a graphed layer cannot recompute (training/cuda_graphs.py): the graphs go with it
+        graphs = {"train.cuda_graphs": False} if cfg.train.cuda_graphs else {}
+        out.append(Remedy("gradient checkpointing",
+                          {"train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0, **graphs},
+                          "recompute activations in backward: much less memory, about 30% slower"
+                          + (" (and without CUDA graphs)" if graphs else "")))
     elif cfg.train.checkpoint_fraction < 1.0:
         out.append(Remedy("gradient checkpointing", {"train.checkpoint_fraction": 1.0},
                           f"recompute every layer, not {cfg.train.checkpoint_fraction:.0%} of them: the others' "

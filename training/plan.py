@@ -262,7 +262,8 @@ def longest_report(shape: Shape, cfg: TrainConfig, gpu_mem_gb: float) -> dict[st
     on_path = bool(cfg.train.mlp_tile_tokens and cfg.train.offload_checkpoints and cfg.train.gradient_checkpointing)
     long_cfg = cfg if on_path else with_changes(cfg, {
         "train.gradient_checkpointing": True, "train.checkpoint_fraction": 1.0, "train.offload_checkpoints": True,
-        "train.mlp_tile_tokens": 4096, "train.micro_batch_size": 1, "train.fused_lora": cfg.method != "full"})
+        "train.mlp_tile_tokens": 4096, "train.micro_batch_size": 1, "train.fused_lora": cfg.method != "full",
+        "train.cuda_graphs": False})  # the long path recomputes, which a graphed layer cannot
     tokens = longest_length(shape, long_cfg, gpu_mem_gb)
     host = long_memory_gb(shape, long_cfg, tokens)["host_gb"] if tokens else 0.0
     return {"gpu_mem_gb": gpu_mem_gb, "method": cfg.method, "tokens": tokens, "on_long_path": on_path,
