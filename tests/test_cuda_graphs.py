@@ -158,3 +158,14 @@ def test_a_capture_that_fails_leaves_the_layers_as_they_are(caplog):
     torch.testing.assert_close(got_loss2, loss)
     assert graphs.failed and graphs.replays == 0
     assert sum("could not be captured" in r.message for r in caplog.records) == 1
+
+
+def test_the_refusal_is_one_line_without_the_whole_config():
+    from training.config import load_config
+    from training.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_config(preset="fast", overrides=["train.gradient_checkpointing=true"], require_base=False)
+    lines = str(e.value).splitlines()
+    assert lines[1].strip().startswith("train.cuda_graphs needs train.gradient_checkpointing=false") and len(lines) == 2
+    assert "{" not in str(e.value)

@@ -569,6 +569,8 @@ def _describe_error(err: ErrorDetails) -> str:
     msg = err["msg"]
     msg = msg[0].lower() + msg[1:] if msg else msg
     msg = msg.replace("input should be", "must be").replace("value error, ", "")
+    if isinstance(value, dict):  # a check across fields (a model validator): its message names them
+        return msg
     return f"{msg}, got {value!r}" if "got" not in msg and kind != "missing" else msg
 
 
@@ -601,7 +603,7 @@ def build_config(layers: list[_Layer]) -> TrainConfig:
             text = _describe_error(err)
             if err["type"] == "extra_forbidden":
                 text += f" ({_unknown_key_hint(path, TrainConfig)})"
-            problems.append(f"{origin}: {path or 'config'}: {text}")
+            problems.append(f"{origin}: {path}: {text}" if path else text)
         raise ConfigError("invalid training config:\n  " + "\n  ".join(problems)) from None
 
 
