@@ -320,7 +320,13 @@ def save_final(trainer: Any, tokenizer: Any, run_dir: Path, cfg: TrainConfig) ->
     from .config import portable_base
 
     out = run_dir / (ADAPTER_DIR if cfg.uses_adapter else MODEL_DIR)
-    trainer.model.save_pretrained(str(out))
+    # Under torchrun every rank gets here. Each one takes part in gathering the weights (FSDP needs
+    # all of them), but only rank 0 writes: two ranks writing adapter_config.json while one reads
+    # it back below failed a two-process CI run with a JSONDecodeError (an empty file).
+    main = int(os.environ.get("RANK", "0")) == 0
+    trainer.model.save_pretrained(str(out), is_main_process=main)
+    if not main:
+        return out
     tokenizer.save_pretrained(str(out))
     base_ref = cfg.base if cfg.is_tiny else portable_base(run_dir, cfg.base)
     adapter_config = out / "adapter_config.json"
