@@ -12,7 +12,8 @@ import numpy as np
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
-    """np.unique(values) for a 1-D array: sorted, each value once."""
+    """np.unique(values), flattened: sorted, each value once. For integers (the callers' ids, keys
+    and codes): NaNs would each stay, where np.unique merges them."""
     out = np.sort(values, axis=None)
     if out.size < 2:
         return out
