@@ -41,6 +41,9 @@ import os
 import types
 from typing import Any, Callable
 
+import torch
+import torch.nn.functional as F
+
 log = logging.getLogger(__name__)
 
 _MASK_TENSORS = ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices",
@@ -51,8 +54,6 @@ def document_ids(position_ids: Any, tokens: int) -> Any:
     """(1, tokens) int32 document ids of a padding-free row padded to `tokens`: a new document
     wherever the position id does not follow the previous one (as transformers'
     `find_packed_sequence_indices`), and the padding one more document (its positions restart at 0)."""
-    import torch
-
     pos = position_ids.reshape(-1)
     pad = tokens - pos.numel()
     if pad:
@@ -61,25 +62,30 @@ def document_ids(position_ids: Any, tokens: int) -> Any:
     return (step != 1).cumsum(0).to(torch.int32).unsqueeze(0)
 
 
-def _body_class():
-    import torch
+class _LayerBody(torch.nn.Module):
+    """One decoder layer as make_graphed_callables wants it: tensors in, a tensor out, and the
+    layer's parameters as this module's (it reads `parameters()` for the gradients). The body is
+    not part of the model, so the model's names and state-dict keys do not change. Without a
+    capture the bodies themselves run (the CPU path)."""
 
-    class Body(torch.nn.Module):
-        """One decoder layer as make_graphed_callables wants it: tensors in, a tensor out, and the
-        layer's parameters as this module's (it reads `parameters()` for the gradients). The body
-        is not part of the model, so the model's names and state-dict keys do not change."""
+    def __init__(self, layer: Any, forward: Callable[..., Any], state: "GraphedLayers") -> None:
+        super().__init__()
+        self.layer = layer
+        self._forward = forward
+        self._state = state
 
-        def __init__(self, layer: Any, forward: Callable[..., Any], state: "GraphedLayers") -> None:
-            super().__init__()
-            self.layer = layer
-            self._forward = forward
-            self._state = state
+    def forward(self, hidden: Any, cos: Any, sin: Any) -> Any:
+        return self._forward(hidden, attention_mask=self._state.mask, position_ids=None,
+                             position_embeddings=(cos, sin))
 
-        def forward(self, hidden: Any, cos: Any, sin: Any) -> Any:
-            return self._forward(hidden, attention_mask=self._state.mask, position_ids=None,
-                                 position_embeddings=(cos, sin))
 
-    return Body
+def unavailable() -> str | None:
+    """Why the graphs cannot run in this process, or None when they can."""
+    if not torch.cuda.is_available():
+        return "there is no CUDA GPU"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # DDP's gradient hooks beside the graphs: not measured
+        return "they are not used with several GPUs yet (untested)"
+    return None
 
 
 class GraphedLayers:
@@ -93,7 +99,6 @@ class GraphedLayers:
     def __init__(self, model: Any, tokens: int, *, capture: bool = True) -> None:
         from .layers import decoder_layers
 
-        self.model = model
         self.tokens = int(tokens)
         self.capture = capture
         self.layers = decoder_layers(model)
@@ -101,6 +106,7 @@ class GraphedLayers:
             raise ValueError("no decoder layers found in the model")
         self.base = _base_model(model, self.layers)
         self.originals = [layer.forward for layer in self.layers]
+        self.bodies = [_LayerBody(layer, fwd, self) for layer, fwd in zip(self.layers, self.originals)]
         self.graphed: list[Callable[..., Any]] | None = None
         self.active = False
         self.real = 0  # tokens of the current micro-batch
@@ -133,7 +139,7 @@ class GraphedLayers:
         return mask_mod
 
     def _new_block_mask(self) -> Any:
-        from torch.nn.attention.flex_attention import create_block_mask
+        from torch.nn.attention.flex_attention import create_block_mask  # only for flex attention
 
         # compiled on a GPU: the eager one vmaps the mask function in Python, ~1.2 ms of host time a
         # call during which the GPU ran dry (run 11's profile)
@@ -141,8 +147,6 @@ class GraphedLayers:
                                  _compile=self.doc.is_cuda)
 
     def _dense_mask(self) -> Any:
-        import torch
-
         q = torch.arange(self.tokens, device=self.doc.device)
         same = self.doc[0][:, None] == self.doc[0][None, :]
         return ((q[:, None] >= q[None, :]) & same)[None, None]
@@ -161,8 +165,6 @@ class GraphedLayers:
                 dst.copy_(src)
 
     def _prepare_static(self, device: Any, dtype: Any) -> None:
-        import torch
-
         self.doc = torch.zeros(1, self.tokens, dtype=torch.int32, device=device)
         self.mask = self._new_block_mask() if self.attn == "flex_attention" else self._dense_mask()
         pos = torch.arange(self.tokens, device=device).unsqueeze(0)
@@ -172,10 +174,7 @@ class GraphedLayers:
 
     def _capture(self, dtype: Any) -> None:
         """make_graphed_callables over every layer, under the current autocast with its cache off."""
-        import torch
-
-        Body = _body_class()
-        bodies = tuple(Body(layer, fwd, self) for layer, fwd in zip(self.layers, self.originals))
+        bodies = tuple(self.bodies)
         hidden = self.base.config.hidden_size
         dev = self.doc.device
         samples = []
@@ -196,8 +195,6 @@ class GraphedLayers:
     # --- each forward ---------------------------------------------------------------------------
 
     def _pre_hook(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        import torch
-
         self.active = False
         pos = kwargs.get("position_ids")
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -232,8 +229,6 @@ class GraphedLayers:
         return args, kwargs
 
     def run(self, i: int, hidden: Any, kwargs: dict) -> Any:
-        import torch.nn.functional as F
-
         if i == 0:
             cos, sin = kwargs["position_embeddings"]
             # every layer reads the same static cos/sin (no copy per layer); the padding keeps the
@@ -243,11 +238,7 @@ class GraphedLayers:
             if self.real < self.tokens:
                 hidden = F.pad(hidden, (0, 0, 0, self.tokens - self.real))
             self.replays += 1
-        if self.graphed is not None:
-            out = self.graphed[i](hidden, self.cos, self.sin)
-        else:
-            out = self.originals[i](hidden, attention_mask=self.mask, position_ids=None,
-                                    position_embeddings=(self.cos, self.sin))
+        out = (self.graphed or self.bodies)[i](hidden, self.cos, self.sin)
         if i == len(self.layers) - 1 and self.real < self.tokens:
             out = out[:, : self.real]
         return out
@@ -296,16 +287,11 @@ def graphs_callback(tokens: int):
         graphs: GraphedLayers | None = None
 
         def on_train_begin(self, args, state, control, model=None, **kw):
-            import torch
-
             if model is None or self.graphs is not None:
                 return
-            if not torch.cuda.is_available():
-                log.warning("train.cuda_graphs=true but there is no CUDA GPU: the layers run as they are")
-                return
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # DDP's gradient hooks beside the graphs: not measured
-                log.warning("train.cuda_graphs=true is not used with several GPUs yet (untested): the layers run "
-                            "as they are")
+            why = unavailable()
+            if why:
+                log.warning("train.cuda_graphs=true but %s: the layers run as they are", why)
                 return
             try:
                 self.graphs = GraphedLayers(model, tokens).install()

@@ -114,7 +114,8 @@ def estimate_memory(shape: Shape, cfg: TrainConfig, method: str | None = None, *
         weights = 2 * n
     lin = shape.linear_shapes()
     targets = cfg.lora.target_modules
-    lora_p = sum(cfg.lora.r * (a + b) for name, (a, b) in lin.items() if name in targets or targets == ["all-linear"]) * L
+    adapted = {name: ab for name, ab in lin.items() if name in targets or targets == ["all-linear"]}
+    lora_p = sum(cfg.lora.r * (a + b) for a, b in adapted.values()) * L
     optim: float
     if method == "full":
         trainable, optim = n, 10 * n
@@ -136,8 +137,7 @@ def estimate_memory(shape: Shape, cfg: TrainConfig, method: str | None = None, *
     if method == "qlora":
         acts += 2 * i * h
     if cfg.train.cuda_graphs and not gc:
-        adapted_inputs = sum(a for name, (a, _b) in lin.items() if name in targets or targets == ["all-linear"])
-        masks = adapted_inputs if method != "full" and cfg.train.fused_lora and cfg.lora.dropout > 0 else 0
+        masks = sum(a for a, _b in adapted.values()) if method != "full" and cfg.train.fused_lora and cfg.lora.dropout > 0 else 0
         acts += L * t * (2 * h + masks)
     if cfg.train.devices > 1 and cfg.train.distributed == "fsdp":
         # sharded weights and optimizer state, plus three layers gathered whole (module docstring)

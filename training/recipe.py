@@ -187,8 +187,12 @@ def prepare_model(model: Any, cfg: TrainConfig, *, compile_layers: bool | None =
     used["checkpoint_fraction"] = 1.0 if fsdp else cfg.train.checkpoint_fraction
     used["offload_checkpoints"] = bool(cfg.train.offload_checkpoints and not fsdp)
     used["mlp_tile_tokens"] = cfg.train.mlp_tile_tokens
-    # asked for, on one CUDA GPU (training/cuda_graphs.py skips them elsewhere; a failed capture logs why)
-    used["cuda_graphs"] = bool(cfg.train.cuda_graphs and speed.cuda_available() and os.environ.get("WORLD_SIZE", "1") == "1")
+    if cfg.train.cuda_graphs:  # asked for and possible here (a capture that fails later logs why)
+        from .cuda_graphs import unavailable
+
+        used["cuda_graphs"] = unavailable() is None
+    else:
+        used["cuda_graphs"] = False
     from .sft import trl_supported  # imports trl, which every caller of this function trains with
 
     used["defer_metrics"] = bool(cfg.train.defer_metrics and trl_supported())

@@ -343,8 +343,9 @@ def plan_incremental(ws, data: Sigs, is_new: np.ndarray, params: DedupParams, po
         sim_parts.append(jsim[near])
         existing.extend(join[join_labs[k]][1] for k in kept_labs.tolist())
         report.joined_existing += int(is_new[jpos[near]].sum())
-        report.chains_split += int(distinct(jlab[~near]).size)
-        for k in distinct(jlab[~near]).tolist():
+        split_labs = distinct(jlab[~near])
+        report.chains_split += int(split_labs.size)
+        for k in split_labs.tolist():
             split_pos = jpos[~near & (jlab == k)]
             if split_pos.size > 1:
                 policy_groups.append(split_pos.tolist())
