@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 peft = pytest.importorskip("peft")
 
+from training import lora_fused  # noqa: E402
 from training.lora_fused import DropoutLinear, _DropoutLinearFn, fuse_lora_dropout  # noqa: E402
 
 
@@ -125,3 +126,21 @@ def test_state_dict_and_merge_unchanged():
     for (n, a), (_, b) in zip(merged_r.state_dict().items(), merged_f.state_dict().items()):
         torch.testing.assert_close(a, b, msg=n)
     assert fuse_lora_dropout(fused) == 4  # idempotent
+
+
+def test_output_fused_into_addmm_gives_peft_outputs_and_falls_back(monkeypatch):
+    ref, fused = peft_pair(0.0)
+    q = fused.base_model.model.q
+    assert type(q).__mro__[1] is peft.tuners.lora.layer.Linear and type(q).forward is lora_fused._fused_forward
+    x = torch.randn(2, 6, 32)
+    calls = []
+    addmm = torch.addmm
+    monkeypatch.setattr(torch, "addmm", lambda *a, **k: calls.append(1) or addmm(*a, **k))
+    torch.testing.assert_close(ref(x), fused(x))
+    assert len(calls) == 4  # every adapted projection took the fused path
+    with fused.disable_adapter(), ref.disable_adapter():  # PEFT's own forward: the base layers alone
+        torch.testing.assert_close(fused(x), ref(x))
+    assert len(calls) == 4
+    monkeypatch.setattr(lora_fused, "FUSE_OUTPUT", False)
+    _, plain = peft_pair(0.0)
+    assert type(plain.base_model.model.q) is peft.tuners.lora.layer.Linear  # the switch off: PEFT's class

@@ -17,6 +17,15 @@ Inside a CUDA graph capture (train.cuda_graphs, training/cuda_graphs.py) the gen
 cannot be read or set, so there the function keeps the mask itself (1 byte an element) instead;
 PyTorch's dropout inside a graph draws a new mask at each replay.
 
+The adapted layer's output is fused too (`FUSE_OUTPUT`): PEFT adds the branch as
+`result + lora_B(a) * scaling`, two elementwise passes over the layer's (tokens x out) output in
+forward and one more in backward, for every adapted projection. The fused layer computes
+`addmm(result, a, B.T, alpha=scaling)` instead: cuBLAS scales and adds in the matmul's epilogue,
+and addmm's backward passes the gradient of `result` through without a kernel. It rounds once where
+PEFT rounds the branch to bf16 before adding it. Only for a plain `peft...lora.Linear` with one
+active adapter, no variant, no bias in B and a fused A; anything else (merged, disabled, several
+adapters, extra arguments) runs PEFT's own forward.
+
 Measured effect: benches/gpu/NOTES.md. Equal gradients to the unfused branch for the same mask:
 tests/test_lora_fused.py.
 """
@@ -42,6 +51,10 @@ def _generator(device: torch.device) -> torch.Generator:
         return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
     return torch.default_generator
 
+
+FUSE_OUTPUT = True
+"""Fuse the adapted layer's `result + B(a) * scaling` into one addmm (module docstring); the GPU
+bench turns it off to measure it (`+mod.training.lora_fused.FUSE_OUTPUT=false`)."""
 
 KEEP_MASK = False
 """Keep the dropout mask instead of the generator state even outside a CUDA graph capture (tests)."""
@@ -100,13 +113,47 @@ class DropoutLinear(torch.nn.Linear):
         return F.linear(x.to(dtype), self.weight.to(dtype))
 
 
+def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """A plain LoRA Linear's forward with the branch added by addmm's epilogue (module docstring)."""
+    plain = self._plain_forward  # PEFT's own, bound
+    if args or kwargs or self.disable_adapters or self.merged or len(self.active_adapters) != 1:
+        return plain(x, *args, **kwargs)
+    name = self.active_adapters[0]
+    if name not in self.lora_A or name in self.lora_variant:
+        return plain(x, *args, **kwargs)
+    lora_a, lora_b = self.lora_A[name], self.lora_B[name]
+    if type(lora_a) is not DropoutLinear or lora_b.bias is not None \
+            or not isinstance(self.lora_dropout[name], torch.nn.Identity):
+        return plain(x, *args, **kwargs)
+    result = self.base_layer(x)
+    a = lora_a(x)  # dropout and A, in the compute dtype
+    dtype = result.dtype
+    out = torch.addmm(result.reshape(-1, result.shape[-1]), a.reshape(-1, a.shape[-1]).to(dtype),
+                      lora_b.weight.t().to(dtype), alpha=self.scaling[name])
+    return out.view(result.shape)
+
+
+_FUSED_CLASSES: dict[Any, type] = {}
+
+
+def _fused_class(cls: Any) -> type:
+    """A subclass of PEFT's LoRA Linear with the fused forward (same name: PEFT's repr and
+    isinstance checks see the class they know)."""
+    if cls not in _FUSED_CLASSES:
+        _FUSED_CLASSES[cls] = type(cls.__name__, (cls,), {"forward": _fused_forward, "_plain_forward": cls.forward,
+                                                       "__module__": cls.__module__})
+    return _FUSED_CLASSES[cls]
+
+
 def fuse_lora_dropout(model: Any) -> int:
     """Swap every plain LoRA branch of `model` (a PEFT model) to `DropoutLinear`: its dropout
     becomes Identity, its input is no longer cast to the adapter's fp32, and `lora_A` drops the
-    input itself with the same probability. Branches with a variant (DoRA, ...) are left as they
+    input itself with the same probability. A plain LoRA Linear also gets the addmm output
+    (`FUSE_OUTPUT`). Branches with a variant (DoRA, ...) are left as they
     are. Returns the number of branches fused; 0 when PEFT is missing."""
     try:
         from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora.layer import Linear as LoraLinear
     except ImportError:
         return 0
     n = 0
@@ -126,5 +173,7 @@ def fuse_lora_dropout(model: Any) -> int:
             fused_here += 1
         if fused_here:
             mod.cast_input_dtype_enabled = False  # read by PEFT's _cast_input_dtype: no fp32 copy of x
+            if FUSE_OUTPUT and type(mod) is LoraLinear:
+                mod.__class__ = _fused_class(LoraLinear)
         n += fused_here
     return n

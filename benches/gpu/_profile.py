@@ -5,6 +5,8 @@ first+count and writes a text summary to `path`:
 - wall time of the window, GPU busy time (union of kernel intervals) and the busy share;
 - the GPU's idle gaps over 0.2 ms: count, total, and for the longest ones the CPU ops that were
   running when the GPU ran dry (a sync such as `.item()` or a slow Python op shows here);
+- for the longest gaps, the Python functions the host was in (innermost first), and every host
+  sync grouped by the Python lines that asked for it (the profile records stacks: with_stack);
 - top kernels by GPU time, top CPU ops by self CPU time, and the number of kernel launches and
   synchronisations.
 On a machine without CUDA only the CPU tables are written (the CPU smoke test runs it).
@@ -28,7 +30,7 @@ class ProfileSteps(TrainerCallback):
             from torch.profiler import ProfilerActivity, profile
 
             acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-            self.prof = profile(activities=acts)
+            self.prof = profile(activities=acts, with_stack=True)
             self.prof.__enter__()
             self.t0 = time.perf_counter()
 
@@ -72,12 +74,19 @@ def summarise(prof, wall_s: float, steps: int) -> str:
         out.append(f"GPU busy {busy / 1e3:.1f} ms of {span / 1e3:.1f} ms from first to last kernel "
                    f"({100 * busy / span:.1f}%); of the wall window {100 * busy / (wall_s * 1e6):.1f}%")
         out.append(f"idle gaps over 0.2 ms: {len(gaps)}, {sum(g for g, _ in gaps) / 1e3:.1f} ms in all")
-        cpu = [e for e in events if e.device_type == DeviceType.CPU]
-        for g, at in sorted(gaps, reverse=True)[:15]:
+        cpu = [e for e in events if e.device_type == DeviceType.CPU and not _is_python(e)]
+        py = [e for e in events if _is_python(e)]
+        for rank, (g, at) in enumerate(sorted(gaps, reverse=True)[:15]):
             around = sorted((e for e in cpu if e.time_range.start <= at <= e.time_range.end),
                             key=lambda e: e.time_range.end - e.time_range.start)[:4]
             out.append(f"  gap {g / 1e3:7.2f} ms at +{(at - kernels[0][0]) / 1e3:8.1f} ms during: "
                        + " < ".join(e.name[:60] for e in around))
+            if rank < 5:  # where the host was: Python functions covering at least a quarter of the gap
+                inside = [e for e in py if min(e.time_range.end, at + g) - max(e.time_range.start, at) >= g / 4]
+                for e in sorted(inside, key=lambda e: e.time_range.end - e.time_range.start)[:8]:
+                    span = (e.time_range.end - e.time_range.start) / 1e3
+                    out.append(f"      {span:8.2f} ms  {_short(e.name)}")
+    out.extend(_sync_sites(events))
     ka = prof.key_averages()
     counts = {k: 0 for k in ("cudaLaunchKernel", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync",
                              "cudaEventSynchronize", "cuLaunchKernel", "cudaLaunchKernelExC")}
@@ -91,3 +100,36 @@ def summarise(prof, wall_s: float, steps: int) -> str:
     out.append("\ntop ops by self CPU time")
     out.append(ka.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
     return "\n".join(out) + "\n"
+
+
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+
+
+def _is_python(e) -> bool:
+    return bool(getattr(e, "is_python_function", False))
+
+
+def _short(frame: str, parts: int = 2) -> str:
+    """'.../site-packages/transformers/trainer.py(1808): f' -> 'transformers/trainer.py(1808): f'."""
+    path, sep, rest = frame.partition("(")
+    return "/".join(path.split("/")[-parts:]) + sep + rest
+
+
+def _sync_sites(events, frames: int = 3) -> list[str]:
+    """Every host sync, grouped by the innermost Python lines outside torch that led to it."""
+    sites: dict[str, list[float]] = {}
+    for e in events:
+        if e.name not in SYNC_CALLS:
+            continue
+        p = e
+        while p is not None and not p.stack:
+            p = p.cpu_parent
+        stack = [f for f in (p.stack if p is not None else []) if "/torch/" not in f and not f.startswith("<")]
+        key = " < ".join(_short(f) for f in stack[:frames]) or "(no Python stack)"
+        sites.setdefault(f"{e.name}: {key}", []).append((e.time_range.end - e.time_range.start) / 1e3)
+    if not sites:
+        return []
+    out = ["host syncs by call site (count, ms waited in all):"]
+    for key, waits in sorted(sites.items(), key=lambda kv: -len(kv[1])):
+        out.append(f"  {len(waits):4d} {sum(waits):9.2f} ms  {key}")
+    return out

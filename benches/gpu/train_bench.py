@@ -31,7 +31,9 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
 # variant -> (runner, preset or seed mode, arch). Any other name is a studio variant spelled
-# PRESET[-14b][+KEY=VALUE...], e.g. fast+train.compile_layers=true+train.liger_kernel=off.
+# PRESET[-14b][+KEY=VALUE...], e.g. fast+train.compile_layers=true+train.liger_kernel=off; a KEY
+# of args.NAME sets a Trainer argument (fast+args.dataloader_prefetch_factor=2), one of
+# mod.MODULE.NAME a module's switch (fast+mod.training.lora_fused.FUSE_OUTPUT=false).
 VARIANTS = {
     "seed-lora": ("seed", "lora", "7b"),
     "seed-qlora": ("seed", "qlora", "7b"),
@@ -94,6 +96,21 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     name, *sets = preset.split("+")
     sets = ["train.compile_layers=true" if x == "compile" else x for x in sets]
+    # args.KEY=VALUE: a Trainer argument over what the recipe chose (e.g. args.dataloader_prefetch_factor=2)
+    import yaml
+
+    trainer_args = {k.removeprefix("args."): yaml.safe_load(v) for k, v in
+                    (x.split("=", 1) for x in sets if x.startswith("args."))}
+    # mod.PACKAGE.MODULE.NAME=VALUE: a module switch set in this child before the trainer is built
+    # (e.g. mod.training.lora_fused.FUSE_OUTPUT=false), to measure one lever against the preset
+    import importlib
+
+    for x in sets:
+        if x.startswith("mod."):
+            key, value = x.removeprefix("mod.").split("=", 1)
+            module, attr = key.rsplit(".", 1)
+            setattr(importlib.import_module(module), attr, yaml.safe_load(value))
+    sets = [x for x in sets if not x.startswith(("args.", "mod."))]
     cfg = load_config(preset=name, overrides=sets, require_base=False)  # the bench builds its own random-weight model
     precision = _dev.PRECISION
     attn = speed.resolve_attention(cfg.train.attn_implementation, packing=cfg.data.packing)
@@ -131,7 +148,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     ds = Dataset.from_list(rows)
     run_dir = Path(tempfile.mkdtemp(dir="/tmp"))
     args = recipe.sft_args(cfg, run_dir, precision, has_eval=False, overrides=dict(
-        max_steps=steps + warmup, logging_steps=log_every, save_strategy="no"))
+        max_steps=steps + warmup, logging_steps=log_every, save_strategy="no", **trainer_args))
 
     class Timer(TrainerCallback):
         """As probe_variants.Timer: a GPU wait at every step end only with a loss logged each step."""
@@ -169,6 +186,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     res = {"graph_breaks": {k[:160]: v for k, v in breaks.items()}, "unique_graphs": counters["stats"]["unique_graphs"],
            "tokens_per_s": tps, "peak_gb": _dev.peak_allocated_gb(), "losses": Timer.losses,
            "model_tflops": 4 * n * tps / 1e12, "gpu": _dev.name(), "used": used, "arch": arch, "method": cfg.method,
+           "trainer_args": {k: getattr(args, k) for k in trainer_args},
            "config": {"gradient_checkpointing": cfg.train.gradient_checkpointing,
                       "checkpoint_fraction": cfg.train.checkpoint_fraction, "micro_batch": cfg.train.micro_batch_size,
                       "grad_accum": cfg.train.grad_accum, "method": cfg.method,
