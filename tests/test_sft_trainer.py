@@ -112,6 +112,7 @@ def test_deferred_metrics_log_what_trl_logs(tmp_path):
     fast, deferred_logs = _train(tmp_path, "deferred", defer=True)
     slow, trl_logs = _train(tmp_path, "trl", defer=False)
     assert fast.deferred_batches > 4 * 2  # every train micro-batch, and the eval batches
+    assert fast.sync_free_heads == fast.deferred_batches  # the loss head without syncs, TRL's numbers
     assert slow.deferred_batches == 0
     keys = ("loss", "entropy", "mean_token_accuracy", "num_tokens", "eval_loss", "eval_entropy",
             "eval_mean_token_accuracy", "eval_num_tokens", "grad_norm")
@@ -155,3 +156,50 @@ def test_other_loss_paths_stay_trls(tmp_path):
     assert calls and trainer.deferred_batches == 0
     assert all(r.get("entropy") is not None for r in logs if "loss" in r)
 
+
+
+class DataDependentOps:
+    """Counts the ops whose output size depends on tensor values (nonzero, masked_select, boolean
+    indexing): on a GPU each one makes the host wait for the GPU."""
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counts = self.counts = collections.Counter()
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = func.overloadpacket.__name__
+                if name in ("nonzero", "masked_select") or (name == "index" and any(
+                        isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []))):
+                    counts[name] += 1
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+
+
+def _count_in_training_steps(tmp_path, name, monkeypatch, *, defer):
+    from transformers import Trainer
+
+    ops = DataDependentOps()
+    step = Trainer.training_step
+
+    def counted(self, *a, **k):
+        with ops.mode:
+            return step(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "training_step", counted)
+    trainer, _ = _train(tmp_path, name, defer=defer)
+    return trainer, ops.counts
+
+
+def test_the_loss_head_waits_for_no_data_dependent_op(tmp_path, monkeypatch):
+    """On a GPU, TRL's fused head picks the labelled positions by boolean indexing (and its
+    backward by masked_select): host syncs. The studio's head takes the count from the collator."""
+    import trl.trainer.utils as trl_utils
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: True)  # TRL's GPU choice: score only labelled positions
+    trainer, ours = _count_in_training_steps(tmp_path, "sync-free", monkeypatch, defer=True)
+    assert trainer.sync_free_heads >= 4 * 2 and sum(ours.values()) == 0, ours
+    _, trls = _count_in_training_steps(tmp_path, "trl-head", monkeypatch, defer=False)
+    assert trls["index"] >= 4 * 2 * 2, trls  # hidden[mask] and labels[mask]: the counter sees what it tests

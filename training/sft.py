@@ -18,20 +18,92 @@ numbers and counts the host syncs.
 `recipe.sft_args` also turns off the Trainer's `logging_nan_inf_filter` (`isnan(loss) or
 isinf(loss)`, two more syncs per micro-batch) with this trainer. One sync per micro-batch is left,
 in transformers: `masking_utils.find_packed_sequence_indices` asks `.all()` of the packed-sequence
-mask at the start of every forward with position_ids and no attention mask.
+mask at the start of every forward with position_ids and no attention mask (the CUDA graphs path
+skips that mask: training/cuda_graphs.py).
+
+**The loss head without syncs.** On a GPU, TRL's fused head scores only the positions with a label:
+`hidden_states[mask]` and `labels[mask]` (boolean indexing: the host waits for the GPU to count
+them), and autograd's `masked_scatter` backward (`masked_select`) waits again: four syncs a
+micro-batch, 35 in two fast-preset steps (benches/gpu/NOTES.md, run 12). The count is known before
+the batch reaches the GPU: `LabelCount` wraps the collator (it runs in the DataLoader worker) and
+adds the number of shifted labels as a Python int. `_sync_free_head` then computes TRL's head with
+the same kernel (`ChunkedLogProbFunction`, the same columns per tile) over the same positions,
+picked by `nonzero_static` with that size and spread back with `index_copy`: no sync. It covers
+one process and a model whose head is a plain projection (no logit scale or softcap, no MoE router
+loss, no pre-shifted labels); anything else, or a micro-batch without labels, takes TRL's head.
 
 Measured (H100, benches/gpu/NOTES.md run 5): fast at micro-batch 4, 12,485 -> 13,015 tokens/s.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from trl import SFTTrainer
 
 TRL_RANGE = ((1, 16), (2, 0))
-"""[low, high) of TRL versions whose SFTTrainer.compute_loss the plain path below mirrors."""
+"""[low, high) of TRL versions whose SFTTrainer.compute_loss (and fused head) the plain path below mirrors."""
+
+SYNC_FREE_HEAD = True
+"""The loss head without host syncs (module docstring); the GPU bench turns it off to measure it
+(`+mod.training.sft.SYNC_FREE_HEAD=false`)."""
+
+LABEL_TOKENS = "studio_label_tokens"
+"""The batch key `LabelCount` adds: the micro-batch's shifted label count, a Python int."""
+
+HEAD_OUTPUTS = ("log_probs", "entropy", "is_top1")
+"""What TRL 1.16's SFTTrainer asks its fused head for (`add_fused_lm_head(..., outputs=...)`)."""
+
+_SCALED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+class LabelCount:
+    """A collator that adds the number of labels the head will score (`labels[:, 1:] != -100`) to
+    each batch as a Python int, counted on the CPU where the batch is collated."""
+
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, examples: Any) -> Any:
+        batch = self.collate(examples)
+        labels = batch.get("labels") if hasattr(batch, "get") else None
+        if isinstance(labels, torch.Tensor) and labels.dim() == 2 and "shift_labels" not in batch:
+            batch[LABEL_TOKENS] = int((labels[:, 1:] != -100).sum())
+        return batch
+
+
+def _sync_free_head(model: Any, inputs: dict[str, Any], label_tokens: int | None) -> Any:
+    """TRL's fused head (trl/trainer/utils.py, add_fused_lm_head) over the `label_tokens` labelled
+    positions without a host sync, or None where it does not apply (module docstring)."""
+    if not SYNC_FREE_HEAD or not label_tokens or "labels" not in inputs or "shift_labels" in inputs or not hasattr(model, "get_base_model"):
+        return None
+    hf = model.get_base_model()
+    text = hf.config.get_text_config()
+    if any(getattr(text, name, None) is not None for name in _SCALED_HEAD) or getattr(text, "output_router_logits", False):
+        return None
+    lm_head = hf.get_output_embeddings()
+    if lm_head is None or type(lm_head.weight) is not torch.nn.Parameter:  # a DTensor under FSDP2: TRL's
+        return None
+    from trl.trainer import utils as trl_utils
+
+    kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "use_cache")}
+    hidden = hf.base_model(**kwargs, use_cache=False).last_hidden_state[:, :-1]
+    labels = inputs["labels"][:, 1:].to(lm_head.weight.device)
+    mask = labels != -100
+    idx = torch.nonzero_static(mask.reshape(-1), size=label_tokens).squeeze(1)
+    picked = hidden.to(lm_head.weight.device).reshape(-1, hidden.size(-1)).index_select(0, idx)
+    with trl_utils.maybe_gather_lm_head_ctx(lm_head.weight, lm_head.bias):
+        log_probs, entropy, _, _, is_top1 = trl_utils._ChunkedLogProbFunction.apply(
+            picked, lm_head.weight, lm_head.bias, labels.reshape(-1).index_select(0, idx), 1.0,
+            trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, HEAD_OUTPUTS)
+
+    def spread(x: torch.Tensor) -> torch.Tensor:  # zeros where no label, as TRL's masked_scatter
+        return x.new_zeros(mask.numel()).index_copy(0, idx, x).view(mask.shape)
+
+    return SimpleNamespace(log_probs=spread(log_probs), entropy=spread(entropy), is_top1=spread(is_top1),
+                           label_mask=mask)
 
 
 def _version(text: str) -> tuple[int, int]:
@@ -54,6 +126,15 @@ class StudioSFTTrainer(SFTTrainer):
         # per mode: one float64 row per micro-batch [label tokens, entropy sum, top-1 hits, tokens seen]
         self._pending: dict[str, list[torch.Tensor]] = defaultdict(list)
         self.deferred_batches = 0  # micro-batches that took the deferred path (tests read it)
+        self.sync_free_heads = 0  # of those, micro-batches whose head took no host sync (tests read it)
+        self._label_tokens: int | None = None
+        if self.defer_metrics and self.args.world_size == 1:
+            self.data_collator = LabelCount(self.data_collator)  # type: ignore[has-type]
+
+    def _prepare_inputs(self, inputs: Any) -> Any:
+        # the label count goes to compute_loss beside the batch, never to the model
+        self._label_tokens = inputs.pop(LABEL_TOKENS, None) if hasattr(inputs, "pop") else None
+        return super()._prepare_inputs(inputs)
 
     def _plain_path(self, return_outputs: bool) -> bool:
         if not self.defer_metrics or return_outputs:
@@ -73,7 +154,12 @@ class StudioSFTTrainer(SFTTrainer):
         inputs["use_cache"] = False
         # as TRL 1.16 (trl/trainer/sft_trainer.py, compute_loss): the fused head's log-probs, zero on
         # ignored positions; the loss over the step's label tokens when the Trainer counted them
-        outputs = model(**inputs, fused_lm_head=True)
+        label_tokens, self._label_tokens = self._label_tokens, None
+        outputs = _sync_free_head(model, inputs, label_tokens)
+        if outputs is None:
+            outputs = model(**inputs, fused_lm_head=True)
+        else:
+            self.sync_free_heads += 1
         per_token_loss = -outputs.log_probs
         if self.args.loss_type == "dft":
             per_token_loss = per_token_loss * outputs.log_probs.exp().detach()

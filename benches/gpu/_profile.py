@@ -80,7 +80,8 @@ def summarise(prof, wall_s: float, steps: int) -> str:
             around = sorted((e for e in cpu if e.time_range.start <= at <= e.time_range.end),
                             key=lambda e: e.time_range.end - e.time_range.start)[:4]
             out.append(f"  gap {g / 1e3:7.2f} ms at +{(at - kernels[0][0]) / 1e3:8.1f} ms during: "
-                       + " < ".join(e.name[:60] for e in around))
+                       + " < ".join(e.name[:60] for e in around)
+                       + (" | " + " < ".join(_frames(around[0], 4)) if around else ""))
             if rank < 5:  # where the host was: Python functions covering at least a quarter of the gap
                 inside = [e for e in py if min(e.time_range.end, at + g) - max(e.time_range.start, at) >= g / 4]
                 for e in sorted(inside, key=lambda e: e.time_range.end - e.time_range.start)[:8]:
@@ -115,21 +116,37 @@ def _short(frame: str, parts: int = 2) -> str:
     return "/".join(path.split("/")[-parts:]) + sep + rest
 
 
+def _frames(e, limit: int) -> list[str]:
+    """The innermost Python functions outside torch above event `e` (its parent chain)."""
+    out, p = [], e
+    while p is not None and len(out) < limit:
+        name = p.name
+        if _is_python(p) and not name.startswith("<") and "torch/" not in name.split("(")[0]:
+            out.append(_short(name))
+        p = p.cpu_parent
+    return out
+
+
 def _sync_sites(events, frames: int = 3) -> list[str]:
-    """Every host sync, grouped by the innermost Python lines outside torch that led to it."""
+    """Every host sync, grouped by the innermost Python functions outside torch that led to it
+    (through the op that asked for it: the runtime call itself may have no parent)."""
+    ops = [e for e in events if not _is_python(e) and e.device_type.name == "CPU" and e.name not in SYNC_CALLS]
     sites: dict[str, list[float]] = {}
     for e in events:
         if e.name not in SYNC_CALLS:
             continue
-        p = e
-        while p is not None and not p.stack:
-            p = p.cpu_parent
-        stack = [f for f in (p.stack if p is not None else []) if "/torch/" not in f and not f.startswith("<")]
-        key = " < ".join(_short(f) for f in stack[:frames]) or "(no Python stack)"
-        sites.setdefault(f"{e.name}: {key}", []).append((e.time_range.end - e.time_range.start) / 1e3)
+        owner = e.cpu_parent
+        if owner is None:  # the innermost op around it on its thread
+            around = [o for o in ops if o.thread == e.thread and o.time_range.start <= e.time_range.start
+                      and e.time_range.end <= o.time_range.end]
+            owner = min(around, key=lambda o: o.time_range.end - o.time_range.start, default=None)
+        where = _frames(owner, frames) if owner is not None else []
+        key = f"{e.name} in {owner.name if owner is not None else '?'}: " + (" < ".join(where) or "(no Python frame)")
+        sites.setdefault(key, []).append((e.time_range.end - e.time_range.start) / 1e3)
     if not sites:
         return []
-    out = ["host syncs by call site (count, ms waited in all):"]
+    n_py = sum(1 for e in events if _is_python(e))
+    out = [f"host syncs by call site (count, ms waited in all; {n_py} Python function events recorded):"]
     for key, waits in sorted(sites.items(), key=lambda kv: -len(kv[1])):
         out.append(f"  {len(waits):4d} {sum(waits):9.2f} ms  {key}")
     return out
