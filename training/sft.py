@@ -80,6 +80,8 @@ def _sync_free_head(model: Any, inputs: dict[str, Any], label_tokens: int | None
     if not SYNC_FREE_HEAD or not label_tokens or "labels" not in inputs or "shift_labels" in inputs or not hasattr(model, "get_base_model"):
         return None
     hf = model.get_base_model()
+    if hf.device.type not in ("cuda", "cpu"):  # nonzero_static's kernels (CUDA since torch 2.6)
+        return None
     text = hf.config.get_text_config()
     if any(getattr(text, name, None) is not None for name in _SCALED_HEAD) or getattr(text, "output_router_logits", False):
         return None
@@ -102,8 +104,8 @@ def _sync_free_head(model: Any, inputs: dict[str, Any], label_tokens: int | None
     def spread(x: torch.Tensor) -> torch.Tensor:  # zeros where no label, as TRL's masked_scatter
         return x.new_zeros(mask.numel()).index_copy(0, idx, x).view(mask.shape)
 
-    return SimpleNamespace(log_probs=spread(log_probs), entropy=spread(entropy), is_top1=spread(is_top1),
-                           label_mask=mask)
+    return SimpleNamespace(log_probs=spread(log_probs), entropy=spread(entropy),
+                           is_top1=spread(is_top1.to(torch.uint8)).bool(), label_mask=mask)
 
 
 def _version(text: str) -> tuple[int, int]:
