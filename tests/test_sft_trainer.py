@@ -24,7 +24,16 @@ from training.sft import trl_supported  # noqa: E402
 CONVERSIONS = ("item", "__bool__", "tolist", "__float__", "__int__")
 
 
-def _train(tmp_path: Path, name: str, *, defer: bool, spy=None, **trainer_kw):
+@pytest.fixture(autouse=True)
+def _sync_free_head_on(monkeypatch):
+    """The studio's loss head is off by default until measured on a GPU (training/sft.py); these
+    tests hold it to TRL's numbers, so it is on here (TRL's own head runs with defer=False)."""
+    from training import sft
+
+    monkeypatch.setattr(sft, "SYNC_FREE_HEAD", True)
+
+
+def _train(tmp_path: Path, name: str, *, defer: bool, spy=None, precision: str = "fp32", **trainer_kw):
     from datasets import Dataset
     from tokenizers import Tokenizer, models
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
@@ -47,7 +56,7 @@ def _train(tmp_path: Path, name: str, *, defer: bool, spy=None, **trainer_kw):
         def on_log(self, args, state, control, logs=None, **kw):
             captured.append(dict(logs or {}))
 
-    args = recipe.sft_args(cfg, tmp_path / name, "fp32", has_eval=True, overrides=dict(
+    args = recipe.sft_args(cfg, tmp_path / name, precision, has_eval=True, overrides=dict(
         max_steps=4, logging_steps=1, eval_steps=2, save_strategy="no", learning_rate=1e-2))
     trainer = recipe.make_trainer(cfg, model=model, args=args, train_dataset=Dataset.from_list(rows[:48]),
                                   eval_dataset=Dataset.from_list(rows[48:]), processing_class=tok,
@@ -203,3 +212,25 @@ def test_the_loss_head_waits_for_no_data_dependent_op(tmp_path, monkeypatch):
     assert trainer.sync_free_heads >= 4 * 2 and sum(ours.values()) == 0, ours
     _, trls = _count_in_training_steps(tmp_path, "trl-head", monkeypatch, defer=False)
     assert trls["index"] >= 4 * 2 * 2, trls  # hidden[mask] and labels[mask]: the counter sees what it tests
+
+
+def test_the_sync_free_head_runs_under_the_runs_autocast(tmp_path, monkeypatch):
+    """accelerate puts bf16 autocast on the prepared model's forward; the studio's head calls the
+    backbone past it, so it must enter the same autocast (else the LoRA branches run in fp32)."""
+    import trl.trainer.utils as trl_utils
+
+    seen: dict[str, list[bool]] = {"ours": [], "trl": []}
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    side = ["ours"]
+
+    def recording(*a, **k):
+        seen[side[0]].append(torch.is_autocast_enabled("cpu"))
+        return apply(*a, **k)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", recording)
+    trainer, _ = _train(tmp_path, "bf16-ours", defer=True, precision="bf16")
+    assert trainer.sync_free_heads > 0
+    side[0] = "trl"
+    _train(tmp_path, "bf16-trl", defer=False, precision="bf16")
+    assert seen["trl"] and all(seen["trl"]), "TRL's head no longer runs under autocast: revisit this test"
+    assert seen["ours"] and all(seen["ours"])

@@ -31,6 +31,7 @@ the same kernel (`ChunkedLogProbFunction`, the same columns per tile) over the s
 picked by `nonzero_static` with that size and spread back with `index_copy`: no sync. It covers
 one process and a model whose head is a plain projection (no logit scale or softcap, no MoE router
 loss, no pre-shifted labels); anything else, or a micro-batch without labels, takes TRL's head.
+It is off (`SYNC_FREE_HEAD`) until a GPU call measures it.
 
 Measured (H100, benches/gpu/NOTES.md run 5): fast at micro-batch 4, 12,485 -> 13,015 tokens/s.
 """
@@ -46,9 +47,11 @@ from trl import SFTTrainer
 TRL_RANGE = ((1, 16), (2, 0))
 """[low, high) of TRL versions whose SFTTrainer.compute_loss (and fused head) the plain path below mirrors."""
 
-SYNC_FREE_HEAD = True
-"""The loss head without host syncs (module docstring); the GPU bench turns it off to measure it
-(`+mod.training.sft.SYNC_FREE_HEAD=false`)."""
+SYNC_FREE_HEAD = False
+"""The loss head without host syncs (module docstring). Off until it is measured on a GPU: its one
+measurement (benches/gpu/NOTES.md, run 12) ran it without the run's autocast, 14,876 tokens/s
+against 16,257 for TRL's head on the same H100; with autocast it is not measured yet. The GPU bench
+turns it on with `+mod.training.sft.SYNC_FREE_HEAD=true`; the tests turn it on."""
 
 LABEL_TOKENS = "studio_label_tokens"
 """The batch key `LabelCount` adds: the micro-batch's shifted label count, a Python int."""
@@ -157,7 +160,11 @@ class StudioSFTTrainer(SFTTrainer):
         # as TRL 1.16 (trl/trainer/sft_trainer.py, compute_loss): the fused head's log-probs, zero on
         # ignored positions; the loss over the step's label tokens when the Trainer counted them
         label_tokens, self._label_tokens = self._label_tokens, None
-        outputs = _sync_free_head(model, inputs, label_tokens)
+        # the backbone is called past the prepared model's forward, where accelerate put its
+        # autocast: without this the LoRA branches run in fp32 (the likely cause of run 12's 14,876
+        # tokens/s against TRL's head at 16,257, benches/gpu/NOTES.md)
+        with self.accelerator.autocast():
+            outputs = _sync_free_head(model, inputs, label_tokens)
         if outputs is None:
             outputs = model(**inputs, fused_lm_head=True)
         else:
