@@ -133,7 +133,7 @@ class StudioSFTTrainer(SFTTrainer):
         self.deferred_batches = 0  # micro-batches that took the deferred path (tests read it)
         self.sync_free_heads = 0  # of those, micro-batches whose head took no host sync (tests read it)
         self._label_tokens: int | None = None
-        if self.defer_metrics and self.args.world_size == 1:
+        if SYNC_FREE_HEAD and self.defer_metrics and self.args.world_size == 1:  # the count only the head reads
             self.data_collator = LabelCount(self.data_collator)  # type: ignore[has-type]
 
     def _prepare_inputs(self, inputs: Any) -> Any:
