@@ -24,7 +24,8 @@ forward and one more in backward, for every adapted projection. The fused layer 
 and addmm's backward passes the gradient of `result` through without a kernel. It rounds once where
 PEFT rounds the branch to bf16 before adding it. Only for a plain `peft...lora.Linear` with one
 active adapter, no variant, no bias in B and a fused A; anything else (merged, disabled, several
-adapters, extra arguments) runs PEFT's own forward.
+adapters, extra arguments) runs PEFT's own forward. On the fast preset: 16,234 against 16,144
+tokens/s with PEFT's output, +0.6% (one H100, benches/gpu/NOTES.md run 12).
 
 Measured effect: benches/gpu/NOTES.md. Equal gradients to the unfused branch for the same mask:
 tests/test_lora_fused.py.
