@@ -45,19 +45,23 @@ def make_tokenizer(vocab_size):
 
 class Timer(TrainerCallback):
     """Times the steps after `warmup`. every_step: wait for the GPU at every step end (the harness
-    of runs 1-11, with a loss logged each step); else only where the clock starts (the caller
-    waits at the end), as a run that logs every 10 steps goes."""
+    of runs 1-11, with a loss logged each step); else only where the clock starts and stops, as a
+    run that logs every 10 steps goes. The clock stops at the last step's end (t1), so the end of
+    training (a DataLoader worker's shutdown, the final log) is not in it (before run 13 it was)."""
 
     def __init__(self, warmup, every_step=True):
-        self.warmup, self.t0, self.n, self.losses, self.every_step = warmup, None, 0, [], every_step
+        self.warmup, self.t0, self.t1, self.n, self.losses, self.every_step = warmup, None, None, 0, [], every_step
 
     def on_step_end(self, args, state, control, **kw):
-        if self.every_step or state.global_step == self.warmup:
+        last = state.global_step == state.max_steps
+        if self.every_step or state.global_step == self.warmup or last:
             _dev.sync()
         if state.global_step == self.warmup:
             self.t0 = time.perf_counter()
         elif state.global_step > self.warmup:
             self.n += 1
+            if last:
+                self.t1 = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
@@ -174,7 +178,7 @@ def main():
     _dev.reset_peak()
     trainer.train()
     _dev.sync()
-    dt = time.perf_counter() - timer.t0
+    dt = (timer.t1 or time.perf_counter()) - timer.t0
     tokens = timer.n * a.bs * a.ga * a.seq
     res = dict(arch=a.arch, mode=a.mode, seq=a.seq, bs=a.bs, ga=a.ga, liger=a.liger,
                gradient_checkpointing=args.gradient_checkpointing, padding_free=getattr(args, "padding_free", None),

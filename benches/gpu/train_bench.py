@@ -151,16 +151,20 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
         max_steps=steps + warmup, logging_steps=log_every, save_strategy="no", **trainer_args))
 
     class Timer(TrainerCallback):
-        """As probe_variants.Timer: a GPU wait at every step end only with a loss logged each step."""
-        t0, n, losses = None, 0, []
+        """As probe_variants.Timer: a GPU wait at every step end only with a loss logged each step;
+        the clock stops at the last step's end, before the end of training."""
+        t0, t1, n, losses = None, None, 0, []
 
         def on_step_end(self, a, state, control, **kw):
-            if log_every == 1 or state.global_step == warmup:
+            last = state.global_step == state.max_steps
+            if log_every == 1 or state.global_step == warmup or last:
                 _dev.sync()
             if state.global_step == warmup:
                 Timer.t0 = time.perf_counter()
             elif state.global_step > warmup:
                 Timer.n += 1
+                if last:
+                    Timer.t1 = time.perf_counter()
 
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -175,7 +179,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
                                   peft_config=recipe.lora_config(cfg), callbacks=callbacks)
     trainer.train()
     _dev.sync()
-    dt = time.perf_counter() - Timer.t0
+    dt = (Timer.t1 or time.perf_counter()) - Timer.t0
     tps = world * Timer.n * cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.data.max_length / dt
     if os.environ.get("RANK", "0") != "0":
         return
