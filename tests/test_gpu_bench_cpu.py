@@ -13,7 +13,7 @@ from tests.training_fixtures import write_split
 def test_train_bench_runs_the_seed_beside_the_presets_at_tiny_size(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "benches/gpu/train_bench.py", "--arch", "tiny", "--warmup", "1",
-                           "--variants", "seed-lora@2,fast+args.max_grad_norm=0.5@2,lean+train.offload_checkpoints=true@2,fast+train.fused_lora=true~prof@3", "--out", str(out)],
+                           "--variants", "seed-lora@2,fast+args.max_grad_norm=0.5@2,lean+train.offload_checkpoints=true@2,fast+train.fused_lora=true~stack@3", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads((out / "bench.json").read_text())
@@ -24,7 +24,7 @@ def test_train_bench_runs_the_seed_beside_the_presets_at_tiny_size(tmp_path):
     assert len(res["seed-lora"]["losses"]) == len(fast["losses"]) == 3
     table = (out / "table.md").read_text()
     assert "| fast+args.max_grad_norm=0.5 | cpu |" in table and "| seed-lora | cpu |" in table
-    prof = (out / "fast_train.fused_lora_true_prof.profile.txt").read_text()
+    prof = (out / "fast_train.fused_lora_true_stack.profile.txt").read_text()
     assert "window: 2 optimizer steps" in prof and "top ops by self CPU time" in prof
 
 

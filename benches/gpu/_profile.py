@@ -5,8 +5,9 @@ first+count and writes a text summary to `path`:
 - wall time of the window, GPU busy time (union of kernel intervals) and the busy share;
 - the GPU's idle gaps over 0.2 ms: count, total, and for the longest ones the CPU ops that were
   running when the GPU ran dry (a sync such as `.item()` or a slow Python op shows here);
-- for the longest gaps, the Python functions the host was in (innermost first), and every host
-  sync grouped by the Python lines that asked for it (the profile records stacks: with_stack);
+- with `stacks`, for the longest gaps the Python functions the host was in (innermost first), and
+  every host sync grouped by the Python functions that asked for it (torch's Python tracer: it
+  slows the host several-fold, so the busy share and the gaps are then not the run's own);
 - top kernels by GPU time, top CPU ops by self CPU time, and the number of kernel launches and
   synchronisations.
 On a machine without CUDA only the CPU tables are written (the CPU smoke test runs it).
@@ -20,8 +21,8 @@ from transformers import TrainerCallback
 
 
 class ProfileSteps(TrainerCallback):
-    def __init__(self, first: int, count: int, path: str | Path):
-        self.first, self.count, self.path = first, count, Path(path)
+    def __init__(self, first: int, count: int, path: str | Path, stacks: bool = False):
+        self.first, self.count, self.path, self.stacks = first, count, Path(path), stacks
         self.prof, self.t0 = None, 0.0
 
     def on_step_begin(self, args, state, control, **kw):
@@ -30,7 +31,7 @@ class ProfileSteps(TrainerCallback):
             from torch.profiler import ProfilerActivity, profile
 
             acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-            self.prof = profile(activities=acts, with_stack=True)
+            self.prof = profile(activities=acts, with_stack=self.stacks)
             self.prof.__enter__()
             self.t0 = time.perf_counter()
 

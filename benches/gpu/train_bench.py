@@ -174,7 +174,8 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     if os.environ.get("BENCH_PROFILE"):  # NAME~prof: profile two steps after warm-up (timings then include it)
         from _profile import ProfileSteps
 
-        callbacks.append(ProfileSteps(warmup, 2, os.environ["BENCH_PROFILE"]))
+        callbacks.append(ProfileSteps(warmup, 2, os.environ["BENCH_PROFILE"],
+                                      stacks=bool(os.environ.get("BENCH_PROFILE_STACKS"))))
     trainer = recipe.make_trainer(cfg, model=model, args=args, train_dataset=ds, processing_class=tok,
                                   peft_config=recipe.lora_config(cfg), callbacks=callbacks)
     trainer.train()
@@ -225,8 +226,10 @@ def main() -> None:
     results = {}
     for name in a.variants.split(","):
         name, _, n_steps = name.partition("@")  # NAME@STEPS: this variant's own step count
-        profiled = name.endswith("~prof")  # NAME~prof: a profile summary in NAME~prof.profile.txt
-        runner, what, arch = parse_variant(name.removesuffix("~prof"))
+        # NAME~prof: a profile summary in NAME~prof.profile.txt; NAME~stack: the same with Python
+        # stacks, which names each host sync's caller but slows the host (run 12: 4,292 tokens/s)
+        profiled = name.endswith(("~prof", "~stack"))
+        runner, what, arch = parse_variant(_plain_name(name))
         arch = a.arch or arch
         steps = int(n_steps) if n_steps else a.steps if arch != "14b" else max(8, a.steps // 3)
         stem = file_stem(name)
@@ -246,6 +249,7 @@ def main() -> None:
                 env = dict(os.environ, CUDA_VISIBLE_DEVICES=os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0])
                 if profiled:
                     env["BENCH_PROFILE"] = str(out / f"{stem}.profile.txt")
+                    env["BENCH_PROFILE_STACKS"] = "1" if name.endswith("~stack") else ""
                 subprocess.run([sys.executable, __file__, "--warmup", str(a.warmup), "--log-every", str(a.log_every), "--child", what, arch, str(steps), str(js)], env=env,
                                check=True, stdout=open(out / f"{stem}.log", "w"), stderr=subprocess.STDOUT, timeout=a.timeout)
                 results[name] = json.loads(js.read_text())
@@ -260,9 +264,14 @@ def main() -> None:
     print("\n" + format_table(results))
 
 
+def _plain_name(name: str) -> str:
+    """A variant's name without its profiling suffix."""
+    return name.removesuffix("~prof").removesuffix("~stack")
+
+
 def baseline_key(name: str, r: dict) -> str:
     """Which seed run a variant compares with: ARCH-METHOD, e.g. 7b-lora, 7b-qlora, 14b-qlora."""
-    runner, what, arch = parse_variant(name.removesuffix("~prof"))
+    runner, what, arch = parse_variant(_plain_name(name))
     method = r.get("method") or r.get("config", {}).get("method") or ("qlora" if "qlora" in what or what.startswith("lean") else "lora")
     return f"{r.get('arch') or arch}-{method}"
 
