@@ -27,4 +27,5 @@ def test_phases_table_for_two_thresholds(tmp_path):
         cells = [float(c) for c in r.strip().strip("|").split("|")[1:]]
         assert cells[0] > 0 and cells[-1] >= sum(cells[:-1]) * 0.99
     assert "total at 0.7 / at 0.8:" in out.stdout
+    assert "warm-up t=0.8:" in out.stderr  # one untimed run before the timed ones
     assert sorted(p.name for p in ws.iterdir()) == before and not list(tmp_path.glob(".dedup-phases-*"))
