@@ -82,11 +82,15 @@ def run_seed(mode: str, arch: str, steps: int, warmup: int, seed_script: str, ou
 def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: str, log_every: int = 1) -> None:
     """In a fresh process: the studio's trainer from `preset` on the random model and rows."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     sys.path.insert(0, str(HERE))
     import _dev  # device calls with CPU stand-ins (benches/gpu/_dev.py)
-    from probe_variants import ARCHS_param_count, make_tokenizer  # the seed script's tokenizer and FLOP count
+    from probe_variants import (  # the seed script's tokenizer, FLOP count, clock
+        ARCHS_param_count,
+        Timer,
+        make_tokenizer,
+    )
 
     from training import recipe, speed
     from training.config import load_config
@@ -150,27 +154,8 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
     args = recipe.sft_args(cfg, run_dir, precision, has_eval=False, overrides=dict(
         max_steps=steps + warmup, logging_steps=log_every, save_strategy="no", **trainer_args))
 
-    class Timer(TrainerCallback):
-        """As probe_variants.Timer: a GPU wait at every step end only with a loss logged each step;
-        the clock stops at the last step's end, before the end of training."""
-        t0, t1, n, losses = None, None, 0, []
-
-        def on_step_end(self, a, state, control, **kw):
-            last = state.global_step == state.max_steps
-            if log_every == 1 or state.global_step == warmup or last:
-                _dev.sync()
-            if state.global_step == warmup:
-                Timer.t0 = time.perf_counter()
-            elif state.global_step > warmup:
-                Timer.n += 1
-                if last:
-                    Timer.t1 = time.perf_counter()
-
-        def on_log(self, a, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                Timer.losses.append(logs["loss"])
-
-    callbacks = [Timer()] + speed.speed_callbacks(cfg.train, cfg.method, cfg.data.max_length)
+    timer = Timer(warmup, every_step=log_every == 1)  # the seed side's own clock (probe_variants.Timer)
+    callbacks = [timer] + speed.speed_callbacks(cfg.train, cfg.method, cfg.data.max_length)
     if os.environ.get("BENCH_PROFILE"):  # NAME~prof: profile two steps after warm-up (timings then include it)
         from _profile import ProfileSteps
 
@@ -180,8 +165,8 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
                                   peft_config=recipe.lora_config(cfg), callbacks=callbacks)
     trainer.train()
     _dev.sync()
-    dt = (Timer.t1 or time.perf_counter()) - Timer.t0
-    tps = world * Timer.n * cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.data.max_length / dt
+    dt = (timer.t1 or time.perf_counter()) - timer.t0
+    tps = world * timer.n * cfg.train.micro_batch_size * cfg.train.grad_accum * cfg.data.max_length / dt
     if os.environ.get("RANK", "0") != "0":
         return
     n = sum(ARCHS_param_count(shape))
@@ -189,7 +174,7 @@ def run_studio_child(preset: str, arch: str, steps: int, warmup: int, out_json: 
 
     breaks = dict(counters["graph_break"])
     res = {"graph_breaks": {k[:160]: v for k, v in breaks.items()}, "unique_graphs": counters["stats"]["unique_graphs"],
-           "tokens_per_s": tps, "peak_gb": _dev.peak_allocated_gb(), "losses": Timer.losses,
+           "tokens_per_s": tps, "peak_gb": _dev.peak_allocated_gb(), "losses": timer.losses,
            "model_tflops": 4 * n * tps / 1e12, "gpu": _dev.name(), "used": used, "arch": arch, "method": cfg.method,
            "trainer_args": {k: getattr(args, k) for k in trainer_args},
            "config": {"gradient_checkpointing": cfg.train.gradient_checkpointing,
