@@ -26,8 +26,8 @@ CONVERSIONS = ("item", "__bool__", "tolist", "__float__", "__int__")
 
 @pytest.fixture(autouse=True)
 def _sync_free_head_on(monkeypatch):
-    """The studio's loss head is off by default until measured on a GPU (training/sft.py); these
-    tests hold it to TRL's numbers, so it is on here (TRL's own head runs with defer=False)."""
+    """The studio's loss head is on by default (training/sft.py); these tests hold it to TRL's
+    numbers, so they pin it on whatever the default (TRL's own head runs with defer=False)."""
     from training import sft
 
     monkeypatch.setattr(sft, "SYNC_FREE_HEAD", True)

@@ -28,10 +28,13 @@ micro-batch, 35 in two fast-preset steps (benches/gpu/NOTES.md, run 12). The cou
 the batch reaches the GPU: `LabelCount` wraps the collator (it runs in the DataLoader worker) and
 adds the number of shifted labels as a Python int. `_sync_free_head` then computes TRL's head with
 the same kernel (`ChunkedLogProbFunction`, the same columns per tile) over the same positions,
-picked by `nonzero_static` with that size and spread back with `index_copy`: no sync. It covers
+picked by `nonzero_static` with that size and spread back with `index_copy`: no sync. Where
+`training/logprob_head.py` applies (and its switch is on), the head's gradient is computed in its
+forward, which saves TRL's backward its recomputation of the logits. It covers
 one process and a model whose head is a plain projection (no logit scale or softcap, no MoE router
 loss, no pre-shifted labels); anything else, or a micro-batch without labels, takes TRL's head.
-It is off (`SYNC_FREE_HEAD`) until a GPU call measures it.
+On the fast preset it is +3.7% (16,482 against 15,888 tokens/s with a log line every 10 steps,
+15,989 against 15,416 with one every step: one H100, benches/gpu/NOTES.md run 13).
 
 Measured (H100, benches/gpu/NOTES.md run 5): fast at micro-batch 4, 12,485 -> 13,015 tokens/s.
 """
@@ -44,14 +47,15 @@ from typing import Any
 import torch
 from trl import SFTTrainer
 
+from . import logprob_head
+
 TRL_RANGE = ((1, 16), (2, 0))
 """[low, high) of TRL versions whose SFTTrainer.compute_loss (and fused head) the plain path below mirrors."""
 
-SYNC_FREE_HEAD = False
-"""The loss head without host syncs (module docstring). Off until it is measured on a GPU: its one
-measurement (benches/gpu/NOTES.md, run 12) ran it without the run's autocast, 14,876 tokens/s
-against 16,257 for TRL's head on the same H100; with autocast it is not measured yet. The GPU bench
-turns it on with `+mod.training.sft.SYNC_FREE_HEAD=true`; the tests turn it on."""
+SYNC_FREE_HEAD = True
+"""The loss head without host syncs (module docstring): +3.7% on the fast preset (one H100,
+benches/gpu/NOTES.md run 13). The GPU bench measures TRL's head with
+`+mod.training.sft.SYNC_FREE_HEAD=false`."""
 
 LABEL_TOKENS = "studio_label_tokens"
 """The batch key `LabelCount` adds: the micro-batch's shifted label count, a Python int."""
@@ -99,10 +103,15 @@ def _sync_free_head(model: Any, inputs: dict[str, Any], label_tokens: int | None
     mask = labels != -100
     idx = torch.nonzero_static(mask.reshape(-1), size=label_tokens).squeeze(1)
     picked = hidden.to(lm_head.weight.device).reshape(-1, hidden.size(-1)).index_select(0, idx)
+    targets = labels.reshape(-1).index_select(0, idx)
     with trl_utils.maybe_gather_lm_head_ctx(lm_head.weight, lm_head.bias):
-        log_probs, entropy, _, _, is_top1 = trl_utils._ChunkedLogProbFunction.apply(
-            picked, lm_head.weight, lm_head.bias, labels.reshape(-1).index_select(0, idx), 1.0,
-            trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, HEAD_OUTPUTS)
+        if logprob_head.applies(picked, lm_head.weight, lm_head.bias):  # the gradient in forward
+            log_probs, entropy, is_top1 = logprob_head.LogProbsGradInForward.apply(
+                picked, lm_head.weight, lm_head.bias, targets)
+        else:
+            log_probs, entropy, _, _, is_top1 = trl_utils._ChunkedLogProbFunction.apply(
+                picked, lm_head.weight, lm_head.bias, targets, 1.0, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE, None,
+                1.0, HEAD_OUTPUTS)
 
     def spread(x: torch.Tensor) -> torch.Tensor:  # zeros where no label, as TRL's masked_scatter
         return x.new_zeros(mask.numel()).index_copy(0, idx, x).view(mask.shape)
