@@ -169,3 +169,40 @@ def test_the_refusal_is_one_line_without_the_whole_config():
     lines = str(e.value).splitlines()
     assert lines[1].strip().startswith("train.cuda_graphs needs train.gradient_checkpointing=false") and len(lines) == 2
     assert "{" not in str(e.value)
+
+
+@pytest.mark.parametrize("first_only", [True, False])
+def test_gradient_hook_accumulates_a_reused_static_buffer(monkeypatch, first_only):
+    """A graph's backward writes every micro-batch's gradient into one static tensor, as this
+    Function does. With the hook, .grad is the sum of the micro-batches' gradients whether the later
+    ones are copied or added in place; without it, .grad is the buffer itself (the bug it prevents)."""
+    from training import cuda_graphs
+
+    monkeypatch.setattr(cuda_graphs, "COPY_FIRST_GRAD_ONLY", first_only)
+    static = torch.zeros(3)
+
+    class Replay(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, w, x):
+            ctx.save_for_backward(x)
+            return (w * x).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            static.copy_(g * x)  # the replay overwrites the one static gradient
+            return static.detach(), None  # as make_graphed_callables hands it out: a new tensor, one storage
+
+    def accumulate(hooked: bool):
+        w = torch.nn.Parameter(torch.ones(3))
+        if hooked:
+            w.register_hook(cuda_graphs._copy_grad(w))
+        xs = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 30.0]), torch.tensor([100.0, 0.0, 0.0])]
+        for x in xs:
+            Replay.apply(w, x).backward()
+        return w.grad, sum(xs)
+
+    grad, want = accumulate(hooked=True)
+    assert torch.equal(grad, want) and grad.data_ptr() != static.data_ptr()
+    grad, want = accumulate(hooked=False)
+    assert grad.data_ptr() == static.data_ptr() and not torch.equal(grad, want)  # what the hook prevents

@@ -117,8 +117,16 @@ def test_the_installed_trl_takes_the_deferred_path():
     assert trl_supported(), "review training/sft.py against this TRL's SFTTrainer.compute_loss, then widen TRL_RANGE"
 
 
-def test_deferred_metrics_log_what_trl_logs(tmp_path):
+@pytest.mark.parametrize("grad_in_forward", [False, True], ids=["trl-kernel", "grad-in-forward"])
+def test_deferred_metrics_log_what_trl_logs(tmp_path, monkeypatch, grad_in_forward):
+    from training import logprob_head
+
+    monkeypatch.setattr(logprob_head, "GRAD_IN_FORWARD", grad_in_forward)
+    calls = []
+    apply = logprob_head.LogProbsGradInForward.apply
+    monkeypatch.setattr(logprob_head.LogProbsGradInForward, "apply", lambda *a: calls.append(1) or apply(*a))
     fast, deferred_logs = _train(tmp_path, "deferred", defer=True)
+    assert len(calls) == (4 * 2 if grad_in_forward else 0)  # every training micro-batch; eval needs no gradient
     slow, trl_logs = _train(tmp_path, "trl", defer=False)
     assert fast.deferred_batches > 4 * 2  # every train micro-batch, and the eval batches
     assert fast.sync_free_heads == fast.deferred_batches  # the loss head without syncs, TRL's numbers
@@ -219,6 +227,9 @@ def test_the_sync_free_head_runs_under_the_runs_autocast(tmp_path, monkeypatch):
     backbone past it, so it must enter the same autocast (else the LoRA branches run in fp32)."""
     import trl.trainer.utils as trl_utils
 
+    from training import logprob_head
+
+    monkeypatch.setattr(logprob_head, "GRAD_IN_FORWARD", False)  # TRL's function on both sides: it records
     seen: dict[str, list[bool]] = {"ours": [], "trl": []}
     apply = trl_utils._ChunkedLogProbFunction.apply
     side = ["ours"]
