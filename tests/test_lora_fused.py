@@ -144,3 +144,54 @@ def test_output_fused_into_addmm_gives_peft_outputs_and_falls_back(monkeypatch):
     monkeypatch.setattr(lora_fused, "FUSE_OUTPUT", False)
     _, plain = peft_pair(0.0)
     assert type(plain.base_model.model.q) is peft.tuners.lora.layer.Linear  # the switch off: PEFT's class
+
+
+class Biased(torch.nn.Module):
+    """q with a bias (Qwen2's q/k/v have one), o without; x's gradient flows back to an input."""
+
+    def __init__(self, h: int = 32):
+        super().__init__()
+        self.q = torch.nn.Linear(h, h, bias=True)
+        self.o = torch.nn.Linear(h, h, bias=False)
+
+    def forward(self, x):
+        return self.o(torch.tanh(self.q(x)))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("keep_mask", [False, True])  # True: as inside a CUDA graph capture
+def test_input_gradient_in_the_base_matmul_gives_the_same_results(monkeypatch, dropout, keep_mask):
+    torch.manual_seed(0)
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q", "o"])
+    model = peft.get_peft_model(Biased(), cfg)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)
+    fuse_lora_dropout(model)
+    model.train()
+    monkeypatch.setattr(lora_fused, "KEEP_MASK", keep_mask)
+    x0 = torch.randn(2, 6, 32)
+    results = {}
+    calls: list[int] = []
+    apply = lora_fused._LoraLinearFn.apply
+    monkeypatch.setattr(lora_fused._LoraLinearFn, "apply", lambda *a: calls.append(1) or apply(*a))
+    for on in (False, True):
+        monkeypatch.setattr(lora_fused, "FUSE_INPUT_GRAD", on)
+        calls.clear()
+        model.zero_grad(set_to_none=True)
+        x = x0.clone().requires_grad_()
+        torch.manual_seed(3)
+        y = model(x)
+        y.square().sum().backward()
+        results[on] = (y.detach(), x.grad, grads(model))
+        assert len(calls) == (2 if on else 0)
+    (y_off, gx_off, g_off), (y_on, gx_on, g_on) = results[False], results[True]
+    torch.testing.assert_close(y_on, y_off)
+    torch.testing.assert_close(gx_on, gx_off)
+    assert g_on.keys() == g_off.keys() and len(g_on) == 4  # A and B of q and o; the base stays frozen
+    for n in g_off:
+        torch.testing.assert_close(g_on[n], g_off[n], msg=n)
+    if dropout:
+        monkeypatch.setattr(lora_fused, "FUSE_INPUT_GRAD", True)
+        torch.manual_seed(4)  # another mask: the outputs move (the dropout is really applied)
+        assert not torch.equal(model(x0), y_on)

@@ -57,6 +57,12 @@ FUSE_OUTPUT = True
 """Fuse the adapted layer's `result + B(a) * scaling` into one addmm (module docstring); the GPU
 bench turns it off to measure it (`+mod.training.lora_fused.FUSE_OUTPUT=false`)."""
 
+FUSE_INPUT_GRAD = False
+"""The whole adapted layer as one autograd function (`_LoraLinearFn`), whose backward adds the
+branch's input gradient in the base matmul's epilogue (`addmm(branch, grad, W)`) instead of autograd
+adding two (tokens x in) tensors: one elementwise pass fewer per adapted projection. Off until a
+GPU call measures it (`+mod.training.lora_fused.FUSE_INPUT_GRAD=true`)."""
+
 KEEP_MASK = False
 """Keep the dropout mask instead of the generator state even outside a CUDA graph capture (tests)."""
 
@@ -99,6 +105,67 @@ class _DropoutLinearFn(torch.autograd.Function):
         return grad_x, grad_w, None, None
 
 
+class _LoraLinearFn(torch.autograd.Function):
+    """`x @ W.T + b + scaling * (dropout(x) @ A.T) @ B.T` for a frozen base W (and b), the branch's
+    dropout kept as `_DropoutLinearFn` keeps it. Backward: the gradients of A and B, and x's as one
+    `addmm(branch's input gradient, grad, W)`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, a_w: torch.Tensor,
+                b_w: torch.Tensor, p: float, scaling: float, dtype: torch.dtype) -> torch.Tensor:
+        ctx.p, ctx.scaling, ctx.dtype = p, scaling, dtype
+        xc = x.to(dtype)
+        lead = x.shape[:-1]
+        x2 = xc.reshape(-1, x.shape[-1])
+        result = F.linear(x2, weight.to(dtype), None if bias is None else bias.to(dtype))
+        mask = None
+        ctx.state = None
+        if p > 0:
+            keep = _keeps_mask(x.device)
+            ctx.state = None if keep else _generator(x.device).get_state()
+            xd, mask = torch.native_dropout(x2, p, True)
+            if not keep:
+                mask = None
+        else:
+            xd = x2
+        a = F.linear(xd, a_w.to(dtype))
+        out = torch.addmm(result, a, b_w.t().to(dtype), alpha=scaling)
+        ctx.save_for_backward(x, weight, a_w, b_w, a, *(() if mask is None else (mask,)))
+        return out.view(*lead, out.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, a_w, b_w, a, *kept = ctx.saved_tensors
+        dtype, p = ctx.dtype, ctx.p
+        x2 = x.reshape(-1, x.shape[-1]).to(dtype)
+        g = grad.reshape(-1, grad.shape[-1]).to(dtype)
+        mask = kept[0] if kept else None
+        if p > 0 and mask is None:
+            gen = _generator(x.device)
+            now = gen.get_state()
+            gen.set_state(ctx.state)
+            try:  # the forward's mask again: same state, same tensor, same kernel
+                xd, mask = torch.native_dropout(x2, p, True)
+            finally:
+                gen.set_state(now)
+        elif p > 0:
+            xd = torch.ops.aten.native_dropout_backward(x2, mask, 1.0 / (1.0 - p))
+        else:
+            xd = x2
+        grad_x = grad_a = grad_b = None
+        ga = (g @ b_w.to(dtype)) * ctx.scaling  # the gradient of the branch's A output
+        if ctx.needs_input_grad[4]:
+            grad_b = (g.t() @ a).mul_(ctx.scaling).to(b_w.dtype)
+        if ctx.needs_input_grad[3]:
+            grad_a = (ga.t() @ xd).to(a_w.dtype)
+        if ctx.needs_input_grad[0]:
+            gx = ga @ a_w.to(dtype)
+            if p > 0:
+                gx = torch.ops.aten.native_dropout_backward(gx, mask, 1.0 / (1.0 - p))
+            grad_x = torch.addmm(gx, g, weight.to(dtype)).view(x.shape).to(x.dtype)
+        return grad_x, None, None, grad_a, grad_b, None, None, None
+
+
 class DropoutLinear(torch.nn.Linear):
     """A LoRA `A` projection with the branch's dropout folded in (see the module docstring)."""
 
@@ -126,6 +193,13 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     if type(lora_a) is not DropoutLinear or lora_b.bias is not None \
             or not isinstance(self.lora_dropout[name], torch.nn.Identity):
         return plain(x, *args, **kwargs)
+    base = self.base_layer
+    if FUSE_INPUT_GRAD and type(base) is torch.nn.Linear and not base.weight.requires_grad \
+            and (base.bias is None or not base.bias.requires_grad):
+        dtype = _compute_dtype(x, base.weight)
+        p = lora_a.dropout_p if lora_a.training else 0.0
+        return _LoraLinearFn.apply(x, base.weight, base.bias, lora_a.weight, lora_b.weight, p,
+                                   self.scaling[name], dtype)
     result = self.base_layer(x)
     a = lora_a(x)  # dropout and A, in the compute dtype
     dtype = result.dtype
