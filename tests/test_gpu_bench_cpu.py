@@ -42,8 +42,9 @@ def test_studio_train_check_compares_the_plan_with_the_runs_metrics(tmp_path):
 
 def test_graphs_check_runs_its_padded_path_on_the_cpu(tmp_path):
     """benches/gpu/graphs_check.py at CPU size (no capture here: the same padded, static-mask path)."""
-    proc = subprocess.run([sys.executable, "benches/gpu/graphs_check.py", "--out", str(tmp_path), "--tokens", "512"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "benches/gpu/graphs_check.py", "--out", str(tmp_path), "--tokens", "512",
+                           "--copy-first-grad-only"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads((tmp_path / "graphs_check.json").read_text())
     assert [c["passed"] for c in res["checks"]] == [True, True] and res["checks"][0]["replays"] == 6
+    assert res["copy_first_grad_only"] is True

@@ -10,7 +10,7 @@ shape with fused LoRA branches, flex attention and bf16 autocast, as the trainer
 Prints one line per check and writes DIR/graphs_check.json; exits 1 when a check fails. On a CPU
 the same path runs without capture (sdpa), so CI runs this script too.
 
-    python benches/gpu/graphs_check.py --out DIR
+    python benches/gpu/graphs_check.py --out DIR [--copy-first-grad-only]
 """
 from __future__ import annotations
 
@@ -89,10 +89,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--tokens", type=int, default=2048)
+    ap.add_argument("--copy-first-grad-only", action="store_true",
+                    help="check with training.cuda_graphs.COPY_FIRST_GRAD_ONLY on (later micro-batches add in place)")
     a = ap.parse_args()
+    from training import cuda_graphs
+
+    cuda_graphs.COPY_FIRST_GRAD_ONLY = a.copy_first_grad_only
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"gpu": torch.cuda.get_device_name() if _dev.CUDA else "cpu", "checks": []}
+    res: dict = {"gpu": torch.cuda.get_device_name() if _dev.CUDA else "cpu", "checks": [],
+                 "copy_first_grad_only": a.copy_first_grad_only}
     ok = True
 
     def check(name: str, passed: bool, **numbers) -> None:
