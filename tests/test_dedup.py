@@ -10,7 +10,7 @@ import pytest
 
 from curation import dedup, review, store, undo
 from curation.dedup import DedupParams, similarity
-from curation.dedup.lsh import candidate_pairs, lsh_params
+from curation.dedup.lsh import band_widths, candidate_pairs
 from curation.errors import Cancelled, NotFound, StudioError
 from curation.jobs import Job
 from curation.normalize import ROLE_MARKS, exact_key, marked_text, normalize
@@ -107,16 +107,22 @@ def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
             texts.append(t[:cut[0]] + t[cut[0] + 2:])
     h, off = shingle_hashes(texts)
     sigs = signatures(h, off, 128)
-    bands, rows = lsh_params(0.8, 128)
-    lsh = MinHashLSH(num_perm=128, params=(bands, rows))
-    with lsh.insertion_session() as session:
-        for i, s in enumerate(sigs):
-            session.insert(i, LeanMinHash(seed=1, hashvalues=s, scheme="affine32"))
+    widths = band_widths(0.8, 128)
+    assert len(set(widths)) == 2  # two widths side by side: one MinHashLSH for each part
     expected = set()
-    for i, s in enumerate(sigs):
-        for j in lsh.query(LeanMinHash(seed=1, hashvalues=s, scheme="affine32")):
-            if i < j:
-                expected.add((i, j))
+    start = 0
+    for rows in sorted(set(widths), reverse=True):
+        bands = widths.count(rows)
+        cols = slice(start, start + bands * rows)
+        start += bands * rows
+        lsh = MinHashLSH(num_perm=bands * rows, params=(bands, rows))
+        with lsh.insertion_session() as session:
+            for i, s in enumerate(sigs):
+                session.insert(i, LeanMinHash(seed=1, hashvalues=s[cols], scheme="affine32"))
+        for i, s in enumerate(sigs):
+            for j in lsh.query(LeanMinHash(seed=1, hashvalues=s[cols], scheme="affine32")):
+                if i < j:
+                    expected.add((i, j))
     a, b = candidate_pairs(sigs, 0.8, 128)
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -135,8 +141,8 @@ def test_banding_finds_the_same_candidates_as_datasketch_minhashlsh():
     # among a subset of the rows.
     from curation.dedup.lsh import all_band_keys
 
-    keys = all_band_keys(sigs, bands, rows)
-    assert keys.shape == (bands, len(texts))
+    keys = all_band_keys(sigs, widths)
+    assert keys.shape == (len(widths), len(texts))
     ahead = candidate_pairs(sigs, 0.8, 128, band_keys=keys)
     assert [x.tolist() for x in ahead] == [a.tolist(), b.tolist()]
     take = np.arange(0, len(texts), 2)
@@ -664,3 +670,24 @@ def test_band_grouping_order_equals_a_stable_argsort():
         order, sorted_keys = lsh._stable_order(keys)
         want = np.argsort(keys, kind="stable")
         assert np.array_equal(order, want) and np.array_equal(sorted_keys, keys[want]), n
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
+def test_band_widths_keep_the_candidate_bound_with_wider_bands(threshold):
+    """Two widths, side by side within the permutations: a pair exactly at the threshold is still a
+    candidate with probability >= CANDIDATE_RECALL, and no band is narrower than one width would
+    need (fewer chance candidates)."""
+    from curation.dedup.lsh import CANDIDATE_RECALL
+
+    widths = band_widths(threshold, 128)
+    assert sum(widths) <= 128 and len(widths) >= 2 and max(widths) - min(widths) <= 1
+    miss = np.prod([(1 - threshold ** w) for w in widths])
+    assert 1 - miss >= CANDIDATE_RECALL
+    uniform = next(r for r in range(64, 0, -1) if 1 - (1 - threshold ** r) ** (128 // r) >= CANDIDATE_RECALL)
+    assert min(widths) >= uniform
+    chance = sum(0.3 ** w for w in widths)  # a chance pair at Jaccard 0.3
+    assert chance <= (128 // uniform) * 0.3 ** uniform + 1e-12
+
+
+def test_band_widths_at_0_7_use_every_permutation():
+    assert band_widths(0.7, 128) == (5,) * 24 + (4,) * 2  # one width would be 32 bands of 4

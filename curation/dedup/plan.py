@@ -18,7 +18,7 @@ from ..distinct import distinct
 from ..jobs import Job
 from ..workers import Workers
 from .clusters import Plan, keeper_rank, reviewer_keepers
-from .lsh import candidate_pairs, group_pairs, keys_of_band, lsh_params, unique_pairs
+from .lsh import band_widths, candidate_pairs, group_pairs, keys_of_band, unique_pairs
 from .params import DedupParams
 from .signatures import Sigs, gather_rows
 from .similarity import COVERAGE_MARGIN, PairLookup, estimates_at, similarities
@@ -265,11 +265,11 @@ def plan_incremental(ws, data: Sigs, is_new: np.ndarray, params: DedupParams, po
     ea, eb = [rep[exact_new]], [exact_new]
     # Near: bands of all signatures; keep only pairs that involve a new sample.
     near_pos = np.flatnonzero(valid & (data.counts > 0) & ((rep == np.arange(n)) | is_new))
-    bands, rows = lsh_params(params.threshold, params.num_perm)
+    widths = band_widths(params.threshold, params.num_perm)
     pa_, pb_ = [], []
     new_local = is_new[near_pos]
-    for band in range(bands):  # one band's keys at a time, gathered from the rows near_pos (no copy)
-        k = keys_of_band(data.sigs, data.bands, band, rows, near_pos)
+    for band in range(len(widths)):  # one band's keys at a time, gathered from the rows near_pos (no copy)
+        k = keys_of_band(data.sigs, data.bands, band, widths, near_pos)
         # Only groups that hold a new sample matter: select them before pairing.
         hot = np.isin(k, k[new_local])
         sub = np.flatnonzero(hot)

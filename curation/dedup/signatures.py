@@ -32,7 +32,7 @@ from .. import shingles as sh
 from ..arrow_buffers import arrow_of, int64s, mask_of, strings_of, table_of
 from ..jobs import Job
 from ..workers import Workers, worker_count
-from .lsh import all_band_keys, lsh_params
+from .lsh import all_band_keys, band_widths
 from .params import OLD_SCHEMES, DedupParams
 
 CHUNK = 4000            # samples per worker task (a few MB of text)
@@ -86,10 +86,10 @@ def hash_chunk(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, 
 
 
 def hash_chunk_banded(texts: "Sequence[str] | normalize_bulk.Utf8Texts", shingle: int, num_perm: int,
-                      bands: int, rows: int) -> tuple:
+                      widths: tuple[int, ...]) -> tuple:
     """hash_chunk's results and every LSH band's key of the chunk (`lsh.all_band_keys`)."""
     keys, sigs, counts = hash_chunk(texts, shingle, num_perm)
-    return keys, sigs, counts, all_band_keys(sigs, bands, rows)
+    return keys, sigs, counts, all_band_keys(sigs, widths)
 
 
 # -- main process ---------------------------------------------------------------------------------
@@ -193,8 +193,8 @@ def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = No
     n = ids.size
     keys, counts, found = np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, bool)
     sigs = signature_matrix(n, params.num_perm, spill_dir)
-    nb, rows_per_band = lsh_params(params.threshold, params.num_perm)
-    bands = band_matrix(nb, n, spill_dir)
+    widths = band_widths(params.threshold, params.num_perm)
+    bands = band_matrix(len(widths), n, spill_dir)
     reader = con.sql(f"SELECT m.sample_id, m.exact_key, m.shingles, m.signature {where}", params=args).to_arrow_reader(65_536)
     for batch in reader:
         pos, ok = _positions(ids, _int_column(batch))
@@ -205,7 +205,7 @@ def stored_signatures(con, params: DedupParams, only_ids: np.ndarray | None = No
         keys[pos] = _int_column(batch, 1)
         counts[pos] = _int_column(batch, 2)
         sigs[pos] = rows
-        bands[:, pos] = all_band_keys(rows, nb, rows_per_band)
+        bands[:, pos] = all_band_keys(rows, widths)
         found[pos] = True
     if not found.all():  # deleted after the ids were read: dropped (a copy, only then)
         ids, keys, counts, sigs, bands = ids[found], keys[found], counts[found], sigs[found], bands[:, found]
@@ -235,7 +235,7 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
     # go to its samples' rows.
     ids = np.sort(_int_column(con.sql(f"SELECT id FROM ({sql})", params=args).to_arrow_table()))
     todo = ids.size
-    nb, rows_per_band = lsh_params(params.threshold, params.num_perm)
+    widths = band_widths(params.threshold, params.num_perm)
     job.set_message(f"hashing {todo:,} samples")
     pool = Workers(worker_count(workers, todo))
     pool_holder.append(pool)
@@ -257,13 +257,13 @@ def compute_missing(ws, params: DedupParams, job: Job, workers: int | None, only
             hash_parts.append(pa.concat_arrays([batch.column(1)]))
             waiting.append(pos)
             # The texts as Arrow's UTF-8 buffers (Utf8Texts): no str per row here or in the worker.
-            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm, nb, rows_per_band)
+            yield (normalize_bulk.Utf8Texts.from_arrow(batch.column(2)), params.shingle, params.num_perm, widths)
 
     # Preallocated: at a million samples the signatures are 512 MB; a list of chunks plus a
     # concatenate would hold them twice. Past SPILL_BYTES they go to a mapped file.
     keys = np.zeros(todo, np.int64)
     sigs = signature_matrix(todo, params.num_perm, ws.root)
-    bands = band_matrix(nb, todo, ws.root)
+    bands = band_matrix(len(widths), todo, ws.root)
     counts = np.zeros(todo, np.int32)
     for k, s, c, b in pool.stream(hash_chunk_banded, tasks(), job):
         pos = waiting.popleft()
