@@ -85,7 +85,7 @@ def build_workspace(path: Path, n: int, seed: int = 0) -> None:
                 "source_id": [None] * m, "parent_id": [None] * m, "operation": [None] * m, "lineage": [None] * m, "tools": [None] * m,
                 "content_hash": [hashlib.sha256(x.encode()).hexdigest() for x in msgs],
             }
-            store.insert_arrow(ws.con, pa.table(cols, schema=store.SCHEMA), import_id=None)
+            store.insert_arrow(ws.con, pa.table(cols, schema=store.arrow_schema()), import_id=None)
     ws.close()
 
 
