@@ -71,6 +71,21 @@ def _keeps_mask(device: torch.device) -> bool:
     return KEEP_MASK or (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
 
 
+def _dropped_again(x: torch.Tensor, p: float, state: Any, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward's dropout of `x` (in the compute dtype) and its mask, in backward: from the kept
+    mask, else drawn again from the generator state the forward saved (same state, same tensor, same
+    kernel, same mask)."""
+    if mask is not None:
+        return torch.ops.aten.native_dropout_backward(x, mask, 1.0 / (1.0 - p)), mask
+    gen = _generator(x.device)
+    now = gen.get_state()
+    gen.set_state(state)
+    try:
+        return torch.native_dropout(x, p, True)
+    finally:
+        gen.set_state(now)
+
+
 class _DropoutLinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
@@ -83,18 +98,8 @@ class _DropoutLinearFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        if ctx.state is None:
-            x, weight, mask = ctx.saved_tensors
-            xd = torch.ops.aten.native_dropout_backward(x.to(ctx.dtype), mask, 1.0 / (1.0 - ctx.p))
-        else:
-            x, weight = ctx.saved_tensors
-            gen = _generator(x.device)
-            now = gen.get_state()
-            gen.set_state(ctx.state)
-            try:  # the forward's mask again: same state, same tensor, same kernel
-                xd, mask = torch.native_dropout(x.to(ctx.dtype), ctx.p, True)
-            finally:
-                gen.set_state(now)
+        x, weight, *kept = ctx.saved_tensors
+        xd, mask = _dropped_again(x.to(ctx.dtype), ctx.p, ctx.state, kept[0] if kept else None)
         grad = grad.to(ctx.dtype)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
@@ -139,19 +144,7 @@ class _LoraLinearFn(torch.autograd.Function):
         dtype, p = ctx.dtype, ctx.p
         x2 = x.reshape(-1, x.shape[-1]).to(dtype)
         g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-        mask = kept[0] if kept else None
-        if p > 0 and mask is None:
-            gen = _generator(x.device)
-            now = gen.get_state()
-            gen.set_state(ctx.state)
-            try:  # the forward's mask again: same state, same tensor, same kernel
-                xd, mask = torch.native_dropout(x2, p, True)
-            finally:
-                gen.set_state(now)
-        elif p > 0:
-            xd = torch.ops.aten.native_dropout_backward(x2, mask, 1.0 / (1.0 - p))
-        else:
-            xd = x2
+        xd, mask = _dropped_again(x2, p, ctx.state, kept[0] if kept else None) if p > 0 else (x2, None)
         grad_x = grad_a = grad_b = None
         ga = (g @ b_w.to(dtype)) * ctx.scaling  # the gradient of the branch's A output
         if ctx.needs_input_grad[4]:
