@@ -10,7 +10,7 @@ shape with fused LoRA branches, flex attention and bf16 autocast, as the trainer
 Prints one line per check and writes DIR/graphs_check.json; exits 1 when a check fails. On a CPU
 the same path runs without capture (sdpa), so CI runs this script too.
 
-    python benches/gpu/graphs_check.py --out DIR [--copy-first-grad-only]
+    python benches/gpu/graphs_check.py --out DIR [--copy-first-grad-only] [--fuse-input-grad]
 """
 from __future__ import annotations
 
@@ -91,14 +91,17 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=2048)
     ap.add_argument("--copy-first-grad-only", action="store_true",
                     help="check with training.cuda_graphs.COPY_FIRST_GRAD_ONLY on (later micro-batches add in place)")
+    ap.add_argument("--fuse-input-grad", action="store_true",
+                    help="check with training.lora_fused.FUSE_INPUT_GRAD on (the adapted layer as one autograd function)")
     a = ap.parse_args()
-    from training import cuda_graphs
+    from training import cuda_graphs, lora_fused
 
     cuda_graphs.COPY_FIRST_GRAD_ONLY = a.copy_first_grad_only
+    lora_fused.FUSE_INPUT_GRAD = a.fuse_input_grad
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"gpu": torch.cuda.get_device_name() if _dev.CUDA else "cpu", "checks": [],
-                 "copy_first_grad_only": a.copy_first_grad_only}
+                 "copy_first_grad_only": a.copy_first_grad_only, "fuse_input_grad": a.fuse_input_grad}
     ok = True
 
     def check(name: str, passed: bool, **numbers) -> None:
