@@ -558,6 +558,35 @@ def test_a_new_sample_joins_a_cluster_only_when_it_reaches_the_keeper(ws):
     assert all(m["similarity"] >= 0.7 for cl in clusters(ws) for m in cl["members"])
 
 
+def test_only_pairs_near_the_threshold_are_shingled_for_their_exact_jaccard(ws, monkeypatch):
+    """Verification computes the exact Jaccard of the pairs whose MinHash estimate is within
+    COVERAGE_MARGIN of the threshold; a near-copy far above it keeps its estimate, as a chance pair
+    far below does, and neither sample is shingled."""
+    from curation.dedup.shingle_sets import ShingleSets
+
+    shingled: list[int] = []
+    ensure = ShingleSets.ensure
+
+    def spy(self, ws_, params, ids, pool, job):
+        shingled.extend(int(i) for i in ids)
+        return ensure(self, ws_, params, ids, pool, job)
+
+    monkeypatch.setattr(ShingleSets, "ensure", spy)
+    answers = chain_answers()
+    sims = chain_sims(answers)
+    assert abs(sims[0, 1] - 0.7) < similarity.COVERAGE_MARGIN
+    copy, y, z = add(ws, chat(EN_Q, EN_A), chat(CHAIN_Q, answers[0]), chat(CHAIN_Q, answers[1]))
+    original = add(ws, chat(EN_Q, EN_A + " Hope this helps!"))[0]
+    dedup.find_duplicates(ws, DedupParams(threshold=0.7))
+    got = {m["sample_id"]: m["similarity"] for cl in clusters(ws) for m in cl["members"]}
+    assert set(got) == {copy, original, y, z}
+    assert set(shingled) == {y, z}  # the chain's pair only
+    assert got[y if got[y] < 1 else z] == pytest.approx(sims[0, 1], abs=1e-4)  # exact
+    near = got[copy] if got[copy] < 1 else got[original]
+    assert near >= 0.7 + similarity.COVERAGE_MARGIN
+    assert near == pytest.approx(round(near * 128) / 128, abs=1e-4)  # the estimate: k of 128 permutations agree
+
+
 def test_cli_dedup_says_how_many_chains_it_split_and_lists_similarities_to_the_keeper(ws_path, capsys):
     from curation.workspace import open_workspace
     from studio.cli import main

@@ -198,7 +198,8 @@ def pair_similarity(ws, data: Sigs, params: DedupParams, pool: Workers, job: Job
     """Similarity of each pair of positions: 1.0 within an exact group, else that of the groups'
     representatives, from `lookups` (the run's verified pairs, then a cache) or computed and
     added to the cache. Pairs not looked up whose MinHash estimate is more than COVERAGE_MARGIN
-    below the threshold get the estimate, not the exact Jaccard: far apart either way."""
+    from the threshold get the estimate, not the exact Jaccard (`similarities`): on the same side
+    of it either way."""
     sim = np.ones(a.size, np.float64)
     ra, rb = rep[a], rep[b]
     differ = ra != rb

@@ -5,7 +5,11 @@ Verification is in bulk. Most LSH candidates are chance pairs far below the thre
 LSH needs 4-row bands, and two unrelated answers on one topic share a band now and then), so the
 MinHash estimate, 128 byte compares a pair, sorts them first: a pair whose estimate lies more than
 COVERAGE_MARGIN below the threshold keeps the estimate (3.7 standard deviations at 0.7: a pair
-truly at the threshold is lost about once in 10,000). The rest get their exact Jaccard from
+truly at the threshold is lost about once in 10,000), and so does a pair whose estimate lies more
+than COVERAGE_MARGIN above it (4.2 sd or more: the estimate's spread narrows towards 1). Those are
+the near-copies: at t=0.7 on the 1M realistic rows, 132,484 of the 284,415 pairs within reach of
+the threshold, and none of them was below it by its exact Jaccard (nor at 0.8, 54,781 of 226,957).
+The rest get their exact Jaccard from
 ShingleSets: each compared sample is normalised and shingled once per run, in the worker pool,
 and every pair, in verification, chain splitting and the keeper choice, is counted from those sets
 (a sparse row product, no text fetched twice)."""
@@ -25,7 +29,7 @@ from .shingle_sets import PAIR_BLOCK, ShingleSets
 from .signatures import Sigs, gather_rows
 
 PAIR_CHUNK = 10000      # candidate pairs per verification task (jaccard_chunk)
-COVERAGE_MARGIN = 0.15  # a pair whose MinHash estimate is this far below the threshold is far (3.7 sd at 0.7)
+COVERAGE_MARGIN = 0.15  # a pair whose MinHash estimate is this far from the threshold is clearly on its side (3.7 sd at 0.7)
 
 
 # -- worker side (no DuckDB here) ------------------------------------------------------------------
@@ -72,13 +76,14 @@ def estimates_at(sigs: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.ndarray
 def similarities(ws, params: DedupParams, a_ids: np.ndarray, b_ids: np.ndarray, data: Sigs,
                  pool: Workers, job: Job) -> np.ndarray:
     """Similarity of each pair of sample ids: with `verify` the exact Jaccard, except for pairs whose
-    estimate is far below the threshold (they keep the estimate), else the MinHash estimate."""
+    estimate is far from the threshold, below or above (they keep the estimate), else the MinHash
+    estimate."""
     if a_ids.size == 0:
         return np.zeros(0, np.float64)
     est, known = estimates(data, a_ids, b_ids)
     if not params.verify:
         return est
-    close = ~known | (est >= params.threshold - COVERAGE_MARGIN)
+    close = ~known | (np.abs(est - params.threshold) <= COVERAGE_MARGIN)
     if close.any():
         if data.shingle_sets is None:
             data.shingle_sets = ShingleSets()
