@@ -178,7 +178,9 @@ def duckdb_copy(ws_dir: Path, out: Path, fmt: str) -> float:
 
     ws = open_workspace(ws_dir)
     opts = "(FORMAT json)" if fmt == "jsonl" else "(FORMAT parquet, COMPRESSION zstd)"
-    s = timed(lambda: ws.con.execute(f"COPY (SELECT id, messages FROM samples ORDER BY id) TO '{out}' {opts}"))
+    from curation.sql_json import messages_sql  # rows of the fast import store none: built from their turns
+
+    s = timed(lambda: ws.con.execute(f"COPY (SELECT id, {messages_sql()} AS messages FROM samples ORDER BY id) TO '{out}' {opts}"))
     ws.close()
     return s
 
@@ -227,8 +229,13 @@ from curation.workspace import open_workspace
 ws = open_workspace(Path(sys.argv[1]))
 t, c = time.perf_counter(), time.process_time()
 if sys.argv[2] == "copy":  # DuckDB by itself: the same messages lines, in id order, one file
+    try:  # rows of the fast import store no messages since sql_json.messages_sql: built from their turns
+        from curation.sql_json import messages_sql
+        m = messages_sql()
+    except ImportError:
+        m = "CAST(messages AS VARCHAR)"
     ws.con.execute(
-        "COPY (SELECT '{\\"messages\\": ' || CAST(messages AS VARCHAR) || '}' FROM samples ORDER BY id) TO ? "
+        "COPY (SELECT '{\\"messages\\": ' || " + m + " || '}' FROM samples ORDER BY id) TO ? "
         "(FORMAT csv, header false, quote '', escape '', delimiter '\\x01')", [str(Path(sys.argv[1]) / "copy.jsonl")])
     rows = ws.con.execute("SELECT count(*) FROM samples").fetchall()[0][0]
 else:

@@ -17,7 +17,9 @@ from typing import Any
 import duckdb
 
 from .errors import NotFound, StudioError
+from .lang_sql import langs_subquery
 from .samples import STATUSES
+from .sql_json import messages_sql
 from .workspace import one_row
 
 SEARCH_TEXT_SQL_S = "lower(concat_ws(chr(10), s.instruction, s.answer, s.text))"  # store.SEARCH_TEXT_SQL on alias s
@@ -60,9 +62,9 @@ class Filter:
         if self.source is not None:
             conds.append("s.source_file = ?")
             params.append(self.source)
-        if self.lang is not None:
-            conds.append("s.lang = ?")
-            params.append(self.lang)
+        if self.lang is not None:  # rows not yet given a language (store.fill_derived) are detected here
+            conds.append(f"(s.lang = ? OR (s.lang IS NULL AND s.id IN (SELECT id FROM {langs_subquery()} WHERE lang = ?)))")
+            params += [self.lang, self.lang]
         if self.min_score is not None:
             conds.append("s.judge_score >= ?")
             params.append(float(self.min_score))
@@ -301,7 +303,8 @@ _DETAIL_COLS = (
 def get_sample(con: duckdb.DuckDBPyConnection, sample_id: int) -> SampleDetail:
     """The whole sample with its earlier versions, flags, cluster and the operations that touched it.
     Raises NotFound for an id that does not exist."""
-    row = con.execute(f"SELECT {', '.join(_DETAIL_COLS)} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
+    select = ", ".join(messages_sql() if c == "messages" else c for c in _DETAIL_COLS)
+    row = con.execute(f"SELECT {select} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
     if row is None:
         raise NotFound(f"no sample with id {sample_id} in this workspace. `studio stats` shows the id range.")
     d = dict(zip(_DETAIL_COLS, row))

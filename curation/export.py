@@ -59,7 +59,7 @@ from .arrow_buffers import mask_of as _mask
 from .arrow_buffers import strings_of as _strings
 from .errors import StudioError
 from .hashed_writer import HashedWriter
-from .importers.fast_alpaca import SQL_WHITESPACE, json_string_sql
+from .importers.fast_alpaca import SQL_WHITESPACE
 from .manifest import (
     LINEAGE_COLUMNS,
     LINEAGE_FILE,
@@ -72,6 +72,7 @@ from .manifest import (
     read_manifest,
     split_rows,
 )
+from .sql_json import json_string_sql, messages_sql
 
 FORMATS = ("messages", "alpaca", "sharegpt", "openai")
 TARGETS = ("jsonl", "parquet", "hf")
@@ -509,7 +510,7 @@ _RANGE = 100_000  # rows (ids) one query writes
 
 def _picked(where: str, has_tools: bool) -> str:
     tools = "CAST(tools AS VARCHAR)" if has_tools else "NULL::VARCHAR"
-    return (f"(SELECT id, kind, system, CAST(messages AS VARCHAR) AS m, text, source_id, source_file, source_row, "
+    return (f"(SELECT id, kind, system, {messages_sql()} AS m, text, source_id, source_file, source_row, "
             f"{tools} AS tools FROM samples WHERE {where})")
 
 

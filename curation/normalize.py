@@ -18,6 +18,7 @@ import re
 import unicodedata
 
 from .lang import CJK_CLASS
+from .sql_json import plain_chat_sql
 
 FIELDS = ("sample", "instruction", "answer")
 # Role marks (Unicode private use: no text means them, normalisation keeps them, and the shingler
@@ -122,8 +123,13 @@ def field_text_sql(fields: str, alias: str = "s") -> str:
     # Tool calls (only samples whose messages hold any) follow the turns, as marked_text writes them.
     calls = (f"CASE WHEN contains(CAST({a}.messages AS VARCHAR), '\"tool_calls\"') THEN {_MARK_SQL['assistant']} || "
              f"array_to_string(json_extract_string({a}.messages, '$[*].tool_calls'), chr(10)) END")
+    # A row the fast import stored without messages (sql_json.messages_sql) is one user turn and one
+    # answer: its marked turns straight from those columns, no JSON built and parsed.
+    turns = (f"CASE WHEN {plain_chat_sql(a)} THEN {_MARK_SQL['user']} || {a}.instruction || chr(10) || "
+             f"{_MARK_SQL['assistant']} || {a}.answer ELSE "
+             f"array_to_string(list_transform(list_zip(json_extract_string({a}.messages, '$[*].role'), "
+             f"json_extract_string({a}.messages, '$[*].content')), lambda p: (CASE p[1] WHEN 'user' THEN "
+             f"{_MARK_SQL['user']} WHEN 'assistant' THEN {_MARK_SQL['assistant']} ELSE {_MARK_SQL['system']} END) "
+             f"|| coalesce(p[2], '')), chr(10)) END")
     return (f"concat_ws(chr(10), CASE WHEN {a}.system IS NOT NULL THEN {_MARK_SQL['system']} || {a}.system END, "
-            f"array_to_string(list_transform(list_zip(json_extract_string({a}.messages, '$[*].role'), "
-            f"json_extract_string({a}.messages, '$[*].content')), lambda p: (CASE p[1] WHEN 'user' THEN "
-            f"{_MARK_SQL['user']} WHEN 'assistant' THEN {_MARK_SQL['assistant']} ELSE {_MARK_SQL['system']} END) "
-            f"|| coalesce(p[2], '')), chr(10)), {calls}, {a}.text)")
+            f"{turns}, {calls}, {a}.text)")

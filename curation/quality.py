@@ -37,6 +37,7 @@ from . import text_shape as shape
 from .distinct import distinct
 from .errors import NotFound, StudioError
 from .jobs import Job, null_job
+from .sql_json import plain_chat_sql
 from .text_stats import cjk_and_words, distinct_char_ngrams, distinct_token_ngrams, may_contain, token_keys
 from .workers import Workers, worker_count
 
@@ -579,7 +580,8 @@ def _measure_chunk(rules: Sequence[Rule], ids: Sequence[int], ins: Sequence[str 
 
 # What a rule reads of a sample: instruction, answer (raw text for text samples), the whole sample.
 _PAIR_COLUMNS = "coalesce(instruction, ''), coalesce(answer, text, '')"
-_WHOLE_COLUMN = "concat_ws(chr(10), system, array_to_string(json_extract_string(messages, '$[*].content'), chr(10)), text)"
+_WHOLE_COLUMN = (f"concat_ws(chr(10), system, CASE WHEN {plain_chat_sql()} THEN instruction || chr(10) || answer "
+                 "ELSE array_to_string(json_extract_string(messages, '$[*].content'), chr(10)) END, text)")
 
 
 # -- public API ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import duckdb
 
 from .errors import NotFound, StudioError
 from .samples import STATUSES, Message, Sample, from_row, validate
+from .sql_json import messages_sql
 from .store import SEARCH_TEXT_SQL, delete_samples
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ def _as_messages(messages: Sequence[Any]) -> tuple[Message, ...]:
 def _current(con: duckdb.DuckDBPyConnection, sample_id: int) -> tuple[Sample, dict[str, Any]]:
     cols = ["id", "kind", "system", "messages", "text", "version", "status", "source_file", "source_row",
             "source_id", "lang", "tags", "parent_id", "operation", "lineage"]
-    row = con.execute(f"SELECT {', '.join(cols)} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
+    select = ", ".join(messages_sql() if c == "messages" else c for c in cols)
+    row = con.execute(f"SELECT {select} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
     if row is None:
         raise NotFound(f"no sample with id {sample_id} in this workspace.")
     d = dict(zip(cols, row))
@@ -175,8 +177,8 @@ def edit(ws: Workspace, sample_id: int, *, system: Any = _UNSET, messages: Any =
         op_id = ws.record_operation("edit", reason=reason, sample_count=1,
                                     details={"sample_id": int(sample_id), "from_version": v, "to_version": v + 1})
         con.execute(
-            """INSERT INTO sample_versions (sample_id, version, system, messages, text, op_id)
-               SELECT id, version, system, messages, text, ? FROM samples WHERE id = ?""",
+            f"""INSERT INTO sample_versions (sample_id, version, system, messages, text, op_id)
+               SELECT id, version, system, {messages_sql()}, text, ? FROM samples WHERE id = ?""",
             [op_id, int(sample_id)],
         )
         _write_content(con, sample_id, new, v + 1)

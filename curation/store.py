@@ -48,24 +48,49 @@ def arrow_schema() -> "pa.Schema":
 
 # samples.search_text (migration 0005): what browse's case-insensitive search scans. Every writer of
 # instruction / answer / text sets it with this expression (lowercased by DuckDB, like the needle),
-# except the fast alpaca import, which leaves it NULL for `fill_search_text` (browse lowers the
-# text of a row without one at each search: same matches, ~10x slower).
+# except the fast alpaca import, which leaves it NULL, and samples.lang too, for `fill_derived`
+# (until then browse lowers the text of a row without one at each search, same matches, ~10x
+# slower; a language filter detects the language of a row without one, `lang_sql.langs_subquery`;
+# a list shows no language for it).
 SEARCH_TEXT_SQL = "lower(concat_ws(chr(10), instruction, answer, text))"
-SEARCH_FILL_CHUNK = 100_000  # ids a fill_search_text call covers: ~0.3-0.6 s of the writer's time
+DERIVED_FILL_CHUNK = 100_000  # ids a fill_derived call covers: ~0.5-1.5 s of the writer's time
+_MISSING = "(search_text IS NULL OR lang IS NULL)"
 
 
-def search_text_missing(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
-    """(rows without search_text, their smallest id, their largest id); (0, 0, -1) when none."""
-    n, lo, hi = con.execute("SELECT count(*), min(id), max(id) FROM samples WHERE search_text IS NULL").fetchall()[0]
+def derived_missing(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """(rows without search_text or lang, their smallest id, their largest id); (0, 0, -1) when none."""
+    n, lo, hi = con.execute(f"SELECT count(*), min(id), max(id) FROM samples WHERE {_MISSING}").fetchall()[0]
     return (int(n), int(lo), int(hi)) if n else (0, 0, -1)
 
 
-def fill_search_text(con: duckdb.DuckDBPyConnection, first: int, last: int) -> int:
-    """Write search_text for the rows with ids in [first, last] that have none; returns how many.
-    One statement, so it commits alone or joins the caller's transaction."""
+def fill_derived(con: duckdb.DuckDBPyConnection, first: int, last: int) -> int:
+    """Write search_text and lang for the rows with ids in [first, last] that lack them; returns how
+    many rows. The language is lang.detect's, in SQL (`lang_sql`), over instruction and answer: for
+    the only rows stored without one, the fast import's single-turn rows, that is what
+    Sample.detected_lang probes (the first two turns). One statement, so it commits alone or joins
+    the caller's transaction."""
+    from .lang_sql import lang_ctes
+
+    ctes, lang = lang_ctes("todo", "left(instruction || ' ' || answer, 2000)",
+                           "strlen(instruction) = length(instruction) AND strlen(answer) = length(answer)")
     return int(con.execute(
-        f"UPDATE samples SET search_text = {SEARCH_TEXT_SQL} WHERE id BETWEEN ? AND ? AND search_text IS NULL",
+        f"""UPDATE samples SET search_text = coalesce(samples.search_text, {SEARCH_TEXT_SQL}),
+                               lang = coalesce(samples.lang, d.lang)
+            FROM (WITH todo AS (SELECT id, instruction, answer FROM samples
+                                WHERE id BETWEEN $1 AND $2 AND {_MISSING}){ctes}
+                  SELECT id, CASE WHEN instruction IS NOT NULL AND answer IS NOT NULL THEN {lang} ELSE '' END AS lang
+                  FROM lang_words) d
+            WHERE samples.id = d.id""",
         [int(first), int(last)]).fetchall()[0][0])
+
+
+def fill_all_derived(con: duckdb.DuckDBPyConnection) -> int:
+    """`fill_derived` over every row that needs it, chunk by chunk; returns how many rows."""
+    n, lo, hi = derived_missing(con)
+    done = 0
+    for start in range(lo, hi + 1, DERIVED_FILL_CHUNK):
+        done += fill_derived(con, start, min(start + DERIVED_FILL_CHUNK - 1, hi))
+    return done
 
 
 def to_arrow(samples: Sequence[Sample]) -> "pa.Table":

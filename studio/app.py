@@ -121,10 +121,10 @@ class StudioApp(App):
             self.exit()
             return
         if self.engine is not None and not self.engine.ws.read_only:
-            # rows a command-line import left without their search column (after the first paint)
-            from .screens._curation import fill_search_text
+            # rows a command-line import left without their language and search column (after the first paint)
+            from .screens._curation import fill_derived
 
-            fill_search_text(self)
+            fill_derived(self)
 
     def on_unmount(self) -> None:
         # Cancel running jobs first: engine.close() waits for the writer thread and for jobs on

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from curation import lang
+from curation import lang, store
 from curation.importers import fast_alpaca, import_paths
 from curation.samples import chat
+from curation.sql_json import messages_sql
 
 TRICKY = [
     "Explain DNS.", "解释一下DNS是什么？", "ＤＮＳ 是什么", "Кто ты?", "日本語のテキストです", "한국어 문장",
@@ -30,8 +31,11 @@ def test_language_and_hash_in_sql_equal_python_on_tricky_text(ws, tmp_path, monk
 
     monkeypatch.setattr(fast_alpaca, "Sample", no_python)  # what the Python fallback builds
     assert import_paths(ws, [src]).files[0].fast_path
-    got = ws.con.execute("SELECT system, instruction, answer, lang, content_hash, messages::VARCHAR FROM samples ORDER BY id").fetchall()
+    assert ws.con.execute("SELECT count(lang) FROM samples").fetchone()[0] == 0  # filled after the import
+    assert store.fill_all_derived(ws.con) == len(recs)
+    got = ws.con.execute(f"SELECT system, instruction, answer, lang, content_hash, {messages_sql()} FROM samples ORDER BY id").fetchall()
     assert len(got) == len(recs)
+    assert ws.con.execute("SELECT count(messages) FROM samples").fetchone()[0] == 0  # built on read, not stored
     for system, user, answer, lg, digest, messages in got:
         sample = chat(user, answer, system=system)
         assert lg == lang.detect(user + " " + answer), user[:40]
@@ -104,28 +108,41 @@ def test_a_failed_insert_reports_its_own_error(ws, tmp_path, monkeypatch):
     assert import_paths(ws, [src]).files[0].fast_path and ws.count() == 1  # the workspace is fine afterwards
 
 
-def test_search_text_is_filled_after_the_fast_import_with_the_same_matches(ws, tmp_path):
-    """The fast path leaves the lowered search column to `store.fill_search_text`; browse finds
-    the rows before the fill (lowering their text itself) and after it, the same ones, and the
-    filled values are what every other writer stores."""
-    from curation import browse, store
+def test_search_text_and_language_are_filled_after_the_fast_import_with_the_same_matches(ws, tmp_path):
+    """The fast path leaves the lowered search column and the language to `store.fill_derived`;
+    browse finds the rows before the fill (lowering their text, detecting their language itself)
+    and after it, the same ones, and the filled values are what every other writer stores."""
+    from curation import browse
+    from curation.augment import selection
 
     recs = [{"instruction": t if t.strip() else "blank", "output": f"ANSWER {i}: Straße {t}"} for i, t in enumerate(TRICKY)]
     src = tmp_path / "s.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
     assert import_paths(ws, [src]).files[0].fast_path
-    n, lo, hi = store.search_text_missing(ws.con)
+    n, lo, hi = store.derived_missing(ws.con)
     assert n == len(recs) and hi - lo + 1 == len(recs)
     needles = ["answer 3", "STRASSE", "straße", "dns", "中文", "квто", "кто", "😀"]
-    before = {q: browse.ids(ws.con, browse.Filter(search=q)) for q in needles}
-    assert before["answer 3"] and before["straße"] and before["кто"] and not before["STRASSE"]
-    filled = [store.fill_search_text(ws.con, a, min(a + 6, hi)) for a in range(lo, hi + 1, 7)]  # chunks of an odd size
+    langs = ["en", "zh", "ja", "ko", "other", "", "fr"]
+
+    def found():
+        return ({q: browse.ids(ws.con, browse.Filter(search=q)) for q in needles},
+                {g: browse.ids(ws.con, browse.Filter(lang=g)) for g in langs},
+                {g: selection.select_ids(ws.con, lang=g) for g in langs},
+                [v.lang for v in selection.load(ws.con, browse.ids(ws.con, browse.Filter()))])
+
+    before = found()
+    assert before[0]["answer 3"] and before[0]["straße"] and before[0]["кто"] and not before[0]["STRASSE"]
+    assert before[1]["en"] and before[1]["zh"] and before[1]["ja"] and before[1]["other"] and not before[1]["fr"]
+    assert set(before[3]) >= {"en", "zh", "ko"}
+    filled = [store.fill_derived(ws.con, a, min(a + 6, hi)) for a in range(lo, hi + 1, 7)]  # chunks of an odd size
     assert sum(filled) == len(recs) and len(filled) > 2
-    assert store.search_text_missing(ws.con) == (0, 0, -1)
-    assert {q: browse.ids(ws.con, browse.Filter(search=q)) for q in needles} == before
+    assert store.derived_missing(ws.con) == (0, 0, -1)
+    assert found() == before
     stored = ws.con.execute(f"SELECT count(*) FROM samples WHERE search_text IS DISTINCT FROM {store.SEARCH_TEXT_SQL}").fetchall()
     assert stored == [(0,)]
-    assert store.fill_search_text(ws.con, lo, hi) == 0
+    rows = ws.con.execute("SELECT instruction, answer, lang FROM samples ORDER BY id").fetchall()
+    assert [g for *_, g in rows] == [lang.detect(i + " " + a) for i, a, _ in rows]  # what every other writer stores
+    assert store.fill_derived(ws.con, lo, hi) == 0
 
 
 def test_rows_keep_their_line_numbers_when_read_json_reads_in_parallel(ws, tmp_path):
@@ -145,3 +162,68 @@ def test_rows_keep_their_line_numbers_when_read_json_reads_in_parallel(ws, tmp_p
     rows = ws.con.execute("SELECT id, source_row, split_part(instruction, ' ', 2) FROM samples ORDER BY id").fetchall()
     first = rows[0][0]
     assert [(i - first, r, int(k)) for i, r, k in rows] == [(k, k + 1, k) for k in range(n)]
+
+
+def test_every_reader_sees_the_same_samples_whether_their_messages_are_stored_or_built(tmp_path):
+    """The fast import stores no messages (`sql_json.messages_sql` builds them from instruction and
+    answer); the Python path stores them. The same rows through each path, then every reader of
+    messages: the export in each format, the dedup and quality texts, a sample's detail, an augment
+    job's samples, an edit and its undo."""
+    from curation import browse, normalize, quality, review, undo
+    from curation.augment import selection
+    from curation.export import FORMATS, export_split
+    from curation.workspace import open_workspace
+
+    recs = [{"instruction": t if t.strip() else "blank", "input": TRICKY[-i], "output": f"answer {i}: {t}",
+             **({"system": "sys " + t} if i % 4 == 0 else {})} for i, t in enumerate(TRICKY)]
+    seen = {}
+    for name, extra in (("fast", {}), ("python", {"tags": []})):  # a tags field sends the file to the Python path
+        src = tmp_path / f"{name}.jsonl"
+        src.write_text("".join(json.dumps(dict(r, **extra), ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+        with open_workspace(tmp_path / name) as w:
+            assert import_paths(w, [src]).files[0].fast_path is (name == "fast")
+            stored = w.con.execute("SELECT count(messages) FROM samples").fetchone()[0]
+            assert stored == (0 if name == "fast" else len(recs))
+            ids = [r[0] for r in w.con.execute("SELECT id FROM samples ORDER BY id").fetchall()]
+            got: dict = {"ids": ids}
+            for fmt in FORMATS:
+                m = export_split(w, f"s-{fmt}", format=fmt, include="approved+pending", skip_invalid=True)
+                got[fmt] = {p.name: p.read_bytes() for p in sorted(m.path.parent.glob("*.jsonl"))}
+            got["dedup"] = w.con.execute(f"SELECT {normalize.field_text_sql('sample')} FROM samples s ORDER BY id").fetchall()
+            got["quality"] = w.con.execute(f"SELECT {quality._WHOLE_COLUMN} FROM samples ORDER BY id").fetchall()
+            got["detail"] = [browse.get_sample(w.con, i).messages for i in ids]
+            got["augment"] = [v.messages for v in selection.load(w.con, ids)]
+            op = review.edit(w, ids[1], messages=[{"role": "user", "content": "new question"},
+                                                  {"role": "assistant", "content": "new answer"}])
+            got["edited"] = browse.get_sample(w.con, ids[1]).messages
+            got["versions"] = [v.messages for v in browse.get_sample(w.con, ids[1]).versions]
+            assert undo.undo(w) == [op]
+            got["undone"] = (browse.get_sample(w.con, ids[1]).messages,
+                             w.con.execute(f"SELECT {messages_sql()}, content_hash FROM samples WHERE id = ?", [ids[1]]).fetchone())
+            seen[name] = got
+    fast, python = seen["fast"], seen["python"]
+    assert fast["detail"][2] == [{"role": "user", "content": recs[2]["instruction"] + "\n\n" + recs[2]["input"]},
+                                 {"role": "assistant", "content": recs[2]["output"]}]
+    assert fast["edited"][0]["content"] == "new question" and fast["versions"] == [fast["detail"][1]]
+    assert fast["undone"][0] == fast["detail"][1]
+    for key in python:
+        assert fast[key] == python[key], key
+
+
+def test_cli_stats_counts_the_languages_of_rows_a_fast_import_left_without_one(tmp_path, capsys):
+    from curation.workspace import open_workspace
+    from studio.cli import main
+
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"instruction": t if t.strip() else "blank", "output": t}, ensure_ascii=False) + "\n"
+                           for t in TRICKY), encoding="utf-8")
+    ws_path = tmp_path / "ws"
+    assert main(["import", "-w", str(ws_path), str(src), "-q"]) == 0
+    with open_workspace(ws_path) as w:
+        assert store.derived_missing(w.con)[0] == len(TRICKY)
+    capsys.readouterr()
+    assert main(["stats", "-w", str(ws_path), "--json"]) == 0
+    by_lang = json.loads(capsys.readouterr().out)["by_lang"]
+    assert sum(by_lang.values()) == len(TRICKY) and {"en", "zh", "ja", "ko", "other"} <= set(by_lang)
+    with open_workspace(ws_path) as w:
+        assert store.derived_missing(w.con) == (0, 0, -1)

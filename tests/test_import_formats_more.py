@@ -18,13 +18,15 @@ import pytest
 from curation.errors import StudioError
 from curation.importers import import_paths
 from curation.samples import from_row
+from curation.sql_json import messages_sql
 
 DATA = Path(__file__).resolve().parent / "data"
 ALPACA = [{"instruction": f"Name the number after {i}.", "output": f"{i + 1}", "id": f"n-{i}"} for i in range(4)]
 
 
 def rows(ws, where="TRUE"):
-    cur = ws.con.execute(f"SELECT * FROM samples WHERE {where} ORDER BY id")
+    # messages as every reader takes them: the fast import stores none for its rows (sql_json.messages_sql)
+    cur = ws.con.execute(f"SELECT * REPLACE ({messages_sql()} AS messages) FROM samples WHERE {where} ORDER BY id")
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 

@@ -13,6 +13,9 @@ from typing import Any, Sequence
 import duckdb
 
 from ..errors import NotFound, StudioError
+from ..lang import detect
+from ..lang_sql import langs_subquery
+from ..sql_json import messages_sql
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class SampleView:
     tools: tuple[dict[str, Any], ...] = ()  # the tool schemas a tool-use sample offers (kept by its copies)
 
 
-_COLS = "id, kind, lang, system, messages, instruction, answer, text, tags, tools"
+_COLS = f"id, kind, lang, system, {messages_sql()}, instruction, answer, text, tags, tools"
 
 
 def _view(row: Sequence[Any]) -> SampleView:
@@ -41,7 +44,10 @@ def _view(row: Sequence[Any]) -> SampleView:
     tools = row[9]
     if isinstance(tools, str):
         tools = json.loads(tools)
-    return SampleView(id=int(row[0]), kind=row[1], lang=row[2], system=row[3],
+    lang = row[2]
+    if lang is None and row[5] is not None and row[6] is not None:  # not yet filled (store.fill_derived)
+        lang = detect(row[5] + " " + row[6])
+    return SampleView(id=int(row[0]), kind=row[1], lang=lang, system=row[3],
                       messages=tuple(dict(m) for m in (msgs or [])),  # tool calls and weights kept
                       instruction=row[5], answer=row[6], text=row[7], tags=tuple(row[8] or ()),
                       tools=tuple(tools or ()))
@@ -67,9 +73,9 @@ def select_ids(con: duckdb.DuckDBPyConnection, *, ids: Sequence[int] | None = No
             params.append(status)
     else:
         where.append("status <> 'rejected'")
-    if lang:
-        where.append("lang = ?")
-        params.append(lang)
+    if lang:  # rows not yet given a language (store.fill_derived) are detected here
+        where.append(f"(lang = ? OR (lang IS NULL AND id IN (SELECT id FROM {langs_subquery()} WHERE lang = ?)))")
+        params += [lang, lang]
     if source:
         where.append("(source_file = ? OR source_file LIKE ?)")
         params += [source, f"%{source}"]

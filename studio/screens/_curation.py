@@ -30,40 +30,46 @@ def run_engine_job(app: Any, kind: str, fn: Callable[..., Any], *args: Any,
     app.run_job(kind, body, on_done)
 
 
-SEARCH_JOB = "search index"
+DERIVED_JOB = "languages and search"
 
 
-def fill_search_text(app: Any) -> None:
-    """Fill the search column of rows imported without one (`curation.store.fill_search_text`) as
-    a background job, one chunk of ids per writer-thread call so that edits and approvals go in
-    between. A quiet worker looks first: the job (and its progress bar) starts only when rows lack
-    the column and no such job runs. Until a row has it, browse's search lowers that row's text
-    itself (same matches, slower)."""
-    if app.engine is None or any(j.kind == SEARCH_JOB for j in app.jobs.values()):
+def fill_derived(app: Any) -> None:
+    """Fill the language and the search column of rows imported without them
+    (`curation.store.fill_derived`) as a background job, one chunk of ids per writer-thread call so
+    that edits and approvals go in between. A quiet worker looks first: the job (and its progress
+    bar) starts only when rows lack them and no such job runs. Until a row has them, browse's
+    search lowers that row's text itself (same matches, slower) and the row shows no language;
+    Home's languages panel is refreshed when the job ends."""
+    if app.engine is None or any(j.kind == DERIVED_JOB for j in app.jobs.values()):
         return
 
     def probe() -> None:
         from curation import store
 
         try:
-            n, lo, hi = app.engine.write(lambda ws: store.search_text_missing(ws.con)).result()
+            n, lo, hi = app.engine.write(lambda ws: store.derived_missing(ws.con)).result()
         except RuntimeError:  # the app closed its engine first: the next launch looks again
             return
         if n:
-            app.call_from_thread(app.run_job, SEARCH_JOB, lambda job: fill(job, n, lo, hi), lambda _n: None)
+            app.call_from_thread(app.run_job, DERIVED_JOB, lambda job: fill(job, n, lo, hi), done)
 
     def fill(job: Any, n: int, lo: int, hi: int) -> int:
         from curation import store
 
         job.set_total(n)
-        step = store.SEARCH_FILL_CHUNK
+        step = store.DERIVED_FILL_CHUNK
         for start in range(lo, hi + 1, step):
             job.check()
             end = min(start + step - 1, hi)
-            job.advance(app.engine.write(lambda ws, a=start, b=end: store.fill_search_text(ws.con, a, b)).result())
+            job.advance(app.engine.write(lambda ws, a=start, b=end: store.fill_derived(ws.con, a, b)).result())
         return n
 
-    app.run_worker(probe, thread=True, group="search-probe", name="search probe")
+    def done(_n: Any) -> None:
+        refresh = getattr(app.screen, "action_refresh_stats", None)
+        if refresh is not None:
+            refresh()
+
+    app.run_worker(probe, thread=True, group="derived-probe", name="derived columns probe")
 
 
 async def open_review(app: Any, flt: browse.Filter) -> None:

@@ -24,7 +24,7 @@ from curation.safe_text import visible
 
 from ..bindings import bindings_for
 from ..widgets.job_progress import JobProgress
-from ._curation import app_message, fill_search_text, run_engine_job
+from ._curation import app_message, fill_derived, run_engine_job
 
 SHOWN_PROBLEMS = 50  # rows listed per file in the report
 
@@ -130,7 +130,7 @@ class ImportScreen(Screen):
             else:
                 box.update(report_text(result))
                 self.notify(f"{result.rows_imported:,} rows imported", title="import")
-                fill_search_text(self.app)
+                fill_derived(self.app)
 
         run_engine_job(self.app, "import", import_paths, [Path(path).expanduser()],
                        format=None if fmt == "auto" else str(fmt), mapping=mapping, skip_invalid=skip, on_done=done)
