@@ -53,43 +53,48 @@ def arrow_schema() -> "pa.Schema":
 # slower; a language filter detects the language of a row without one, `lang_sql.langs_subquery`;
 # a list shows no language for it).
 SEARCH_TEXT_SQL = "lower(concat_ws(chr(10), instruction, answer, text))"
-DERIVED_FILL_CHUNK = 100_000  # ids a fill_derived call covers: ~0.5-1.5 s of the writer's time
-_MISSING = "(search_text IS NULL OR lang IS NULL)"
+DERIVED_FILL_CHUNK = 100_000  # ids a fill_derived call covers: ~1.6 s of the writer's time at 1M realistic rows
 
 
-def derived_missing(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
-    """(rows without search_text or lang, their smallest id, their largest id); (0, 0, -1) when none."""
-    n, lo, hi = con.execute(f"SELECT count(*), min(id), max(id) FROM samples WHERE {_MISSING}").fetchall()[0]
+def _missing(search: bool) -> str:
+    return "(search_text IS NULL OR lang IS NULL)" if search else "lang IS NULL"
+
+
+def derived_missing(con: duckdb.DuckDBPyConnection, *, search: bool = True) -> tuple[int, int, int]:
+    """(rows without lang, or search_text with `search`, their smallest id, their largest id);
+    (0, 0, -1) when none."""
+    n, lo, hi = con.execute(f"SELECT count(*), min(id), max(id) FROM samples WHERE {_missing(search)}").fetchall()[0]
     return (int(n), int(lo), int(hi)) if n else (0, 0, -1)
 
 
-def fill_derived(con: duckdb.DuckDBPyConnection, first: int, last: int) -> int:
-    """Write search_text and lang for the rows with ids in [first, last] that lack them; returns how
-    many rows. The language is lang.detect's, in SQL (`lang_sql`), over instruction and answer: for
-    the only rows stored without one, the fast import's single-turn rows, that is what
-    Sample.detected_lang probes (the first two turns). One statement, so it commits alone or joins
-    the caller's transaction."""
+def fill_derived(con: duckdb.DuckDBPyConnection, first: int, last: int, *, search: bool = True) -> int:
+    """Write lang, and search_text with `search`, for the rows with ids in [first, last] that lack
+    them; returns how many rows. The language is lang.detect's, in SQL (`lang_sql`), over
+    instruction and answer: for the only rows stored without one, the fast import's single-turn
+    rows, that is what Sample.detected_lang probes (the first two turns). One statement, so it
+    commits alone or joins the caller's transaction. At 1M realistic rows: the language alone
+    4.9 s (8.6 s of CPU), with the search column 15.8 s (benches/results/io.md)."""
     from .lang_sql import lang_ctes
 
     ctes, lang = lang_ctes("todo", "left(instruction || ' ' || answer, 2000)",
                            "strlen(instruction) = length(instruction) AND strlen(answer) = length(answer)")
+    search_set = f"search_text = coalesce(samples.search_text, {SEARCH_TEXT_SQL}), " if search else ""
     return int(con.execute(
-        f"""UPDATE samples SET search_text = coalesce(samples.search_text, {SEARCH_TEXT_SQL}),
-                               lang = coalesce(samples.lang, d.lang)
+        f"""UPDATE samples SET {search_set}lang = coalesce(samples.lang, d.lang)
             FROM (WITH todo AS (SELECT id, instruction, answer FROM samples
-                                WHERE id BETWEEN $1 AND $2 AND {_MISSING}){ctes}
+                                WHERE id BETWEEN $1 AND $2 AND {_missing(search)}){ctes}
                   SELECT id, CASE WHEN instruction IS NOT NULL AND answer IS NOT NULL THEN {lang} ELSE '' END AS lang
                   FROM lang_words) d
             WHERE samples.id = d.id""",
         [int(first), int(last)]).fetchall()[0][0])
 
 
-def fill_all_derived(con: duckdb.DuckDBPyConnection) -> int:
+def fill_all_derived(con: duckdb.DuckDBPyConnection, *, search: bool = True) -> int:
     """`fill_derived` over every row that needs it, chunk by chunk; returns how many rows."""
-    n, lo, hi = derived_missing(con)
+    n, lo, hi = derived_missing(con, search=search)
     done = 0
     for start in range(lo, hi + 1, DERIVED_FILL_CHUNK):
-        done += fill_derived(con, start, min(start + DERIVED_FILL_CHUNK - 1, hi))
+        done += fill_derived(con, start, min(start + DERIVED_FILL_CHUNK - 1, hi), search=search)
     return done
 
 

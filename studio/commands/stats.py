@@ -9,10 +9,10 @@ from ._command import Args, studio_command
 def command(args: Args) -> int:
     from curation import browse, export
 
-    from ._common import fill_derived, open_ws, out, out_json
+    from ._common import fill_languages, open_ws, out, out_json
 
     with open_ws(args) as ws:
-        fill_derived(ws)  # languages of rows a fast import left without one
+        fill_languages(ws)  # of rows a fast import left without one
         st = browse.stats(ws.con)
         st["splits"] = export.list_splits(ws)
         st["workspace"] = str(ws.root)
