@@ -1,5 +1,5 @@
 """JSON text built in SQL, byte for byte what Python's json.dumps(..., ensure_ascii=False) writes:
-the fast import's content hash, the messages of a plain single-turn row (`store.messages_sql`) and
+the fast import's content hash, the messages of a plain single-turn row (`messages_sql`) and
 the export's JSON lines are all built with it.
 
 DuckDB's to_json writes nine control characters as \\u000B where json.dumps writes \\u000b

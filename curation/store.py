@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 _COLUMNS = [
     ("kind", "string"),
     ("system", "string"),
-    ("messages", "string"),
+    ("messages", "string"),  # NULL for the fast import's single-turn rows: read it with sql_json.messages_sql
     ("text", "string"),
     ("instruction", "string"),
     ("answer", "string"),
