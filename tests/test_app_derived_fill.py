@@ -18,7 +18,7 @@ ROWS = ([{"instruction": f"解释一下第{i}个概念是什么？", "output": f
         + [{"instruction": f"Explain concept {i}.", "output": f"Concept {i} is explained here in English."} for i in range(70)])
 
 
-async def test_the_studio_fills_languages_a_command_line_import_left_and_home_counts_them(tmp_path):
+async def test_the_studio_fills_languages_a_command_line_import_left_and_home_counts_them(tmp_path, monkeypatch):
     src = tmp_path / "rows.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
     ws_path = tmp_path / "ws"
@@ -26,10 +26,16 @@ async def test_the_studio_fills_languages_a_command_line_import_left_and_home_co
         assert import_paths(ws, [src]).files[0].fast_path
         assert store.derived_missing(ws.con)[0] == len(ROWS)
     seen_jobs: list[str] = []
+    run_job = StudioApp.run_job
+
+    def spy(self, kind, *args, **kwargs):  # the job may start and end between two looks at app.jobs
+        seen_jobs.append(kind)
+        return run_job(self, kind, *args, **kwargs)
+
+    monkeypatch.setattr(StudioApp, "run_job", spy)
     app = StudioApp(ws_path, screen="home")
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: seen_jobs.extend(j.kind for j in app.jobs.values()) or
-                    app.engine.write(lambda w: store.derived_missing(w.con)).result()[0] == 0, "the fill job")
+        await until(pilot, lambda: app.engine.write(lambda w: store.derived_missing(w.con)).result()[0] == 0, "the fill job")
         await settle(pilot)
         await until(pilot, lambda: "zh" in plain(app.screen.query_one("#home-languages").content), "Home's languages")
         panel = plain(app.screen.query_one("#home-languages").content)
