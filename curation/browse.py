@@ -366,6 +366,8 @@ def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         (k if k is not None else ""): int(n)
         for k, n in con.execute(f"SELECT {col}, count(*) FROM samples GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     }
+    by_lang = {k: int(n) for k, n in con.execute(
+        "SELECT lang, count(*) FROM samples WHERE lang IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()}
     by_status = {s: 0 for s in STATUSES}
     by_status.update(by("status"))
     flags = {
@@ -390,7 +392,8 @@ def stats(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "total": int(total),
         "id_range": [min_id, max_id],
         "by_status": by_status,
-        "by_lang": by("lang"),
+        "by_lang": by_lang,
+        "lang_undetected": total - sum(by_lang.values()),  # a fast import's rows until store.fill_derived
         "by_source": by("source_file"),
         "by_kind": by("kind"),
         "judged": int(scored),

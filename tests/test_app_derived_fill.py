@@ -5,6 +5,7 @@ real DuckDB workspace, a file the fast import takes."""
 from __future__ import annotations
 
 import json
+import threading
 
 from curation import store
 from curation.importers import import_paths
@@ -33,13 +34,18 @@ async def test_the_studio_fills_languages_a_command_line_import_left_and_home_co
         return run_job(self, kind, *args, **kwargs)
 
     monkeypatch.setattr(StudioApp, "run_job", spy)
+    go = threading.Event()  # the fill waits until Home has shown the rows as not yet detected
+    fill = store.fill_derived
+    monkeypatch.setattr(store, "fill_derived", lambda *a, **k: go.wait(60) and fill(*a, **k))
     app = StudioApp(ws_path, screen="home")
     async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "detecting" in plain(app.screen.query_one("#home-languages").content), "Home's 'detecting'")
+        go.set()
         await until(pilot, lambda: app.engine.write(lambda w: store.derived_missing(w.con)).result()[0] == 0, "the fill job")
         await settle(pilot)
         await until(pilot, lambda: "zh" in plain(app.screen.query_one("#home-languages").content), "Home's languages")
         panel = plain(app.screen.query_one("#home-languages").content)
         counts = dict(app.engine.reader().execute("SELECT lang, count(*) FROM samples GROUP BY lang").fetchall())
     assert counts == {"zh": 30, "en": 70}
-    assert "70" in panel and "30" in panel and "(none)" not in panel
+    assert "70" in panel and "30" in panel and "(none)" not in panel and "detecting" not in panel
     assert DERIVED_JOB in seen_jobs

@@ -25,7 +25,8 @@ def command(args: Args) -> int:
         out("import data with `studio import FILE`.")
         return 0
     out("  " + ", ".join(f"{k} {v:,}" for k, v in st["by_status"].items()))
-    out("  language: " + ", ".join(f"{k or '?'} {v:,}" for k, v in st["by_lang"].items()))
+    out("  language: " + ", ".join(f"{k or '?'} {v:,}" for k, v in st["by_lang"].items())
+        + (f", not yet detected {st['lang_undetected']:,}" if st.get("lang_undetected") else ""))
     if set(st["by_kind"]) != {"chat"}:
         out("  kind: " + ", ".join(f"{k} {v:,}" for k, v in st["by_kind"].items()))
     out("sources:")

@@ -176,7 +176,10 @@ class HomeScreen(Screen):
         if hint.display:
             hint.update(empty_hint(screen_key("import", getattr(getattr(self.app, "_settings", None), "keymap", None))))
         self.query_one("#home-samples", Static).update(samples_panel(st))
-        self.query_one("#home-languages", Static).update(_counts(st["by_lang"]))
+        langs = dict(st["by_lang"])
+        if st.get("lang_undetected"):  # rows a fast import left for the background job (store.fill_derived)
+            langs["detecting…"] = st["lang_undetected"]
+        self.query_one("#home-languages", Static).update(_counts(langs))
         self.query_one("#home-sources", Static).update(_counts(_by_file_name(st["by_source"])))
         self.query_one("#home-flags", Static).update(flags_panel(st))
         self.query_one("#home-duplicates", Static).update(dups_panel(st))
