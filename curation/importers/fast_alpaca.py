@@ -50,10 +50,6 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# Rows whose text holds one of the nine control characters to_json escapes in upper case and one of
-# the noncharacters `py_json` swaps them with are hashed in Python (sql_json's docstring).
-_CONTROL, _MARKS = CONTROL, MARKS
-
 
 def _source_ctes(json_format: str, mapping: dict[str, str], *, typed: bool, compression: str | None = None) -> str:
     """CTEs ending in `probed`: the file's fields as text and `user_turn`.
@@ -167,8 +163,10 @@ def insert_query() -> str:
         NULL,
         'import',
         NULL,
-        CASE WHEN _escaped AND regexp_matches(concat(user_turn, output, system), '{_CONTROL}')
-                  AND regexp_matches(concat(user_turn, output, system), '{_MARKS}') THEN '?'
+        -- a row with one of the nine control characters to_json escapes in upper case and one of the
+        -- noncharacters py_json swaps them with is hashed in Python (sql_json's docstring)
+        CASE WHEN _escaped AND regexp_matches(concat(user_turn, output, system), '{CONTROL}')
+                  AND regexp_matches(concat(user_turn, output, system), '{MARKS}') THEN '?'
              ELSE sha256('["chat",' || _sj || ',[["user",' || _uj || '],["assistant",' || _aj || ']],""]') END,
         NULL,
         'pending',
