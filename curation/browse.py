@@ -17,9 +17,9 @@ from typing import Any
 import duckdb
 
 from .errors import NotFound, StudioError
-from .lang_sql import langs_subquery
+from .lang_sql import lang_filter_sql
 from .samples import STATUSES
-from .sql_json import messages_sql
+from .sql_json import columns_sql
 from .workspace import one_row
 
 SEARCH_TEXT_SQL_S = "lower(concat_ws(chr(10), s.instruction, s.answer, s.text))"  # store.SEARCH_TEXT_SQL on alias s
@@ -63,7 +63,7 @@ class Filter:
             conds.append("s.source_file = ?")
             params.append(self.source)
         if self.lang is not None:  # rows not yet given a language (store.fill_derived) are detected here
-            conds.append(f"(s.lang = ? OR (s.lang IS NULL AND s.id IN (SELECT id FROM {langs_subquery()} WHERE lang = ?)))")
+            conds.append(lang_filter_sql("s"))
             params += [self.lang, self.lang]
         if self.min_score is not None:
             conds.append("s.judge_score >= ?")
@@ -303,8 +303,7 @@ _DETAIL_COLS = (
 def get_sample(con: duckdb.DuckDBPyConnection, sample_id: int) -> SampleDetail:
     """The whole sample with its earlier versions, flags, cluster and the operations that touched it.
     Raises NotFound for an id that does not exist."""
-    select = ", ".join(messages_sql() if c == "messages" else c for c in _DETAIL_COLS)
-    row = con.execute(f"SELECT {select} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
+    row = con.execute(f"SELECT {columns_sql(_DETAIL_COLS)} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
     if row is None:
         raise NotFound(f"no sample with id {sample_id} in this workspace. `studio stats` shows the id range.")
     d = dict(zip(_DETAIL_COLS, row))

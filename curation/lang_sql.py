@@ -100,13 +100,21 @@ def lang_ctes(source: str, probe: str, ascii_only: str) -> tuple[str, str]:
     return ctes, lang
 
 
-def langs_subquery() -> str:
-    """SQL: (id, lang) of every sample, a subquery that only reads. A row stored without a language
-    (the fast import's, until `store.fill_derived` runs) gets it computed here from its instruction
-    and answer, so that a language filter finds it before the fill as after; once filled, that
-    part is a scan for NULL that finds nothing."""
-    ctes, lang = lang_ctes("todo", "left(instruction || ' ' || answer, 2000)",
-                           "strlen(instruction) = length(instruction) AND strlen(answer) = length(answer)")
-    return (f"(SELECT id, lang FROM samples WHERE lang IS NOT NULL UNION ALL "
-            f"(WITH todo AS (SELECT id, instruction, answer FROM samples WHERE lang IS NULL){ctes} "
-            f"SELECT id, {lang} AS lang FROM lang_words))")
+def stored_lang_ctes(source: str) -> tuple[str, str]:
+    """`lang_ctes` over a source with `instruction` and `answer` columns, probed as
+    Sample.detected_lang probes a single-turn row (the first two turns): what the rows the fast
+    import stores without a language get, by `store.fill_derived` or by `lang_filter_sql`."""
+    return lang_ctes(source, "left(instruction || ' ' || answer, 2000)",
+                     "strlen(instruction) = length(instruction) AND strlen(answer) = length(answer)")
+
+
+def lang_filter_sql(alias: str = "") -> str:
+    """SQL condition: the sample's language is the `?` (the value twice, two parameters). A row
+    stored without one (the fast import's, until `store.fill_derived` runs) has it detected here,
+    so that a filter finds it before the fill as after; once filled, that part is a scan for NULL
+    that finds nothing. Only reads."""
+    a = f"{alias}." if alias else ""
+    ctes, lang = stored_lang_ctes("todo")
+    return (f"({a}lang = ? OR ({a}lang IS NULL AND {a}id IN ("
+            f"WITH todo AS (SELECT id, instruction, answer FROM samples WHERE lang IS NULL){ctes} "
+            f"SELECT id FROM lang_words WHERE {lang} = ?)))")

@@ -15,7 +15,7 @@ import duckdb
 
 from .errors import NotFound, StudioError
 from .samples import STATUSES, Message, Sample, from_row, validate
-from .sql_json import messages_sql
+from .sql_json import columns_sql, messages_sql
 from .store import SEARCH_TEXT_SQL, delete_samples
 
 if TYPE_CHECKING:
@@ -133,8 +133,7 @@ def _as_messages(messages: Sequence[Any]) -> tuple[Message, ...]:
 def _current(con: duckdb.DuckDBPyConnection, sample_id: int) -> tuple[Sample, dict[str, Any]]:
     cols = ["id", "kind", "system", "messages", "text", "version", "status", "source_file", "source_row",
             "source_id", "lang", "tags", "parent_id", "operation", "lineage"]
-    select = ", ".join(messages_sql() if c == "messages" else c for c in cols)
-    row = con.execute(f"SELECT {select} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
+    row = con.execute(f"SELECT {columns_sql(cols)} FROM samples WHERE id = ?", [int(sample_id)]).fetchone()
     if row is None:
         raise NotFound(f"no sample with id {sample_id} in this workspace.")
     d = dict(zip(cols, row))

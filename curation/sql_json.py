@@ -10,6 +10,8 @@ those noncharacters (no real text does) comes out different; the fast import has
 Python (`UPPER_ESCAPES`, `CONTROL`, `MARKS` find it)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 UPPER_ESCAPES = (0x0B, 0x0E, 0x0F, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x1F)
 CONTROL = "[" + "".join(f"\\x{{{c:x}}}" for c in UPPER_ESCAPES) + "]"  # RE2 class of the nine
 MARKS = "[\\x{fdd0}-\\x{fdd8}]"
@@ -51,6 +53,11 @@ def messages_sql(alias: str = "") -> str:
     a = f"{alias}." if alias else ""
     built = chat_pair_json(json_string_sql(f"{a}instruction"), json_string_sql(f"{a}answer"))
     return f"coalesce(CAST({a}messages AS VARCHAR), CASE WHEN {a}kind = 'chat' THEN {built} END)"
+
+
+def columns_sql(columns: Sequence[str]) -> str:
+    """A SELECT list of samples columns, `messages` read as `messages_sql` builds it."""
+    return ", ".join(messages_sql() if c == "messages" else c for c in columns)
 
 
 def plain_chat_sql(alias: str = "") -> str:

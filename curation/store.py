@@ -50,7 +50,7 @@ def arrow_schema() -> "pa.Schema":
 # instruction / answer / text sets it with this expression (lowercased by DuckDB, like the needle),
 # except the fast alpaca import, which leaves it NULL, and samples.lang too, for `fill_derived`
 # (until then browse lowers the text of a row without one at each search, same matches, ~10x
-# slower; a language filter detects the language of a row without one, `lang_sql.langs_subquery`;
+# slower; a language filter detects the language of a row without one, `lang_sql.lang_filter_sql`;
 # a list shows no language for it).
 SEARCH_TEXT_SQL = "lower(concat_ws(chr(10), instruction, answer, text))"
 DERIVED_FILL_CHUNK = 100_000  # ids a fill_derived call covers: ~1.6 s of the writer's time at 1M realistic rows
@@ -73,15 +73,17 @@ def fill_derived(con: duckdb.DuckDBPyConnection, first: int, last: int, *, searc
     instruction and answer: for the only rows stored without one, the fast import's single-turn
     rows, that is what Sample.detected_lang probes (the first two turns). One statement, so it
     commits alone or joins the caller's transaction. At 1M realistic rows: the language alone
-    4.9 s (8.6 s of CPU), with the search column 15.8 s (benches/results/io.md)."""
-    from .lang_sql import lang_ctes
+    4.9 s in one statement, 7.8 s in `fill_all_derived`'s chunks; with the search column 15.8 s
+    (benches/results/io.md)."""
+    from .lang_sql import stored_lang_ctes
 
-    ctes, lang = lang_ctes("todo", "left(instruction || ' ' || answer, 2000)",
-                           "strlen(instruction) = length(instruction) AND strlen(answer) = length(answer)")
+    ctes, lang = stored_lang_ctes("todo")
     search_set = f"search_text = coalesce(samples.search_text, {SEARCH_TEXT_SQL}), " if search else ""
     return int(con.execute(
         f"""UPDATE samples SET {search_set}lang = coalesce(samples.lang, d.lang)
-            FROM (WITH todo AS (SELECT id, instruction, answer FROM samples
+            -- a row that lacks only its search column is not probed for a language (NULL text)
+            FROM (WITH todo AS (SELECT id, CASE WHEN lang IS NULL THEN instruction END AS instruction,
+                                       CASE WHEN lang IS NULL THEN answer END AS answer FROM samples
                                 WHERE id BETWEEN $1 AND $2 AND {_missing(search)}){ctes}
                   SELECT id, CASE WHEN instruction IS NOT NULL AND answer IS NOT NULL THEN {lang} ELSE '' END AS lang
                   FROM lang_words) d

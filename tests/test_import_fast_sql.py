@@ -228,3 +228,7 @@ def test_cli_stats_counts_the_languages_of_rows_a_fast_import_left_without_one(t
     with open_workspace(ws_path) as w:
         assert store.derived_missing(w.con, search=False) == (0, 0, -1)  # the search column is left to the studio
         assert store.derived_missing(w.con)[0] == len(TRICKY)
+        langs = w.con.execute("SELECT id, lang FROM samples ORDER BY id").fetchall()
+        assert store.fill_all_derived(w.con) == len(TRICKY)  # then the search column: the languages stay
+        assert w.con.execute("SELECT id, lang FROM samples ORDER BY id").fetchall() == langs
+        assert store.derived_missing(w.con) == (0, 0, -1)

@@ -14,7 +14,7 @@ import duckdb
 
 from ..errors import NotFound, StudioError
 from ..lang import detect
-from ..lang_sql import langs_subquery
+from ..lang_sql import lang_filter_sql
 from ..sql_json import messages_sql
 
 
@@ -74,7 +74,7 @@ def select_ids(con: duckdb.DuckDBPyConnection, *, ids: Sequence[int] | None = No
     else:
         where.append("status <> 'rejected'")
     if lang:  # rows not yet given a language (store.fill_derived) are detected here
-        where.append(f"(lang = ? OR (lang IS NULL AND id IN (SELECT id FROM {langs_subquery()} WHERE lang = ?)))")
+        where.append(lang_filter_sql())
         params += [lang, lang]
     if source:
         where.append("(source_file = ? OR source_file LIKE ?)")

@@ -80,10 +80,10 @@ BACKOFF_MAX_S = 0.5
 
 
 def fill_languages(ws: Any) -> None:
-    """Give rows imported without a language theirs (`store.fill_derived`, the language only: ~5 s
+    """Give rows imported without a language theirs (`store.fill_derived`, the language only: 5-8 s
     at 1M rows) before a command that counts languages. Not when the studio app runs the command
     for us (its own background job fills them) or the workspace is open read-only."""
-    if _SERVING.get() is not None or getattr(ws, "read_only", False):
+    if _SERVING.get() is not None or ws.read_only:
         return
     from curation import store
 
